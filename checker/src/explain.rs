@@ -1,0 +1,1 @@
+//! Counterexamples. TODO(lead)

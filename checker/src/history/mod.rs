@@ -1,0 +1,215 @@
+//! Histories: the events a test recorded, and the operations they pair up into.
+//!
+//! A history file is a sequence of [`Event`]s in real-time order (file order; `time` is only
+//! informative). [`pair`](pairing::pair) turns the client events into [`Op`]s: one per
+//! invocation, with the completion that belongs to it. The checker works on `Op`s only.
+
+pub mod edn;
+pub mod jsonl;
+pub mod pairing;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A register value or a key: histories only use null, integers and strings.
+///
+/// `Null` is the absent/empty value. EDN keywords and symbols are read as strings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Str(String),
+}
+
+/// Keys are independent registers; `Null` is the single-register history.
+pub type Key = Value;
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// Who performed an event: a client process, or the nemesis (ignored by the checker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Process {
+    Client(u64),
+    Nemesis,
+}
+
+/// The four event types of Jepsen histories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+/// The operation functions the models understand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Func {
+    Read,
+    Write,
+    Cas,
+    Append,
+    Acquire,
+    Release,
+}
+
+impl Func {
+    /// The name used in history files (`f`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Read => "read",
+            Func::Write => "write",
+            Func::Cas => "cas",
+            Func::Append => "append",
+            Func::Acquire => "acquire",
+            Func::Release => "release",
+        }
+    }
+
+    /// Parses an `f` name; `None` for anything the models do not know.
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "read" => Func::Read,
+            "write" => Func::Write,
+            "cas" => Func::Cas,
+            "append" => Func::Append,
+            "acquire" => Func::Acquire,
+            "release" => Func::Release,
+            _ => return None,
+        })
+    }
+}
+
+/// An event's `value` field, before it is given meaning by its `f`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RawValue {
+    Scalar(Value),
+    /// A two-element vector such as a cas `[old, new]`.
+    Pair(Value, Value),
+}
+
+/// One line of a history (JSON Lines) or one op map (EDN), for a client process.
+///
+/// Nemesis events are dropped by the parsers; they never reach the checker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// 1-based line in the file where the event starts: every error names it.
+    pub line: usize,
+    /// The event's own `index` field, if it had one.
+    pub index: Option<u64>,
+    /// Informative nanoseconds since the start of the run.
+    pub time: Option<i64>,
+    pub process: u64,
+    pub kind: EventType,
+    pub f: Func,
+    pub key: Key,
+    pub value: RawValue,
+}
+
+/// What an operation did, with the shapes its `f` requires.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A read; `None` when the result is unknown (the read did not complete with `ok`).
+    Read(Option<Value>),
+    Write(Value),
+    /// Compare-and-set: `(expected, new)`.
+    Cas(Value, Value),
+    /// Append a string to the current string value.
+    Append(String),
+    Acquire,
+    Release,
+}
+
+impl Action {
+    pub fn func(&self) -> Func {
+        match self {
+            Action::Read(_) => Func::Read,
+            Action::Write(_) => Func::Write,
+            Action::Cas(_, _) => Func::Cas,
+            Action::Append(_) => Func::Append,
+            Action::Acquire => Func::Acquire,
+            Action::Release => Func::Release,
+        }
+    }
+
+    /// The value as a history file would print it (for reports).
+    pub fn value_json(&self) -> serde_json::Value {
+        let scalar = |v: &Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+        match self {
+            Action::Read(v) => v.as_ref().map(scalar).unwrap_or(serde_json::Value::Null),
+            Action::Write(v) => scalar(v),
+            Action::Cas(a, b) => serde_json::Value::Array(vec![scalar(a), scalar(b)]),
+            Action::Append(s) => serde_json::Value::String(s.clone()),
+            Action::Acquire | Action::Release => serde_json::Value::Null,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Read(Some(v)) => write!(f, "read {v}"),
+            Action::Read(None) => f.write_str("read ?"),
+            Action::Write(v) => write!(f, "write {v}"),
+            Action::Cas(a, b) => write!(f, "cas {a}->{b}"),
+            Action::Append(s) => write!(f, "append {s:?}"),
+            Action::Acquire => f.write_str("acquire"),
+            Action::Release => f.write_str("release"),
+        }
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Took effect between its invocation and completion.
+    Ok,
+    /// Certainly had no effect.
+    Fail,
+    /// Indeterminate: `info`, or never completed. May take effect at any time after its
+    /// invocation, or never.
+    Info,
+}
+
+/// One operation: an invocation paired with its completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// Position in [`pairing::pair`]'s output (ordered by invocation).
+    pub id: usize,
+    pub process: u64,
+    pub key: Key,
+    pub action: Action,
+    pub status: Status,
+    /// Position of the invoke event among the history's client events: real-time order.
+    pub invoke: usize,
+    /// Position of the completion event; `None` for `info` and never-completed ops, whose
+    /// interval extends to the end of time.
+    pub complete: Option<usize>,
+    /// Line of the invoke event, and of the completion event if any.
+    pub invoke_line: usize,
+    pub complete_line: Option<usize>,
+    /// The invoke event's `index` field if present, else its position.
+    pub index: u64,
+    /// Informative times of invoke and completion, for reports.
+    pub invoke_time: Option<i64>,
+    pub complete_time: Option<i64>,
+}
+
+impl Op {
+    /// End of the op's real-time interval: its completion, or `usize::MAX` when open-ended.
+    pub fn end(&self) -> usize {
+        self.complete.unwrap_or(usize::MAX)
+    }
+}

@@ -1,0 +1,2 @@
+//! Pairs invocations with completions.
+// TODO(helper): implement `pair(events: &[Event]) -> Result<Vec<Op>, HistoryError>`.

@@ -1,0 +1,1 @@
+//! HTML rendering. TODO(lead)

@@ -1,0 +1,2 @@
+//! `raft-check`: checks a history for linearizability. TODO(lead)
+fn main() {}

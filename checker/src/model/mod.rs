@@ -1,0 +1,59 @@
+//! Sequential specifications that histories are checked against.
+//!
+//! A [`Model`] says, for a state and an operation, whether the operation could have produced
+//! its observed result in that state and what state follows. Adding a model (a set, a queue)
+//! means implementing this trait and naming it in [`ModelKind`].
+
+pub mod cas_register;
+pub mod mutex;
+
+pub use cas_register::CasRegister;
+pub use mutex::Mutex;
+
+use crate::history::{Action, Func, Value};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// A sequential specification of one independent object (one key).
+pub trait Model: Send + Sync {
+    /// The object's state; hashed and compared by the search's memoisation.
+    type State: Clone + Eq + Hash + Debug + Send + Sync;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// The state after `action` is applied to `state`, or `None` if the action's observed
+    /// result is impossible in `state` (a read that saw another value, a cas that succeeded
+    /// on a different value, a release of a free lock).
+    fn step(&self, state: &Self::State, action: &Action) -> Option<Self::State>;
+
+    /// Whether the model can interpret operations with this `f` at all.
+    fn accepts(&self, f: Func) -> bool;
+}
+
+/// The models `raft-check --model` offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Read / write / cas / append on independent registers starting at `initial`.
+    CasRegister { initial: Value },
+    /// Acquire / release of a lock per key.
+    Mutex,
+}
+
+impl ModelKind {
+    /// The name used by `--model`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::CasRegister { .. } => "cas-register",
+            ModelKind::Mutex => "mutex",
+        }
+    }
+
+    /// Whether this model interprets operations with this `f`.
+    pub fn accepts(&self, f: Func) -> bool {
+        match self {
+            ModelKind::CasRegister { initial } => CasRegister::new(initial.clone()).accepts(f),
+            ModelKind::Mutex => Mutex.accepts(f),
+        }
+    }
+}
