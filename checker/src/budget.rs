@@ -65,6 +65,12 @@ impl Budget {
         self.memory_used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// A budget with the same deadline and memory limit but nothing used and not cancelled:
+    /// explaining an anomaly must not be stopped by the cancellation that anomaly caused.
+    pub fn fresh(&self) -> Budget {
+        Budget::new(self.deadline, self.memory_limit)
+    }
+
     /// Stops every search sharing this budget.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);

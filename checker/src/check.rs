@@ -1,6 +1,242 @@
 //! Checks a whole history: split by key, check keys in parallel, combine verdicts.
-// TODO(lead): in progress.
-pub struct CheckOptions;
-pub struct Report;
-pub enum Verdict {}
-pub fn check() {}
+//!
+//! Keys are independent registers, so a history is linearizable iff each key's sub-history is
+//! (P-compositionality, Herlihy & Wing's locality). Keys are checked on all cores, largest
+//! first; the first invalid key cancels the rest unless every anomaly was asked for. Each key
+//! takes the register fast path when its written values are unique, else the general search.
+
+use crate::budget::{Budget, GiveUp, KeyOutcome};
+use crate::error::HistoryError;
+use crate::explain::{self, Anomaly};
+use crate::history::{Key, Op};
+use crate::model::{CasRegister, ModelKind, Mutex};
+use crate::{register, search};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// What to check against and within which limits.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    pub model: ModelKind,
+    /// Wall-clock limit for the whole check; `None` for no limit.
+    pub timeout: Option<Duration>,
+    /// Bytes of search state (memo tables) allowed before the verdict becomes `unknown`.
+    pub memory_limit: usize,
+    /// Keep checking after the first invalid key, and explain every anomaly.
+    pub all_anomalies: bool,
+}
+
+impl CheckOptions {
+    /// Defaults of `raft-check`: no timeout, 2 GiB of search state, stop at the first anomaly.
+    pub fn new(model: ModelKind) -> Self {
+        CheckOptions {
+            model,
+            timeout: None,
+            memory_limit: 2 << 30,
+            all_anomalies: false,
+        }
+    }
+}
+
+/// The overall verdict. Serialises as the contract's `true | false | "unknown"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Unknown,
+}
+
+impl Verdict {
+    /// The process exit code the contract assigns to this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Valid => 0,
+            Verdict::Invalid => 1,
+            Verdict::Unknown => 2,
+        }
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Verdict::Valid => s.serialize_bool(true),
+            Verdict::Invalid => s.serialize_bool(false),
+            Verdict::Unknown => s.serialize_str("unknown"),
+        }
+    }
+}
+
+/// Which algorithm decided a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Unique written values: the polynomial register check.
+    Register,
+    /// The general memoised search.
+    Search,
+}
+
+/// The verdict for one key.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyReport {
+    pub key: Key,
+    pub ops: usize,
+    pub valid: Verdict,
+    pub method: Method,
+    pub seconds: f64,
+    /// Why the check gave up, for `unknown` keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gave_up: Option<String>,
+}
+
+/// The result of checking a history; `--json` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub valid: Verdict,
+    pub model: &'static str,
+    pub ops: usize,
+    pub keys: usize,
+    pub seconds: f64,
+    pub anomalies: Vec<Anomaly>,
+    /// The slowest keys first (at most [`WORST_KEYS`]), for the summary.
+    pub worst_keys: Vec<KeyReport>,
+    /// Keys whose check gave up (timeout or memory), with the reason.
+    pub unknown_keys: Vec<KeyReport>,
+}
+
+/// How many of the slowest keys a report lists.
+pub const WORST_KEYS: usize = 5;
+
+/// Checks `ops` (from [`crate::history::pairing::pair`]) against the model in `options`.
+///
+/// Fails only on operations the model cannot interpret (e.g. `acquire` in a register history).
+pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryError> {
+    let started = Instant::now();
+    if let Some(op) = ops.iter().find(|op| !options.model.accepts(op.action.func())) {
+        return Err(HistoryError::at(
+            op.invoke_line,
+            format!(
+                "the {} model has no operation {:?}",
+                options.model.name(),
+                op.action.func().name()
+            ),
+        ));
+    }
+    let total_ops = ops.len();
+    let keys = split_by_key(ops);
+    let budget = Budget::new(
+        options.timeout.map(|t| started + t),
+        options.memory_limit,
+    );
+
+    let mut results: Vec<(KeyReport, Option<Anomaly>)> = keys
+        .par_iter()
+        .map(|(key, ops)| check_key(key, ops, options, &budget))
+        .collect();
+    results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+
+    let mut anomalies = Vec::new();
+    let mut unknown_keys = Vec::new();
+    let mut worst: Vec<KeyReport> = Vec::new();
+    for (report, anomaly) in results {
+        anomalies.extend(anomaly);
+        if report.valid == Verdict::Unknown && report.gave_up.as_deref() != Some("cancelled") {
+            unknown_keys.push(report.clone());
+        }
+        worst.push(report);
+    }
+    worst.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    worst.truncate(WORST_KEYS);
+
+    let valid = if !anomalies.is_empty() {
+        Verdict::Invalid
+    } else if !unknown_keys.is_empty() {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
+    Ok(Report {
+        valid,
+        model: options.model.name(),
+        ops: total_ops,
+        keys: keys.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        anomalies,
+        worst_keys: worst,
+        unknown_keys,
+    })
+}
+
+/// Groups ops by key, each group in invocation order; the largest groups come first so that
+/// the parallel check does not end waiting on one big key started last.
+fn split_by_key(ops: Vec<Op>) -> Vec<(Key, Vec<Op>)> {
+    let mut groups: HashMap<Key, Vec<Op>> = HashMap::new();
+    for op in ops {
+        groups.entry(op.key.clone()).or_default().push(op);
+    }
+    let mut keys: Vec<(Key, Vec<Op>)> = groups.into_iter().collect();
+    keys.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+    keys
+}
+
+/// Decides one key and, if it is not linearizable, explains why.
+fn check_key(
+    key: &Key,
+    ops: &[Op],
+    options: &CheckOptions,
+    budget: &Budget,
+) -> (KeyReport, Option<Anomaly>) {
+    let started = Instant::now();
+    let (outcome, method) = decide(ops, &options.model, budget);
+    let mut anomaly = None;
+    let valid = match outcome {
+        KeyOutcome::Linearizable(_) => Verdict::Valid,
+        KeyOutcome::NotLinearizable => {
+            if !options.all_anomalies {
+                budget.cancel();
+            }
+            anomaly = Some(explain::explain(key, ops, &options.model, budget));
+            Verdict::Invalid
+        }
+        KeyOutcome::Unknown(_) => Verdict::Unknown,
+    };
+    let gave_up = match outcome {
+        KeyOutcome::Unknown(reason) => Some(give_up_name(reason).to_string()),
+        _ => None,
+    };
+    let report = KeyReport {
+        key: key.clone(),
+        ops: ops.len(),
+        valid,
+        method,
+        seconds: started.elapsed().as_secs_f64(),
+        gave_up,
+    };
+    (report, anomaly)
+}
+
+/// Runs the fastest sound and complete algorithm that applies to these ops.
+pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget) -> (KeyOutcome, Method) {
+    match model {
+        ModelKind::CasRegister { initial } => match register::check(ops, initial, budget) {
+            Some(outcome) => (outcome, Method::Register),
+            None => (
+                search::check(&CasRegister::new(initial.clone()), ops, budget),
+                Method::Search,
+            ),
+        },
+        ModelKind::Mutex => (search::check(&Mutex, ops, budget), Method::Search),
+    }
+}
+
+/// The words reports use for a give-up reason.
+pub fn give_up_name(reason: GiveUp) -> &'static str {
+    match reason {
+        GiveUp::Timeout => "timeout",
+        GiveUp::Memory => "memory limit",
+        GiveUp::Cancelled => "cancelled",
+    }
+}

@@ -1,1 +1,213 @@
-//! Counterexamples. TODO(lead)
+//! Counterexamples: which operation breaks linearizability, and how far the history was fine.
+//!
+//! A key's history observed up to event `p` is the prefix in which every op that had not
+//! completed by `p` is pending (it may or may not take effect, and a read's result is not yet
+//! known). Prefixes only gain constraints as `p` grows (at `ok` and `fail` completions), so
+//! linearizability of prefixes is monotone and a binary search finds the first completion
+//! after which no linearization exists: that op "cannot be placed", and the prefix just
+//! before it is the longest linearizable prefix, with its witness order.
+
+use crate::budget::{Budget, KeyOutcome};
+use crate::check::{decide, give_up_name};
+use crate::history::{Action, Key, Op, Status};
+use crate::model::{CasRegister, Model, ModelKind, Mutex};
+use serde::Serialize;
+
+/// How many ops of the longest linearizable prefix an anomaly lists (its tail).
+pub const PREFIX_TAIL: usize = 20;
+/// How many ops around the failing one an anomaly keeps for rendering.
+pub const WINDOW_BEFORE: usize = 60;
+pub const WINDOW_AFTER: usize = 20;
+
+/// An operation as reports show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpSummary {
+    /// The `index` of its invoke event.
+    pub index: u64,
+    pub process: u64,
+    pub f: &'static str,
+    pub value: serde_json::Value,
+    pub status: Status,
+    /// Line of its invoke event in the history file.
+    pub line: usize,
+}
+
+impl From<&Op> for OpSummary {
+    fn from(op: &Op) -> Self {
+        OpSummary {
+            index: op.index,
+            process: op.process,
+            f: op.action.func().name(),
+            value: op.action.value_json(),
+            status: op.status,
+            line: op.invoke_line,
+        }
+    }
+}
+
+/// A key whose history is not linearizable, explained.
+#[derive(Clone, Debug, Serialize)]
+pub struct Anomaly {
+    pub key: Key,
+    /// The operation whose completion left no possible linearization; `None` when the
+    /// explanation ran out of budget.
+    pub op: Option<OpSummary>,
+    /// One sentence a person can act on.
+    pub message: String,
+    /// Number of ops in the longest linearizable prefix's linearization.
+    pub prefix_ops: usize,
+    /// The last [`PREFIX_TAIL`] ops of that linearization, in order.
+    pub prefix: Vec<OpSummary>,
+    /// The model state after that linearization.
+    pub state: Option<String>,
+    /// Ops of this key around the failing one, for the HTML view (not serialised).
+    #[serde(skip)]
+    pub window: Vec<Op>,
+    /// Positions in `window` of the linearized prefix's ops, in linearization order.
+    #[serde(skip)]
+    pub window_order: Vec<usize>,
+    /// Position in `window` of the failing op.
+    #[serde(skip)]
+    pub window_failing: Option<usize>,
+}
+
+/// Explains why `ops` (one key, known not linearizable) is not linearizable.
+pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Anomaly {
+    let budget = budget.fresh();
+    let mut cuts: Vec<usize> = ops
+        .iter()
+        .filter(|op| op.status != Status::Info)
+        .filter_map(|op| op.complete)
+        .collect();
+    cuts.sort_unstable();
+
+    // Invariant: the prefix at cuts[hi] is not linearizable; the one before cuts[lo] is, with
+    // witness `witness` (the empty prefix is trivially linearizable).
+    let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
+    let mut witness: (Vec<Op>, Vec<usize>) = (Vec::new(), Vec::new());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let prefix = prefix_at(ops, cuts[mid]);
+        match decide(&prefix, model, &budget).0 {
+            KeyOutcome::Linearizable(order) => {
+                witness = (prefix, order);
+                lo = mid + 1;
+            }
+            KeyOutcome::NotLinearizable => hi = mid,
+            KeyOutcome::Unknown(reason) => {
+                return Anomaly {
+                    key: key.clone(),
+                    op: None,
+                    message: format!(
+                        "not linearizable; the search for the first failing operation stopped ({})",
+                        give_up_name(reason)
+                    ),
+                    prefix_ops: 0,
+                    prefix: Vec::new(),
+                    state: None,
+                    window: Vec::new(),
+                    window_order: Vec::new(),
+                    window_failing: None,
+                };
+            }
+        }
+    }
+
+    let failing = cuts
+        .get(lo)
+        .and_then(|&cut| ops.iter().position(|op| op.complete == Some(cut)));
+    let (prefix_ops, order) = witness;
+    let linearized: Vec<&Op> = order.iter().map(|&i| &prefix_ops[i]).collect();
+    let state = final_state(model, &linearized);
+    let message = match failing.map(|i| &ops[i]) {
+        Some(op) => describe(op, linearized.len(), state.as_deref()),
+        None => "not linearizable".to_string(),
+    };
+    let (window, window_order, window_failing) = window_around(ops, failing, &linearized);
+    Anomaly {
+        key: key.clone(),
+        op: failing.map(|i| OpSummary::from(&ops[i])),
+        message,
+        prefix_ops: linearized.len(),
+        prefix: linearized
+            .iter()
+            .skip(linearized.len().saturating_sub(PREFIX_TAIL))
+            .map(|op| OpSummary::from(*op))
+            .collect(),
+        state,
+        window,
+        window_order,
+        window_failing,
+    }
+}
+
+/// The key's history as observed just after event position `cut`.
+fn prefix_at(ops: &[Op], cut: usize) -> Vec<Op> {
+    ops.iter()
+        .filter(|op| op.invoke <= cut)
+        .map(|op| match op.complete {
+            Some(done) if done <= cut => op.clone(),
+            _ => {
+                let mut pending = op.clone();
+                pending.status = Status::Info;
+                pending.complete = None;
+                if let Action::Read(_) = pending.action {
+                    pending.action = Action::Read(None);
+                }
+                pending
+            }
+        })
+        .collect()
+}
+
+/// The model's state after applying `linearized` in order, as text.
+fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
+    fn run<M: Model>(model: &M, ops: &[&Op]) -> Option<String> {
+        let mut state = model.init();
+        for op in ops {
+            state = model.step(&state, &op.action)?;
+        }
+        Some(format!("{state:?}"))
+    }
+    match model {
+        ModelKind::CasRegister { initial } => run(&CasRegister::new(initial.clone()), linearized),
+        ModelKind::Mutex => run(&Mutex, linearized),
+    }
+}
+
+fn describe(op: &Op, prefix_len: usize, state: Option<&str>) -> String {
+    let outcome = match op.status {
+        Status::Fail => "failed (so it had no effect)",
+        _ => "completed",
+    };
+    let line = op.complete_line.unwrap_or(op.invoke_line);
+    format!(
+        "{} by process {} {} at line {}, and no order of the operations so far that respects \
+         real time explains it; up to the completion before it the history is linearizable \
+         ({} ops linearized, leaving state {})",
+        op.action,
+        op.process,
+        outcome,
+        line,
+        prefix_len,
+        state.unwrap_or("?"),
+    )
+}
+
+/// A bounded slice of ops around the failing one, with the witness and failing op mapped into
+/// it, so reports stay small however long the history is.
+fn window_around(
+    ops: &[Op],
+    failing: Option<usize>,
+    linearized: &[&Op],
+) -> (Vec<Op>, Vec<usize>, Option<usize>) {
+    let centre = failing.unwrap_or(ops.len().saturating_sub(1));
+    let start = centre.saturating_sub(WINDOW_BEFORE);
+    let end = (centre + WINDOW_AFTER + 1).min(ops.len());
+    let window: Vec<Op> = ops[start..end].to_vec();
+    let order = linearized
+        .iter()
+        .filter_map(|op| window.iter().position(|w| w.id == op.id))
+        .collect();
+    (window, order, failing.map(|i| i - start))
+}
