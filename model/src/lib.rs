@@ -1,3 +1,10 @@
-//! raftlab `model`: the Raft core (deterministic, no I/O), the replicated KV state machine, the seeded simulator and the stateright model.
+//! raftlab `model`: the Raft core as a pure, deterministic model ([`core`]), the replicated
+//! key-value state machine ([`kv`]), and the bug catalogue ([`bugs`]).
 //!
-//! Built by issue #3 and #6; see `../shared/ARCHITECTURE.md` for where it is heading.
+//! Nothing here does I/O, reads a clock or starts a thread: the node runtime, the simulator
+//! and the model checker all drive the very same code.
+
+pub mod bugs;
+pub mod core;
+pub mod kv;
+pub mod replica;

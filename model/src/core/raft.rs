@@ -1,0 +1,1057 @@
+//! The Raft state machine of one server: elections, replication, commitment, reads,
+//! leadership transfer, membership changes and snapshots.
+//!
+//! Driven from outside only: [`Raft::tick`] (time), [`Raft::step`] (a message),
+//! [`Raft::propose`], [`Raft::read_index`], [`Raft::transfer_leadership`],
+//! [`Raft::propose_membership`], [`Raft::compact`]. Work comes back through [`Raft::ready`] and
+//! is acknowledged with [`Raft::advance`]. No I/O, no clock, no threads: the same inputs give
+//! the same outputs.
+
+use super::log::RaftLog;
+use super::message::{Body, Campaign, Message};
+use super::progress::{Progress, ReplicationState};
+use super::ready::{ReadState, Ready};
+use super::types::{
+    Entry, EntryKind, HardState, Index, Membership, MembershipChange, NodeId, Snapshot, Term,
+};
+use crate::bugs::{Bug, Bugs};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Static configuration of one server's core.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    pub id: NodeId,
+    /// Base election timeout in ticks; each timeout is drawn from `[election, 2 * election)`.
+    pub election_ticks: u32,
+    /// Leader heartbeat interval in ticks (must be well below `election_ticks`).
+    pub heartbeat_ticks: u32,
+    /// Most entries in one AppendEntries.
+    pub max_batch: usize,
+    /// Most AppendEntries in flight to one follower.
+    pub max_inflight: usize,
+    /// Probe with a pre-vote before disturbing the cluster with a new term (thesis 9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum for an election timeout steps down, and
+    /// followers that hear from a leader ignore vote requests (thesis 6.2, 4.2.3).
+    pub check_quorum: bool,
+    /// Seed of the election-timeout randomness (owned by the caller: same seed, same run).
+    pub seed: u64,
+    pub bugs: Bugs,
+}
+
+impl Config {
+    /// Sensible defaults for server `id`.
+    pub fn new(id: NodeId) -> Self {
+        Config {
+            id,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_batch: 256,
+            max_inflight: 16,
+            pre_vote: true,
+            check_quorum: true,
+            seed: id,
+            bugs: Bugs::none(),
+        }
+    }
+}
+
+/// A server's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// Why a request to the core was refused. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("a leadership transfer is in progress")]
+    Transferring,
+    #[error("a membership change is still uncommitted")]
+    MembershipChangePending,
+    #[error("invalid membership change: {0}")]
+    InvalidMembershipChange(&'static str),
+}
+
+/// Durable state to restart a server from.
+#[derive(Clone, Debug)]
+pub struct Restored<C> {
+    pub hard_state: HardState,
+    pub snapshot: Snapshot,
+    pub entries: Vec<Entry<C>>,
+}
+
+/// A pending ReadIndex request on the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PendingRead {
+    ctx: u64,
+    /// The heartbeat round whose quorum acknowledgement confirms leadership.
+    round: u64,
+}
+
+/// One server's Raft state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Raft<C> {
+    config: Config,
+    term: Term,
+    voted_for: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog<C>,
+    /// The latest membership in the log, committed or not (it takes effect when appended).
+    membership: Membership,
+    votes: BTreeMap<NodeId, bool>,
+    progress: BTreeMap<NodeId, Progress>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    rng: u64,
+    messages: Vec<Message<C>>,
+    /// Hard state last handed out for persistence.
+    persisted_hard_state: HardState,
+    /// A Ready was handed out and not yet acknowledged.
+    awaiting_advance: bool,
+    /// Leader: new entries need broadcasting at the next `ready` (batches proposals).
+    broadcast_pending: bool,
+    read_round: u64,
+    pending_reads: Vec<PendingRead>,
+    read_states: Vec<ReadState>,
+    /// Leader: the transfer target and ticks since the transfer started.
+    transfer: Option<(NodeId, u32)>,
+}
+
+impl<C: Clone + std::fmt::Debug> Raft<C> {
+    /// A brand-new server of a brand-new cluster whose voters are `voters`.
+    pub fn new(config: Config, voters: impl IntoIterator<Item = NodeId>) -> Self {
+        let snapshot = Snapshot {
+            meta: super::types::SnapshotMeta {
+                membership: Membership::of_voters(voters),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Raft::restore(
+            config,
+            Restored {
+                hard_state: HardState::default(),
+                snapshot,
+                entries: Vec::new(),
+            },
+        )
+    }
+
+    /// A server restarting from its durable state.
+    pub fn restore(config: Config, restored: Restored<C>) -> Self {
+        let log = RaftLog::restore(restored.snapshot, restored.entries, 0);
+        let membership = log.membership_at(log.last_index());
+        let mut raft = Raft {
+            rng: config.seed ^ 0x9E37_79B9_7F4A_7C15 ^ config.id.wrapping_mul(0xA24B_AED4),
+            config,
+            term: restored.hard_state.term,
+            voted_for: restored.hard_state.voted_for,
+            role: Role::Follower,
+            leader: None,
+            log,
+            membership,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: 0,
+            messages: Vec::new(),
+            persisted_hard_state: restored.hard_state,
+            awaiting_advance: false,
+            broadcast_pending: false,
+            read_round: 0,
+            pending_reads: Vec::new(),
+            read_states: Vec::new(),
+            transfer: None,
+        };
+        raft.reset_election_timer();
+        raft
+    }
+
+    // ----- observers -------------------------------------------------------------------
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    pub fn commit_index(&self) -> Index {
+        self.log.commit
+    }
+    pub fn applied_index(&self) -> Index {
+        self.log.applied
+    }
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+    pub fn log(&self) -> &RaftLog<C> {
+        &self.log
+    }
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The leader's view of a follower's replication, for status pages.
+    pub fn progress(&self, id: NodeId) -> Option<&Progress> {
+        self.progress.get(&id)
+    }
+
+    fn is_voter(&self) -> bool {
+        self.membership.voters.contains(&self.config.id)
+    }
+
+    fn bug(&self, bug: Bug) -> bool {
+        self.config.bugs.has(bug)
+    }
+
+    // ----- inputs -----------------------------------------------------------------------
+
+    /// One unit of time.
+    pub fn tick(&mut self) {
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            _ => {
+                if self.election_elapsed >= self.randomized_timeout && self.is_voter() {
+                    self.campaign(if self.config.pre_vote {
+                        Campaign::PreVote
+                    } else {
+                        Campaign::Election
+                    });
+                }
+            }
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+        if let Some((target, elapsed)) = self.transfer {
+            // A transfer that has not finished within an election timeout is abandoned.
+            self.transfer =
+                (elapsed + 1 < self.config.election_ticks).then_some((target, elapsed + 1));
+        }
+        if self.election_elapsed >= self.config.election_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum {
+                let me = self.config.id;
+                let active: Vec<NodeId> = self
+                    .progress
+                    .iter()
+                    .filter(|(_, pr)| pr.recent_active)
+                    .map(|(id, _)| *id)
+                    .chain(std::iter::once(me))
+                    .collect();
+                if !self.membership.is_quorum(active.iter()) {
+                    self.become_follower(self.term, None);
+                    return;
+                }
+                for pr in self.progress.values_mut() {
+                    pr.recent_active = false;
+                }
+            }
+        }
+    }
+
+    /// Appends a command to the leader's log; returns its index and term. The command is
+    /// committed once it appears in a Ready's `committed` with that index and term.
+    pub fn propose(&mut self, command: C) -> Result<(Index, Term), Refused> {
+        self.check_can_propose()?;
+        Ok(self.append_entry(EntryKind::Command(command)))
+    }
+
+    /// Proposes a single-server membership change (one at a time).
+    pub fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+    ) -> Result<(Index, Term), Refused> {
+        self.check_can_propose()?;
+        if self
+            .log
+            .last_membership_change()
+            .is_some_and(|i| i > self.log.commit)
+        {
+            return Err(Refused::MembershipChangePending);
+        }
+        if let MembershipChange::PromoteLearner(id) = change {
+            // A learner votes only once it holds the committed log: promoting a lagging one
+            // would make commitment wait for it (thesis 4.2.1).
+            let caught_up = self
+                .progress
+                .get(&id)
+                .is_some_and(|pr| pr.matched >= self.log.commit);
+            if !caught_up {
+                return Err(Refused::InvalidMembershipChange(
+                    "learner has not caught up",
+                ));
+            }
+        }
+        let next = self
+            .membership
+            .apply(&change)
+            .map_err(Refused::InvalidMembershipChange)?;
+        let appended = self.append_entry(EntryKind::Membership(change));
+        self.set_membership(next);
+        Ok(appended)
+    }
+
+    fn check_can_propose(&self) -> Result<(), Refused> {
+        if self.role != Role::Leader {
+            return Err(Refused::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(Refused::Transferring);
+        }
+        Ok(())
+    }
+
+    fn append_entry(&mut self, kind: EntryKind<C>) -> (Index, Term) {
+        let index = self.log.last_index() + 1;
+        self.log.append(Entry {
+            term: self.term,
+            index,
+            kind,
+        });
+        self.broadcast_pending = true;
+        (index, self.term)
+    }
+
+    /// Asks for a linearizable read. When a Ready's `read_states` carries `ctx` with an
+    /// index, the read may be served from the state machine once it has applied that index.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), Refused> {
+        if self.bug(Bug::StaleRead) {
+            // The bug: trust local state, on any server, without confirming leadership.
+            self.read_states.push(ReadState {
+                ctx,
+                index: Some(self.log.commit),
+            });
+            return Ok(());
+        }
+        if self.role != Role::Leader {
+            return Err(Refused::NotLeader {
+                leader: self.leader,
+            });
+        }
+        self.read_round += 1;
+        self.pending_reads.push(PendingRead {
+            ctx,
+            round: self.read_round,
+        });
+        self.broadcast_heartbeat();
+        self.release_reads();
+        Ok(())
+    }
+
+    /// Hands leadership to `to` once it is up to date (thesis 3.10). Proposals are refused
+    /// meanwhile; the transfer is abandoned after an election timeout.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), Refused> {
+        if self.role != Role::Leader {
+            return Err(Refused::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if to == self.config.id || !self.membership.voters.contains(&to) {
+            return Err(Refused::InvalidMembershipChange(
+                "transfer target is not another voter",
+            ));
+        }
+        self.transfer = Some((to, 0));
+        let up_to_date = self
+            .progress
+            .get(&to)
+            .is_some_and(|pr| pr.matched == self.log.last_index());
+        if up_to_date {
+            self.send(to, Body::TimeoutNow);
+        } else {
+            self.send_append(to);
+        }
+        Ok(())
+    }
+
+    /// The caller has applied up to `index` and gives the state machine's snapshot there;
+    /// the log before it is discarded. Returns whether anything was compacted.
+    pub fn compact(&mut self, index: Index, data: Vec<u8>) -> bool {
+        let membership = self.log.membership_at(index);
+        self.log.compact(index, membership, data)
+    }
+
+    /// Handles a message from another server.
+    pub fn step(&mut self, msg: Message<C>) {
+        if msg.to != self.config.id {
+            return;
+        }
+        if msg.term > self.term {
+            match msg.body {
+                // A pre-vote does not change anyone's term.
+                Body::Vote {
+                    campaign: Campaign::PreVote,
+                    ..
+                } => {}
+                // Granted pre-votes come back with the term we would campaign in.
+                Body::VoteResponse {
+                    campaign: Campaign::PreVote,
+                    granted: true,
+                } => {}
+                Body::Vote { campaign, .. } => {
+                    if campaign != Campaign::Transfer && self.in_leader_lease() {
+                        // A server that hears from a leader ignores disruptive candidates.
+                        return;
+                    }
+                    self.become_follower(msg.term, None);
+                }
+                Body::Append { .. } | Body::InstallSnapshot { .. } | Body::TimeoutNow => {
+                    self.become_follower(msg.term, Some(msg.from));
+                }
+                _ => self.become_follower(msg.term, None),
+            }
+        } else if msg.term < self.term {
+            match msg.body {
+                // Tell a stale leader about the new term so it steps down.
+                Body::Append { .. } | Body::InstallSnapshot { .. } => self.send(
+                    msg.from,
+                    Body::AppendResponse {
+                        index: 0,
+                        conflict_term: None,
+                        success: false,
+                        read_round: 0,
+                    },
+                ),
+                Body::Vote {
+                    campaign: Campaign::PreVote,
+                    ..
+                } => self.send(
+                    msg.from,
+                    Body::VoteResponse {
+                        campaign: Campaign::PreVote,
+                        granted: false,
+                    },
+                ),
+                _ => {}
+            }
+            return;
+        }
+
+        let from = msg.from;
+        let term = msg.term;
+        match msg.body {
+            Body::Vote {
+                campaign,
+                last_index,
+                last_term,
+            } => self.handle_vote(from, term, campaign, last_index, last_term),
+            Body::VoteResponse { campaign, granted } => {
+                self.handle_vote_response(from, campaign, granted)
+            }
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+                read_round,
+            } => self.handle_append(from, prev_index, prev_term, entries, commit, read_round),
+            Body::AppendResponse {
+                index,
+                conflict_term,
+                success,
+                read_round,
+            } => self.handle_append_response(from, index, conflict_term, success, read_round),
+            Body::InstallSnapshot {
+                snapshot,
+                read_round,
+            } => self.handle_snapshot(from, snapshot, read_round),
+            Body::TimeoutNow => {
+                if self.is_voter() && self.role != Role::Leader {
+                    self.campaign(Campaign::Transfer);
+                }
+            }
+        }
+    }
+
+    /// Whether this server heard from a leader within the minimum election timeout.
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_ticks
+    }
+
+    // ----- elections ----------------------------------------------------------------------
+
+    fn campaign(&mut self, campaign: Campaign) {
+        let campaign_term = match campaign {
+            Campaign::PreVote => {
+                self.role = Role::PreCandidate;
+                self.leader = None;
+                self.term + 1
+            }
+            Campaign::Election | Campaign::Transfer => {
+                self.term += 1;
+                self.voted_for = Some(self.config.id);
+                self.role = Role::Candidate;
+                self.leader = None;
+                self.term
+            }
+        };
+        self.reset_election_timer();
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let voters: Vec<NodeId> = self.membership.voters.iter().copied().collect();
+        for voter in voters.into_iter().filter(|&v| v != self.config.id) {
+            self.messages.push(Message {
+                from: self.config.id,
+                to: voter,
+                term: campaign_term,
+                body: Body::Vote {
+                    campaign,
+                    last_index,
+                    last_term,
+                },
+            });
+        }
+        self.tally(campaign);
+    }
+
+    fn handle_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        campaign: Campaign,
+        last_index: Index,
+        last_term: Term,
+    ) {
+        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        let granted = match campaign {
+            Campaign::PreVote => up_to_date && term > self.term && !self.in_leader_lease(),
+            Campaign::Election | Campaign::Transfer => {
+                let free = match self.voted_for {
+                    None => true,
+                    Some(v) => v == from || self.bug(Bug::VoteTwice),
+                };
+                free && up_to_date
+            }
+        };
+        if granted && campaign != Campaign::PreVote {
+            self.voted_for = Some(from);
+            self.election_elapsed = 0;
+        }
+        let reply_term = if granted { term } else { self.term };
+        self.messages.push(Message {
+            from: self.config.id,
+            to: from,
+            term: reply_term,
+            body: Body::VoteResponse { campaign, granted },
+        });
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, campaign: Campaign, granted: bool) {
+        let expected = match self.role {
+            Role::PreCandidate => campaign == Campaign::PreVote,
+            Role::Candidate => campaign != Campaign::PreVote,
+            _ => false,
+        };
+        if !expected || !self.membership.voters.contains(&from) {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.tally(campaign);
+    }
+
+    fn tally(&mut self, campaign: Campaign) {
+        let granted = self.votes.iter().filter(|(_, g)| **g).map(|(id, _)| id);
+        if self.membership.is_quorum(granted) {
+            match campaign {
+                Campaign::PreVote => self.campaign(Campaign::Election),
+                _ => self.become_leader(),
+            }
+            return;
+        }
+        let rejected = self.votes.iter().filter(|(_, g)| !**g).map(|(id, _)| id);
+        if self.membership.is_quorum(rejected) {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.term, "terms never go backwards");
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        if self.role == Role::Leader {
+            self.abandon_reads();
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.progress.clear();
+        self.transfer = None;
+        self.broadcast_pending = false;
+        self.reset_election_timer();
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate can win an election"
+        );
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.heartbeat_elapsed = 0;
+        self.election_elapsed = 0;
+        let next = self.log.last_index() + 1;
+        let me = self.config.id;
+        self.progress = self
+            .membership
+            .members()
+            .filter(|&id| id != me)
+            .map(|id| (id, Progress::new(next)))
+            .collect();
+        // A no-op of the new term lets the leader commit, and so learn the commit point of,
+        // everything before it (Figure 8 forbids committing old terms by counting).
+        self.append_entry(EntryKind::Noop);
+        self.maybe_commit();
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let base = self.config.election_ticks.max(1);
+        self.randomized_timeout = base + (self.next_random() % u64::from(base)) as u32;
+    }
+
+    /// SplitMix64: small, seeded, and the same on every platform.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    // ----- replication: follower side ---------------------------------------------------
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        entries: Vec<Entry<C>>,
+        commit: Index,
+        read_round: u64,
+    ) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(from));
+        }
+        self.leader = Some(from);
+        self.election_elapsed = 0;
+
+        let reply = if prev_index < self.log.commit {
+            // Everything up to our commit point already matches the leader's log; skip
+            // what we have and keep the rest.
+            let skip = (self.log.commit - prev_index) as usize;
+            if skip < entries.len() {
+                let rest = &entries[skip..];
+                let last = self.merge(self.log.commit, rest);
+                self.log.commit_to(commit.min(last));
+                (last, None, true)
+            } else {
+                (self.log.commit, None, true)
+            }
+        } else if self.log.term(prev_index) == Some(prev_term) {
+            let last = self.merge(prev_index, &entries);
+            self.log.commit_to(commit.min(last));
+            (last, None, true)
+        } else if prev_index > self.log.last_index() {
+            (self.log.last_index() + 1, None, false)
+        } else {
+            let conflict_term = self.log.term(prev_index);
+            (
+                self.log.first_index_of_term_at(prev_index),
+                conflict_term,
+                false,
+            )
+        };
+        self.send(
+            from,
+            Body::AppendResponse {
+                index: reply.0,
+                conflict_term: reply.1,
+                success: reply.2,
+                read_round,
+            },
+        );
+    }
+
+    /// Merges leader entries; the membership follows the log (including truncations).
+    fn merge(&mut self, prev_index: Index, entries: &[Entry<C>]) -> Index {
+        let (last, truncated) = self.log.merge(prev_index, entries);
+        let touched_membership = entries
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::Membership(_)));
+        if touched_membership || truncated {
+            self.membership = self.log.membership_at(self.log.last_index());
+        }
+        last
+    }
+
+    fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot, read_round: u64) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(from));
+        }
+        self.leader = Some(from);
+        self.election_elapsed = 0;
+        if self.log.install(snapshot) {
+            self.membership = self.log.membership_at(self.log.last_index());
+        }
+        let index = self.log.commit;
+        self.send(
+            from,
+            Body::AppendResponse {
+                index,
+                conflict_term: None,
+                success: true,
+                read_round,
+            },
+        );
+    }
+
+    // ----- replication: leader side -----------------------------------------------------
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        conflict_term: Option<Term>,
+        success: bool,
+        read_round: u64,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.read_round = pr.read_round.max(read_round);
+        if success {
+            if pr.accepted(index.min(last_index)) {
+                self.maybe_commit();
+            }
+            let caught_up = self
+                .progress
+                .get(&from)
+                .is_some_and(|pr| pr.matched == last_index);
+            if caught_up && self.transfer.is_some_and(|(t, _)| t == from) {
+                self.send(from, Body::TimeoutNow);
+            }
+        } else {
+            let next = match conflict_term.and_then(|t| self.log.last_index_of_term(t)) {
+                Some(last_of_term) => last_of_term + 1,
+                None => index,
+            };
+            if let Some(pr) = self.progress.get_mut(&from) {
+                pr.rejected(next.max(1));
+            }
+        }
+        self.release_reads();
+        self.send_append(from);
+    }
+
+    /// Sends `to` the next batch of entries if its pacing allows, or a snapshot if the
+    /// entries it needs were compacted.
+    fn send_append(&mut self, to: NodeId) {
+        let Some(pr) = self.progress.get(&to) else {
+            return;
+        };
+        if !pr.can_send(self.config.max_inflight) {
+            return;
+        }
+        let prev_index = pr.next - 1;
+        let has_new = pr.next <= self.log.last_index();
+        let probing = pr.state == ReplicationState::Probe;
+        if !has_new && !probing {
+            return;
+        }
+        let Some(prev_term) = self.log.term(prev_index) else {
+            self.send_snapshot(to);
+            return;
+        };
+        let entries = if has_new {
+            self.log.slice(pr.next, self.config.max_batch)
+        } else {
+            Vec::new()
+        };
+        let last = prev_index + entries.len() as Index;
+        let carried = !entries.is_empty();
+        let commit = self.log.commit;
+        let read_round = self.read_round;
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.sent(last, carried);
+        }
+        self.send(
+            to,
+            Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+                read_round,
+            },
+        );
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) {
+        let snapshot = self.log.snapshot().clone();
+        let index = snapshot.meta.index;
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.sending_snapshot(index);
+        }
+        let read_round = self.read_round;
+        self.send(
+            to,
+            Body::InstallSnapshot {
+                snapshot,
+                read_round,
+            },
+        );
+    }
+
+    /// Heartbeats carry the commit index (capped at what the follower is known to hold) and
+    /// the current read round; a follower that is behind gets entries instead.
+    fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            let Some(pr) = self.progress.get_mut(&peer) else {
+                continue;
+            };
+            pr.heartbeat();
+            let matched = pr.matched;
+            let Some(prev_term) = self.log.term(matched) else {
+                self.send_snapshot(peer);
+                continue;
+            };
+            let body = Body::Append {
+                prev_index: matched,
+                prev_term,
+                entries: Vec::new(),
+                commit: self.log.commit.min(matched),
+                read_round: self.read_round,
+            };
+            self.send(peer, body);
+            self.send_append(peer);
+        }
+    }
+
+    fn broadcast_append(&mut self) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer);
+        }
+    }
+
+    /// Commits the highest index a quorum of voters holds, if it is of the current term.
+    fn maybe_commit(&mut self) {
+        let me = self.config.id;
+        let stable = self.log.stable_index();
+        let mut matched: Vec<Index> = self
+            .membership
+            .voters
+            .iter()
+            .map(|id| {
+                if *id == me {
+                    stable
+                } else {
+                    self.progress.get(id).map_or(0, |pr| pr.matched)
+                }
+            })
+            .collect();
+        if matched.is_empty() {
+            return;
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matched[self.membership.voters.len() / 2];
+        if quorum_index <= self.log.commit {
+            return;
+        }
+        let current_term = self.log.term(quorum_index) == Some(self.term);
+        if current_term || self.bug(Bug::CommitOldTerm) {
+            let before = self.log.commit;
+            self.log.commit_to(quorum_index);
+            self.on_commit_advanced(before);
+        }
+    }
+
+    fn on_commit_advanced(&mut self, before: Index) {
+        self.broadcast_pending = true;
+        self.release_reads();
+        // A leader removed from the membership steps down once the removal is committed
+        // (thesis 4.2.2); it managed the cluster until then.
+        let removed_self = !self.membership.members().any(|id| id == self.config.id);
+        let change_committed = self
+            .log
+            .last_membership_change()
+            .is_some_and(|i| i > before && i <= self.log.commit);
+        if removed_self && change_committed {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    fn set_membership(&mut self, membership: Membership) {
+        self.membership = membership;
+        if self.role == Role::Leader {
+            let next = self.log.last_index() + 1;
+            let me = self.config.id;
+            let members: BTreeSet<NodeId> =
+                self.membership.members().filter(|&id| id != me).collect();
+            self.progress.retain(|id, _| members.contains(id));
+            for id in members {
+                self.progress
+                    .entry(id)
+                    .or_insert_with(|| Progress::new(next));
+            }
+            self.maybe_commit();
+        }
+    }
+
+    // ----- reads --------------------------------------------------------------------------
+
+    /// Releases pending reads whose round a quorum acknowledged, once the leader has
+    /// committed an entry of its own term (before that it does not know the commit point).
+    fn release_reads(&mut self) {
+        if self.role != Role::Leader
+            || self.pending_reads.is_empty()
+            || self.log.term(self.log.commit) != Some(self.term)
+        {
+            return;
+        }
+        let me = self.config.id;
+        let confirmed_round = {
+            let mut rounds: Vec<u64> = self
+                .membership
+                .voters
+                .iter()
+                .map(|id| {
+                    if *id == me {
+                        u64::MAX
+                    } else {
+                        self.progress.get(id).map_or(0, |pr| pr.read_round)
+                    }
+                })
+                .collect();
+            rounds.sort_unstable_by(|a, b| b.cmp(a));
+            rounds[self.membership.voters.len() / 2]
+        };
+        let commit = self.log.commit;
+        let (ready, waiting): (Vec<PendingRead>, Vec<PendingRead>) = self
+            .pending_reads
+            .drain(..)
+            .partition(|read| read.round <= confirmed_round);
+        self.pending_reads = waiting;
+        self.read_states
+            .extend(ready.into_iter().map(|read| ReadState {
+                ctx: read.ctx,
+                index: Some(commit),
+            }));
+    }
+
+    fn abandon_reads(&mut self) {
+        let abandoned = self.pending_reads.drain(..).map(|read| ReadState {
+            ctx: read.ctx,
+            index: None,
+        });
+        self.read_states.extend(abandoned);
+    }
+
+    // ----- output ---------------------------------------------------------------------------
+
+    fn send(&mut self, to: NodeId, body: Body<C>) {
+        self.messages.push(Message {
+            from: self.config.id,
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: if self.bug(Bug::ForgetVote) {
+                None
+            } else {
+                self.voted_for
+            },
+        }
+    }
+
+    /// Whether [`ready`](Self::ready) has work to hand out.
+    pub fn has_ready(&self) -> bool {
+        !self.awaiting_advance
+            && (!self.messages.is_empty()
+                || self.broadcast_pending
+                || self.log.has_unstable()
+                || self.hard_state() != self.persisted_hard_state
+                || self.log.has_committed_to_apply()
+                || (self.bug(Bug::AckBeforeCommit) && self.log.stable_index() > self.log.applied)
+                || !self.read_states.is_empty())
+    }
+
+    /// The next batch of work, if any (see [`Ready`] for the order it must be done in).
+    pub fn ready(&mut self) -> Option<Ready<C>> {
+        if !self.has_ready() {
+            return None;
+        }
+        if self.broadcast_pending && self.role == Role::Leader {
+            self.broadcast_append();
+        }
+        self.broadcast_pending = false;
+        let hard_state = self.hard_state();
+        let ahead = self.bug(Bug::AckBeforeCommit) && self.role == Role::Leader;
+        let ready = Ready {
+            hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
+            snapshot: self.log.take_pending_snapshot(),
+            entries: self.log.take_unstable(),
+            messages: std::mem::take(&mut self.messages),
+            committed: self.log.take_committed(ahead),
+            read_states: std::mem::take(&mut self.read_states),
+        };
+        self.persisted_hard_state = hard_state;
+        self.awaiting_advance = true;
+        Some(ready)
+    }
+
+    /// The caller finished the last Ready: what it persisted is durable.
+    pub fn advance(&mut self) {
+        self.awaiting_advance = false;
+        self.log.mark_stable();
+        if self.role == Role::Leader {
+            // The leader's own durable entries count towards the quorum only now.
+            self.maybe_commit();
+        }
+    }
+}

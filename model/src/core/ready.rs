@@ -1,0 +1,45 @@
+//! The batch of work the core hands back, and the persistence contract that orders it.
+
+use super::message::Message;
+use super::types::{Entry, HardState, Index, Snapshot};
+
+/// A ReadIndex read that became safe (or was abandoned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadState {
+    /// The caller's context, as given to `read_index`.
+    pub ctx: u64,
+    /// Serve the read once the state machine has applied this index. `None`: this server
+    /// stopped being leader before the read was confirmed; it was not served.
+    pub index: Option<Index>,
+}
+
+/// Work for the caller, to be done in this order:
+///
+/// 1. make `hard_state`, `snapshot` and `entries` durable (fsync) — `entries` overwrite any
+///    stored entries at or after `entries[0].index`; a `snapshot` replaces the stored
+///    snapshot and every stored entry up to its index, and the state machine is restored
+///    from it;
+/// 2. only then send `messages`: they may promise what step 1 wrote (a vote, an
+///    acknowledged entry);
+/// 3. apply `committed` to the state machine in order (they are already durable);
+/// 4. serve `read_states` once the state machine has applied their index;
+/// 5. call [`Raft::advance`](super::Raft::advance).
+///
+/// Until `advance` the core keeps accepting input but hands out no new batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use = "a Ready must be persisted, sent and applied, then acknowledged with advance()"]
+pub struct Ready<C> {
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry<C>>,
+    pub messages: Vec<Message<C>>,
+    pub committed: Vec<Entry<C>>,
+    pub read_states: Vec<ReadState>,
+}
+
+impl<C> Ready<C> {
+    /// Whether step 1 has anything to write (a caller may skip the fsync otherwise).
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || self.snapshot.is_some() || !self.entries.is_empty()
+    }
+}

@@ -1,0 +1,267 @@
+//! A replica: the Raft core, the KV state machine, and the client requests waiting on them.
+//!
+//! This is what one server runs, minus the I/O: the node runtime and the simulator both
+//! drive a `Replica` and only differ in how they persist, send and time things. A write is
+//! proposed and answered when its entry is applied; a read goes through ReadIndex and is
+//! answered once the state machine has caught up with the confirmed index.
+
+use crate::bugs::Bugs;
+use crate::core::{
+    Config, Entry, EntryKind, HardState, Index, Message, NodeId, Raft, ReadState, Ready, Refused,
+    Restored, Snapshot, Term,
+};
+use crate::kv::{BadSnapshot, Command, Kv, Operation, Outcome};
+use std::collections::BTreeMap;
+
+/// Identifies one client request at this replica (chosen by the caller).
+pub type RequestId = u64;
+
+/// How a request ended at this replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Applied (or read) with this outcome.
+    Done(Outcome),
+    /// Not the leader: nothing was proposed; try `leader`.
+    NotLeader { leader: Option<NodeId> },
+    /// Refused before proposing (e.g. a leadership transfer is in progress): no effect.
+    Refused(Refused),
+    /// The proposal was overwritten by another leader's entry: this attempt had no effect.
+    Dropped,
+}
+
+/// Durable work and messages from one Ready; see [`crate::core::Ready`] for the order.
+#[derive(Debug)]
+pub struct Persist {
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry<Command>>,
+    /// Send only after the above is durable.
+    pub messages: Vec<Message<Command>>,
+}
+
+/// What [`Replica::advance`] produced: replies to send (by request id) and, when the log was
+/// compacted, the snapshot the caller must persist.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    pub replies: Vec<(RequestId, Reply)>,
+    pub snapshot: Option<Snapshot>,
+}
+
+/// The rest of a Ready, handed back to [`Replica::advance`] once `Persist` is done.
+#[derive(Debug)]
+pub struct Pending {
+    snapshot: Option<Snapshot>,
+    committed: Vec<Entry<Command>>,
+    read_states: Vec<ReadState>,
+}
+
+/// One server's state machine replica.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    raft: Raft<Command>,
+    kv: Kv,
+    /// Proposed writes by log index: (term proposed in, request).
+    proposals: BTreeMap<Index, (Term, RequestId)>,
+    /// Reads waiting for ReadIndex confirmation, by ctx.
+    reads: BTreeMap<u64, (RequestId, String)>,
+    /// Confirmed reads waiting for the state machine to apply their index.
+    confirmed_reads: Vec<(Index, RequestId, String)>,
+    next_ctx: u64,
+    /// Compact the log every this many applied entries (0: never).
+    compact_every: u64,
+}
+
+impl Replica {
+    /// A new server of a new cluster.
+    pub fn new(
+        config: Config,
+        voters: impl IntoIterator<Item = NodeId>,
+        compact_every: u64,
+    ) -> Self {
+        let bugs = config.bugs;
+        Replica::from_raft(Raft::new(config, voters), Kv::new(bugs), compact_every)
+    }
+
+    /// A server restarting from durable state; the state machine is rebuilt from the
+    /// snapshot, and the entries after it are re-applied as they are committed again.
+    pub fn restore(
+        config: Config,
+        restored: Restored<Command>,
+        compact_every: u64,
+    ) -> Result<Self, BadSnapshot> {
+        let mut kv = Kv::new(config.bugs);
+        if restored.snapshot.meta.index > 0 {
+            kv.restore(&restored.snapshot.data)?;
+        }
+        Ok(Replica::from_raft(
+            Raft::restore(config, restored),
+            kv,
+            compact_every,
+        ))
+    }
+
+    fn from_raft(raft: Raft<Command>, kv: Kv, compact_every: u64) -> Self {
+        Replica {
+            raft,
+            kv,
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            confirmed_reads: Vec::new(),
+            next_ctx: 0,
+            compact_every,
+        }
+    }
+
+    pub fn raft(&self) -> &Raft<Command> {
+        &self.raft
+    }
+
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    pub fn bugs(&self) -> Bugs {
+        self.raft.config().bugs
+    }
+
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    pub fn step(&mut self, msg: Message<Command>) {
+        self.raft.step(msg);
+    }
+
+    /// Starts a client request. Returns a reply at once if it can be answered without the
+    /// log (refusals); otherwise the reply comes from a later [`advance`](Self::advance).
+    pub fn request(&mut self, id: RequestId, command: Command) -> Option<Reply> {
+        if let Operation::Read { key } = &command.op {
+            let ctx = self.next_ctx;
+            self.next_ctx += 1;
+            return match self.raft.read_index(ctx) {
+                Ok(()) => {
+                    self.reads.insert(ctx, (id, key.clone()));
+                    None
+                }
+                Err(refused) => Some(refusal(refused)),
+            };
+        }
+        match self.raft.propose(command) {
+            Ok((index, term)) => {
+                self.proposals.insert(index, (term, id));
+                None
+            }
+            Err(refused) => Some(refusal(refused)),
+        }
+    }
+
+    /// Transfers leadership (operator request).
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), Refused> {
+        self.raft.transfer_leadership(to)
+    }
+
+    /// The next batch of durable work, split into what to persist-then-send and what to hand
+    /// back to [`advance`](Self::advance) afterwards.
+    pub fn ready(&mut self) -> Option<(Persist, Pending)> {
+        let Ready {
+            hard_state,
+            snapshot,
+            entries,
+            messages,
+            committed,
+            read_states,
+        } = self.raft.ready()?;
+        let persist = Persist {
+            hard_state,
+            snapshot: snapshot.clone(),
+            entries,
+            messages,
+        };
+        Some((
+            persist,
+            Pending {
+                snapshot,
+                committed,
+                read_states,
+            },
+        ))
+    }
+
+    /// Everything in the `Persist` of the same Ready is durable and its messages were sent:
+    /// apply, answer, and let the core continue.
+    pub fn advance(&mut self, pending: Pending) -> Result<Advanced, BadSnapshot> {
+        let mut replies = Vec::new();
+        if let Some(snapshot) = pending.snapshot {
+            self.kv.restore(&snapshot.data)?;
+            // Proposals inside the snapshot: their fate is unknown here; the client's
+            // timeout and retry (deduplicated by its session) settle it.
+            let covered: Vec<Index> = self
+                .proposals
+                .range(..=snapshot.meta.index)
+                .map(|(i, _)| *i)
+                .collect();
+            for index in covered {
+                self.proposals.remove(&index);
+            }
+        }
+        for entry in &pending.committed {
+            let outcome = match &entry.kind {
+                EntryKind::Command(command) => Some(self.kv.apply(command)),
+                EntryKind::Noop | EntryKind::Membership(_) => None,
+            };
+            if let Some((term, id)) = self.proposals.remove(&entry.index) {
+                let reply = match outcome {
+                    Some(outcome) if term == entry.term => Reply::Done(outcome),
+                    _ => Reply::Dropped,
+                };
+                replies.push((id, reply));
+            }
+        }
+        for read in pending.read_states {
+            let Some((id, key)) = self.reads.remove(&read.ctx) else {
+                continue;
+            };
+            match read.index {
+                Some(index) => self.confirmed_reads.push((index, id, key)),
+                None => replies.push((
+                    id,
+                    Reply::NotLeader {
+                        leader: self.raft.leader(),
+                    },
+                )),
+            }
+        }
+        let applied = self.raft.applied_index();
+        let kv = &self.kv;
+        self.confirmed_reads.retain(|(index, id, key)| {
+            let ready = *index <= applied;
+            if ready {
+                replies.push((*id, Reply::Done(Outcome::Value(kv.read(key)))));
+            }
+            !ready
+        });
+        self.raft.advance();
+        Ok(Advanced {
+            replies,
+            snapshot: self.compact_if_due(),
+        })
+    }
+
+    fn compact_if_due(&mut self) -> Option<Snapshot> {
+        let applied = self.raft.applied_index();
+        let base = self.raft.log().snapshot().meta.index;
+        if self.compact_every == 0 || applied < base + self.compact_every {
+            return None;
+        }
+        self.raft
+            .compact(applied, self.kv.snapshot())
+            .then(|| self.raft.log().snapshot().clone())
+    }
+}
+
+fn refusal(refused: Refused) -> Reply {
+    match refused {
+        Refused::NotLeader { leader } => Reply::NotLeader { leader },
+        other => Reply::Refused(other),
+    }
+}
