@@ -162,16 +162,17 @@ fn prefix_at(ops: &[Op], cut: usize) -> Vec<Op> {
 
 /// The model's state after applying `linearized` in order, as text.
 fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
-    fn run<M: Model>(model: &M, ops: &[&Op]) -> Option<String> {
-        let mut state = model.init();
-        for op in ops {
-            state = model.step(&state, &op.action)?;
-        }
-        Some(format!("{state:?}"))
+    fn run<M: Model>(model: &M, ops: &[&Op]) -> Option<M::State> {
+        ops.iter()
+            .try_fold(model.init(), |state, op| model.step(&state, &op.action))
     }
     match model {
-        ModelKind::CasRegister { initial } => run(&CasRegister::new(initial.clone()), linearized),
-        ModelKind::Mutex => run(&Mutex, linearized),
+        ModelKind::CasRegister { initial } => {
+            run(&CasRegister::new(initial.clone()), linearized).map(|v| v.to_string())
+        }
+        ModelKind::Mutex => run(&Mutex, linearized).map(|held| {
+            if held { "held" } else { "free" }.to_string()
+        }),
     }
 }
 

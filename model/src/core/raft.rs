@@ -232,14 +232,23 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => {
-                if self.election_elapsed >= self.randomized_timeout && self.is_voter() {
-                    self.campaign(if self.config.pre_vote {
-                        Campaign::PreVote
-                    } else {
-                        Campaign::Election
-                    });
+                if self.election_elapsed >= self.randomized_timeout {
+                    self.election_timeout();
                 }
             }
+        }
+    }
+
+    /// What happens when the election timer fires, now: a follower or candidate that votes
+    /// starts a campaign (pre-vote first if configured). Tests and the model checker use it
+    /// to make an election timeout a single nondeterministic event instead of many ticks.
+    pub fn election_timeout(&mut self) {
+        if self.role != Role::Leader && self.is_voter() {
+            self.campaign(if self.config.pre_vote {
+                Campaign::PreVote
+            } else {
+                Campaign::Election
+            });
         }
     }
 
