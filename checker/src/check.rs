@@ -115,7 +115,10 @@ pub const WORST_KEYS: usize = 5;
 /// Fails only on operations the model cannot interpret (e.g. `acquire` in a register history).
 pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryError> {
     let started = Instant::now();
-    if let Some(op) = ops.iter().find(|op| !options.model.accepts(op.action.func())) {
+    if let Some(op) = ops
+        .iter()
+        .find(|op| !options.model.accepts(op.action.func()))
+    {
         return Err(HistoryError::at(
             op.invoke_line,
             format!(
@@ -127,10 +130,7 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
     }
     let total_ops = ops.len();
     let keys = split_by_key(ops);
-    let budget = Budget::new(
-        options.timeout.map(|t| started + t),
-        options.memory_limit,
-    );
+    let budget = Budget::new(options.timeout.map(|t| started + t), options.memory_limit);
 
     let mut results: Vec<(KeyReport, Option<Anomaly>)> = keys
         .par_iter()

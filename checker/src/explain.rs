@@ -170,9 +170,9 @@ fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
         ModelKind::CasRegister { initial } => {
             run(&CasRegister::new(initial.clone()), linearized).map(|v| v.to_string())
         }
-        ModelKind::Mutex => run(&Mutex, linearized).map(|held| {
-            if held { "held" } else { "free" }.to_string()
-        }),
+        ModelKind::Mutex => {
+            run(&Mutex, linearized).map(|held| if held { "held" } else { "free" }.to_string())
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod html;
 pub mod model;
 pub mod register;
 pub mod search;
+pub mod synth;
 
 pub use budget::{Budget, GiveUp, KeyOutcome};
 pub use check::{check, CheckOptions, Report, Verdict};

@@ -1,2 +1,394 @@
-//! Polynomial fast path for registers with unique written values.
-// TODO(helper): `pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>`.
+//! Polynomial fast path for registers whose written values are unique.
+//!
+//! Deciding linearizability is NP-complete in general, but Gibbons and Korach ("Testing
+//! shared memories", SIAM J. Computing 26(4), 1997) showed that a read/write register whose
+//! every read can be mapped to the unique write it observed (the *read-mapping* case) is
+//! decidable in O(n log n). Histories produced by Jepsen-style workloads write unique values
+//! almost always, so this module decides such keys without any search. It extends the
+//! result to compare-and-set, which the original paper does not have.
+//!
+//! # Applicability
+//!
+//! [`check`] answers `None` ("use the general search") when the key has an `append` (or any
+//! non-register op) that did not fail, or when the written values are not unique: two
+//! writers (`write v` or `cas _ v`, `fail` ones aside) of the same value, a writer of the
+//! initial value, or a `cas a a`. `fail` ops never took effect and are dropped; reads whose
+//! result is unknown (`Read(None)`) and `info` reads constrain nothing and are dropped too
+//! (an `ok` `Read(None)` is still placed in the witness, anywhere in its interval).
+//!
+//! # Clusters and which indeterminate writers took effect
+//!
+//! With unique values every `ok` read of `v` and every `cas v _` names the one op that wrote
+//! `v` (the initial value has a virtual writer at −∞). The *cluster* of `v` is its writer
+//! plus the `ok` reads of `v`. An `ok` read of a value nobody wrote, or an included cas whose
+//! expected value nobody wrote, can never be explained: not linearizable.
+//!
+//! `ok` writers are always included. An `info` (or never-completed) writer is included iff
+//! its value is *observed* by an included op: an `ok` read of it, or an included cas that
+//! consumes it; including an `info` cas makes its own expected value observed, so this is a
+//! worklist fixpoint. Dropping an unobserved `info` writer is safe: in any linearization
+//! containing it, the op after it is a write (no read sees its value, no cas consumes it),
+//! so removing it leaves a legal sequence; keeping an observed one is forced.
+//!
+//! # Blocks
+//!
+//! A linearization is a sequence of writers, each followed by the reads of its value. A
+//! `cas a b` needs the state `a`, so with unique values it comes *immediately* after cluster
+//! `a` (after all reads of `a`): two included cas consuming the same value are impossible,
+//! and clusters linked by cas form chains that occupy one contiguous stretch of the
+//! sequence. A *block* is a maximal chain `c_1 .. c_n`: `c_1` is the cluster of a plain
+//! `write` (or the initial value), and `c_{i+1}` is the cluster of the cas consuming `c_i`'s
+//! value. Included clusters not reachable from such a head lie on a cas cycle: impossible.
+//! Apart from the initial block, which comes first, blocks may go in any order, since a
+//! plain write does not look at the state.
+//!
+//! Positions are event positions (distinct integers); each op takes effect at a real point
+//! strictly inside its interval `(invoke, end)`. For a block let `S` be the invoke of its
+//! first writer (−∞ for the initial block); for cluster `i`, `L_i` the minimum end and
+//! `E_i` the maximum invoke over its ops (writer and reads), `S_i` the invoke of its cas.
+//! Placing every op as early as possible behind its predecessors shows:
+//!
+//! * the block is internally feasible iff `S < L_1` and `K_i < L_i` for `i ≥ 2`, where
+//!   `K_i = max(E_1 .. E_{i-1}, S_i)` is the earliest point stage `i` can start (for the
+//!   initial block `L_1` is +∞: its virtual writer imposes nothing);
+//! * with `L* = min L_i` and `K = max E_i`, the block can start at any `t ∈ (S, L*)`, and
+//!   then exactly needs the span `[t, max(t, K)]` (every op is after `t` and before its end,
+//!   so `t < L*`; the last op is after every invoke, so the span reaches `K`).
+//!
+//! A *forward* block (`L* < K`) therefore covers `[L*, K]` wherever it goes; a *backward*
+//! block (`K < L*`) can shrink to one point anywhere in its window `(K, L*)` (and a longer
+//! span is never easier to fit). The initial block covers `(−∞, K]`, a forward region. This
+//! is Gibbons and Korach's zone argument with blocks in place of clusters, and the same
+//! theorem follows:
+//!
+//! **The key is linearizable iff every block is internally feasible, the forward regions
+//! are pairwise disjoint, and no backward window lies inside one forward region.**
+//!
+//! *Necessity:* spans of distinct blocks are disjoint, each forward span contains its
+//! region, and a backward block's span always meets its window. *Sufficiency:* event
+//! positions are distinct integers, so disjoint regions are separated by at least one unit;
+//! forward block `f` starts at `L*_f − ½` and its ops go to their earliest points, inside
+//! `[L*_f − ½, K_f]`; the disjoint closed regions cannot cover a connected window unless
+//! one of them contains it, so every backward window holds a free half-integer point, where
+//! the whole block is placed in chain order. Ordering all ops by point (ties: backward
+//! blocks first, then by block and chain position) is the witness.
+//!
+//! Forward regions are sorted and checked pairwise-adjacent; each backward window finds its
+//! free point by binary search. The whole check is O(n log n), iterative (no recursion), and
+//! polls the [`Budget`] now and then.
+
+use crate::budget::{Budget, KeyOutcome};
+use crate::history::{Action, Op, Status, Value};
+use std::collections::HashMap;
+
+/// Doubled positions: event `p` is at `2p`, so half-way points are odd integers.
+type Pt = i64;
+const NEG_INF: Pt = i64::MIN;
+const POS_INF: Pt = i64::MAX;
+
+/// How often (in loop iterations) long loops poll the budget.
+const POLL_EVERY: usize = 1 << 14;
+
+/// The doubled point of an event position; `usize::MAX` (open-ended) is +∞.
+fn pt(pos: usize) -> Pt {
+    if pos == usize::MAX {
+        return POS_INF;
+    }
+    // Real positions are far below this; clamp instead of overflowing.
+    let p = i64::try_from(pos).unwrap_or(i64::MAX / 4).min(i64::MAX / 4);
+    p * 2
+}
+
+/// Cluster 0 is the initial value's, with no writer op.
+const INITIAL: usize = 0;
+const NO_OP: usize = usize::MAX;
+
+/// Decides one key's ops (sorted by invoke position) against a cas register starting at
+/// `initial`, when every written value is unique; `None` when the fast path does not apply
+/// (see the module docs) and the general search must decide.
+///
+/// A `Linearizable` witness lists positions in `ops`, in linearization order.
+pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome> {
+    if let Some(why) = budget.exhausted() {
+        return Some(KeyOutcome::Unknown(why));
+    }
+
+    // ---- Scan: applicability, writers, reads. ----
+    let mut cluster_of: HashMap<&Value, usize> = HashMap::new();
+    // writer op per cluster; cluster 0 has none.
+    let mut writer: Vec<usize> = vec![NO_OP];
+    let mut reads: Vec<(&Value, usize)> = Vec::new();
+    let mut noops: Vec<usize> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if op.status == Status::Fail {
+            continue;
+        }
+        let written = match &op.action {
+            Action::Read(Some(v)) => {
+                if op.status == Status::Ok {
+                    reads.push((v, i));
+                }
+                continue;
+            }
+            Action::Read(None) => {
+                if op.status == Status::Ok {
+                    noops.push(i);
+                }
+                continue;
+            }
+            Action::Write(v) => v,
+            Action::Cas(a, b) => {
+                if a == b {
+                    return None;
+                }
+                b
+            }
+            Action::Append(_) | Action::Acquire | Action::Release => return None,
+        };
+        if written == initial || cluster_of.insert(written, writer.len()).is_some() {
+            return None;
+        }
+        writer.push(i);
+    }
+    let clusters = writer.len();
+    let lookup = |v: &Value| -> Option<usize> {
+        if v == initial {
+            Some(INITIAL)
+        } else {
+            cluster_of.get(v).copied()
+        }
+    };
+    // The cluster a cas writer consumes (`None`: nobody wrote its expected value).
+    let consumes = |c: usize| -> Option<Option<usize>> {
+        match ops.get(writer[c]).map(|o| &o.action) {
+            Some(Action::Cas(a, _)) => Some(lookup(a)),
+            _ => None,
+        }
+    };
+
+    // ---- Reads into clusters (CSR, each cluster's reads in invoke order). ----
+    let mut read_cluster = Vec::with_capacity(reads.len());
+    for &(v, _) in &reads {
+        match lookup(v) {
+            Some(c) => read_cluster.push(c),
+            None => return Some(KeyOutcome::NotLinearizable),
+        }
+    }
+    let mut read_start = vec![0usize; clusters + 1];
+    for &c in &read_cluster {
+        read_start[c + 1] += 1;
+    }
+    for c in 0..clusters {
+        read_start[c + 1] += read_start[c];
+    }
+    let mut fill = read_start.clone();
+    let mut read_ops = vec![0usize; reads.len()];
+    for (k, &c) in read_cluster.iter().enumerate() {
+        read_ops[fill[c]] = reads[k].1;
+        fill[c] += 1;
+    }
+    drop(fill);
+    let cluster_reads = |c: usize| &read_ops[read_start[c]..read_start[c + 1]];
+
+    // ---- Which writers took effect: ok ones, and info ones that are observed. ----
+    let mut included = vec![false; clusters];
+    let mut stack: Vec<usize> = vec![INITIAL];
+    for c in 1..clusters {
+        if ops[writer[c]].status == Status::Ok {
+            stack.push(c);
+        }
+    }
+    stack.extend(read_cluster.iter().copied());
+    while let Some(c) = stack.pop() {
+        if included[c] {
+            continue;
+        }
+        included[c] = true;
+        if c != INITIAL {
+            match consumes(c) {
+                Some(Some(prev)) => stack.push(prev),
+                Some(None) => return Some(KeyOutcome::NotLinearizable),
+                None => {}
+            }
+        }
+    }
+    drop(stack);
+
+    // ---- Chains: each cluster has at most one included cas consuming it. ----
+    let mut next = vec![NO_OP; clusters];
+    for (c, _) in included.iter().enumerate().skip(1).filter(|(_, &inc)| inc) {
+        if let Some(Some(prev)) = consumes(c) {
+            if next[prev] != NO_OP {
+                return Some(KeyOutcome::NotLinearizable);
+            }
+            next[prev] = c;
+        }
+    }
+    if let Some(why) = budget.exhausted() {
+        return Some(KeyOutcome::Unknown(why));
+    }
+
+    // ---- Blocks: walk chains from the initial cluster and from each included write. ----
+    struct Block {
+        /// Range in `chain`.
+        start: usize,
+        end: usize,
+        initial: bool,
+        l_star: Pt,
+        k: Pt,
+    }
+    let mut chain: Vec<usize> = Vec::new();
+    // K_i per cluster: the earliest point its stage may start (for witness placement).
+    let mut stage_k = vec![NEG_INF; clusters];
+    let mut blocks: Vec<Block> = Vec::new();
+    let heads = std::iter::once(INITIAL).chain(
+        (1..clusters).filter(|&c| included[c] && matches!(ops[writer[c]].action, Action::Write(_))),
+    );
+    for (n, head) in heads.enumerate() {
+        if n % POLL_EVERY == 0 {
+            if let Some(why) = budget.exhausted() {
+                return Some(KeyOutcome::Unknown(why));
+            }
+        }
+        let is_initial = head == INITIAL;
+        let start = chain.len();
+        let s = if is_initial {
+            NEG_INF
+        } else {
+            pt(ops[writer[head]].invoke)
+        };
+        let (mut l_star, mut running_e) = (POS_INF, NEG_INF);
+        let mut c = head;
+        let mut first = true;
+        loop {
+            chain.push(c);
+            let w = writer[c];
+            let (mut l, mut e) = (POS_INF, NEG_INF);
+            if w != NO_OP {
+                l = pt(ops[w].end());
+                e = pt(ops[w].invoke);
+            }
+            for &r in cluster_reads(c) {
+                l = l.min(pt(ops[r].end()));
+                e = e.max(pt(ops[r].invoke));
+            }
+            let k_i = if first {
+                s
+            } else {
+                running_e.max(pt(ops[w].invoke))
+            };
+            // The initial cluster has no writer: nothing to check, no bound on the start.
+            if !(first && is_initial) {
+                if k_i >= l {
+                    return Some(KeyOutcome::NotLinearizable);
+                }
+                l_star = l_star.min(l);
+            }
+            stage_k[c] = k_i;
+            running_e = running_e.max(e);
+            first = false;
+            c = next[c];
+            if c == NO_OP {
+                break;
+            }
+        }
+        blocks.push(Block {
+            start,
+            end: chain.len(),
+            initial: is_initial,
+            l_star,
+            k: running_e,
+        });
+    }
+    // Every included cluster is on some chain, or else on a cas cycle.
+    if chain.len() != included.iter().filter(|&&b| b).count() {
+        return Some(KeyOutcome::NotLinearizable);
+    }
+    if let Some(why) = budget.exhausted() {
+        return Some(KeyOutcome::Unknown(why));
+    }
+
+    // ---- Forward regions: pairwise disjoint. ----
+    // (L, K) per forward region; the initial block's is (−∞, K].
+    let mut regions: Vec<(Pt, Pt)> = Vec::new();
+    for b in &blocks {
+        if b.initial {
+            if b.k != NEG_INF {
+                regions.push((NEG_INF, b.k));
+            }
+        } else if b.l_star < b.k {
+            regions.push((b.l_star, b.k));
+        }
+    }
+    regions.sort_unstable();
+    if regions.windows(2).any(|w| w[0].1 >= w[1].0) {
+        return Some(KeyOutcome::NotLinearizable);
+    }
+
+    // ---- Backward windows: a free half-way point in (K, L*) outside every region. ----
+    // Also computes every block's placement `first` (the earliest point of its first op);
+    // backward blocks put all their ops there.
+    let mut first_pt = vec![NEG_INF; blocks.len()];
+    let mut backward = vec![false; blocks.len()];
+    for (n, b) in blocks.iter().enumerate() {
+        if n % POLL_EVERY == 0 {
+            if let Some(why) = budget.exhausted() {
+                return Some(KeyOutcome::Unknown(why));
+            }
+        }
+        if b.initial {
+            continue;
+        }
+        if b.l_star < b.k {
+            first_pt[n] = b.l_star - 1;
+            continue;
+        }
+        backward[n] = true;
+        let mut x = b.k + 1;
+        let idx = regions.partition_point(|r| r.0 <= x);
+        if idx > 0 && regions[idx - 1].1 > x {
+            x = regions[idx - 1].1 + 1;
+        }
+        if x >= b.l_star {
+            return Some(KeyOutcome::NotLinearizable);
+        }
+        first_pt[n] = x;
+    }
+
+    // ---- Witness: every op at its point; ties broken backward-first, then chain order. ----
+    // (point, rank, block, sequence in block, op)
+    let mut placed: Vec<(Pt, u8, usize, usize, usize)> =
+        Vec::with_capacity(read_ops.len() + clusters + noops.len());
+    for (n, b) in blocks.iter().enumerate() {
+        let first = first_pt[n];
+        let rank = if backward[n] { 0 } else { 1 };
+        let mut seq = 0usize;
+        for &c in &chain[b.start..b.end] {
+            let k_i = stage_k[c];
+            let w = writer[c];
+            let members = (w != NO_OP)
+                .then_some(w)
+                .into_iter()
+                .chain(cluster_reads(c).iter().copied());
+            for o in members {
+                let point = if backward[n] {
+                    first
+                } else {
+                    first.max(k_i).max(pt(ops[o].invoke))
+                };
+                placed.push((point, rank, n, seq, o));
+                seq += 1;
+            }
+        }
+    }
+    for &o in &noops {
+        placed.push((pt(ops[o].invoke) + 1, 2, usize::MAX, 0, o));
+    }
+    if let Some(why) = budget.exhausted() {
+        return Some(KeyOutcome::Unknown(why));
+    }
+    placed.sort_unstable();
+    Some(KeyOutcome::Linearizable(
+        placed.into_iter().map(|p| p.4).collect(),
+    ))
+}

@@ -213,3 +213,84 @@ impl Op {
         self.complete.unwrap_or(usize::MAX)
     }
 }
+
+/// A history file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The contract's JSON Lines (`history.jsonl`).
+    Jsonl,
+    /// Jepsen/Knossos EDN (`history.edn`).
+    Edn,
+}
+
+impl Format {
+    /// The format a file's extension names: `.jsonl`, `.ndjson` or `.json` → JSON Lines,
+    /// `.edn` → EDN (case-insensitive); `None` for anything else.
+    pub fn from_path(path: &std::path::Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            "edn" => Some(Format::Edn),
+            _ => None,
+        }
+    }
+
+    /// The name used by `--format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Edn => "edn",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// Parses a `--format` value: `jsonl` or `edn`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.to_ascii_lowercase().as_str() {
+            "jsonl" | "json" => Ok(Format::Jsonl),
+            "edn" => Ok(Format::Edn),
+            _ => Err(format!(
+                "unknown history format {name:?}: expected jsonl or edn"
+            )),
+        }
+    }
+}
+
+/// Parses `input` in `format` into client events (nemesis events dropped).
+pub fn parse_events(input: &[u8], format: Format) -> Result<Vec<Event>, crate::HistoryError> {
+    match format {
+        Format::Jsonl => jsonl::parse(input),
+        Format::Edn => edn::parse(input),
+    }
+}
+
+/// Parses `input` in `format` and pairs it into operations.
+pub fn parse(input: &[u8], format: Format) -> Result<Vec<Op>, crate::HistoryError> {
+    pairing::pair(&parse_events(input, format)?)
+}
+
+/// Reads, parses and pairs a history file. The format is `format` if given, else the one the
+/// extension names. An unreadable file or an unknown extension is a
+/// [`HistoryError::File`](crate::HistoryError::File) naming the path; syntax and shape
+/// problems are [`HistoryError::Line`](crate::HistoryError::Line) (the caller adds the path).
+pub fn read_file(
+    path: &std::path::Path,
+    format: Option<Format>,
+) -> Result<Vec<Op>, crate::HistoryError> {
+    let format = match format.or_else(|| Format::from_path(path)) {
+        Some(format) => format,
+        None => {
+            return Err(crate::HistoryError::File(format!(
+                "{}: unknown history format (expected a .jsonl or .edn file, or --format \
+                 jsonl|edn)",
+                path.display()
+            )))
+        }
+    };
+    let input = std::fs::read(path)
+        .map_err(|err| crate::HistoryError::File(format!("{}: {err}", path.display())))?;
+    parse(&input, format)
+}

@@ -1,4 +1,6 @@
 //! Test support shared by the checker's integration tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod gen;
 pub mod oracle;
+pub mod register_gen;

@@ -30,9 +30,10 @@ fn place<M: Model>(model: &M, ops: &[&Op], placed: &mut [bool], state: &M::State
             continue;
         }
         // `i` may go next only if no unplaced op that must take effect finished before it began.
-        let blocked = ops.iter().zip(placed.iter()).any(|(q, p)| {
-            !*p && q.status == Status::Ok && q.end() < ops[i].invoke
-        });
+        let blocked = ops
+            .iter()
+            .zip(placed.iter())
+            .any(|(q, p)| !*p && q.status == Status::Ok && q.end() < ops[i].invoke);
         if blocked {
             continue;
         }
