@@ -87,7 +87,10 @@ fn html_page_is_self_contained_and_marks_the_failing_op() {
     assert!(html.contains("NOT linearizable"));
     assert!(html.contains("class=\"bad\""), "the failing op is marked");
     for fetch in ["src=", "href=", "<link", "url("] {
-        assert!(!html.contains(fetch), "the page must not load anything: {fetch}");
+        assert!(
+            !html.contains(fetch),
+            "the page must not load anything: {fetch}"
+        );
     }
 }
 
@@ -135,7 +138,11 @@ fn initial_value_flag() {
 ";
     let path = temp_history("initial.jsonl", read_zero);
     let out = raft_check(&[path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "initial null: reading 0 is impossible");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "initial null: reading 0 is impossible"
+    );
     let out = raft_check(&[path.to_str().unwrap(), "--initial", "0"]);
     assert_eq!(out.status.code(), Some(0));
     let out = raft_check(&[path.to_str().unwrap(), "--initial", "{"]);
