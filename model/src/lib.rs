@@ -1,5 +1,6 @@
 //! raftlab `model`: the Raft core as a pure, deterministic model ([`core`]), the replicated
-//! key-value state machine ([`kv`]), and the bug catalogue ([`bugs`]).
+//! key-value state machine ([`kv`]), the bug catalogue ([`bugs`]), and the seeded
+//! deterministic simulator that runs them under faults ([`sim`]).
 //!
 //! Nothing here does I/O, reads a clock or starts a thread: the node runtime, the simulator
 //! and the model checker all drive the very same code.
@@ -8,3 +9,4 @@ pub mod bugs;
 pub mod core;
 pub mod kv;
 pub mod replica;
+pub mod sim;

@@ -1,3 +1,6 @@
-//! raftlab `node`: the runtime that embeds the Raft core.
-//!
-//! Built by issue # tokio, QUIC with mutual TLS, durable storage, config file:4; see `../shared/ARCHITECTURE.md` for where it is heading.
+//! raftlab `node`: the runtime that embeds the Raft core: tokio, QUIC with mutual TLS,
+//! durable storage, and the `cluster.toml` configuration.
+
+pub mod config;
+pub mod protocol;
+pub mod transport;

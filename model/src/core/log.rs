@@ -96,7 +96,7 @@ impl<C: Clone> RaftLog<C> {
             return Vec::new();
         }
         let start = (from - base - 1) as usize;
-        let end = (start + max).min(self.entries.len());
+        let end = start.saturating_add(max).min(self.entries.len());
         self.entries
             .get(start..end)
             .map_or_else(Vec::new, <[_]>::to_vec)

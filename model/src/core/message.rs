@@ -1,9 +1,11 @@
 //! Messages between Raft servers.
 
+use serde::{Deserialize, Serialize};
+
 use super::types::{Entry, Index, NodeId, Snapshot, Term};
 
 /// A message from one server to another. Every message carries the sender's term.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message<C> {
     pub from: NodeId,
     pub to: NodeId,
@@ -13,7 +15,7 @@ pub struct Message<C> {
 
 /// Why a campaign started: a pre-vote must not disturb anyone; a transfer may depose a
 /// leader that still has a lease, because that leader asked for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Campaign {
     PreVote,
     Election,
@@ -21,7 +23,7 @@ pub enum Campaign {
 }
 
 /// The payload of a [`Message`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Body<C> {
     /// RequestVote, or its pre-vote probe (sent with the term the candidate *would* use).
     Vote {

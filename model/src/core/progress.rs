@@ -71,9 +71,11 @@ impl Progress {
 
     /// The follower accepted everything up to `index`. Returns whether that is news.
     pub fn accepted(&mut self, index: Index) -> bool {
-        self.acked_since_heartbeat = true;
         let news = index > self.matched;
         if news {
+            // Only an ack that moves the match point shows the pipeline is moving: a
+            // heartbeat's ack (index == matched) must not hide lost AppendEntries.
+            self.acked_since_heartbeat = true;
             self.matched = index;
         }
         self.next = self.next.max(index + 1);

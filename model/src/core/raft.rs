@@ -76,6 +76,8 @@ pub enum Refused {
     MembershipChangePending,
     #[error("invalid membership change: {0}")]
     InvalidMembershipChange(&'static str),
+    #[error("the transfer target is not another voter")]
+    InvalidTransferTarget,
 }
 
 /// Durable state to restart a server from.
@@ -298,10 +300,16 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         change: MembershipChange,
     ) -> Result<(Index, Term), Refused> {
         self.check_can_propose()?;
-        if self
-            .log
-            .last_membership_change()
-            .is_some_and(|i| i > self.log.commit)
+        // Also refused until this leader has committed an entry of its own term (the
+        // erratum to thesis 4.1): until then a change appended by an earlier leader, even
+        // one missing from this log, may still commit, and the two changes' majorities
+        // need not overlap.
+        let committed_in_term = self.log.term(self.log.commit) == Some(self.term);
+        if !committed_in_term
+            || self
+                .log
+                .last_membership_change()
+                .is_some_and(|i| i > self.log.commit)
         {
             return Err(Refused::MembershipChangePending);
         }
@@ -385,9 +393,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             });
         }
         if to == self.config.id || !self.membership.voters.contains(&to) {
-            return Err(Refused::InvalidMembershipChange(
-                "transfer target is not another voter",
-            ));
+            return Err(Refused::InvalidTransferTarget);
         }
         self.transfer = Some((to, 0));
         let up_to_date = self
@@ -920,12 +926,14 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         self.release_reads();
         // A leader removed from the membership steps down once the removal is committed
         // (thesis 4.2.2); it managed the cluster until then.
+        // (The log scan for the last change runs only when this leader is not a member.)
         let removed_self = !self.membership.members().any(|id| id == self.config.id);
-        let change_committed = self
-            .log
-            .last_membership_change()
-            .is_some_and(|i| i > before && i <= self.log.commit);
-        if removed_self && change_committed {
+        if removed_self
+            && self
+                .log
+                .last_membership_change()
+                .is_some_and(|i| i > before && i <= self.log.commit)
+        {
             self.become_follower(self.term, None);
         }
     }

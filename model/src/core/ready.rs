@@ -17,7 +17,9 @@ pub struct ReadState {
 ///
 /// 1. make `hard_state`, `snapshot` and `entries` durable (fsync) — `entries` overwrite any
 ///    stored entries at or after `entries[0].index`; a `snapshot` replaces the stored
-///    snapshot and every stored entry up to its index, and the state machine is restored
+///    snapshot and every stored entry up to its index — and every stored entry after it too,
+///    unless the stored entry at the snapshot's index has the snapshot's term (then the
+///    suffix still follows on from it and is kept) — and the state machine is restored
 ///    from it;
 /// 2. only then send `messages`: they may promise what step 1 wrote (a vote, an
 ///    acknowledged entry);

@@ -1,5 +1,6 @@
 //! The vocabulary of the core: ids, terms, indexes, log entries, hard state, membership.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// A server's id, as in `cluster.toml`.
@@ -11,7 +12,7 @@ pub type Index = u64;
 
 /// The cluster's membership: voters decide elections and commitment; learners only receive
 /// the log (a new server catches up as a learner before it is promoted).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
@@ -72,7 +73,7 @@ impl Membership {
 /// A single-server membership change (Ongaro's thesis, section 4.1): at most one voter is
 /// added or removed at a time, so any two majorities of the old and new configurations
 /// overlap and no joint consensus is needed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MembershipChange {
     AddLearner(NodeId),
     PromoteLearner(NodeId),
@@ -80,7 +81,7 @@ pub enum MembershipChange {
 }
 
 /// What a log entry carries.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryKind<C> {
     /// The entry a new leader appends at the start of its term, so that it can commit
     /// (and so learn the commit index of) entries from earlier terms.
@@ -92,7 +93,7 @@ pub enum EntryKind<C> {
 }
 
 /// A log entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry<C> {
     pub term: Term,
     pub index: Index,
@@ -103,14 +104,14 @@ pub struct Entry<C> {
 ///
 /// The commit index is deliberately not here: it is relearned from the leader after a
 /// restart, and leaving it out keeps the hard state from changing on every commit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
 }
 
 /// Describes a snapshot: the state after applying every entry up to `index`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub index: Index,
     pub term: Term,
@@ -118,7 +119,7 @@ pub struct SnapshotMeta {
 }
 
 /// A state-machine snapshot, with the state machine's own bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     pub data: std::sync::Arc<Vec<u8>>,

@@ -1,0 +1,355 @@
+//! `cluster.toml`: which node ids exist and where they listen, plus timing, storage and TLS
+//! settings, each with a documented default and validated on load.
+//!
+//! ```toml
+//! [[node]]
+//! id = 1
+//! addr = "127.0.0.1:15001"     # host names are allowed: "db1.example.net:15001"
+//!
+//! [timing]                     # all optional
+//! tick_ms = 50                 # one core tick
+//! election_ticks = 10          # election timeout: 10..20 ticks, randomized
+//! heartbeat_ticks = 2
+//! request_timeout_ms = 3000    # a client request unanswered this long is "unknown outcome"
+//!
+//! [storage]                    # optional
+//! data_dir = "data"            # node N keeps its state in <data_dir>/node-N
+//! fsync = true                 # never turn off outside of benchmarks
+//! segment_bytes = 67108864     # write-ahead log segment size
+//! snapshot_every = 10000       # compact the log every this many applied entries
+//!
+//! [tls]                        # optional
+//! certs_dir = "certs"          # ca.pem, node-N.pem/.key, client.pem/.key
+//!
+//! [raft]                       # optional
+//! pre_vote = true
+//! check_quorum = true
+//! max_batch = 256
+//! max_inflight = 16
+//! ```
+//! Relative paths are relative to the directory holding `cluster.toml`.
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// A problem with `cluster.toml`, naming the file and what is wrong.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// One `[[node]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub id: u64,
+    /// `host:port`; the host may be a name, resolved when connecting.
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    pub tick_ms: u64,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            tick_ms: 50,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            request_timeout_ms: 3000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+    pub fsync: bool,
+    pub segment_bytes: u64,
+    pub snapshot_every: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            data_dir: PathBuf::from("data"),
+            fsync: true,
+            segment_bytes: 64 << 20,
+            snapshot_every: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub certs_dir: PathBuf,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            certs_dir: PathBuf::from("certs"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    pub max_batch: usize,
+    pub max_inflight: usize,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            pre_vote: true,
+            check_quorum: true,
+            max_batch: 256,
+            max_inflight: 16,
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    node: Vec<NodeEntry>,
+    #[serde(default)]
+    timing: Timing,
+    #[serde(default)]
+    storage: Storage,
+    #[serde(default)]
+    tls: Tls,
+    #[serde(default)]
+    raft: RaftSettings,
+}
+
+/// A validated cluster configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Nodes sorted by id.
+    pub nodes: Vec<NodeEntry>,
+    pub timing: Timing,
+    pub storage: Storage,
+    pub tls: Tls,
+    pub raft: RaftSettings,
+}
+
+impl ClusterConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ClusterConfig::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file: File = toml::from_str(text).map_err(|e| invalid(one_line(&e.to_string())))?;
+        let mut nodes = file.node;
+        if nodes.is_empty() {
+            return Err(invalid("no [[node]] entries".into()));
+        }
+        nodes.sort_by_key(|n| n.id);
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for node in &nodes {
+            if node.id == 0 {
+                return Err(invalid("node id 0 is reserved; ids start at 1".into()));
+            }
+            if !ids.insert(node.id) {
+                return Err(invalid(format!("duplicate node id {}", node.id)));
+            }
+            validate_addr(&node.addr)
+                .map_err(|why| invalid(format!("node {}: addr {:?}: {why}", node.id, node.addr)))?;
+            if !addrs.insert(node.addr.clone()) {
+                return Err(invalid(format!(
+                    "node {}: addr {} is already used by another node",
+                    node.id, node.addr
+                )));
+            }
+        }
+        let t = &file.timing;
+        if t.tick_ms == 0 {
+            return Err(invalid("timing.tick_ms must be at least 1".into()));
+        }
+        if t.heartbeat_ticks == 0 || t.election_ticks <= t.heartbeat_ticks {
+            return Err(invalid(format!(
+                "timing: need 0 < heartbeat_ticks < election_ticks, got {} and {}",
+                t.heartbeat_ticks, t.election_ticks
+            )));
+        }
+        if t.request_timeout_ms == 0 {
+            return Err(invalid(
+                "timing.request_timeout_ms must be at least 1".into(),
+            ));
+        }
+        if file.storage.segment_bytes < 4096 {
+            return Err(invalid(
+                "storage.segment_bytes must be at least 4096".into(),
+            ));
+        }
+        if file.raft.max_batch == 0 || file.raft.max_inflight == 0 {
+            return Err(invalid(
+                "raft.max_batch and raft.max_inflight must be at least 1".into(),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut storage = file.storage;
+        storage.data_dir = base.join(&storage.data_dir);
+        let mut tls = file.tls;
+        tls.certs_dir = base.join(&tls.certs_dir);
+        Ok(ClusterConfig {
+            path: path.to_path_buf(),
+            nodes,
+            timing: file.timing,
+            storage,
+            tls,
+            raft: file.raft,
+        })
+    }
+
+    pub fn node(&self, id: u64) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.nodes.iter().map(|n| n.id)
+    }
+
+    /// `<data_dir>/node-N`.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.storage.data_dir.join(format!("node-{id}"))
+    }
+
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.timing.tick_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.timing.request_timeout_ms)
+    }
+}
+
+/// `host:port` with a non-empty host and a port in 1..=65535.
+fn validate_addr(addr: &str) -> Result<(), &'static str> {
+    let (host, port) = addr.rsplit_once(':').ok_or("expected host:port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("empty host");
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err("port must be 1..65535"),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// TOML errors span several lines (with a caret diagram); the contract wants one.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::parse(Path::new("/etc/raftlab/cluster.toml"), text)
+    }
+
+    const THREE: &str = r#"
+[[node]]
+id = 2
+addr = "127.0.0.2:15002"
+[[node]]
+id = 1
+addr = "127.0.0.1:15001"
+[[node]]
+id = 3
+addr = "db3.example.net:15003"
+"#;
+
+    #[test]
+    fn defaults_and_paths_relative_to_the_file() {
+        let c = parse(THREE).unwrap();
+        assert_eq!(c.ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(c.timing, Timing::default());
+        assert_eq!(c.data_dir(2), PathBuf::from("/etc/raftlab/data/node-2"));
+        assert_eq!(c.tls.certs_dir, PathBuf::from("/etc/raftlab/certs"));
+        assert!(c.storage.fsync);
+    }
+
+    #[test]
+    fn every_invalid_value_is_named() {
+        let cases = [
+            ("", "node"),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[[node]]\nid = 1\naddr = \"y:1\"",
+                "duplicate node id 1",
+            ),
+            ("[[node]]\nid = 0\naddr = \"x:1\"", "id 0"),
+            ("[[node]]\nid = 1\naddr = \"nohost\"", "host:port"),
+            ("[[node]]\nid = 1\naddr = \"x:0\"", "port"),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[[node]]\nid = 2\naddr = \"x:1\"",
+                "already used",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[timing]\nheartbeat_ticks = 10",
+                "heartbeat_ticks",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[timing]\nbogus = 1",
+                "bogus",
+            ),
+            ("[[node]]\nid = 1\naddr = \"x:1\"\nextra = true", "extra"),
+            ("[[node]]\nid = \"one\"\naddr = \"x:1\"", "id"),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text:?} -> {err}");
+            assert!(err.contains("cluster.toml"), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = ClusterConfig::load(Path::new("/nonexistent/cluster.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cluster.toml"));
+    }
+}

@@ -1,0 +1,81 @@
+//! What travels on the wire: peer frames between nodes, and client requests and responses.
+//!
+//! These are the only definitions of the wire types; the lab's client uses them from here.
+//! Every frame is postcard-encoded and framed by [`crate::transport::framing`].
+
+use model::core::{Message, NodeId};
+use model::kv::{Command, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change of the types below; a frame of another version is
+/// refused with a logged reason.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// TLS ALPN of node-to-node connections.
+pub const ALPN_PEER: &[u8] = b"raftlab-peer/1";
+/// TLS ALPN of client connections.
+pub const ALPN_CLIENT: &[u8] = b"raftlab-client/1";
+
+/// Node to node, on a long-lived unidirectional stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// First frame of a stream: the id the sender claims. The receiver checks that the
+    /// sender's certificate names this id.
+    Hello { from: NodeId },
+    /// A batch of Raft messages, all from the sender.
+    Messages(Vec<Message<Command>>),
+}
+
+/// Client to node, one request per bidirectional stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A KV operation; `command` carries the client id and sequence number that make a
+    /// retry exactly-once.
+    Op(Command),
+    Status,
+}
+
+/// Node to client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The operation took effect (or the read was served) with this outcome.
+    Done(Outcome),
+    /// This node is not the leader; nothing was done. The leader, if known.
+    NotLeader {
+        leader: Option<NodeId>,
+        addr: Option<String>,
+    },
+    /// Refused before anything was proposed: certainly no effect.
+    Refused(String),
+    /// The outcome is unknown (timed out, or leadership changed after proposing): the
+    /// operation may or may not take effect. The lab records `info`.
+    Unknown(String),
+    Status(NodeStatus),
+}
+
+/// What `status` reports about a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    pub peers: Vec<PeerStatus>,
+    /// Catalogue bugs switched on (normally empty).
+    pub bugs: Vec<String>,
+}
+
+/// A node's view of one peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub addr: String,
+    pub connected: bool,
+    /// Leader only: the highest index known replicated on that peer.
+    pub match_index: Option<u64>,
+    /// Messages dropped because the peer's queue was full or it was unreachable.
+    pub dropped: u64,
+}
