@@ -67,6 +67,10 @@ pub struct Replica {
     /// Confirmed reads waiting for the state machine to apply their index.
     confirmed_reads: Vec<(Index, RequestId, String)>,
     next_ctx: u64,
+    /// The last index the KV state machine itself has applied. The core's applied index
+    /// runs ahead of it when a snapshot is installed between `ready` and `advance`; reads and
+    /// compaction must go by what the state machine really holds.
+    kv_applied: Index,
     /// Compact the log every this many applied entries (0: never).
     compact_every: u64,
 }
@@ -102,13 +106,14 @@ impl Replica {
 
     fn from_raft(raft: Raft<Command>, kv: Kv, compact_every: u64) -> Self {
         Replica {
-            raft,
             kv,
             proposals: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: Vec::new(),
             next_ctx: 0,
+            kv_applied: raft.log().snapshot().meta.index,
             compact_every,
+            raft,
         }
     }
 
@@ -193,6 +198,7 @@ impl Replica {
         let mut replies = Vec::new();
         if let Some(snapshot) = pending.snapshot {
             self.kv.restore(&snapshot.data)?;
+            self.kv_applied = snapshot.meta.index;
             // Proposals inside the snapshot: their fate is unknown here; the client's
             // timeout and retry (deduplicated by its session) settle it.
             let covered: Vec<Index> = self
@@ -205,6 +211,7 @@ impl Replica {
             }
         }
         for entry in &pending.committed {
+            self.kv_applied = entry.index;
             let outcome = match &entry.kind {
                 EntryKind::Command(command) => Some(self.kv.apply(command)),
                 EntryKind::Noop | EntryKind::Membership(_) => None,
@@ -231,7 +238,7 @@ impl Replica {
                 )),
             }
         }
-        let applied = self.raft.applied_index();
+        let applied = self.kv_applied;
         let kv = &self.kv;
         self.confirmed_reads.retain(|(index, id, key)| {
             let ready = *index <= applied;
@@ -248,7 +255,7 @@ impl Replica {
     }
 
     fn compact_if_due(&mut self) -> Option<Snapshot> {
-        let applied = self.raft.applied_index();
+        let applied = self.kv_applied;
         let base = self.raft.log().snapshot().meta.index;
         if self.compact_every == 0 || applied < base + self.compact_every {
             return None;

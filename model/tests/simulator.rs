@@ -50,6 +50,7 @@ struct Outcome {
     elections: u64,
     crashes: u64,
     partitions: u64,
+    transfers: u64,
     snapshots: u64,
 }
 
@@ -94,6 +95,7 @@ fn outcome(report: &SimReport, replaying: bool) -> Outcome {
         elections: report.stats.elections,
         crashes: report.stats.crashes,
         partitions: report.stats.partitions,
+        transfers: report.stats.transfers,
         snapshots: report.stats.snapshots_installed,
     }
 }
@@ -180,7 +182,7 @@ fn correct_core_passes_many_seeds() {
     println!(
         "correct core: {} seeds ({three} with 3 servers, {five} with 5) in {:.1}s: {} ops \
          invoked, {} ok, {} info, {} events, {} elections, {} crashes, {} partitions, {} \
-         snapshots installed",
+         leadership transfers, {} snapshots installed",
         outcomes.len(),
         elapsed.as_secs_f64(),
         sum(|o| o.invoked),
@@ -190,6 +192,7 @@ fn correct_core_passes_many_seeds() {
         sum(|o| o.elections),
         sum(|o| o.crashes),
         sum(|o| o.partitions),
+        sum(|o| o.transfers),
         sum(|o| o.snapshots),
     );
     assert!(failures.is_empty(), "{} seeds failed", failures.len());

@@ -262,6 +262,8 @@ pub struct Stats {
     pub faults: u64,
     pub partitions: u64,
     pub crashes: u64,
+    /// Leadership transfers the nemesis asked for.
+    pub transfers: u64,
     pub elections: u64,
     pub snapshots_installed: u64,
     pub compactions: u64,

@@ -1,8 +1,8 @@
 //! The nemesis: which fault to inject next, on a seeded schedule.
 //!
 //! Every `interval` (on average) it picks one fault: a partition of some [`Shape`] (healed after
-//! a while; one partition at a time), or a crash of a server (restarted after a while, from
-//! its durable state only). Crashes and isolations prefer the leader with probability
+//! a while; one partition at a time), a crash of a server (restarted after a while, from
+//! its durable state only), or now and then a leadership transfer. Crashes and isolations prefer the leader with probability
 //! `leader_bias`. Targeted faults make the rare interleavings that some bugs need common:
 //! crashing a server right after it granted a vote (so a forgotten vote can be given again in
 //! the same term), crashing a leader right after it acknowledged a client (so an
@@ -34,6 +34,9 @@ pub struct NemesisConfig {
     pub max_down_targeted: usize,
     /// Probability that a crash or an isolation targets the current leader.
     pub leader_bias: f64,
+    /// Whether the nemesis also asks the leader to hand leadership to another server
+    /// (thesis 3.10: TimeoutNow, an election that may depose a leader with a lease).
+    pub transfers: bool,
     /// Probability of crashing a server right after it granted a vote.
     pub crash_after_vote: f64,
     /// Probability of crashing a leader right after it acknowledged a client write.
@@ -56,6 +59,7 @@ impl NemesisConfig {
             max_down: 0,
             max_down_targeted: 0,
             leader_bias: 0.0,
+            transfers: false,
             crash_after_vote: 0.0,
             crash_after_ack: 0.0,
             crash_new_leader: 0.0,
@@ -73,6 +77,7 @@ impl NemesisConfig {
             down_time: (5, 800),
             max_down: nodes.saturating_sub(1) / 2,
             max_down_targeted: nodes.saturating_sub(1),
+            transfers: true,
             leader_bias: 0.5,
             crash_after_vote: 0.05,
             crash_after_ack: 0.02,
@@ -85,8 +90,19 @@ impl NemesisConfig {
 /// One fault to inject.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
-    Partition { shape: Shape, heal_after: u64 },
-    Crash { node: NodeId, down: u64 },
+    Partition {
+        shape: Shape,
+        heal_after: u64,
+    },
+    Crash {
+        node: NodeId,
+        down: u64,
+    },
+    /// Ask the leader to transfer leadership to this server.
+    Transfer {
+        leader: NodeId,
+        to: NodeId,
+    },
 }
 
 /// What the nemesis knows about the cluster when it decides.
@@ -125,8 +141,22 @@ impl Nemesis {
         let can_partition = !view.partitioned && !self.config.shapes.is_empty();
         let can_crash =
             self.config.crashes && view.down < self.config.max_down && !view.up.is_empty();
+        let transfer = match view.leader {
+            Some(leader) if self.config.transfers && view.up.len() > 1 => {
+                let others: Vec<NodeId> =
+                    view.up.iter().copied().filter(|&n| n != leader).collect();
+                self.rng
+                    .pick(&others)
+                    .map(|&to| Fault::Transfer { leader, to })
+            }
+            _ => None,
+        };
+        // Transfers are a rarer event than the other faults.
+        if transfer.is_some() && self.rng.chance(0.15) {
+            return transfer;
+        }
         let partition = match (can_partition, can_crash) {
-            (false, false) => return None,
+            (false, false) => return transfer,
             (true, false) => true,
             (false, true) => false,
             (true, true) => self.rng.chance(0.5),

@@ -698,6 +698,21 @@ impl World {
                     );
                 }
             }
+            Some(Fault::Transfer { leader, to }) => {
+                let node = (leader as usize).wrapping_sub(1);
+                if let Some(replica) = self.servers.get_mut(node).and_then(|s| s.replica.as_mut()) {
+                    let detail = match replica.transfer_leadership(to) {
+                        Ok(()) => format!("n{leader} -> n{to}"),
+                        Err(why) => format!("n{leader} -> n{to} (refused: {why})"),
+                    };
+                    self.stats.transfers += 1;
+                    self.stats.faults += 1;
+                    self.clients
+                        .history
+                        .nemesis(self.now, "transfer-leadership", &detail);
+                    self.drive(node);
+                }
+            }
             None => {}
         }
         let next = self.now + self.nemesis.next_interval();
