@@ -1,6 +1,213 @@
-//! `raft-node`: not built yet (issue # tokio, QUIC with mutual TLS, durable storage, config file:4). Exits 3 (usage error) so scripts never mistake it
-//! for a working binary.
-fn main() {
-    eprintln!("raft-node: not built yet (see issue # tokio, QUIC with mutual TLS, durable storage, config file:4); nothing was run");
-    std::process::exit(3);
+//! `raft-node`: runs one node of a cluster, or makes the cluster's certificates.
+//!
+//! Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 3 bad usage, bad configuration or a fatal
+//! error (one line on stderr naming what is wrong).
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use model::bugs::{Bug, Bugs};
+use model::core::{Config, Membership};
+use model::replica::Replica;
+use node::config::ClusterConfig;
+use node::storage::{Storage, StorageOptions};
+use node::transport::Transport;
+use node::{certs, runtime};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing::{info, warn};
+
+/// One node of a raftlab cluster: the Raft core over QUIC with mutual TLS.
+#[derive(Parser, Debug)]
+#[command(name = "raft-node", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run node N of the cluster described by cluster.toml.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// Certificates directory (default: the config's tls.certs_dir, `certs/` beside it).
+        #[arg(long)]
+        certs: Option<PathBuf>,
+        /// Data directory of this node (default: `data/node-N/` beside cluster.toml).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Switch on a deliberately unsafe behaviour from the bug catalogue (repeatable).
+        #[arg(long = "bug")]
+        bugs: Vec<String>,
+        /// Seed of the election-timeout randomness (default: from the clock and pid).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Make a cluster CA, one certificate per node, and a client certificate.
+    Certs {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing CA (every node and client then needs the new files).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(3);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RAFTLAB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            id,
+            certs,
+            data,
+            bugs,
+            seed,
+        } => run(config, id, certs, data, bugs, seed),
+        Command::Certs { config, out, force } => make_certs(config, out, force),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raft-node: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn make_certs(config: PathBuf, out: Option<PathBuf>, force: bool) -> Result<()> {
+    let config = ClusterConfig::load(&config)?;
+    let out = out.unwrap_or_else(|| config.tls.certs_dir.clone());
+    certs::generate(&config, &out, force)?;
+    println!(
+        "wrote the cluster CA, {} node certificates and a client certificate to {}",
+        config.nodes.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn run(
+    config_path: PathBuf,
+    id: u64,
+    certs_dir: Option<PathBuf>,
+    data: Option<PathBuf>,
+    bug_names: Vec<String>,
+    seed: Option<u64>,
+) -> Result<()> {
+    let config = ClusterConfig::load(&config_path)?;
+    if config.node(id).is_none() {
+        bail!(
+            "--id {id}: no such node in {} (ids: {:?})",
+            config_path.display(),
+            config.ids().collect::<Vec<_>>()
+        );
+    }
+    let mut bugs = Bugs::none();
+    for name in &bug_names {
+        let bug: Bug = name.parse().map_err(|e| anyhow!("--bug: {e}"))?;
+        warn!("UNSAFE: bug {bug} is switched on; this node is deliberately incorrect");
+        bugs = bugs.with(bug);
+    }
+    let seed = seed.unwrap_or_else(clock_seed);
+    let certs_dir = certs_dir.unwrap_or_else(|| config.tls.certs_dir.clone());
+    let data_dir = data.unwrap_or_else(|| config.data_dir(id));
+
+    let (storage, mut restored) = Storage::open(
+        &data_dir,
+        StorageOptions {
+            fsync: config.storage.fsync,
+            segment_bytes: config.storage.segment_bytes,
+        },
+    )
+    .with_context(|| format!("data directory {}", data_dir.display()))?;
+    let raft_config = Config {
+        id,
+        election_ticks: config.timing.election_ticks,
+        heartbeat_ticks: config.timing.heartbeat_ticks,
+        max_batch: config.raft.max_batch,
+        max_inflight: config.raft.max_inflight,
+        pre_vote: config.raft.pre_vote,
+        check_quorum: config.raft.check_quorum,
+        seed,
+        bugs,
+    };
+    info!(
+        id,
+        seed,
+        term = restored.hard_state.term,
+        snapshot = restored.snapshot.meta.index,
+        entries = restored.entries.len(),
+        "recovered"
+    );
+    if restored.snapshot.meta.index == 0 {
+        // No snapshot yet: the initial membership is the one cluster.toml describes (later
+        // changes are in the log, and in snapshots once compacted).
+        restored.snapshot.meta.membership = Membership::of_voters(config.ids());
+    }
+    let replica = Replica::restore(raft_config, restored, config.storage.snapshot_every)?;
+
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(async move {
+        let (transport, inbound) = Transport::start(&config, id, &certs_dir)
+            .await
+            .with_context(|| format!("certificates in {}", certs_dir.display()))?;
+        info!(id, addr = %config.node(id).map(|n| n.addr.as_str()).unwrap_or("?"), "serving");
+        tokio::select! {
+            result = runtime::run(config, replica, storage, transport, inbound) => {
+                result.context("node stopped")
+            }
+            signal = shutdown_signal() => {
+                info!(%signal, "shutting down");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the node can still be stopped by SIGKILL.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// A seed that differs between processes and runs; logged so a run can be replayed.
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
 }

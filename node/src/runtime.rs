@@ -1,0 +1,334 @@
+//! The core task: the one place the Raft core lives, fed by one channel.
+//!
+//! ```text
+//!   timer ──tick──┐
+//!   transport ────┤  Input   ┌───────────┐  Persist   ┌──────────────┐
+//!   (peer msgs)   ├────────► │ core task │ ─────────► │ storage      │ (thread: append,
+//!   service ──────┤          │ (Replica) │ ◄───────── │ writer       │  fsync, group commit)
+//!   (client reqs) ┘          └───────────┘  Persisted └──────────────┘
+//!                              │      │
+//!              messages after  │      │ replies after apply
+//!              durability      ▼      ▼
+//!                      per-peer senders   client reply channels
+//! ```
+//! The core never waits on I/O: it hands a Ready's durable work to the storage thread and
+//! keeps taking input; the Ready's messages leave only when the storage thread reports them
+//! durable, and only then is the core told `advance`. One Ready is in flight at a time, so
+//! everything proposed meanwhile lands in the next fsync (group commit).
+
+use crate::config::ClusterConfig;
+use crate::protocol::{NodeStatus, PeerStatus, Request, Response};
+use crate::storage::{Storage, StorageError};
+use crate::transport::{ClientCall, Inbound, Transport};
+use model::core::{Message, NodeId, Role, Snapshot};
+use model::kv::{Command, Outcome};
+use model::replica::{Pending, Persist, Replica, Reply, RequestId};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+/// Why the node stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A node that cannot make its state durable must not keep promising things.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("state-machine snapshot: {0}")]
+    Snapshot(#[from] model::kv::BadSnapshot),
+    #[error("the storage thread is gone: {0}")]
+    StorageThread(String),
+}
+
+/// Work for the storage thread.
+enum StorageJob {
+    Persist(Persist, Pending),
+    SaveSnapshot(Snapshot),
+}
+
+/// The storage thread's answer: the Ready's durable part is on disk.
+struct Persisted {
+    messages: Vec<Message<Command>>,
+    pending: Pending,
+}
+
+/// A client request waiting for the core.
+struct Waiting {
+    reply: oneshot::Sender<Response>,
+    deadline: Instant,
+}
+
+/// Runs the node until its inputs close or storage fails.
+pub async fn run(
+    config: ClusterConfig,
+    replica: Replica,
+    storage: Storage,
+    transport: Transport,
+    inbound: Inbound,
+) -> Result<(), RuntimeError> {
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<StorageJob>();
+    let (done_tx, mut done_rx) = mpsc::channel::<Result<Persisted, StorageError>>(4);
+    let storage_thread = std::thread::Builder::new()
+        .name("storage".into())
+        .spawn(move || storage_writer(storage, jobs_rx, done_tx))
+        .map_err(|e| RuntimeError::StorageThread(e.to_string()))?;
+
+    let mut core = CoreTask {
+        request_timeout: config.request_timeout(),
+        config,
+        replica,
+        transport,
+        jobs: jobs_tx,
+        persisting: false,
+        waiting: BTreeMap::new(),
+        next_request: 0,
+    };
+    let mut ticker = tokio::time::interval(core.config.tick());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Inbound {
+        mut peers,
+        mut clients,
+    } = inbound;
+
+    let result = loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                core.replica.tick();
+                core.expire_requests();
+            }
+            Some(msg) = peers.recv() => core.replica.step(msg),
+            Some(call) = clients.recv() => core.client_call(call),
+            done = done_rx.recv() => match done {
+                Some(Ok(persisted)) => {
+                    if let Err(e) = core.persisted(persisted) {
+                        break Err(e);
+                    }
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(RuntimeError::StorageThread("it exited".into())),
+            },
+            else => break Ok(()),
+        }
+        if let Err(e) = core.drive() {
+            break Err(e);
+        }
+    };
+    drop(core);
+    if storage_thread.join().is_err() {
+        error!("storage thread panicked");
+    }
+    result
+}
+
+struct CoreTask {
+    config: ClusterConfig,
+    replica: Replica,
+    transport: Transport,
+    jobs: std::sync::mpsc::Sender<StorageJob>,
+    /// A Ready's durable part is with the storage thread.
+    persisting: bool,
+    waiting: BTreeMap<RequestId, Waiting>,
+    next_request: RequestId,
+    request_timeout: Duration,
+}
+
+impl CoreTask {
+    /// Hands out the next Ready if none is in flight.
+    fn drive(&mut self) -> Result<(), RuntimeError> {
+        while !self.persisting {
+            let Some((persist, pending)) = self.replica.ready() else {
+                return Ok(());
+            };
+            if persist.hard_state.is_none()
+                && persist.snapshot.is_none()
+                && persist.entries.is_empty()
+            {
+                // Nothing to make durable: the messages may leave now.
+                self.persisted(Persisted {
+                    messages: persist.messages,
+                    pending,
+                })?;
+            } else {
+                self.persisting = true;
+                self.jobs
+                    .send(StorageJob::Persist(persist, pending))
+                    .map_err(|_| RuntimeError::StorageThread("it exited".into()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The durable part of a Ready is on disk: send, apply, answer, advance.
+    fn persisted(&mut self, persisted: Persisted) -> Result<(), RuntimeError> {
+        self.persisting = false;
+        let mut by_peer: BTreeMap<NodeId, Vec<Message<Command>>> = BTreeMap::new();
+        for msg in persisted.messages {
+            by_peer.entry(msg.to).or_default().push(msg);
+        }
+        for (peer, msgs) in by_peer {
+            self.transport.send(peer, msgs);
+        }
+        let advanced = self.replica.advance(persisted.pending)?;
+        for (id, reply) in advanced.replies {
+            self.answer(id, self.response(reply));
+        }
+        if let Some(snapshot) = advanced.snapshot {
+            self.jobs
+                .send(StorageJob::SaveSnapshot(snapshot))
+                .map_err(|_| RuntimeError::StorageThread("it exited".into()))?;
+        }
+        Ok(())
+    }
+
+    fn client_call(&mut self, call: ClientCall) {
+        match call.request {
+            Request::Status => {
+                let _ = call.reply.send(Response::Status(self.status()));
+            }
+            Request::Op(command) => {
+                let id = self.next_request;
+                self.next_request += 1;
+                self.waiting.insert(
+                    id,
+                    Waiting {
+                        reply: call.reply,
+                        deadline: Instant::now() + self.request_timeout,
+                    },
+                );
+                if let Some(reply) = self.replica.request(id, command) {
+                    self.answer(id, self.response(reply));
+                }
+            }
+        }
+    }
+
+    fn response(&self, reply: Reply) -> Response {
+        match reply {
+            Reply::Done(Outcome::Stale) => {
+                Response::Refused("stale request: a newer one from this client was applied".into())
+            }
+            Reply::Done(outcome) => Response::Done(outcome),
+            Reply::NotLeader { leader } => Response::NotLeader {
+                leader,
+                addr: leader
+                    .and_then(|id| self.config.node(id))
+                    .map(|n| n.addr.clone()),
+            },
+            Reply::Refused(refused) => Response::Refused(refused.to_string()),
+            Reply::Dropped => {
+                Response::Refused("the proposal was overwritten by another leader".into())
+            }
+        }
+    }
+
+    fn answer(&mut self, id: RequestId, response: Response) {
+        if let Some(waiting) = self.waiting.remove(&id) {
+            // The client may have gone away; nothing to do then.
+            let _ = waiting.reply.send(response);
+        }
+    }
+
+    /// Requests unanswered past their deadline get "unknown outcome": the proposal may still
+    /// commit later.
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<RequestId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.answer(
+                id,
+                Response::Unknown("timed out waiting for the cluster".into()),
+            );
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let raft = self.replica.raft();
+        let links: BTreeMap<NodeId, (bool, u64)> = self
+            .transport
+            .peer_status()
+            .into_iter()
+            .map(|(id, connected, dropped)| (id, (connected, dropped)))
+            .collect();
+        let peers = self
+            .config
+            .nodes
+            .iter()
+            .filter(|n| n.id != raft.id())
+            .map(|n| {
+                let (connected, dropped) = links.get(&n.id).copied().unwrap_or((false, 0));
+                PeerStatus {
+                    id: n.id,
+                    addr: n.addr.clone(),
+                    connected,
+                    match_index: raft.progress(n.id).map(|p| p.matched),
+                    dropped,
+                }
+            })
+            .collect();
+        let bugs = model::bugs::Bug::ALL
+            .into_iter()
+            .filter(|b| self.replica.bugs().has(*b))
+            .map(|b| b.name().to_string())
+            .collect();
+        NodeStatus {
+            id: raft.id(),
+            role: match raft.role() {
+                Role::Follower => "follower",
+                Role::PreCandidate => "pre-candidate",
+                Role::Candidate => "candidate",
+                Role::Leader => "leader",
+            }
+            .to_string(),
+            term: raft.term(),
+            leader: raft.leader(),
+            commit_index: raft.commit_index(),
+            applied_index: raft.applied_index(),
+            last_index: raft.last_index(),
+            snapshot_index: raft.log().snapshot().meta.index,
+            peers,
+            bugs,
+        }
+    }
+}
+
+/// The storage thread: one persist (one fsync) per Ready, in order.
+fn storage_writer(
+    mut storage: Storage,
+    jobs: std::sync::mpsc::Receiver<StorageJob>,
+    done: mpsc::Sender<Result<Persisted, StorageError>>,
+) {
+    for job in jobs {
+        match job {
+            StorageJob::Persist(persist, pending) => {
+                let result = storage
+                    .persist(
+                        persist.hard_state,
+                        persist.snapshot.as_ref(),
+                        &persist.entries,
+                    )
+                    .map(|()| Persisted {
+                        messages: persist.messages,
+                        pending,
+                    });
+                let failed = result.is_err();
+                if done.blocking_send(result).is_err() || failed {
+                    return;
+                }
+            }
+            StorageJob::SaveSnapshot(snapshot) => {
+                if let Err(e) = storage.save_snapshot(&snapshot) {
+                    // The log still holds everything the snapshot covers: not fatal.
+                    warn!(error = %e, index = snapshot.meta.index, "could not save snapshot");
+                } else {
+                    info!(index = snapshot.meta.index, "snapshot saved, log compacted");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Durable storage of one node: the hard state, the latest snapshot and the log, written
+//! exactly as the Ready persistence contract ([`model::core::Ready`]) says.
+//!
+//! ```text
+//! <data dir>/
+//!   LOCK                     flock'ed while open: one process per data directory
+//!   hardstate                [crc32c][postcard HardState]   replaced atomically
+//!   snapshot                 [crc32c][postcard Snapshot]    replaced atomically
+//!   wal/<first index>.log    segments of [len][crc32c][postcard Entry] records
+//! ```
+//!
+//! Blocking std I/O: the runtime calls it from a dedicated thread. Each [`Storage::persist`]
+//! is one group commit (one write and one fdatasync in the common case of appending).
+//!
+//! Recovery ([`Storage::open`]) reads the snapshot, the hard state and the segments in
+//! order. A torn record at the very tail of the last segment (the crash hit an unsynced
+//! write) is truncated with a warning; any other damage — in the middle of a segment, in a
+//! segment that is not the last, a gap in the indexes, a bad checksum in `hardstate` or
+//! `snapshot` — refuses to open with [`StorageError::Corrupt`], naming the file and byte
+//! offset. Entries the snapshot covers are skipped; the entries after it are kept if they
+//! follow on from it (the log holds the snapshot's index with the snapshot's term, or starts
+//! right after it) and discarded otherwise, as the contract says for an installed snapshot
+//! (that state is what a crash between writing a snapshot and trimming the log leaves).
+//!
+//! After any I/O error the instance refuses further writes ([`StorageError::Failed`]): what
+//! reached the disk is unknown (a failed fsync cannot be retried), so the node must stop and
+//! recover by reopening.
+
+mod atomic;
+mod hard_state;
+mod snapshot;
+mod wal;
+
+use model::core::{Entry, HardState, Index, Restored, Snapshot, SnapshotMeta, Term};
+use model::kv::Command;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use wal::Wal;
+
+/// Name of the log directory inside the data directory.
+const WAL_DIR: &str = "wal";
+/// Name of the lock file inside the data directory.
+const LOCK_FILE: &str = "LOCK";
+
+/// How to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// fsync before reporting durability. Off only for benchmarks: a crash of the machine
+    /// (not just the process) may then lose acknowledged data.
+    pub fsync: bool,
+    /// Start a new log segment when the current one would grow past this many bytes (a
+    /// single record larger than this gets a segment of its own).
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            fsync: true,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+impl From<&crate::config::Storage> for StorageOptions {
+    fn from(config: &crate::config::Storage) -> Self {
+        StorageOptions {
+            fsync: config.fsync,
+            segment_bytes: config.segment_bytes,
+        }
+    }
+}
+
+/// Sizes for status pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Bytes of records in the log segments (the tail's preallocated space not counted).
+    pub log_bytes: u64,
+    /// Number of log segments.
+    pub segments: usize,
+    /// Bytes of the snapshot file (0 if none).
+    pub snapshot_bytes: u64,
+    /// Index of the stored snapshot (0 if none).
+    pub snapshot_index: Index,
+    /// Index of the last stored entry (the snapshot's if there is none after it).
+    pub last_index: Index,
+}
+
+/// Why storage could not do what was asked.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{}: cannot {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    /// Damage that recovery must not paper over; the node must not start on it.
+    #[error("{}: corrupt at byte offset {offset}: {reason}", file.display())]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("{}: the data directory is in use by another process", path.display())]
+    Locked { path: PathBuf },
+    /// The caller broke the persistence contract (nothing was written).
+    #[error("refused to persist: {0}")]
+    Contract(String),
+    #[error("cannot encode for storage: {0}")]
+    Encode(String),
+    /// An earlier write failed; this instance writes nothing more.
+    #[error("storage stopped after an earlier failure ({0}); reopen to recover")]
+    Failed(String),
+}
+
+/// One node's durable state.
+#[derive(Debug)]
+pub struct Storage {
+    dir: PathBuf,
+    opts: StorageOptions,
+    /// Held for the lifetime of the instance.
+    _lock: Flock<File>,
+    hard_state: HardState,
+    /// The stored snapshot's metadata (its data is not kept in memory).
+    snapshot: SnapshotMeta,
+    snapshot_bytes: u64,
+    wal: Wal,
+    /// The data directory held no state when opened.
+    fresh: bool,
+    /// Set by the first failed write.
+    failed: Option<String>,
+}
+
+impl Storage {
+    /// Opens (creating if absent) the data dir and recovers: returns what the core restarts
+    /// from.
+    ///
+    /// A new data directory gives the default hard state, the default snapshot (index 0, no
+    /// members) and no entries; see [`is_fresh`](Self::is_fresh). A caller bootstrapping a
+    /// cluster should then store its initial membership with
+    /// [`save_snapshot`](Self::save_snapshot) (an index-0 snapshot) before anything else, so
+    /// that a restart finds it.
+    pub fn open(
+        dir: &Path,
+        opts: StorageOptions,
+    ) -> Result<(Storage, Restored<Command>), StorageError> {
+        create_dir_durably(dir, opts.fsync)?;
+        let wal_dir = dir.join(WAL_DIR);
+        create_dir_durably(&wal_dir, opts.fsync)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(atomic::io_err(&lock_path, "open"))?;
+        let lock =
+            Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+                if errno == nix::errno::Errno::EWOULDBLOCK {
+                    StorageError::Locked {
+                        path: dir.to_path_buf(),
+                    }
+                } else {
+                    atomic::io_err(&lock_path, "lock")(std::io::Error::from(errno))
+                }
+            })?;
+        atomic::remove_stale(dir, hard_state::FILE)?;
+        atomic::remove_stale(dir, snapshot::FILE)?;
+
+        let stored_hard_state = hard_state::load(dir)?;
+        let stored_snapshot = snapshot::load(dir)?;
+        let (mut wal, mut entries) = Wal::open(&wal_dir, opts.fsync, opts.segment_bytes)?;
+        let fresh = stored_hard_state.is_none() && stored_snapshot.is_none() && entries.is_empty();
+        let (snapshot, snapshot_bytes) = stored_snapshot.unwrap_or_default();
+        let meta = &snapshot.meta;
+
+        if let Some(first) = wal.first_index() {
+            if first > meta.index + 1 {
+                return Err(StorageError::Corrupt {
+                    file: wal.first_path().map(Path::to_path_buf).unwrap_or_default(),
+                    offset: 0,
+                    reason: format!(
+                        "the log starts at index {first} but the snapshot ends at index {}: \
+                         entries {}..={} are missing",
+                        meta.index,
+                        meta.index + 1,
+                        first - 1
+                    ),
+                });
+            }
+            let follows = first == meta.index + 1 || wal.term_at(meta.index) == Some(meta.term);
+            if follows {
+                entries.retain(|e| e.index > meta.index);
+                wal.drop_through(meta.index)?;
+            } else {
+                let after = entries.iter().filter(|e| e.index > meta.index).count();
+                if after > 0 {
+                    tracing::warn!(
+                        snapshot_index = meta.index,
+                        snapshot_term = meta.term,
+                        discarded = after,
+                        "the log does not follow on from the snapshot (an interrupted snapshot \
+                         install): discarding the {after} entries after it, as the contract says"
+                    );
+                }
+                entries.clear();
+                wal.clear()?;
+            }
+        }
+
+        let storage = Storage {
+            dir: dir.to_path_buf(),
+            opts,
+            _lock: lock,
+            hard_state: stored_hard_state.unwrap_or_default(),
+            snapshot: snapshot.meta.clone(),
+            snapshot_bytes,
+            wal,
+            fresh,
+            failed: None,
+        };
+        let restored = Restored {
+            hard_state: storage.hard_state,
+            snapshot,
+            entries,
+        };
+        Ok((storage, restored))
+    }
+
+    /// Whether the data directory held no state (no hard state, snapshot or entries) when
+    /// opened: a brand-new server.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Step 1 of a Ready: hard state, received snapshot, entries (overwrite from
+    /// `entries[0].index`) — durable (fsync) when it returns. One call = one group commit.
+    ///
+    /// Exactly the contract of [`model::core::Ready`]: the snapshot replaces the stored one
+    /// and every stored entry up to its index, and every stored entry after it too unless
+    /// the stored entry at its index has its term; entries at or before the (new) snapshot
+    /// index are ignored; the rest overwrite the stored entries from their first index on.
+    /// Entries that would leave a hole, or are not contiguous, are refused with
+    /// [`StorageError::Contract`] before anything is written.
+    pub fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry<Command>],
+    ) -> Result<(), StorageError> {
+        self.usable()?;
+        if let Some(pair) = entries.windows(2).find(|w| w[1].index != w[0].index + 1) {
+            return Err(StorageError::Contract(format!(
+                "entries are not contiguous: index {} after {}",
+                pair[1].index, pair[0].index
+            )));
+        }
+        // Where the log will stand once the snapshot (if any) is installed.
+        let (base, next) = match snapshot {
+            Some(s) if self.follows(&s.meta) => (s.meta.index, self.next_index()),
+            Some(s) => (s.meta.index, s.meta.index + 1),
+            None => (self.snapshot.index, self.next_index()),
+        };
+        let fresh = &entries[entries.partition_point(|e| e.index <= base)..];
+        if let Some(first) = fresh.first() {
+            if first.index > next {
+                return Err(StorageError::Contract(format!(
+                    "entries start at index {} but the stored log ends at {}",
+                    first.index,
+                    next - 1
+                )));
+            }
+        }
+        let result = self.persist_unchecked(hard_state, snapshot, fresh);
+        self.note(result)
+    }
+
+    fn persist_unchecked(
+        &mut self,
+        hard_state: Option<HardState>,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry<Command>],
+    ) -> Result<(), StorageError> {
+        if let Some(hs) = hard_state {
+            if hs != self.hard_state {
+                hard_state::store(&self.dir, &hs, self.opts.fsync)?;
+                self.hard_state = hs;
+            }
+        }
+        if let Some(s) = snapshot {
+            self.install(s)?;
+        }
+        if let Some(first) = entries.first() {
+            if first.index < self.next_index() {
+                self.wal.truncate_from(first.index)?;
+            }
+            self.wal.append(entries)?;
+        }
+        Ok(())
+    }
+
+    /// A compaction snapshot made by this node: write it durably, then drop log segments
+    /// wholly covered by it. A snapshot older than the stored one is ignored.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.usable()?;
+        if snapshot.meta.index < self.snapshot.index {
+            return Ok(());
+        }
+        let result = self.install(snapshot);
+        self.note(result)
+    }
+
+    /// Sizes for status pages: bytes of log on disk, number of segments.
+    pub fn stats(&self) -> StorageStats {
+        let (log_bytes, segments) = self.wal.size();
+        StorageStats {
+            log_bytes,
+            segments,
+            snapshot_bytes: self.snapshot_bytes,
+            snapshot_index: self.snapshot.index,
+            last_index: self.next_index() - 1,
+        }
+    }
+
+    /// Writes the snapshot durably, then trims the log: the entries it covers always, and
+    /// the ones after it too unless they follow on from it.
+    fn install(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let follows = self.follows(&snapshot.meta);
+        self.snapshot_bytes = snapshot::store(&self.dir, snapshot, self.opts.fsync)?;
+        self.snapshot = snapshot.meta.clone();
+        if follows {
+            self.wal.drop_through(snapshot.meta.index)
+        } else {
+            self.wal.clear()
+        }
+    }
+
+    /// Whether the stored log holds the snapshot's last entry (or is the snapshot's end).
+    fn follows(&self, meta: &SnapshotMeta) -> bool {
+        self.term_at(meta.index) == Some(meta.term)
+    }
+
+    fn term_at(&self, index: Index) -> Option<Term> {
+        if index == self.snapshot.index {
+            Some(self.snapshot.term)
+        } else if index < self.snapshot.index {
+            None
+        } else {
+            self.wal.term_at(index)
+        }
+    }
+
+    /// The index the next entry would have.
+    fn next_index(&self) -> Index {
+        self.wal
+            .next_index()
+            .unwrap_or(self.snapshot.index + 1)
+            .max(self.snapshot.index + 1)
+    }
+
+    fn usable(&self) -> Result<(), StorageError> {
+        match &self.failed {
+            Some(why) => Err(StorageError::Failed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers a failed write: what reached the disk is unknown from here on.
+    fn note(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        if let Err(e) = &result {
+            if !matches!(e, StorageError::Contract(_)) {
+                tracing::error!(dir = %self.dir.display(), error = %e, "storage write failed");
+                self.failed = Some(e.to_string());
+            }
+        }
+        result
+    }
+}
+
+/// Creates `dir` (and missing ancestors) if absent; when `fsync`, syncs the parent of each
+/// directory it created so the new entries survive a crash.
+fn create_dir_durably(dir: &Path, fsync: bool) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.is_dir())
+        .collect();
+    fs::create_dir_all(dir).map_err(atomic::io_err(dir, "create directory"))?;
+    if fsync {
+        for created in missing.iter().rev() {
+            if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+                atomic::sync_dir(parent)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! [`Transport`]: a node's QUIC endpoint, what the runtime holds.
+//!
+//! [`Transport::start`] loads the certificates, binds one UDP socket on the node's address
+//! (server and client share it), starts the accept loop and one sender task per peer, and
+//! returns the [`Inbound`] channels the runtime reads. Everything it starts stops when the
+//! `Transport` is dropped (or [`Transport::shutdown`]).
+//!
+//! The endpoint's QUIC stateless-reset and connection-id keys are derived from the node's
+//! private key, so they are the same across restarts: when a node restarts on its address,
+//! packets of its peers' and clients' old connections are answered with a valid stateless
+//! reset and those connections end at once instead of waiting out the idle timeout.
+
+use super::inbound::{self, Shared};
+use super::peers::{LinkOptions, PeerLink, PeerLinkStatus};
+use super::tls::{self, TlsError};
+use super::{Events, CLOSE_SHUTDOWN};
+use crate::certs::{self, CertError, Identity};
+use crate::config::ClusterConfig;
+use crate::protocol::{Request, Response};
+use model::core::{Message, NodeId};
+use model::kv::Command;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use tracing::{info, warn};
+
+/// Why a transport could not start.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    #[error("node {0} is not in the cluster configuration")]
+    UnknownNode(NodeId),
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("{what}: {source}")]
+    Tls { what: String, source: TlsError },
+    #[error("{path}: the certificate does not name {expected} (it names {names:?}); was it made for another node or cluster?")]
+    WrongIdentity {
+        path: PathBuf,
+        expected: String,
+        names: Vec<String>,
+    },
+    #[error("cannot resolve {addr}: {message}")]
+    Resolve { addr: String, message: String },
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Queue sizes and timings; the defaults suit a cluster on one machine or a LAN.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Messages queued per peer before new ones are dropped.
+    pub peer_queue: usize,
+    /// Peer messages queued for the runtime before new ones are dropped.
+    pub inbound_queue: usize,
+    /// Client requests queued for the runtime before new ones are refused.
+    pub client_queue: usize,
+    /// Most messages in one frame.
+    pub max_batch: usize,
+    /// First reconnection delay (then doubling, with jitter).
+    pub backoff_min: Duration,
+    /// Longest reconnection delay.
+    pub backoff_max: Duration,
+    /// Resolution and handshake limit of one connection attempt.
+    pub connect_timeout: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            peer_queue: 4096,
+            inbound_queue: 8192,
+            client_queue: 4096,
+            max_batch: 512,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A client request for the runtime. Send exactly one [`Response`] on `reply` (dropping it
+/// answers `Response::Unknown`: the transport cannot know whether it took effect).
+#[derive(Debug)]
+pub struct ClientCall {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// What the network delivers to the runtime.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Raft messages from authenticated peers, each checked to come from the peer whose
+    /// certificate sent it and to be addressed to this node.
+    pub peers: mpsc::Receiver<Message<Command>>,
+    /// Client requests, each with its reply path.
+    pub clients: mpsc::Receiver<ClientCall>,
+}
+
+/// Counters of the accept side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InboundStats {
+    /// Connections refused: failed handshake (no or foreign certificate), wrong ALPN or
+    /// identity, Hello claiming another node.
+    pub refused_connections: u64,
+    /// Streams or connections closed for a malformed frame.
+    pub bad_frames: u64,
+    /// Peer messages handed to the runtime.
+    pub delivered: u64,
+    /// Peer messages dropped because the runtime's queue was full.
+    pub dropped: u64,
+    /// Peer messages dropped because they were not from the authenticated peer or not for
+    /// this node.
+    pub rejected: u64,
+}
+
+/// A node's endpoint: send to peers, read [`Inbound`], report link status.
+pub struct Transport {
+    me: NodeId,
+    local_addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    links: BTreeMap<NodeId, PeerLink>,
+    shared: Arc<Shared>,
+    events: Events,
+    tasks: Vec<AbortHandle>,
+    warned_unknown: AtomicBool,
+}
+
+impl Transport {
+    /// Starts node `me`'s endpoint with default options; see [`Transport::start_with`].
+    pub async fn start(
+        config: &ClusterConfig,
+        me: NodeId,
+        certs_dir: &Path,
+    ) -> Result<(Transport, Inbound), TransportError> {
+        Transport::start_with(config, me, certs_dir, TransportOptions::default()).await
+    }
+
+    /// Loads `ca.pem` and `node-<me>.pem/.key` from `certs_dir`, binds `me`'s address from
+    /// `config` (a host name is resolved, IPv4 preferred), and starts serving and dialling.
+    pub async fn start_with(
+        config: &ClusterConfig,
+        me: NodeId,
+        certs_dir: &Path,
+        options: TransportOptions,
+    ) -> Result<(Transport, Inbound), TransportError> {
+        let entry = config.node(me).ok_or(TransportError::UnknownNode(me))?;
+        let roots = Arc::new(certs::load_roots(certs_dir)?);
+        let identity = certs::load_node_identity(certs_dir, me)?;
+        check_own_identity(certs_dir, me, &identity)?;
+
+        let tls_err = |what: String| move |source| TransportError::Tls { what, source };
+        let cert_files = format!(
+            "{} with {}",
+            certs_dir.join(certs::node_cert_file(me)).display(),
+            certs_dir.join(certs::node_key_file(me)).display()
+        );
+        let server = tls::server_config(roots.clone(), identity.clone())
+            .map_err(tls_err(cert_files.clone()))?;
+        let client =
+            tls::peer_client_config(roots, identity.clone()).map_err(tls_err(cert_files))?;
+
+        let bind_addr = resolve_bind(&entry.addr).await?;
+        let socket =
+            std::net::UdpSocket::bind(bind_addr).map_err(|source| TransportError::Bind {
+                addr: bind_addr,
+                source,
+            })?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config(&identity),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| TransportError::Bind {
+            addr: bind_addr,
+            source,
+        })?;
+        let local_addr = endpoint.local_addr().unwrap_or(bind_addr);
+
+        let events = Events::new();
+        let (peer_tx, peer_rx) = mpsc::channel(options.inbound_queue.max(1));
+        let (client_tx, client_rx) = mpsc::channel(options.client_queue.max(1));
+        let peer_ids = config.ids().filter(|&id| id != me).collect();
+        let shared = Arc::new(Shared::new(
+            me,
+            peer_ids,
+            peer_tx,
+            client_tx,
+            events.clone(),
+        ));
+
+        let mut tasks = vec![
+            tokio::spawn(inbound::accept_loop(endpoint.clone(), shared.clone())).abort_handle(),
+        ];
+        let link_options = LinkOptions {
+            queue: options.peer_queue,
+            max_batch: options.max_batch.max(1),
+            backoff_min: options.backoff_min,
+            backoff_max: options.backoff_max,
+            connect_timeout: options.connect_timeout,
+        };
+        let mut links = BTreeMap::new();
+        for node in config.nodes.iter().filter(|n| n.id != me) {
+            let (link, task) = PeerLink::spawn(
+                me,
+                node.id,
+                node.addr.clone(),
+                endpoint.clone(),
+                client.clone(),
+                link_options.clone(),
+                events.clone(),
+            );
+            links.insert(node.id, link);
+            tasks.push(task);
+        }
+        info!(id = me, addr = %local_addr, peers = links.len(), "transport listening");
+        let transport = Transport {
+            me,
+            local_addr,
+            endpoint,
+            links,
+            shared,
+            events,
+            tasks,
+            warned_unknown: AtomicBool::new(false),
+        };
+        let inbound = Inbound {
+            peers: peer_rx,
+            clients: client_rx,
+        };
+        Ok((transport, inbound))
+    }
+
+    /// Queues `msgs` for peer `to` without waiting. Messages that do not fit in the peer's
+    /// queue are dropped and counted; messages for an unknown node (or this one) are dropped.
+    pub fn send(&self, to: NodeId, msgs: Vec<Message<Command>>) {
+        match self.links.get(&to) {
+            Some(link) => link.push(msgs),
+            None => {
+                if !self.warned_unknown.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        to,
+                        me = self.me,
+                        count = msgs.len(),
+                        "dropping messages for a node that is not a peer in the configuration (logged once)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `(peer, connected, dropped)` for every peer, by id.
+    pub fn peer_status(&self) -> Vec<(NodeId, bool, u64)> {
+        self.links
+            .values()
+            .map(|l| {
+                let s = l.status();
+                (s.id, s.connected, s.dropped)
+            })
+            .collect()
+    }
+
+    /// Full status of every outbound link, by id.
+    pub fn peer_links(&self) -> Vec<PeerLinkStatus> {
+        self.links.values().map(PeerLink::status).collect()
+    }
+
+    /// Counters of the accept side.
+    pub fn stats(&self) -> InboundStats {
+        self.shared.stats()
+    }
+
+    /// A receiver that changes whenever a link goes up or down, a connection is refused or
+    /// a bad frame is seen: wait on it, then re-read [`Transport::peer_links`] or
+    /// [`Transport::stats`].
+    pub fn events(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Closes every connection (peers see a clean close) and waits briefly for the close
+    /// to be sent.
+    pub async fn shutdown(self) {
+        self.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    fn stop(&self) {
+        self.endpoint
+            .close(CLOSE_SHUTDOWN.into(), b"node shutting down");
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The node's own certificate must carry its identity name: catches a certs directory made
+/// for another cluster layout before any peer has to refuse it.
+fn check_own_identity(dir: &Path, me: NodeId, identity: &Identity) -> Result<(), TransportError> {
+    let path = dir.join(certs::node_cert_file(me));
+    let expected = certs::node_name(me);
+    let leaf = identity.chain.first().ok_or_else(|| CertError::Invalid {
+        path: path.clone(),
+        message: "no certificate in the file".into(),
+    })?;
+    let names = tls::dns_names(leaf).map_err(|e| CertError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if names.contains(&expected) {
+        Ok(())
+    } else {
+        Err(TransportError::WrongIdentity {
+            path,
+            expected,
+            names,
+        })
+    }
+}
+
+/// The address to bind for `addr` (`host:port`), IPv4 preferred for a host name with both.
+async fn resolve_bind(addr: &str) -> Result<SocketAddr, TransportError> {
+    let resolve_err = |message: String| TransportError::Resolve {
+        addr: addr.to_string(),
+        message,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| resolve_err(e.to_string()))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| resolve_err("no address".into()))
+}
+
+/// QUIC endpoint settings that survive a restart: the stateless-reset key and the key of
+/// the connection-id generator (which recognises this node's connection ids, so a packet
+/// of a connection from before a restart is answered with a reset rather than dropped as
+/// garbage) are derived from the node's private key, so only the node can forge them.
+fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
+    let derive = |label: &[u8]| {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        digest.update(b"raftlab quic endpoint v1\0");
+        digest.update(label);
+        digest.update(identity.key.secret_der());
+        digest.finish()
+    };
+    let reset = derive(b"stateless reset");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref());
+    let mut config = quinn::EndpointConfig::new(Arc::new(key));
+    let cid = derive(b"connection id");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
