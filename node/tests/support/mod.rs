@@ -1,0 +1,331 @@
+//! A real local cluster for integration tests: `raft-node` processes on loopback, certificates
+//! from `raft-node certs`, and a client speaking the real protocol over QUIC + mutual TLS.
+#![allow(dead_code)] // each test binary uses a different part
+
+use model::kv::{Command, Operation, Outcome, Value};
+use node::protocol::{NodeStatus, Request, Response};
+use node::transport::ClientConnector;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any wait-until-condition loop may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub addrs: Vec<(u64, String)>,
+    children: Vec<(u64, Option<Child>)>,
+    pub client: ClientConnector,
+    client_id: u64,
+    seq: u64,
+}
+
+/// Settings of a cluster started by [`Cluster::start_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub tick_ms: u64,
+    pub request_timeout_ms: u64,
+    pub snapshot_every: u64,
+    /// `storage.fsync`; keep it on unless measuring what it costs.
+    pub fsync: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tick_ms: 20,
+            request_timeout_ms: 2000,
+            snapshot_every: 10_000,
+            fsync: true,
+        }
+    }
+}
+
+/// Free UDP ports on loopback (bound then released; the kernel rarely reuses them at once).
+fn free_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().expect("local addr").port())
+        .collect()
+}
+
+fn node_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_raft-node")
+}
+
+impl Cluster {
+    /// Writes `cluster.toml` and certificates for `n` nodes in a fresh directory, and starts
+    /// every node.
+    pub async fn start(name: &str, n: u64, snapshot_every: u64) -> Cluster {
+        Cluster::start_with(
+            name,
+            n,
+            Options {
+                snapshot_every,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Cluster::start`] with any [`Options`].
+    pub async fn start_with(name: &str, n: u64, options: Options) -> Cluster {
+        let Options {
+            tick_ms,
+            request_timeout_ms,
+            snapshot_every,
+            fsync,
+        } = options;
+        let dir = std::env::temp_dir().join(format!("raftlab-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ports = free_ports(n as usize);
+        let mut toml = String::new();
+        let mut addrs = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let id = i as u64 + 1;
+            let addr = format!("127.0.0.1:{port}");
+            toml.push_str(&format!("[[node]]\nid = {id}\naddr = \"{addr}\"\n"));
+            addrs.push((id, addr));
+        }
+        toml.push_str(&format!(
+            "[timing]\ntick_ms = {tick_ms}\nrequest_timeout_ms = {request_timeout_ms}\n\
+             [storage]\nsnapshot_every = {snapshot_every}\nfsync = {fsync}\n"
+        ));
+        let config = dir.join("cluster.toml");
+        std::fs::write(&config, toml).expect("write cluster.toml");
+        let status = Process::new(node_binary())
+            .args(["certs", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .status()
+            .expect("raft-node certs runs");
+        assert!(status.success(), "raft-node certs failed");
+        let client = ClientConnector::new(&dir.join("certs")).expect("client connector");
+        let mut cluster = Cluster {
+            dir,
+            config,
+            addrs,
+            children: Vec::new(),
+            client,
+            client_id: 1,
+            seq: 0,
+        };
+        for id in 1..=n {
+            cluster.children.push((id, None));
+            cluster.restart(id);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) node `id` with its normal certificates and data.
+    pub fn restart(&mut self, id: u64) {
+        self.spawn(id, &[]);
+    }
+
+    /// Starts node `id` with extra arguments (e.g. foreign `--certs`).
+    pub fn spawn(&mut self, id: u64, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{id}.log")))
+            .expect("node log");
+        let child = Process::new(node_binary())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .args(["--id", &id.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("raft-node starts");
+        if let Some(slot) = self.children.iter_mut().find(|(i, _)| *i == id) {
+            slot.1 = Some(child);
+        }
+    }
+
+    /// SIGKILL node `id` and reap it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some((_, Some(mut child))) = self
+            .children
+            .iter_mut()
+            .find(|(i, _)| *i == id)
+            .map(|(i, c)| (*i, c.take()))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn addr(&self, id: u64) -> &str {
+        self.addrs
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.as_str())
+            .expect("known node")
+    }
+
+    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+        match self
+            .client
+            .call(id, self.addr(id), &Request::Status, Duration::from_secs(1))
+            .await
+        {
+            Ok(Response::Status(status)) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Waits until every node in `ids` agrees on one leader among them; returns it.
+    pub async fn leader(&self, ids: &[u64]) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut leaders = Vec::new();
+            for &id in ids {
+                leaders.push(self.status(id).await.and_then(|s| s.leader));
+            }
+            if let Some(Some(leader)) = leaders.first() {
+                if ids.contains(leader) && leaders.iter().all(|l| *l == Some(*leader)) {
+                    return *leader;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader among {ids:?}: {leaders:?} (logs in {})",
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs one operation to completion, following redirects and retrying the same
+    /// (client, seq) until it is answered; the test fails after [`PATIENCE`].
+    pub async fn op(&mut self, op: Operation) -> Outcome {
+        self.seq += 1;
+        let command = Command {
+            client: self.client_id,
+            seq: self.seq,
+            op,
+        };
+        let mut target = self.addrs[0].0;
+        op_via(&self.client, &self.addrs, &self.dir, command, &mut target)
+            .await
+            .0
+    }
+
+    pub async fn write(&mut self, key: &str, value: i64) {
+        let outcome = self
+            .op(Operation::Write {
+                key: key.into(),
+                value: Value::Int(value),
+            })
+            .await;
+        assert_eq!(outcome, Outcome::Written);
+    }
+
+    pub async fn read(&mut self, key: &str) -> Option<Value> {
+        match self.op(Operation::Read { key: key.into() }).await {
+            Outcome::Value(v) => v,
+            other => panic!("read answered {other:?}"),
+        }
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn applied(&self, id: u64, index: u64) -> NodeStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.status(id).await {
+                if status.applied_index >= index {
+                    return status;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not apply index {index} (logs in {})",
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.children.iter().map(|(id, _)| *id).collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}
+
+/// Runs `command` to completion through `client`, starting at node `target` and leaving
+/// there the node that answered: follows redirects and retries the same (client, seq) until
+/// answered (the session makes it exactly-once); panics after [`PATIENCE`], naming `dir`
+/// for the logs. Returns the outcome and how many attempts failed before it.
+pub async fn op_via(
+    client: &ClientConnector,
+    addrs: &[(u64, String)],
+    dir: &Path,
+    command: Command,
+    target: &mut u64,
+) -> (Outcome, u32) {
+    let deadline = Instant::now() + PATIENCE;
+    let request = Request::Op(command);
+    let mut failed = 0;
+    loop {
+        let addr = addrs
+            .iter()
+            .find(|(id, _)| *id == *target)
+            .map(|(_, a)| a.as_str())
+            .expect("known node");
+        let reply = client
+            .call(*target, addr, &request, Duration::from_secs(3))
+            .await;
+        match reply {
+            Ok(Response::Done(outcome)) => return (outcome, failed),
+            Ok(Response::NotLeader {
+                leader: Some(leader),
+                ..
+            }) => *target = leader,
+            _ => {
+                // No leader known, refused, or unknown outcome: try the next node with
+                // the same sequence number (the session makes it exactly-once).
+                let i = addrs.iter().position(|(id, _)| *id == *target).unwrap_or(0);
+                *target = addrs[(i + 1) % addrs.len()].0;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        failed += 1;
+        assert!(
+            Instant::now() < deadline,
+            "operation not answered: {request:?} (logs in {})",
+            dir.display()
+        );
+    }
+}
+
+/// Makes a second, foreign CA and certificates for the same cluster file in `out`.
+pub fn foreign_certs(config: &Path, out: &Path) {
+    let status = Process::new(node_binary())
+        .args(["certs", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("raft-node certs runs");
+    assert!(status.success());
+}
