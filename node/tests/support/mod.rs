@@ -5,6 +5,7 @@
 use model::kv::{Command, Operation, Outcome, Value};
 use node::protocol::{NodeStatus, Request, Response};
 use node::transport::ClientConnector;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub addrs: Vec<(u64, String)>,
-    children: Vec<(u64, Option<Child>)>,
+    children: BTreeMap<u64, Child>,
     pub client: ClientConnector,
     client_id: u64,
     seq: u64,
@@ -111,13 +112,12 @@ impl Cluster {
             dir,
             config,
             addrs,
-            children: Vec::new(),
+            children: BTreeMap::new(),
             client,
             client_id: 1,
             seq: 0,
         };
         for id in 1..=n {
-            cluster.children.push((id, None));
             cluster.restart(id);
         }
         cluster
@@ -130,6 +130,7 @@ impl Cluster {
 
     /// Starts node `id` with extra arguments (e.g. foreign `--certs`).
     pub fn spawn(&mut self, id: u64, extra: &[&str]) {
+        self.kill(id);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -144,19 +145,12 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("raft-node starts");
-        if let Some(slot) = self.children.iter_mut().find(|(i, _)| *i == id) {
-            slot.1 = Some(child);
-        }
+        self.children.insert(id, child);
     }
 
     /// SIGKILL node `id` and reap it.
     pub fn kill(&mut self, id: u64) {
-        if let Some((_, Some(mut child))) = self
-            .children
-            .iter_mut()
-            .find(|(i, _)| *i == id)
-            .map(|(i, c)| (*i, c.take()))
-        {
+        if let Some(mut child) = self.children.remove(&id) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -264,7 +258,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let ids: Vec<u64> = self.children.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = self.children.keys().copied().collect();
         for id in ids {
             self.kill(id);
         }
