@@ -1,3 +1,6 @@
-//! raftlab `client`: the lab.
-//!
-//! Built by issue # client library, workload generator, nemesis, local cluster launcher, histories, results and reports:5; see `../shared/ARCHITECTURE.md` for where it is heading.
+//! raftlab `client`: the lab. Drives a real cluster from outside, as a user would: starts
+//! `raft-node` processes, talks to them over QUIC with a client certificate, breaks things
+//! with real signals and packet drops, records what every client saw, and has the checker
+//! judge it.
+
+pub mod history;
