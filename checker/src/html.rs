@@ -26,7 +26,7 @@ pub fn render(report: &Report, title: &str) -> String {
     let _ = write!(
         page,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>raft-check: {title}</title><style>{STYLE}</style></head><body>\
+         <title>raft-check: {title}</title></head><body>\
          <h1>{title}</h1><p class=\"verdict {}\">{}</p>\
          <p>model {} &middot; {} ops &middot; {} keys &middot; {:.3} s</p>",
         verdict.0,
@@ -45,11 +45,19 @@ pub fn render(report: &Report, title: &str) -> String {
             escape(key.gave_up.as_deref().unwrap_or("?"))
         );
     }
-    for anomaly in &report.anomalies {
-        render_anomaly(&mut page, anomaly);
-    }
+    page.push_str(&anomalies_fragment(report));
     page.push_str("</body></html>\n");
     page
+}
+
+/// The anomaly sections alone (with their styles), for embedding in another page such as a
+/// lab run's report.
+pub fn anomalies_fragment(report: &Report) -> String {
+    let mut fragment = format!("<style>{STYLE}</style>");
+    for anomaly in &report.anomalies {
+        render_anomaly(&mut fragment, anomaly);
+    }
+    fragment
 }
 
 fn render_anomaly(page: &mut String, anomaly: &Anomaly) {
