@@ -152,7 +152,10 @@ pub fn to_edn(events: &[Event]) -> String {
     out.push_str("[\n");
     for e in events {
         let (process, value) = match e.who {
-            Who::Process(p) => (p.to_string(), format!("[{} {}]", edn(&e.key), edn(&e.value))),
+            Who::Process(p) => (
+                p.to_string(),
+                format!("[{} {}]", edn(&e.key), edn(&e.value)),
+            ),
             Who::Nemesis => (":nemesis".to_string(), edn(&e.value)),
         };
         let _ = writeln!(
@@ -202,12 +205,36 @@ mod tests {
     #[test]
     fn both_formats_read_back_as_the_same_ops() {
         let r = Recorder::new();
-        r.record(Who::Process(0), Kind::Invoke, "write", json!("k1"), json!(5));
+        r.record(
+            Who::Process(0),
+            Kind::Invoke,
+            "write",
+            json!("k1"),
+            json!(5),
+        );
         r.nemesis("start-partition", json!("halves"));
         r.record(Who::Process(0), Kind::Ok, "write", json!("k1"), json!(5));
-        r.record(Who::Process(1), Kind::Invoke, "cas", json!("k1"), json!([5, 6]));
-        r.record(Who::Process(1), Kind::Fail, "cas", json!("k1"), json!([5, 6]));
-        r.record(Who::Process(2), Kind::Invoke, "read", json!("k1"), Json::Null);
+        r.record(
+            Who::Process(1),
+            Kind::Invoke,
+            "cas",
+            json!("k1"),
+            json!([5, 6]),
+        );
+        r.record(
+            Who::Process(1),
+            Kind::Fail,
+            "cas",
+            json!("k1"),
+            json!([5, 6]),
+        );
+        r.record(
+            Who::Process(2),
+            Kind::Invoke,
+            "read",
+            json!("k1"),
+            Json::Null,
+        );
         r.record(Who::Process(2), Kind::Ok, "read", json!("k1"), json!(5));
         let events = r.events();
         let jsonl = checker::history::parse(

@@ -3,4 +3,14 @@
 //! with real signals and packet drops, records what every client saw, and has the checker
 //! judge it.
 
+pub mod cluster;
+pub mod console;
+pub mod generator;
 pub mod history;
+pub mod kv;
+pub mod kv_client;
+pub mod nemesis;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod workload;

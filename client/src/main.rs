@@ -1,6 +1,261 @@
-//! `raft-lab`: not built yet (issue # client library, workload generator, nemesis, local cluster launcher, histories, results and reports:5). Exits 3 (usage error) so scripts never mistake it
-//! for a working binary.
-fn main() {
-    eprintln!("raft-lab: not built yet (see issue # client library, workload generator, nemesis, local cluster launcher, histories, results and reports:5); nothing was run");
-    std::process::exit(3);
+//! `raft-lab`: runs workloads against a real cluster under real faults and judges the
+//! history; also starts local clusters and talks to running ones.
+//!
+//! Exit codes (the contract's): 0 valid / success, 1 invalid (or a kv command that certainly
+//! failed), 2 unknown, 3 bad input, bad usage or an error.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use client::cluster::{self, ClusterOptions};
+use client::kv_client::KvCluster;
+use client::workload::{parse_nemesis_list, Concurrency, Overrides};
+use node::config::ClusterConfig;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// A Jepsen-style linearizability testing lab for raftlab clusters.
+#[derive(Parser, Debug)]
+#[command(name = "raft-lab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a workload against a local cluster (or --cluster), with faults, and check it.
+    Run {
+        /// The workload file (see workloads/).
+        workload: PathBuf,
+        #[arg(long)]
+        nodes: Option<usize>,
+        #[arg(long)]
+        time_limit: Option<f64>,
+        /// Concurrent client processes: a number or "2n" (twice the nodes).
+        #[arg(long)]
+        concurrency: Option<String>,
+        /// Total request rate in ops/s (0: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Faults: kill, pause, partition-halves, partition-majorities-ring,
+        /// partition-bridge, isolate-leader, partition-one; or partitions, all, none.
+        #[arg(long)]
+        nemesis: Option<String>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where run folders go (default: results).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Start the nodes with this catalogue bug switched on.
+        #[arg(long)]
+        bug: Option<String>,
+        /// Use the running cluster this cluster.toml describes instead of starting one.
+        #[arg(long)]
+        cluster: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// One command against a running cluster: get KEY | put KEY VALUE | cas KEY OLD NEW |
+    /// append KEY SUFFIX | status | leader.
+    Kv {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        command: Vec<String>,
+    },
+    /// Start, stop or inspect a local cluster that outlives this command.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// An interactive console (line editing, history, help) against a running cluster.
+    Console {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Create (if needed) and start a cluster: an existing cluster.toml, a new *.toml path,
+    /// or a directory.
+    Up {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long)]
+        bug: Option<String>,
+    },
+    /// Stop the nodes `up` started.
+    Down {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+    /// Each node's process and Raft status.
+    Status {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(3);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RAFTLAB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("raft-lab: cannot start tokio: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("raft-lab: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8> {
+    match command {
+        Command::Run {
+            workload,
+            nodes,
+            time_limit,
+            concurrency,
+            rate,
+            nemesis,
+            seed,
+            results,
+            bug,
+            cluster,
+            quiet,
+        } => {
+            let concurrency = concurrency
+                .map(|c| c.parse::<Concurrency>())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--concurrency: {e}"))?;
+            let nemesis = nemesis.map(|n| parse_nemesis_list(&n));
+            let overrides = Overrides {
+                nodes,
+                time_limit,
+                concurrency,
+                rate,
+                nemesis,
+                seed,
+                results,
+                bug,
+                cluster,
+                quiet,
+            };
+            let verdict = client::run::run(&workload, &overrides).await?;
+            Ok(verdict.exit_code() as u8)
+        }
+        Command::Kv { config, command } => {
+            let command = client::kv::parse(&command).map_err(anyhow::Error::msg)?;
+            let cluster = connect(&config)?;
+            let answer = client::kv::execute(&cluster, command).await;
+            println!("{}", answer.text);
+            cluster.close().await;
+            Ok(answer.code)
+        }
+        Command::Console { config } => {
+            client::console::run(connect(&config)?).await?;
+            Ok(0)
+        }
+        Command::Cluster { action } => cluster_action(action).await,
+    }
+}
+
+fn connect(config: &Path) -> Result<KvCluster> {
+    let config = ClusterConfig::load(config)?;
+    KvCluster::connect(&config)
+        .with_context(|| format!("certificates in {}", config.tls.certs_dir.display()))
+}
+
+async fn cluster_action(action: ClusterAction) -> Result<u8> {
+    match action {
+        ClusterAction::Up { config, nodes, bug } => {
+            let opts = ClusterOptions {
+                nodes,
+                raft_node: cluster::raft_node_binary()?,
+                bugs: bug.into_iter().collect(),
+                ..ClusterOptions::default()
+            };
+            let (_cluster, report) = cluster::up(&config, &opts)?;
+            for (id, pid) in &report.started {
+                println!("node {id} started (pid {pid})");
+            }
+            for id in &report.already_running {
+                println!("node {id} was already running");
+            }
+            println!(
+                "cluster: {}  (try: raft-lab kv --config {} status)",
+                report.config.display(),
+                report.config.display()
+            );
+            Ok(0)
+        }
+        ClusterAction::Down { config } => {
+            let report = cluster::down(&config)?;
+            for id in &report.stopped {
+                println!("node {id} stopped");
+            }
+            for id in &report.not_running {
+                println!("node {id} was not running");
+            }
+            Ok(0)
+        }
+        ClusterAction::Status { config } => {
+            let nodes = cluster::status(&config).await?;
+            let mut reachable = 0;
+            for node in &nodes {
+                let process = match (node.pid, node.paused) {
+                    (Some(pid), true) => format!("pid {pid} (paused)"),
+                    (Some(pid), false) => format!("pid {pid}"),
+                    (None, _) => "no process".to_string(),
+                };
+                match &node.status {
+                    Ok(s) => {
+                        reachable += 1;
+                        println!(
+                            "node {} {:<22} {:<18} {:<13} term {:<4} leader {:<4} commit {} applied {}",
+                            node.id,
+                            node.addr,
+                            process,
+                            s.role,
+                            s.term,
+                            s.leader.map_or("-".into(), |l| l.to_string()),
+                            s.commit_index,
+                            s.applied_index
+                        );
+                    }
+                    Err(e) => println!(
+                        "node {} {:<22} {:<18} unreachable: {e}",
+                        node.id, node.addr, process
+                    ),
+                }
+            }
+            Ok(if reachable == 0 { 3 } else { 0 })
+        }
+    }
 }

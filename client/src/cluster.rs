@@ -1,0 +1,1449 @@
+//! The local cluster launcher: `raft-node` processes on this machine, each on its own loopback
+//! address, with their certificates, data, logs and pid files in one directory.
+//!
+//! ```text
+//! DIR/cluster.toml        node N at 127.0.0.(10+N):(base_port+N-1)
+//! DIR/certs/              CA, node-N.pem/.key, client.pem/.key
+//! DIR/data/node-N/        node N's durable state
+//! DIR/node-N.log          node N's stdout and stderr, appended across restarts
+//! DIR/pids/node-N.pid     node N's pid while it runs
+//! ```
+//!
+//! Three ways to hold a cluster:
+//! - [`LocalCluster::create`] (what `raft-lab run` uses): the nodes are children of this process
+//!   and are **always** stopped: by [`LocalCluster::stop_all`], by `Drop`, and by
+//!   [`emergency_cleanup`] (Ctrl-C, see below).
+//! - [`up`] (`raft-lab cluster up`): the nodes are started detached (`setsid`) and survive
+//!   `raft-lab`; [`down`] stops them through their pid files.
+//! - [`LocalCluster::open`] (`raft-lab cluster down|status`, `raft-lab run --cluster FILE`): an
+//!   existing `cluster.toml`. Nodes are found through `DIR/pids/node-N.pid`, and a pid is only
+//!   believed when `/proc/PID/cmdline` is `raft-node run` of that node id and config file. Such
+//!   a cluster is never stopped on `Drop`; nodes it restarts are detached too.
+//!
+//! `run --cluster FILE` against nodes **not** started by `raft-lab cluster up`: kill and pause
+//! need pid files (write `DIR/pids/node-N.pid` yourself, or start the nodes with `cluster up`);
+//! partitions need every node's IP to be an address of this machine, because the drop rules
+//! are nftables rules here. [`crate::nemesis::Control::supports`] checks both before a run.
+//!
+//! Ctrl-C contract: every child started by an owned cluster is registered process-wide until it
+//! is reaped. The run orchestration selects on `tokio::signal::ctrl_c()` and calls
+//! [`emergency_cleanup`] (SIGCONT + SIGKILL every registered node, SIGCONT every node this
+//! process paused, delete every nftables table this process created), or calls
+//! [`spawn_ctrl_c_cleanup`] once to get that behaviour plus an exit. Both are idempotent.
+
+use model::bugs::{Bug, UnknownBug};
+use model::core::NodeId;
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use node::config::{ClusterConfig, ConfigError};
+use node::protocol::{NodeStatus, Request, Response};
+use node::transport::ClientConnector;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+/// First port tried for node 1 (node N gets `base_port + N - 1`).
+pub const DEFAULT_BASE_PORT: u16 = 15001;
+/// Most nodes of a local cluster (node N lives on 127.0.0.(10+N)).
+pub const MAX_LOCAL_NODES: usize = 200;
+/// How many alternative port ranges [`LocalCluster::create`] tries when ports are taken.
+const PORT_ATTEMPTS: u16 = 64;
+/// Interval of every wait-for-a-condition loop on processes.
+const PROCESS_POLL: Duration = Duration::from_millis(20);
+/// Interval between two rounds of status calls while waiting for a leader.
+const LEADER_POLL: Duration = Duration::from_millis(50);
+/// How long a SIGKILLed or SIGTERMed process may take to disappear before we call it stuck.
+const KILL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// What went wrong with a local cluster; every variant names the node, file or process.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot make the certificates for {config}: {source}")]
+    Certs {
+        config: PathBuf,
+        source: node::certs::CertError,
+    },
+    #[error("--bug: {0}")]
+    Bug(#[from] UnknownBug),
+    #[error("{0} already exists: use `raft-lab cluster up --config {0}` or an empty directory")]
+    Exists(PathBuf),
+    #[error("a local cluster has 1..={max} nodes, not {0}", max = MAX_LOCAL_NODES)]
+    NodeCount(usize),
+    #[error(
+        "no free UDP ports for {nodes} nodes on 127.0.0.11..: tried base ports {tried} ({last})"
+    )]
+    NoFreePorts {
+        nodes: usize,
+        tried: String,
+        last: String,
+    },
+    #[error(
+        "raft-node binary not found (tried {tried}): build it with \
+         `cargo build -p node --bin raft-node` or set RAFT_NODE_BIN"
+    )]
+    BinaryNotFound { tried: String },
+    #[error("node {id}: cannot start {binary}: {source}")]
+    Spawn {
+        id: NodeId,
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no node {id} in {config}")]
+    UnknownNode { id: NodeId, config: PathBuf },
+    #[error("node {id} is not running")]
+    NotRunning { id: NodeId },
+    #[error("node {id}: not started: the lab was interrupted and is cleaning up")]
+    Interrupted { id: NodeId },
+    #[error(
+        "node {id}: no pid known: it was not started by this raft-lab and {pid_file} \
+         does not name a live raft-node of this cluster"
+    )]
+    NoPid { id: NodeId, pid_file: PathBuf },
+    #[error("node {id} (pid {pid}): cannot send {signal}: {source}")]
+    Signal {
+        id: NodeId,
+        pid: i32,
+        signal: Signal,
+        source: nix::errno::Errno,
+    },
+    #[error("node {id} (pid {pid}) is still there {waited:?} after {signal}")]
+    Stuck {
+        id: NodeId,
+        pid: i32,
+        signal: Signal,
+        waited: Duration,
+    },
+    #[error("no leader agreed by a majority within {waited:?}: {detail}")]
+    NoLeader { waited: Duration, detail: String },
+    #[error("client certificate in {certs}: {reason}")]
+    Connector { certs: PathBuf, reason: String },
+}
+
+/// How to create a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// The `raft-node` binary (see [`raft_node_binary`]).
+    pub raft_node: PathBuf,
+    /// Catalogue bugs every node runs with (`--bug NAME`).
+    pub bugs: Vec<String>,
+    pub tick_ms: u64,
+    /// Port of node 1; node N gets `base_port + N - 1`. Taken ports make
+    /// [`LocalCluster::create`] try further ranges.
+    pub base_port: u16,
+    pub snapshot_every: u64,
+    pub request_timeout_ms: u64,
+    /// How long [`LocalCluster::stop_all`] waits after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 3,
+            raft_node: raft_node_binary().unwrap_or_else(|_| PathBuf::from("raft-node")),
+            bugs: Vec::new(),
+            tick_ms: 50,
+            base_port: DEFAULT_BASE_PORT,
+            snapshot_every: 10_000,
+            request_timeout_ms: 3000,
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Finds the `raft-node` binary: `$RAFT_NODE_BIN`, else beside the running executable (where
+/// cargo puts `raft-lab`; for test executables in `target/<profile>/deps/` one directory up),
+/// else on `PATH`.
+pub fn raft_node_binary() -> Result<PathBuf, ClusterError> {
+    let mut tried = Vec::new();
+    if let Some(path) = std::env::var_os("RAFT_NODE_BIN") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        tried.push(format!("RAFT_NODE_BIN={}", path.display()));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent();
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let candidate = d.join("raft-node");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            tried.push(candidate.display().to_string());
+            dir = d.parent();
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("raft-node");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        tried.push("raft-node on PATH".into());
+    }
+    Err(ClusterError::BinaryNotFound {
+        tried: tried.join(", "),
+    })
+}
+
+/// The loopback address of node `id` in a cluster made by [`LocalCluster::create`].
+pub fn local_node_ip(id: NodeId) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 10 + id.min(245) as u8)
+}
+
+/// Who stops the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ownership {
+    /// Children of this process, stopped on drop and by [`emergency_cleanup`].
+    Owned,
+    /// Started with `setsid` (or by someone else); left running on drop.
+    Detached,
+}
+
+/// A node process.
+#[derive(Debug)]
+enum Proc {
+    /// Our child: signalled, then reaped by us.
+    Child(Child),
+    /// Not our child (from a pid file): signalled by pid; its parent reaps it.
+    Foreign(Pid),
+}
+
+impl Proc {
+    fn pid(&self) -> Pid {
+        match self {
+            // Pids fit in i32 on every unix.
+            Proc::Child(child) => Pid::from_raw(child.id() as i32),
+            Proc::Foreign(pid) => *pid,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    proc: Option<Proc>,
+    paused: bool,
+}
+
+/// Children of owned clusters, not yet reaped (their pids cannot be reused meanwhile).
+static OWNED_PIDS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Nodes this process has paused and not resumed.
+static PAUSED_PIDS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Set by [`emergency_cleanup`]: owned clusters start nothing any more.
+static EMERGENCY: AtomicBool = AtomicBool::new(false);
+/// (ip, port) pairs held by the clusters of this process.
+static RESERVED_PORTS: Mutex<BTreeSet<(IpAddr, u16)>> = Mutex::new(BTreeSet::new());
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned registry only means a panic elsewhere; the set itself is intact.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Stops everything this process started, at once: SIGCONT + SIGKILL to every node of an
+/// owned cluster still alive, SIGCONT to every node it paused (also of clusters it does not
+/// own), and deletes every nftables table it created. Idempotent; safe to call from a Ctrl-C
+/// branch while the clusters still exist (their `Drop` then only reaps). Afterwards owned
+/// clusters refuse to start nodes (a nemesis healing a kill would otherwise restart one).
+pub fn emergency_cleanup() {
+    EMERGENCY.store(true, Ordering::SeqCst);
+    let owned: Vec<i32> = std::mem::take(&mut *locked(&OWNED_PIDS))
+        .into_iter()
+        .collect();
+    let paused: Vec<i32> = std::mem::take(&mut *locked(&PAUSED_PIDS))
+        .into_iter()
+        .collect();
+    for pid in paused {
+        let _ = send_signal(Pid::from_raw(pid), Signal::SIGCONT);
+    }
+    for pid in owned {
+        let pid = Pid::from_raw(pid);
+        let _ = send_signal(pid, Signal::SIGCONT);
+        let _ = send_signal(pid, Signal::SIGKILL);
+    }
+    crate::nemesis::nft::delete_own_tables();
+}
+
+/// Whether [`emergency_cleanup`] has run in this process (owned clusters then refuse to
+/// start nodes, and the nemesis stops healing what the cleanup already removed).
+pub fn emergency_cleanup_ran() -> bool {
+    EMERGENCY.load(Ordering::SeqCst)
+}
+
+/// Spawns a task that, on Ctrl-C, prints one line, runs [`emergency_cleanup`] and exits the
+/// process with `exit_code`. Use this OR your own `tokio::signal::ctrl_c()` select that calls
+/// [`emergency_cleanup`], not both. Must be called inside a tokio runtime.
+pub fn spawn_ctrl_c_cleanup(exit_code: i32) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("raft-lab: interrupted: stopping the nodes and removing the nftables rules");
+            emergency_cleanup();
+            std::process::exit(exit_code);
+        }
+    })
+}
+
+/// A cluster of `raft-node` processes on this machine.
+#[derive(Debug)]
+pub struct LocalCluster {
+    config: ClusterConfig,
+    dir: PathBuf,
+    raft_node: PathBuf,
+    bugs: Vec<String>,
+    ownership: Ownership,
+    stop_grace: Duration,
+    /// Resolved node addresses (absent when a host name does not resolve).
+    endpoints: BTreeMap<NodeId, SocketAddr>,
+    slots: BTreeMap<NodeId, Slot>,
+    reserved: Vec<(IpAddr, u16)>,
+}
+
+impl LocalCluster {
+    /// Writes `dir/cluster.toml` for `opts.nodes` nodes, makes the certificates, and starts
+    /// every node as a child of this process. `dir` must not hold a `cluster.toml` yet.
+    pub fn create(dir: &Path, opts: &ClusterOptions) -> Result<LocalCluster, ClusterError> {
+        let mut cluster = LocalCluster::prepare(dir, opts, Ownership::Owned)?;
+        cluster.start_all()?;
+        Ok(cluster)
+    }
+
+    /// Opens an existing `cluster.toml`; nodes are found through `DIR/pids/node-N.pid` (and,
+    /// for a restart, keep the `--bug` flags they were started with). Never stops anything on
+    /// drop.
+    pub fn open(config: &Path) -> Result<LocalCluster, ClusterError> {
+        let path = std::path::absolute(config).map_err(|source| ClusterError::Io {
+            what: "resolve",
+            path: config.to_path_buf(),
+            source,
+        })?;
+        let config = ClusterConfig::load(&path)?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let endpoints = resolve_endpoints(&config);
+        let mut cluster = LocalCluster {
+            raft_node: raft_node_binary().unwrap_or_else(|_| PathBuf::from("raft-node")),
+            bugs: Vec::new(),
+            ownership: Ownership::Detached,
+            stop_grace: ClusterOptions::default().stop_grace,
+            slots: config.ids().map(|id| (id, Slot::default())).collect(),
+            endpoints,
+            reserved: Vec::new(),
+            config,
+            dir,
+        };
+        let mut bugs = None;
+        for id in cluster.ids() {
+            let Some(pid) = read_pid_file(&cluster.pid_path(id)) else {
+                continue;
+            };
+            let Some(cmdline) = cluster.node_cmdline(pid, id) else {
+                debug!(id, pid, "pid file names no live raft-node of this cluster");
+                continue;
+            };
+            if bugs.is_none() {
+                bugs = Some(bug_flags(&cmdline));
+            }
+            if let Some(slot) = cluster.slots.get_mut(&id) {
+                slot.proc = Some(Proc::Foreign(Pid::from_raw(pid)));
+                slot.paused = process_state(pid) == Some('T');
+            }
+        }
+        cluster.bugs = bugs.unwrap_or_default();
+        Ok(cluster)
+    }
+
+    /// Writes the cluster files (unless `dir` is an existing `cluster.toml`) without starting
+    /// anything.
+    fn prepare(
+        dir: &Path,
+        opts: &ClusterOptions,
+        ownership: Ownership,
+    ) -> Result<LocalCluster, ClusterError> {
+        if opts.nodes == 0 || opts.nodes > MAX_LOCAL_NODES {
+            return Err(ClusterError::NodeCount(opts.nodes));
+        }
+        for bug in &opts.bugs {
+            bug.parse::<Bug>()?;
+        }
+        let dir = std::path::absolute(dir).map_err(|source| ClusterError::Io {
+            what: "resolve",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("cluster.toml");
+        if path.exists() {
+            return Err(ClusterError::Exists(path));
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
+            what: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let addrs = free_addresses(opts.nodes, opts.base_port)?;
+        let reserved: Vec<(IpAddr, u16)> = addrs.iter().map(|a| (a.ip(), a.port())).collect();
+        let text = cluster_toml(&addrs, opts);
+        if let Err(source) = std::fs::write(&path, text) {
+            release_ports(&reserved);
+            return Err(ClusterError::Io {
+                what: "write",
+                path,
+                source,
+            });
+        }
+        let config = match ClusterConfig::load(&path) {
+            Ok(config) => config,
+            Err(e) => {
+                release_ports(&reserved);
+                return Err(e.into());
+            }
+        };
+        let cluster = LocalCluster {
+            raft_node: opts.raft_node.clone(),
+            bugs: opts.bugs.clone(),
+            ownership,
+            stop_grace: opts.stop_grace,
+            slots: config.ids().map(|id| (id, Slot::default())).collect(),
+            endpoints: addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i as NodeId + 1, *a))
+                .collect(),
+            reserved,
+            config,
+            dir,
+        };
+        cluster.ensure_certs()?;
+        info!(dir = %cluster.dir.display(), nodes = opts.nodes, "cluster files written");
+        Ok(cluster)
+    }
+
+    /// Makes the certificates unless the CA is already there.
+    fn ensure_certs(&self) -> Result<(), ClusterError> {
+        let certs = &self.config.tls.certs_dir;
+        if certs.join(node::certs::CA_CERT).exists() {
+            return Ok(());
+        }
+        node::certs::generate(&self.config, certs, false).map_err(|source| ClusterError::Certs {
+            config: self.config.path.clone(),
+            source,
+        })
+    }
+
+    fn start_all(&mut self) -> Result<(), ClusterError> {
+        for id in self.ids() {
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The directory holding `cluster.toml`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.config.ids().collect()
+    }
+
+    /// `(id, "host:port")` of every node, as in `cluster.toml`.
+    pub fn node_addrs(&self) -> Vec<(NodeId, String)> {
+        self.config
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.addr.clone()))
+            .collect()
+    }
+
+    /// The resolved address of node `id` (`None`: unknown node or unresolvable host).
+    pub fn node_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.endpoints.get(&id).copied()
+    }
+
+    pub fn node_ip(&self, id: NodeId) -> Option<IpAddr> {
+        self.node_addr(id).map(|a| a.ip())
+    }
+
+    /// `DIR/node-N.log`: stdout and stderr of node N, appended across restarts.
+    pub fn log_path(&self, id: NodeId) -> PathBuf {
+        self.dir.join(format!("node-{id}.log"))
+    }
+
+    /// `DIR/pids/node-N.pid`, present while node N runs.
+    pub fn pid_path(&self, id: NodeId) -> PathBuf {
+        self.dir.join("pids").join(format!("node-{id}.pid"))
+    }
+
+    /// The `raft-node` binary used for (re)starts.
+    pub fn set_raft_node(&mut self, binary: PathBuf) {
+        self.raft_node = binary;
+    }
+
+    /// The `--bug` flags of later (re)starts.
+    pub fn set_bugs(&mut self, bugs: Vec<String>) -> Result<(), ClusterError> {
+        for bug in &bugs {
+            bug.parse::<Bug>()?;
+        }
+        self.bugs = bugs;
+        Ok(())
+    }
+
+    pub fn bugs(&self) -> &[String] {
+        &self.bugs
+    }
+
+    /// The pid of node `id`, if a process is known for it (it may have exited since).
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        let slot = self.slots.get(&id)?;
+        slot.proc.as_ref().map(|p| p.pid().as_raw() as u32)
+    }
+
+    /// Whether node `id`'s process is alive (a paused node is alive).
+    pub fn is_running(&self, id: NodeId) -> bool {
+        let Some(proc) = self.slots.get(&id).and_then(|s| s.proc.as_ref()) else {
+            return false;
+        };
+        match proc {
+            Proc::Child(child) => child_alive(child),
+            Proc::Foreign(pid) => {
+                process_alive(*pid) && self.node_cmdline(pid.as_raw(), id).is_some()
+            }
+        }
+    }
+
+    /// Whether node `id` is paused (SIGSTOPped by this cluster, or found stopped on open).
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.slots.get(&id).is_some_and(|s| s.paused)
+    }
+
+    fn slot(&mut self, id: NodeId) -> Result<&mut Slot, ClusterError> {
+        let config = self.config.path.clone();
+        self.slots
+            .get_mut(&id)
+            .ok_or(ClusterError::UnknownNode { id, config })
+    }
+
+    /// Starts node `id` (no-op if it runs). Its output is appended to [`Self::log_path`], its
+    /// pid written to [`Self::pid_path`].
+    pub fn start(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        self.slot(id)?;
+        if self.is_running(id) {
+            debug!(id, "start: already running");
+            return Ok(());
+        }
+        if self.ownership == Ownership::Owned && emergency_cleanup_ran() {
+            return Err(ClusterError::Interrupted { id });
+        }
+        self.forget(id);
+        let log_path = self.log_path(id);
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ClusterError::Io { what, path, source }
+        };
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io("open log", &log_path))?;
+        let _ = writeln!(
+            log,
+            "=== raft-lab: starting node {id}{} ===",
+            if self.bugs.is_empty() {
+                String::new()
+            } else {
+                format!(" with bugs {}", self.bugs.join(","))
+            }
+        );
+        let stdout = log.try_clone().map_err(io("open log", &log_path))?;
+        let mut command = Command::new(&self.raft_node);
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config.path)
+            .arg("--id")
+            .arg(id.to_string());
+        for bug in &self.bugs {
+            command.arg("--bug").arg(bug);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(log)
+            .current_dir(&self.dir);
+        if self.ownership == Ownership::Detached {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
+            }
+        }
+        let child = command.spawn().map_err(|source| ClusterError::Spawn {
+            id,
+            binary: self.raft_node.clone(),
+            source,
+        })?;
+        let pid = child.id() as i32;
+        if self.ownership == Ownership::Owned {
+            locked(&OWNED_PIDS).insert(pid);
+        }
+        let pid_path = self.pid_path(id);
+        let written = pid_path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .unwrap_or(Ok(()))
+            .and_then(|()| std::fs::write(&pid_path, format!("{pid}\n")));
+        let slot = self.slot(id)?;
+        slot.proc = Some(Proc::Child(child));
+        slot.paused = false;
+        written.map_err(io("write pid file", &pid_path))?;
+        info!(id, pid, "node started");
+        Ok(())
+    }
+
+    /// SIGKILLs node `id` and waits until it is gone (reaped if it is our child).
+    pub fn kill(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        self.slot(id)?;
+        if !self.is_running(id) {
+            self.forget(id);
+            return Err(ClusterError::NotRunning { id });
+        }
+        let result = self.signal_and_wait(id, Signal::SIGKILL, KILL_PATIENCE);
+        if result.is_ok() {
+            info!(id, "node killed");
+            self.forget(id);
+        }
+        result
+    }
+
+    /// Kills node `id` if it runs, then starts it.
+    pub fn restart(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        match self.kill(id) {
+            Ok(()) | Err(ClusterError::NotRunning { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.start(id)
+    }
+
+    /// SIGSTOPs node `id` and waits (briefly) until the kernel reports it stopped.
+    pub fn pause(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        let pid = self.live_pid(id)?;
+        self.send(id, pid, Signal::SIGSTOP)?;
+        locked(&PAUSED_PIDS).insert(pid.as_raw());
+        self.slot(id)?.paused = true;
+        wait_for(Duration::from_secs(1), || {
+            process_state(pid.as_raw()).is_none_or(|s| s == 'T')
+        });
+        info!(id, "node paused");
+        Ok(())
+    }
+
+    /// SIGCONTs node `id`.
+    pub fn resume(&mut self, id: NodeId) -> Result<(), ClusterError> {
+        let pid = self.live_pid(id)?;
+        self.send(id, pid, Signal::SIGCONT)?;
+        locked(&PAUSED_PIDS).remove(&pid.as_raw());
+        self.slot(id)?.paused = false;
+        info!(id, "node resumed");
+        Ok(())
+    }
+
+    /// Stops every node this cluster knows a process for: SIGCONT, SIGTERM, up to the grace
+    /// period for a clean exit, then SIGKILL; reaps our children and removes the pid files.
+    /// Returns the first failure (after trying every node).
+    pub fn stop_all(&mut self) -> Result<(), ClusterError> {
+        let ids: Vec<NodeId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.proc.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &ids {
+            if let Some(proc) = self.slots.get(&id).and_then(|s| s.proc.as_ref()) {
+                let pid = proc.pid();
+                let _ = send_signal(pid, Signal::SIGCONT);
+                locked(&PAUSED_PIDS).remove(&pid.as_raw());
+                let _ = send_signal(pid, Signal::SIGTERM);
+            }
+        }
+        let grace = self.stop_grace;
+        wait_for(grace, || ids.iter().all(|&id| self.gone(id)));
+        let mut first_error = None;
+        for &id in &ids {
+            if !self.gone(id) {
+                warn!(id, ?grace, "node ignored SIGTERM; sending SIGKILL");
+                if let Err(e) = self.signal_and_wait(id, Signal::SIGKILL, KILL_PATIENCE) {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            }
+            self.forget(id);
+        }
+        if !ids.is_empty() {
+            info!(nodes = ids.len(), "nodes stopped");
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Waits until a majority of the cluster agrees on one leader (which itself says it
+    /// leads), polling every running node (every node if none is known to run) each 50 ms.
+    pub async fn leader(
+        &self,
+        client: &ClientConnector,
+        timeout: Duration,
+    ) -> Result<NodeId, ClusterError> {
+        let running: Vec<(NodeId, String)> = self
+            .node_addrs()
+            .into_iter()
+            .filter(|(id, _)| self.is_running(*id))
+            .collect();
+        let nodes = if running.is_empty() {
+            self.node_addrs()
+        } else {
+            running
+        };
+        find_leader(client, &nodes, self.config.nodes.len(), timeout)
+            .await
+            .map_err(|e| match e {
+                ClusterError::NoLeader { waited, detail } => ClusterError::NoLeader {
+                    waited,
+                    detail: self.describe_exits(detail),
+                },
+                other => other,
+            })
+    }
+
+    /// Adds "node N exited" for nodes we started that are gone, and where the logs are.
+    fn describe_exits(&self, mut detail: String) -> String {
+        for (id, slot) in &self.slots {
+            if let Some(Proc::Child(child)) = &slot.proc {
+                if !child_alive(child) {
+                    let _ = write!(
+                        detail,
+                        "; node {id} exited (see {})",
+                        self.log_path(*id).display()
+                    );
+                }
+            }
+        }
+        let _ = write!(detail, "; node logs in {}", self.dir.display());
+        detail
+    }
+
+    /// Checks that every node's IP is an address of this machine, so nftables rules here
+    /// can cut its links.
+    pub fn check_partitionable(&self) -> Result<(), String> {
+        for node in &self.config.nodes {
+            let Some(addr) = self.node_addr(node.id) else {
+                return Err(format!(
+                    "node {} at {}: the address does not resolve",
+                    node.id, node.addr
+                ));
+            };
+            if !addr.ip().is_loopback() && UdpSocket::bind((addr.ip(), 0)).is_err() {
+                return Err(format!(
+                    "node {} at {}: {} is not an address of this machine; partitions are \
+                     nftables rules on this machine and need local node addresses",
+                    node.id,
+                    node.addr,
+                    addr.ip()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every node has a known process (kill and pause need its pid).
+    pub fn check_controllable(&self) -> Result<(), String> {
+        for id in self.ids() {
+            if !self.is_running(id) {
+                return Err(ClusterError::NoPid {
+                    id,
+                    pid_file: self.pid_path(id),
+                }
+                .to_string());
+            }
+        }
+        Ok(())
+    }
+
+    // --- process plumbing ---
+
+    fn live_pid(&mut self, id: NodeId) -> Result<Pid, ClusterError> {
+        self.slot(id)?;
+        if !self.is_running(id) {
+            return Err(ClusterError::NotRunning { id });
+        }
+        self.slots
+            .get(&id)
+            .and_then(|s| s.proc.as_ref())
+            .map(Proc::pid)
+            .ok_or(ClusterError::NotRunning { id })
+    }
+
+    fn send(&self, id: NodeId, pid: Pid, signal: Signal) -> Result<(), ClusterError> {
+        send_signal(pid, signal).map_err(|source| ClusterError::Signal {
+            id,
+            pid: pid.as_raw(),
+            signal,
+            source,
+        })
+    }
+
+    /// Whether node `id`'s process has exited (reaping our child if so).
+    fn gone(&mut self, id: NodeId) -> bool {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return true;
+        };
+        match &mut slot.proc {
+            None => true,
+            Some(Proc::Child(child)) => !matches!(child.try_wait(), Ok(None)),
+            Some(Proc::Foreign(pid)) => foreign_gone(*pid),
+        }
+    }
+
+    /// Sends `signal` and waits up to `patience` for the process to disappear.
+    fn signal_and_wait(
+        &mut self,
+        id: NodeId,
+        signal: Signal,
+        patience: Duration,
+    ) -> Result<(), ClusterError> {
+        let Some(pid) = self
+            .slots
+            .get(&id)
+            .and_then(|s| s.proc.as_ref())
+            .map(Proc::pid)
+        else {
+            return Ok(());
+        };
+        match send_signal(pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(source) => {
+                return Err(ClusterError::Signal {
+                    id,
+                    pid: pid.as_raw(),
+                    signal,
+                    source,
+                })
+            }
+        }
+        if let Some(Slot {
+            proc: Some(Proc::Child(child)),
+            ..
+        }) = self.slots.get_mut(&id)
+        {
+            if signal == Signal::SIGKILL {
+                // SIGKILL cannot be ignored: the wait is short.
+                let _ = child.wait();
+                return Ok(());
+            }
+        }
+        if wait_for(patience, || self.gone(id)) {
+            Ok(())
+        } else {
+            Err(ClusterError::Stuck {
+                id,
+                pid: pid.as_raw(),
+                signal,
+                waited: patience,
+            })
+        }
+    }
+
+    /// Drops what we know about node `id`'s process (reaping our child if it exited) and
+    /// its pid file.
+    fn forget(&mut self, id: NodeId) {
+        let pid_path = self.pid_path(id);
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        slot.paused = false;
+        let Some(proc) = slot.proc.take() else {
+            return;
+        };
+        let pid = proc.pid().as_raw();
+        locked(&PAUSED_PIDS).remove(&pid);
+        if let Proc::Child(mut child) = proc {
+            if matches!(child.try_wait(), Ok(None)) {
+                // Still alive: keep it (callers only forget processes that are gone).
+                slot.proc = Some(Proc::Child(child));
+                return;
+            }
+            locked(&OWNED_PIDS).remove(&pid);
+        }
+        if read_pid_file(&pid_path) == Some(pid) {
+            let _ = std::fs::remove_file(&pid_path);
+        }
+    }
+
+    /// The command line of `pid` if it is `raft-node run` of node `id` of this cluster's
+    /// config file (`Some(empty)` where /proc is unavailable and the pid is alive).
+    fn node_cmdline(&self, pid: i32, id: NodeId) -> Option<Vec<String>> {
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return (!Path::new("/proc/self").exists() && process_alive(Pid::from_raw(pid)))
+                .then(Vec::new);
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let flag = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+        };
+        if !args.iter().any(|a| a == "run") || flag("--id") != Some(&id.to_string()) {
+            return None;
+        }
+        let config = PathBuf::from(flag("--config")?);
+        let config = if config.is_relative() {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .ok()?
+                .join(config)
+        } else {
+            config
+        };
+        let same = match (config.canonicalize(), self.config.path.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        same.then_some(args)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.ownership == Ownership::Owned {
+            if let Err(e) = self.stop_all() {
+                warn!("stopping the cluster in {}: {e}", self.dir.display());
+            }
+        }
+        release_ports(&self.reserved);
+    }
+}
+
+/// What [`up`] did.
+#[derive(Debug)]
+pub struct UpReport {
+    pub config: PathBuf,
+    /// Nodes started now, with their pids.
+    pub started: Vec<(NodeId, u32)>,
+    pub already_running: Vec<NodeId>,
+}
+
+/// `raft-lab cluster up`: `target` is an existing `cluster.toml` (its nodes are started), a
+/// `*.toml` path that does not exist yet (a cluster is created there), or a directory (a
+/// cluster is created in it unless it holds a `cluster.toml`, which is then used). Nodes are
+/// started detached and keep running after `raft-lab` exits; pid files are written. Returns
+/// the (detached) cluster, e.g. to wait for a leader.
+pub fn up(target: &Path, opts: &ClusterOptions) -> Result<(LocalCluster, UpReport), ClusterError> {
+    let is_toml = target.extension().is_some_and(|e| e == "toml");
+    let (dir, file) = if target.is_file() || (is_toml && !target.exists()) {
+        let dir = match target.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        (dir, target.to_path_buf())
+    } else {
+        (target.to_path_buf(), target.join("cluster.toml"))
+    };
+    let mut cluster = if file.exists() {
+        let mut cluster = LocalCluster::open(&file)?;
+        cluster.set_raft_node(opts.raft_node.clone());
+        if !opts.bugs.is_empty() {
+            cluster.set_bugs(opts.bugs.clone())?;
+        }
+        cluster.stop_grace = opts.stop_grace;
+        cluster.ensure_certs()?;
+        cluster
+    } else if file.file_name().is_some_and(|n| n == "cluster.toml") {
+        LocalCluster::prepare(&dir, opts, Ownership::Detached)?
+    } else {
+        // A custom file name: write the cluster beside it under that name.
+        let cluster = LocalCluster::prepare(&dir, opts, Ownership::Detached)?;
+        let written = cluster.config.path.clone();
+        drop(cluster);
+        std::fs::rename(&written, &file).map_err(|source| ClusterError::Io {
+            what: "rename",
+            path: written,
+            source,
+        })?;
+        let mut cluster = LocalCluster::open(&file)?;
+        cluster.set_raft_node(opts.raft_node.clone());
+        cluster.set_bugs(opts.bugs.clone())?;
+        cluster
+    };
+    let mut report = UpReport {
+        config: cluster.config.path.clone(),
+        started: Vec::new(),
+        already_running: Vec::new(),
+    };
+    for id in cluster.ids() {
+        if cluster.is_running(id) {
+            report.already_running.push(id);
+            continue;
+        }
+        cluster.start(id)?;
+        report.started.push((id, cluster.pid(id).unwrap_or(0)));
+    }
+    Ok((cluster, report))
+}
+
+/// What [`down`] did.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    pub stopped: Vec<NodeId>,
+    /// Nodes with no live process found through their pid files.
+    pub not_running: Vec<NodeId>,
+}
+
+/// `raft-lab cluster down`: stops the nodes of `config` found through their pid files
+/// (SIGCONT, SIGTERM, grace, SIGKILL).
+pub fn down(config: &Path) -> Result<DownReport, ClusterError> {
+    let mut cluster = LocalCluster::open(config)?;
+    let mut report = DownReport::default();
+    for id in cluster.ids() {
+        if cluster.is_running(id) {
+            report.stopped.push(id);
+        } else {
+            report.not_running.push(id);
+            cluster.forget(id);
+        }
+    }
+    cluster.stop_all()?;
+    Ok(report)
+}
+
+/// One node in [`status`].
+#[derive(Debug)]
+pub struct NodeReport {
+    pub id: NodeId,
+    pub addr: String,
+    /// The live process found through the pid file, if any.
+    pub pid: Option<u32>,
+    pub paused: bool,
+    /// Its answer to a status call, or why there is none.
+    pub status: Result<NodeStatus, String>,
+}
+
+/// `raft-lab cluster status`: pid (from the pid files) and the status call's answer of every
+/// node. Must be called inside a tokio runtime.
+pub async fn status(config: &Path) -> Result<Vec<NodeReport>, ClusterError> {
+    let cluster = LocalCluster::open(config)?;
+    let certs = cluster.config.tls.certs_dir.clone();
+    let client = ClientConnector::new(&certs).map_err(|e| ClusterError::Connector {
+        certs: certs.clone(),
+        reason: e.to_string(),
+    })?;
+    let nodes = cluster.node_addrs();
+    let answers = status_all(&client, &nodes, Duration::from_secs(1)).await;
+    client.close().await;
+    Ok(answers
+        .into_iter()
+        .zip(nodes)
+        .map(|((id, status), (_, addr))| NodeReport {
+            id,
+            addr,
+            pid: cluster.is_running(id).then(|| cluster.pid(id)).flatten(),
+            paused: cluster.is_paused(id),
+            status,
+        })
+        .collect())
+}
+
+/// [`status`] as a table, one line per node.
+pub fn format_status(reports: &[NodeReport]) -> String {
+    let mut out = String::from(
+        "node  address                pid      role       term   leader  commit  applied\n",
+    );
+    for r in reports {
+        let pid = match (r.pid, r.paused) {
+            (Some(pid), true) => format!("{pid}(T)"),
+            (Some(pid), false) => pid.to_string(),
+            (None, _) => "-".into(),
+        };
+        let _ = match &r.status {
+            Ok(s) => writeln!(
+                out,
+                "{:<5} {:<22} {:<8} {:<10} {:<6} {:<7} {:<7} {}",
+                r.id,
+                r.addr,
+                pid,
+                s.role,
+                s.term,
+                s.leader.map_or("-".into(), |l| l.to_string()),
+                s.commit_index,
+                s.applied_index
+            ),
+            Err(why) => writeln!(
+                out,
+                "{:<5} {:<22} {:<8} unreachable: {why}",
+                r.id, r.addr, pid
+            ),
+        };
+    }
+    out
+}
+
+/// Asks every node in `nodes` for its status concurrently, each call within `per_call`.
+pub async fn status_all(
+    client: &ClientConnector,
+    nodes: &[(NodeId, String)],
+    per_call: Duration,
+) -> Vec<(NodeId, Result<NodeStatus, String>)> {
+    let calls = nodes.iter().map(|(id, addr)| async move {
+        let answer = match client.call(*id, addr, &Request::Status, per_call).await {
+            Ok(Response::Status(status)) => Ok(status),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        (*id, answer)
+    });
+    join_all(calls.collect()).await
+}
+
+/// The leader a majority of `cluster_size` agrees on, if the leader itself says so.
+pub fn agreed_leader(
+    statuses: &[(NodeId, Result<NodeStatus, String>)],
+    cluster_size: usize,
+) -> Option<NodeId> {
+    let mut votes: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for (_, status) in statuses {
+        if let Ok(Some(leader)) = status.as_ref().map(|s| s.leader) {
+            *votes.entry(leader).or_default() += 1;
+        }
+    }
+    votes.into_iter().find_map(|(leader, count)| {
+        let self_confirmed = statuses
+            .iter()
+            .any(|(id, s)| *id == leader && matches!(s, Ok(s) if s.leader == Some(leader)));
+        (count > cluster_size / 2 && self_confirmed).then_some(leader)
+    })
+}
+
+/// Polls `nodes` every 50 ms until [`agreed_leader`] names one, or `timeout` passes.
+pub async fn find_leader(
+    client: &ClientConnector,
+    nodes: &[(NodeId, String)],
+    cluster_size: usize,
+    timeout: Duration,
+) -> Result<NodeId, ClusterError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let per_call = left.clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let statuses = status_all(client, nodes, per_call).await;
+        if let Some(leader) = agreed_leader(&statuses, cluster_size) {
+            debug!(leader, waited = ?started.elapsed(), "leader agreed");
+            return Ok(leader);
+        }
+        if Instant::now() >= deadline {
+            let detail = statuses
+                .iter()
+                .map(|(id, s)| match s {
+                    Ok(s) => format!(
+                        "node {id}: {} in term {}, leader {}",
+                        s.role,
+                        s.term,
+                        s.leader.map_or("unknown".into(), |l| l.to_string())
+                    ),
+                    Err(e) => format!("node {id}: {e}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ClusterError::NoLeader {
+                waited: started.elapsed(),
+                detail,
+            });
+        }
+        tokio::time::sleep(LEADER_POLL).await;
+    }
+}
+
+/// Runs every future to completion concurrently; outputs in input order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The text of `cluster.toml` for nodes at `addrs` (node N = `addrs[N-1]`).
+pub fn cluster_toml(addrs: &[SocketAddr], opts: &ClusterOptions) -> String {
+    let mut text =
+        String::from("# Written by raft-lab: a local cluster, one loopback address per node.\n");
+    for (i, addr) in addrs.iter().enumerate() {
+        let _ = write!(text, "\n[[node]]\nid = {}\naddr = \"{addr}\"\n", i + 1);
+    }
+    let _ = write!(
+        text,
+        "\n[timing]\ntick_ms = {}\nrequest_timeout_ms = {}\n\n[storage]\nsnapshot_every = {}\n",
+        opts.tick_ms, opts.request_timeout_ms, opts.snapshot_every
+    );
+    text
+}
+
+/// Node addresses `127.0.0.(10+N):(base+N-1)` whose UDP ports are free (a bind test) and not
+/// held by another cluster of this process, trying further bases when taken; reserves them.
+fn free_addresses(nodes: usize, base_port: u16) -> Result<Vec<SocketAddr>, ClusterError> {
+    let mut tried = Vec::new();
+    let mut last = String::from("no attempt");
+    let mut reserved = locked(&RESERVED_PORTS);
+    for attempt in 0..PORT_ATTEMPTS {
+        let Some(base) = (attempt as u32)
+            .checked_mul(nodes as u32)
+            .and_then(|o| u16::try_from(base_port as u32 + o).ok())
+            .filter(|b| (*b as usize) + nodes <= u16::MAX as usize)
+        else {
+            break;
+        };
+        tried.push(base.to_string());
+        let addrs: Vec<SocketAddr> = (0..nodes)
+            .map(|i| SocketAddr::new(local_node_ip(i as NodeId + 1).into(), base + i as u16))
+            .collect();
+        let taken = addrs.iter().find_map(|a| {
+            if reserved.contains(&(a.ip(), a.port())) {
+                return Some(format!("{a} is used by another cluster of this process"));
+            }
+            UdpSocket::bind(a).err().map(|e| format!("{a}: {e}"))
+        });
+        match taken {
+            None => {
+                reserved.extend(addrs.iter().map(|a| (a.ip(), a.port())));
+                return Ok(addrs);
+            }
+            Some(why) => {
+                debug!(base, %why, "ports taken; trying the next range");
+                last = why;
+            }
+        }
+    }
+    Err(ClusterError::NoFreePorts {
+        nodes,
+        tried: tried.join(","),
+        last,
+    })
+}
+
+fn release_ports(ports: &[(IpAddr, u16)]) {
+    let mut reserved = locked(&RESERVED_PORTS);
+    for p in ports {
+        reserved.remove(p);
+    }
+}
+
+fn resolve_endpoints(config: &ClusterConfig) -> BTreeMap<NodeId, SocketAddr> {
+    let mut endpoints = BTreeMap::new();
+    for node in &config.nodes {
+        match node.addr.to_socket_addrs() {
+            Ok(mut addrs) => {
+                let all: Vec<SocketAddr> = addrs.by_ref().collect();
+                if let Some(a) = all.iter().find(|a| a.is_ipv4()).or(all.first()) {
+                    endpoints.insert(node.id, *a);
+                }
+            }
+            Err(e) => warn!(id = node.id, addr = %node.addr, "cannot resolve: {e}"),
+        }
+    }
+    endpoints
+}
+
+fn read_pid_file(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// `--bug NAME` values of a command line.
+fn bug_flags(args: &[String]) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == "--bug")
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+/// Our child has not exited (checked without reaping it).
+fn child_alive(child: &Child) -> bool {
+    let pid = Pid::from_raw(child.id() as i32);
+    matches!(
+        waitid(
+            Id::Pid(pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+        ),
+        Ok(WaitStatus::StillAlive)
+    )
+}
+
+/// Some process (possibly a zombie) has this pid.
+fn process_alive(pid: Pid) -> bool {
+    !matches!(send_signal(pid, None), Err(nix::errno::Errno::ESRCH))
+}
+
+/// A process that is not our child has exited: no such pid, or a zombie (which we reap if it
+/// happens to be our child after all, e.g. started by `up` in this very process).
+fn foreign_gone(pid: Pid) -> bool {
+    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    !process_alive(pid) || process_state(pid.as_raw()) == Some('Z')
+}
+
+/// The state letter of /proc/PID/stat (`R`, `S`, `T` stopped, `Z` zombie, ...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": comm may contain spaces and parentheses; the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Polls `done` every 20 ms until it holds (true) or `patience` passes (false).
+fn wait_for(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(PROCESS_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: NodeId, leader: Option<NodeId>) -> (NodeId, Result<NodeStatus, String>) {
+        (
+            id,
+            Ok(NodeStatus {
+                id,
+                role: if leader == Some(id) {
+                    "leader"
+                } else {
+                    "follower"
+                }
+                .into(),
+                term: 1,
+                leader,
+                commit_index: 0,
+                applied_index: 0,
+                last_index: 0,
+                snapshot_index: 0,
+                peers: Vec::new(),
+                bugs: Vec::new(),
+            }),
+        )
+    }
+
+    #[test]
+    fn a_leader_needs_a_majority_and_its_own_word() {
+        let down = |id| (id, Err::<NodeStatus, _>("unreachable".to_string()));
+        assert_eq!(
+            agreed_leader(&[status(1, Some(2)), status(2, Some(2)), down(3)], 3),
+            Some(2)
+        );
+        // Two followers agree, but the leader itself is unreachable: not yet.
+        assert_eq!(
+            agreed_leader(&[status(1, Some(2)), down(2), status(3, Some(2))], 3),
+            None
+        );
+        // The leader and one follower of five: no majority.
+        assert_eq!(
+            agreed_leader(&[status(1, Some(1)), status(2, Some(1)), down(3)], 5),
+            None
+        );
+        assert_eq!(agreed_leader(&[status(1, None), status(2, None)], 3), None);
+    }
+
+    #[test]
+    fn cluster_toml_parses_with_one_address_per_node() {
+        let addrs: Vec<SocketAddr> = (1..=3)
+            .map(|i| SocketAddr::new(local_node_ip(i).into(), 15000 + i as u16))
+            .collect();
+        let opts = ClusterOptions {
+            tick_ms: 20,
+            snapshot_every: 77,
+            raft_node: PathBuf::from("raft-node"),
+            ..ClusterOptions::default()
+        };
+        let text = cluster_toml(&addrs, &opts);
+        let config = ClusterConfig::parse(Path::new("/x/cluster.toml"), &text).unwrap();
+        assert_eq!(config.nodes.len(), 3);
+        assert_eq!(config.nodes[1].addr, "127.0.0.12:15002");
+        assert_eq!(config.timing.tick_ms, 20);
+        assert_eq!(config.storage.snapshot_every, 77);
+        assert_eq!(config.data_dir(2), PathBuf::from("/x/data/node-2"));
+    }
+
+    #[test]
+    fn taken_ports_move_the_range() {
+        let first = free_addresses(3, 17101).unwrap();
+        // The same range is now reserved by "another cluster" of this process.
+        let second = free_addresses(3, 17101).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(second[0].port(), 17104);
+        // A port bound by someone else is skipped too.
+        let blocker = UdpSocket::bind((local_node_ip(1), 17201)).unwrap();
+        let third = free_addresses(2, 17201).unwrap();
+        assert_eq!(third[0].port(), 17203);
+        drop(blocker);
+        release_ports(&first.iter().map(|a| (a.ip(), a.port())).collect::<Vec<_>>());
+        release_ports(
+            &second
+                .iter()
+                .map(|a| (a.ip(), a.port()))
+                .collect::<Vec<_>>(),
+        );
+        release_ports(&third.iter().map(|a| (a.ip(), a.port())).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bug_flags_and_process_state() {
+        let args: Vec<String> = ["raft-node", "run", "--bug", "stale-read", "--id", "2"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(bug_flags(&args), vec!["stale-read".to_string()]);
+        let me = std::process::id() as i32;
+        assert!(matches!(process_state(me), Some('R' | 'S')));
+        assert_eq!(process_state(i32::MAX), None);
+    }
+}

@@ -1,0 +1,655 @@
+//! The client library: one sequential client of the cluster.
+//!
+//! A [`KvClient`] has a client id (unique per process incarnation, and across runs, so that a
+//! reused cluster's sessions never confuse two clients) and a sequence number. Each operation
+//! gets the next sequence number and is retried with the SAME `(client, seq)` until it gets
+//! an answer or its deadline passes: the nodes' sessions make a retried request take effect
+//! at most once and return the original answer.
+//!
+//! How an operation ends ([`OpResult`]), decided by the pure [`Classifier`]:
+//! - `Ok`: a `Done` answer that took effect (a read's value, a write, a matching cas, an
+//!   append).
+//! - `Fail`: certainly no effect: a cas whose expected value did not match, an append to a
+//!   number, or every attempt was refused before anything was proposed (not sent, not the
+//!   leader, refused). Reads have no effect, so a read that does not complete is `Fail`.
+//! - `Info`: the outcome is unknown: some attempt may have been proposed (`Unknown` answer,
+//!   or the request was sent and no answer came), and no later attempt told us the outcome
+//!   before the deadline.
+
+use model::core::NodeId;
+use model::kv::{Command, Operation, Outcome, Value};
+use node::config::{ClusterConfig, NodeEntry};
+use node::protocol::{NodeStatus, Request, Response};
+use node::transport::{CallError, ClientConnector};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::time::Instant;
+use tracing::{debug, trace};
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    /// Took effect (or, for a read, was served) with this outcome.
+    Ok(Outcome),
+    /// Certainly had no effect: why, and the node's answer when it gave one (a cas
+    /// mismatch names the current value).
+    Fail {
+        reason: String,
+        outcome: Option<Outcome>,
+    },
+    /// May or may not have taken effect; why.
+    Info(String),
+}
+
+/// Errors of the client library outside operations.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot set up the client: {0}")]
+    Setup(String),
+    #[error("node {0} is not in the cluster configuration")]
+    UnknownNode(NodeId),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("node {node}: unexpected answer to status: {answer}")]
+    Unexpected { node: NodeId, answer: String },
+    #[error("no leader within {0:?}: {1}")]
+    NoLeader(Duration, String),
+}
+
+/// One attempt's result, as the classifier sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The node answered.
+    Reply(Response),
+    /// Certainly not delivered.
+    NotSent(String),
+    /// Sent, no answer: the request may have been proposed.
+    NoAnswer(String),
+}
+
+impl From<Result<Response, CallError>> for Attempt {
+    fn from(r: Result<Response, CallError>) -> Self {
+        match r {
+            Ok(response) => Attempt::Reply(response),
+            Err(e) if e.is_unknown_outcome() => Attempt::NoAnswer(e.to_string()),
+            Err(e) => Attempt::NotSent(e.to_string()),
+        }
+    }
+}
+
+/// What to do after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Finish(OpResult),
+    /// Try again with the same `(client, seq)`.
+    Retry {
+        /// The leader the node named, if any (its address when the node knew it).
+        hint: Option<(NodeId, Option<String>)>,
+        /// The node asked is not (or no longer) a good target: do not ask it first again.
+        forget: bool,
+    },
+}
+
+/// Decides how an operation ends from its attempts, one at a time. Pure: no I/O, no clock.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    read: bool,
+    /// Why the outcome is uncertain, once some attempt may have been proposed.
+    uncertain: Option<String>,
+    last: String,
+}
+
+impl Classifier {
+    pub fn new(read: bool) -> Self {
+        Classifier {
+            read,
+            uncertain: None,
+            last: "no attempt before the deadline".into(),
+        }
+    }
+
+    /// Whether some attempt may have taken effect.
+    pub fn is_uncertain(&self) -> bool {
+        self.uncertain.is_some()
+    }
+
+    pub fn observe(&mut self, attempt: Attempt) -> Next {
+        let retry = |forget| Next::Retry { hint: None, forget };
+        match attempt {
+            Attempt::Reply(Response::Done(outcome)) => match outcome {
+                Outcome::Value(_) | Outcome::Written => Next::Finish(OpResult::Ok(outcome)),
+                // The real answer (from the session if an earlier attempt was applied):
+                // certainly no effect.
+                Outcome::CasMismatch { ref current } => Next::Finish(OpResult::Fail {
+                    reason: format!("cas mismatch: current value is {}", show(current.as_ref())),
+                    outcome: Some(outcome.clone()),
+                }),
+                Outcome::NotAString => Next::Finish(OpResult::Fail {
+                    reason: "append to a key holding an integer".into(),
+                    outcome: Some(outcome),
+                }),
+                // A newer request of this client was applied: this copy was not, but an
+                // earlier one may have been.
+                Outcome::Stale => {
+                    self.last = "stale request".into();
+                    Next::Finish(self.give_up())
+                }
+            },
+            Attempt::Reply(Response::NotLeader { leader, addr }) => {
+                self.last = match leader {
+                    Some(l) => format!("not the leader (leader: node {l})"),
+                    None => "not the leader (leader unknown)".into(),
+                };
+                Next::Retry {
+                    hint: leader.map(|l| (l, addr)),
+                    forget: true,
+                }
+            }
+            Attempt::Reply(Response::Refused(why)) => {
+                self.last = format!("refused: {why}");
+                retry(true)
+            }
+            Attempt::Reply(Response::Unknown(why)) => {
+                self.last = format!("outcome unknown: {why}");
+                self.uncertain = Some(self.last.clone());
+                retry(true)
+            }
+            Attempt::Reply(Response::Status(_)) => {
+                // A confused node: whatever it did with the request is unknown.
+                self.last = "protocol error: status answer to an operation".into();
+                self.uncertain = Some(self.last.clone());
+                retry(true)
+            }
+            Attempt::NotSent(why) => {
+                self.last = why;
+                retry(true)
+            }
+            Attempt::NoAnswer(why) => {
+                self.last = why;
+                self.uncertain = Some(self.last.clone());
+                retry(true)
+            }
+        }
+    }
+
+    /// The deadline passed: `info` if some attempt may have taken effect (never for reads),
+    /// else `fail`.
+    pub fn give_up(&self) -> OpResult {
+        match (&self.uncertain, self.read) {
+            (Some(why), false) => OpResult::Info(if *why == self.last {
+                why.clone()
+            } else {
+                format!("{why}; then: {}", self.last)
+            }),
+            _ => OpResult::Fail {
+                reason: self.last.clone(),
+                outcome: None,
+            },
+        }
+    }
+}
+
+/// How a sequence of attempts ends when the deadline passes after the last one.
+pub fn classify(read: bool, attempts: impl IntoIterator<Item = Attempt>) -> OpResult {
+    let mut c = Classifier::new(read);
+    for a in attempts {
+        if let Next::Finish(result) = c.observe(a) {
+            return result;
+        }
+    }
+    c.give_up()
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        None => "null".into(),
+        Some(Value::Int(i)) => i.to_string(),
+        Some(Value::Str(s)) => format!("{s:?}"),
+    }
+}
+
+/// A new client id: a random 40-bit base per lab process plus a counter, so ids never repeat
+/// within a process and practically never across runs against the same cluster.
+pub fn fresh_client_id() -> u64 {
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut s = nanos ^ (u64::from(std::process::id()) << 32);
+        (crate::generator::splitmix64(&mut s) & 0xFF_FFFF_FFFF) << 20
+    });
+    base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// A cluster as clients see it: one shared connector (one QUIC connection per node), the
+/// nodes' addresses, and the last leader anybody found.
+#[derive(Clone)]
+pub struct KvCluster {
+    connector: Arc<ClientConnector>,
+    nodes: Arc<Vec<NodeEntry>>,
+    leader: Arc<Mutex<Option<NodeId>>>,
+    /// Longest single call (the node answers `Unknown` after its request timeout).
+    call_timeout: Duration,
+}
+
+impl KvCluster {
+    /// Loads the client certificate from the configuration's certificate directory. Must be
+    /// called inside a tokio runtime.
+    pub fn connect(config: &ClusterConfig) -> Result<KvCluster, ClientError> {
+        let connector = ClientConnector::new(&config.tls.certs_dir)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(KvCluster::with_connector(Arc::new(connector), config))
+    }
+
+    pub fn with_connector(connector: Arc<ClientConnector>, config: &ClusterConfig) -> KvCluster {
+        KvCluster {
+            connector,
+            nodes: Arc::new(config.nodes.clone()),
+            leader: Arc::new(Mutex::new(None)),
+            call_timeout: config.request_timeout() + Duration::from_secs(1),
+        }
+    }
+
+    pub fn nodes(&self) -> &[NodeEntry] {
+        &self.nodes
+    }
+
+    /// The shared connector (for status calls of the cluster launcher).
+    pub fn connector(&self) -> &Arc<ClientConnector> {
+        &self.connector
+    }
+
+    /// A client with a fresh id whose operations give up after `op_timeout`. Each operation
+    /// goes first to the last leader anybody found.
+    pub fn client(&self, op_timeout: Duration) -> KvClient {
+        self.client_at(None, op_timeout)
+    }
+
+    /// A client bound to node `home` (Jepsen's clients: one node per process): each
+    /// operation goes to `home` first and follows its redirect, so followers and deposed
+    /// leaders get requests too (a node that serves what it should refuse is caught). While
+    /// `home` is unreachable, operations start at the last known leader instead.
+    pub fn client_at(&self, home: Option<NodeId>, op_timeout: Duration) -> KvClient {
+        let id = fresh_client_id();
+        KvClient {
+            cluster: self.clone(),
+            id,
+            seq: 0,
+            rr: (id as usize) % self.nodes.len().max(1),
+            home: home.filter(|h| self.nodes.iter().any(|n| n.id == *h)),
+            home_down_until: None,
+            op_timeout,
+        }
+    }
+
+    /// The status of node `node`.
+    pub async fn status(&self, node: NodeId) -> Result<NodeStatus, ClientError> {
+        let entry = self
+            .nodes
+            .iter()
+            .find(|n| n.id == node)
+            .ok_or(ClientError::UnknownNode(node))?;
+        let timeout = Duration::from_secs(2).min(self.call_timeout);
+        match self
+            .connector
+            .call(node, &entry.addr, &Request::Status, timeout)
+            .await?
+        {
+            Response::Status(s) => Ok(s),
+            other => Err(ClientError::Unexpected {
+                node,
+                answer: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Polls every node (concurrently) until exactly one reports itself leader; returns its
+    /// id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no node answered");
+        loop {
+            let mut polls = tokio::task::JoinSet::new();
+            for n in self.nodes.iter() {
+                let cluster = self.clone();
+                let id = n.id;
+                polls.spawn(async move { cluster.status(id).await });
+            }
+            let mut leaders = Vec::new();
+            while let Some(joined) = polls.join_next().await {
+                let Ok(answer) = joined else { continue };
+                match answer {
+                    Ok(s) if s.role == "leader" => leaders.push(s.id),
+                    Ok(s) => last = format!("node {} is {} in term {}", s.id, s.role, s.term),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if let [leader] = leaders.as_slice() {
+                self.remember(Some(*leader));
+                return Ok(*leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::NoLeader(timeout, last));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Closes the connections.
+    pub async fn close(&self) {
+        self.connector.close().await;
+    }
+
+    fn known_leader(&self) -> Option<NodeId> {
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, leader: Option<NodeId>) {
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+    }
+
+    fn forget(&self, node: NodeId) {
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if *l == Some(node) {
+            *l = None;
+        }
+    }
+
+    fn addr_of(&self, node: NodeId) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == node)
+            .map(|n| n.addr.clone())
+    }
+}
+
+/// One sequential client: at most one operation in flight.
+pub struct KvClient {
+    cluster: KvCluster,
+    id: u64,
+    seq: u64,
+    /// Next node to try when no leader is known.
+    rr: usize,
+    /// The node each operation starts at, if bound to one.
+    home: Option<NodeId>,
+    /// `home` did not answer: skip it until then.
+    home_down_until: Option<Instant>,
+    op_timeout: Duration,
+}
+
+/// How long a client bypasses its unreachable home node.
+const HOME_DOWN: Duration = Duration::from_secs(1);
+
+impl KvClient {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn cluster(&self) -> &KvCluster {
+        &self.cluster
+    }
+
+    /// The status of node `node`.
+    pub async fn status(&self, node: NodeId) -> Result<NodeStatus, ClientError> {
+        self.cluster.status(node).await
+    }
+
+    /// Runs `op` to completion: finds the leader, follows redirects, retries the same
+    /// `(client, seq)` until an answer or the operation deadline.
+    pub async fn execute(&mut self, op: Operation) -> OpResult {
+        self.seq += 1;
+        let read = matches!(op, Operation::Read { .. });
+        let request = Request::Op(Command {
+            client: self.id,
+            seq: self.seq,
+            op,
+        });
+        let deadline = Instant::now() + self.op_timeout;
+        let mut classifier = Classifier::new(read);
+        let mut target: Option<(NodeId, String)> = self.home_target();
+        let mut misses: u32 = 0;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return classifier.give_up();
+            }
+            let (node, addr) = match target.take() {
+                Some(t) => t,
+                None => match self.next_target() {
+                    Some(t) => t,
+                    None => {
+                        return OpResult::Fail {
+                            reason: "the cluster has no nodes".into(),
+                            outcome: None,
+                        }
+                    }
+                },
+            };
+            let timeout = (deadline - now).min(self.cluster.call_timeout);
+            let attempt: Attempt = self
+                .cluster
+                .connector
+                .call(node, &addr, &request, timeout)
+                .await
+                .into();
+            trace!(client = self.id, seq = self.seq, node, ?attempt, "attempt");
+            if matches!(attempt, Attempt::NotSent(_) | Attempt::NoAnswer(_))
+                && Some(node) == self.home
+            {
+                self.home_down_until = Some(Instant::now() + HOME_DOWN);
+            }
+            match classifier.observe(attempt) {
+                Next::Finish(result) => {
+                    // Only a write proves leadership: a buggy follower may serve reads.
+                    let proves = !read
+                        && matches!(
+                            result,
+                            OpResult::Ok(_)
+                                | OpResult::Fail {
+                                    outcome: Some(_),
+                                    ..
+                                }
+                        );
+                    if proves {
+                        self.cluster.remember(Some(node));
+                    }
+                    return result;
+                }
+                Next::Retry { hint, forget } => {
+                    if forget {
+                        self.cluster.forget(node);
+                    }
+                    misses += 1;
+                    let redirect = hint.and_then(|(leader, hinted_addr)| {
+                        let a = hinted_addr.or_else(|| self.cluster.addr_of(leader))?;
+                        Some((leader, a))
+                    });
+                    match redirect {
+                        Some((leader, a)) if leader != node => {
+                            self.cluster.remember(Some(leader));
+                            target = Some((leader, a));
+                            // Follow a fresh hint at once, but do not ping-pong forever.
+                            if misses > 3 {
+                                backoff(misses, deadline).await;
+                            }
+                        }
+                        _ => {
+                            debug!(client = self.id, seq = self.seq, node, "retrying elsewhere");
+                            backoff(misses, deadline).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The home node, unless it was recently unreachable.
+    fn home_target(&mut self) -> Option<(NodeId, String)> {
+        let home = self.home?;
+        if let Some(until) = self.home_down_until {
+            if Instant::now() < until {
+                return None;
+            }
+            self.home_down_until = None;
+        }
+        Some((home, self.cluster.addr_of(home)?))
+    }
+
+    /// The known leader, else the next node round-robin.
+    fn next_target(&mut self) -> Option<(NodeId, String)> {
+        if let Some(l) = self.cluster.known_leader() {
+            if let Some(a) = self.cluster.addr_of(l) {
+                return Some((l, a));
+            }
+        }
+        let n = self.cluster.nodes.len();
+        if n == 0 {
+            return None;
+        }
+        let entry = self.cluster.nodes.get(self.rr % n)?;
+        self.rr = (self.rr + 1) % n;
+        Some((entry.id, entry.addr.clone()))
+    }
+}
+
+/// Exponential backoff from 10 ms to 200 ms, never past the deadline.
+async fn backoff(misses: u32, deadline: Instant) {
+    let ms = 10u64 << misses.min(5).saturating_sub(1);
+    let until = (Instant::now() + Duration::from_millis(ms.min(200))).min(deadline);
+    tokio::time::sleep_until(until).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(o: Outcome) -> Attempt {
+        Attempt::Reply(Response::Done(o))
+    }
+    fn not_leader(l: Option<u64>) -> Attempt {
+        Attempt::Reply(Response::NotLeader {
+            leader: l,
+            addr: l.map(|l| format!("127.0.0.{l}:1")),
+        })
+    }
+    fn unknown() -> Attempt {
+        Attempt::Reply(Response::Unknown("timed out".into()))
+    }
+    fn refused() -> Attempt {
+        Attempt::Reply(Response::Refused("overloaded".into()))
+    }
+    fn not_sent() -> Attempt {
+        Attempt::NotSent("no connection".into())
+    }
+    fn no_answer() -> Attempt {
+        Attempt::NoAnswer("stream reset".into())
+    }
+
+    fn is_ok(r: &OpResult) -> bool {
+        matches!(r, OpResult::Ok(_))
+    }
+    fn is_fail(r: &OpResult) -> bool {
+        matches!(r, OpResult::Fail { .. })
+    }
+    fn is_info(r: &OpResult) -> bool {
+        matches!(r, OpResult::Info(_))
+    }
+
+    #[test]
+    fn done_is_ok_after_anything() {
+        for prefix in [
+            vec![],
+            vec![not_sent()],
+            vec![unknown(), no_answer()],
+            vec![not_leader(Some(2))],
+        ] {
+            let mut seq = prefix.clone();
+            seq.push(done(Outcome::Written));
+            assert!(is_ok(&classify(false, seq)), "{prefix:?}");
+        }
+        assert_eq!(
+            classify(true, [done(Outcome::Value(Some(Value::Int(3))))]),
+            OpResult::Ok(Outcome::Value(Some(Value::Int(3))))
+        );
+    }
+
+    #[test]
+    fn certain_no_effect_is_fail() {
+        assert!(is_fail(&classify(
+            false,
+            [not_sent(), not_leader(None), refused(), not_leader(Some(3))]
+        )));
+        assert!(is_fail(&classify(false, [])));
+        assert!(is_fail(&classify(
+            false,
+            [done(Outcome::CasMismatch { current: None })]
+        )));
+        assert!(is_fail(&classify(false, [done(Outcome::NotAString)])));
+        // The real answer after an uncertain attempt: the session returned the result.
+        assert!(is_fail(&classify(
+            false,
+            [
+                unknown(),
+                done(Outcome::CasMismatch {
+                    current: Some(Value::Int(1))
+                })
+            ]
+        )));
+    }
+
+    #[test]
+    fn any_uncertain_attempt_without_an_answer_is_info() {
+        assert!(is_info(&classify(false, [unknown()])));
+        assert!(is_info(&classify(false, [no_answer()])));
+        assert!(is_info(&classify(
+            false,
+            [not_sent(), no_answer(), not_sent(), refused()]
+        )));
+        assert!(is_info(&classify(
+            false,
+            [unknown(), not_leader(None), not_leader(Some(1))]
+        )));
+        assert!(is_info(&classify(
+            false,
+            [Attempt::Reply(Response::Unknown("x".into())), not_sent()]
+        )));
+        assert!(is_info(&classify(false, [unknown(), done(Outcome::Stale)])));
+    }
+
+    #[test]
+    fn reads_never_end_info() {
+        assert!(is_fail(&classify(true, [unknown()])));
+        assert!(is_fail(&classify(true, [no_answer(), not_sent()])));
+        assert!(is_fail(&classify(true, [done(Outcome::Stale)])));
+    }
+
+    #[test]
+    fn retries_follow_hints() {
+        let mut c = Classifier::new(false);
+        assert_eq!(
+            c.observe(not_leader(Some(4))),
+            Next::Retry {
+                hint: Some((4, Some("127.0.0.4:1".into()))),
+                forget: true
+            }
+        );
+        assert!(!c.is_uncertain());
+        assert!(matches!(
+            c.observe(no_answer()),
+            Next::Retry { hint: None, .. }
+        ));
+        assert!(c.is_uncertain());
+    }
+
+    #[test]
+    fn client_ids_are_unique() {
+        let a = fresh_client_id();
+        let b = fresh_client_id();
+        assert_ne!(a, b);
+    }
+}

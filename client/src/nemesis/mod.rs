@@ -1,0 +1,814 @@
+//! The nemesis: real faults on a seeded schedule, every action recorded in the history.
+//!
+//! Kinds (the contract's names): `kill`, `pause`, `partition-halves`,
+//! `partition-majorities-ring`, `partition-bridge`, `isolate-leader`, `partition-one`; lists
+//! also accept `all`, `partitions` and `none` ([`parse_kinds`]).
+//!
+//! How a run uses it:
+//! 1. [`parse_kinds`], then [`Schedule::new`] (seed, kinds, node ids, interval, time limit);
+//! 2. [`preflight`]: checks the cluster can take each kind ([`Control::supports`]) and, when
+//!    partitions are asked for, makes the run's nftables table; without `nft` or root it
+//!    fails with a message saying so (drop the partition kinds to run kill/pause only);
+//! 3. [`run_nemesis`] executes the schedule in real time, stops early on the stop signal,
+//!    and always heals everything before returning (resume the paused, start the killed,
+//!    flush the partition rules): also when its future is dropped midway. It returns a
+//!    [`NemesisReport`]: requested kinds, scheduled and applied counts (fault coverage).
+//!
+//! History events (`process: "nemesis"`, type `info`), each recorded right after the action
+//! took effect, with an `"error"` field when it failed:
+//! `start-partition` (`{"nemesis", "groups", "views", "description"}`; `isolate-leader` adds
+//! `"leader"`), `stop-partition` (`{"nemesis", "description"}`), `kill`, `start`, `pause`,
+//! `resume` (`{"node": N}`).
+
+pub mod kill;
+pub mod nft;
+pub mod partition;
+pub mod pause;
+pub mod schedule;
+
+pub use nft::{Nft, NftError};
+pub use partition::Grouping;
+pub use schedule::{Action, Fault, PlannedFault, Schedule, ScheduleOptions, Step};
+
+use crate::cluster::{status_all, ClusterError, LocalCluster};
+use crate::history::Recorder;
+use model::core::NodeId;
+use node::protocol::NodeStatus;
+use node::transport::ClientConnector;
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// How long `isolate-leader` waits for status answers before isolating its fallback.
+const LEADER_LOOKUP: Duration = Duration::from_millis(300);
+
+/// One kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NemesisKind {
+    Kill,
+    Pause,
+    PartitionHalves,
+    PartitionMajoritiesRing,
+    PartitionBridge,
+    IsolateLeader,
+    PartitionOne,
+}
+
+impl NemesisKind {
+    pub const ALL: [NemesisKind; 7] = [
+        NemesisKind::Kill,
+        NemesisKind::Pause,
+        NemesisKind::PartitionHalves,
+        NemesisKind::PartitionMajoritiesRing,
+        NemesisKind::PartitionBridge,
+        NemesisKind::IsolateLeader,
+        NemesisKind::PartitionOne,
+    ];
+
+    pub const PARTITIONS: [NemesisKind; 5] = [
+        NemesisKind::PartitionHalves,
+        NemesisKind::PartitionMajoritiesRing,
+        NemesisKind::PartitionBridge,
+        NemesisKind::IsolateLeader,
+        NemesisKind::PartitionOne,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisKind::Kill => "kill",
+            NemesisKind::Pause => "pause",
+            NemesisKind::PartitionHalves => "partition-halves",
+            NemesisKind::PartitionMajoritiesRing => "partition-majorities-ring",
+            NemesisKind::PartitionBridge => "partition-bridge",
+            NemesisKind::IsolateLeader => "isolate-leader",
+            NemesisKind::PartitionOne => "partition-one",
+        }
+    }
+
+    /// Needs nftables.
+    pub fn is_partition(self) -> bool {
+        !matches!(self, NemesisKind::Kill | NemesisKind::Pause)
+    }
+}
+
+impl fmt::Display for NemesisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for NemesisKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl FromStr for NemesisKind {
+    type Err = NemesisError;
+    fn from_str(s: &str) -> Result<NemesisKind, NemesisError> {
+        NemesisKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| NemesisError::Unknown(s.to_string()))
+    }
+}
+
+/// A comma list of kinds, `all`, `partitions` and `none` (deduplicated, in order).
+pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
+    let mut kinds: Vec<NemesisKind> = Vec::new();
+    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let more: Vec<NemesisKind> = match word {
+            "all" => NemesisKind::ALL.to_vec(),
+            "partitions" => NemesisKind::PARTITIONS.to_vec(),
+            "none" => Vec::new(),
+            name => vec![name.parse()?],
+        };
+        for kind in more {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// A nemesis that cannot be set up; every message names the kind or setting at fault.
+#[derive(Debug, Error)]
+pub enum NemesisError {
+    #[error(
+        "unknown nemesis {0:?}; known: kill, pause, partition-halves, partition-majorities-ring, \
+         partition-bridge, isolate-leader, partition-one, all, partitions, none"
+    )]
+    Unknown(String),
+    #[error("nemesis {kinds} needs at least 3 nodes (only a minority may be faulted), the cluster has {nodes}")]
+    TooFewNodes { kinds: String, nodes: usize },
+    #[error("nemesis schedule: {0}")]
+    BadTiming(String),
+    #[error("nemesis {kind} is not possible on this cluster: {reason}")]
+    Unsupported { kind: NemesisKind, reason: String },
+    #[error(
+        "partition nemeses need nftables and root: {0}; run as root with nftables installed, \
+         or choose --nemesis kill,pause"
+    )]
+    Partitions(NftError),
+}
+
+/// A node as the nemesis sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlNode {
+    pub id: NodeId,
+    /// `host:port` as in `cluster.toml` (for status calls).
+    pub addr: String,
+    /// The resolved address partitions cut (`None`: does not resolve).
+    pub socket: Option<SocketAddr>,
+}
+
+/// A failed nemesis action.
+#[derive(Debug, Error)]
+#[error("{action} node {node}: {reason}")]
+pub struct ControlError {
+    pub action: &'static str,
+    pub node: NodeId,
+    pub reason: String,
+}
+
+/// What the nemesis can do to a cluster. [`LocalCluster`] implements it with signals on local
+/// processes; a remote cluster (ssh, agents) can implement it too.
+pub trait Control: Send {
+    fn nodes(&self) -> Vec<ControlNode>;
+    /// Crash the node (SIGKILL) and wait until it is gone.
+    fn kill(&mut self, id: NodeId) -> Result<(), ControlError>;
+    /// Start the node if it does not run.
+    fn start(&mut self, id: NodeId) -> Result<(), ControlError>;
+    fn pause(&mut self, id: NodeId) -> Result<(), ControlError>;
+    fn resume(&mut self, id: NodeId) -> Result<(), ControlError>;
+    /// Whether `kind` can be applied to this cluster; the reason when not.
+    fn supports(&self, kind: NemesisKind) -> Result<(), String> {
+        let _ = kind;
+        Ok(())
+    }
+}
+
+fn control_error(action: &'static str, node: NodeId) -> impl FnOnce(ClusterError) -> ControlError {
+    move |e| ControlError {
+        action,
+        node,
+        reason: e.to_string(),
+    }
+}
+
+impl Control for LocalCluster {
+    fn nodes(&self) -> Vec<ControlNode> {
+        self.node_addrs()
+            .into_iter()
+            .map(|(id, addr)| ControlNode {
+                id,
+                addr,
+                socket: self.node_addr(id),
+            })
+            .collect()
+    }
+
+    fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
+        LocalCluster::kill(self, id).map_err(control_error("kill", id))
+    }
+
+    fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
+        LocalCluster::start(self, id).map_err(control_error("start", id))
+    }
+
+    fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
+        LocalCluster::pause(self, id).map_err(control_error("pause", id))
+    }
+
+    fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
+        LocalCluster::resume(self, id).map_err(control_error("resume", id))
+    }
+
+    fn supports(&self, kind: NemesisKind) -> Result<(), String> {
+        if kind.is_partition() {
+            self.check_partitionable()
+        } else {
+            self.check_controllable()
+        }
+    }
+}
+
+/// Checks that `control` can take every kind, and makes the nftables table when partitions
+/// are asked for (`None` otherwise). Refuses partitions without `nft` or root, naming why.
+pub fn preflight(
+    kinds: &[NemesisKind],
+    control: &dyn Control,
+) -> Result<Option<Nft>, NemesisError> {
+    for &kind in kinds {
+        control
+            .supports(kind)
+            .map_err(|reason| NemesisError::Unsupported { kind, reason })?;
+    }
+    if kinds.iter().any(|k| k.is_partition()) {
+        Nft::new().map(Some).map_err(NemesisError::Partitions)
+    } else {
+        Ok(None)
+    }
+}
+
+/// What the nemesis did, for `results.json` ("fault coverage").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NemesisReport {
+    pub requested: Vec<NemesisKind>,
+    /// Faults planned per kind.
+    pub scheduled: BTreeMap<NemesisKind, usize>,
+    /// Faults that actually took effect, per kind (every requested kind is listed).
+    pub applied: BTreeMap<NemesisKind, usize>,
+    /// Requested kinds never applied.
+    pub not_applied: Vec<NemesisKind>,
+    /// Failed actions, one line each.
+    pub errors: Vec<String>,
+    /// Everything was healed at the end.
+    pub healed: bool,
+    /// The stop signal came before the schedule's end.
+    pub stopped_early: bool,
+}
+
+impl NemesisReport {
+    pub fn to_json(&self) -> Json {
+        serde_json::to_value(self).unwrap_or(Json::Null)
+    }
+
+    fn finish(&mut self) {
+        self.not_applied = self
+            .requested
+            .iter()
+            .copied()
+            .filter(|k| self.applied.get(k).copied().unwrap_or(0) == 0)
+            .collect();
+    }
+}
+
+/// Everything [`run_nemesis`] works with.
+pub struct NemesisContext {
+    control: Arc<Mutex<dyn Control>>,
+    recorder: Recorder,
+    client: Option<Arc<ClientConnector>>,
+    nft: Option<Nft>,
+    state: watch::Sender<String>,
+}
+
+impl NemesisContext {
+    pub fn new(control: Arc<Mutex<dyn Control>>, recorder: Recorder) -> Self {
+        NemesisContext {
+            control,
+            recorder,
+            client: None,
+            nft: None,
+            state: watch::Sender::new("none".to_string()),
+        }
+    }
+
+    /// The client `isolate-leader` asks for the current leader (without one it isolates a
+    /// seeded random node).
+    pub fn with_client(mut self, client: Arc<ClientConnector>) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The table from [`preflight`]; deleted when the nemesis ends.
+    pub fn with_nft(mut self, nft: Option<Nft>) -> Self {
+        self.nft = nft;
+        self
+    }
+
+    /// The faults in effect right now, one line (`"none"` when healthy): for a progress bar.
+    pub fn state(&self) -> watch::Receiver<String> {
+        self.state.subscribe()
+    }
+}
+
+/// A fault in effect.
+#[derive(Clone, Debug)]
+enum Applied {
+    Killed(NodeId),
+    Paused(NodeId),
+    Partitioned(Grouping),
+}
+
+impl Applied {
+    fn describe(&self) -> String {
+        match self {
+            Applied::Killed(n) => format!("kill n{n}"),
+            Applied::Paused(n) => format!("pause n{n}"),
+            Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
+        }
+    }
+}
+
+struct Runner {
+    ctx: NemesisContext,
+    nodes: Vec<NodeId>,
+    active: BTreeMap<usize, Applied>,
+    report: NemesisReport,
+    partitioned_ever: bool,
+    healed: bool,
+}
+
+/// Runs `schedule` in real time from now, until its end or until `stop` turns true (or its
+/// sender is dropped), then heals everything and returns what was applied. Dropping the
+/// future midway also heals (synchronously). The context, and with it the nftables table,
+/// is dropped at the end.
+pub async fn run_nemesis(
+    schedule: Schedule,
+    ctx: NemesisContext,
+    mut stop: watch::Receiver<bool>,
+) -> NemesisReport {
+    let mut runner = Runner {
+        ctx,
+        nodes: schedule.nodes.clone(),
+        active: BTreeMap::new(),
+        report: NemesisReport {
+            requested: schedule.kinds.clone(),
+            scheduled: schedule.counts(),
+            applied: schedule.kinds.iter().map(|k| (*k, 0)).collect(),
+            ..NemesisReport::default()
+        },
+        partitioned_ever: false,
+        healed: false,
+    };
+    let start = tokio::time::Instant::now();
+    for step in schedule.steps() {
+        tokio::select! {
+            biased;
+            () = stopped(&mut stop) => {
+                runner.report.stopped_early = true;
+                break;
+            }
+            () = tokio::time::sleep_until(start + step.at) => {}
+        }
+        let Some(planned) = schedule.faults.get(step.fault) else {
+            continue;
+        };
+        match step.action {
+            Action::Start => runner.start(step.fault, &planned.fault).await,
+            Action::Stop => runner.stop(step.fault),
+        }
+        runner.publish();
+    }
+    runner.heal_all();
+    runner.report.finish();
+    info!(applied = ?runner.report.applied, healed = runner.report.healed, "nemesis done");
+    std::mem::take(&mut runner.report)
+}
+
+/// Resolves when `stop` holds true or its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Records nemesis event `f`, adding the error if the action failed.
+fn record(recorder: &Recorder, f: &str, mut value: Json, result: &Result<(), ControlError>) {
+    if let (Err(e), Some(map)) = (result, value.as_object_mut()) {
+        map.insert("error".into(), json!(e.to_string()));
+    }
+    recorder.nemesis(f, value);
+}
+
+impl Runner {
+    fn control(&self) -> std::sync::MutexGuard<'_, dyn Control + 'static> {
+        // A poisoned lock means a panic elsewhere; signals and restarts still make sense.
+        self.ctx.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn applied(&mut self, index: usize, kind: NemesisKind, applied: Applied) {
+        *self.report.applied.entry(kind).or_default() += 1;
+        info!(fault = index, "nemesis: {}", applied.describe());
+        self.active.insert(index, applied);
+    }
+
+    fn failed(&mut self, what: String) {
+        warn!("nemesis: {what}");
+        self.report.errors.push(what);
+    }
+
+    async fn start(&mut self, index: usize, fault: &Fault) {
+        let kind = fault.kind();
+        match fault {
+            Fault::Kill { node } => {
+                let result = kill::kill(&mut *self.control(), &self.ctx.recorder, *node);
+                match result {
+                    Ok(()) => self.applied(index, kind, Applied::Killed(*node)),
+                    Err(e) => self.failed(e.to_string()),
+                }
+            }
+            Fault::Pause { node } => {
+                let result = pause::pause(&mut *self.control(), &self.ctx.recorder, *node);
+                match result {
+                    Ok(()) => self.applied(index, kind, Applied::Paused(*node)),
+                    Err(e) => self.failed(e.to_string()),
+                }
+            }
+            Fault::Partition(grouping) => self.partition(index, grouping.clone(), None),
+            Fault::IsolateLeader { fallback } => {
+                let leader = self.current_leader().await;
+                let alone = leader.unwrap_or(*fallback);
+                let grouping = partition::isolate(kind, alone, &self.nodes);
+                self.partition(index, grouping, Some(leader));
+            }
+        }
+    }
+
+    /// The current leader, from one round of status calls: the node that says it leads (the
+    /// one with the highest term if a deposed leader has not noticed yet), else the leader
+    /// most nodes name. One round keeps the schedule on time.
+    async fn current_leader(&self) -> Option<NodeId> {
+        let client = self.ctx.client.clone()?;
+        let nodes: Vec<(NodeId, String)> = self
+            .control()
+            .nodes()
+            .into_iter()
+            .map(|n| (n.id, n.addr))
+            .collect();
+        let statuses = status_all(&client, &nodes, LEADER_LOOKUP).await;
+        let answers: Vec<&NodeStatus> = statuses
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .collect();
+        let self_declared = answers
+            .iter()
+            .filter(|s| s.leader == Some(s.id))
+            .max_by_key(|s| s.term)
+            .map(|s| s.id);
+        self_declared.or_else(|| {
+            let mut named: BTreeMap<NodeId, usize> = BTreeMap::new();
+            for leader in answers.iter().filter_map(|s| s.leader) {
+                *named.entry(leader).or_default() += 1;
+            }
+            named.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
+        })
+    }
+
+    /// Cuts `grouping`'s links; records `start-partition`. `leader`: for `isolate-leader`,
+    /// the leader found (`Some(None)`: none found, the fallback was isolated).
+    fn partition(&mut self, index: usize, grouping: Grouping, leader: Option<Option<NodeId>>) {
+        let mut value = grouping.to_json();
+        if let (Some(leader), Some(map)) = (leader, value.as_object_mut()) {
+            map.insert("leader".into(), json!(leader));
+        }
+        let endpoints: BTreeMap<NodeId, SocketAddr> = self
+            .control()
+            .nodes()
+            .into_iter()
+            .filter_map(|n| Some((n.id, n.socket?)))
+            .collect();
+        let result = match self.ctx.nft.as_mut() {
+            None => Err(
+                "no nftables table: partitions need `preflight` to succeed (nft and root)"
+                    .to_string(),
+            ),
+            Some(nft) => nft
+                .apply(&grouping.drops(&endpoints))
+                .map_err(|e| e.to_string()),
+        };
+        self.partitioned_ever = true;
+        match result {
+            Ok(()) => {
+                self.ctx.recorder.nemesis("start-partition", value);
+                self.applied(index, grouping.kind, Applied::Partitioned(grouping));
+            }
+            Err(e) => {
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("error".into(), json!(e));
+                }
+                self.ctx.recorder.nemesis("start-partition", value);
+                self.failed(format!("{}: {e}", grouping.kind));
+            }
+        }
+    }
+
+    /// Ends fault `index` if it is in effect; a failed heal stays active for [`Self::heal_all`].
+    fn stop(&mut self, index: usize) {
+        let Some(applied) = self.active.remove(&index) else {
+            return;
+        };
+        let result = match &applied {
+            Applied::Killed(node) => kill::restart(&mut *self.control(), &self.ctx.recorder, *node)
+                .map_err(|e| e.to_string()),
+            Applied::Paused(node) => pause::resume(&mut *self.control(), &self.ctx.recorder, *node)
+                .map_err(|e| e.to_string()),
+            Applied::Partitioned(grouping) => {
+                let result = match self.ctx.nft.as_mut() {
+                    Some(nft) => nft.heal().map_err(|e| e.to_string()),
+                    None => Ok(()),
+                };
+                let mut value = json!({
+                    "nemesis": grouping.kind.name(),
+                    "description": grouping.describe(),
+                });
+                if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
+                    map.insert("error".into(), json!(e));
+                }
+                self.ctx.recorder.nemesis("stop-partition", value);
+                result
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if crate::cluster::emergency_cleanup_ran() => {
+                // Interrupted: the cleanup stopped the nodes and removed the rules already.
+                debug!(
+                    "not healing {} after the emergency cleanup: {e}",
+                    applied.describe()
+                );
+            }
+            Err(e) => {
+                self.failed(format!("healing {}: {e}", applied.describe()));
+                self.active.insert(index, applied);
+            }
+        }
+    }
+
+    /// Ends every fault in effect (retrying failed heals once) and flushes the partition
+    /// rules.
+    fn heal_all(&mut self) {
+        if self.healed {
+            return;
+        }
+        for _attempt in 0..2 {
+            let indices: Vec<usize> = self.active.keys().copied().collect();
+            for index in indices {
+                self.stop(index);
+            }
+        }
+        let mut flushed = true;
+        if self.partitioned_ever {
+            if let Some(nft) = self.ctx.nft.as_mut() {
+                if let Err(e) = nft.heal() {
+                    flushed = false;
+                    self.failed(format!("flushing the partition rules: {e}"));
+                }
+            }
+        }
+        self.report.healed = self.active.is_empty() && flushed;
+        self.healed = true;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let state = if self.active.is_empty() {
+            "none".to_string()
+        } else {
+            self.active
+                .values()
+                .map(Applied::describe)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.ctx.state.send_replace(state);
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // Cancelled midway (the future was dropped): heal before the table goes away.
+        self.heal_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_with_groups_and_errors() {
+        assert_eq!(
+            parse_kinds("kill, pause,partition-halves").unwrap(),
+            vec![
+                NemesisKind::Kill,
+                NemesisKind::Pause,
+                NemesisKind::PartitionHalves
+            ]
+        );
+        assert_eq!(parse_kinds("all").unwrap(), NemesisKind::ALL.to_vec());
+        assert_eq!(
+            parse_kinds("partitions,kill,partition-one").unwrap().len(),
+            6
+        );
+        assert!(parse_kinds("none").unwrap().is_empty());
+        assert!(parse_kinds("").unwrap().is_empty());
+        let err = parse_kinds("kill,partition-everything")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"partition-everything\""), "{err}");
+        for kind in NemesisKind::ALL {
+            assert_eq!(kind.name().parse::<NemesisKind>().unwrap(), kind);
+        }
+    }
+
+    /// A fake cluster: records calls, fails on request.
+    #[derive(Default)]
+    struct Fake {
+        calls: Vec<String>,
+        down: Vec<NodeId>,
+        fail_kill: bool,
+    }
+
+    impl Control for Fake {
+        fn nodes(&self) -> Vec<ControlNode> {
+            (1..=3)
+                .map(|id| ControlNode {
+                    id,
+                    addr: format!("127.0.0.{}:1500{id}", 10 + id),
+                    socket: format!("127.0.0.{}:1500{id}", 10 + id).parse().ok(),
+                })
+                .collect()
+        }
+        fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
+            self.calls.push(format!("kill {id}"));
+            if self.fail_kill {
+                return Err(ControlError {
+                    action: "kill",
+                    node: id,
+                    reason: "no such process".into(),
+                });
+            }
+            self.down.push(id);
+            Ok(())
+        }
+        fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
+            self.calls.push(format!("start {id}"));
+            self.down.retain(|&n| n != id);
+            Ok(())
+        }
+        fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
+            self.calls.push(format!("pause {id}"));
+            self.down.push(id);
+            Ok(())
+        }
+        fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
+            self.calls.push(format!("resume {id}"));
+            self.down.retain(|&n| n != id);
+            Ok(())
+        }
+        fn supports(&self, kind: NemesisKind) -> Result<(), String> {
+            if kind == NemesisKind::PartitionBridge {
+                Err("bridges are not allowed here".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn schedule(kinds: &[NemesisKind], ms: u64, total: u64) -> Schedule {
+        Schedule::with_options(
+            11,
+            kinds,
+            &[1, 2, 3],
+            ScheduleOptions {
+                interval: Duration::from_millis(ms),
+                duration: Duration::from_millis(total),
+                fault_min: Duration::from_millis(ms / 2),
+                fault_max: Duration::from_millis(ms),
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn runs_the_schedule_records_start_and_end_and_heals() {
+        let fake = Arc::new(Mutex::new(Fake::default()));
+        let recorder = Recorder::new();
+        let s = schedule(&[NemesisKind::Kill, NemesisKind::Pause], 100, 2000);
+        let planned = s.faults.len();
+        let (_tx, rx) = watch::channel(false);
+        let ctx = NemesisContext::new(fake.clone(), recorder.clone());
+        let state = ctx.state();
+        let report = run_nemesis(s, ctx, rx).await;
+        assert!(report.healed && !report.stopped_early, "{report:?}");
+        assert_eq!(report.applied.values().sum::<usize>(), planned);
+        assert!(report.not_applied.is_empty());
+        assert_eq!(*state.borrow(), "none");
+        let fake = fake.lock().unwrap();
+        assert!(fake.down.is_empty(), "{:?}", fake.calls);
+        let events = recorder.events();
+        assert_eq!(events.len(), 2 * planned);
+        let fs: Vec<&str> = events.iter().map(|e| e.f.as_str()).collect();
+        assert_eq!(
+            fs.iter().filter(|f| **f == "kill").count(),
+            fs.iter().filter(|f| **f == "start").count()
+        );
+        assert_eq!(
+            fs.iter().filter(|f| **f == "pause").count(),
+            fs.iter().filter(|f| **f == "resume").count()
+        );
+        assert!(events.iter().all(|e| e.who == crate::history::Who::Nemesis));
+    }
+
+    #[tokio::test]
+    async fn stop_signal_heals_at_once_and_failures_are_reported() {
+        let fake = Arc::new(Mutex::new(Fake {
+            fail_kill: true,
+            ..Fake::default()
+        }));
+        let recorder = Recorder::new();
+        let s = schedule(&[NemesisKind::Kill, NemesisKind::Pause], 100, 60_000);
+        let (tx, rx) = watch::channel(false);
+        let ctx = NemesisContext::new(fake.clone(), recorder.clone());
+        let task = tokio::spawn(run_nemesis(s, ctx, rx));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tx.send_replace(true);
+        let report = task.await.unwrap();
+        assert!(report.stopped_early && report.healed);
+        assert_eq!(report.applied[&NemesisKind::Kill], 0);
+        assert_eq!(report.not_applied, vec![NemesisKind::Kill]);
+        assert!(report.errors.iter().any(|e| e.contains("no such process")));
+        assert!(fake.lock().unwrap().down.is_empty());
+        let json = report.to_json();
+        assert_eq!(json["requested"], json!(["kill", "pause"]));
+        assert_eq!(json["applied"]["kill"], json!(0));
+        // A failed kill is recorded with its error.
+        assert!(recorder
+            .events()
+            .iter()
+            .any(|e| e.f == "kill" && e.value["error"].is_string()));
+    }
+
+    #[tokio::test]
+    async fn partitions_without_nft_are_recorded_as_failed_not_applied() {
+        let fake = Arc::new(Mutex::new(Fake::default()));
+        let recorder = Recorder::new();
+        let s = schedule(&[NemesisKind::PartitionHalves], 100, 1000);
+        let (_tx, rx) = watch::channel(false);
+        let report = run_nemesis(s, NemesisContext::new(fake, recorder.clone()), rx).await;
+        assert_eq!(report.applied[&NemesisKind::PartitionHalves], 0);
+        assert_eq!(report.not_applied, vec![NemesisKind::PartitionHalves]);
+        let first = &recorder.events()[0];
+        assert_eq!(first.f, "start-partition");
+        assert!(first.value["error"].as_str().unwrap().contains("nft"));
+    }
+
+    #[test]
+    fn preflight_names_the_refused_kind() {
+        let fake = Fake::default();
+        let err = preflight(&[NemesisKind::Kill, NemesisKind::PartitionBridge], &fake)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("partition-bridge") && err.contains("not allowed"),
+            "{err}"
+        );
+        assert!(preflight(&[NemesisKind::Kill], &fake).unwrap().is_none());
+    }
+}

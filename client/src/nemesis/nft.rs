@@ -1,0 +1,400 @@
+//! Real packet drops with nftables: a table of the run's own, one input-hook chain, one
+//! `drop` rule per cut link.
+//!
+//! - **Naming**: `inet raftlab_<pid>_<n>`, `<pid>` the lab's process id and `<n>` a counter
+//!   within the process (tests hold several at once). Valid nft identifiers.
+//! - **Rules**: `ip saddr A udp sport P ip daddr B udp dport Q drop` per cut link, where `A:P`
+//!   and `B:Q` are the nodes' addresses (a node sends and receives all its QUIC traffic on
+//!   its one bound socket). Matching the ports too keeps two clusters on the same IPs (two
+//!   runs) apart, and leaves the lab's clients (other ports) untouched. IPv6 nodes get
+//!   `ip6` rules.
+//! - **Apply** replaces the rules atomically (`flush chain` + `add rule`s in one `nft -f -`
+//!   transaction); **heal** flushes the chain; **teardown** deletes the table. `Drop` always
+//!   tears down, and [`delete_own_tables`] (called by [`crate::cluster::emergency_cleanup`])
+//!   deletes every table this process made.
+//! - **Stale tables** of crashed runs are deleted by [`Nft::new`]: every `raftlab_<pid>_<n>`
+//!   table whose `<pid>` is no live process. Tables of live processes (a concurrent run) are
+//!   left alone; a crashed run whose pid has since been reused keeps its table until that
+//!   process exits too (then the next run deletes it). Tables not named `raftlab_<digits>_...`
+//!   are never touched.
+//! - Needs the `nft` binary and CAP_NET_ADMIN (root): without them [`Nft::new`] fails with a
+//!   message saying so, and the lab refuses partition nemeses (kill and pause still work).
+
+use nix::sys::signal::kill as send_signal;
+use nix::unistd::Pid;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+/// Prefix of every table the lab makes.
+pub const TABLE_PREFIX: &str = "raftlab_";
+/// The chain in each table.
+pub const CHAIN: &str = "input";
+
+/// Why nftables cannot be used.
+#[derive(Debug, Error)]
+pub enum NftError {
+    #[error("the `nft` command is not available ({0}): install nftables")]
+    NotInstalled(String),
+    #[error("nft refused to {action}: permission denied: partitions need root (CAP_NET_ADMIN): {stderr}")]
+    NotPermitted { action: String, stderr: String },
+    #[error("nft failed to {action}: {stderr}")]
+    Failed { action: String, stderr: String },
+}
+
+static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
+/// Tables made by this process and not yet deleted.
+static OWN_TABLES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn own_tables() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
+    OWN_TABLES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The lab's nftables table.
+#[derive(Debug)]
+pub struct Nft {
+    table: String,
+    /// Rules currently in the chain.
+    rules: usize,
+    deleted: bool,
+}
+
+impl Nft {
+    /// Checks `nft` and permissions, deletes stale tables of dead runs, and creates a fresh
+    /// table with an empty input chain.
+    pub fn new() -> Result<Nft, NftError> {
+        let table = format!(
+            "{TABLE_PREFIX}{}_{}",
+            std::process::id(),
+            NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
+        );
+        match run_nft(&["list", "tables"], None, "list tables") {
+            Ok(listing) => {
+                for stale in stale_tables(&listing, std::process::id(), pid_alive) {
+                    match run_nft_script(
+                        &delete_script(&stale),
+                        &format!("delete stale table {stale}"),
+                    ) {
+                        Ok(()) => {
+                            info!(table = %stale, "deleted a stale nftables table of a dead run")
+                        }
+                        Err(e) => {
+                            warn!(table = %stale, "cannot delete a stale nftables table: {e}")
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        run_nft_script(
+            &create_script(&table),
+            &format!("create table inet {table}"),
+        )?;
+        own_tables().insert(table.clone());
+        debug!(%table, "nftables table created");
+        Ok(Nft {
+            table,
+            rules: 0,
+            deleted: false,
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Drop rules currently installed.
+    pub fn rule_count(&self) -> usize {
+        self.rules
+    }
+
+    /// Replaces the rules with one drop rule per `(source, destination)` pair, atomically.
+    pub fn apply(&mut self, drops: &[(SocketAddr, SocketAddr)]) -> Result<(), NftError> {
+        let script = apply_script(&self.table, drops);
+        run_nft_script(
+            &script,
+            &format!("apply a partition in table inet {}", self.table),
+        )?;
+        self.rules = drops
+            .iter()
+            .filter(|(a, b)| a.is_ipv4() == b.is_ipv4())
+            .count();
+        debug!(table = %self.table, rules = self.rules, "partition applied");
+        Ok(())
+    }
+
+    /// Removes every rule: all links heal. A table already deleted by
+    /// [`delete_own_tables`] has nothing left to heal.
+    pub fn heal(&mut self) -> Result<(), NftError> {
+        if self.deleted || !own_tables().contains(&self.table) {
+            self.rules = 0;
+            return Ok(());
+        }
+        run_nft_script(
+            &heal_script(&self.table),
+            &format!("flush chain of table inet {}", self.table),
+        )?;
+        self.rules = 0;
+        Ok(())
+    }
+
+    /// The table as `nft list table` prints it.
+    pub fn list(&self) -> Result<String, NftError> {
+        run_nft(
+            &["list", "table", "inet", &self.table],
+            None,
+            &format!("list table inet {}", self.table),
+        )
+    }
+
+    /// Deletes the table.
+    pub fn teardown(mut self) -> Result<(), NftError> {
+        self.delete()
+    }
+
+    fn delete(&mut self) -> Result<(), NftError> {
+        if self.deleted {
+            return Ok(());
+        }
+        let result = delete_table(&self.table);
+        if result.is_ok() {
+            self.deleted = true;
+            self.rules = 0;
+        }
+        result
+    }
+}
+
+impl Drop for Nft {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete() {
+            warn!(table = %self.table, "cannot delete the nftables table: {e}");
+        }
+    }
+}
+
+fn delete_table(table: &str) -> Result<(), NftError> {
+    // Deleted already (e.g. by emergency cleanup): nothing to do.
+    if !own_tables().contains(table) {
+        return Ok(());
+    }
+    run_nft_script(&delete_script(table), &format!("delete table inet {table}"))?;
+    own_tables().remove(table);
+    debug!(%table, "nftables table deleted");
+    Ok(())
+}
+
+/// Deletes every table this process created and has not deleted yet (Ctrl-C cleanup).
+pub fn delete_own_tables() {
+    let tables: Vec<String> = own_tables().iter().cloned().collect();
+    for table in tables {
+        if let Err(e) = delete_table(&table) {
+            warn!(%table, "cannot delete the nftables table: {e}");
+        }
+    }
+}
+
+/// Creates (or recreates empty) `table` with the input-hook chain, in one transaction.
+pub fn create_script(table: &str) -> String {
+    format!(
+        "add table inet {table}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
+         \tchain {CHAIN} {{\n\
+         \t\ttype filter hook input priority 0; policy accept;\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
+/// Flushes `table`'s chain and adds one drop rule per pair, in one transaction.
+pub fn apply_script(table: &str, drops: &[(SocketAddr, SocketAddr)]) -> String {
+    let mut script = format!("flush chain inet {table} {CHAIN}\n");
+    for (from, to) in drops {
+        let family = match (from, to) {
+            (SocketAddr::V4(_), SocketAddr::V4(_)) => "ip",
+            (SocketAddr::V6(_), SocketAddr::V6(_)) => "ip6",
+            // Different families never talk to each other directly.
+            _ => continue,
+        };
+        let _ = writeln!(
+            script,
+            "add rule inet {table} {CHAIN} {family} saddr {} udp sport {} {family} daddr {} udp dport {} drop",
+            from.ip(),
+            from.port(),
+            to.ip(),
+            to.port()
+        );
+    }
+    script
+}
+
+pub fn heal_script(table: &str) -> String {
+    format!("flush chain inet {table} {CHAIN}\n")
+}
+
+pub fn delete_script(table: &str) -> String {
+    format!("delete table inet {table}\n")
+}
+
+/// The lab's tables in `nft list tables` output whose owner is gone: named
+/// `raftlab_<pid>_...` with `<pid>` not `own_pid` and not `alive`.
+pub fn stale_tables(listing: &str, own_pid: u32, alive: impl Fn(u32) -> bool) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("table"), Some("inet"), Some(name)) => Some(name),
+                _ => None,
+            }
+        })
+        .filter(|name| {
+            let Some(rest) = name.strip_prefix(TABLE_PREFIX) else {
+                return false;
+            };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(pid) = digits.parse::<u32>() else {
+                return false;
+            };
+            rest[digits.len()..].starts_with('_') && pid != own_pid && !alive(pid)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        send_signal(Pid::from_raw(raw), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+fn run_nft_script(script: &str, action: &str) -> Result<(), NftError> {
+    run_nft(&["-f", "-"], Some(script), action).map(|_| ())
+}
+
+/// Runs `nft ARGS` with `stdin`; returns stdout.
+fn run_nft(args: &[&str], stdin: Option<&str>, action: &str) -> Result<String, NftError> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NftError::NotInstalled(e.to_string()))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A failed write shows up as nft's own error below.
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(|e| NftError::Failed {
+        action: action.to_string(),
+        stderr: e.to_string(),
+    })?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == '~' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let action = action.to_string();
+    if stderr.contains("Operation not permitted") || stderr.contains("Permission denied") {
+        Err(NftError::NotPermitted { action, stderr })
+    } else {
+        Err(NftError::Failed { action, stderr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn apply_script_drops_each_pair_in_one_transaction() {
+        let drops = [
+            (addr("127.0.0.11:15001"), addr("127.0.0.13:15003")),
+            (addr("127.0.0.13:15003"), addr("127.0.0.11:15001")),
+            (addr("[::1]:15004"), addr("[::1]:15005")),
+            (addr("127.0.0.11:15001"), addr("[::1]:15005")),
+        ];
+        assert_eq!(
+            apply_script("raftlab_42_0", &drops),
+            "flush chain inet raftlab_42_0 input\n\
+             add rule inet raftlab_42_0 input ip saddr 127.0.0.11 udp sport 15001 ip daddr 127.0.0.13 udp dport 15003 drop\n\
+             add rule inet raftlab_42_0 input ip saddr 127.0.0.13 udp sport 15003 ip daddr 127.0.0.11 udp dport 15001 drop\n\
+             add rule inet raftlab_42_0 input ip6 saddr ::1 udp sport 15004 ip6 daddr ::1 udp dport 15005 drop\n"
+        );
+        assert_eq!(
+            apply_script("raftlab_42_0", &[]),
+            "flush chain inet raftlab_42_0 input\n"
+        );
+    }
+
+    #[test]
+    fn create_heal_and_delete_scripts() {
+        let create = create_script("raftlab_7_1");
+        assert!(create.starts_with("add table inet raftlab_7_1\ndelete table inet raftlab_7_1\n"));
+        assert!(create.contains("type filter hook input priority 0; policy accept;"));
+        assert_eq!(
+            heal_script("raftlab_7_1"),
+            "flush chain inet raftlab_7_1 input\n"
+        );
+        assert_eq!(
+            delete_script("raftlab_7_1"),
+            "delete table inet raftlab_7_1\n"
+        );
+    }
+
+    #[test]
+    fn only_tables_of_dead_lab_processes_are_stale() {
+        let listing = "table inet filter\n\
+                       table inet raftlab_100_0\n\
+                       table inet raftlab_200_3\n\
+                       table inet raftlab_300_0\n\
+                       table ip raftlab_400_0\n\
+                       table inet raftlab_x_0\n\
+                       table inet raftlab_500\n";
+        // 200 is alive, 300 is us.
+        let stale = stale_tables(listing, 300, |pid| pid == 200);
+        assert_eq!(stale, vec!["raftlab_100_0".to_string()]);
+    }
+
+    #[test]
+    fn table_names_are_unique_and_valid_identifiers() {
+        let a = format!(
+            "{TABLE_PREFIX}{}_{}",
+            std::process::id(),
+            NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
+        );
+        let b = format!(
+            "{TABLE_PREFIX}{}_{}",
+            std::process::id(),
+            NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
+        );
+        assert_ne!(a, b);
+        for name in [a, b] {
+            assert!(name.chars().next().unwrap().is_ascii_alphabetic());
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        }
+    }
+}

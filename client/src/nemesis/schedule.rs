@@ -1,0 +1,417 @@
+//! The fault schedule: which fault starts when, on which nodes, and when it ends, all drawn
+//! from one seed, before the run starts.
+//!
+//! Fault starts are `interval` apart on average (uniform in `[interval/2, 3·interval/2]`), the
+//! first one after `interval`; each fault lasts uniform in `[fault_min, fault_max]` and ends
+//! no later than `duration`: everything is healed when the schedule ends. Kinds are taken in
+//! seeded shuffled rounds (every kind once per round), so every requested kind appears once
+//! there is room for as many faults as kinds.
+//!
+//! Faults may overlap, within limits that keep the cluster able to recover: at most one
+//! partition at a time, and at most a minority `(n-1)/2` of the nodes killed or paused at once
+//! (a kind that does not fit now waits for its turn). Partitions and process faults may
+//! overlap: the cluster may be unavailable for a while, never for good.
+
+use super::partition::{self, Grouping};
+use super::{NemesisError, NemesisKind};
+use model::core::NodeId;
+use model::sim::rng::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Fewest nodes any nemesis needs (a minority to fault must exist).
+pub const MIN_NODES: usize = 3;
+
+/// One fault with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL the node; restart it at the end.
+    Kill { node: NodeId },
+    /// SIGSTOP the node; SIGCONT it at the end.
+    Pause { node: NodeId },
+    /// Cut the links of this grouping; heal at the end.
+    Partition(Grouping),
+    /// Cut the current leader off from the rest (found when the fault starts); `fallback` is
+    /// isolated instead when no leader is known then.
+    IsolateLeader { fallback: NodeId },
+}
+
+impl Fault {
+    pub fn kind(&self) -> NemesisKind {
+        match self {
+            Fault::Kill { .. } => NemesisKind::Kill,
+            Fault::Pause { .. } => NemesisKind::Pause,
+            Fault::Partition(g) => g.kind,
+            Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
+        }
+    }
+
+    /// The node a process fault takes down.
+    fn down_node(&self) -> Option<NodeId> {
+        match self {
+            Fault::Kill { node } | Fault::Pause { node } => Some(*node),
+            _ => None,
+        }
+    }
+}
+
+/// A fault and its time window, relative to the start of the nemesis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedFault {
+    pub start: Duration,
+    pub end: Duration,
+    pub fault: Fault,
+}
+
+/// Start or end of a planned fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    // Stops sort first: at equal times a fault heals before the next one starts.
+    Stop,
+    Start,
+}
+
+/// One step of the schedule: at `at`, `action` fault number `fault`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub at: Duration,
+    pub action: Action,
+    pub fault: usize,
+}
+
+/// Timing of a schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleOptions {
+    /// Mean time between fault starts.
+    pub interval: Duration,
+    /// Every fault has ended by then (the run's time limit).
+    pub duration: Duration,
+    pub fault_min: Duration,
+    pub fault_max: Duration,
+}
+
+impl ScheduleOptions {
+    /// Faults last `interval/2 ..= interval`.
+    pub fn new(interval: Duration, duration: Duration) -> Self {
+        ScheduleOptions {
+            interval,
+            duration,
+            fault_min: interval / 2,
+            fault_max: interval,
+        }
+    }
+}
+
+/// A deterministic fault schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub seed: u64,
+    pub kinds: Vec<NemesisKind>,
+    pub nodes: Vec<NodeId>,
+    pub options: ScheduleOptions,
+    /// Sorted by start.
+    pub faults: Vec<PlannedFault>,
+}
+
+impl Schedule {
+    /// A schedule of `kinds` over `nodes` within `duration`, faults `interval` apart on average.
+    pub fn new(
+        seed: u64,
+        kinds: &[NemesisKind],
+        nodes: &[NodeId],
+        interval: Duration,
+        duration: Duration,
+    ) -> Result<Schedule, NemesisError> {
+        Schedule::with_options(seed, kinds, nodes, ScheduleOptions::new(interval, duration))
+    }
+
+    pub fn with_options(
+        seed: u64,
+        kinds: &[NemesisKind],
+        nodes: &[NodeId],
+        options: ScheduleOptions,
+    ) -> Result<Schedule, NemesisError> {
+        let mut kinds: Vec<NemesisKind> = kinds.to_vec();
+        let mut seen = BTreeSet::new();
+        kinds.retain(|k| seen.insert(*k));
+        let mut nodes = nodes.to_vec();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut schedule = Schedule {
+            seed,
+            kinds: kinds.clone(),
+            nodes: nodes.clone(),
+            options,
+            faults: Vec::new(),
+        };
+        if kinds.is_empty() {
+            return Ok(schedule);
+        }
+        if nodes.len() < MIN_NODES {
+            return Err(NemesisError::TooFewNodes {
+                kinds: kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+                nodes: nodes.len(),
+            });
+        }
+        if options.interval.is_zero() || options.fault_max < options.fault_min {
+            return Err(NemesisError::BadTiming(format!(
+                "interval {:?} must be positive and fault time {:?}..{:?} a range",
+                options.interval, options.fault_min, options.fault_max
+            )));
+        }
+        let mut rng = Rng::new(seed);
+        let max_down = (nodes.len() - 1) / 2;
+        let ms = |d: Duration| d.as_millis() as u64;
+        let interval = ms(options.interval).max(1);
+        let (fault_min, fault_max) = (ms(options.fault_min).max(1), ms(options.fault_max).max(1));
+        let duration = ms(options.duration);
+        let mut round: Vec<NemesisKind> = Vec::new();
+        let mut t = interval;
+        while t + fault_min <= duration {
+            let end = (t + rng.range(fault_min, fault_max)).min(duration);
+            let active: Vec<&PlannedFault> =
+                schedule.faults.iter().filter(|f| ms(f.end) > t).collect();
+            let partitioned = active.iter().any(|f| f.fault.kind().is_partition());
+            let down: BTreeSet<NodeId> =
+                active.iter().filter_map(|f| f.fault.down_node()).collect();
+            let fits = |k: &NemesisKind| {
+                if k.is_partition() {
+                    !partitioned
+                } else {
+                    down.len() < max_down
+                }
+            };
+            if round.is_empty() {
+                round = kinds.clone();
+                rng.shuffle(&mut round);
+            }
+            let Some(pos) = round.iter().position(fits) else {
+                // Nothing fits now: wait until the first active fault ends.
+                t = active
+                    .iter()
+                    .map(|f| ms(f.end))
+                    .min()
+                    .unwrap_or(t + 1)
+                    .max(t + 1);
+                continue;
+            };
+            let kind = round.remove(pos);
+            let up: Vec<NodeId> = nodes
+                .iter()
+                .copied()
+                .filter(|n| !down.contains(n))
+                .collect();
+            let mut order = nodes.clone();
+            rng.shuffle(&mut order);
+            let pick = |rng: &mut Rng, from: &[NodeId]| {
+                from.get(rng.below(from.len() as u64) as usize).copied()
+            };
+            let fault = match kind {
+                NemesisKind::Kill => pick(&mut rng, &up).map(|node| Fault::Kill { node }),
+                NemesisKind::Pause => pick(&mut rng, &up).map(|node| Fault::Pause { node }),
+                NemesisKind::PartitionHalves => Some(Fault::Partition(partition::halves(&order))),
+                NemesisKind::PartitionMajoritiesRing => {
+                    Some(Fault::Partition(partition::majorities_ring(&order)))
+                }
+                NemesisKind::PartitionBridge => Some(Fault::Partition(partition::bridge(&order))),
+                NemesisKind::PartitionOne => {
+                    Some(Fault::Partition(partition::isolate(kind, order[0], &nodes)))
+                }
+                NemesisKind::IsolateLeader => Some(Fault::IsolateLeader { fallback: order[0] }),
+            };
+            if let Some(fault) = fault {
+                schedule.faults.push(PlannedFault {
+                    start: Duration::from_millis(t),
+                    end: Duration::from_millis(end),
+                    fault,
+                });
+            }
+            t += rng.range(interval / 2, interval + interval / 2).max(1);
+        }
+        Ok(schedule)
+    }
+
+    /// Every start and stop in time order (at equal times: stops first, then by fault).
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps: Vec<Step> = self
+            .faults
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| {
+                [
+                    Step {
+                        at: f.start,
+                        action: Action::Start,
+                        fault: i,
+                    },
+                    Step {
+                        at: f.end,
+                        action: Action::Stop,
+                        fault: i,
+                    },
+                ]
+            })
+            .collect();
+        steps.sort_by_key(|s| (s.at, s.action, s.fault));
+        steps
+    }
+
+    /// How many faults of each kind are planned.
+    pub fn counts(&self) -> BTreeMap<NemesisKind, usize> {
+        let mut counts: BTreeMap<NemesisKind, usize> = self.kinds.iter().map(|k| (*k, 0)).collect();
+        for f in &self.faults {
+            *counts.entry(f.fault.kind()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The most nodes killed or paused at the same time.
+    pub fn max_down(&self) -> usize {
+        let mut down = BTreeSet::new();
+        let mut most = 0;
+        for step in self.steps() {
+            let Some(node) = self.faults[step.fault].fault.down_node() else {
+                continue;
+            };
+            match step.action {
+                Action::Start => {
+                    down.insert(node);
+                }
+                Action::Stop => {
+                    down.remove(&node);
+                }
+            }
+            most = most.max(down.len());
+        }
+        most
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn same_seed_same_schedule_and_another_seed_differs() {
+        let nodes = [1, 2, 3, 4, 5];
+        let a = Schedule::new(7, &NemesisKind::ALL, &nodes, secs(2), secs(60)).unwrap();
+        let b = Schedule::new(7, &NemesisKind::ALL, &nodes, secs(2), secs(60)).unwrap();
+        let c = Schedule::new(8, &NemesisKind::ALL, &nodes, secs(2), secs(60)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.faults, c.faults);
+    }
+
+    #[test]
+    fn every_kind_appears() {
+        for seed in 0..20 {
+            let s = Schedule::new(seed, &NemesisKind::ALL, &[1, 2, 3], secs(1), secs(30)).unwrap();
+            for (kind, count) in s.counts() {
+                assert!(count > 0, "seed {seed}: no {kind}: {:?}", s.faults);
+            }
+        }
+    }
+
+    #[test]
+    fn limits_hold_and_everything_ends_in_time() {
+        for n in 3..=7u64 {
+            let nodes: Vec<NodeId> = (1..=n).collect();
+            for seed in 0..50 {
+                let s = Schedule::with_options(
+                    seed,
+                    &NemesisKind::ALL,
+                    &nodes,
+                    ScheduleOptions {
+                        interval: Duration::from_millis(500),
+                        duration: secs(20),
+                        fault_min: Duration::from_millis(200),
+                        fault_max: secs(3),
+                    },
+                )
+                .unwrap();
+                assert!(!s.faults.is_empty());
+                assert!(s.max_down() <= (n as usize - 1) / 2, "n={n} seed {seed}");
+                let mut partitions = 0i32;
+                for step in s.steps() {
+                    let f = &s.faults[step.fault];
+                    assert!(f.start < f.end && f.end <= s.options.duration);
+                    if f.fault.kind().is_partition() {
+                        partitions += if step.action == Action::Start { 1 } else { -1 };
+                        assert!(partitions <= 1, "two partitions at once: seed {seed}");
+                    }
+                }
+                assert_eq!(partitions, 0);
+                // Nodes faulted are nodes of the cluster.
+                for f in &s.faults {
+                    if let Some(node) = f.fault.down_node() {
+                        assert!(nodes.contains(&node));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timing_follows_the_options() {
+        let s = Schedule::new(
+            3,
+            &[NemesisKind::PartitionHalves],
+            &[1, 2, 3],
+            secs(2),
+            secs(30),
+        )
+        .unwrap();
+        let first = &s.faults[0];
+        assert_eq!(first.start, secs(2));
+        for f in &s.faults {
+            let length = f.end - f.start;
+            assert!(length >= secs(1) && length <= secs(2), "{length:?}");
+        }
+        for pair in s.faults.windows(2) {
+            let gap = pair[1].start - pair[0].start;
+            assert!(gap >= secs(1) && gap <= secs(3), "{gap:?}");
+            // One partition at a time: the next starts after the previous healed.
+            assert!(pair[1].start >= pair[0].end);
+        }
+    }
+
+    #[test]
+    fn no_kinds_no_faults_and_too_few_nodes_is_an_error() {
+        let s = Schedule::new(1, &[], &[1], secs(1), secs(10)).unwrap();
+        assert!(s.faults.is_empty());
+        let err = Schedule::new(1, &[NemesisKind::Kill], &[1, 2], secs(1), secs(10)).unwrap_err();
+        assert!(err.to_string().contains("3 nodes"), "{err}");
+        let err = Schedule::new(
+            1,
+            &[NemesisKind::Kill],
+            &[1, 2, 3],
+            Duration::ZERO,
+            secs(10),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn steps_stop_before_start_at_the_same_time() {
+        let s = Schedule::new(
+            5,
+            &[NemesisKind::PartitionOne],
+            &[1, 2, 3],
+            secs(1),
+            secs(20),
+        )
+        .unwrap();
+        let steps = s.steps();
+        for pair in steps.windows(2) {
+            assert!(pair[0].at <= pair[1].at);
+            if pair[0].at == pair[1].at {
+                assert!(pair[0].action <= pair[1].action);
+            }
+        }
+        assert_eq!(steps.len(), 2 * s.faults.len());
+    }
+}

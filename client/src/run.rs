@@ -1,0 +1,574 @@
+//! `raft-lab run`: one workload against a real cluster, start to verdict.
+//!
+//! 1. Load the workload (flags override it); check `--bug`, and that partition nemeses can
+//!    run (root + `nft`) before anything starts.
+//! 2. Create `results/<workload>/<timestamp>/` and start a [`LocalCluster`] in its `cluster/`
+//!    folder (certificates, data, one log per node), or open `--cluster FILE`.
+//! 3. Wait for a leader; run the nemesis schedule and the generator together until the time
+//!    limit; heal everything; wait `recovery_time`; final reads.
+//! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the
+//!    generator and kills the nodes at once, the run then saves its partial history and ends
+//!    with an error; a second Ctrl-C exits immediately).
+//! 5. Check the history, write `history.jsonl`, `history.edn`, `results.json`, `report.html`,
+//!    point `results/latest` at the run, print the verdict line.
+
+use crate::cluster::{self, ClusterOptions, LocalCluster};
+use crate::generator::{random_seed, Generator, Progress, ProgressView};
+use crate::history::Recorder;
+use crate::kv_client::KvCluster;
+use crate::nemesis::{self, NemesisContext, NemesisKind, NemesisReport, Schedule, ScheduleOptions};
+use crate::results::{self, RunSummary, SummaryInput};
+use crate::workload::{Overrides, Workload};
+use anyhow::{anyhow, bail, Context};
+use checker::Verdict;
+use model::core::NodeId;
+use node::config::ClusterConfig;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::info;
+
+/// How long the cluster may take to elect its first leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default results root.
+pub const DEFAULT_RESULTS: &str = "results";
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub verdict: Verdict,
+    pub run_dir: PathBuf,
+    pub summary: RunSummary,
+}
+
+/// Runs the workload in `workload_path` with `overrides`; returns the verdict (the caller maps
+/// it to the exit code: valid 0, invalid 1, unknown 2; an `Err` is 3).
+pub async fn run(workload_path: &Path, overrides: &Overrides) -> anyhow::Result<Verdict> {
+    Ok(run_detailed(workload_path, overrides).await?.verdict)
+}
+
+/// [`run`], returning the run folder and the summary too (tests use it).
+pub async fn run_detailed(
+    workload_path: &Path,
+    overrides: &Overrides,
+) -> anyhow::Result<RunOutcome> {
+    // With --cluster the node count is the cluster's ("2n" concurrency resolves against it).
+    let mut effective = overrides.clone();
+    if let Some(file) = &overrides.cluster {
+        let config = ClusterConfig::load(file).map_err(|e| anyhow!("--cluster: {e}"))?;
+        let n = config.nodes.len();
+        if let Some(asked) = overrides.nodes.filter(|&asked| asked != n) {
+            bail!(
+                "--nodes {asked} contradicts --cluster {} ({n} nodes)",
+                file.display()
+            );
+        }
+        effective.nodes = Some(n);
+    }
+    let overrides = &effective;
+    let workload = Workload::load(workload_path, overrides)?;
+    let seed = workload.seed.unwrap_or_else(random_seed);
+    preflight(&workload, overrides)?;
+    let nemesis_plan = plan_nemesis(&workload, overrides, seed)?;
+
+    let root = overrides
+        .results
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RESULTS));
+    let (run_dir, started_at) =
+        results::create_run_dir(&root, &workload.name).with_context(|| {
+            format!(
+                "--results: cannot create a run folder in {}",
+                root.display()
+            )
+        })?;
+    info!(dir = %run_dir.display(), seed, "run started");
+
+    // Ctrl-C: stop the generator, kill the nodes and drop the nft tables at once.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("raft-lab: interrupted: stopping the nodes and removing the nftables rules (Ctrl-C again to exit now)");
+                interrupted.store(true, Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+                cluster::emergency_cleanup();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    cluster::emergency_cleanup();
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+
+    let recorder = Recorder::new();
+    let progress = Progress::new();
+    let mut ctx = Ctx {
+        workload: &workload,
+        overrides,
+        seed,
+        run_dir: &run_dir,
+        recorder: recorder.clone(),
+        progress: progress.clone(),
+        stop: stop_rx,
+        cluster: None,
+        nemesis_plan: Some(nemesis_plan),
+        nemesis: None,
+        applied: Vec::new(),
+        errors: Vec::new(),
+        workload_start_ns: 0,
+        workload_s: 0.0,
+    };
+    let driven = drive(&mut ctx).await;
+
+    // Always: stop what we started, then save the evidence.
+    let stopped = stop_cluster(ctx.cluster.take(), overrides.cluster.is_none()).await;
+    if let Err(e) = &stopped {
+        ctx.errors.push(format!("stopping the cluster: {e}"));
+    }
+    watcher.abort();
+    let events = recorder.events();
+    results::write_histories(&run_dir, &events)
+        .with_context(|| format!("writing the history into {}", run_dir.display()))?;
+    if !events.is_empty() {
+        let _ = results::update_latest(&root, &run_dir);
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        bail!(
+            "interrupted: the nodes were stopped; the partial history is in {}",
+            run_dir.display()
+        );
+    }
+    if let Err(e) = driven {
+        bail!("{e:#} (run folder: {})", run_dir.display());
+    }
+
+    // Check.
+    progress.set_phase("checking");
+    if !overrides.quiet {
+        eprintln!("checking {} history events...", events.len());
+    }
+    let report = check(&events, workload.check_timeout).await?;
+    let mut summary = results::summarize(
+        SummaryInput {
+            workload: &workload,
+            seed,
+            started_at,
+            run_dir: &run_dir,
+            cluster: overrides
+                .cluster
+                .as_ref()
+                .map_or_else(|| "local".to_string(), |p| p.display().to_string()),
+            workload_start_ns: ctx.workload_start_ns,
+            workload_s: ctx.workload_s,
+            applied: std::mem::take(&mut ctx.applied),
+            nemesis_report: ctx
+                .nemesis
+                .as_ref()
+                .map_or(serde_json::Value::Null, NemesisReport::to_json),
+            errors: std::mem::take(&mut ctx.errors),
+        },
+        &events,
+        &report,
+    );
+    let mut verdict = report.valid;
+    if verdict == Verdict::Valid && summary.counts.get("all").is_none_or(|c| c.ok == 0) {
+        // Nothing succeeded: the run tested nothing, whatever the checker says.
+        verdict = Verdict::Unknown;
+        summary.verdict = results::verdict_name(verdict).into();
+        summary.valid = verdict;
+        summary
+            .errors
+            .push("no operation succeeded: the run tested nothing (verdict unknown)".into());
+    }
+    results::write_summary(&run_dir, &summary)
+        .with_context(|| format!("writing results.json into {}", run_dir.display()))?;
+    write_report(&run_dir, &summary, &report)
+        .with_context(|| format!("writing report.html into {}", run_dir.display()))?;
+    results::update_latest(&root, &run_dir)
+        .with_context(|| format!("updating {}", root.join("latest").display()))?;
+
+    print_verdict(&summary, &report, &run_dir);
+    Ok(RunOutcome {
+        verdict,
+        run_dir,
+        summary,
+    })
+}
+
+/// What the phases share.
+struct Ctx<'a> {
+    workload: &'a Workload,
+    overrides: &'a Overrides,
+    seed: u64,
+    run_dir: &'a Path,
+    recorder: Recorder,
+    progress: Arc<Progress>,
+    stop: watch::Receiver<bool>,
+    cluster: Option<Arc<Mutex<LocalCluster>>>,
+    nemesis_plan: Option<(Vec<NemesisKind>, Schedule)>,
+    nemesis: Option<NemesisReport>,
+    /// Kind of every nemesis action applied.
+    applied: Vec<String>,
+    errors: Vec<String>,
+    workload_start_ns: u64,
+    workload_s: f64,
+}
+
+/// The nemesis kinds and the seeded schedule: a bad nemesis setting (too few nodes for
+/// faults, bad timing) is an error before anything starts.
+fn plan_nemesis(
+    w: &Workload,
+    overrides: &Overrides,
+    seed: u64,
+) -> anyhow::Result<(Vec<NemesisKind>, Schedule)> {
+    let kinds = w
+        .nemesis
+        .iter()
+        .map(|k| k.parse::<NemesisKind>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let node_ids: Vec<NodeId> = match &overrides.cluster {
+        Some(file) => ClusterConfig::load(file)
+            .map_err(|e| anyhow!("--cluster: {e}"))?
+            .ids()
+            .collect(),
+        None => (1..=w.nodes as NodeId).collect(),
+    };
+    let schedule = Schedule::with_options(
+        seed,
+        &kinds,
+        &node_ids,
+        ScheduleOptions {
+            interval: w.nemesis_interval,
+            duration: w.time_limit,
+            fault_min: w.nemesis_duration,
+            fault_max: w.nemesis_duration,
+        },
+    )?;
+    info!(faults = schedule.faults.len(), "nemesis schedule ready");
+    Ok((kinds, schedule))
+}
+
+/// Checks that cannot wait until the cluster runs.
+fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
+    if let Some(bug) = &workload.bug {
+        bug.parse::<model::bugs::Bug>()
+            .map_err(|e| anyhow!("--bug: {e}"))?;
+        if overrides.cluster.is_some() {
+            bail!("--bug cannot be used with --cluster: the nodes already run; start them with the bug instead (raft-lab cluster up ... / raft-node run --bug NAME)");
+        }
+    }
+    if let Some(path) = &overrides.cluster {
+        if !path.is_file() {
+            bail!("--cluster: {}: no such file", path.display());
+        }
+    }
+    if workload.wants_partitions() {
+        // Make (and drop) a table now: without nft or root this says so before anything
+        // starts. The run makes its own table once the cluster is up.
+        let asked: Vec<&str> = workload
+            .nemesis
+            .iter()
+            .map(String::as_str)
+            .filter(|k| crate::workload::PARTITION_KINDS.contains(k))
+            .collect();
+        if let Err(e) = nemesis::Nft::new() {
+            bail!(
+                "the workload asks for partition nemeses ({}) but they need nftables and root: \
+                 {e}; run as root with nft installed, or choose --nemesis kill,pause",
+                asked.join(",")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Cluster up, workload + nemesis, heal, recovery, final reads. The cluster is left in
+/// `ctx.cluster` for the caller to stop.
+async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
+    let w = ctx.workload;
+    let (kinds, schedule) = ctx
+        .nemesis_plan
+        .take()
+        .ok_or_else(|| anyhow!("no nemesis schedule (a lab bug)"))?;
+
+    ctx.progress.set_phase("starting the cluster");
+    let cluster = match &ctx.overrides.cluster {
+        Some(file) => {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || LocalCluster::open(&file))
+                .await
+                .context("opening the cluster")?
+                .map_err(|e| anyhow!("--cluster: {e}"))?
+        }
+        None => {
+            let opts = ClusterOptions {
+                nodes: w.nodes,
+                bugs: w.bug.iter().cloned().collect(),
+                ..ClusterOptions::default()
+            };
+            let dir = ctx.run_dir.join("cluster");
+            tokio::task::spawn_blocking(move || LocalCluster::create(&dir, &opts))
+                .await
+                .context("starting the cluster")??
+        }
+    };
+    let config = cluster.config().clone();
+    // Hand the cluster to `ctx` (which always stops it) before any `?`.
+    let kv = KvCluster::connect(&config).map_err(anyhow::Error::from);
+    let mut stop = ctx.stop.clone();
+    let leader = match &kv {
+        Ok(kv) => tokio::select! {
+            r = cluster.leader(kv.connector(), LEADER_TIMEOUT) => r.map_err(anyhow::Error::from),
+            _ = stop.wait_for(|s| *s) => Err(anyhow!("interrupted")),
+        },
+        Err(_) => Ok(0),
+    };
+    let nft = nemesis::preflight(&kinds, &cluster);
+    let cluster = Arc::new(Mutex::new(cluster));
+    ctx.cluster = Some(cluster.clone());
+    let kv = kv?;
+    let leader = leader?;
+    let nft = nft?;
+    info!(leader, "cluster ready");
+
+    let view = ProgressView::start(ctx.progress.clone(), w.time_limit, ctx.overrides.quiet);
+    ctx.progress.set_phase("workload");
+    let prefix = if ctx.overrides.cluster.is_some() {
+        // A reused cluster keeps earlier runs' keys: this run's keys must be its own.
+        format!("r{}-", crate::kv_client::fresh_client_id() % 1_000_000_007)
+    } else {
+        String::new()
+    };
+    let generator = Generator::new(
+        w,
+        ctx.seed,
+        prefix,
+        kv.clone(),
+        ctx.recorder.clone(),
+        ctx.progress.clone(),
+    );
+    let control: Arc<Mutex<dyn nemesis::Control>> = cluster;
+    let nemesis_ctx = NemesisContext::new(control, ctx.recorder.clone())
+        .with_client(kv.connector().clone())
+        .with_nft(nft);
+    let mut state = nemesis_ctx.state();
+    let progress = ctx.progress.clone();
+    let mirror = tokio::spawn(async move {
+        while state.changed().await.is_ok() {
+            let now = state.borrow_and_update().clone();
+            progress.set_nemesis(now);
+        }
+    });
+
+    // The nemesis and the generator run together until the time limit; the nemesis heals
+    // everything before it returns.
+    let started = Instant::now();
+    ctx.workload_start_ns = ctx.recorder.now();
+    let until = started + w.time_limit;
+    let (slots, nemesis_report) = tokio::join!(
+        generator.run(until, ctx.stop.clone()),
+        nemesis::run_nemesis(schedule, nemesis_ctx, ctx.stop.clone())
+    );
+    ctx.workload_s = started.elapsed().as_secs_f64();
+    mirror.abort();
+    ctx.progress.set_nemesis("healed");
+    for (kind, n) in &nemesis_report.applied {
+        ctx.applied
+            .extend(std::iter::repeat_n(kind.name().to_string(), *n));
+    }
+    for e in &nemesis_report.errors {
+        ctx.errors.push(format!("nemesis: {e}"));
+    }
+    if !nemesis_report.healed {
+        ctx.errors
+            .push("nemesis: not every fault could be healed (see the errors above)".into());
+    }
+    ctx.nemesis = Some(nemesis_report);
+
+    if !w.recovery_time.is_zero() && !*stop.borrow() {
+        ctx.progress.set_phase("recovery");
+        tokio::select! {
+            _ = tokio::time::sleep(w.recovery_time) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+    if w.final_reads && !*stop.borrow() {
+        ctx.progress.set_phase("final reads");
+        generator.final_reads(slots, ctx.stop.clone()).await;
+    }
+    view.finish();
+    kv.close().await;
+    if *stop.borrow() {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Stops the nodes we started (`owned`); an opened `--cluster` is left running.
+async fn stop_cluster(
+    cluster: Option<Arc<Mutex<LocalCluster>>>,
+    owned: bool,
+) -> anyhow::Result<()> {
+    let Some(cluster) = cluster else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        if owned {
+            c.stop_all()
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .context("stopping the cluster")??;
+    Ok(())
+}
+
+/// Checks the history with the checker library (on a blocking thread: it uses every core).
+async fn check(
+    events: &[crate::history::Event],
+    timeout: Option<Duration>,
+) -> anyhow::Result<checker::Report> {
+    let text = crate::history::to_jsonl(events);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<checker::Report> {
+        let ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
+            .map_err(|e| anyhow!("the recorded history does not parse (a lab bug): {e}"))?;
+        let mut options = checker::CheckOptions::new(checker::ModelKind::CasRegister {
+            initial: checker::history::Value::Null,
+        });
+        options.timeout = timeout;
+        checker::check(ops, &options).map_err(|e| anyhow!("checking the history: {e}"))
+    })
+    .await
+    .context("the checker thread failed")?
+}
+
+/// `report.html`: the run's page (summary, faults, latency, anomalies).
+fn write_report(dir: &Path, summary: &RunSummary, report: &checker::Report) -> std::io::Result<()> {
+    crate::report::write(dir, summary, report)
+}
+
+/// The verdict line, the run folder, and any coverage warnings.
+fn print_verdict(summary: &RunSummary, report: &checker::Report, dir: &Path) {
+    let all = summary.counts.get("all").copied().unwrap_or_default();
+    let applied: Vec<String> = summary
+        .nemesis
+        .applied
+        .iter()
+        .map(|(k, n)| format!("{k} x{n}"))
+        .collect();
+    let head = match summary.valid {
+        Verdict::Valid => "VALID: linearizable".to_string(),
+        Verdict::Invalid => format!(
+            "INVALID: not linearizable: {}",
+            report
+                .anomalies
+                .first()
+                .map_or("see the report", |a| a.message.as_str())
+        ),
+        Verdict::Unknown => "UNKNOWN: the check gave up or the run tested nothing".to_string(),
+    };
+    println!("{head}");
+    println!(
+        "{}: {} ops (ok {}, fail {}, info {}) on {} keys in {:.1} s, seed {}{}; faults: {}",
+        summary.workload,
+        all.total(),
+        all.ok,
+        all.fail,
+        all.info,
+        report.keys,
+        summary.workload_s,
+        summary.seed,
+        summary
+            .bug
+            .as_ref()
+            .map_or(String::new(), |b| format!(", bug {b}")),
+        if applied.is_empty() {
+            "none".to_string()
+        } else {
+            applied.join(", ")
+        }
+    );
+    for w in &summary.nemesis.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &summary.errors {
+        eprintln!("warning: {e}");
+    }
+    println!("results: {}", dir.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_future_is_send() {
+        fn send<T: Send>(_: &T) {}
+        let o = Overrides::default();
+        let f = run(Path::new("x.toml"), &o);
+        send(&f);
+    }
+
+    /// Bad settings are refused before a run folder or a process exists.
+    #[tokio::test]
+    async fn bad_settings_fail_before_anything_starts() {
+        let root = std::env::temp_dir().join(format!("raftlab-run-pre-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let file = root.join("w.toml");
+        std::fs::write(&file, "nodes = 3\ntime_limit = 1\nnemesis = [\"kill\"]\n").unwrap();
+        let results = root.join("results");
+        let base = Overrides {
+            results: Some(results.clone()),
+            quiet: true,
+            ..Overrides::default()
+        };
+        let cases: Vec<(Overrides, &str)> = vec![
+            (
+                Overrides {
+                    bug: Some("eat-data".into()),
+                    ..base.clone()
+                },
+                "--bug",
+            ),
+            (
+                Overrides {
+                    nodes: Some(2),
+                    ..base.clone()
+                },
+                "at least 3 nodes",
+            ),
+            (
+                Overrides {
+                    cluster: Some(root.join("nope.toml")),
+                    ..base.clone()
+                },
+                "--cluster",
+            ),
+            (
+                Overrides {
+                    nemesis: Some(vec!["flood".into()]),
+                    ..base.clone()
+                },
+                "--nemesis",
+            ),
+        ];
+        for (o, needle) in cases {
+            let err = run(&file, &o).await.unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let err = run(&root.join("missing.toml"), &base).await.unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        assert!(!results.exists(), "no run folder for a refused run");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
