@@ -7,6 +7,8 @@ use client::workload::{
 };
 use std::path::{Path, PathBuf};
 
+mod support;
+
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../workloads")
@@ -110,27 +112,11 @@ fn bad_key_and_bad_value_name_the_line() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Builds `raft-node` if this test run has none yet (e.g. `cargo test -p client`).
-fn ensure_raft_node() {
-    if client::cluster::raft_node_binary().is_ok() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "node", "--bin", "raft-node"])
-        .status()
-        .expect("running cargo build");
-    assert!(
-        status.success(),
-        "cargo build -p node --bin raft-node failed"
-    );
-}
-
 /// `run` is callable from a test: a temp results root, a short time limit, kill faults. The
 /// lead's end-to-end test covers partitions and bugs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_leaves_a_complete_results_folder() {
-    ensure_raft_node();
+    support::ensure_raft_node();
     let root = std::env::temp_dir().join(format!("raftlab-run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
