@@ -74,23 +74,13 @@ impl Nft {
             std::process::id(),
             NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
         );
-        match run_nft(&["list", "tables"], None, "list tables") {
-            Ok(listing) => {
-                for stale in stale_tables(&listing, std::process::id(), pid_alive) {
-                    match run_nft_script(
-                        &delete_script(&stale),
-                        &format!("delete stale table {stale}"),
-                    ) {
-                        Ok(()) => {
-                            info!(table = %stale, "deleted a stale nftables table of a dead run")
-                        }
-                        Err(e) => {
-                            warn!(table = %stale, "cannot delete a stale nftables table: {e}")
-                        }
-                    }
-                }
+        let listing = run_nft(&["list", "tables"], None, "list tables")?;
+        for stale in stale_tables(&listing, std::process::id(), pid_alive) {
+            let action = format!("delete stale table {stale}");
+            match run_nft_script(&delete_script(&stale), &action) {
+                Ok(()) => info!(table = %stale, "deleted a stale nftables table of a dead run"),
+                Err(e) => warn!(table = %stale, "cannot delete a stale nftables table: {e}"),
             }
-            Err(e) => return Err(e),
         }
         run_nft_script(
             &create_script(&table),
