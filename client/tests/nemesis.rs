@@ -5,6 +5,8 @@
 //! Partition tests need root and `nft`; without them they print why and pass (CI installs
 //! nftables and runs as root).
 
+mod support;
+
 use client::cluster::{self, ClusterOptions, LocalCluster};
 use client::history::{Recorder, Who};
 use client::nemesis::{
@@ -12,10 +14,11 @@ use client::nemesis::{
 };
 use node::transport::ClientConnector;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::raft_node;
 use tokio::sync::watch;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -44,41 +47,6 @@ fn no_nft() -> Option<String> {
 
 fn skip(test: &str, reason: &str) {
     eprintln!("SKIPPED {test}: {reason}");
-}
-
-/// Builds `raft-node` into this test's target directory (same profile) and returns its path.
-fn raft_node() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("RAFT_NODE_BIN") {
-                return PathBuf::from(path);
-            }
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-            let target_dir = profile_dir.parent().unwrap();
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let mut build = Command::new(env!("CARGO"));
-            // Cargo's per-package variables of this test would change build-script
-            // fingerprints and make every nested build recompile half the tree.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy().into_owned();
-                if key.starts_with("CARGO_") && key != "CARGO_HOME" {
-                    build.env_remove(key);
-                }
-            }
-            build
-                .args(["build", "-p", "node", "--bin", "raft-node"])
-                .current_dir(workspace)
-                .env("CARGO_TARGET_DIR", target_dir);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo build runs");
-            assert!(status.success(), "building raft-node failed");
-            profile_dir.join("raft-node")
-        })
-        .clone()
 }
 
 fn temp_dir(name: &str) -> PathBuf {

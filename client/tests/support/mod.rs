@@ -1,25 +1,59 @@
 //! Shared by the lab's integration tests.
 #![allow(dead_code)] // each test binary uses a different part
 
-/// Makes sure the `raft-node` binary the lab launches exists (CI builds it with the
-/// workspace; a lone `cargo test -p client` may not have).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Builds `raft-node` into this test's target directory (same profile, so the lab finds it
+/// beside its own binaries) and returns its path; `RAFT_NODE_BIN` overrides.
+pub fn raft_node() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("RAFT_NODE_BIN") {
+                return PathBuf::from(path);
+            }
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/")
+                .to_path_buf();
+            let target_dir = profile_dir.parent().expect("target dir");
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root");
+            let mut build = Command::new(env!("CARGO"));
+            // Cargo's per-package variables of this test would change build-script
+            // fingerprints and make every nested build recompile half the tree.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy().into_owned();
+                if key.starts_with("CARGO_") && key != "CARGO_HOME" {
+                    build.env_remove(key);
+                }
+            }
+            build
+                .args(["build", "-p", "node", "--bin", "raft-node"])
+                .current_dir(workspace)
+                .env("CARGO_TARGET_DIR", target_dir);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build runs");
+            assert!(status.success(), "building raft-node failed");
+            profile_dir.join("raft-node")
+        })
+        .clone()
+}
+
+/// Makes sure the `raft-node` binary the lab launches exists.
 pub fn ensure_raft_node() {
-    if client::cluster::raft_node_binary().is_ok() {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "node", "--bin", "raft-node"])
-        .status()
-        .expect("running cargo build");
-    assert!(
-        status.success(),
-        "cargo build -p node --bin raft-node failed"
-    );
+    raft_node();
 }
 
 /// A fresh results root for one test.
-pub fn results_root(name: &str) -> std::path::PathBuf {
+pub fn results_root(name: &str) -> PathBuf {
     let root = std::env::temp_dir().join(format!("raftlab-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("temp dir");
