@@ -156,6 +156,11 @@ impl Cluster {
         }
     }
 
+    /// The process id of node `id`, if it is running.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children.get(&id).map(Child::id)
+    }
+
     pub fn addr(&self, id: u64) -> &str {
         self.addrs
             .iter()
