@@ -169,7 +169,14 @@ fn run(
     }
     let replica = Replica::restore(raft_config, restored, config.storage.snapshot_every)?;
 
-    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    // One thread runs the core task, the transport and the client service: every hop
+    // between them is then a plain task switch, not a cross-thread wake-up, which matters
+    // more here than parallelism (the storage writer has its own thread). Measured: one
+    // client's writes 1,350/s -> 1,570-1,700/s, no loss at 128 clients.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     runtime.block_on(async move {
         let (transport, inbound) = Transport::start(&config, id, &certs_dir)
             .await
