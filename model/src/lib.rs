@@ -1,11 +1,13 @@
 //! raftlab `model`: the Raft core as a pure, deterministic model ([`core`]), the replicated
 //! key-value state machine ([`kv`]), the bug catalogue ([`bugs`]), and the seeded
-//! deterministic simulator that runs them under faults ([`sim`]).
+//! deterministic simulator that runs them under faults ([`sim`]), and the stateright model of
+//! the same core ([`check`]).
 //!
 //! Nothing here does I/O, reads a clock or starts a thread: the node runtime, the simulator
 //! and the model checker all drive the very same code.
 
 pub mod bugs;
+pub mod check;
 pub mod core;
 pub mod kv;
 pub mod replica;

@@ -1,6 +1,199 @@
-//! `raft-model`: not built yet (issue #3 and #6). Exits 3 (usage error) so scripts never mistake it
-//! for a working binary.
+//! `raft-model`: model-checks the Raft core with stateright (issue #6).
+//!
+//! ```text
+//! raft-model check [--servers N] [--clients N] [--ops N] [--depth N]
+//!                  [--bfs | --dfs | --simulation SEED] [--timeout SECONDS]
+//!                  [--bug NAME]... [--crashes N] [--lossy] [--duplicating]
+//!                  [--max-term T] [--max-log L] [--max-in-flight M] [--threads K]
+//! raft-model explore [--port 3000] [same model options]
+//! ```
+//! `check` prints unique states, states/s, the maximum depth, each property's verdict and a
+//! trace per violation; it exits 0 if no safety property was violated, 1 otherwise, and 2
+//! on a usage error. `explore` serves stateright's Explorer on localhost.
+
+use clap::{Args, Parser, Subcommand};
+use model::bugs::{Bug, Bugs};
+use model::check::cli::{run, Run, Strategy};
+use model::check::Setup;
+use stateright::Model;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "raft-model",
+    about = "Model-check the raftlab Raft core with stateright"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Explore the state space and check every property.
+    Check(CheckArgs),
+    /// Serve stateright's Explorer (a web UI) on localhost.
+    Explore {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Number of servers.
+    #[arg(long, default_value_t = 3)]
+    servers: usize,
+    /// Number of clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Operations per client (write, read, cas, read, ...).
+    #[arg(long, default_value_t = 2)]
+    ops: usize,
+    /// Highest term an election may reach.
+    #[arg(long, default_value_t = 2)]
+    max_term: u64,
+    /// Longest log explored.
+    #[arg(long, default_value_t = 4)]
+    max_log: u64,
+    /// Most messages in flight explored.
+    #[arg(long, default_value_t = 4)]
+    max_in_flight: usize,
+    /// Servers that may be crashed at once (crash and restart from durable state).
+    #[arg(long, default_value_t = 0)]
+    crashes: usize,
+    /// Heartbeats each server may send as leader.
+    #[arg(long, default_value_t = 1)]
+    heartbeats: u8,
+    /// Request timeouts (re-sends) each client may take.
+    #[arg(long, default_value_t = 1)]
+    retries: u8,
+    /// The network may lose messages.
+    #[arg(long)]
+    lossy: bool,
+    /// The network may deliver a message more than once.
+    #[arg(long)]
+    duplicating: bool,
+    /// Enable the core's pre-vote.
+    #[arg(long)]
+    pre_vote: bool,
+    /// Enable the core's check-quorum (leader lease).
+    #[arg(long)]
+    check_quorum: bool,
+    /// Switch a catalogue bug on in every server (repeatable).
+    #[arg(long = "bug", value_name = "NAME")]
+    bugs: Vec<String>,
+}
+
+impl ModelArgs {
+    fn setup(&self) -> anyhow::Result<Setup> {
+        let mut bugs = Bugs::none();
+        for name in &self.bugs {
+            bugs = bugs.with(name.parse::<Bug>()?);
+        }
+        anyhow::ensure!(self.servers >= 1, "--servers must be at least 1");
+        Ok(Setup {
+            servers: self.servers,
+            clients: self.clients,
+            ops: self.ops,
+            max_term: self.max_term,
+            max_log: self.max_log,
+            max_in_flight: self.max_in_flight,
+            max_crashes: self.crashes,
+            max_heartbeats: self.heartbeats,
+            max_retries: self.retries,
+            lossy: self.lossy,
+            duplicating: self.duplicating,
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
+            bugs,
+        })
+    }
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Do not explore paths deeper than this.
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Breadth-first search (the default; shortest counterexamples).
+    #[arg(long, conflicts_with_all = ["dfs", "simulation"])]
+    bfs: bool,
+    /// Depth-first search.
+    #[arg(long, conflicts_with = "simulation")]
+    dfs: bool,
+    /// Random walks from this seed.
+    #[arg(long, value_name = "SEED")]
+    simulation: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Checker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Stop at the first violated safety property.
+    #[arg(long)]
+    first: bool,
+}
+
 fn main() {
-    eprintln!("raft-model: not built yet (see issue #3 and #6); nothing was run");
-    std::process::exit(3);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    match real_main(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("raft-model: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Cmd::Check(args) => {
+            let setup = args.model.setup()?;
+            let strategy = match (args.dfs, args.simulation) {
+                (true, _) => Strategy::Dfs,
+                (_, Some(seed)) => Strategy::Simulation(seed),
+                _ => Strategy::Bfs,
+            };
+            let mut timeout = args.timeout.map(Duration::from_secs);
+            if matches!(strategy, Strategy::Simulation(_)) && timeout.is_none() {
+                // Random walks never end by themselves.
+                timeout = Some(Duration::from_secs(30));
+            }
+            println!("raft-model check: {setup:?} strategy {strategy:?}");
+            let report = run(&Run {
+                setup,
+                strategy,
+                depth: args.depth,
+                timeout,
+                target_states: None,
+                threads: args.threads,
+                stop_at_first_violation: args.first,
+            });
+            report.print();
+            Ok(if report.violated().is_empty() { 0 } else { 1 })
+        }
+        Cmd::Explore { port, model } => {
+            let setup = model.setup()?;
+            let address = format!("localhost:{port}");
+            println!("raft-model explore: serving stateright's Explorer on http://{address}/");
+            let _checker = setup.into_model().checker().serve(address.as_str());
+            // The Explorer answers on its own thread until the process is stopped.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
 }

@@ -56,7 +56,7 @@ pub struct Pending {
 }
 
 /// One server's state machine replica.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Replica {
     raft: Raft<Command>,
     kv: Kv,
