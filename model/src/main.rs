@@ -4,7 +4,8 @@
 //! raft-model check [--servers N] [--clients N] [--ops N] [--depth N]
 //!                  [--bfs | --dfs | --simulation SEED] [--timeout SECONDS]
 //!                  [--bug NAME]... [--crashes N] [--lossy] [--duplicating]
-//!                  [--max-term T] [--max-log L] [--max-in-flight M] [--threads K]
+//!                  [--max-term T] [--max-log L] [--max-in-flight M] [--max-batch B]
+//!                  [--heartbeats H] [--retries R] [--threads K]
 //! raft-model explore [--port 3000] [same model options]
 //! ```
 //! `check` prints unique states, states/s, the maximum depth, each property's verdict and a
@@ -44,38 +45,47 @@ enum Cmd {
 #[derive(Args)]
 struct ModelArgs {
     /// Number of servers.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = Setup::default().servers)]
     servers: usize,
     /// Number of clients.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Setup::default().clients)]
     clients: usize,
     /// Operations per client (write, read, cas, read, ...).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = Setup::default().ops)]
     ops: usize,
     /// Highest term an election may reach.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = Setup::default().max_term)]
     max_term: u64,
+    /// Only the first N servers ever start an election (fewer: a narrower, deeper bug hunt).
+    #[arg(long, value_name = "N")]
+    campaigners: Option<usize>,
     /// Longest log explored.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Setup::default().max_log)]
     max_log: u64,
     /// Most messages in flight explored.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Setup::default().max_in_flight)]
     max_in_flight: usize,
     /// Servers that may be crashed at once (crash and restart from durable state).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Setup::default().max_crashes)]
     crashes: usize,
     /// Heartbeats each server may send as leader.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Setup::default().max_heartbeats)]
     heartbeats: u8,
     /// Request timeouts (re-sends) each client may take.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Setup::default().max_retries)]
     retries: u8,
+    /// Most entries in one AppendEntries (1 exposes Figure 8's old-term commit).
+    #[arg(long, default_value_t = Setup::default().max_batch)]
+    max_batch: usize,
     /// The network may lose messages.
     #[arg(long)]
     lossy: bool,
     /// The network may deliver a message more than once.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ordered")]
     duplicating: bool,
+    /// Messages between two actors arrive in the order sent (like the node's QUIC streams).
+    #[arg(long)]
+    ordered: bool,
     /// Enable the core's pre-vote.
     #[arg(long)]
     pre_vote: bool,
@@ -99,13 +109,16 @@ impl ModelArgs {
             clients: self.clients,
             ops: self.ops,
             max_term: self.max_term,
+            campaigners: self.campaigners,
             max_log: self.max_log,
             max_in_flight: self.max_in_flight,
             max_crashes: self.crashes,
             max_heartbeats: self.heartbeats,
             max_retries: self.retries,
+            max_batch: self.max_batch.max(1),
             lossy: self.lossy,
             duplicating: self.duplicating,
+            ordered: self.ordered,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
             bugs,

@@ -417,16 +417,9 @@ pub fn summary(setup: &Setup, state: &State) -> String {
     parts.join(" | ")
 }
 
-/// Depth bound of the CI configuration.
-pub const CI_DEPTH: usize = 18;
-
-/// The CI configuration: BFS over [`Setup::default`] (3 servers, 1 client writing then
-/// reading, terms up to 2, at most 4 messages in flight, one heartbeat and one retry each),
-/// bounded at depth [`CI_DEPTH`]. The same as
-/// `raft-model check --bfs --depth 18`.
+/// The CI configuration: exhaustive BFS over [`Setup::default`] (3 servers, 1 client writing
+/// then reading, terms up to 2, at most 4 messages in flight, logs of at most 4 entries). The
+/// same as `raft-model check` with no options.
 pub fn ci_run() -> Run {
-    Run {
-        depth: Some(CI_DEPTH),
-        ..Run::bfs(Setup::default())
-    }
+    Run::bfs(Setup::default())
 }

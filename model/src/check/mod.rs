@@ -16,16 +16,22 @@
 //!   to a server, following `NotLeader` hints and retrying at the next server when their retry
 //!   timer fires; retries carry the same (client, seq), so the KV sessions deduplicate them.
 //!   Invocations and returns are recorded in a [`LinearizabilityTester`] in the model's history.
-//! * **Network**: unordered, duplicating or not, optionally lossy.
+//! * **Network**: unordered (duplicating or not) or ordered per pair of actors, optionally
+//!   lossy.
 //! * **Bounds**: terms never go past `max_term` (the election timer is inert there), each
 //!   client issues `ops` operations, logs are at most `max_log` long and at most
-//!   `max_in_flight` messages are in the network.
+//!   `max_in_flight` messages are in the network; leaders send at most `max_heartbeats`
+//!   heartbeats and clients take at most `max_retries` request timeouts. Within these
+//!   bounds the state space is finite: the CI configuration ([`Setup::default`]) is
+//!   explored exhaustively.
 //!
 //! The properties are in [`properties`]; `raft-model check` is in [`cli`].
 //!
 //! Not modelled: snapshots/compaction (`compact_every = 0`), membership changes, leadership
 //! transfer, a crash between persisting a Ready and sending its messages (a Ready is handled
-//! atomically). No symmetry reduction: servers carry their ids in their state and messages.
+//! atomically). No symmetry reduction: node ids run through the core's whole state (votes,
+//! progress, message fields, leader hints), and the servers are not interchangeable anyway
+//! (the clients start at server 1; `campaigners` singles servers out).
 
 pub mod cli;
 pub mod properties;
@@ -57,6 +63,10 @@ pub struct Setup {
     pub ops: usize,
     /// No election timeout fires at this term or above.
     pub max_term: Term,
+    /// Only the first `campaigners` servers' election timers fire (all if `None`). Fewer
+    /// restricts the behaviours explored — a violation found is still real — to reach
+    /// deeper bug scenarios; proofs use every server.
+    pub campaigners: Option<usize>,
     /// States with a longer log on any server are not explored.
     pub max_log: u64,
     /// States with more messages in flight are not explored.
@@ -66,28 +76,40 @@ pub struct Setup {
     pub max_heartbeats: u8,
     /// Request timeouts (re-sends to the next server) each client may take.
     pub max_retries: u8,
+    /// Most entries in one AppendEntries (1 lets a leader replicate an old-term entry
+    /// without its own no-op: the Figure 8 situation).
+    pub max_batch: usize,
     pub lossy: bool,
     pub duplicating: bool,
+    /// Messages between two servers arrive in the order sent (as on the node's QUIC
+    /// streams); otherwise any in-flight message may arrive next.
+    pub ordered: bool,
     pub pre_vote: bool,
     pub check_quorum: bool,
     pub bugs: Bugs,
 }
 
 impl Default for Setup {
-    /// The CI configuration: 3 servers, 1 client doing a write then a read.
+    /// The CI configuration: 3 servers, 1 client doing a write then a read, two elections,
+    /// at most 4 messages in flight; leaders send no heartbeats beyond their appends and
+    /// the client follows leader hints but never times out. Its state space is finite and
+    /// explored exhaustively (see [`cli::ci_run`]).
     fn default() -> Self {
         Setup {
             servers: 3,
             clients: 1,
             ops: 2,
             max_term: 2,
+            campaigners: None,
             max_log: 4,
             max_in_flight: 4,
             max_crashes: 0,
-            max_heartbeats: 1,
-            max_retries: 1,
+            max_heartbeats: 0,
+            max_retries: 0,
+            max_batch: Config::new(1).max_batch,
             lossy: false,
             duplicating: false,
+            ordered: false,
             pre_vote: false,
             check_quorum: false,
             bugs: Bugs::none(),
@@ -176,6 +198,9 @@ pub struct ServerState {
     pub durable: Durable,
     /// Heartbeats sent so far (bounded by [`Setup::max_heartbeats`]).
     pub heartbeats: u8,
+    /// The replica refused its own durable state or a snapshot: the server stops taking
+    /// input and the "Durability" property reports it.
+    pub fault: Option<String>,
 }
 
 /// An operation a client has sent and not had answered.
@@ -211,6 +236,8 @@ pub enum RaftActor {
         config: Config,
         voters: Vec<NodeId>,
         max_term: Term,
+        /// Whether this server's election timer may fire at all.
+        campaigns: bool,
         max_heartbeats: u8,
     },
     Client {
@@ -282,6 +309,7 @@ pub fn model_config(id: NodeId, setup: &Setup) -> Config {
         pre_vote: setup.pre_vote,
         check_quorum: setup.check_quorum,
         seed: id,
+        max_batch: setup.max_batch,
         bugs: setup.bugs,
         ..Config::new(id)
     }
@@ -298,6 +326,7 @@ impl Setup {
                 config: model_config(id, &self),
                 voters: voters.clone(),
                 max_term: self.max_term,
+                campaigns: self.campaigners.is_none_or(|n| index < n),
                 max_heartbeats: self.max_heartbeats,
             });
         }
@@ -309,7 +338,9 @@ impl Setup {
                 max_retries: self.max_retries,
             });
         }
-        let network = if self.duplicating {
+        let network = if self.ordered {
+            Network::new_ordered([])
+        } else if self.duplicating {
             Network::new_unordered_duplicating([])
         } else {
             Network::new_unordered_nonduplicating([])
@@ -410,30 +441,36 @@ impl Actor for RaftActor {
     fn on_start(&self, _id: Id, storage: &Option<Durable>, o: &mut Out<Self>) -> ActorState {
         match self {
             RaftActor::Server { config, voters, .. } => {
-                let (replica, durable) = match storage {
-                    None => (
-                        Replica::new(config.clone(), voters.iter().copied(), 0),
-                        Durable::default(),
-                    ),
+                let fresh = || Replica::new(config.clone(), voters.iter().copied(), 0);
+                let (replica, durable, fault) = match storage {
+                    None => (fresh(), Durable::default(), None),
                     Some(durable) => {
                         let restored = Restored {
                             hard_state: durable.hard_state,
                             snapshot: durable.snapshot.clone(),
                             entries: durable.entries.clone(),
                         };
-                        let replica = Replica::restore(config.clone(), restored, 0)
-                            .expect("the model never writes snapshots");
-                        (replica, durable.clone())
+                        match Replica::restore(config.clone(), restored, 0) {
+                            Ok(replica) => (replica, durable.clone(), None),
+                            Err(e) => (
+                                fresh(),
+                                durable.clone(),
+                                Some(format!("cannot restore its durable state: {e}")),
+                            ),
+                        }
                     }
                 };
                 let mut state = ServerState {
                     replica,
                     durable,
                     heartbeats: 0,
+                    fault,
                 };
-                // A brand-new server has no durable state yet: nothing to save.
-                drive(&mut state, o);
-                set_role_timer(state.replica.raft().role(), o);
+                if state.fault.is_none() {
+                    // A brand-new server has no durable state yet: nothing to save.
+                    drive(&mut state, o);
+                    set_role_timer(state.replica.raft().role(), o);
+                }
                 ActorState::Server(Box::new(state))
             }
             RaftActor::Client {
@@ -520,12 +557,19 @@ impl Actor for RaftActor {
 
     fn on_timeout(&self, _id: Id, state: &mut Cow<ActorState>, timer: &Timer, o: &mut Out<Self>) {
         match (self, timer) {
-            (RaftActor::Server { max_term, .. }, Timer::Election) => {
+            (
+                RaftActor::Server {
+                    max_term,
+                    campaigns,
+                    ..
+                },
+                Timer::Election,
+            ) => {
                 let ActorState::Server(server) = &**state else {
                     return;
                 };
                 let raft = server.replica.raft();
-                if raft.role() == Role::Leader || raft.term() >= *max_term {
+                if !campaigns || raft.role() == Role::Leader || raft.term() >= *max_term {
                     o.set_timer(Timer::Election, model_timeout());
                     return;
                 }
@@ -587,6 +631,9 @@ fn server_input(
     o: &mut Out<RaftActor>,
     input: impl FnOnce(&mut Replica),
 ) {
+    if matches!(&**state, ActorState::Server(server) if server.fault.is_some()) {
+        return;
+    }
     let ActorState::Server(server) = state.to_mut() else {
         return;
     };
@@ -642,10 +689,14 @@ fn drive(server: &mut ServerState, o: &mut Out<RaftActor>) {
         }
         // 3-5. Apply, answer, advance.
         let applied_before = server.replica.raft().applied_index();
-        let advanced = server
-            .replica
-            .advance(pending)
-            .expect("the model never writes snapshots");
+        let advanced = match server.replica.advance(pending) {
+            Ok(advanced) => advanced,
+            Err(e) => {
+                server.fault = Some(format!("cannot apply a snapshot: {e}"));
+                o.save(durable.clone());
+                return;
+            }
+        };
         let applied_after = server.replica.raft().applied_index();
         let log = server.replica.raft().log();
         for index in applied_before + 1..=applied_after {

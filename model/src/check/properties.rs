@@ -18,6 +18,10 @@
 //! [`LinearizabilityTester`](stateright::semantics::LinearizabilityTester) against the
 //! [`CasRegister`](super::spec::CasRegister) spec, have a linearization.
 //!
+//! **Durability**: a restarted server's core accepts the durable state it saved (and every
+//! snapshot it receives applies) — a refusal would be a data-loss bug, reported rather than
+//! panicking the checker.
+//!
 //! Liveness-flavoured sanity checks ("sometimes"): **a leader is elected**, **a value is
 //! committed** (some server's log has a client command at or below its commit index).
 
@@ -33,6 +37,8 @@ pub use crate::sim::invariants::{
 };
 
 pub const LINEARIZABLE: &str = "Linearizable";
+/// Every restart restores the server's durable state, and every snapshot it is given applies.
+pub const DURABILITY: &str = "Durability";
 pub const LEADER_ELECTED: &str = "a leader is elected";
 pub const VALUE_COMMITTED: &str = "a value is committed";
 
@@ -50,6 +56,7 @@ pub fn all() -> Vec<Property<RaftModel>> {
             violation(s, STATE_MACHINE_SAFETY).is_none()
         }),
         Property::always(LINEARIZABLE, |_, s| violation(s, LINEARIZABLE).is_none()),
+        Property::always(DURABILITY, |_, s| violation(s, DURABILITY).is_none()),
         Property::sometimes(LEADER_ELECTED, |_, s| {
             running(s).any(|r| r.role() == Role::Leader)
         }),
@@ -88,6 +95,17 @@ pub fn violation(state: &State, name: &str) -> Option<String> {
             let tester = &state.history.linearizability;
             (!tester.is_consistent()).then(|| format!("no linearization of {tester:?}"))
         }
+        DURABILITY => state
+            .actor_states
+            .iter()
+            .enumerate()
+            .find_map(|(index, s)| {
+                let ActorState::Server(server) = &**s else {
+                    return None;
+                };
+                let fault = server.fault.as_ref()?;
+                Some(format!("server {} {fault}", super::node_of(index)))
+            }),
         ELECTION_SAFETY => {
             if let Some((term, a, b)) = state.history.two_leaders {
                 return Some(format!("servers {a} and {b} both led term {term}"));
