@@ -4,7 +4,8 @@
 //!
 //! Events get their index when recorded, under one lock, so file order is the order in which
 //! they happened (an invoke is recorded before its request is sent, a completion after its
-//! reply arrived).
+//! reply arrived). [`from_jsonl`] reads the JSON Lines back, so a report can be rebuilt from a
+//! results folder.
 
 use serde_json::{json, Value as Json};
 use std::fmt::Write as _;
@@ -30,6 +31,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 4] = [Kind::Invoke, Kind::Ok, Kind::Fail, Kind::Info];
+
     fn name(self) -> &'static str {
         match self {
             Kind::Invoke => "invoke",
@@ -146,6 +149,83 @@ pub fn to_jsonl(events: &[Event]) -> String {
     out
 }
 
+/// A line of a JSON Lines history that cannot be read as an event.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: {message}")]
+pub struct HistoryFileError {
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads the contract's JSON Lines (as [`to_jsonl`] writes them) back into events.
+///
+/// Blank lines are skipped; fields beyond the contract's are ignored; a missing `index` is
+/// the event's position, a missing `key` or `value` is `null`. `time` must be an integer:
+/// pictures of a history need its timestamps.
+pub fn from_jsonl(text: &str) -> Result<Vec<Event>, HistoryFileError> {
+    let mut events = Vec::new();
+    for (at, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event =
+            event_from_line(line, events.len() as u64).map_err(|message| HistoryFileError {
+                line: at + 1,
+                message,
+            })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// One JSON Lines event; `position` is its place among the events read so far.
+fn event_from_line(line: &str, position: u64) -> Result<Event, String> {
+    let json: Json = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Json::Object(mut map) = json else {
+        return Err(format!("expected a JSON object, got {json}"));
+    };
+    let field = |map: &serde_json::Map<String, Json>, name: &str| -> Result<Json, String> {
+        map.get(name)
+            .cloned()
+            .ok_or_else(|| format!("missing field \"{name}\""))
+    };
+    let index = match map.get("index") {
+        None => position,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| format!("\"index\" must be a non-negative integer, got {v}"))?,
+    };
+    let time = field(&map, "time")?;
+    let time = time.as_u64().ok_or_else(|| {
+        format!("\"time\" must be a non-negative integer (nanoseconds), got {time}")
+    })?;
+    let who = match field(&map, "process")? {
+        Json::String(s) if s == "nemesis" => Who::Nemesis,
+        v => Who::Process(v.as_u64().ok_or_else(|| {
+            format!("\"process\" must be a non-negative integer or \"nemesis\", got {v}")
+        })?),
+    };
+    let kind = field(&map, "type")?;
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| kind.as_str() == Some(k.name()))
+        .ok_or_else(|| format!("\"type\" must be invoke, ok, fail or info, got {kind}"))?;
+    let f = match field(&map, "f")? {
+        Json::String(f) => f,
+        v => return Err(format!("\"f\" must be a string, got {v}")),
+    };
+    Ok(Event {
+        index,
+        time,
+        who,
+        kind,
+        f,
+        key: map.remove("key").unwrap_or(Json::Null),
+        value: map.remove("value").unwrap_or(Json::Null),
+    })
+}
+
 /// Jepsen/Knossos EDN: one vector of op maps, independent keys as `[k v]` tuples.
 pub fn to_edn(events: &[Event]) -> String {
     let mut out = String::with_capacity(events.len() * 96);
@@ -201,6 +281,96 @@ pub fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values without floats (whose text form need not read back bit-identical).
+    fn json_value() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            any::<u64>().prop_map(Json::from),
+            ".{0,12}".prop_map(Json::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+                prop::collection::btree_map("[a-z<\"]{0,4}", inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            prop_oneof![any::<u64>().prop_map(Who::Process), Just(Who::Nemesis)],
+            prop::sample::select(Kind::ALL.to_vec()),
+            ".{0,10}",
+            json_value(),
+            json_value(),
+        )
+            .prop_map(|(index, time, who, kind, f, key, value)| Event {
+                index,
+                time,
+                who,
+                kind,
+                f,
+                key,
+                value,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn jsonl_reads_back_what_it_wrote(events in prop::collection::vec(event(), 0..20)) {
+            prop_assert_eq!(from_jsonl(&to_jsonl(&events)), Ok(events));
+        }
+    }
+
+    #[test]
+    fn bad_jsonl_names_the_line_and_the_problem() {
+        let good = r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"read","key":1}"#;
+        let cases = [
+            ("{\"index\":", "not JSON"),
+            ("[1,2]", "expected a JSON object"),
+            (
+                r#"{"time":1,"process":0,"type":"ok"}"#,
+                "missing field \"f\"",
+            ),
+            (
+                r#"{"time":null,"process":0,"type":"ok","f":"read"}"#,
+                "\"time\"",
+            ),
+            (
+                r#"{"time":-5,"process":0,"type":"ok","f":"read"}"#,
+                "\"time\"",
+            ),
+            (
+                r#"{"time":1,"process":"p1","type":"ok","f":"read"}"#,
+                "\"process\"",
+            ),
+            (
+                r#"{"time":1,"process":1,"type":"done","f":"read"}"#,
+                "\"type\"",
+            ),
+            (r#"{"time":1,"process":1,"type":"ok","f":3}"#, "\"f\""),
+            (
+                r#"{"index":-1,"time":1,"process":1,"type":"ok","f":"read"}"#,
+                "\"index\"",
+            ),
+        ];
+        for (bad, expected) in cases {
+            let text = format!("{good}\n\n{bad}\n");
+            let error = from_jsonl(&text).expect_err(bad);
+            assert_eq!(error.line, 3, "{bad}");
+            assert!(error.message.contains(expected), "{bad}: {error}");
+            assert!(error.to_string().starts_with("line 3: "), "{error}");
+        }
+        let events = from_jsonl(&format!("{good}\n")).expect("a good line");
+        assert_eq!(events[0].value, Json::Null);
+    }
 
     #[test]
     fn both_formats_read_back_as_the_same_ops() {

@@ -13,4 +13,5 @@ pub mod nemesis;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod serve;
 pub mod workload;

@@ -10,6 +10,7 @@ use client::cluster::{self, ClusterOptions};
 use client::kv_client::KvCluster;
 use client::workload::{parse_nemesis_list, Concurrency, Overrides};
 use node::config::ClusterConfig;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -74,6 +75,18 @@ enum Command {
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
     },
+    /// Browse the runs over HTTP: a page listing every run, newest first, and their files.
+    Serve {
+        /// The results folder to serve.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Port to listen on (0: any free port; the printed URL shows which).
+        #[arg(long, default_value_t = client::serve::DEFAULT_PORT)]
+        port: u16,
+        /// Address to listen on (0.0.0.0 exposes the results to the network).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,10 +125,15 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    // `serve` logs every request by default, like any web server.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "warn,client::serve=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RAFTLAB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -183,6 +201,18 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Cluster { action } => cluster_action(action).await,
+        Command::Serve {
+            results,
+            port,
+            bind,
+        } => {
+            let server = client::serve::Server::bind(&results, SocketAddr::new(bind, port))?;
+            println!("serving {} on {}", results.display(), server.url());
+            tokio::task::spawn_blocking(move || server.run())
+                .await
+                .context("the server stopped")?;
+            Ok(0)
+        }
     }
 }
 

@@ -188,7 +188,7 @@ pub async fn run_detailed(
     }
     results::write_summary(&run_dir, &summary)
         .with_context(|| format!("writing results.json into {}", run_dir.display()))?;
-    write_report(&run_dir, &summary, &report)
+    write_report(&run_dir, &summary, &report, &events)
         .with_context(|| format!("writing report.html into {}", run_dir.display()))?;
     results::update_latest(&root, &run_dir)
         .with_context(|| format!("updating {}", root.join("latest").display()))?;
@@ -450,9 +450,14 @@ async fn check(
     .context("the checker thread failed")?
 }
 
-/// `report.html`: the run's page (summary, faults, latency, anomalies).
-fn write_report(dir: &Path, summary: &RunSummary, report: &checker::Report) -> std::io::Result<()> {
-    crate::report::write(dir, summary, report)
+/// `report.html` and `plots/`: the run's page (summary, timeline, plots, faults, anomalies).
+fn write_report(
+    dir: &Path,
+    summary: &RunSummary,
+    report: &checker::Report,
+    events: &[crate::history::Event],
+) -> std::io::Result<()> {
+    crate::report::write(dir, summary, report, events)
 }
 
 /// The verdict line, the run folder, and any coverage warnings.

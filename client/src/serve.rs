@@ -1,0 +1,878 @@
+//! `raft-lab serve`: browse the results folder over HTTP, like Jepsen's `lein run serve`.
+//!
+//! ```text
+//! GET /                                   every run under DIR, newest first
+//! GET /runs/<workload>/<timestamp>/       a directory listing
+//! GET /runs/<workload>/<timestamp>/FILE   report.html, histories, plots/*.svg, node logs...
+//! GET /runs/latest/report.html            the newest run (the `latest` symlink)
+//! ```
+//!
+//! The index walks `DIR/<workload>/<timestamp>/results.json` on every request (so runs that
+//! finish while the server is up appear on reload) and reads each file as loose JSON: a run
+//! without `results.json` (still running, or interrupted) is listed as `incomplete`, one whose
+//! `results.json` does not parse as `unreadable` with the parser's message. The `latest`
+//! symlink is not listed as a run.
+//!
+//! Files are served read-only: only `GET` and `HEAD` (405 otherwise); the path is
+//! percent-decoded segment by segment, and a segment that is `..`, contains `/`, `\` or NUL,
+//! or is not UTF-8 is a 400. The resolved file is canonicalized and must lie inside the
+//! canonical DIR (so a symlink pointing out of DIR is a 403), must be a regular file or a
+//! directory (no FIFOs or sockets), and is not a private key (`*.key`, 403: local clusters
+//! keep their certificates in the run folder). Missing files are 404. Request handling never
+//! panics; every request is logged with `tracing` (target `client::serve`, level info).
+//!
+//! [`Server::bind`] binds (port 0 picks a free port, [`Server::local_addr`] tells which) and
+//! [`Server::run`] serves until [`Stopper::stop`], so tests can run it in-process.
+
+use checker::html::escape;
+use serde_json::Value as Json;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// The default port of `raft-lab serve`.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Worker threads taking requests (tiny_http reads requests on its own threads; these build
+/// and send the responses, so one large history download does not block the index).
+const WORKERS: usize = 4;
+
+/// At most this many characters of a parse error are shown in the index.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("--results {path}: {source}")]
+    ResultsDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--results {0}: not a directory")]
+    NotADirectory(PathBuf),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A bound HTTP server over one results folder.
+pub struct Server {
+    http: Arc<tiny_http::Server>,
+    /// The results folder as given (for messages).
+    shown: PathBuf,
+    /// The canonical results folder: every served file lies inside it.
+    root: PathBuf,
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+}
+
+/// Stops a running [`Server::run`] from another thread.
+#[derive(Clone)]
+pub struct Stopper {
+    http: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Stopper {
+    /// Makes [`Server::run`] return once the requests in progress are answered.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in 0..WORKERS {
+            self.http.unblock();
+        }
+    }
+}
+
+impl Server {
+    /// Binds `addr` (port 0: any free port) to serve the results folder `results`, which must
+    /// exist. Returns as soon as the socket listens: connections made after this are queued.
+    pub fn bind(results: &Path, addr: SocketAddr) -> Result<Server, ServeError> {
+        let root = std::fs::canonicalize(results).map_err(|source| ServeError::ResultsDir {
+            path: results.to_path_buf(),
+            source,
+        })?;
+        if !root.is_dir() {
+            return Err(ServeError::NotADirectory(results.to_path_buf()));
+        }
+        let http =
+            tiny_http::Server::http(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        let bound = http.server_addr().to_ip().unwrap_or(addr);
+        Ok(Server {
+            http: Arc::new(http),
+            shown: results.to_path_buf(),
+            root,
+            addr: bound,
+            stopping: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The address really bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR:PORT/`, with a loopback address when bound to all interfaces.
+    pub fn url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}/")
+    }
+
+    /// The results folder, as given to [`Server::bind`].
+    pub fn results_dir(&self) -> &Path {
+        &self.shown
+    }
+
+    /// A handle that stops [`Server::run`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            http: self.http.clone(),
+            stopping: self.stopping.clone(),
+        }
+    }
+
+    /// Serves requests until [`Stopper::stop`] is called (blocking).
+    pub fn run(&self) {
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS {
+                scope.spawn(|| self.worker());
+            }
+        });
+    }
+
+    fn worker(&self) {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match self.http.recv() {
+                Ok(request) => self.handle(request),
+                Err(_) if self.stopping.load(Ordering::SeqCst) => return,
+                Err(e) => warn!(target: "client::serve", error = %e, "accepting a request"),
+            }
+        }
+    }
+
+    fn handle(&self, request: tiny_http::Request) {
+        let started = Instant::now();
+        let method = request.method().as_str().to_string();
+        let url = request.url().to_string();
+        let remote = request
+            .remote_addr()
+            .map_or_else(|| "-".to_string(), ToString::to_string);
+        let reply = respond(&self.root, &self.shown, &method, &url);
+        let status = reply.status;
+        let result = request.respond(reply.into_response());
+        info!(
+            target: "client::serve",
+            %remote,
+            %method,
+            %url,
+            status,
+            ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+            "request"
+        );
+        if let Err(e) = result {
+            warn!(target: "client::serve", %url, error = %e, "sending the response");
+        }
+    }
+}
+
+/// One response, before it becomes a tiny_http one.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Body,
+    extra: Vec<(&'static str, String)>,
+}
+
+enum Body {
+    Bytes(Vec<u8>),
+    File(File, usize),
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Reply {
+    fn html(status: u16, page: String) -> Reply {
+        Reply {
+            status,
+            content_type: HTML,
+            body: Body::Bytes(page.into_bytes()),
+            // Our own pages need no scripts, fonts or remote anything.
+            extra: vec![(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'".to_string(),
+            )],
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Reply {
+        Reply {
+            status,
+            content_type: TEXT,
+            body: Body::Bytes(format!("{status} {message}\n").into_bytes()),
+            extra: Vec::new(),
+        }
+    }
+
+    fn into_response(self) -> tiny_http::ResponseBox {
+        let mut headers = vec![
+            header("Content-Type", self.content_type),
+            header("Cache-Control", "no-cache"),
+            header("X-Content-Type-Options", "nosniff"),
+        ];
+        headers.extend(self.extra.iter().map(|(k, v)| header(k, v)));
+        let headers: Vec<_> = headers.into_iter().flatten().collect();
+        let status = tiny_http::StatusCode(self.status);
+        match self.body {
+            Body::Bytes(bytes) => {
+                let len = bytes.len();
+                tiny_http::Response::new(status, headers, Cursor::new(bytes), Some(len), None)
+                    .boxed()
+            }
+            Body::File(file, len) => {
+                tiny_http::Response::new(status, headers, file, Some(len), None).boxed()
+            }
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+/// The whole routing: never panics, whatever `url` holds.
+fn respond(root: &Path, shown: &Path, method: &str, url: &str) -> Reply {
+    if method != "GET" && method != "HEAD" {
+        let mut reply = Reply::error(405, "method not allowed (GET and HEAD only)");
+        reply.extra.push(("Allow", "GET, HEAD".to_string()));
+        return reply;
+    }
+    // The request target without query or fragment; absolute-form URLs are not supported.
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Reply::error(400, "bad request path");
+    }
+    match path {
+        "/" | "/index.html" => Reply::html(200, index_page(root, shown)),
+        "/runs" => serve_path(root, &[]),
+        _ => match path.strip_prefix("/runs/") {
+            Some(rest) => match decode_segments(rest) {
+                Ok(segments) => serve_path(root, &segments),
+                Err(why) => Reply::error(400, why),
+            },
+            None => Reply::error(404, "not found"),
+        },
+    }
+}
+
+/// Splits `a/b%20c/d` into decoded segments, dropping empty ones and `.`.
+fn decode_segments(rest: &str) -> Result<Vec<String>, &'static str> {
+    let mut segments = Vec::new();
+    for raw in rest.split('/') {
+        let bytes = percent_decode(raw).ok_or("bad percent-encoding")?;
+        let segment = String::from_utf8(bytes).map_err(|_| "path is not UTF-8")?;
+        if segment.contains(['/', '\\', '\0']) {
+            return Err("bad character in path");
+        }
+        match segment.as_str() {
+            "" | "." => {}
+            ".." => return Err("'..' in path"),
+            _ => segments.push(segment),
+        }
+    }
+    Ok(segments)
+}
+
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Percent-encodes one path segment for an `href`.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `/runs/a/b/` for segments `[a, b]` (`dir`: with the trailing slash).
+fn runs_href(segments: &[&str], dir: bool) -> String {
+    let mut href = String::from("/runs");
+    for s in segments {
+        href.push('/');
+        href.push_str(&encode_segment(s));
+    }
+    if dir || segments.is_empty() {
+        href.push('/');
+    }
+    href
+}
+
+/// Serves `root/segments...`: a regular file or a directory listing.
+fn serve_path(root: &Path, segments: &[String]) -> Reply {
+    let mut path = root.to_path_buf();
+    path.extend(segments);
+    let real = match std::fs::canonicalize(&path) {
+        Ok(real) => real,
+        Err(_) => return Reply::error(404, "not found"),
+    };
+    if !real.starts_with(root) {
+        return Reply::error(403, "outside the results folder");
+    }
+    let meta = match std::fs::metadata(&real) {
+        Ok(meta) => meta,
+        Err(_) => return Reply::error(404, "not found"),
+    };
+    if meta.is_dir() {
+        return match listing_page(&real, segments) {
+            Ok(page) => Reply::html(200, page),
+            Err(e) => Reply::error(404, &format!("cannot list: {e}")),
+        };
+    }
+    if !meta.is_file() {
+        return Reply::error(403, "not a regular file");
+    }
+    if extension(&real) == "key" {
+        return Reply::error(403, "private keys are not served");
+    }
+    match File::open(&real) {
+        Ok(file) => Reply {
+            status: 200,
+            content_type: content_type(&real),
+            body: Body::File(file, usize::try_from(meta.len()).unwrap_or(usize::MAX)),
+            extra: Vec::new(),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Reply::error(403, "permission denied")
+        }
+        Err(_) => Reply::error(404, "not found"),
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match extension(path).as_str() {
+        "html" | "htm" => HTML,
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        // Shown in the browser rather than downloaded.
+        "jsonl" | "ndjson" | "edn" | "log" | "txt" | "md" | "toml" | "csv" | "pem" | "pid" => TEXT,
+        _ => "application/octet-stream",
+    }
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse}th,td{padding:.25em .7em;text-align:left;border-bottom:1px solid #ddd}\
+th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+.verdict{font-weight:bold}.valid{color:#1a7f37}.invalid{color:#c62828}\
+.unknown{color:#b26a00}.incomplete{color:#757575}.unreadable{color:#6a1b9a}\
+.note{color:#666;font-size:.9em}a{color:#1565c0}code{font-size:.95em}";
+
+/// What the index knows about one run folder.
+struct Run {
+    workload: String,
+    folder: String,
+    state: RunState,
+    /// Newest first: (14 timestamp digits, `-N` suffix of the folder, folder name).
+    key: (String, u64, String),
+}
+
+enum RunState {
+    Complete(Json),
+    Incomplete,
+    Unreadable(String),
+}
+
+/// Every `root/<workload>/<timestamp>/`, newest first; problems reading folders are logged.
+fn find_runs(root: &Path) -> std::io::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for workload in std::fs::read_dir(root)? {
+        let Ok(workload) = workload else { continue };
+        // `latest` (and any other symlink) would list a run twice, or a folder outside DIR.
+        let Ok(kind) = workload.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let workload_name = workload.file_name().to_string_lossy().into_owned();
+        let entries = match std::fs::read_dir(workload.path()) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(target: "client::serve", dir = %workload.path().display(), error = %e, "cannot list");
+                continue;
+            }
+        };
+        for run in entries {
+            let Ok(run) = run else { continue };
+            if !run.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let folder = run.file_name().to_string_lossy().into_owned();
+            let state = read_summary(&run.path().join("results.json"));
+            let started_at = match &state {
+                RunState::Complete(json) => json.get("started_at").and_then(Json::as_str),
+                _ => None,
+            };
+            let key = sort_key(started_at, &folder);
+            runs.push(Run {
+                workload: workload_name.clone(),
+                folder,
+                state,
+                key,
+            });
+        }
+    }
+    runs.sort_by(|a, b| b.key.cmp(&a.key).then_with(|| a.workload.cmp(&b.workload)));
+    Ok(runs)
+}
+
+fn read_summary(path: &Path) -> RunState {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice::<Json>(&bytes) {
+            Ok(json) if json.is_object() => RunState::Complete(json),
+            Ok(_) => RunState::Unreadable("results.json: not a JSON object".into()),
+            Err(e) => RunState::Unreadable(format!("results.json: {e}")),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RunState::Incomplete,
+        Err(e) => RunState::Unreadable(format!("results.json: {e}")),
+    }
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).take(14).collect()
+}
+
+/// `started_at` (RFC 3339, UTC) or the folder name (`20250101T120000Z[-N]`), as 14 digits.
+fn sort_key(started_at: Option<&str>, folder: &str) -> (String, u64, String) {
+    let stamp = folder.split('-').next().unwrap_or_default();
+    let time = started_at
+        .map(digits)
+        .filter(|d| d.len() == 14)
+        .unwrap_or_else(|| digits(stamp));
+    let suffix = folder
+        .split_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0);
+    (time, suffix, folder.to_string())
+}
+
+/// `2025-01-01 12:00:00Z` from the run's `started_at` or its folder name.
+fn display_time(started_at: Option<&str>, folder: &str) -> String {
+    if let Some(t) = started_at {
+        return t.replacen('T', " ", 1);
+    }
+    let d: Vec<char> = folder.chars().collect();
+    let is_stamp = d.len() >= 16
+        && d[8] == 'T'
+        && d[15] == 'Z'
+        && d[..8].iter().chain(&d[9..15]).all(char::is_ascii_digit);
+    if !is_stamp {
+        return folder.to_string();
+    }
+    let s: String = d.iter().collect();
+    format!(
+        "{}-{}-{} {}:{}:{}Z",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    )
+}
+
+fn json_text(value: Option<&Json>) -> Option<String> {
+    match value? {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// `"valid" | "invalid" | "unknown"` from `verdict`, or from `valid` as raft-check prints it.
+fn verdict_of(json: &Json) -> String {
+    if let Some(v) = json.get("verdict").and_then(Json::as_str) {
+        return v.to_string();
+    }
+    match json.get("valid") {
+        Some(Json::Bool(true)) => "valid".into(),
+        Some(Json::Bool(false)) => "invalid".into(),
+        Some(Json::String(s)) => s.clone(),
+        _ => "?".into(),
+    }
+}
+
+fn verdict_class(verdict: &str) -> &'static str {
+    match verdict {
+        "valid" => "valid",
+        "invalid" => "invalid",
+        "unknown" => "unknown",
+        "incomplete" => "incomplete",
+        _ => "unreadable",
+    }
+}
+
+/// `ok/fail/info` of `counts.all`.
+fn ops_cell(json: &Json) -> String {
+    let Some(all) = json.get("counts").and_then(|c| c.get("all")) else {
+        return String::new();
+    };
+    let n = |f: &str| all.get(f).and_then(Json::as_u64).unwrap_or(0);
+    format!("{}/{}/{}", n("ok"), n("fail"), n("info"))
+}
+
+/// `kill×2 pause×1` from `nemesis.applied`; requested kinds never applied are marked.
+fn faults_cell(json: &Json) -> String {
+    let nemesis = json.get("nemesis");
+    let mut parts = Vec::new();
+    if let Some(applied) = nemesis
+        .and_then(|n| n.get("applied"))
+        .and_then(Json::as_object)
+    {
+        for (kind, count) in applied {
+            match count.as_u64() {
+                Some(c) => parts.push(format!("{}×{c}", escape(kind))),
+                None => parts.push(escape(kind)),
+            }
+        }
+    }
+    let mut cell = if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(" ")
+    };
+    if let Some(never) = nemesis
+        .and_then(|n| n.get("never_applied"))
+        .and_then(Json::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        let never: Vec<String> = never.iter().filter_map(|k| json_text(Some(k))).collect();
+        let _ = write!(
+            cell,
+            " <span class=\"note\" title=\"requested but never applied\">(never: {})</span>",
+            escape(&never.join(", "))
+        );
+    }
+    cell
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// The index: every run, newest first.
+fn index_page(root: &Path, shown: &Path) -> String {
+    let mut page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>raftlab runs</title><style>{STYLE}</style></head><body>\
+         <h1>raftlab runs</h1>"
+    );
+    let runs = match find_runs(root) {
+        Ok(runs) => runs,
+        Err(e) => {
+            let _ = write!(
+                page,
+                "<p class=\"unreadable\">cannot read {}: {}</p></body></html>",
+                escape(&shown.display().to_string()),
+                escape(&e.to_string())
+            );
+            return page;
+        }
+    };
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for run in &runs {
+        let verdict = match &run.state {
+            RunState::Complete(json) => verdict_of(json),
+            RunState::Incomplete => "incomplete".into(),
+            RunState::Unreadable(_) => "unreadable".into(),
+        };
+        *tally.entry(verdict).or_default() += 1;
+    }
+    let tally: Vec<String> = tally
+        .iter()
+        .map(|(v, n)| {
+            format!(
+                "<span class=\"{}\">{n} {}</span>",
+                verdict_class(v),
+                escape(v)
+            )
+        })
+        .collect();
+    let _ = write!(
+        page,
+        "<p>{} run{} in <code>{}</code>{}{} · <a href=\"/runs/\">browse files</a></p>",
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        escape(&shown.display().to_string()),
+        if tally.is_empty() { "" } else { ": " },
+        tally.join(", "),
+    );
+    if runs.is_empty() {
+        page.push_str("<p>No runs yet: <code>raft-lab run workloads/kv.toml</code> makes one.</p></body></html>");
+        return page;
+    }
+    page.push_str(
+        "<table><thead><tr><th>time (UTC)</th><th>workload</th><th>verdict</th>\
+         <th title=\"ok/fail/info of all operations\">ops ok/fail/info</th>\
+         <th>faults applied</th><th>bug</th><th>seed</th><th>duration</th><th>files</th>\
+         </tr></thead><tbody>\n",
+    );
+    for run in &runs {
+        row(&mut page, root, run);
+    }
+    page.push_str("</tbody></table></body></html>\n");
+    page
+}
+
+fn row(page: &mut String, root: &Path, run: &Run) {
+    let dir = root.join(&run.workload).join(&run.folder);
+    let segments = [run.workload.as_str(), run.folder.as_str()];
+    let empty = Json::Null;
+    let (json, verdict, note) = match &run.state {
+        RunState::Complete(json) => (json, verdict_of(json), None),
+        RunState::Incomplete => (
+            &empty,
+            "incomplete".to_string(),
+            Some("no results.json: still running, or interrupted".to_string()),
+        ),
+        RunState::Unreadable(e) => (
+            &empty,
+            "unreadable".to_string(),
+            Some(truncate(e, MAX_ERROR_CHARS)),
+        ),
+    };
+    let started_at = json.get("started_at").and_then(Json::as_str);
+    let mut verdict_cell = format!(
+        "<span class=\"verdict {}\">{}</span>",
+        verdict_class(&verdict),
+        escape(&verdict)
+    );
+    if let Some(note) = note {
+        let _ = write!(
+            verdict_cell,
+            "<br><span class=\"note\">{}</span>",
+            escape(&note)
+        );
+    }
+    let (ops, faults) = match &run.state {
+        RunState::Complete(json) => (ops_cell(json), faults_cell(json)),
+        _ => (String::new(), String::new()),
+    };
+    let bug = json_text(json.get("bug")).unwrap_or_else(|| {
+        if matches!(run.state, RunState::Complete(_)) {
+            "none".into()
+        } else {
+            String::new()
+        }
+    });
+    let seed = json_text(json.get("seed")).unwrap_or_default();
+    let duration = json
+        .get("workload_s")
+        .and_then(Json::as_f64)
+        .map(|s| format!("{s:.1} s"))
+        .unwrap_or_default();
+    let mut links = Vec::new();
+    for file in [
+        "report.html",
+        "history.jsonl",
+        "history.edn",
+        "results.json",
+    ] {
+        if dir.join(file).is_file() {
+            let [w, f] = segments;
+            links.push(format!(
+                "<a href=\"{}\">{}</a>",
+                runs_href(&[w, f, file], false),
+                escape(file)
+            ));
+        }
+    }
+    links.push(format!(
+        "<a href=\"{}\">folder</a>",
+        runs_href(&segments, true)
+    ));
+    let _ = writeln!(
+        page,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td>\
+         <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+        escape(&display_time(started_at, &run.folder)),
+        escape(&run.workload),
+        verdict_cell,
+        escape(&ops),
+        faults,
+        escape(&bug),
+        escape(&seed),
+        escape(&duration),
+        links.join(" · "),
+    );
+}
+
+/// A directory listing with absolute links (so it works with or without a trailing slash).
+fn listing_page(dir: &Path, segments: &[String]) -> std::io::Result<String> {
+    let mut entries: Vec<(bool, String, Option<u64>)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Follows symlinks (`latest`), for display only: serving re-checks the target.
+        let meta = std::fs::metadata(entry.path()).ok();
+        let is_dir = meta.as_ref().is_some_and(std::fs::Metadata::is_dir);
+        let size = meta.filter(|m| m.is_file()).map(|m| m.len());
+        entries.push((is_dir, name, size));
+    }
+    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let here: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let title = format!("/{}", here.join("/"));
+    let mut page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>raftlab: {title}</title><style>{STYLE}</style></head><body>\
+         <p><a href=\"/\">all runs</a></p><h1>{title}</h1><table><tbody>\n",
+        title = escape(&title)
+    );
+    if !here.is_empty() {
+        let _ = writeln!(
+            page,
+            "<tr><td><a href=\"{}\">../</a></td><td></td></tr>",
+            runs_href(&here[..here.len() - 1], true)
+        );
+    }
+    for (is_dir, name, size) in &entries {
+        let mut path = here.clone();
+        path.push(name);
+        let shown = if *is_dir {
+            format!("{name}/")
+        } else {
+            name.clone()
+        };
+        let _ = writeln!(
+            page,
+            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td></tr>",
+            runs_href(&path, *is_dir),
+            escape(&shown),
+            size.map(|s| s.to_string()).unwrap_or_default()
+        );
+    }
+    page.push_str("</tbody></table></body></html>\n");
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_segments_and_rejects_traversal() {
+        assert_eq!(
+            decode_segments("kv/a%20b//./c").unwrap(),
+            vec!["kv", "a b", "c"]
+        );
+        assert!(decode_segments("../etc").is_err());
+        assert!(decode_segments("%2e%2E/etc").is_err());
+        assert!(decode_segments("kv/..%2f..%2fetc").is_err());
+        assert!(decode_segments("kv/%5c..").is_err());
+        assert!(decode_segments("kv/%00").is_err());
+        assert!(decode_segments("kv/%zz").is_err());
+        assert!(decode_segments("kv/%4").is_err());
+        assert!(decode_segments("kv/%ff").is_err());
+        assert!(decode_segments("kv/%").is_err());
+        assert!(decode_segments("kv/é%C3%A9").is_ok());
+    }
+
+    #[test]
+    fn encodes_hrefs() {
+        assert_eq!(runs_href(&[], true), "/runs/");
+        assert_eq!(runs_href(&["a b", "c\"<"], false), "/runs/a%20b/c%22%3C");
+    }
+
+    #[test]
+    fn sorts_by_time_then_suffix() {
+        let a = sort_key(Some("2025-01-02T00:00:00Z"), "20250102T000000Z");
+        let b = sort_key(None, "20250102T000000Z-1");
+        let c = sort_key(None, "20250102T000000Z-10");
+        let d = sort_key(None, "20250101T235959Z");
+        assert!(c > b && b > a && a > d);
+        assert!(sort_key(None, "whatever") < d);
+    }
+
+    #[test]
+    fn displays_times() {
+        assert_eq!(
+            display_time(None, "20250102T030405Z-2"),
+            "2025-01-02 03:04:05Z"
+        );
+        assert_eq!(display_time(None, "odd"), "odd");
+        assert_eq!(display_time(None, "2025010é"), "2025010é");
+        assert_eq!(
+            display_time(Some("2025-01-02T03:04:05Z"), "x"),
+            "2025-01-02 03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn odd_requests_never_panic() {
+        let root = Path::new("/nonexistent-raftlab-root");
+        for url in [
+            "",
+            "*",
+            "http://x/",
+            "/runs",
+            "/runs/%",
+            "/runs/a\u{0}",
+            "/?x#y",
+            "/runs/../",
+        ] {
+            let _ = respond(root, root, "GET", url);
+        }
+        assert_eq!(respond(root, root, "POST", "/").status, 405);
+        assert_eq!(respond(root, root, "GET", "/nope").status, 404);
+        assert_eq!(respond(root, root, "GET", "*").status, 400);
+        assert_eq!(respond(root, root, "GET", "/").status, 200);
+    }
+}
