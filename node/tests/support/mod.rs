@@ -21,6 +21,9 @@ pub struct Cluster {
     pub client: ClientConnector,
     client_id: u64,
     seq: u64,
+    /// Where the next operation goes first: the node that answered the last one (asking a
+    /// dead node first would cost a connection timeout per operation).
+    target: u64,
 }
 
 /// Settings of a cluster started by [`Cluster::start_with`].
@@ -116,6 +119,7 @@ impl Cluster {
             client,
             client_id: 1,
             seq: 0,
+            target: 1,
         };
         for id in 1..=n {
             cluster.restart(id);
@@ -211,10 +215,15 @@ impl Cluster {
             seq: self.seq,
             op,
         };
-        let mut target = self.addrs[0].0;
-        op_via(&self.client, &self.addrs, &self.dir, command, &mut target)
-            .await
-            .0
+        op_via(
+            &self.client,
+            &self.addrs,
+            &self.dir,
+            command,
+            &mut self.target,
+        )
+        .await
+        .0
     }
 
     pub async fn write(&mut self, key: &str, value: i64) {
