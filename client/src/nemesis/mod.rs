@@ -1,8 +1,10 @@
 //! The nemesis: real faults on a seeded schedule, every action recorded in the history.
 //!
 //! Kinds (the contract's names): `kill`, `pause`, `partition-halves`,
-//! `partition-majorities-ring`, `partition-bridge`, `isolate-leader`, `partition-one`; lists
-//! also accept `all`, `partitions` and `none` ([`parse_kinds`]).
+//! `partition-majorities-ring`, `partition-bridge`, `isolate-leader`, `partition-one`; and
+//! `kill-leader`, `pause-leader` (the node that leads when the fault starts: a leader dying or
+//! freezing with requests in flight is what exposes retry and lease bugs); lists also accept
+//! `all`, `partitions` and `none` ([`parse_kinds`]).
 //!
 //! How a run uses it:
 //! 1. [`parse_kinds`], then [`Schedule::new`] (seed, kinds, node ids, interval, time limit);
@@ -60,12 +62,16 @@ pub enum NemesisKind {
     PartitionBridge,
     IsolateLeader,
     PartitionOne,
+    KillLeader,
+    PauseLeader,
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 7] = [
+    pub const ALL: [NemesisKind; 9] = [
         NemesisKind::Kill,
         NemesisKind::Pause,
+        NemesisKind::KillLeader,
+        NemesisKind::PauseLeader,
         NemesisKind::PartitionHalves,
         NemesisKind::PartitionMajoritiesRing,
         NemesisKind::PartitionBridge,
@@ -90,12 +96,20 @@ impl NemesisKind {
             NemesisKind::PartitionBridge => "partition-bridge",
             NemesisKind::IsolateLeader => "isolate-leader",
             NemesisKind::PartitionOne => "partition-one",
+            NemesisKind::KillLeader => "kill-leader",
+            NemesisKind::PauseLeader => "pause-leader",
         }
     }
 
     /// Needs nftables.
     pub fn is_partition(self) -> bool {
-        !matches!(self, NemesisKind::Kill | NemesisKind::Pause)
+        !matches!(
+            self,
+            NemesisKind::Kill
+                | NemesisKind::Pause
+                | NemesisKind::KillLeader
+                | NemesisKind::PauseLeader
+        )
     }
 }
 
@@ -144,8 +158,9 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
 #[derive(Debug, Error)]
 pub enum NemesisError {
     #[error(
-        "unknown nemesis {0:?}; known: kill, pause, partition-halves, partition-majorities-ring, \
-         partition-bridge, isolate-leader, partition-one, all, partitions, none"
+        "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, partition-halves, \
+         partition-majorities-ring, partition-bridge, isolate-leader, partition-one, all, \
+         partitions, none"
     )]
     Unknown(String),
     #[error("nemesis {kinds} needs at least 3 nodes (only a minority may be faulted), the cluster has {nodes}")]
@@ -446,17 +461,19 @@ impl Runner {
     async fn start(&mut self, index: usize, fault: &Fault) {
         let kind = fault.kind();
         match fault {
-            Fault::Kill { node } => {
-                let result = kill::kill(&mut *self.control(), &self.ctx.recorder, *node);
+            Fault::Kill { node, leader } => {
+                let node = self.target(*node, *leader).await;
+                let result = kill::kill(&mut *self.control(), &self.ctx.recorder, node);
                 match result {
-                    Ok(()) => self.applied(index, kind, Applied::Killed(*node)),
+                    Ok(()) => self.applied(index, kind, Applied::Killed(node)),
                     Err(e) => self.failed(e.to_string()),
                 }
             }
-            Fault::Pause { node } => {
-                let result = pause::pause(&mut *self.control(), &self.ctx.recorder, *node);
+            Fault::Pause { node, leader } => {
+                let node = self.target(*node, *leader).await;
+                let result = pause::pause(&mut *self.control(), &self.ctx.recorder, node);
                 match result {
-                    Ok(()) => self.applied(index, kind, Applied::Paused(*node)),
+                    Ok(()) => self.applied(index, kind, Applied::Paused(node)),
                     Err(e) => self.failed(e.to_string()),
                 }
             }
@@ -467,6 +484,23 @@ impl Runner {
                 let grouping = partition::isolate(kind, alone, &self.nodes);
                 self.partition(index, grouping, Some(leader));
             }
+        }
+    }
+
+    /// The node a process fault takes down: the current leader for a leader fault (unless
+    /// it is already down: then, as without a leader, the planned `node`).
+    async fn target(&self, node: NodeId, leader: bool) -> NodeId {
+        if !leader {
+            return node;
+        }
+        let down = |id: NodeId| {
+            self.active
+                .values()
+                .any(|a| matches!(a, Applied::Killed(n) | Applied::Paused(n) if *n == id))
+        };
+        match self.current_leader().await {
+            Some(id) if !down(id) => id,
+            _ => node,
         }
     }
 

@@ -25,10 +25,11 @@ pub const MIN_NODES: usize = 3;
 /// One fault with its parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// SIGKILL the node; restart it at the end.
-    Kill { node: NodeId },
-    /// SIGSTOP the node; SIGCONT it at the end.
-    Pause { node: NodeId },
+    /// SIGKILL the node; restart it at the end. `leader`: kill the leader found when the
+    /// fault starts instead (`node` when no leader is known then).
+    Kill { node: NodeId, leader: bool },
+    /// SIGSTOP the node; SIGCONT it at the end. `leader`: as for `Kill`.
+    Pause { node: NodeId, leader: bool },
     /// Cut the links of this grouping; heal at the end.
     Partition(Grouping),
     /// Cut the current leader off from the rest (found when the fault starts); `fallback` is
@@ -39,8 +40,10 @@ pub enum Fault {
 impl Fault {
     pub fn kind(&self) -> NemesisKind {
         match self {
-            Fault::Kill { .. } => NemesisKind::Kill,
-            Fault::Pause { .. } => NemesisKind::Pause,
+            Fault::Kill { leader: false, .. } => NemesisKind::Kill,
+            Fault::Kill { leader: true, .. } => NemesisKind::KillLeader,
+            Fault::Pause { leader: false, .. } => NemesisKind::Pause,
+            Fault::Pause { leader: true, .. } => NemesisKind::PauseLeader,
             Fault::Partition(g) => g.kind,
             Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
         }
@@ -49,7 +52,9 @@ impl Fault {
     /// The node a process fault takes down.
     fn down_node(&self) -> Option<NodeId> {
         match self {
-            Fault::Kill { node } | Fault::Pause { node } => Some(*node),
+            // (A leader fault takes down whichever node leads then; counting its fallback
+            // keeps the schedule's minority rule for the planned nodes.)
+            Fault::Kill { node, .. } | Fault::Pause { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -207,8 +212,18 @@ impl Schedule {
                 from.get(rng.below(from.len() as u64) as usize).copied()
             };
             let fault = match kind {
-                NemesisKind::Kill => pick(&mut rng, &up).map(|node| Fault::Kill { node }),
-                NemesisKind::Pause => pick(&mut rng, &up).map(|node| Fault::Pause { node }),
+                NemesisKind::Kill | NemesisKind::KillLeader => {
+                    pick(&mut rng, &up).map(|node| Fault::Kill {
+                        node,
+                        leader: kind == NemesisKind::KillLeader,
+                    })
+                }
+                NemesisKind::Pause | NemesisKind::PauseLeader => {
+                    pick(&mut rng, &up).map(|node| Fault::Pause {
+                        node,
+                        leader: kind == NemesisKind::PauseLeader,
+                    })
+                }
                 NemesisKind::PartitionHalves => Some(Fault::Partition(partition::halves(&order))),
                 NemesisKind::PartitionMajoritiesRing => {
                     Some(Fault::Partition(partition::majorities_ring(&order)))
@@ -376,6 +391,18 @@ mod tests {
             // One partition at a time: the next starts after the previous healed.
             assert!(pair[1].start >= pair[0].end);
         }
+    }
+
+    #[test]
+    fn leader_kinds_plan_leader_faults() {
+        let kinds = [NemesisKind::KillLeader, NemesisKind::PauseLeader];
+        let s = Schedule::new(9, &kinds, &[1, 2, 3], secs(2), secs(30)).unwrap();
+        let planned: BTreeSet<NemesisKind> = s.faults.iter().map(|f| f.fault.kind()).collect();
+        assert_eq!(planned, kinds.into_iter().collect());
+        assert!(s.faults.iter().all(|f| matches!(
+            f.fault,
+            Fault::Kill { leader: true, .. } | Fault::Pause { leader: true, .. }
+        )));
     }
 
     #[test]
