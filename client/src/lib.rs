@@ -9,6 +9,7 @@ pub mod generator;
 pub mod history;
 pub mod kv;
 pub mod kv_client;
+pub mod matrix;
 pub mod nemesis;
 pub mod report;
 pub mod results;

@@ -57,6 +57,43 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// The bug catalogue matrix: run every catalogue bug's recipe K times on a real local
+    /// cluster, the correct build K times under each nemesis kind, and say what caught what.
+    /// Writes results/matrix/<timestamp>/matrix.json and matrix.md. Exit 0 when every run
+    /// of the correct build was valid, 1 when one was not, 2 when one was unknown, 3 on
+    /// errors or Ctrl-C.
+    Matrix {
+        /// Runs per bug and per nemesis kind of the correct build (seeds 1..=K).
+        #[arg(long, default_value_t = client::matrix::DEFAULT_SEEDS, value_name = "K")]
+        seeds: u64,
+        /// Seconds per run, overriding every recipe and workload.
+        #[arg(long, value_name = "S")]
+        time_limit: Option<f64>,
+        /// Comma-separated catalogue bug names, or "all".
+        #[arg(long, default_value = "all", value_name = "LIST")]
+        bugs: String,
+        /// Run the correct build under every nemesis kind (the default).
+        #[arg(long, overrides_with = "no_correct")]
+        correct: bool,
+        /// Do not run the correct build.
+        #[arg(long, overrides_with = "correct")]
+        no_correct: bool,
+        /// Where the matrix folder goes (default: results, i.e. results/matrix/<timestamp>/).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Skip the simulator and raft-model columns.
+        #[arg(long)]
+        skip_model: bool,
+        /// Simulator seeds per bug.
+        #[arg(long, default_value_t = client::matrix::DEFAULT_SIM_SEEDS, value_name = "N")]
+        sim_seeds: u64,
+        /// The recipes file (bug -> workload, faults, why).
+        #[arg(long, default_value = client::matrix::recipes::DEFAULT_RECIPES, value_name = "FILE")]
+        recipes: PathBuf,
+        /// No progress bar and no per-run lines: only the table.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// One command against a running cluster: get KEY | put KEY VALUE | cas KEY OLD NEW |
     /// append KEY SUFFIX | status | leader.
     Kv {
@@ -184,9 +221,41 @@ async fn dispatch(command: Command) -> Result<u8> {
                 bug,
                 cluster,
                 quiet,
+                silent: false,
             };
             let verdict = client::run::run(&workload, &overrides).await?;
             Ok(verdict.exit_code() as u8)
+        }
+        Command::Matrix {
+            seeds,
+            time_limit,
+            bugs,
+            correct: _,
+            no_correct,
+            results,
+            skip_model,
+            sim_seeds,
+            recipes,
+            quiet,
+        } => {
+            let mut opts = client::matrix::MatrixOptions::new(command_line());
+            opts.seeds = seeds;
+            opts.time_limit = time_limit;
+            opts.bugs = client::matrix::parse_bug_list(&bugs)?;
+            opts.correct = !no_correct;
+            if let Some(results) = results {
+                opts.results = results;
+            }
+            opts.skip_model = skip_model;
+            opts.sim_seeds = sim_seeds;
+            opts.recipes = recipes;
+            opts.quiet = quiet;
+            let matrix = client::matrix::run(&opts).await?;
+            print!("{}", client::matrix::text(&matrix));
+            if matrix.interrupted {
+                anyhow::bail!("interrupted; the partial matrix is in {}", matrix.dir);
+            }
+            Ok(matrix.exit_code)
         }
         Command::Kv { config, command } => {
             let command = client::kv::parse(&command).map_err(anyhow::Error::msg)?;
@@ -214,6 +283,28 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The command line as typed (arguments with spaces quoted), for `matrix.md`.
+fn command_line() -> String {
+    let mut words: Vec<String> = std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect();
+    if let Some(first) = words.first_mut() {
+        // The binary as a user would type it, not the absolute path cargo ran.
+        if let Some(name) = Path::new(first.as_str()).file_name() {
+            if first.starts_with('/') {
+                *first = name.to_string_lossy().into_owned();
+            }
+        }
+    }
+    words.join(" ")
 }
 
 fn connect(config: &Path) -> Result<KvCluster> {

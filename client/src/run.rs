@@ -150,7 +150,7 @@ pub async fn run_detailed(
 
     // Check.
     progress.set_phase("checking");
-    if !overrides.quiet {
+    if !overrides.quiet && !overrides.silent {
         eprintln!("checking {} history events...", events.len());
     }
     let report = check(&events, workload.check_timeout).await?;
@@ -193,7 +193,9 @@ pub async fn run_detailed(
     results::update_latest(&root, &run_dir)
         .with_context(|| format!("updating {}", root.join("latest").display()))?;
 
-    print_verdict(&summary, &report, &run_dir);
+    if !overrides.silent {
+        print_verdict(&summary, &report, &run_dir);
+    }
     Ok(RunOutcome {
         verdict,
         run_dir,

@@ -40,6 +40,8 @@ use toml::Spanned;
 pub const NEMESIS_KINDS: &[&str] = &[
     "kill",
     "pause",
+    "kill-leader",
+    "pause-leader",
     "partition-halves",
     "partition-majorities-ring",
     "partition-bridge",
@@ -277,6 +279,9 @@ pub struct Overrides {
     pub cluster: Option<PathBuf>,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
+    /// Print nothing at all (no verdict line, no warnings): the caller reports the run
+    /// itself (`raft-lab matrix`). Everything still goes into the run folder.
+    pub silent: bool,
 }
 
 /// A validated workload, overrides applied.
@@ -708,6 +713,21 @@ mod tests {
         Workload::parse(Path::new("workloads/t.toml"), text, &Overrides::default())
     }
 
+    /// The workload layer accepts exactly the kinds the nemesis implements.
+    #[test]
+    fn nemesis_kind_names_match_the_nemesis() {
+        let names: Vec<&str> = crate::nemesis::NemesisKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(NEMESIS_KINDS, names.as_slice());
+        let partitions: Vec<&str> = crate::nemesis::NemesisKind::PARTITIONS
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(PARTITION_KINDS, partitions.as_slice());
+    }
+
     #[test]
     fn defaults() {
         let w = parse("").unwrap();
@@ -839,7 +859,10 @@ mod tests {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            // matrix.toml holds raft-lab matrix's recipes, not a workload.
+            if path.extension().and_then(|e| e.to_str()) != Some("toml")
+                || path.file_name().is_some_and(|n| n == "matrix.toml")
+            {
                 continue;
             }
             let w = Workload::load(&path, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));

@@ -3,6 +3,25 @@
 //! Each switch makes the system misbehave in exactly the named way, so that the simulator,
 //! the model checker and the lab can prove they catch it. The names are the contract's and are
 //! the same on every command line (`--bug NAME`).
+//!
+//! | name | where | what goes wrong |
+//! |---|---|---|
+//! | `vote-twice` | core | a second vote is granted in the same term |
+//! | `forget-vote` | core | `voted_for` is left out of the persisted hard state |
+//! | `commit-old-term` | core | entries of earlier terms are committed by counting (Figure 8) |
+//! | `stale-read` | core | reads are answered from local state on any server, unchecked |
+//! | `ack-before-commit` | core | the leader applies (and acknowledges) entries before a majority has them |
+//! | `no-dedup` | state machine | client sessions are ignored: a retry is applied twice |
+//! | `lease-read` | core | the leader answers reads from local state while its tick-counted lease lasts |
+//! | `apply-uncommitted` | core | followers apply entries as soon as they are durable, before they commit |
+//! | `truncate-on-append` | core | a follower truncates its log after `prev` on every AppendEntries |
+//! | `skip-fsync` | storage | appends and votes are acknowledged before they are durable |
+//!
+//! The core's bugs switch on in [`crate::core::Raft`] (and so in the simulator, the stateright
+//! model and the node alike). `skip-fsync` lives below the core, in the storage the caller
+//! provides: the node's storage (`node/src/storage`) and the simulator's storage model
+//! ([`crate::sim::storage`]) implement it; the stateright model, which persists every Ready
+//! atomically, accepts the name and ignores it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,16 +42,38 @@ pub enum Bug {
     AckBeforeCommit,
     /// Ignore client sessions: a retried request is applied again.
     NoDedup,
+    /// A leader serves reads from local state, without a heartbeat round, while its lease
+    /// holds: fewer than an election timeout of its *own ticks* since it last heard from a
+    /// quorum. Ticks are not time: a leader that was paused (SIGSTOP, a GC pause, a frozen VM)
+    /// missed the ticks of the pause and wakes up still trusting its lease, after another
+    /// leader was elected.
+    LeaseRead,
+    /// Followers apply entries to the state machine as soon as they are durable, before
+    /// they are committed; an entry later truncated stays applied, and the entry that
+    /// replaces it is never applied.
+    ApplyUncommitted,
+    /// A follower whose log matches at `prev` truncates everything after `prev` before
+    /// appending the entries, instead of only from the first conflicting entry: a delayed
+    /// or duplicated AppendEntries erases entries it already acknowledged.
+    TruncateOnAppend,
+    /// Storage acknowledges appends and hard-state (term, vote) writes before they are
+    /// durable: they are buffered in memory and written and synced in batches, so a crash
+    /// loses the unsynced tail, votes included.
+    SkipFsync,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 10] = [
         Bug::VoteTwice,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
         Bug::StaleRead,
         Bug::AckBeforeCommit,
         Bug::NoDedup,
+        Bug::LeaseRead,
+        Bug::ApplyUncommitted,
+        Bug::TruncateOnAppend,
+        Bug::SkipFsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,7 +84,16 @@ impl Bug {
             Bug::StaleRead => "stale-read",
             Bug::AckBeforeCommit => "ack-before-commit",
             Bug::NoDedup => "no-dedup",
+            Bug::LeaseRead => "lease-read",
+            Bug::ApplyUncommitted => "apply-uncommitted",
+            Bug::TruncateOnAppend => "truncate-on-append",
+            Bug::SkipFsync => "skip-fsync",
         }
+    }
+
+    /// Every name, comma-separated (for messages).
+    pub fn names() -> String {
+        Bug::ALL.map(Bug::name).join(", ")
     }
 }
 
@@ -55,7 +105,7 @@ impl fmt::Display for Bug {
 
 /// An unknown bug name; the message lists the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown bug {0:?}; known bugs: vote-twice, forget-vote, commit-old-term, stale-read, ack-before-commit, no-dedup")]
+#[error("unknown bug {0:?}; known bugs: {names}", names = Bug::names())]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {
@@ -70,7 +120,7 @@ impl FromStr for Bug {
 
 /// The set of switched-on bugs (usually empty).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Bugs(u8);
+pub struct Bugs(u32);
 
 impl Bugs {
     pub fn none() -> Self {
@@ -78,14 +128,52 @@ impl Bugs {
     }
 
     pub fn with(self, bug: Bug) -> Self {
-        Bugs(self.0 | 1 << bug as u8)
+        Bugs(self.0 | 1 << bug as u32)
     }
 
     pub fn has(self, bug: Bug) -> bool {
-        self.0 & (1 << bug as u8) != 0
+        self.0 & (1 << bug as u32) != 0
     }
 
     pub fn any(self) -> bool {
         self.0 != 0
+    }
+
+    /// The switched-on bugs, in catalogue order.
+    pub fn iter(self) -> impl Iterator<Item = Bug> {
+        Bug::ALL.into_iter().filter(move |b| self.has(*b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back_and_is_distinct() {
+        let mut seen = std::collections::BTreeSet::new();
+        for bug in Bug::ALL {
+            assert_eq!(bug.name().parse::<Bug>(), Ok(bug));
+            assert!(seen.insert(bug.name()), "duplicate name {bug}");
+            assert!(Bugs::none().with(bug).has(bug));
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_every_bug() {
+        let message = "lease".parse::<Bug>().unwrap_err().to_string();
+        for bug in Bug::ALL {
+            assert!(message.contains(bug.name()), "{message}");
+        }
+    }
+
+    #[test]
+    fn bug_sets_are_independent() {
+        let bugs = Bugs::none().with(Bug::SkipFsync).with(Bug::VoteTwice);
+        assert_eq!(
+            bugs.iter().collect::<Vec<_>>(),
+            vec![Bug::VoteTwice, Bug::SkipFsync]
+        );
+        assert!(!bugs.has(Bug::LeaseRead));
     }
 }

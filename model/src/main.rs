@@ -9,8 +9,8 @@
 //! raft-model explore [--port 3000] [same model options]
 //! ```
 //! `check` prints unique states, states/s, the maximum depth, each property's verdict and a
-//! trace per violation; it exits 0 if no safety property was violated, 1 otherwise, and 2
-//! on a usage error. `explore` serves stateright's Explorer on localhost.
+//! trace per violation; it exits 1 if a safety property was violated, 2 if `--timeout` cut
+//! the search short with nothing found (unknown), 0 otherwise, and 3 on a usage error. `explore` serves stateright's Explorer on localhost.
 
 use clap::{Args, Parser, Subcommand};
 use model::bugs::{Bug, Bugs};
@@ -157,7 +157,7 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            let code = if e.use_stderr() { 3 } else { 0 };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -166,7 +166,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("raft-model: {e:#}");
-            std::process::exit(2);
+            std::process::exit(3);
         }
     }
 }
@@ -196,7 +196,16 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
                 stop_at_first_violation: args.first,
             });
             report.print();
-            Ok(if report.violated().is_empty() { 0 } else { 1 })
+            // A search cut short by its timeout proved nothing: "unknown", as the contract
+            // says for a check that gave up.
+            let gave_up = args.timeout.is_some() && !report.exhausted;
+            Ok(if !report.violated().is_empty() {
+                1
+            } else if gave_up && args.depth.is_none() {
+                2
+            } else {
+                0
+            })
         }
         Cmd::Explore { port, model } => {
             let setup = model.setup()?;

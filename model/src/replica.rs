@@ -30,7 +30,7 @@ pub enum Reply {
 }
 
 /// Durable work and messages from one Ready; see [`crate::core::Ready`] for the order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Persist {
     pub hard_state: Option<HardState>,
     pub snapshot: Option<Snapshot>,
@@ -258,6 +258,12 @@ impl Replica {
         let applied = self.kv_applied;
         let base = self.raft.log().snapshot().meta.index;
         if self.compact_every == 0 || applied < base + self.compact_every {
+            return None;
+        }
+        // Never compact entries that are not committed (only a state machine that runs ahead
+        // of commitment, under `ack-before-commit` or `apply-uncommitted`, has any applied):
+        // they may still be truncated, and a snapshot cannot be.
+        if applied > self.raft.commit_index() {
             return None;
         }
         self.raft

@@ -1252,4 +1252,7 @@ scenarios!(
     crash_restart,
     lost_pipeline,
     membership_new_leader,
+    lease_read,
+    apply_uncommitted,
+    truncate_on_append,
 );

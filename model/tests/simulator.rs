@@ -342,3 +342,23 @@ fn catches_ack_before_commit() {
 fn catches_no_dedup() {
     assert_caught(Bug::NoDedup, "catches_no_dedup");
 }
+
+#[test]
+fn catches_lease_read() {
+    assert_caught(Bug::LeaseRead, "catches_lease_read");
+}
+
+#[test]
+fn catches_apply_uncommitted() {
+    assert_caught(Bug::ApplyUncommitted, "catches_apply_uncommitted");
+}
+
+#[test]
+fn catches_truncate_on_append() {
+    assert_caught(Bug::TruncateOnAppend, "catches_truncate_on_append");
+}
+
+#[test]
+fn catches_skip_fsync() {
+    assert_caught(Bug::SkipFsync, "catches_skip_fsync");
+}

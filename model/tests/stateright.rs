@@ -1,18 +1,19 @@
 //! The stateright model of the real core (issue #6): the CI configuration must satisfy every
 //! property, and each protocol bug of the catalogue must be caught, by the right property.
+//! The hunting configurations live in `model::check::hunts` (shared with `raft-lab matrix`).
 
 use model::bugs::{Bug, Bugs};
 use model::check::cli::{ci_run, run, Run};
-use model::check::properties::{ELECTION_SAFETY, LEADER_COMPLETENESS, LINEARIZABLE};
-use model::check::Setup;
+use model::check::hunts::{self, figure_8};
+use model::check::properties::{
+    ELECTION_SAFETY, LEADER_COMPLETENESS, LINEARIZABLE, STATE_MACHINE_SAFETY,
+};
 
-/// Runs a BFS (bounded at `depth` if given) that stops at the first violation.
-fn hunt(setup: Setup, depth: Option<usize>) -> model::check::cli::Report {
-    let report = run(&Run {
-        depth,
-        stop_at_first_violation: true,
-        ..Run::bfs(setup)
-    });
+/// Runs the hunt for `bug` (it stops at the first violation) and returns what it found.
+fn hunt(bug: Bug) -> model::check::cli::Report {
+    let run_config =
+        hunts::hunt(bug).unwrap_or_else(|| panic!("no hunt for {bug} in model::check::hunts"));
+    let report = run(&run_config);
     print!("{}", report.render());
     report
 }
@@ -48,68 +49,53 @@ fn ci_configuration_satisfies_every_property() {
 
 #[test]
 fn vote_twice_breaks_election_safety() {
-    let setup = Setup {
-        ops: 1,
-        max_in_flight: 6,
-        max_term: 1,
-        bugs: Bugs::none().with(Bug::VoteTwice),
-        ..Setup::default()
-    };
-    let report = hunt(setup, Some(12));
-    assert_eq!(report.violated(), vec![ELECTION_SAFETY]);
+    assert_eq!(hunt(Bug::VoteTwice).violated(), vec![ELECTION_SAFETY]);
 }
 
 #[test]
 fn forget_vote_with_a_crash_breaks_election_safety() {
-    let setup = Setup {
-        ops: 0,
-        max_in_flight: 6,
-        max_term: 1,
-        max_crashes: 1,
-        bugs: Bugs::none().with(Bug::ForgetVote),
-        ..Setup::default()
-    };
-    let report = hunt(setup, Some(14));
-    assert_eq!(report.violated(), vec![ELECTION_SAFETY]);
+    assert_eq!(hunt(Bug::ForgetVote).violated(), vec![ELECTION_SAFETY]);
 }
 
 /// A read served from local state: the client's retry reaches a server that has not heard
 /// of its write yet.
 #[test]
 fn stale_read_breaks_linearizability() {
-    let setup = Setup {
-        max_heartbeats: 1,
-        max_retries: 1,
-        bugs: Bugs::none().with(Bug::StaleRead),
-        ..Setup::default()
-    };
-    let report = hunt(setup, Some(16));
-    assert_eq!(report.violated(), vec![LINEARIZABLE]);
-}
-
-/// Figure 8's model: the scenario needs four terms (two elections by each of two servers),
-/// so the hunt narrows the model: only servers 1 and 2 campaign, links are ordered (like the
-/// node's QUIC streams), a leader sends one entry per AppendEntries, and no client runs (the
-/// old-term entry is the first leader's no-op).
-fn figure_8(bugs: Bugs) -> Setup {
-    Setup {
-        ops: 0,
-        max_term: 4,
-        max_log: 2,
-        max_in_flight: 5,
-        max_batch: 1,
-        campaigners: Some(2),
-        ordered: true,
-        bugs,
-        ..Setup::default()
-    }
+    assert_eq!(hunt(Bug::StaleRead).violated(), vec![LINEARIZABLE]);
 }
 
 /// Committing an entry of an earlier term by counting replicas lets a later leader lack it.
 #[test]
 fn commit_old_term_breaks_leader_completeness() {
-    let report = hunt(figure_8(Bugs::none().with(Bug::CommitOldTerm)), None);
-    assert_eq!(report.violated(), vec![LEADER_COMPLETENESS]);
+    assert_eq!(
+        hunt(Bug::CommitOldTerm).violated(),
+        vec![LEADER_COMPLETENESS]
+    );
+}
+
+/// A retried cas applied twice answers "mismatch" although its first attempt took effect.
+#[test]
+fn no_dedup_breaks_linearizability() {
+    assert_eq!(hunt(Bug::NoDedup).violated(), vec![LINEARIZABLE]);
+}
+
+/// A leader that applies before a majority has the entry: the next leader, elected
+/// without it, commits another entry at the same index.
+#[test]
+fn ack_before_commit_breaks_state_machine_safety() {
+    assert_eq!(
+        hunt(Bug::AckBeforeCommit).violated(),
+        vec![STATE_MACHINE_SAFETY]
+    );
+}
+
+/// A follower that applies before commit: the entry it applied is replaced.
+#[test]
+fn apply_uncommitted_breaks_state_machine_safety() {
+    assert_eq!(
+        hunt(Bug::ApplyUncommitted).violated(),
+        vec![STATE_MACHINE_SAFETY]
+    );
 }
 
 /// The correct core in the same narrowed model: nothing is violated.

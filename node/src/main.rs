@@ -140,6 +140,8 @@ fn run(
         StorageOptions {
             fsync: config.storage.fsync,
             segment_bytes: config.storage.segment_bytes,
+            // The catalogue bug that lives in storage rather than in the core.
+            skip_fsync: bugs.has(Bug::SkipFsync),
         },
     )
     .with_context(|| format!("data directory {}", data_dir.display()))?;

@@ -297,13 +297,37 @@ impl CoreTask {
     }
 }
 
-/// The storage thread: one persist (one fsync) per Ready, in order.
+/// The storage thread: one persist (one fsync) per Ready, in order. Under the `skip-fsync`
+/// bug, persists only buffer, and this thread also flushes the buffer when its oldest write
+/// has waited long enough (and when the node shuts down cleanly: only a crash loses it).
 fn storage_writer(
     mut storage: Storage,
     jobs: std::sync::mpsc::Receiver<StorageJob>,
     done: mpsc::Sender<Result<Persisted, StorageError>>,
 ) {
-    for job in jobs {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let job = match storage.flush_deadline() {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+            Some(deadline) => {
+                let wait = deadline.saturating_duration_since(std::time::Instant::now());
+                match jobs.recv_timeout(wait) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = storage.flush() {
+                            // Acknowledged writes did not reach the disk: stop the node.
+                            let _ = done.blocking_send(Err(e));
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         match job {
             StorageJob::Persist(persist, pending) => {
                 let result = storage
@@ -330,5 +354,8 @@ fn storage_writer(
                 }
             }
         }
+    }
+    if let Err(e) = storage.flush() {
+        warn!(error = %e, "could not flush buffered writes at shutdown");
     }
 }

@@ -25,7 +25,8 @@
 //!   bounds the state space is finite: the CI configuration ([`Setup::default`]) is
 //!   explored exhaustively.
 //!
-//! The properties are in [`properties`]; `raft-model check` is in [`cli`].
+//! The properties are in [`properties`]; `raft-model check` is in [`cli`]; the per-bug hunting
+//! configurations (tests, `raft-lab matrix`) are in [`hunts`].
 //!
 //! Not modelled: snapshots/compaction (`compact_every = 0`), membership changes, leadership
 //! transfer, a crash between persisting a Ready and sending its messages (a Ready is handled
@@ -34,6 +35,7 @@
 //! (the clients start at server 1; `campaigners` singles servers out).
 
 pub mod cli;
+pub mod hunts;
 pub mod properties;
 pub mod spec;
 
@@ -476,6 +478,18 @@ impl Actor for RaftActor {
             RaftActor::Client {
                 servers, script, ..
             } => {
+                if storage.is_some() {
+                    // A client that crashed stops for good: its operation in flight stays
+                    // pending (it may or may not take effect), and it never invokes another
+                    // under the same identity, which would be two calls at once.
+                    return ActorState::Client(ClientState {
+                        started: script.len(),
+                        outstanding: None,
+                        retries: 0,
+                    });
+                }
+                // The mark that tells a restart from the first start.
+                o.save(Durable::default());
                 let mut state = ClientState {
                     started: 0,
                     outstanding: None,
@@ -659,7 +673,12 @@ fn set_role_timer(role: Role, o: &mut Out<RaftActor>) {
 
 /// Handles every pending Ready in the contract's order: persist, send, apply, advance.
 fn drive(server: &mut ServerState, o: &mut Out<RaftActor>) {
-    while let Some((persist, pending)) = server.replica.ready() {
+    loop {
+        // Read before `ready()`: it marks the entries it hands out as applied.
+        let applied_before = server.replica.raft().applied_index();
+        let Some((persist, pending)) = server.replica.ready() else {
+            break;
+        };
         let durable = &mut server.durable;
         let mut save = false;
         // 1. Make the hard state, snapshot and entries durable.
@@ -688,7 +707,6 @@ fn drive(server: &mut ServerState, o: &mut Out<RaftActor>) {
             o.send(server_actor(m.to), Msg::Raft(m));
         }
         // 3-5. Apply, answer, advance.
-        let applied_before = server.replica.raft().applied_index();
         let advanced = match server.replica.advance(pending) {
             Ok(advanced) => advanced,
             Err(e) => {

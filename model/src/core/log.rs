@@ -172,6 +172,22 @@ impl<C: Clone> RaftLog<C> {
         (prev_index + entries.len() as Index, truncated)
     }
 
+    /// Drops every entry after `index` (which must not be below the commit index); returns
+    /// whether anything was dropped. Only the `truncate-on-append` bug calls it: a correct
+    /// follower truncates at a conflict, in [`merge`](Self::merge).
+    pub fn truncate_after(&mut self, index: Index) -> bool {
+        assert!(
+            index >= self.commit,
+            "truncating committed entries after {index} (commit {})",
+            self.commit
+        );
+        if index >= self.last_index() || index < self.snapshot.meta.index {
+            return false;
+        }
+        self.truncate_from(index + 1);
+        true
+    }
+
     /// Drops entries from `index` on; anything dropped that was handed out but not yet
     /// durable will be handed out again in its new form.
     fn truncate_from(&mut self, index: Index) {

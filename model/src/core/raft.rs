@@ -125,6 +125,12 @@ pub struct Raft<C> {
     read_states: Vec<ReadState>,
     /// Leader: the transfer target and ticks since the transfer started.
     transfer: Option<(NodeId, u32)>,
+    /// Leader, `lease-read` bug only (always 0 otherwise): own ticks since a quorum was
+    /// last heard from.
+    lease_elapsed: u32,
+    /// Leader, `lease-read` bug only (always empty otherwise): followers heard from since
+    /// the lease was last renewed.
+    lease_heard: BTreeSet<NodeId>,
 }
 
 impl<C: Clone + std::fmt::Debug> Raft<C> {
@@ -173,6 +179,8 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             pending_reads: Vec::new(),
             read_states: Vec::new(),
             transfer: None,
+            lease_elapsed: 0,
+            lease_heard: BTreeSet::new(),
         };
         raft.reset_election_timer();
         raft
@@ -255,6 +263,9 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     }
 
     fn tick_leader(&mut self) {
+        if self.bug(Bug::LeaseRead) {
+            self.lease_elapsed = self.lease_elapsed.saturating_add(1);
+        }
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
@@ -369,6 +380,22 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             });
             return Ok(());
         }
+        if self.bug(Bug::LeaseRead) && self.lease_holds() {
+            // The bug: a leader that heard from a quorum less than an election timeout ago
+            // "knows" no other leader can exist yet, and answers from local state without a
+            // heartbeat round. That holds only if its ticks keep pace with its followers'
+            // clocks: a paused leader (SIGSTOP, a stop-the-world GC, a suspended VM) misses
+            // the ticks of the pause and, on waking, still trusts a lease that expired long
+            // ago, while a new leader is already accepting writes. Real systems that read
+            // on leases bound the lease well below the election timeout, measure it on a
+            // monotonic clock from when the heartbeat was *sent*, and still depend on
+            // bounded clock drift and pauses (etcd's `ReadOnlyLeaseBased` says so).
+            self.read_states.push(ReadState {
+                ctx,
+                index: Some(self.log.commit),
+            });
+            return Ok(());
+        }
         if self.role != Role::Leader {
             return Err(Refused::NotLeader {
                 leader: self.leader,
@@ -382,6 +409,28 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         self.broadcast_heartbeat();
         self.release_reads();
         Ok(())
+    }
+
+    /// `lease-read` bug: this leader believes in its lease (it committed in its term and
+    /// counted fewer than an election timeout of its own ticks since it last heard from a
+    /// quorum).
+    fn lease_holds(&self) -> bool {
+        self.role == Role::Leader
+            && self.log.term(self.log.commit) == Some(self.term)
+            && self.lease_elapsed < self.config.election_ticks
+    }
+
+    /// `lease-read` bug: `from` answered this leader; once a quorum has, the lease restarts.
+    fn renew_lease(&mut self, from: NodeId) {
+        self.lease_heard.insert(from);
+        let me = self.config.id;
+        if self
+            .membership
+            .is_quorum(self.lease_heard.iter().chain(std::iter::once(&me)))
+        {
+            self.lease_elapsed = 0;
+            self.lease_heard.clear();
+        }
     }
 
     /// Hands leadership to `to` once it is up to date (thesis 3.10). Proposals are refused
@@ -638,6 +687,11 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         self.leader = Some(self.config.id);
         self.heartbeat_elapsed = 0;
         self.election_elapsed = 0;
+        if self.bug(Bug::LeaseRead) {
+            // No lease until a quorum has answered this leader.
+            self.lease_elapsed = self.config.election_ticks;
+            self.lease_heard.clear();
+        }
         let next = self.log.last_index() + 1;
         let me = self.config.id;
         self.progress = self
@@ -729,8 +783,21 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     }
 
     /// Merges leader entries; the membership follows the log (including truncations).
+    /// `prev_index` is never below the commit index (the callers skip what is committed).
     fn merge(&mut self, prev_index: Index, entries: &[Entry<C>]) -> Index {
+        let mut cut = false;
+        if self.bug(Bug::TruncateOnAppend) && !entries.is_empty() {
+            // The bug: "the log matches at prev, so make it prev + entries" — truncating
+            // whatever follows prev even when it agrees with the leader. A delayed or
+            // duplicated AppendEntries (older, shorter than what this follower already
+            // acknowledged) then erases acknowledged entries, which the leader has counted
+            // toward commitment. Raft's rule (Figure 2, AppendEntries step 3) deletes only
+            // from the first *conflicting* entry; the Students' Guide to Raft warns about
+            // exactly this "unconditional truncate" as a common mistake.
+            cut = self.log.truncate_after(prev_index);
+        }
         let (last, truncated) = self.log.merge(prev_index, entries);
+        let truncated = truncated || cut;
         let touched_membership = entries
             .iter()
             .any(|e| matches!(e.kind, EntryKind::Membership(_)));
@@ -775,6 +842,12 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             return;
         }
         let last_index = self.log.last_index();
+        if !self.progress.contains_key(&from) {
+            return;
+        }
+        if self.bug(Bug::LeaseRead) {
+            self.renew_lease(from);
+        }
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
@@ -1033,6 +1106,24 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         }
     }
 
+    /// `apply-uncommitted` bug: a follower (any server not leading) hands its durable
+    /// entries to the state machine without waiting for them to commit. What real systems
+    /// got wrong: applying on append looks harmless because most appended entries do
+    /// commit; but an uncommitted suffix can be truncated by the next leader, and a state
+    /// machine cannot un-apply. The truncated writes stay in this server's state, the
+    /// entries that replace them are never applied here (they sit at indexes it believes
+    /// it has applied), and once this server leads or serves reads, clients see both.
+    fn applies_uncommitted(&self) -> bool {
+        self.bug(Bug::ApplyUncommitted) && self.role != Role::Leader
+    }
+
+    /// The `ack-before-commit` bug: a leader hands out what it has durable, committed or
+    /// not. Only a leader: `has_ready` and `ready` must agree, or a follower's driver would
+    /// spin on Readys with nothing in them (a lab run hung its followers that way).
+    fn acks_before_commit(&self) -> bool {
+        self.bug(Bug::AckBeforeCommit) && self.role == Role::Leader
+    }
+
     /// Whether [`ready`](Self::ready) has work to hand out.
     pub fn has_ready(&self) -> bool {
         !self.awaiting_advance
@@ -1041,7 +1132,8 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 || self.log.has_unstable()
                 || self.hard_state() != self.persisted_hard_state
                 || self.log.has_committed_to_apply()
-                || (self.bug(Bug::AckBeforeCommit) && self.log.stable_index() > self.log.applied)
+                || (self.acks_before_commit() && self.log.stable_index() > self.log.applied)
+                || (self.applies_uncommitted() && self.log.stable_index() > self.log.applied)
                 || !self.read_states.is_empty())
     }
 
@@ -1055,7 +1147,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         }
         self.broadcast_pending = false;
         let hard_state = self.hard_state();
-        let ahead = self.bug(Bug::AckBeforeCommit) && self.role == Role::Leader;
+        let ahead = self.acks_before_commit() || self.applies_uncommitted();
         let ready = Ready {
             hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
             snapshot: self.log.take_pending_snapshot(),

@@ -7,7 +7,7 @@
 //!                   │ Tick / Deliver / Persisted / Request / Reply / Nemesis / Crash / Restart
 //!                   ├─ servers: Replica + durable Storage + the Ready in flight  (storage.rs)
 //!                   ├─ network: delay, loss, duplication, partitions            (network.rs)
-//!                   ├─ nemesis: partitions, crashes, targeted crashes           (nemesis.rs)
+//!                   ├─ nemesis: partitions, crashes, pauses, targeted crashes   (nemesis.rs)
 //!                   ├─ clients: sequential processes, retries, history          (clients.rs)
 //!                   └─ after every event: Raft's safety properties              (invariants.rs)
 //!   at the end: the history (JSON Lines) -> checker::check (cas-register)  ──> SimReport
@@ -18,7 +18,9 @@
 //! history check, the checker crate's, runs keys in parallel under a wall-clock budget).
 //! Readies are persisted after a simulated fsync delay; a crash in between loses them, and
 //! their messages are never sent; a targeted crash can also strike after the fsync and before
-//! the sends.
+//! the sends. (Under the `skip-fsync` bug a Ready is acknowledged at once and its writes are
+//! buffered, so a crash loses acknowledged writes: see [`storage`].) A paused server (SIGSTOP)
+//! keeps its memory and misses the time in between (see the runner).
 //!
 //! Use [`run`] with a [`SimConfig`] (e.g. [`SimConfig::randomized`]) and inspect the
 //! [`SimReport`].
@@ -159,7 +161,23 @@ impl SimConfig {
     /// * `ack-before-commit`: partitions that isolate the leader (or cut its outgoing
     ///   links), no crashes, so that a deposed leader keeps acknowledging clients;
     /// * `no-dedup`: a lossy network and impatient clients, so that requests are retried
-    ///   after their first attempt took effect.
+    ///   after their first attempt took effect;
+    /// * `lease-read`: frequent pauses (SIGSTOP) aimed at the leader, long enough for another
+    ///   leader to be elected and take writes, and partitions that isolate the leader; no crashes
+    ///   (a restarted server has no lease). Without pauses it is never caught: a leader whose
+    ///   ticks keep running lets its lease expire before a successor can be elected;
+    /// * `apply-uncommitted`: five servers and partitions that isolate the leader while its
+    ///   latest entries have reached only some followers, which apply them; the next leader
+    ///   replaces them. No crashes (a restart rebuilds the state machine from the log);
+    /// * `truncate-on-append`: three servers, a strongly reordering network (no duplication:
+    ///   see below), one entry per AppendEntries and many in flight, so that older
+    ///   AppendEntries overtake newer ones; one server isolated or crashed now and then (so
+    ///   that a leader commits on the word of one follower) and leaders crashing right after
+    ///   they acknowledge a client or first commit. (A follower that truncated acknowledged
+    ///   entries cannot catch up from that leader, which never backs up below what it was
+    ///   told is matched; with duplication the resulting probe/reject exchanges multiply.)
+    /// * `skip-fsync`: three servers, leader churn, and crashes right after a server grants a
+    ///   vote or a leader acknowledges a client, before the buffered writes are flushed.
     pub fn targeting(seed: u64, bug: Bug) -> Self {
         let mut c = SimConfig::randomized(seed);
         let churn = |c: &mut SimConfig, nodes: usize| {
@@ -210,6 +228,48 @@ impl SimConfig {
             Bug::NoDedup => {
                 c.network.loss = 0.15;
                 c.timing.attempt_timeout = 60;
+            }
+            Bug::LeaseRead => {
+                isolate_leader(&mut c);
+                c.nemesis.shapes = vec![Shape::IsolateLeader];
+                c.nemesis.pauses = true;
+                c.nemesis.pause_time = (250, 800);
+                c.nemesis.interval = 200;
+                c.duration = 6000;
+            }
+            Bug::ApplyUncommitted => {
+                isolate_leader(&mut c);
+                c.nodes = 5;
+                c.nemesis.shapes = vec![Shape::IsolateLeader];
+            }
+            Bug::TruncateOnAppend => {
+                c.nodes = 3;
+                c.max_batch = 1;
+                c.max_inflight = 32;
+                c.network = NetworkFaults {
+                    loss: 0.02,
+                    duplicate: 0.0,
+                    min_delay: 1,
+                    max_delay: 25,
+                    long_delay: 0.05,
+                };
+                c.nemesis = NemesisConfig {
+                    interval: 250,
+                    shapes: vec![Shape::IsolateOne],
+                    leader_bias: 0.5,
+                    crash_after_ack: 0.6,
+                    crash_new_leader: 0.0,
+                    crash_after_vote: 0.0,
+                    crash_after_commit: 0.6,
+                    ..NemesisConfig::all(3)
+                };
+                c.duration = 4000;
+            }
+            Bug::SkipFsync => {
+                churn(&mut c, 3);
+                c.pre_vote = false;
+                c.nemesis.crash_after_vote = 0.3;
+                c.nemesis.crash_after_ack = 0.8;
             }
         }
         c
@@ -262,6 +322,10 @@ pub struct Stats {
     pub faults: u64,
     pub partitions: u64,
     pub crashes: u64,
+    /// Pauses (SIGSTOP) of a server.
+    pub pauses: u64,
+    /// `skip-fsync`: acknowledged records (hard states, entries) lost by crashes.
+    pub unsynced_lost: u64,
     /// Leadership transfers the nemesis asked for.
     pub transfers: u64,
     pub elections: u64,

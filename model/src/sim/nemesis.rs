@@ -2,7 +2,9 @@
 //!
 //! Every `interval` (on average) it picks one fault: a partition of some [`Shape`] (healed after
 //! a while; one partition at a time), a crash of a server (restarted after a while, from
-//! its durable state only), or now and then a leadership transfer. Crashes and isolations prefer the leader with probability
+//! its durable state only), a pause of a server when [`NemesisConfig::pauses`] is on (SIGSTOP
+//! and, after a while, SIGCONT: it keeps its memory and misses the time in between), or now
+//! and then a leadership transfer. Crashes and isolations prefer the leader with probability
 //! `leader_bias`. Targeted faults make the rare interleavings that some bugs need common:
 //! crashing a server right after it granted a vote (so a forgotten vote can be given again in
 //! the same term), crashing a leader right after it acknowledged a client (so an
@@ -26,6 +28,11 @@ pub struct NemesisConfig {
     pub partition_time: (u64, u64),
     /// Whether servers crash.
     pub crashes: bool,
+    /// Whether servers are paused (one at a time; off in [`all`](Self::all), so that the
+    /// schedules drawn for every seed stay as they were; on in the `lease-read` schedule).
+    pub pauses: bool,
+    /// How long a pause lasts, uniform in this range.
+    pub pause_time: (u64, u64),
     /// How long a crashed server stays down, uniform in this range.
     pub down_time: (u64, u64),
     /// Most servers down at once (scheduled crashes).
@@ -55,6 +62,8 @@ impl NemesisConfig {
             shapes: Vec::new(),
             partition_time: (0, 0),
             crashes: false,
+            pauses: false,
+            pause_time: (0, 0),
             down_time: (0, 0),
             max_down: 0,
             max_down_targeted: 0,
@@ -74,6 +83,8 @@ impl NemesisConfig {
             shapes: Shape::ALL.to_vec(),
             partition_time: (100, 1200),
             crashes: true,
+            pauses: false,
+            pause_time: (100, 800),
             down_time: (5, 800),
             max_down: nodes.saturating_sub(1) / 2,
             max_down_targeted: nodes.saturating_sub(1),
@@ -98,6 +109,11 @@ pub enum Fault {
         node: NodeId,
         down: u64,
     },
+    /// Freeze a server (its ticks, inputs and disk completions wait) for `resume_after`.
+    Pause {
+        node: NodeId,
+        resume_after: u64,
+    },
     /// Ask the leader to transfer leadership to this server.
     Transfer {
         leader: NodeId,
@@ -112,6 +128,8 @@ pub struct ClusterView {
     pub down: usize,
     pub leader: Option<NodeId>,
     pub partitioned: bool,
+    /// A server is paused now.
+    pub paused: bool,
 }
 
 /// The fault scheduler.
@@ -127,7 +145,8 @@ impl Nemesis {
     }
 
     pub fn enabled(&self) -> bool {
-        self.config.interval > 0 && (self.config.crashes || !self.config.shapes.is_empty())
+        self.config.interval > 0
+            && (self.config.crashes || self.config.pauses || !self.config.shapes.is_empty())
     }
 
     /// Time until the next decision: uniform in `[interval / 2, 3 * interval / 2]`.
@@ -154,6 +173,16 @@ impl Nemesis {
         // Transfers are a rarer event than the other faults.
         if transfer.is_some() && self.rng.chance(0.15) {
             return transfer;
+        }
+        // (Only schedules with pauses draw for them: the others replay as before.)
+        if self.config.pauses && !view.paused && !view.up.is_empty() && self.rng.chance(0.5) {
+            let node = match view.leader {
+                Some(leader) if self.rng.chance(self.config.leader_bias) => leader,
+                _ => *self.rng.pick(&view.up)?,
+            };
+            let (lo, hi) = self.config.pause_time;
+            let resume_after = self.rng.range(lo, hi).max(1);
+            return Some(Fault::Pause { node, resume_after });
         }
         let partition = match (can_partition, can_crash) {
             (false, false) => return transfer,

@@ -7,6 +7,17 @@
 //! server's [`Storage`], its messages released to the network, its committed entries applied
 //! (`advance`), and its client replies sent. A `Crash` drops the server's memory, including
 //! a Ready in flight; a `Restart` rebuilds it with `Replica::restore` from its storage.
+//!
+//! A `Pause` freezes a server as SIGSTOP does: its ticks stop (no tick is owed for the time it
+//! missed), and the messages, client requests and fsync completions that reach it wait. On
+//! `Resume` it gets one tick and the waiting inputs, in the order the node's runtime would
+//! take them: each input channel (peers, clients, storage) in its own order, the channels
+//! interleaved at random (`tokio::select!` picks a ready branch at random).
+//!
+//! Under the `skip-fsync` bug a Ready is acknowledged without waiting for its fsync: its
+//! writes are buffered in the server's [`Storage`] and flushed once [`FLUSH_RECORDS`] records
+//! are buffered or the oldest has waited [`FLUSH_MS`] (checked at each tick); a crash loses
+//! the rest.
 
 use super::clients::{ClientAction, Clients};
 use super::invariants::Invariants;
@@ -15,6 +26,7 @@ use super::network::Network;
 use super::rng::{mix, Rng};
 use super::storage::Storage;
 use super::{SimConfig, SimReport, Stats, Violation};
+use crate::bugs::Bug;
 use crate::core::{Body, Campaign, Config, Entry, Index, Message, NodeId, Raft, Role, Term};
 use crate::kv::{Command, Outcome};
 use crate::replica::{Pending, Persist, Replica, Reply};
@@ -22,6 +34,11 @@ use checker::history::Format;
 use checker::{CheckOptions, ModelKind, Verdict};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+
+/// `skip-fsync`: buffered writes are flushed once this many records are buffered...
+pub const FLUSH_RECORDS: usize = 64;
+/// ... or once the oldest has waited this many milliseconds (checked at the server's ticks).
+pub const FLUSH_MS: u64 = 20;
 
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
@@ -63,6 +80,10 @@ enum Event {
     Restart {
         node: usize,
     },
+    Resume {
+        node: usize,
+        epoch: u64,
+    },
     EndFaults,
     StopClients,
 }
@@ -94,6 +115,14 @@ struct Server {
     /// Crash when the next Ready is durable, before any of its messages leave: for how
     /// long, and why.
     doomed: Option<(u64, &'static str)>,
+    /// Paused (SIGSTOP): inputs wait in `held`.
+    paused: bool,
+    /// Inputs that reached the server while it was paused, in arrival order.
+    held: Vec<Event>,
+    /// A tick came due while it was paused (it gets one tick on resuming, not all it missed).
+    tick_held: bool,
+    /// `skip-fsync`: when the oldest write still buffered was acknowledged.
+    unsynced_since: Option<u64>,
 }
 
 struct World {
@@ -157,6 +186,10 @@ impl World {
                 led: None,
                 led_from: 0,
                 doomed: None,
+                paused: false,
+                held: Vec::new(),
+                tick_held: false,
+                unsynced_since: None,
                 tick: config.tick.max(2) + setup.range(0, 2) - 1,
             })
             .collect();
@@ -294,7 +327,28 @@ impl World {
         }
     }
 
+    /// The server an input event is for, if it is one (ticks, messages, requests, fsyncs).
+    fn input_for(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::Tick { node, .. }
+            | Event::Persisted { node, .. }
+            | Event::Request { node, .. } => Some(*node),
+            Event::Deliver(msg) => Some((msg.to as usize).wrapping_sub(1)),
+            _ => None,
+        }
+    }
+
     fn handle(&mut self, event: Event) {
+        if let Some(node) = self.input_for(&event) {
+            if let Some(server) = self.servers.get_mut(node).filter(|s| s.paused) {
+                match event {
+                    Event::Tick { epoch, .. } if epoch == server.epoch => server.tick_held = true,
+                    Event::Tick { .. } => {}
+                    other => server.held.push(other),
+                }
+                return;
+            }
+        }
         match event {
             Event::Tick { node, epoch } => {
                 let server = &mut self.servers[node];
@@ -305,6 +359,13 @@ impl World {
                     return;
                 };
                 replica.tick();
+                if server
+                    .unsynced_since
+                    .is_some_and(|since| self.now >= since + FLUSH_MS)
+                {
+                    self.flush(node);
+                }
+                let server = &mut self.servers[node];
                 let next = self.now + server.tick;
                 self.schedule(next, Event::Tick { node, epoch });
                 self.drive(node);
@@ -375,10 +436,18 @@ impl World {
                 self.schedule(self.now + down, Event::Restart { node });
             }
             Event::Restart { node } => self.restart(node),
+            Event::Resume { node, epoch } => {
+                if self.servers[node].epoch == epoch {
+                    self.resume(node);
+                }
+            }
             Event::EndFaults => {
                 self.faults_over = true;
                 for server in &mut self.servers {
                     server.doomed = None;
+                }
+                for node in 0..self.servers.len() {
+                    self.resume(node);
                 }
                 if self.net.partitioned() {
                     self.net.heal();
@@ -440,9 +509,10 @@ impl World {
                 pending,
                 applied,
             };
-            let delay = if must_persist {
+            let delay = if must_persist && !self.config.bugs.has(Bug::SkipFsync) {
                 self.persist_rng.range(0, self.config.persist_delay)
             } else {
+                // (`skip-fsync` acknowledges at once: the writes are only buffered.)
                 0
             };
             if delay > 0 {
@@ -463,7 +533,23 @@ impl World {
             applied,
         } = inflight;
         let id = self.servers[node].id;
-        if let Err(detail) = self.servers[node].storage.persist(&persist) {
+        let stored = if self.config.bugs.has(Bug::SkipFsync) {
+            match self.servers[node].storage.buffer(&persist) {
+                Ok(0) => Ok(()),
+                Ok(buffered) => {
+                    let server = &mut self.servers[node];
+                    server.unsynced_since.get_or_insert(self.now);
+                    if buffered >= FLUSH_RECORDS {
+                        self.flush(node);
+                    }
+                    Ok(())
+                }
+                Err(detail) => Err(detail),
+            }
+        } else {
+            self.servers[node].storage.persist(&persist)
+        };
+        if let Err(detail) = stored {
             self.fail("Durability", format!("server {id}: {detail}"));
             return;
         }
@@ -509,6 +595,8 @@ impl World {
         let leader = replica.raft().role() == Role::Leader;
         if let Some(snapshot) = &advanced.snapshot {
             self.stats.compactions += 1;
+            // (Under `skip-fsync` the snapshot is written synchronously, after a flush.)
+            self.flush(node);
             self.servers[node].storage.compact(snapshot);
         }
         let mut acked = false;
@@ -573,6 +661,52 @@ impl World {
         } else {
             None
         };
+    }
+
+    /// `skip-fsync`: writes the server's buffered writes to its disk.
+    fn flush(&mut self, node: usize) {
+        let server = &mut self.servers[node];
+        server.unsynced_since = None;
+        if let Err(detail) = server.storage.flush() {
+            let id = server.id;
+            self.fail("Durability", format!("server {id}: {detail}"));
+        }
+    }
+
+    /// SIGCONT: one tick, then the inputs that waited, each channel in order, the channels
+    /// interleaved at random.
+    fn resume(&mut self, node: usize) {
+        let server = &mut self.servers[node];
+        if !server.paused {
+            return;
+        }
+        server.paused = false;
+        let epoch = server.epoch;
+        let id = server.id;
+        let mut channels: [VecDeque<Event>; 3] = Default::default();
+        if std::mem::take(&mut server.tick_held) {
+            channels[2].push_back(Event::Tick { node, epoch });
+        }
+        for event in std::mem::take(&mut server.held) {
+            let channel = match event {
+                Event::Deliver(_) => 0,
+                Event::Request { .. } => 1,
+                _ => 2,
+            };
+            channels[channel].push_back(event);
+        }
+        self.clients
+            .history
+            .nemesis(self.now, "resume", &format!("n{id}"));
+        loop {
+            let ready: Vec<usize> = (0..3).filter(|&c| !channels[c].is_empty()).collect();
+            let Some(&channel) = self.fault_rng.pick(&ready) else {
+                break;
+            };
+            if let Some(event) = channels[channel].pop_front() {
+                self.schedule(self.now, event);
+            }
+        }
     }
 
     fn down_count(&self) -> usize {
@@ -670,6 +804,7 @@ impl World {
             down: self.down_count(),
             leader: self.leader(),
             partitioned: self.net.partitioned(),
+            paused: self.servers.iter().any(|s| s.paused),
         };
         match self.nemesis.choose(&view) {
             Some(Fault::Partition { shape, heal_after }) => {
@@ -696,6 +831,19 @@ impl World {
                             why: "scheduled",
                         },
                     );
+                }
+            }
+            Some(Fault::Pause { node, resume_after }) => {
+                let node = (node as usize).wrapping_sub(1);
+                if let Some(server) = self.servers.get_mut(node).filter(|s| s.replica.is_some()) {
+                    server.paused = true;
+                    let (id, epoch) = (server.id, server.epoch);
+                    self.stats.pauses += 1;
+                    self.stats.faults += 1;
+                    self.clients
+                        .history
+                        .nemesis(self.now, "pause", &format!("n{id}"));
+                    self.schedule(self.now + resume_after, Event::Resume { node, epoch });
                 }
             }
             Some(Fault::Transfer { leader, to }) => {
@@ -729,13 +877,23 @@ impl World {
         server.inflight = None;
         server.led = None;
         server.doomed = None;
+        server.paused = false;
+        server.held.clear();
+        server.tick_held = false;
+        server.unsynced_since = None;
         server.epoch += 1;
+        // `skip-fsync`: what was acknowledged but never written dies with the process.
+        let lost = server.storage.lose_unsynced();
         let id = server.id;
         self.stats.crashes += 1;
         self.stats.faults += 1;
-        self.clients
-            .history
-            .nemesis(self.now, "kill", &format!("n{id} ({why})"));
+        self.stats.unsynced_lost += lost as u64;
+        let detail = if lost > 0 {
+            format!("n{id} ({why}; {lost} unsynced records lost)")
+        } else {
+            format!("n{id} ({why})")
+        };
+        self.clients.history.nemesis(self.now, "kill", &detail);
     }
 
     fn restart(&mut self, node: usize) {

@@ -8,6 +8,13 @@
 //! `entries[0].index` on (dropping everything after). A compaction snapshot (from
 //! [`Advanced::snapshot`](crate::replica::Advanced)) replaces the stored snapshot and drops the
 //! entries it covers. A restart reads back a [`Restored`].
+//!
+//! **The `skip-fsync` bug.** With it, the runner acknowledges a Ready at once and
+//! [`buffer`](Storage::buffer)s its hard state and entries instead of persisting them: they
+//! reach the disk only at the next [`flush`](Storage::flush) (every few milliseconds or
+//! records, as the node's buggy storage does), and a crash loses whatever was not flushed
+//! ([`lose_unsynced`](Storage::lose_unsynced)) — exactly what a power failure does to writes
+//! that were never fsync'd. Snapshots are still written synchronously (after a flush).
 
 use crate::core::{
     Entry, HardState, Index, Membership, NodeId, Restored, Snapshot, SnapshotMeta, Term,
@@ -22,6 +29,8 @@ pub struct Storage {
     snapshot: Snapshot,
     /// `entries[i].index == snapshot.meta.index + 1 + i`.
     entries: Vec<Entry<Command>>,
+    /// `skip-fsync`: acknowledged writes not yet on disk, oldest first.
+    unsynced: Vec<Persist>,
 }
 
 impl Storage {
@@ -38,6 +47,7 @@ impl Storage {
                 data: Default::default(),
             },
             entries: Vec::new(),
+            unsynced: Vec::new(),
         }
     }
 
@@ -86,6 +96,47 @@ impl Storage {
             self.entries.push((*entry).clone());
         }
         Ok(())
+    }
+
+    /// `skip-fsync`: keeps a Ready's hard state and entries in memory only (its snapshot, if
+    /// any, is persisted at once, after flushing what is buffered). Returns how many records
+    /// (hard states and entries) are now buffered.
+    pub fn buffer(&mut self, persist: &Persist) -> Result<usize, String> {
+        if persist.snapshot.is_some() {
+            self.flush()?;
+            self.persist(persist)?;
+        } else if persist.hard_state.is_some() || !persist.entries.is_empty() {
+            self.unsynced.push(Persist {
+                hard_state: persist.hard_state,
+                snapshot: None,
+                entries: persist.entries.clone(),
+                messages: Vec::new(),
+            });
+        }
+        Ok(self.unsynced_records())
+    }
+
+    /// Number of buffered records (hard states and entries) not yet on disk.
+    pub fn unsynced_records(&self) -> usize {
+        self.unsynced
+            .iter()
+            .map(|p| usize::from(p.hard_state.is_some()) + p.entries.len())
+            .sum()
+    }
+
+    /// Writes every buffered write to disk, in order.
+    pub fn flush(&mut self) -> Result<(), String> {
+        for persist in std::mem::take(&mut self.unsynced) {
+            self.persist(&persist)?;
+        }
+        Ok(())
+    }
+
+    /// A crash: the buffered writes are gone. Returns how many records were lost.
+    pub fn lose_unsynced(&mut self) -> usize {
+        let lost = self.unsynced_records();
+        self.unsynced.clear();
+        lost
     }
 
     /// Persists a compaction snapshot taken by the server itself.
@@ -186,6 +237,26 @@ mod tests {
         p.snapshot = Some(snap);
         s.persist(&p).unwrap();
         assert_eq!(s.restored().entries.len(), 5);
+    }
+
+    #[test]
+    fn unsynced_writes_are_lost_by_a_crash_and_kept_by_a_flush() {
+        let mut s = Storage::new([1, 2, 3]);
+        s.persist(&persist(vec![entry(1, 1)])).unwrap();
+        let mut p = persist(vec![entry(2, 1), entry(3, 1)]);
+        p.hard_state = Some(HardState {
+            term: 2,
+            voted_for: Some(3),
+        });
+        assert_eq!(s.buffer(&p).unwrap(), 3);
+        assert_eq!(s.lose_unsynced(), 3);
+        assert_eq!(s.last_index(), 1);
+        assert_eq!(s.hard_state(), HardState::default());
+        s.buffer(&p).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.unsynced_records(), 0);
+        assert_eq!(s.last_index(), 3);
+        assert_eq!(s.hard_state().voted_for, Some(3));
     }
 
     #[test]

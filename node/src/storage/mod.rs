@@ -25,6 +25,21 @@
 //! After any I/O error the instance refuses further writes ([`StorageError::Failed`]): what
 //! reached the disk is unknown (a failed fsync cannot be retried), so the node must stop and
 //! recover by reopening.
+//!
+//! **The `skip-fsync` catalogue bug** ([`StorageOptions::skip_fsync`]): `persist` returns at
+//! once, and the node acknowledges, while the hard state and entries wait in a buffer *in
+//! this process's memory*; they are written and fsync'd together once
+//! [`SKIP_FSYNC_FLUSH_RECORDS`] records are buffered, or by the storage thread once the oldest
+//! has waited [`SKIP_FSYNC_FLUSH_INTERVAL`] ([`Storage::flush_deadline`], [`Storage::flush`]),
+//! and before any snapshot is written. It is the classic "group commit on a timer"
+//! shortcut (write-back caching, `fsync` every N ms) whose acknowledged tail dies with the
+//! machine. Buffering in user space rather than merely skipping `fsync` is deliberate:
+//! SIGKILL does not drop the operating system's page cache, so killing a process that wrote
+//! without syncing loses nothing; killing a process that never wrote loses exactly what a
+//! power failure loses when writes are never synced — the acknowledged tail of the log, and
+//! possibly a vote. A SIGKILL then plays a power failure of that node. Losing a committed
+//! write takes a majority killed within one flush interval of acknowledging it (a single
+//! killed node is caught up from the others); a lost vote needs a kill right after voting.
 
 mod atomic;
 mod hard_state;
@@ -36,6 +51,7 @@ use model::kv::Command;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use wal::Wal;
 
@@ -53,13 +69,23 @@ pub struct StorageOptions {
     /// Start a new log segment when the current one would grow past this many bytes (a
     /// single record larger than this gets a segment of its own).
     pub segment_bytes: u64,
+    /// The `skip-fsync` catalogue bug (see the module documentation): acknowledge writes
+    /// that are only buffered in memory. Never on outside the lab.
+    pub skip_fsync: bool,
 }
+
+/// `skip-fsync`: buffered writes are flushed once this many records (hard states and
+/// entries) are buffered...
+pub const SKIP_FSYNC_FLUSH_RECORDS: usize = 1024;
+/// ... or once the oldest of them has waited this long.
+pub const SKIP_FSYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             fsync: true,
             segment_bytes: 64 << 20,
+            skip_fsync: false,
         }
     }
 }
@@ -69,8 +95,16 @@ impl From<&crate::config::Storage> for StorageOptions {
         StorageOptions {
             fsync: config.fsync,
             segment_bytes: config.segment_bytes,
+            skip_fsync: false,
         }
     }
+}
+
+/// `skip-fsync`: one acknowledged, not yet written `persist`.
+#[derive(Debug)]
+struct Buffered {
+    hard_state: Option<HardState>,
+    entries: Vec<Entry<Command>>,
 }
 
 /// Sizes for status pages.
@@ -132,6 +166,11 @@ pub struct Storage {
     fresh: bool,
     /// Set by the first failed write.
     failed: Option<String>,
+    /// `skip-fsync`: acknowledged writes still in memory, oldest first.
+    buffer: Vec<Buffered>,
+    /// `skip-fsync`: records in `buffer`, and when the oldest was buffered.
+    buffered_records: usize,
+    buffered_since: Option<Instant>,
 }
 
 impl Storage {
@@ -221,6 +260,9 @@ impl Storage {
             wal,
             fresh,
             failed: None,
+            buffer: Vec::new(),
+            buffered_records: 0,
+            buffered_since: None,
         };
         let restored = Restored {
             hard_state: storage.hard_state,
@@ -250,7 +292,69 @@ impl Storage {
     /// index are ignored; the rest overwrite the stored entries from their first index on.
     /// Entries that would leave a hole, or are not contiguous, are refused with
     /// [`StorageError::Contract`] before anything is written.
+    ///
+    /// Under the `skip-fsync` bug, a call without a snapshot only buffers (see the module
+    /// documentation); the contract is checked when the buffer is flushed.
     pub fn persist(
+        &mut self,
+        hard_state: Option<HardState>,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry<Command>],
+    ) -> Result<(), StorageError> {
+        self.usable()?;
+        if self.opts.skip_fsync {
+            if snapshot.is_none() {
+                return self.buffer_write(hard_state, entries);
+            }
+            self.flush()?;
+        }
+        self.persist_now(hard_state, snapshot, entries)
+    }
+
+    /// `skip-fsync`: keeps a write in memory, flushing when the buffer is full.
+    fn buffer_write(
+        &mut self,
+        hard_state: Option<HardState>,
+        entries: &[Entry<Command>],
+    ) -> Result<(), StorageError> {
+        if hard_state.is_none() && entries.is_empty() {
+            return Ok(());
+        }
+        self.buffered_records += usize::from(hard_state.is_some()) + entries.len();
+        self.buffered_since.get_or_insert_with(Instant::now);
+        self.buffer.push(Buffered {
+            hard_state,
+            entries: entries.to_vec(),
+        });
+        if self.buffered_records >= SKIP_FSYNC_FLUSH_RECORDS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// `skip-fsync`: writes (and syncs) everything buffered, in order. A no-op otherwise.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.buffered_records = 0;
+        self.buffered_since = None;
+        for buffered in std::mem::take(&mut self.buffer) {
+            self.persist_now(buffered.hard_state, None, &buffered.entries)?;
+        }
+        Ok(())
+    }
+
+    /// `skip-fsync`: when the buffered writes must be flushed (`None`: nothing buffered).
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        self.buffered_since
+            .map(|since| since + SKIP_FSYNC_FLUSH_INTERVAL)
+    }
+
+    /// `skip-fsync`: records (hard states and entries) acknowledged but not yet written.
+    pub fn buffered_records(&self) -> usize {
+        self.buffered_records
+    }
+
+    /// Checks the contract, then writes and syncs.
+    fn persist_now(
         &mut self,
         hard_state: Option<HardState>,
         snapshot: Option<&Snapshot>,
@@ -311,6 +415,8 @@ impl Storage {
     /// wholly covered by it. A snapshot older than the stored one is ignored.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.usable()?;
+        // (`skip-fsync`: the log the snapshot trims must be on disk first.)
+        self.flush()?;
         if snapshot.meta.index < self.snapshot.index {
             return Ok(());
         }
