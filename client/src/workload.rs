@@ -668,7 +668,7 @@ fn sanitize_name(s: &str) -> String {
 }
 
 /// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()
         .get(..end)
@@ -678,7 +678,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// The line holding byte `offset`, trimmed and shortened, for error messages.
-fn line_text(text: &str, offset: usize) -> Option<String> {
+pub(crate) fn line_text(text: &str, offset: usize) -> Option<String> {
     let offset = offset.min(text.len());
     let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
     let end = text

@@ -24,7 +24,7 @@
 //! [`Recipes::default_recipe`]: the `ci.toml` beside the file with every nemesis kind.
 
 use crate::nemesis::{self, NemesisKind};
-use crate::workload::Concurrency;
+use crate::workload::{line_of, line_text, Concurrency};
 use model::bugs::Bug;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -402,35 +402,6 @@ impl Ctx<'_> {
             rate: positive(doc.rate, "rate", true)?,
         })
     }
-}
-
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()
-        .get(..end)
-        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-        + 1
-}
-
-/// The line holding byte `offset`, trimmed and shortened, for error messages.
-fn line_text(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
-    let end = text
-        .get(offset..)?
-        .find('\n')
-        .map_or(text.len(), |i| offset + i);
-    let line = text.get(start..end)?.trim();
-    if line.is_empty() {
-        return None;
-    }
-    let short: String = line.chars().take(60).collect();
-    Some(if short.len() < line.len() {
-        format!("{short}...")
-    } else {
-        short
-    })
 }
 
 fn one_line(message: &str) -> String {
