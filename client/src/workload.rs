@@ -696,7 +696,8 @@ pub(crate) fn line_text(text: &str, offset: usize) -> Option<String> {
     Some(short)
 }
 
-fn one_line(message: &str) -> String {
+/// A multi-line parser message on one line, for one-line errors.
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)

@@ -151,6 +151,18 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Persists one Ready's worth in the node's storage and in the simulator's storage model.
+fn persist_both(
+    storage: &mut Storage,
+    model: &mut Model,
+    hard_state: Option<HardState>,
+    snapshot: Option<&Snapshot>,
+    entries: &[Entry<Command>],
+) {
+    storage.persist(hard_state, snapshot, entries).unwrap();
+    model_persist(model, hard_state, snapshot, entries);
+}
+
 fn model_persist(
     model: &mut Model,
     hard_state: Option<HardState>,
@@ -196,8 +208,7 @@ fn entries_hard_state_and_snapshots_round_trip() {
         voted_for: Some(2),
     };
     let batch = entries(1..=20, 3);
-    storage.persist(Some(hs), None, &batch).unwrap();
-    model_persist(&mut model, Some(hs), None, &batch);
+    persist_both(&mut storage, &mut model, Some(hs), None, &batch);
     let (mut storage, restored) = reopen(storage, tmp.path(), 4096);
     assert_restored(&restored, &model.restored(), "after appends");
 
@@ -210,8 +221,7 @@ fn entries_hard_state_and_snapshots_round_trip() {
         voted_for: None,
     };
     let batch = entries(21..=25, 4);
-    storage.persist(Some(hs), None, &batch).unwrap();
-    model_persist(&mut model, Some(hs), None, &batch);
+    persist_both(&mut storage, &mut model, Some(hs), None, &batch);
     let (storage, restored) = reopen(storage, tmp.path(), 4096);
     assert_restored(&restored, &model.restored(), "after compaction");
     assert_eq!(restored.entries.first().map(|e| e.index), Some(13));
@@ -226,8 +236,7 @@ fn overwriting_a_suffix_across_segment_boundaries() {
     let (mut storage, _) = open(tmp.path(), 256);
     let mut model = Model::new([]);
     let batch = entries(1..=40, 1);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
     let before = segments(tmp.path());
     assert!(
         before.len() >= 5,
@@ -237,8 +246,7 @@ fn overwriting_a_suffix_across_segment_boundaries() {
 
     // Overwrite from index 9: everything from the segment holding 9 on is rewritten.
     let batch = entries(9..=12, 2);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
     let after = segments(tmp.path());
     assert!(after.len() < before.len(), "{after:?}");
     assert_eq!(storage.stats().last_index, 12);
@@ -254,8 +262,7 @@ fn overwriting_a_suffix_across_segment_boundaries() {
         .parse()
         .unwrap();
     let batch = entries(second_first..=second_first + 30, 3);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
     let (_storage, restored) = reopen(storage, tmp.path(), 256);
     assert_restored(
         &restored,
@@ -270,8 +277,7 @@ fn compaction_drops_covered_segments_and_survives_reopen() {
     let (mut storage, _) = open(tmp.path(), 256);
     let mut model = Model::new([]);
     let batch = entries(1..=60, 1);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
     let before = storage.stats();
 
     let snap = snapshot(45, 1, b"kv at 45");
@@ -303,8 +309,7 @@ fn compaction_drops_covered_segments_and_survives_reopen() {
     model.compact(&snap);
     assert_eq!(storage.stats().segments, 0);
     let batch = entries(61..=63, 2);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
     let (_storage, restored) = reopen(storage, tmp.path(), 256);
     assert_restored(&restored, &model.restored(), "after compacting all");
 }
@@ -315,13 +320,11 @@ fn a_received_snapshot_keeps_a_matching_suffix_and_discards_the_rest() {
     let (mut storage, _) = open(tmp.path(), 512);
     let mut model = Model::new([]);
     let batch = entries(1..=30, 2);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
 
     // Matching (index 10 has term 2): entries 11..=30 are kept.
     let snap = snapshot(10, 2, b"ten");
-    storage.persist(None, Some(&snap), &[]).unwrap();
-    model_persist(&mut model, None, Some(&snap), &[]);
+    persist_both(&mut storage, &mut model, None, Some(&snap), &[]);
     let (mut storage, restored) = reopen(storage, tmp.path(), 512);
     assert_restored(&restored, &model.restored(), "matching snapshot");
     assert_eq!(restored.entries.len(), 20);
@@ -334,8 +337,7 @@ fn a_received_snapshot_keeps_a_matching_suffix_and_discards_the_rest() {
         voted_for: None,
     };
     let batch = entries(19..=23, 5);
-    storage.persist(Some(hs), Some(&snap), &batch).unwrap();
-    model_persist(&mut model, Some(hs), Some(&snap), &batch);
+    persist_both(&mut storage, &mut model, Some(hs), Some(&snap), &batch);
     assert_eq!(storage.stats().last_index, 23);
     let (mut storage, restored) = reopen(storage, tmp.path(), 512);
     assert_restored(&restored, &model.restored(), "non-matching snapshot");
@@ -343,11 +345,9 @@ fn a_received_snapshot_keeps_a_matching_suffix_and_discards_the_rest() {
 
     // Beyond the end of the log.
     let snap = snapshot(100, 6, b"hundred");
-    storage.persist(None, Some(&snap), &[]).unwrap();
-    model_persist(&mut model, None, Some(&snap), &[]);
+    persist_both(&mut storage, &mut model, None, Some(&snap), &[]);
     let batch = entries(101..=102, 6);
-    storage.persist(None, None, &batch).unwrap();
-    model_persist(&mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, None, None, &batch);
     let (_storage, restored) = reopen(storage, tmp.path(), 512);
     assert_restored(&restored, &model.restored(), "snapshot beyond the log");
 }

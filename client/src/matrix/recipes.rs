@@ -24,7 +24,7 @@
 //! [`Recipes::default_recipe`]: the `ci.toml` beside the file with every nemesis kind.
 
 use crate::nemesis::{self, NemesisKind};
-use crate::workload::{line_of, line_text, Concurrency};
+use crate::workload::{line_of, line_text, one_line, Concurrency};
 use model::bugs::Bug;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -402,15 +402,6 @@ impl Ctx<'_> {
             rate: positive(doc.rate, "rate", true)?,
         })
     }
-}
-
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

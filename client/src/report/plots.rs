@@ -336,6 +336,27 @@ fn decades(lo: f64, hi: f64) -> (f64, f64) {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type Chart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
 
+/// A latency chart (log-scale milliseconds over seconds) with its mesh and fault bands.
+fn latency_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    frame: &Frame,
+    lo: f64,
+    hi: f64,
+) -> Result<Chart<'a, 'b, LogCoord<f64>>, String> {
+    let (text, font) = caption(title);
+    let mut chart = ChartBuilder::on(area)
+        .caption(text, font)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..frame.end_s, (lo..hi).log_scale())
+        .map_err(|e| e.to_string())?;
+    draw_mesh(&mut chart, "latency (ms)")?;
+    draw_bands(&mut chart, frame, lo, hi)?;
+    Ok(chart)
+}
+
 /// Runs `draw` on a fresh 900×400 SVG and returns the document.
 fn svg(draw: impl FnOnce(&Area) -> Result<(), String>) -> Result<String, String> {
     let mut out = String::new();
@@ -733,15 +754,7 @@ fn latency_raw(frame: &Frame) -> Result<String, String> {
 
     svg(|root| {
         let area = layout(root, &legend)?;
-        let mut chart = ChartBuilder::on(&area)
-            .caption(caption(&title).0, caption(&title).1)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..frame.end_s, (lo..hi).log_scale())
-            .map_err(|e| e.to_string())?;
-        draw_mesh(&mut chart, "latency (ms)")?;
-        draw_bands(&mut chart, frame, lo, hi)?;
+        let mut chart = latency_chart(&area, &title, frame, lo, hi)?;
         // ok first, so that the rarer fail/info marks are drawn on top.
         for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
             for series in 0..frame.fs.len() {
@@ -834,15 +847,7 @@ fn latency_quantiles(frame: &Frame) -> Result<String, String> {
 
     svg(|root| {
         let area = layout(root, &legend)?;
-        let mut chart = ChartBuilder::on(&area)
-            .caption(caption(&title).0, caption(&title).1)
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..frame.end_s, (lo..hi).log_scale())
-            .map_err(|e| e.to_string())?;
-        draw_mesh(&mut chart, "latency (ms)")?;
-        draw_bands(&mut chart, frame, lo, hi)?;
+        let mut chart = latency_chart(&area, &title, frame, lo, hi)?;
         for (i, line) in lines.iter().enumerate() {
             let series = i / QUANTILES.len();
             let kind = QUANTILES[i % QUANTILES.len()].2;
