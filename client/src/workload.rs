@@ -42,6 +42,7 @@ pub const NEMESIS_KINDS: &[&str] = &[
     "pause",
     "kill-leader",
     "pause-leader",
+    "kill-all",
     "partition-halves",
     "partition-majorities-ring",
     "partition-bridge",

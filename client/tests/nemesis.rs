@@ -224,12 +224,14 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
         .iter()
         .all(|e| e.who == Who::Nemesis && e.value.get("error").is_none()));
     let count = |f: &str| events.iter().filter(|e| e.f == f).count();
-    // `kill-leader` and `pause-leader` record `kill` and `pause` of the node they took down.
+    // `kill-leader` and `pause-leader` record `kill` and `pause` of the node they took down;
+    // `kill-all` records a `kill` of every node.
     let planned =
         |kinds: [NemesisKind; 2]| -> usize { kinds.iter().filter_map(|k| scheduled.get(k)).sum() };
+    let power_cuts = scheduled.get(&NemesisKind::KillAll).copied().unwrap_or(0);
     assert_eq!(
         count("kill"),
-        planned([NemesisKind::Kill, NemesisKind::KillLeader])
+        planned([NemesisKind::Kill, NemesisKind::KillLeader]) + power_cuts * 3
     );
     assert_eq!(
         count("pause"),

@@ -79,6 +79,23 @@ fn no_dedup_breaks_linearizability() {
     assert_eq!(hunt(Bug::NoDedup).violated(), vec![LINEARIZABLE]);
 }
 
+/// A deposed leader that counted no tick since its last quorum serves a read from its lease
+/// after the new leader took a write.
+#[test]
+fn lease_read_breaks_linearizability() {
+    assert_eq!(hunt(Bug::LeaseRead).violated(), vec![LINEARIZABLE]);
+}
+
+/// A stale, shorter AppendEntries overtaken by the heartbeat's resend makes a follower cut
+/// a write it acknowledged; elected next, it leads without a committed entry.
+#[test]
+fn truncate_on_append_breaks_leader_completeness() {
+    assert_eq!(
+        hunt(Bug::TruncateOnAppend).violated(),
+        vec![LEADER_COMPLETENESS]
+    );
+}
+
 /// A leader that applies before a majority has the entry: the next leader, elected
 /// without it, commits another entry at the same index.
 #[test]

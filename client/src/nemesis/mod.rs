@@ -3,7 +3,9 @@
 //! Kinds (the contract's names): `kill`, `pause`, `partition-halves`,
 //! `partition-majorities-ring`, `partition-bridge`, `isolate-leader`, `partition-one`; and
 //! `kill-leader`, `pause-leader` (the node that leads when the fault starts: a leader dying or
-//! freezing with requests in flight is what exposes retry and lease bugs); lists also accept
+//! freezing with requests in flight is what exposes retry and lease bugs); `kill-all` (a power
+//! cut: every node SIGKILLed at once, all restarted when the fault ends; the only fault that
+//! takes down more than a minority, so it runs alone); lists also accept
 //! `all`, `partitions` and `none` ([`parse_kinds`]).
 //!
 //! How a run uses it:
@@ -64,14 +66,16 @@ pub enum NemesisKind {
     PartitionOne,
     KillLeader,
     PauseLeader,
+    KillAll,
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 9] = [
+    pub const ALL: [NemesisKind; 10] = [
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::KillLeader,
         NemesisKind::PauseLeader,
+        NemesisKind::KillAll,
         NemesisKind::PartitionHalves,
         NemesisKind::PartitionMajoritiesRing,
         NemesisKind::PartitionBridge,
@@ -98,6 +102,7 @@ impl NemesisKind {
             NemesisKind::PartitionOne => "partition-one",
             NemesisKind::KillLeader => "kill-leader",
             NemesisKind::PauseLeader => "pause-leader",
+            NemesisKind::KillAll => "kill-all",
         }
     }
 
@@ -109,6 +114,7 @@ impl NemesisKind {
                 | NemesisKind::Pause
                 | NemesisKind::KillLeader
                 | NemesisKind::PauseLeader
+                | NemesisKind::KillAll
         )
     }
 }
@@ -158,7 +164,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
 #[derive(Debug, Error)]
 pub enum NemesisError {
     #[error(
-        "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, partition-halves, \
+        "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, kill-all, partition-halves, \
          partition-majorities-ring, partition-bridge, isolate-leader, partition-one, all, \
          partitions, none"
     )]
@@ -351,6 +357,8 @@ impl NemesisContext {
 #[derive(Clone, Debug)]
 enum Applied {
     Killed(NodeId),
+    /// `kill-all`: the nodes it killed (all, unless a kill failed).
+    KilledAll(Vec<NodeId>),
     Paused(NodeId),
     Partitioned(Grouping),
 }
@@ -359,6 +367,7 @@ impl Applied {
     fn describe(&self) -> String {
         match self {
             Applied::Killed(n) => format!("kill n{n}"),
+            Applied::KilledAll(nodes) => format!("kill-all {nodes:?}"),
             Applied::Paused(n) => format!("pause n{n}"),
             Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
         }
@@ -477,6 +486,19 @@ impl Runner {
                     Err(e) => self.failed(e.to_string()),
                 }
             }
+            Fault::KillAll => {
+                let mut killed = Vec::new();
+                for node in self.nodes.clone() {
+                    let result = kill::kill(&mut *self.control(), &self.ctx.recorder, node);
+                    match result {
+                        Ok(()) => killed.push(node),
+                        Err(e) => self.failed(e.to_string()),
+                    }
+                }
+                if !killed.is_empty() {
+                    self.applied(index, kind, Applied::KilledAll(killed));
+                }
+            }
             Fault::Partition(grouping) => self.partition(index, grouping.clone(), None),
             Fault::IsolateLeader { fallback } => {
                 let leader = self.current_leader().await;
@@ -494,9 +516,11 @@ impl Runner {
             return node;
         }
         let down = |id: NodeId| {
-            self.active
-                .values()
-                .any(|a| matches!(a, Applied::Killed(n) | Applied::Paused(n) if *n == id))
+            self.active.values().any(|a| match a {
+                Applied::Killed(n) | Applied::Paused(n) => *n == id,
+                Applied::KilledAll(nodes) => nodes.contains(&id),
+                Applied::Partitioned(_) => false,
+            })
         };
         match self.current_leader().await {
             Some(id) if !down(id) => id,
@@ -580,6 +604,21 @@ impl Runner {
         let result = match &applied {
             Applied::Killed(node) => kill::restart(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
+            Applied::KilledAll(nodes) => {
+                // Restart every node even if one fails; report the failures together.
+                let failures: Vec<String> = nodes
+                    .iter()
+                    .filter_map(|&node| {
+                        kill::restart(&mut *self.control(), &self.ctx.recorder, node).err()
+                    })
+                    .map(|e| e.to_string())
+                    .collect();
+                if failures.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failures.join("; "))
+                }
+            }
             Applied::Paused(node) => pause::resume(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
             Applied::Partitioned(grouping) => {

@@ -10,7 +10,9 @@
 //! Faults may overlap, within limits that keep the cluster able to recover: at most one
 //! partition at a time, and at most a minority `(n-1)/2` of the nodes killed or paused at once
 //! (a kind that does not fit now waits for its turn). Partitions and process faults may
-//! overlap: the cluster may be unavailable for a while, never for good.
+//! overlap: the cluster may be unavailable for a while, never for good. The exception is
+//! `kill-all`, a power cut of the whole cluster: it starts only when no other fault is in
+//! effect, and nothing else starts until every node is back.
 
 use super::partition::{self, Grouping};
 use super::{NemesisError, NemesisKind};
@@ -30,6 +32,8 @@ pub enum Fault {
     Kill { node: NodeId, leader: bool },
     /// SIGSTOP the node; SIGCONT it at the end. `leader`: as for `Kill`.
     Pause { node: NodeId, leader: bool },
+    /// SIGKILL every node at once (a power cut); restart them all at the end.
+    KillAll,
     /// Cut the links of this grouping; heal at the end.
     Partition(Grouping),
     /// Cut the current leader off from the rest (found when the fault starts); `fallback` is
@@ -44,6 +48,7 @@ impl Fault {
             Fault::Kill { leader: true, .. } => NemesisKind::KillLeader,
             Fault::Pause { leader: false, .. } => NemesisKind::Pause,
             Fault::Pause { leader: true, .. } => NemesisKind::PauseLeader,
+            Fault::KillAll => NemesisKind::KillAll,
             Fault::Partition(g) => g.kind,
             Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
         }
@@ -179,8 +184,15 @@ impl Schedule {
             let partitioned = active.iter().any(|f| f.fault.kind().is_partition());
             let down: BTreeSet<NodeId> =
                 active.iter().filter_map(|f| f.fault.down_node()).collect();
+            let power_cut = active.iter().any(|f| f.fault == Fault::KillAll);
+            // A power cut runs alone: nothing else starts while it lasts, and it waits
+            // for every other fault to end (it is the only one beyond a minority).
             let fits = |k: &NemesisKind| {
-                if k.is_partition() {
+                if *k == NemesisKind::KillAll {
+                    active.is_empty()
+                } else if power_cut {
+                    false
+                } else if k.is_partition() {
                     !partitioned
                 } else {
                     down.len() < max_down
@@ -224,6 +236,7 @@ impl Schedule {
                         leader: kind == NemesisKind::PauseLeader,
                     })
                 }
+                NemesisKind::KillAll => Some(Fault::KillAll),
                 NemesisKind::PartitionHalves => Some(Fault::Partition(partition::halves(&order))),
                 NemesisKind::PartitionMajoritiesRing => {
                     Some(Fault::Partition(partition::majorities_ring(&order)))
@@ -359,6 +372,19 @@ mod tests {
                     }
                 }
                 assert_eq!(partitions, 0);
+                // A power cut overlaps no other fault.
+                for (i, cut) in s.faults.iter().enumerate() {
+                    if cut.fault != Fault::KillAll {
+                        continue;
+                    }
+                    for (j, other) in s.faults.iter().enumerate() {
+                        let overlaps = other.start < cut.end && cut.start < other.end;
+                        assert!(
+                            i == j || !overlaps,
+                            "n={n} seed {seed}: {other:?} during {cut:?}"
+                        );
+                    }
+                }
                 // Nodes faulted are nodes of the cluster.
                 for f in &s.faults {
                     if let Some(node) = f.fault.down_node() {

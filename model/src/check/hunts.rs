@@ -15,14 +15,21 @@
 //! | `no-dedup` | Linearizable | write, read, cas; 1 retry; terms ≤ 1; only server 1 campaigns | DFS |
 //! | `ack-before-commit` | State Machine Safety | no client, 6 in flight | BFS, depth ≤ 12 |
 //! | `apply-uncommitted` | State Machine Safety | no client, 6 in flight | BFS, depth ≤ 14 |
+//! | `lease-read` | Linearizable | write, read; 1 retry; logs ≤ 3; servers 1 and 2 campaign | BFS, depth ≤ 22 |
+//! | `truncate-on-append` | Leader Completeness | 1 write, 1 heartbeat, logs ≤ 2, 6 in flight, servers 1 and 2 campaign | DFS, depth ≤ 22 |
 //!
 //! `no-dedup` needs a retried cas whose second application answers "mismatch" before the
 //! first one's reply arrives (32 steps): breadth-first that is ~700k states, depth-first a
 //! few seconds. `ack-before-commit` and `apply-uncommitted` need no client: a server applies
 //! its first leader's no-op before it commits, and the next leader commits its own no-op at
-//! that index (6 and 8 steps). Any other bug has no hunt ([`hunt`] returns `None`): it lives
-//! below the model (`skip-fsync`: the model persists every Ready atomically), or no
-//! configuration here has been shown to find it in bounded time.
+//! that index (6 and 8 steps). `lease-read` needs no pause in the model: its timers are
+//! nondeterministic, so a deposed leader may count no tick between its last quorum and the
+//! client's read, exactly as a SIGSTOPped one (21 steps). `truncate-on-append` needs the
+//! unordered network the node's QUIC streams never produce: the leader's first probe (its
+//! no-op) and the heartbeat's resend (no-op and write) overtake each other, the follower cuts
+//! the acknowledged write, and elects a leader without it (22 steps, ~35 s depth-first). Any
+//! other bug has no hunt ([`hunt`] returns `None`): it lives below the model (`skip-fsync`:
+//! the model persists every Ready atomically).
 
 use super::cli::{Run, Strategy};
 use super::properties::{ELECTION_SAFETY, LEADER_COMPLETENESS, LINEARIZABLE, STATE_MACHINE_SAFETY};
@@ -129,6 +136,35 @@ pub fn hunt(bug: Bug) -> Option<Run> {
             Some(14),
             Strategy::Bfs,
         ),
+        // A deposed leader whose clock has not moved since its last quorum still trusts its
+        // lease: the client's retried read reaches it after the new leader took its write.
+        Bug::LeaseRead => (
+            Setup {
+                max_retries: 1,
+                max_log: 3,
+                campaigners: Some(2),
+                bugs,
+                ..Setup::default()
+            },
+            Some(22),
+            Strategy::Bfs,
+        ),
+        // A stale, shorter AppendEntries arriving after a longer one makes a follower cut
+        // an entry it acknowledged; the leader counted that ack to commit it, and the
+        // follower then wins an election without it.
+        Bug::TruncateOnAppend => (
+            Setup {
+                ops: 1,
+                max_heartbeats: 1,
+                max_in_flight: 6,
+                max_log: 2,
+                campaigners: Some(2),
+                bugs,
+                ..Setup::default()
+            },
+            Some(22),
+            Strategy::Dfs,
+        ),
         _ => return None,
     };
     Some(Run {
@@ -143,8 +179,8 @@ pub fn hunt(bug: Bug) -> Option<Run> {
 pub fn expected(bug: Bug) -> Option<&'static str> {
     match bug {
         Bug::VoteTwice | Bug::ForgetVote => Some(ELECTION_SAFETY),
-        Bug::StaleRead | Bug::NoDedup => Some(LINEARIZABLE),
-        Bug::CommitOldTerm => Some(LEADER_COMPLETENESS),
+        Bug::StaleRead | Bug::NoDedup | Bug::LeaseRead => Some(LINEARIZABLE),
+        Bug::CommitOldTerm | Bug::TruncateOnAppend => Some(LEADER_COMPLETENESS),
         Bug::AckBeforeCommit | Bug::ApplyUncommitted => Some(STATE_MACHINE_SAFETY),
         _ => None,
     }
@@ -171,6 +207,6 @@ mod tests {
                 assert_eq!(run.setup.bugs, Bugs::none().with(bug), "{bug}");
             }
         }
-        assert!(hunted().len() >= 7);
+        assert!(hunted().len() >= 9);
     }
 }
