@@ -331,12 +331,12 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         },
         Err(_) => Ok(0),
     };
-    let nft = nemesis::preflight(&kinds, &cluster);
+    let network = nemesis::preflight(&kinds, &cluster);
     let cluster = Arc::new(Mutex::new(cluster));
     ctx.cluster = Some(cluster.clone());
     let kv = kv?;
     let leader = leader?;
-    let nft = nft?;
+    let network = network?;
     info!(leader, "cluster ready");
 
     let view = ProgressView::start(ctx.progress.clone(), w.time_limit, ctx.overrides.quiet);
@@ -358,7 +358,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let control: Arc<Mutex<dyn nemesis::Control>> = cluster;
     let nemesis_ctx = NemesisContext::new(control, ctx.recorder.clone())
         .with_client(kv.connector().clone())
-        .with_nft(nft);
+        .with_network(network);
     let mut state = nemesis_ctx.state();
     let progress = ctx.progress.clone();
     let mirror = tokio::spawn(async move {

@@ -50,6 +50,10 @@ pub const NEMESIS_KINDS: &[&str] = &[
     "partition-one",
 ];
 
+/// The `tc netem` kinds (group `netem`; not in `all`: they need nodes with interfaces of
+/// their own, `--hosts netns` or a remote cluster).
+pub const NETEM_KINDS: &[&str] = &["latency", "packet-loss"];
+
 /// The partition kinds (they need root and `nft`).
 pub const PARTITION_KINDS: &[&str] = &[
     "partition-halves",
@@ -633,10 +637,12 @@ fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
     match kind {
         "partition" | "partitions" => Ok(owned(PARTITION_KINDS)),
         "all" => Ok(owned(NEMESIS_KINDS)),
-        k if NEMESIS_KINDS.contains(&k) => Ok(vec![k.to_string()]),
+        "netem" => Ok(owned(NETEM_KINDS)),
+        k if NEMESIS_KINDS.contains(&k) || NETEM_KINDS.contains(&k) => Ok(vec![k.to_string()]),
         k => Err(format!(
-            "unknown nemesis kind {k:?}; known: {}, or the groups \"partition\" and \"all\"",
-            NEMESIS_KINDS.join(", ")
+            "unknown nemesis kind {k:?}; known: {}, {}, or the groups \"partition\", \"netem\" and \"all\"",
+            NEMESIS_KINDS.join(", "),
+            NETEM_KINDS.join(", ")
         )),
     }
 }
@@ -728,6 +734,11 @@ mod tests {
             .map(|k| k.name())
             .collect();
         assert_eq!(PARTITION_KINDS, partitions.as_slice());
+        let netem: Vec<&str> = crate::nemesis::NemesisKind::NETEM
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(NETEM_KINDS, netem.as_slice());
     }
 
     #[test]

@@ -199,13 +199,21 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     let scheduled = schedule.counts();
     assert!(scheduled.values().all(|&n| n > 0), "{scheduled:?}");
 
-    let nft = nemesis::preflight(&kinds, &cluster).unwrap();
-    let table = nft.as_ref().map(|n| n.table().to_string());
+    let own_tables = || -> Vec<String> {
+        let ours = format!("raftlab_{}_", std::process::id());
+        tables()
+            .lines()
+            .filter(|l| l.contains(&ours))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = own_tables();
+    let network = nemesis::preflight(&kinds, &cluster).unwrap();
     let cluster = Arc::new(Mutex::new(cluster));
     let recorder = Recorder::new();
     let ctx = NemesisContext::new(cluster.clone(), recorder.clone())
         .with_client(client.clone())
-        .with_nft(nft);
+        .with_network(network);
     let (_stop, stop_rx) = watch::channel(false);
     let report = run_nemesis(schedule, ctx, stop_rx).await;
 
@@ -213,9 +221,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     assert!(report.healed && !report.stopped_early);
     assert_eq!(report.applied, scheduled);
     assert!(report.not_applied.is_empty());
-    if let Some(table) = table {
-        assert!(!tables().contains(&table), "table removed at the end");
-    }
+    assert_eq!(own_tables(), before, "the run's table is removed at the end");
 
     // Every fault has its start and end event, in order.
     let events = recorder.events();

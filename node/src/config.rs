@@ -5,6 +5,8 @@
 //! [[node]]
 //! id = 1
 //! addr = "127.0.0.1:15001"     # host names are allowed: "db1.example.net:15001"
+//! host = "db1"                 # optional: where raft-lab reaches the node's machine
+//!                              # ({host} in remote.command); default: addr's host
 //!
 //! [timing]                     # all optional
 //! tick_ms = 50                 # one core tick
@@ -26,8 +28,17 @@
 //! check_quorum = true
 //! max_batch = 256
 //! max_inflight = 16
+//!
+//! [remote]                     # optional: how raft-lab controls the nodes on their machines
+//! command = "ssh {host}"       # runs a shell command there: the command is appended as ONE
+//!                              # shell-quoted word ({host}, {id} are substituted)
+//! raft_node = "raft-node"      # the binary on the hosts
+//! config = "/etc/raftlab/cluster.toml"  # this file's path on the hosts (default: its path here)
+//! dir = "/var/lib/raftlab"     # pid files and node logs on the hosts (default: this file's dir)
+//! iface = "eth0"               # the nodes' network interface (tc netem nemeses)
 //! ```
-//! Relative paths are relative to the directory holding `cluster.toml`.
+//! Relative paths are relative to the directory holding `cluster.toml`. The nodes ignore
+//! `host` and `[remote]`; they are validated here so that one file serves every machine.
 
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -54,6 +65,54 @@ pub struct NodeEntry {
     pub id: u64,
     /// `host:port`; the host may be a name, resolved when connecting.
     pub addr: String,
+    /// Where the lab reaches this node's machine (`{host}` in [`Remote::command`]); `None`:
+    /// the host part of `addr`.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+impl NodeEntry {
+    /// [`Self::host`], else the host part of `addr` (without IPv6 brackets).
+    pub fn control_host(&self) -> &str {
+        if let Some(host) = &self.host {
+            return host;
+        }
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// `[remote]`: how `raft-lab` starts, stops, kills and pauses the nodes on their machines and
+/// applies faults there.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    /// Runs a shell command on a node's machine: `{host}` and `{id}` are substituted, and the
+    /// command is appended as one shell-quoted word (`ssh {host}`; `ip netns exec {host} sh -c`).
+    #[serde(default = "Remote::default_command")]
+    pub command: String,
+    /// The `raft-node` binary on the hosts.
+    #[serde(default = "Remote::default_raft_node")]
+    pub raft_node: String,
+    /// This file's path on the hosts (default: its path on this machine).
+    pub config: Option<PathBuf>,
+    /// Pid files and node logs on the hosts (default: this file's directory).
+    pub dir: Option<PathBuf>,
+    /// The nodes' network interface, for `tc netem`.
+    #[serde(default = "Remote::default_iface")]
+    pub iface: String,
+}
+
+impl Remote {
+    fn default_command() -> String {
+        "ssh {host}".into()
+    }
+    fn default_raft_node() -> String {
+        "raft-node".into()
+    }
+    fn default_iface() -> String {
+        "eth0".into()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -143,6 +202,7 @@ struct File {
     tls: Tls,
     #[serde(default)]
     raft: RaftSettings,
+    remote: Option<Remote>,
 }
 
 /// A validated cluster configuration.
@@ -156,6 +216,8 @@ pub struct ClusterConfig {
     pub storage: Storage,
     pub tls: Tls,
     pub raft: RaftSettings,
+    /// `[remote]`, with `config` and `dir` filled in.
+    pub remote: Option<Remote>,
 }
 
 impl ClusterConfig {
@@ -224,6 +286,25 @@ impl ClusterConfig {
             ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let remote = match file.remote {
+            None => None,
+            Some(mut r) => {
+                if !r.command.contains("{host}") && !r.command.contains("{id}") {
+                    return Err(invalid(format!(
+                        "remote.command {:?} names no machine: use {{host}} or {{id}}",
+                        r.command
+                    )));
+                }
+                if r.raft_node.trim().is_empty() || r.iface.trim().is_empty() {
+                    return Err(invalid(
+                        "remote.raft_node and remote.iface must not be empty".into(),
+                    ));
+                }
+                r.config = Some(r.config.unwrap_or_else(|| path.to_path_buf()));
+                r.dir = Some(r.dir.unwrap_or_else(|| base.to_path_buf()));
+                Some(r)
+            }
+        };
         let mut storage = file.storage;
         storage.data_dir = base.join(&storage.data_dir);
         let mut tls = file.tls;
@@ -235,6 +316,7 @@ impl ClusterConfig {
             storage,
             tls,
             raft: file.raft,
+            remote,
         })
     }
 
@@ -338,6 +420,14 @@ addr = "db3.example.net:15003"
             ),
             ("[[node]]\nid = 1\naddr = \"x:1\"\nextra = true", "extra"),
             ("[[node]]\nid = \"one\"\naddr = \"x:1\"", "id"),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[remote]\ncommand = \"ssh db1\"",
+                "names no machine",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[remote]\nbogus = 1",
+                "bogus",
+            ),
         ];
         for (text, needle) in cases {
             let err = parse(text).expect_err(text).to_string();
@@ -345,6 +435,30 @@ addr = "db3.example.net:15003"
             assert!(err.contains("cluster.toml"), "{err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn remote_section_and_hosts() {
+        let c = parse(THREE).unwrap();
+        assert_eq!(c.remote, None);
+        assert_eq!(c.nodes[0].control_host(), "127.0.0.1");
+        let text = format!("{THREE}\n[remote]\ndir = \"/srv/rl\"\n");
+        let c = parse(&text.replace(
+            "id = 1\naddr = \"127.0.0.1:15001\"",
+            "id = 1\naddr = \"[::1]:15001\"\nhost = \"db1\"",
+        ))
+        .unwrap();
+        let remote = c.remote.unwrap();
+        assert_eq!(remote.command, "ssh {host}");
+        assert_eq!(remote.raft_node, "raft-node");
+        assert_eq!(remote.iface, "eth0");
+        assert_eq!(remote.dir, Some(PathBuf::from("/srv/rl")));
+        assert_eq!(
+            remote.config,
+            Some(PathBuf::from("/etc/raftlab/cluster.toml"))
+        );
+        assert_eq!(c.nodes[0].control_host(), "db1");
+        assert_eq!(c.nodes[1].control_host(), "127.0.0.2");
     }
 
     #[test]

@@ -5,14 +5,18 @@
 //! `kill-leader`, `pause-leader` (the node that leads when the fault starts: a leader dying or
 //! freezing with requests in flight is what exposes retry and lease bugs); `kill-all` (a power
 //! cut: every node SIGKILLed at once, all restarted when the fault ends; the only fault that
-//! takes down more than a minority, so it runs alone); lists also accept
-//! `all`, `partitions` and `none` ([`parse_kinds`]).
+//! takes down more than a minority, so it runs alone); `latency`, `packet-loss` (`tc netem` on
+//! every node's interface, see [`netem`]: only on hosts with interfaces of their own, i.e.
+//! `--hosts netns` or a remote cluster); lists also accept
+//! `all` (every kind but the netem ones), `netem`, `partitions` and `none` ([`parse_kinds`]).
 //!
 //! How a run uses it:
 //! 1. [`parse_kinds`], then [`Schedule::new`] (seed, kinds, node ids, interval, time limit);
 //! 2. [`preflight`]: checks the cluster can take each kind ([`Control::supports`]) and, when
-//!    partitions are asked for, makes the run's nftables table; without `nft` or root it
-//!    fails with a message saying so (drop the partition kinds to run kill/pause only);
+//!    partitions or netem are asked for, gets the cluster's [`Network`] ([`Control::network`]:
+//!    the run's nftables table here, or rules on every host of a remote cluster); without
+//!    `nft` or root it fails with a message saying so (drop the partition kinds to run
+//!    kill/pause only);
 //! 3. [`run_nemesis`] executes the schedule in real time, stops early on the stop signal,
 //!    and always heals everything before returning (resume the paused, start the killed,
 //!    flush the partition rules): also when its future is dropped midway. It returns a
@@ -22,14 +26,17 @@
 //! took effect, with an `"error"` field when it failed:
 //! `start-partition` (`{"nemesis", "groups", "views", "description"}`; `isolate-leader` adds
 //! `"leader"`), `stop-partition` (`{"nemesis", "description"}`), `kill`, `start`, `pause`,
-//! `resume` (`{"node": N}`).
+//! `resume` (`{"node": N}`), `start-netem` (`{"nemesis", "netem"}`: the netem arguments),
+//! `stop-netem` (`{"nemesis"}`).
 
 pub mod kill;
+pub mod netem;
 pub mod nft;
 pub mod partition;
 pub mod pause;
 pub mod schedule;
 
+pub use netem::Netem;
 pub use nft::{Nft, NftError};
 pub use partition::Grouping;
 pub use schedule::{Action, Fault, PlannedFault, Schedule, ScheduleOptions, Step};
@@ -67,6 +74,8 @@ pub enum NemesisKind {
     KillLeader,
     PauseLeader,
     KillAll,
+    Latency,
+    PacketLoss,
 }
 
 impl NemesisKind {
@@ -82,6 +91,9 @@ impl NemesisKind {
         NemesisKind::IsolateLeader,
         NemesisKind::PartitionOne,
     ];
+
+    /// `tc netem` kinds: not in [`Self::ALL`], they need nodes with interfaces of their own.
+    pub const NETEM: [NemesisKind; 2] = [NemesisKind::Latency, NemesisKind::PacketLoss];
 
     pub const PARTITIONS: [NemesisKind; 5] = [
         NemesisKind::PartitionHalves,
@@ -103,19 +115,24 @@ impl NemesisKind {
             NemesisKind::KillLeader => "kill-leader",
             NemesisKind::PauseLeader => "pause-leader",
             NemesisKind::KillAll => "kill-all",
+            NemesisKind::Latency => "latency",
+            NemesisKind::PacketLoss => "packet-loss",
         }
     }
 
-    /// Needs nftables.
+    /// Cuts links (nftables).
     pub fn is_partition(self) -> bool {
-        !matches!(
-            self,
-            NemesisKind::Kill
-                | NemesisKind::Pause
-                | NemesisKind::KillLeader
-                | NemesisKind::PauseLeader
-                | NemesisKind::KillAll
-        )
+        NemesisKind::PARTITIONS.contains(&self)
+    }
+
+    /// Shapes traffic (`tc netem`).
+    pub fn is_netem(self) -> bool {
+        NemesisKind::NETEM.contains(&self)
+    }
+
+    /// Goes through the cluster's [`Network`].
+    pub fn needs_network(self) -> bool {
+        self.is_partition() || self.is_netem()
     }
 }
 
@@ -136,18 +153,20 @@ impl FromStr for NemesisKind {
     fn from_str(s: &str) -> Result<NemesisKind, NemesisError> {
         NemesisKind::ALL
             .into_iter()
+            .chain(NemesisKind::NETEM)
             .find(|k| k.name() == s)
             .ok_or_else(|| NemesisError::Unknown(s.to_string()))
     }
 }
 
-/// A comma list of kinds, `all`, `partitions` and `none` (deduplicated, in order).
+/// A comma list of kinds, `all`, `netem`, `partitions` and `none` (deduplicated, in order).
 pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
     let mut kinds: Vec<NemesisKind> = Vec::new();
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let more: Vec<NemesisKind> = match word {
             "all" => NemesisKind::ALL.to_vec(),
             "partitions" => NemesisKind::PARTITIONS.to_vec(),
+            "netem" => NemesisKind::NETEM.to_vec(),
             "none" => Vec::new(),
             name => vec![name.parse()?],
         };
@@ -165,8 +184,8 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
 pub enum NemesisError {
     #[error(
         "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, kill-all, partition-halves, \
-         partition-majorities-ring, partition-bridge, isolate-leader, partition-one, all, \
-         partitions, none"
+         partition-majorities-ring, partition-bridge, isolate-leader, partition-one, latency, \
+         packet-loss, all, netem, partitions, none"
     )]
     Unknown(String),
     #[error("nemesis {kinds} needs at least 3 nodes (only a minority may be faulted), the cluster has {nodes}")]
@@ -180,7 +199,47 @@ pub enum NemesisError {
          or choose --nemesis kill,pause"
     )]
     Partitions(NftError),
+    #[error("cannot set up the network faults: {0}")]
+    Network(String),
 }
+
+/// Where partitions and netem take effect: nftables on this machine for a local cluster
+/// ([`Nft`]), or rules on every node's host for a remote one. Dropping it removes everything
+/// it installed.
+pub trait Network: Send + Sync + std::fmt::Debug {
+    /// Replaces the cut links with drops of these `(source, destination)` node addresses.
+    fn cut(&mut self, drops: &[(SocketAddr, SocketAddr)]) -> Result<(), String>;
+    /// Removes every cut.
+    fn heal(&mut self) -> Result<(), String>;
+    /// Installs `netem` on every node's interface, or removes it (`None`).
+    fn netem(&mut self, netem: Option<&Netem>) -> Result<(), String>;
+}
+
+impl Network for Nft {
+    fn cut(&mut self, drops: &[(SocketAddr, SocketAddr)]) -> Result<(), String> {
+        self.apply(drops).map_err(|e| e.to_string())
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        Nft::heal(self).map_err(|e| e.to_string())
+    }
+
+    fn netem(&mut self, netem: Option<&Netem>) -> Result<(), String> {
+        match netem {
+            None => Ok(()),
+            Some(_) => Err(NETEM_NEEDS_HOSTS.into()),
+        }
+    }
+}
+
+/// A partition or netem fault without a network from [`preflight`].
+const NO_NETWORK: &str =
+    "no network control: partitions and netem need `preflight` to succeed (nft, tc and root)";
+
+/// Why a local cluster refuses the netem kinds.
+const NETEM_NEEDS_HOSTS: &str = "tc netem needs nodes with network interfaces of their own \
+     (raft-lab run --hosts netns, or a remote cluster); on loopback it would slow every \
+     process of this machine";
 
 /// A node as the nemesis sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +274,12 @@ pub trait Control: Send {
     fn supports(&self, kind: NemesisKind) -> Result<(), String> {
         let _ = kind;
         Ok(())
+    }
+    /// What partitions and netem go through on this cluster (made once per run).
+    fn network(&self) -> Result<Box<dyn Network>, NemesisError> {
+        Nft::new()
+            .map(|nft| Box::new(nft) as Box<dyn Network>)
+            .map_err(NemesisError::Partitions)
     }
 }
 
@@ -255,7 +320,9 @@ impl Control for LocalCluster {
     }
 
     fn supports(&self, kind: NemesisKind) -> Result<(), String> {
-        if kind.is_partition() {
+        if kind.is_netem() {
+            Err(NETEM_NEEDS_HOSTS.into())
+        } else if kind.is_partition() {
             self.check_partitionable()
         } else {
             self.check_controllable()
@@ -263,19 +330,20 @@ impl Control for LocalCluster {
     }
 }
 
-/// Checks that `control` can take every kind, and makes the nftables table when partitions
-/// are asked for (`None` otherwise). Refuses partitions without `nft` or root, naming why.
+/// Checks that `control` can take every kind, and gets its [`Network`] when partitions or
+/// netem are asked for (`None` otherwise). Refuses partitions without `nft` or root, naming
+/// why.
 pub fn preflight(
     kinds: &[NemesisKind],
     control: &dyn Control,
-) -> Result<Option<Nft>, NemesisError> {
+) -> Result<Option<Box<dyn Network>>, NemesisError> {
     for &kind in kinds {
         control
             .supports(kind)
             .map_err(|reason| NemesisError::Unsupported { kind, reason })?;
     }
-    if kinds.iter().any(|k| k.is_partition()) {
-        Nft::new().map(Some).map_err(NemesisError::Partitions)
+    if kinds.iter().any(|k| k.needs_network()) {
+        control.network().map(Some)
     } else {
         Ok(None)
     }
@@ -319,7 +387,7 @@ pub struct NemesisContext {
     control: Arc<Mutex<dyn Control>>,
     recorder: Recorder,
     client: Option<Arc<ClientConnector>>,
-    nft: Option<Nft>,
+    network: Option<Box<dyn Network>>,
     state: watch::Sender<String>,
 }
 
@@ -329,7 +397,7 @@ impl NemesisContext {
             control,
             recorder,
             client: None,
-            nft: None,
+            network: None,
             state: watch::Sender::new("none".to_string()),
         }
     }
@@ -341,9 +409,9 @@ impl NemesisContext {
         self
     }
 
-    /// The table from [`preflight`]; deleted when the nemesis ends.
-    pub fn with_nft(mut self, nft: Option<Nft>) -> Self {
-        self.nft = nft;
+    /// The network from [`preflight`]; torn down when the nemesis ends.
+    pub fn with_network(mut self, network: Option<Box<dyn Network>>) -> Self {
+        self.network = network;
         self
     }
 
@@ -361,6 +429,7 @@ enum Applied {
     KilledAll(Vec<NodeId>),
     Paused(NodeId),
     Partitioned(Grouping),
+    Shaped(NemesisKind),
 }
 
 impl Applied {
@@ -370,6 +439,7 @@ impl Applied {
             Applied::KilledAll(nodes) => format!("kill-all {nodes:?}"),
             Applied::Paused(n) => format!("pause n{n}"),
             Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
+            Applied::Shaped(kind) => kind.to_string(),
         }
     }
 }
@@ -506,6 +576,29 @@ impl Runner {
                 let grouping = partition::isolate(kind, alone, &self.nodes);
                 self.partition(index, grouping, Some(leader));
             }
+            Fault::Netem(kind) => self.shape(index, *kind),
+        }
+    }
+
+    /// Installs `kind`'s netem on every node; records `start-netem`.
+    fn shape(&mut self, index: usize, kind: NemesisKind) {
+        let netem = Netem::of(kind);
+        let result = match (self.ctx.network.as_mut(), &netem) {
+            (Some(network), Some(netem)) => network.netem(Some(netem)),
+            (None, _) => Err(NO_NETWORK.to_string()),
+            (_, None) => Err(format!("{kind} is not a netem kind")),
+        };
+        let mut value = json!({
+            "nemesis": kind.name(),
+            "netem": netem.as_ref().map(Netem::args),
+        });
+        if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
+            map.insert("error".into(), json!(e));
+        }
+        self.ctx.recorder.nemesis("start-netem", value);
+        match result {
+            Ok(()) => self.applied(index, kind, Applied::Shaped(kind)),
+            Err(e) => self.failed(format!("{kind}: {e}")),
         }
     }
 
@@ -519,7 +612,7 @@ impl Runner {
             self.active.values().any(|a| match a {
                 Applied::Killed(n) | Applied::Paused(n) => *n == id,
                 Applied::KilledAll(nodes) => nodes.contains(&id),
-                Applied::Partitioned(_) => false,
+                Applied::Partitioned(_) | Applied::Shaped(_) => false,
             })
         };
         match self.current_leader().await {
@@ -571,14 +664,9 @@ impl Runner {
             .into_iter()
             .filter_map(|n| Some((n.id, n.socket?)))
             .collect();
-        let result = match self.ctx.nft.as_mut() {
-            None => Err(
-                "no nftables table: partitions need `preflight` to succeed (nft and root)"
-                    .to_string(),
-            ),
-            Some(nft) => nft
-                .apply(&grouping.drops(&endpoints))
-                .map_err(|e| e.to_string()),
+        let result = match self.ctx.network.as_mut() {
+            None => Err(NO_NETWORK.to_string()),
+            Some(network) => network.cut(&grouping.drops(&endpoints)),
         };
         self.partitioned_ever = true;
         match result {
@@ -621,9 +709,21 @@ impl Runner {
             }
             Applied::Paused(node) => pause::resume(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
+            Applied::Shaped(kind) => {
+                let result = match self.ctx.network.as_mut() {
+                    Some(network) => network.netem(None),
+                    None => Ok(()),
+                };
+                let mut value = json!({ "nemesis": kind.name() });
+                if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
+                    map.insert("error".into(), json!(e));
+                }
+                self.ctx.recorder.nemesis("stop-netem", value);
+                result
+            }
             Applied::Partitioned(grouping) => {
-                let result = match self.ctx.nft.as_mut() {
-                    Some(nft) => nft.heal().map_err(|e| e.to_string()),
+                let result = match self.ctx.network.as_mut() {
+                    Some(network) => network.heal(),
                     None => Ok(()),
                 };
                 let mut value = json!({
@@ -667,8 +767,8 @@ impl Runner {
         }
         let mut flushed = true;
         if self.partitioned_ever {
-            if let Some(nft) = self.ctx.nft.as_mut() {
-                if let Err(e) = nft.heal() {
+            if let Some(network) = self.ctx.network.as_mut() {
+                if let Err(e) = network.heal() {
                     flushed = false;
                     self.failed(format!("flushing the partition rules: {e}"));
                 }
@@ -725,9 +825,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"partition-everything\""), "{err}");
-        for kind in NemesisKind::ALL {
+        for kind in NemesisKind::ALL.into_iter().chain(NemesisKind::NETEM) {
             assert_eq!(kind.name().parse::<NemesisKind>().unwrap(), kind);
         }
+        assert_eq!(parse_kinds("netem").unwrap(), NemesisKind::NETEM.to_vec());
+        assert!(!NemesisKind::ALL.iter().any(|k| k.is_netem()));
     }
 
     /// A fake cluster: records calls, fails on request.

@@ -12,7 +12,8 @@
 //! (a kind that does not fit now waits for its turn). Partitions and process faults may
 //! overlap: the cluster may be unavailable for a while, never for good. The exception is
 //! `kill-all`, a power cut of the whole cluster: it starts only when no other fault is in
-//! effect, and nothing else starts until every node is back.
+//! effect, and nothing else starts until every node is back. At most one netem kind at a
+//! time (an interface has one root qdisc).
 
 use super::partition::{self, Grouping};
 use super::{NemesisError, NemesisKind};
@@ -34,6 +35,8 @@ pub enum Fault {
     Pause { node: NodeId, leader: bool },
     /// SIGKILL every node at once (a power cut); restart them all at the end.
     KillAll,
+    /// `tc netem` of this kind on every node; removed at the end.
+    Netem(NemesisKind),
     /// Cut the links of this grouping; heal at the end.
     Partition(Grouping),
     /// Cut the current leader off from the rest (found when the fault starts); `fallback` is
@@ -49,6 +52,7 @@ impl Fault {
             Fault::Pause { leader: false, .. } => NemesisKind::Pause,
             Fault::Pause { leader: true, .. } => NemesisKind::PauseLeader,
             Fault::KillAll => NemesisKind::KillAll,
+            Fault::Netem(kind) => *kind,
             Fault::Partition(g) => g.kind,
             Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
         }
@@ -185,6 +189,7 @@ impl Schedule {
             let down: BTreeSet<NodeId> =
                 active.iter().filter_map(|f| f.fault.down_node()).collect();
             let power_cut = active.iter().any(|f| f.fault == Fault::KillAll);
+            let shaped = active.iter().any(|f| f.fault.kind().is_netem());
             // A power cut runs alone: nothing else starts while it lasts, and it waits
             // for every other fault to end (it is the only one beyond a minority).
             let fits = |k: &NemesisKind| {
@@ -192,6 +197,9 @@ impl Schedule {
                     active.is_empty()
                 } else if power_cut {
                     false
+                } else if k.is_netem() {
+                    // One qdisc per interface: a second netem would replace the first.
+                    !shaped
                 } else if k.is_partition() {
                     !partitioned
                 } else {
@@ -237,6 +245,7 @@ impl Schedule {
                     })
                 }
                 NemesisKind::KillAll => Some(Fault::KillAll),
+                NemesisKind::Latency | NemesisKind::PacketLoss => Some(Fault::Netem(kind)),
                 NemesisKind::PartitionHalves => Some(Fault::Partition(partition::halves(&order))),
                 NemesisKind::PartitionMajoritiesRing => {
                     Some(Fault::Partition(partition::majorities_ring(&order)))
