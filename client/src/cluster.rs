@@ -265,7 +265,8 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Stops everything this process started, at once: SIGCONT + SIGKILL to every node of an
 /// owned cluster still alive, SIGCONT to every node it paused (also of clusters it does not
-/// own), and deletes every nftables table it created. Idempotent; safe to call from a Ctrl-C
+/// own), deletes every nftables table it created, resumes remote nodes it paused and removes
+/// its rules from their hosts, and deletes its network namespaces (with the nodes in them). Idempotent; safe to call from a Ctrl-C
 /// branch while the clusters still exist (their `Drop` then only reaps). Afterwards owned
 /// clusters refuse to start nodes (a nemesis healing a kill would otherwise restart one).
 pub fn emergency_cleanup() {
@@ -285,6 +286,8 @@ pub fn emergency_cleanup() {
         let _ = send_signal(pid, Signal::SIGKILL);
     }
     crate::nemesis::nft::delete_own_tables();
+    crate::hosts::remote::emergency_cleanup();
+    crate::hosts::netns::delete_own();
 }
 
 /// Whether [`emergency_cleanup`] has run in this process (owned clusters then refuse to
@@ -403,7 +406,7 @@ impl LocalCluster {
         })?;
         let addrs = free_addresses(opts.nodes, opts.base_port)?;
         let reserved: Vec<(IpAddr, u16)> = addrs.iter().map(|a| (a.ip(), a.port())).collect();
-        let text = cluster_toml(&addrs, opts);
+        let text = cluster_toml(&addrs, &[], opts);
         if let Err(source) = std::fs::write(&path, text) {
             release_ports(&reserved);
             return Err(ClusterError::Io {
@@ -1210,12 +1213,15 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     outputs.into_iter().flatten().collect()
 }
 
-/// The text of `cluster.toml` for nodes at `addrs` (node N = `addrs[N-1]`).
-pub fn cluster_toml(addrs: &[SocketAddr], opts: &ClusterOptions) -> String {
-    let mut text =
-        String::from("# Written by raft-lab: a local cluster, one loopback address per node.\n");
+/// The text of `cluster.toml` for nodes at `addrs` (node N = `addrs[N-1]`), with node N's
+/// `host` = `hosts[N-1]` when given.
+pub fn cluster_toml(addrs: &[SocketAddr], hosts: &[String], opts: &ClusterOptions) -> String {
+    let mut text = String::from("# Written by raft-lab.\n");
     for (i, addr) in addrs.iter().enumerate() {
         let _ = write!(text, "\n[[node]]\nid = {}\naddr = \"{addr}\"\n", i + 1);
+        if let Some(host) = hosts.get(i) {
+            let _ = writeln!(text, "host = {host:?}");
+        }
     }
     let _ = write!(
         text,
@@ -1405,7 +1411,7 @@ mod tests {
             raft_node: PathBuf::from("raft-node"),
             ..ClusterOptions::default()
         };
-        let text = cluster_toml(&addrs, &opts);
+        let text = cluster_toml(&addrs, &[], &opts);
         let config = ClusterConfig::parse(Path::new("/x/cluster.toml"), &text).unwrap();
         assert_eq!(config.nodes.len(), 3);
         assert_eq!(config.nodes[1].addr, "127.0.0.12:15002");

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod console;
 pub mod generator;
 pub mod history;
+pub mod hosts;
 pub mod kv;
 pub mod kv_client;
 pub mod matrix;

@@ -38,8 +38,10 @@ enum Command {
         /// Total request rate in ops/s (0: as fast as possible).
         #[arg(long)]
         rate: Option<f64>,
-        /// Faults: kill, pause, partition-halves, partition-majorities-ring,
-        /// partition-bridge, isolate-leader, partition-one; or partitions, all, none.
+        /// Faults: kill, pause, kill-leader, pause-leader, kill-all, partition-halves,
+        /// partition-majorities-ring, partition-bridge, isolate-leader, partition-one,
+        /// packet-loss, latency (needs --hosts netns or a remote cluster); or the groups
+        /// partitions, all (every kind but latency), none.
         #[arg(long)]
         nemesis: Option<String>,
         #[arg(long)]
@@ -50,9 +52,15 @@ enum Command {
         /// Start the nodes with this catalogue bug switched on.
         #[arg(long)]
         bug: Option<String>,
-        /// Use the running cluster this cluster.toml describes instead of starting one.
+        /// Use the running cluster this cluster.toml describes instead of starting one (with
+        /// a [remote] section: nodes on other machines, controlled through its command
+        /// template).
         #[arg(long)]
         cluster: Option<PathBuf>,
+        /// Where a fresh cluster's nodes run: local processes on loopback addresses, or one
+        /// Linux network namespace per node (root; enables the latency nemesis).
+        #[arg(long, value_enum, default_value_t = client::hosts::run_cluster::HostsMode::Local)]
+        hosts: client::hosts::run_cluster::HostsMode,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -203,6 +211,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             results,
             bug,
             cluster,
+            hosts,
             quiet,
         } => {
             let concurrency = concurrency
@@ -220,6 +229,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 results,
                 bug,
                 cluster,
+                hosts,
                 quiet,
                 silent: false,
             };

@@ -690,6 +690,7 @@ fn overrides(
         results: Some(runs_root.to_path_buf()),
         bug: bug.map(|b| b.name().to_string()),
         cluster: None,
+        hosts: Default::default(),
         quiet: true,
         silent: true,
     }

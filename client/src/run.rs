@@ -2,8 +2,10 @@
 //!
 //! 1. Load the workload (flags override it); check `--bug`, and that partition nemeses can
 //!    run (root + `nft`) before anything starts.
-//! 2. Create `results/<workload>/<timestamp>/` and start a [`LocalCluster`] in its `cluster/`
-//!    folder (certificates, data, one log per node), or open `--cluster FILE`.
+//! 2. Create `results/<workload>/<timestamp>/` and start a cluster in its `cluster/` folder
+//!    (certificates, data, one log per node): local processes, or with `--hosts netns` one
+//!    network namespace per node; or open `--cluster FILE` (local, or remote through its
+//!    `[remote]` command template: see [`RunCluster`]).
 //! 3. Wait for a leader; run the nemesis schedule and the generator together until the time
 //!    limit; heal everything; wait `recovery_time`; final reads.
 //! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the
@@ -12,9 +14,10 @@
 //! 5. Check the history, write `history.jsonl`, `history.edn`, `results.json`, `report.html`,
 //!    point `results/latest` at the run, print the verdict line.
 
-use crate::cluster::{self, ClusterOptions, LocalCluster};
+use crate::cluster::{self, ClusterOptions};
 use crate::generator::{random_seed, Generator, Progress, ProgressView};
 use crate::history::Recorder;
+use crate::hosts::run_cluster::{HostsMode, RunCluster};
 use crate::kv_client::KvCluster;
 use crate::nemesis::{self, NemesisContext, NemesisKind, NemesisReport, Schedule, ScheduleOptions};
 use crate::results::{self, RunSummary, SummaryInput};
@@ -127,7 +130,12 @@ pub async fn run_detailed(
     let driven = drive(&mut ctx).await;
 
     // Always: stop what we started, then save the evidence.
-    let stopped = stop_cluster(ctx.cluster.take(), overrides.cluster.is_none()).await;
+    let stopped = stop_cluster(
+        ctx.cluster.take(),
+        overrides.cluster.is_none(),
+        run_dir.join("cluster"),
+    )
+    .await;
     if let Err(e) = &stopped {
         ctx.errors.push(format!("stopping the cluster: {e}"));
     }
@@ -160,10 +168,11 @@ pub async fn run_detailed(
             seed,
             started_at,
             run_dir: &run_dir,
-            cluster: overrides
-                .cluster
-                .as_ref()
-                .map_or_else(|| "local".to_string(), |p| p.display().to_string()),
+            cluster: match (&overrides.cluster, overrides.hosts) {
+                (Some(p), _) => p.display().to_string(),
+                (None, HostsMode::Local) => "local".to_string(),
+                (None, HostsMode::Netns) => "netns".to_string(),
+            },
             workload_start_ns: ctx.workload_start_ns,
             workload_s: ctx.workload_s,
             applied: std::mem::take(&mut ctx.applied),
@@ -212,7 +221,7 @@ struct Ctx<'a> {
     recorder: Recorder,
     progress: Arc<Progress>,
     stop: watch::Receiver<bool>,
-    cluster: Option<Arc<Mutex<LocalCluster>>>,
+    cluster: Option<Arc<Mutex<RunCluster>>>,
     nemesis_plan: Option<(Vec<NemesisKind>, Schedule)>,
     nemesis: Option<NemesisReport>,
     /// Kind of every nemesis action applied.
@@ -269,8 +278,26 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
         if !path.is_file() {
             bail!("--cluster: {}: no such file", path.display());
         }
+        if overrides.hosts != HostsMode::Local {
+            bail!("--hosts makes a fresh cluster; it cannot be combined with --cluster");
+        }
     }
-    if workload.wants_partitions() {
+    if overrides.hosts == HostsMode::Netns {
+        crate::hosts::netns::check_available().map_err(|e| anyhow!("--hosts netns: {e}"))?;
+    }
+    let local = overrides.cluster.is_none() && overrides.hosts == HostsMode::Local;
+    if local
+        && workload
+            .nemesis
+            .iter()
+            .any(|k| crate::workload::OWN_INTERFACE_KINDS.contains(&k.as_str()))
+    {
+        bail!(
+            "the latency nemesis needs nodes with network interfaces of \
+             their own: add --hosts netns, or use a remote --cluster"
+        );
+    }
+    if workload.wants_partitions() && local {
         // Make (and drop) a table now: without nft or root this says so before anything
         // starts. The run makes its own table once the cluster is up.
         let asked: Vec<&str> = workload
@@ -303,10 +330,10 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let cluster = match &ctx.overrides.cluster {
         Some(file) => {
             let file = file.clone();
-            tokio::task::spawn_blocking(move || LocalCluster::open(&file))
+            tokio::task::spawn_blocking(move || RunCluster::open(&file))
                 .await
                 .context("opening the cluster")?
-                .map_err(|e| anyhow!("--cluster: {e}"))?
+                .map_err(|e| anyhow!("--cluster: {e:#}"))?
         }
         None => {
             let opts = ClusterOptions {
@@ -315,9 +342,14 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
                 ..ClusterOptions::default()
             };
             let dir = ctx.run_dir.join("cluster");
-            tokio::task::spawn_blocking(move || LocalCluster::create(&dir, &opts))
-                .await
-                .context("starting the cluster")??
+            let hosts = ctx.overrides.hosts;
+            tokio::task::spawn_blocking(move || match hosts {
+                HostsMode::Local => RunCluster::create_local(&dir, &opts),
+                HostsMode::Netns => RunCluster::create_netns(&dir, &opts),
+            })
+            .await
+            .context("starting the cluster")?
+            .context("starting the cluster")?
         }
     };
     let config = cluster.config().clone();
@@ -326,7 +358,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let mut stop = ctx.stop.clone();
     let leader = match &kv {
         Ok(kv) => tokio::select! {
-            r = cluster.leader(kv.connector(), LEADER_TIMEOUT) => r.map_err(anyhow::Error::from),
+            r = cluster.leader(kv.connector(), LEADER_TIMEOUT) => r,
             _ = stop.wait_for(|s| *s) => Err(anyhow!("interrupted")),
         },
         Err(_) => Ok(0),
@@ -412,21 +444,19 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops the nodes we started (`owned`); an opened `--cluster` is left running.
+/// Stops the nodes we started (`owned`; an opened `--cluster` is left running), copies a
+/// remote cluster's node logs into `logs_dir`, tears namespaces down.
 async fn stop_cluster(
-    cluster: Option<Arc<Mutex<LocalCluster>>>,
+    cluster: Option<Arc<Mutex<RunCluster>>>,
     owned: bool,
+    logs_dir: PathBuf,
 ) -> anyhow::Result<()> {
     let Some(cluster) = cluster else {
         return Ok(());
     };
     tokio::task::spawn_blocking(move || {
         let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
-        if owned {
-            c.stop_all()
-        } else {
-            Ok(())
-        }
+        c.stop(owned, &logs_dir)
     })
     .await
     .context("stopping the cluster")??;
@@ -566,6 +596,13 @@ mod tests {
                     ..base.clone()
                 },
                 "--nemesis",
+            ),
+            (
+                Overrides {
+                    nemesis: Some(vec!["latency".into()]),
+                    ..base.clone()
+                },
+                "--hosts netns",
             ),
         ];
         for (o, needle) in cases {

@@ -43,6 +43,7 @@ pub const NEMESIS_KINDS: &[&str] = &[
     "kill-leader",
     "pause-leader",
     "kill-all",
+    "packet-loss",
     "partition-halves",
     "partition-majorities-ring",
     "partition-bridge",
@@ -50,9 +51,9 @@ pub const NEMESIS_KINDS: &[&str] = &[
     "partition-one",
 ];
 
-/// The `tc netem` kinds (group `netem`; not in `all`: they need nodes with interfaces of
-/// their own, `--hosts netns` or a remote cluster).
-pub const NETEM_KINDS: &[&str] = &["latency", "packet-loss"];
+/// Kinds that need nodes with network interfaces of their own (`--hosts netns` or a remote
+/// cluster): not in `all`.
+pub const OWN_INTERFACE_KINDS: &[&str] = &["latency"];
 
 /// The partition kinds (they need root and `nft`).
 pub const PARTITION_KINDS: &[&str] = &[
@@ -282,6 +283,8 @@ pub struct Overrides {
     pub bug: Option<String>,
     /// `--cluster FILE`: use an already running cluster described by this `cluster.toml`.
     pub cluster: Option<PathBuf>,
+    /// `--hosts local|netns`: where a fresh cluster's nodes run.
+    pub hosts: crate::hosts::run_cluster::HostsMode,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
     /// Print nothing at all (no verdict line, no warnings): the caller reports the run
@@ -637,12 +640,13 @@ fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
     match kind {
         "partition" | "partitions" => Ok(owned(PARTITION_KINDS)),
         "all" => Ok(owned(NEMESIS_KINDS)),
-        "netem" => Ok(owned(NETEM_KINDS)),
-        k if NEMESIS_KINDS.contains(&k) || NETEM_KINDS.contains(&k) => Ok(vec![k.to_string()]),
+        k if NEMESIS_KINDS.contains(&k) || OWN_INTERFACE_KINDS.contains(&k) => {
+            Ok(vec![k.to_string()])
+        }
         k => Err(format!(
-            "unknown nemesis kind {k:?}; known: {}, {}, or the groups \"partition\", \"netem\" and \"all\"",
+            "unknown nemesis kind {k:?}; known: {}, {}, or the groups \"partition\" and \"all\"",
             NEMESIS_KINDS.join(", "),
-            NETEM_KINDS.join(", ")
+            OWN_INTERFACE_KINDS.join(", ")
         )),
     }
 }
@@ -734,11 +738,11 @@ mod tests {
             .map(|k| k.name())
             .collect();
         assert_eq!(PARTITION_KINDS, partitions.as_slice());
-        let netem: Vec<&str> = crate::nemesis::NemesisKind::NETEM
+        let own: Vec<&str> = crate::nemesis::NemesisKind::OWN_INTERFACES
             .iter()
             .map(|k| k.name())
             .collect();
-        assert_eq!(NETEM_KINDS, netem.as_slice());
+        assert_eq!(OWN_INTERFACE_KINDS, own.as_slice());
     }
 
     #[test]

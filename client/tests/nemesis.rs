@@ -96,7 +96,7 @@ fn nft_drops_exactly_the_cut_links_heals_and_removes_its_table() {
     let mut nft = Nft::new().unwrap();
     let table = nft.table().to_string();
     assert!(tables().contains(&table));
-    nft.apply(&[(addr(&a), addr(&b)), (addr(&b), addr(&a))])
+    nft.apply(&[(addr(&a), addr(&b)), (addr(&b), addr(&a))], None)
         .unwrap();
     assert_eq!(nft.rule_count(), 2);
     assert!(nft.list().unwrap().contains("drop"));
@@ -108,7 +108,7 @@ fn nft_drops_exactly_the_cut_links_heals_and_removes_its_table() {
     );
 
     // Replacing the rules is atomic and complete: now only a -> c is cut.
-    nft.apply(&[(addr(&a), addr(&c))]).unwrap();
+    nft.apply(&[(addr(&a), addr(&c))], None).unwrap();
     assert!(delivered(&a, &b) && !delivered(&a, &c) && delivered(&c, &a));
 
     nft.heal().unwrap();
@@ -119,7 +119,7 @@ fn nft_drops_exactly_the_cut_links_heals_and_removes_its_table() {
     // Drop deletes the table too, rules and all.
     let mut nft = Nft::new().unwrap();
     let table = nft.table().to_string();
-    nft.apply(&[(addr(&a), addr(&b))]).unwrap();
+    nft.apply(&[(addr(&a), addr(&b))], None).unwrap();
     drop(nft);
     assert!(!tables().contains(&table));
     assert!(delivered(&a, &b));
@@ -221,7 +221,11 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     assert!(report.healed && !report.stopped_early);
     assert_eq!(report.applied, scheduled);
     assert!(report.not_applied.is_empty());
-    assert_eq!(own_tables(), before, "the run's table is removed at the end");
+    assert_eq!(
+        own_tables(),
+        before,
+        "the run's table is removed at the end"
+    );
 
     // Every fault has its start and end event, in order.
     let events = recorder.events();
@@ -307,7 +311,7 @@ async fn an_isolated_leader_is_replaced_and_rejoins_after_healing() {
         .collect();
     let grouping = partition::isolate(NemesisKind::IsolateLeader, old, &cluster.ids());
     let mut nft = Nft::new().unwrap();
-    nft.apply(&grouping.drops(&endpoints)).unwrap();
+    nft.apply(&grouping.drops(&endpoints), None).unwrap();
 
     // The other two elect a new leader; the client (another port) still reaches everyone.
     let others: Vec<(u64, String)> = cluster

@@ -77,7 +77,10 @@ impl NodeEntry {
         if let Some(host) = &self.host {
             return host;
         }
-        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h);
         host.trim_start_matches('[').trim_end_matches(']')
     }
 }

@@ -5,15 +5,17 @@
 //! `kill-leader`, `pause-leader` (the node that leads when the fault starts: a leader dying or
 //! freezing with requests in flight is what exposes retry and lease bugs); `kill-all` (a power
 //! cut: every node SIGKILLed at once, all restarted when the fault ends; the only fault that
-//! takes down more than a minority, so it runs alone); `latency`, `packet-loss` (`tc netem` on
-//! every node's interface, see [`netem`]: only on hosts with interfaces of their own, i.e.
-//! `--hosts netns` or a remote cluster); lists also accept
-//! `all` (every kind but the netem ones), `netem`, `partitions` and `none` ([`parse_kinds`]).
+//! takes down more than a minority, so it runs alone); `packet-loss` (10 % of the packets on
+//! every link between nodes dropped at random, by nftables); `latency` (`tc` delay on every
+//! node's interface, see [`netem`]: only on hosts with interfaces of their own, i.e. `--hosts
+//! netns` or a remote cluster). Lists also accept `all` (every kind but `latency`),
+//! `partitions` and `none` ([`parse_kinds`]). Network faults (partitions, `packet-loss`,
+//! `latency`) run one at a time.
 //!
 //! How a run uses it:
 //! 1. [`parse_kinds`], then [`Schedule::new`] (seed, kinds, node ids, interval, time limit);
 //! 2. [`preflight`]: checks the cluster can take each kind ([`Control::supports`]) and, when
-//!    partitions or netem are asked for, gets the cluster's [`Network`] ([`Control::network`]:
+//!    network faults are asked for, gets the cluster's [`Network`] ([`Control::network`]:
 //!    the run's nftables table here, or rules on every host of a remote cluster); without
 //!    `nft` or root it fails with a message saying so (drop the partition kinds to run
 //!    kill/pause only);
@@ -26,8 +28,9 @@
 //! took effect, with an `"error"` field when it failed:
 //! `start-partition` (`{"nemesis", "groups", "views", "description"}`; `isolate-leader` adds
 //! `"leader"`), `stop-partition` (`{"nemesis", "description"}`), `kill`, `start`, `pause`,
-//! `resume` (`{"node": N}`), `start-netem` (`{"nemesis", "netem"}`: the netem arguments),
-//! `stop-netem` (`{"nemesis"}`).
+//! `resume` (`{"node": N}`). `packet-loss` and `latency` are recorded as `start-partition` and
+//! `stop-partition` too (network faults: `{"nemesis", "description"}`, the description saying
+//! what was installed).
 
 pub mod kill;
 pub mod netem;
@@ -36,7 +39,6 @@ pub mod partition;
 pub mod pause;
 pub mod schedule;
 
-pub use netem::Netem;
 pub use nft::{Nft, NftError};
 pub use partition::Grouping;
 pub use schedule::{Action, Fault, PlannedFault, Schedule, ScheduleOptions, Step};
@@ -79,12 +81,13 @@ pub enum NemesisKind {
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 10] = [
+    pub const ALL: [NemesisKind; 11] = [
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::KillLeader,
         NemesisKind::PauseLeader,
         NemesisKind::KillAll,
+        NemesisKind::PacketLoss,
         NemesisKind::PartitionHalves,
         NemesisKind::PartitionMajoritiesRing,
         NemesisKind::PartitionBridge,
@@ -92,8 +95,8 @@ impl NemesisKind {
         NemesisKind::PartitionOne,
     ];
 
-    /// `tc netem` kinds: not in [`Self::ALL`], they need nodes with interfaces of their own.
-    pub const NETEM: [NemesisKind; 2] = [NemesisKind::Latency, NemesisKind::PacketLoss];
+    /// Kinds that need nodes with network interfaces of their own (not in [`Self::ALL`]).
+    pub const OWN_INTERFACES: [NemesisKind; 1] = [NemesisKind::Latency];
 
     pub const PARTITIONS: [NemesisKind; 5] = [
         NemesisKind::PartitionHalves,
@@ -125,14 +128,14 @@ impl NemesisKind {
         NemesisKind::PARTITIONS.contains(&self)
     }
 
-    /// Shapes traffic (`tc netem`).
-    pub fn is_netem(self) -> bool {
-        NemesisKind::NETEM.contains(&self)
+    /// Needs nodes with network interfaces of their own.
+    pub fn needs_own_interfaces(self) -> bool {
+        NemesisKind::OWN_INTERFACES.contains(&self)
     }
 
-    /// Goes through the cluster's [`Network`].
+    /// A network fault: goes through the cluster's [`Network`], one at a time.
     pub fn needs_network(self) -> bool {
-        self.is_partition() || self.is_netem()
+        self.is_partition() || matches!(self, NemesisKind::PacketLoss | NemesisKind::Latency)
     }
 }
 
@@ -153,20 +156,19 @@ impl FromStr for NemesisKind {
     fn from_str(s: &str) -> Result<NemesisKind, NemesisError> {
         NemesisKind::ALL
             .into_iter()
-            .chain(NemesisKind::NETEM)
+            .chain(NemesisKind::OWN_INTERFACES)
             .find(|k| k.name() == s)
             .ok_or_else(|| NemesisError::Unknown(s.to_string()))
     }
 }
 
-/// A comma list of kinds, `all`, `netem`, `partitions` and `none` (deduplicated, in order).
+/// A comma list of kinds, `all`, `partitions` and `none` (deduplicated, in order).
 pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
     let mut kinds: Vec<NemesisKind> = Vec::new();
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let more: Vec<NemesisKind> = match word {
             "all" => NemesisKind::ALL.to_vec(),
             "partitions" => NemesisKind::PARTITIONS.to_vec(),
-            "netem" => NemesisKind::NETEM.to_vec(),
             "none" => Vec::new(),
             name => vec![name.parse()?],
         };
@@ -184,8 +186,8 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
 pub enum NemesisError {
     #[error(
         "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, kill-all, partition-halves, \
-         partition-majorities-ring, partition-bridge, isolate-leader, partition-one, latency, \
-         packet-loss, all, netem, partitions, none"
+         partition-majorities-ring, partition-bridge, isolate-leader, partition-one, packet-loss, \
+         latency, all, partitions, none"
     )]
     Unknown(String),
     #[error("nemesis {kinds} needs at least 3 nodes (only a minority may be faulted), the cluster has {nodes}")]
@@ -203,41 +205,52 @@ pub enum NemesisError {
     Network(String),
 }
 
-/// Where partitions and netem take effect: nftables on this machine for a local cluster
-/// ([`Nft`]), or rules on every node's host for a remote one. Dropping it removes everything
-/// it installed.
+/// Where network faults take effect: nftables on this machine for a local cluster ([`Nft`]),
+/// or rules on every node's host for a remote one. Dropping it removes everything it
+/// installed.
 pub trait Network: Send + Sync + std::fmt::Debug {
-    /// Replaces the cut links with drops of these `(source, destination)` node addresses.
-    fn cut(&mut self, drops: &[(SocketAddr, SocketAddr)]) -> Result<(), String>;
-    /// Removes every cut.
+    /// Replaces the drop rules with drops of these `(source, destination)` node addresses:
+    /// every packet, or `loss_percent` of them at random.
+    fn cut(
+        &mut self,
+        drops: &[(SocketAddr, SocketAddr)],
+        loss_percent: Option<u8>,
+    ) -> Result<(), String>;
+    /// Removes every drop rule.
     fn heal(&mut self) -> Result<(), String>;
-    /// Installs `netem` on every node's interface, or removes it (`None`).
-    fn netem(&mut self, netem: Option<&Netem>) -> Result<(), String>;
+    /// Installs the `latency` delay on every node's interface (returning what was
+    /// installed, see [`netem::describe`]), or removes it (`false`).
+    fn delay(&mut self, on: bool) -> Result<String, String>;
 }
 
 impl Network for Nft {
-    fn cut(&mut self, drops: &[(SocketAddr, SocketAddr)]) -> Result<(), String> {
-        self.apply(drops).map_err(|e| e.to_string())
+    fn cut(
+        &mut self,
+        drops: &[(SocketAddr, SocketAddr)],
+        loss_percent: Option<u8>,
+    ) -> Result<(), String> {
+        self.apply(drops, loss_percent).map_err(|e| e.to_string())
     }
 
     fn heal(&mut self) -> Result<(), String> {
         Nft::heal(self).map_err(|e| e.to_string())
     }
 
-    fn netem(&mut self, netem: Option<&Netem>) -> Result<(), String> {
-        match netem {
-            None => Ok(()),
-            Some(_) => Err(NETEM_NEEDS_HOSTS.into()),
+    fn delay(&mut self, on: bool) -> Result<String, String> {
+        if on {
+            Err(LATENCY_NEEDS_HOSTS.into())
+        } else {
+            Ok(String::new())
         }
     }
 }
 
-/// A partition or netem fault without a network from [`preflight`].
+/// A network fault without a network from [`preflight`].
 const NO_NETWORK: &str =
-    "no network control: partitions and netem need `preflight` to succeed (nft, tc and root)";
+    "no network control: network faults need `preflight` to succeed (nft, tc and root)";
 
-/// Why a local cluster refuses the netem kinds.
-const NETEM_NEEDS_HOSTS: &str = "tc netem needs nodes with network interfaces of their own \
+/// Why a local cluster refuses `latency`.
+const LATENCY_NEEDS_HOSTS: &str = "latency needs nodes with network interfaces of their own \
      (raft-lab run --hosts netns, or a remote cluster); on loopback it would slow every \
      process of this machine";
 
@@ -320,9 +333,9 @@ impl Control for LocalCluster {
     }
 
     fn supports(&self, kind: NemesisKind) -> Result<(), String> {
-        if kind.is_netem() {
-            Err(NETEM_NEEDS_HOSTS.into())
-        } else if kind.is_partition() {
+        if kind.needs_own_interfaces() {
+            Err(LATENCY_NEEDS_HOSTS.into())
+        } else if kind.needs_network() {
             self.check_partitionable()
         } else {
             self.check_controllable()
@@ -429,7 +442,8 @@ enum Applied {
     KilledAll(Vec<NodeId>),
     Paused(NodeId),
     Partitioned(Grouping),
-    Shaped(NemesisKind),
+    /// `packet-loss` or `latency`.
+    Degraded(NemesisKind),
 }
 
 impl Applied {
@@ -439,7 +453,7 @@ impl Applied {
             Applied::KilledAll(nodes) => format!("kill-all {nodes:?}"),
             Applied::Paused(n) => format!("pause n{n}"),
             Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
-            Applied::Shaped(kind) => kind.to_string(),
+            Applied::Degraded(kind) => kind.to_string(),
         }
     }
 }
@@ -576,30 +590,46 @@ impl Runner {
                 let grouping = partition::isolate(kind, alone, &self.nodes);
                 self.partition(index, grouping, Some(leader));
             }
-            Fault::Netem(kind) => self.shape(index, *kind),
+            Fault::PacketLoss | Fault::Latency => self.degrade(index, kind),
         }
     }
 
-    /// Installs `kind`'s netem on every node; records `start-netem`.
-    fn shape(&mut self, index: usize, kind: NemesisKind) {
-        let netem = Netem::of(kind);
-        let result = match (self.ctx.network.as_mut(), &netem) {
-            (Some(network), Some(netem)) => network.netem(Some(netem)),
-            (None, _) => Err(NO_NETWORK.to_string()),
-            (_, None) => Err(format!("{kind} is not a netem kind")),
+    /// Starts `packet-loss` (random drops on every link) or `latency` (a delay on every
+    /// node); records `start-partition` with what was installed.
+    fn degrade(&mut self, index: usize, kind: NemesisKind) {
+        let endpoints = self.endpoints();
+        let result = match self.ctx.network.as_mut() {
+            None => Err(NO_NETWORK.to_string()),
+            Some(network) if kind == NemesisKind::Latency => network.delay(true),
+            Some(network) => {
+                let drops = partition::all_links(&endpoints);
+                network
+                    .cut(&drops, Some(netem::LOSS_PERCENT))
+                    .map(|()| format!("{}% of packets lost on every link", netem::LOSS_PERCENT))
+            }
         };
-        let mut value = json!({
-            "nemesis": kind.name(),
-            "netem": netem.as_ref().map(Netem::args),
-        });
-        if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
-            map.insert("error".into(), json!(e));
+        self.partitioned_ever = true;
+        let mut value = json!({ "nemesis": kind.name() });
+        if let Some(map) = value.as_object_mut() {
+            match &result {
+                Ok(description) => map.insert("description".into(), json!(description)),
+                Err(e) => map.insert("error".into(), json!(e)),
+            };
         }
-        self.ctx.recorder.nemesis("start-netem", value);
+        self.ctx.recorder.nemesis("start-partition", value);
         match result {
-            Ok(()) => self.applied(index, kind, Applied::Shaped(kind)),
+            Ok(_) => self.applied(index, kind, Applied::Degraded(kind)),
             Err(e) => self.failed(format!("{kind}: {e}")),
         }
+    }
+
+    /// The nodes' resolved addresses (nodes that do not resolve are left out).
+    fn endpoints(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.control()
+            .nodes()
+            .into_iter()
+            .filter_map(|n| Some((n.id, n.socket?)))
+            .collect()
     }
 
     /// The node a process fault takes down: the current leader for a leader fault (unless
@@ -612,7 +642,7 @@ impl Runner {
             self.active.values().any(|a| match a {
                 Applied::Killed(n) | Applied::Paused(n) => *n == id,
                 Applied::KilledAll(nodes) => nodes.contains(&id),
-                Applied::Partitioned(_) | Applied::Shaped(_) => false,
+                Applied::Partitioned(_) | Applied::Degraded(_) => false,
             })
         };
         match self.current_leader().await {
@@ -658,15 +688,10 @@ impl Runner {
         if let (Some(leader), Some(map)) = (leader, value.as_object_mut()) {
             map.insert("leader".into(), json!(leader));
         }
-        let endpoints: BTreeMap<NodeId, SocketAddr> = self
-            .control()
-            .nodes()
-            .into_iter()
-            .filter_map(|n| Some((n.id, n.socket?)))
-            .collect();
+        let endpoints = self.endpoints();
         let result = match self.ctx.network.as_mut() {
             None => Err(NO_NETWORK.to_string()),
-            Some(network) => network.cut(&grouping.drops(&endpoints)),
+            Some(network) => network.cut(&grouping.drops(&endpoints), None),
         };
         self.partitioned_ever = true;
         match result {
@@ -709,16 +734,22 @@ impl Runner {
             }
             Applied::Paused(node) => pause::resume(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
-            Applied::Shaped(kind) => {
+            Applied::Degraded(kind) => {
                 let result = match self.ctx.network.as_mut() {
-                    Some(network) => network.netem(None),
+                    Some(network) if *kind == NemesisKind::Latency => {
+                        network.delay(false).map(|_| ())
+                    }
+                    Some(network) => network.heal(),
                     None => Ok(()),
                 };
-                let mut value = json!({ "nemesis": kind.name() });
+                let mut value = json!({
+                    "nemesis": kind.name(),
+                    "description": format!("{kind} healed"),
+                });
                 if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
                     map.insert("error".into(), json!(e));
                 }
-                self.ctx.recorder.nemesis("stop-netem", value);
+                self.ctx.recorder.nemesis("stop-partition", value);
                 result
             }
             Applied::Partitioned(grouping) => {
@@ -825,11 +856,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"partition-everything\""), "{err}");
-        for kind in NemesisKind::ALL.into_iter().chain(NemesisKind::NETEM) {
+        for kind in NemesisKind::ALL
+            .into_iter()
+            .chain(NemesisKind::OWN_INTERFACES)
+        {
             assert_eq!(kind.name().parse::<NemesisKind>().unwrap(), kind);
         }
-        assert_eq!(parse_kinds("netem").unwrap(), NemesisKind::NETEM.to_vec());
-        assert!(!NemesisKind::ALL.iter().any(|k| k.is_netem()));
+        assert!(!NemesisKind::ALL.iter().any(|k| k.needs_own_interfaces()));
     }
 
     /// A fake cluster: records calls, fails on request.

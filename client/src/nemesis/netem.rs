@@ -1,69 +1,47 @@
-//! The `latency` and `packet-loss` nemeses: `tc netem` on every node's network interface.
+//! The `latency` nemesis: delay on every node's network interface with `tc`.
 //!
-//! They need nodes with network interfaces of their own (`raft-lab run --hosts netns`, or a
+//! It needs nodes with network interfaces of their own (`raft-lab run --hosts netns`, or a
 //! remote cluster): on a local loopback cluster a qdisc on `lo` would slow every process of
-//! the machine, so [`crate::cluster::LocalCluster`] refuses them. Egress only: a node's
-//! replies to clients are delayed too, as on a slow network.
+//! the machine, so [`crate::cluster::LocalCluster`] refuses it. Egress only: a node's replies
+//! to clients are delayed too, as on a slow network.
 //!
-//! - `latency`: 50 ms ± 40 ms per packet (uniform jitter): packets overtake each other, so
-//!   this also reorders datagrams (QUIC still delivers each stream in order).
-//! - `packet-loss`: 10 % of packets dropped, independently.
+//! The discipline is `netem delay 50ms 40ms` (uniform jitter: datagrams overtake each other,
+//! though QUIC still delivers each stream in order). Kernels built without netem
+//! (`CONFIG_NET_SCH_NETEM` unset: this lab's CI machine is one) get a token bucket instead,
+//! `tbf rate 1mbit burst 16kb latency 200ms`: a slow link whose queue delays packets by up to
+//! 200 ms under load and drops what overflows. The install command prints which one it
+//! installed, and the history records it.
+//!
+//! (`packet-loss` needs no qdisc: it is nftables rules dropping a random share of the packets
+//! between nodes, see [`super::nft`].)
 
-use super::NemesisKind;
-use std::fmt::Write as _;
-use std::time::Duration;
+/// Share of packets the `packet-loss` nemesis drops on every link between nodes, in percent.
+pub const LOSS_PERCENT: u8 = 10;
 
-/// A `tc netem` discipline.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Netem {
-    pub delay: Duration,
-    pub jitter: Duration,
-    pub loss_percent: f64,
+/// What `latency` asks netem for.
+pub const NETEM_ARGS: &str = "delay 50ms 40ms";
+/// The token bucket used where the kernel has no netem.
+pub const TBF_ARGS: &str = "rate 1mbit burst 16kb latency 200ms";
+
+/// The shell command installing the delay on `iface` (replacing any root qdisc): netem, else
+/// the token bucket. Prints `netem` or `tbf`.
+pub fn install_command(iface: &str) -> String {
+    format!(
+        "if tc qdisc replace dev {iface} root netem {NETEM_ARGS} 2>/dev/null; then echo netem; \
+         else tc qdisc replace dev {iface} root tbf {TBF_ARGS} && echo tbf; fi"
+    )
 }
 
-impl Netem {
-    /// The discipline of a netem nemesis kind; `None` for the others.
-    pub fn of(kind: NemesisKind) -> Option<Netem> {
-        match kind {
-            NemesisKind::Latency => Some(Netem {
-                delay: Duration::from_millis(50),
-                jitter: Duration::from_millis(40),
-                loss_percent: 0.0,
-            }),
-            NemesisKind::PacketLoss => Some(Netem {
-                delay: Duration::ZERO,
-                jitter: Duration::ZERO,
-                loss_percent: 10.0,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The netem arguments, e.g. `delay 50ms 40ms` or `loss 10%`.
-    pub fn args(&self) -> String {
-        let mut args = String::new();
-        if !self.delay.is_zero() {
-            let _ = write!(args, "delay {}ms", self.delay.as_millis());
-            if !self.jitter.is_zero() {
-                let _ = write!(args, " {}ms", self.jitter.as_millis());
-            }
-        }
-        if self.loss_percent > 0.0 {
-            if !args.is_empty() {
-                args.push(' ');
-            }
-            let _ = write!(args, "loss {}%", self.loss_percent);
-        }
-        args
-    }
-
-    /// The shell command installing this discipline on `iface` (replacing any other).
-    pub fn install_command(&self, iface: &str) -> String {
-        format!("tc qdisc replace dev {iface} root netem {}", self.args())
+/// What [`install_command`]'s output says was installed, for the history.
+pub fn describe(output: &str) -> String {
+    match output.trim() {
+        "netem" => format!("netem {NETEM_ARGS} on every node"),
+        "tbf" => format!("tbf {TBF_ARGS} on every node (the kernel has no netem)"),
+        other => format!("unknown discipline: {other:?}"),
     }
 }
 
-/// The shell command removing the netem discipline from `iface` (succeeds when none is there).
+/// The shell command removing the root qdisc from `iface` (succeeds when none is there).
 pub fn clear_command(iface: &str) -> String {
     format!("tc qdisc del dev {iface} root 2>/dev/null || true")
 }
@@ -73,15 +51,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands() {
-        let latency = Netem::of(NemesisKind::Latency).unwrap();
-        assert_eq!(
-            latency.install_command("eth0"),
-            "tc qdisc replace dev eth0 root netem delay 50ms 40ms"
-        );
-        let loss = Netem::of(NemesisKind::PacketLoss).unwrap();
-        assert_eq!(loss.args(), "loss 10%");
-        assert_eq!(Netem::of(NemesisKind::Kill), None);
+    fn commands_and_descriptions() {
+        let install = install_command("eth0");
+        assert!(install.contains("tc qdisc replace dev eth0 root netem delay 50ms 40ms"));
+        assert!(install.contains("tc qdisc replace dev eth0 root tbf rate 1mbit"));
+        assert!(describe("netem\n").starts_with("netem delay 50ms 40ms"));
+        assert!(describe("tbf").contains("no netem"));
         assert!(clear_command("eth0").starts_with("tc qdisc del dev eth0 root"));
     }
 }

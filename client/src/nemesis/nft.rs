@@ -3,7 +3,8 @@
 //!
 //! - **Naming**: `inet raftlab_<pid>_<n>`, `<pid>` the lab's process id and `<n>` a counter
 //!   within the process (tests hold several at once). Valid nft identifiers.
-//! - **Rules**: `ip saddr A udp sport P ip daddr B udp dport Q drop` per cut link, where `A:P`
+//! - **Rules**: `ip saddr A udp sport P ip daddr B udp dport Q drop` per cut link (or, for
+//!   `packet-loss`, `... numgen random mod 100 < 10 drop` on every link), where `A:P`
 //!   and `B:Q` are the nodes' addresses (a node sends and receives all its QUIC traffic on
 //!   its one bound socket). Matching the ports too keeps two clusters on the same IPs (two
 //!   runs) apart, and leaves the lab's clients (other ports) untouched. IPv6 nodes get
@@ -104,9 +105,14 @@ impl Nft {
         self.rules
     }
 
-    /// Replaces the rules with one drop rule per `(source, destination)` pair, atomically.
-    pub fn apply(&mut self, drops: &[(SocketAddr, SocketAddr)]) -> Result<(), NftError> {
-        let script = apply_script(&self.table, drops);
+    /// Replaces the rules with one drop rule per `(source, destination)` pair, atomically
+    /// (dropping `loss_percent` of the packets at random, or all of them).
+    pub fn apply(
+        &mut self,
+        drops: &[(SocketAddr, SocketAddr)],
+        loss_percent: Option<u8>,
+    ) -> Result<(), NftError> {
+        let script = apply_script(&self.table, drops, loss_percent);
         run_nft_script(
             &script,
             &format!("apply a partition in table inet {}", self.table),
@@ -203,9 +209,18 @@ pub fn create_script(table: &str) -> String {
     )
 }
 
-/// Flushes `table`'s chain and adds one drop rule per pair, in one transaction.
-pub fn apply_script(table: &str, drops: &[(SocketAddr, SocketAddr)]) -> String {
+/// Flushes `table`'s chain and adds one drop rule per pair, in one transaction: dropping
+/// every packet (`loss_percent` `None`: a cut) or a random share of them (`numgen random`).
+pub fn apply_script(
+    table: &str,
+    drops: &[(SocketAddr, SocketAddr)],
+    loss_percent: Option<u8>,
+) -> String {
     let mut script = format!("flush chain inet {table} {CHAIN}\n");
+    let verdict = match loss_percent {
+        None => "drop".to_string(),
+        Some(p) => format!("numgen random mod 100 < {p} drop"),
+    };
     for (from, to) in drops {
         let family = match (from, to) {
             (SocketAddr::V4(_), SocketAddr::V4(_)) => "ip",
@@ -215,7 +230,7 @@ pub fn apply_script(table: &str, drops: &[(SocketAddr, SocketAddr)]) -> String {
         };
         let _ = writeln!(
             script,
-            "add rule inet {table} {CHAIN} {family} saddr {} udp sport {} {family} daddr {} udp dport {} drop",
+            "add rule inet {table} {CHAIN} {family} saddr {} udp sport {} {family} daddr {} udp dport {} {verdict}",
             from.ip(),
             from.port(),
             to.ip(),
@@ -320,6 +335,13 @@ mod tests {
     }
 
     #[test]
+    fn loss_drops_a_random_share() {
+        let drops = [(addr("10.0.0.1:15001"), addr("10.0.0.2:15001"))];
+        assert!(apply_script("raftlab_42_0", &drops, Some(10))
+            .ends_with("udp dport 15001 numgen random mod 100 < 10 drop\n"));
+    }
+
+    #[test]
     fn apply_script_drops_each_pair_in_one_transaction() {
         let drops = [
             (addr("127.0.0.11:15001"), addr("127.0.0.13:15003")),
@@ -328,14 +350,14 @@ mod tests {
             (addr("127.0.0.11:15001"), addr("[::1]:15005")),
         ];
         assert_eq!(
-            apply_script("raftlab_42_0", &drops),
+            apply_script("raftlab_42_0", &drops, None),
             "flush chain inet raftlab_42_0 input\n\
              add rule inet raftlab_42_0 input ip saddr 127.0.0.11 udp sport 15001 ip daddr 127.0.0.13 udp dport 15003 drop\n\
              add rule inet raftlab_42_0 input ip saddr 127.0.0.13 udp sport 15003 ip daddr 127.0.0.11 udp dport 15001 drop\n\
              add rule inet raftlab_42_0 input ip6 saddr ::1 udp sport 15004 ip6 daddr ::1 udp dport 15005 drop\n"
         );
         assert_eq!(
-            apply_script("raftlab_42_0", &[]),
+            apply_script("raftlab_42_0", &[], None),
             "flush chain inet raftlab_42_0 input\n"
         );
     }

@@ -134,6 +134,19 @@ impl Grouping {
     }
 }
 
+/// Every `(source, destination)` pair of distinct nodes at `endpoints` (`packet-loss`).
+pub fn all_links(endpoints: &BTreeMap<NodeId, SocketAddr>) -> Vec<(SocketAddr, SocketAddr)> {
+    endpoints
+        .iter()
+        .flat_map(|(a, from)| {
+            endpoints
+                .iter()
+                .filter(move |(b, _)| *b != a)
+                .map(move |(_, to)| (*from, *to))
+        })
+        .collect()
+}
+
 /// Two sides, the smaller with `(n-1)/2` nodes: a majority stays on the other.
 pub fn halves(order: &[NodeId]) -> Grouping {
     let minority = order.len().saturating_sub(1) / 2;

@@ -12,8 +12,8 @@
 //! (a kind that does not fit now waits for its turn). Partitions and process faults may
 //! overlap: the cluster may be unavailable for a while, never for good. The exception is
 //! `kill-all`, a power cut of the whole cluster: it starts only when no other fault is in
-//! effect, and nothing else starts until every node is back. At most one netem kind at a
-//! time (an interface has one root qdisc).
+//! effect, and nothing else starts until every node is back. Network faults (partitions,
+//! `packet-loss`, `latency`) count as one family: at most one at a time.
 
 use super::partition::{self, Grouping};
 use super::{NemesisError, NemesisKind};
@@ -35,8 +35,10 @@ pub enum Fault {
     Pause { node: NodeId, leader: bool },
     /// SIGKILL every node at once (a power cut); restart them all at the end.
     KillAll,
-    /// `tc netem` of this kind on every node; removed at the end.
-    Netem(NemesisKind),
+    /// Drop a random share of the packets on every link between nodes; heal at the end.
+    PacketLoss,
+    /// Delay every node's packets (`tc`); removed at the end.
+    Latency,
     /// Cut the links of this grouping; heal at the end.
     Partition(Grouping),
     /// Cut the current leader off from the rest (found when the fault starts); `fallback` is
@@ -52,7 +54,8 @@ impl Fault {
             Fault::Pause { leader: false, .. } => NemesisKind::Pause,
             Fault::Pause { leader: true, .. } => NemesisKind::PauseLeader,
             Fault::KillAll => NemesisKind::KillAll,
-            Fault::Netem(kind) => *kind,
+            Fault::PacketLoss => NemesisKind::PacketLoss,
+            Fault::Latency => NemesisKind::Latency,
             Fault::Partition(g) => g.kind,
             Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
         }
@@ -185,11 +188,10 @@ impl Schedule {
             let end = (t + rng.range(fault_min, fault_max)).min(duration);
             let active: Vec<&PlannedFault> =
                 schedule.faults.iter().filter(|f| ms(f.end) > t).collect();
-            let partitioned = active.iter().any(|f| f.fault.kind().is_partition());
+            let partitioned = active.iter().any(|f| f.fault.kind().needs_network());
             let down: BTreeSet<NodeId> =
                 active.iter().filter_map(|f| f.fault.down_node()).collect();
             let power_cut = active.iter().any(|f| f.fault == Fault::KillAll);
-            let shaped = active.iter().any(|f| f.fault.kind().is_netem());
             // A power cut runs alone: nothing else starts while it lasts, and it waits
             // for every other fault to end (it is the only one beyond a minority).
             let fits = |k: &NemesisKind| {
@@ -197,10 +199,7 @@ impl Schedule {
                     active.is_empty()
                 } else if power_cut {
                     false
-                } else if k.is_netem() {
-                    // One qdisc per interface: a second netem would replace the first.
-                    !shaped
-                } else if k.is_partition() {
+                } else if k.needs_network() {
                     !partitioned
                 } else {
                     down.len() < max_down
@@ -245,7 +244,8 @@ impl Schedule {
                     })
                 }
                 NemesisKind::KillAll => Some(Fault::KillAll),
-                NemesisKind::Latency | NemesisKind::PacketLoss => Some(Fault::Netem(kind)),
+                NemesisKind::PacketLoss => Some(Fault::PacketLoss),
+                NemesisKind::Latency => Some(Fault::Latency),
                 NemesisKind::PartitionHalves => Some(Fault::Partition(partition::halves(&order))),
                 NemesisKind::PartitionMajoritiesRing => {
                     Some(Fault::Partition(partition::majorities_ring(&order)))

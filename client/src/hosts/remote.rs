@@ -1,0 +1,1586 @@
+//! A cluster whose nodes run on other machines (or in network namespaces of this one), driven
+//! only through the `[remote]` command template of `cluster.toml` ([`CommandTemplate`]): the
+//! lab never signals, reads `/proc` of or opens files of a node itself, so `ssh {host}` and
+//! `ip netns exec {host} sh -c` take exactly the same code path.
+//!
+//! On each node's host (Linux, POSIX `sh`), with `DIR` = `remote.dir`:
+//! ```text
+//! DIR/node-N.log          node N's stdout and stderr, appended across restarts
+//! DIR/pids/node-N.pid     node N's pid, written when the lab starts it
+//! ```
+//! A pid file is believed only if `/proc/PID/cmdline` there is `raft-node ... run ... --id N`
+//! and `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
+//!
+//! [`RemoteNetwork`] applies partitions and `tc netem` on every host: one nftables table
+//! `raftlab_r<lab pid>_<n>` per network (hosts may be shared with other labs, so nothing
+//! else is ever touched), the same rule set on every host (a host only matches its own
+//! traffic), all hosts concurrently. It is removed on `Drop`.
+//!
+//! Ctrl-C: every network and every node paused by this process is registered process-wide;
+//! [`emergency_cleanup`] resumes those nodes and deletes those tables (and netem) within a
+//! bounded time, and afterwards owned clusters start no nodes. Stopping the nodes of an owned
+//! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
+
+use super::template::{
+    output_line, quote_if_needed, shell_quote, stderr_line, CommandTemplate, TemplateError,
+};
+use crate::nemesis::netem::{self, clear_command};
+use crate::nemesis::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
+use crate::nemesis::{Control, ControlError, ControlNode, NemesisError, NemesisKind, Network};
+use model::core::NodeId;
+use node::config::{ClusterConfig, NodeEntry};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+/// Longest a control command (probe, start, pause, resume) may take, round trip included.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a SIGKILLed node may take to disappear (waited for on the host).
+const KILL_PATIENCE_MS: u64 = 5000;
+/// How long [`RemoteCluster::stop_all`] waits after SIGTERM before SIGKILL.
+const STOP_GRACE_MS: u64 = 5000;
+/// How long a started node's process may take to show up.
+const START_PATIENCE: Duration = Duration::from_secs(5);
+/// Interval of the start check.
+const START_POLL: Duration = Duration::from_millis(20);
+/// How long [`RemoteCluster::pause`] waits on the host for the node to be stopped.
+const PAUSE_WAIT_MS: u64 = 1000;
+/// Copying one node's log.
+const LOG_TIMEOUT: Duration = Duration::from_secs(120);
+/// One nft or tc command on one host.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Each command of [`emergency_cleanup`] (all run at once).
+const EMERGENCY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Exit status of the log command when the log does not exist.
+const NO_LOG_STATUS: i32 = 3;
+
+/// What went wrong with a remote cluster; every message names the node, its host, the
+/// command or the file.
+#[derive(Debug, Error)]
+pub enum RemoteError {
+    #[error(
+        "{path}: no [remote] section: a remote cluster needs `[remote]` in cluster.toml \
+         (e.g. command = \"ssh {{host}}\", raft_node, dir)"
+    )]
+    NoRemote { path: PathBuf },
+    #[error("{path}: {source}")]
+    BadTemplate {
+        path: PathBuf,
+        source: Box<TemplateError>,
+    },
+    /// A command through the template failed (boxed: it is large).
+    #[error(transparent)]
+    Command(Box<TemplateError>),
+    #[error("no node {id} in {config}")]
+    UnknownNode { id: NodeId, config: PathBuf },
+    #[error(
+        "node {id} on {host} is not running (no live raft-node of node {id} named by {pid_file})"
+    )]
+    NotRunning {
+        id: NodeId,
+        host: String,
+        pid_file: String,
+    },
+    #[error("node {id} on {host}: not started: the lab was interrupted and is cleaning up")]
+    Interrupted { id: NodeId, host: String },
+    #[error("node {id} on {host} did not start: {how}; end of {log}: {tail}")]
+    DidNotStart {
+        id: NodeId,
+        host: String,
+        how: String,
+        log: String,
+        tail: String,
+    },
+    #[error("node {id} on {host} (pid {pid}) is still there after {signal}")]
+    Stuck {
+        id: NodeId,
+        host: String,
+        pid: u32,
+        signal: &'static str,
+    },
+    #[error("node {id} on {host}: unexpected answer to `{what}`: {answer:?}")]
+    Unexpected {
+        id: NodeId,
+        host: String,
+        what: &'static str,
+        answer: String,
+    },
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Network(String),
+    #[error("{action}: {errors}")]
+    Several {
+        action: &'static str,
+        errors: String,
+    },
+}
+
+impl From<TemplateError> for RemoteError {
+    fn from(e: TemplateError) -> Self {
+        RemoteError::Command(Box::new(e))
+    }
+}
+
+// --- process-wide registries for the Ctrl-C path ---
+
+/// A node this process paused and has not resumed.
+#[derive(Clone, Debug)]
+struct PausedEntry {
+    template: CommandTemplate,
+    node: NodeEntry,
+    pid: u32,
+}
+
+/// A [`RemoteNetwork`] not torn down yet.
+#[derive(Clone, Debug)]
+struct NetworkEntry {
+    template: CommandTemplate,
+    hosts: Vec<NodeEntry>,
+    table: String,
+    iface: String,
+    netem_used: bool,
+}
+
+/// Paused nodes, by (expanded template, pid).
+static PAUSED: Mutex<BTreeMap<(String, u32), PausedEntry>> = Mutex::new(BTreeMap::new());
+/// Live networks, by their number.
+static NETWORKS: Mutex<BTreeMap<u64, NetworkEntry>> = Mutex::new(BTreeMap::new());
+/// Numbers the tables of this process.
+static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
+/// Set by [`emergency_cleanup`].
+static EMERGENCY: AtomicBool = AtomicBool::new(false);
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned registry only means a panic elsewhere; every change is one insert or remove.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn register_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
+    locked(&PAUSED).insert(
+        (template.expand(node), pid),
+        PausedEntry {
+            template: template.clone(),
+            node: node.clone(),
+            pid,
+        },
+    );
+}
+
+fn unregister_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
+    locked(&PAUSED).remove(&(template.expand(node), pid));
+}
+
+/// The Ctrl-C cleanup of remote clusters, within a bounded time (every command at once, each
+/// with a short timeout): SIGCONT to every node this process paused, and the table and netem
+/// of every [`RemoteNetwork`] removed on every host. Afterwards owned clusters refuse to start
+/// nodes, and networks swept here become no-ops. Idempotent; safe while the clusters and
+/// networks still exist.
+pub fn emergency_cleanup() {
+    EMERGENCY.store(true, Ordering::SeqCst);
+    let paused: Vec<PausedEntry> = std::mem::take(&mut *locked(&PAUSED))
+        .into_values()
+        .collect();
+    let networks: Vec<NetworkEntry> = std::mem::take(&mut *locked(&NETWORKS))
+        .into_values()
+        .collect();
+    let mut jobs: Vec<(CommandTemplate, NodeEntry, String, Option<String>)> = Vec::new();
+    for p in paused {
+        jobs.push((p.template, p.node, resume_command(p.pid), None));
+    }
+    for n in networks {
+        for host in n.hosts {
+            jobs.push((
+                n.template.clone(),
+                host,
+                teardown_command(&n.iface, n.netem_used),
+                Some(teardown_script(&n.table)),
+            ));
+        }
+    }
+    if jobs.is_empty() {
+        return;
+    }
+    let results = concurrently(&jobs, |(template, node, command, stdin)| {
+        template.run(node, command, stdin.as_deref(), EMERGENCY_TIMEOUT)
+    });
+    for result in results {
+        if let Err(e) = result {
+            warn!("emergency cleanup: {e}");
+        }
+    }
+    info!(
+        commands = jobs.len(),
+        "remote nodes resumed and network faults removed"
+    );
+}
+
+/// Whether [`emergency_cleanup`] (this module's or the local cluster's) has run.
+pub fn emergency_cleanup_ran() -> bool {
+    EMERGENCY.load(Ordering::SeqCst) || crate::cluster::emergency_cleanup_ran()
+}
+
+/// Runs `f` on every item at once (one thread each); results in item order.
+fn concurrently<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|item| s.spawn(move || f(item))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+// --- the cluster ---
+
+/// Nodes on their hosts, controlled through the command template. All methods block.
+#[derive(Debug)]
+pub struct RemoteCluster {
+    config: ClusterConfig,
+    template: CommandTemplate,
+    /// `remote.raft_node`: the binary on the hosts.
+    raft_node: String,
+    /// `remote.config`: `cluster.toml` on the hosts.
+    host_config: PathBuf,
+    /// `remote.dir`: pid files and logs on the hosts.
+    dir: PathBuf,
+    iface: String,
+    bugs: Vec<String>,
+    owned: bool,
+    paused: BTreeMap<NodeId, bool>,
+    endpoints: BTreeMap<NodeId, SocketAddr>,
+    /// `stop_all` succeeded and nothing was started since.
+    stopped: bool,
+}
+
+impl RemoteCluster {
+    /// A cluster from `config`, which must have a `[remote]` section. Contacts no host.
+    /// Not owned: set [`Self::set_owned`] when this run started the nodes and must stop them.
+    pub fn open(config: ClusterConfig) -> Result<RemoteCluster, RemoteError> {
+        let remote = config.remote.clone().ok_or_else(|| RemoteError::NoRemote {
+            path: config.path.clone(),
+        })?;
+        let template =
+            CommandTemplate::parse(&remote.command).map_err(|source| RemoteError::BadTemplate {
+                path: config.path.clone(),
+                source: Box::new(source),
+            })?;
+        // The defaults are this file's path and directory here: absolute, so that the hosts
+        // (whose shells start elsewhere) find them.
+        let default_dir = config
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let host_config = match remote.config {
+            Some(path) if path != config.path => path,
+            _ => local_absolute(&config.path),
+        };
+        let dir = match remote.dir {
+            Some(dir) if dir != default_dir => dir,
+            _ => local_absolute(&default_dir),
+        };
+        let endpoints = config
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id, resolve(n)?)))
+            .collect();
+        Ok(RemoteCluster {
+            paused: config.ids().map(|id| (id, false)).collect(),
+            template,
+            raft_node: remote.raft_node,
+            host_config,
+            dir,
+            iface: remote.iface,
+            bugs: Vec::new(),
+            owned: false,
+            endpoints,
+            stopped: false,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    pub fn template(&self) -> &CommandTemplate {
+        &self.template
+    }
+
+    /// `remote.dir`: where pid files and logs are on the hosts.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The `--bug` flags of later (re)starts (checked by `raft-node` itself).
+    pub fn set_bugs(&mut self, bugs: Vec<String>) {
+        self.bugs = bugs;
+    }
+
+    pub fn bugs(&self) -> &[String] {
+        &self.bugs
+    }
+
+    /// Owned clusters are stopped at the end of a run (and on `Drop`); others are left
+    /// running (only nodes this value paused are resumed on `Drop`).
+    pub fn set_owned(&mut self, owned: bool) {
+        self.owned = owned;
+    }
+
+    pub fn owned(&self) -> bool {
+        self.owned
+    }
+
+    /// Whether node `id` was paused by this cluster and not resumed since.
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.paused.get(&id).copied().unwrap_or(false)
+    }
+
+    fn node(&self, id: NodeId) -> Result<&NodeEntry, RemoteError> {
+        self.config
+            .node(id)
+            .ok_or_else(|| RemoteError::UnknownNode {
+                id,
+                config: self.config.path.clone(),
+            })
+    }
+
+    fn pid_file(&self, id: NodeId) -> PathBuf {
+        pid_file(&self.dir, id)
+    }
+
+    /// Node `id`'s pid on its host: from its pid file, if that names a live (not zombie)
+    /// `raft-node run --id N` there.
+    pub fn pid(&self, id: NodeId) -> Result<Option<u32>, RemoteError> {
+        let node = self.node(id)?;
+        self.probe_pid(node)
+    }
+
+    /// What node `id`'s pid file names on its host.
+    fn probe(&self, node: &NodeEntry) -> Result<Probe, RemoteError> {
+        let output = self.template.run(
+            node,
+            &probe_command(&self.dir, node.id),
+            None,
+            CONTROL_TIMEOUT,
+        )?;
+        Ok(parse_probe(&String::from_utf8_lossy(&output.stdout)))
+    }
+
+    fn probe_pid(&self, node: &NodeEntry) -> Result<Option<u32>, RemoteError> {
+        let probe = self.probe(node)?;
+        let pid = believed_pid(&probe, &self.raft_node, node.id);
+        if pid.is_none() {
+            if let Some(stale) = probe.pid {
+                debug!(id = node.id, pid = stale, state = ?probe.state, "pid file names no live raft-node of this node");
+            }
+        }
+        Ok(pid)
+    }
+
+    /// Whether node `id` runs (a paused node runs).
+    pub fn is_running(&self, id: NodeId) -> Result<bool, RemoteError> {
+        Ok(self.pid(id)?.is_some())
+    }
+
+    /// Starts node `id` on its host (no-op if it runs) and waits until its process shows up.
+    /// Output goes to `DIR/node-N.log`, the pid to `DIR/pids/node-N.pid`.
+    pub fn start(&mut self, id: NodeId) -> Result<(), RemoteError> {
+        let node = self.node(id)?.clone();
+        let host = node.control_host().to_string();
+        if self.probe_pid(&node)?.is_some() {
+            debug!(id, %host, "start: already running");
+            return Ok(());
+        }
+        if self.owned && emergency_cleanup_ran() {
+            return Err(RemoteError::Interrupted { id, host });
+        }
+        let command = start_command(
+            &self.raft_node,
+            &self.host_config,
+            &self.dir,
+            id,
+            &self.bugs,
+        );
+        self.template.run(&node, &command, None, CONTROL_TIMEOUT)?;
+        self.stopped = false;
+        self.paused.insert(id, false);
+        let started = Instant::now();
+        let deadline = started + START_PATIENCE;
+        loop {
+            let probe = self.probe(&node)?;
+            if let Some(pid) = believed_pid(&probe, &self.raft_node, id) {
+                info!(id, %host, pid, "node started");
+                return Ok(());
+            }
+            // The pid file was just written: its process gone (or a zombie) means it exited.
+            let exited = probe.pid.is_some() && matches!(probe.state, None | Some('Z' | 'X'));
+            if exited || Instant::now() >= deadline {
+                let log = log_file(&self.dir, id);
+                let tail = self
+                    .template
+                    .run(
+                        &node,
+                        &log_tail_command(&self.dir, id),
+                        None,
+                        CONTROL_TIMEOUT,
+                    )
+                    .map(|o| match output_line(&o.stdout) {
+                        text if text.is_empty() => "empty".to_string(),
+                        text => text,
+                    })
+                    .unwrap_or_else(|e| format!("(cannot read it: {e})"));
+                return Err(RemoteError::DidNotStart {
+                    id,
+                    host,
+                    how: if exited {
+                        "it exited at once".into()
+                    } else {
+                        format!(
+                            "no raft-node of node {id} runs {:?} later",
+                            started.elapsed()
+                        )
+                    },
+                    log: path_str(&log),
+                    tail,
+                });
+            }
+            std::thread::sleep(START_POLL);
+        }
+    }
+
+    /// Starts every node that does not run.
+    pub fn start_all(&mut self) -> Result<(), RemoteError> {
+        for id in self.config.ids().collect::<Vec<_>>() {
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    /// SIGCONT + SIGKILL to node `id`, then waits on its host until the process is gone (or a
+    /// zombie), and removes its pid file.
+    pub fn kill(&mut self, id: NodeId) -> Result<(), RemoteError> {
+        let node = self.node(id)?.clone();
+        let host = node.control_host().to_string();
+        let Some(pid) = self.probe_pid(&node)? else {
+            self.paused.insert(id, false);
+            return Err(RemoteError::NotRunning {
+                id,
+                host,
+                pid_file: path_str(&self.pid_file(id)),
+            });
+        };
+        let output = self.template.run(
+            &node,
+            &kill_command(&self.dir, id, pid, KILL_PATIENCE_MS),
+            None,
+            CONTROL_TIMEOUT + Duration::from_millis(KILL_PATIENCE_MS),
+        )?;
+        unregister_paused(&self.template, &node, pid);
+        self.paused.insert(id, false);
+        match String::from_utf8_lossy(&output.stdout).trim() {
+            "gone" => {
+                info!(id, %host, pid, "node killed");
+                Ok(())
+            }
+            "stuck" => Err(RemoteError::Stuck {
+                id,
+                host,
+                pid,
+                signal: "SIGKILL",
+            }),
+            other => Err(RemoteError::Unexpected {
+                id,
+                host,
+                what: "kill",
+                answer: other.to_string(),
+            }),
+        }
+    }
+
+    /// SIGSTOPs node `id` and waits (briefly, on its host) until it is stopped.
+    pub fn pause(&mut self, id: NodeId) -> Result<(), RemoteError> {
+        let (node, pid) = self.live(id)?;
+        // Registered first: if the answer is lost, the Ctrl-C cleanup still resumes it.
+        register_paused(&self.template, &node, pid);
+        let output = self.template.run(
+            &node,
+            &pause_command(pid, PAUSE_WAIT_MS),
+            None,
+            CONTROL_TIMEOUT + Duration::from_millis(PAUSE_WAIT_MS),
+        )?;
+        self.paused.insert(id, true);
+        let state = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if state != "T" && state != "t" {
+            warn!(id, pid, %state, "paused node is not reported stopped yet");
+        }
+        info!(id, host = node.control_host(), pid, "node paused");
+        Ok(())
+    }
+
+    /// SIGCONTs node `id`.
+    pub fn resume(&mut self, id: NodeId) -> Result<(), RemoteError> {
+        let (node, pid) = self.live(id)?;
+        self.template
+            .run(&node, &resume_command(pid), None, CONTROL_TIMEOUT)?;
+        unregister_paused(&self.template, &node, pid);
+        self.paused.insert(id, false);
+        info!(id, host = node.control_host(), pid, "node resumed");
+        Ok(())
+    }
+
+    /// The node entry and pid of running node `id`.
+    fn live(&mut self, id: NodeId) -> Result<(NodeEntry, u32), RemoteError> {
+        let node = self.node(id)?.clone();
+        match self.probe_pid(&node)? {
+            Some(pid) => Ok((node, pid)),
+            None => {
+                self.paused.insert(id, false);
+                Err(RemoteError::NotRunning {
+                    id,
+                    host: node.control_host().to_string(),
+                    pid_file: path_str(&self.pid_file(id)),
+                })
+            }
+        }
+    }
+
+    /// Stops every running node, all hosts at once: SIGCONT + SIGTERM, up to 5 s for a clean
+    /// exit, then SIGKILL; removes the pid files. Reports every failure together.
+    pub fn stop_all(&mut self) -> Result<(), RemoteError> {
+        let nodes = self.config.nodes.clone();
+        let probes = concurrently(&nodes, |n| self.probe_pid(n));
+        let mut errors = Vec::new();
+        let mut running = Vec::new();
+        for (node, probe) in nodes.into_iter().zip(probes) {
+            match probe {
+                Ok(Some(pid)) => running.push((node, pid)),
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let timeout = CONTROL_TIMEOUT + Duration::from_millis(STOP_GRACE_MS + KILL_PATIENCE_MS);
+        let results = concurrently(&running, |(node, pid)| {
+            self.template.run(
+                node,
+                &stop_command(&self.dir, node.id, *pid, STOP_GRACE_MS, KILL_PATIENCE_MS),
+                None,
+                timeout,
+            )
+        });
+        for ((node, pid), result) in running.iter().zip(results) {
+            unregister_paused(&self.template, node, *pid);
+            let host = node.control_host().to_string();
+            let id = node.id;
+            match result {
+                Err(e) => errors.push(e.to_string()),
+                Ok(output) => match String::from_utf8_lossy(&output.stdout).trim() {
+                    "stopped" => debug!(id, %host, "node stopped"),
+                    "killed" => warn!(id, %host, "node ignored SIGTERM; killed it"),
+                    "stuck" => errors.push(
+                        RemoteError::Stuck {
+                            id,
+                            host,
+                            pid: *pid,
+                            signal: "SIGKILL",
+                        }
+                        .to_string(),
+                    ),
+                    other => errors.push(
+                        RemoteError::Unexpected {
+                            id,
+                            host,
+                            what: "stop",
+                            answer: other.to_string(),
+                        }
+                        .to_string(),
+                    ),
+                },
+            }
+        }
+        for paused in self.paused.values_mut() {
+            *paused = false;
+        }
+        if !running.is_empty() {
+            info!(nodes = running.len(), "remote nodes stopped");
+        }
+        if errors.is_empty() {
+            self.stopped = true;
+            Ok(())
+        } else {
+            Err(RemoteError::Several {
+                action: "stopping the remote nodes",
+                errors: errors.join("; "),
+            })
+        }
+    }
+
+    /// Copies every node's `DIR/node-N.log` from its host to `into/node-N.log` (all hosts at
+    /// once). A missing log is skipped with a warning; other failures are reported together
+    /// after every log was tried.
+    pub fn collect_logs(&self, into: &Path) -> Result<(), RemoteError> {
+        std::fs::create_dir_all(into).map_err(|source| RemoteError::Io {
+            what: "create directory",
+            path: into.to_path_buf(),
+            source,
+        })?;
+        let nodes = &self.config.nodes;
+        let results = concurrently(nodes, |n| {
+            let command = log_command(&self.dir, n.id);
+            self.template
+                .output(n, &command, None, LOG_TIMEOUT)
+                .map(|o| (command, o))
+        });
+        let mut errors = Vec::new();
+        for (node, result) in nodes.iter().zip(results) {
+            let host = node.control_host();
+            let remote_log = path_str(&log_file(&self.dir, node.id));
+            match result {
+                Err(e) => errors.push(e.to_string()),
+                Ok((_, output)) if output.status.code() == Some(NO_LOG_STATUS) => {
+                    warn!(id = node.id, %host, log = %remote_log, "no log on the host; none collected");
+                }
+                Ok((command, output)) if !output.status.success() => errors.push(
+                    TemplateError::Failed {
+                        id: node.id,
+                        host: host.to_string(),
+                        command,
+                        status: output.status.to_string(),
+                        stderr: stderr_line(&output.stderr),
+                    }
+                    .to_string(),
+                ),
+                Ok((_, output)) => {
+                    let path = into.join(format!("node-{}.log", node.id));
+                    if let Err(source) = std::fs::write(&path, &output.stdout) {
+                        errors.push(
+                            RemoteError::Io {
+                                what: "write",
+                                path,
+                                source,
+                            }
+                            .to_string(),
+                        );
+                    } else {
+                        debug!(id = node.id, %host, bytes = output.stdout.len(), "log collected");
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RemoteError::Several {
+                action: "collecting the node logs",
+                errors: errors.join("; "),
+            })
+        }
+    }
+
+    /// Partitions and netem on the nodes' hosts: a fresh nftables table on every host (checks
+    /// that `nft` and `tc` work there).
+    pub fn network(&self) -> Result<RemoteNetwork, RemoteError> {
+        RemoteNetwork::create(self.template.clone(), &self.config.nodes, &self.iface)
+    }
+}
+
+impl Drop for RemoteCluster {
+    fn drop(&mut self) {
+        if self.owned {
+            if !self.stopped {
+                if let Err(e) = self.stop_all() {
+                    warn!(
+                        "stopping the remote cluster of {}: {e}",
+                        self.config.path.display()
+                    );
+                }
+            }
+            return;
+        }
+        // Not ours to stop, but never leave a node frozen.
+        let paused: Vec<NodeId> = self
+            .paused
+            .iter()
+            .filter(|(_, p)| **p)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in paused {
+            if let Err(e) = self.resume(id) {
+                warn!(id, "resuming a paused node: {e}");
+            }
+        }
+    }
+}
+
+fn control_error(action: &'static str, node: NodeId) -> impl FnOnce(RemoteError) -> ControlError {
+    move |e| ControlError {
+        action,
+        node,
+        reason: e.to_string(),
+    }
+}
+
+impl Control for RemoteCluster {
+    fn nodes(&self) -> Vec<ControlNode> {
+        self.config
+            .nodes
+            .iter()
+            .map(|n| ControlNode {
+                id: n.id,
+                addr: n.addr.clone(),
+                socket: self.endpoints.get(&n.id).copied(),
+            })
+            .collect()
+    }
+
+    fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
+        RemoteCluster::kill(self, id).map_err(control_error("kill", id))
+    }
+
+    fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
+        RemoteCluster::start(self, id).map_err(control_error("start", id))
+    }
+
+    fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
+        RemoteCluster::pause(self, id).map_err(control_error("pause", id))
+    }
+
+    fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
+        RemoteCluster::resume(self, id).map_err(control_error("resume", id))
+    }
+
+    /// Everything: partitions and netem need `nft` and `tc` on the hosts, which
+    /// [`Control::network`] checks.
+    fn supports(&self, _kind: NemesisKind) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn network(&self) -> Result<Box<dyn Network>, NemesisError> {
+        RemoteCluster::network(self)
+            .map(|n| Box::new(n) as Box<dyn Network>)
+            .map_err(|e| NemesisError::Network(e.to_string()))
+    }
+}
+
+// --- the network ---
+
+/// Partitions (an nftables table of its own on every host) and `tc netem` (on `remote.iface`
+/// of every host), applied to all hosts at once. Removed on `Drop`.
+#[derive(Debug)]
+pub struct RemoteNetwork {
+    key: u64,
+    template: CommandTemplate,
+    /// One node per distinct host (expanded template).
+    hosts: Vec<NodeEntry>,
+    table: String,
+    iface: String,
+    netem_used: bool,
+    torn_down: bool,
+}
+
+impl RemoteNetwork {
+    /// Creates the table `raftlab_r<pid>_<n>` on every host of `nodes` (checking that `nft`
+    /// and `tc` work there; a missing `iface` only warns, as partitions do not need it). On
+    /// failure removes what it made and names every failing host.
+    pub fn create(
+        template: CommandTemplate,
+        nodes: &[NodeEntry],
+        iface: &str,
+    ) -> Result<RemoteNetwork, RemoteError> {
+        let key = NEXT_TABLE.fetch_add(1, Ordering::Relaxed);
+        let table = table_name(std::process::id(), key);
+        let hosts = distinct_hosts(&template, nodes);
+        locked(&NETWORKS).insert(
+            key,
+            NetworkEntry {
+                template: template.clone(),
+                hosts: hosts.clone(),
+                table: table.clone(),
+                iface: iface.to_string(),
+                netem_used: false,
+            },
+        );
+        let mut network = RemoteNetwork {
+            key,
+            template,
+            hosts,
+            table,
+            iface: iface.to_string(),
+            netem_used: false,
+            torn_down: false,
+        };
+        let created = network.on_every_host(
+            &format!("create nftables table inet {}", network.table),
+            &setup_command(iface),
+            Some(&create_script(&network.table)),
+        );
+        match created {
+            Ok(outputs) => {
+                for (host, output) in network.hosts.iter().zip(outputs) {
+                    if String::from_utf8_lossy(&output.stdout).contains("no-iface") {
+                        warn!(host = host.control_host(), %iface, "no such interface on the host: netem nemeses will fail there (set remote.iface)");
+                    }
+                }
+                info!(table = %network.table, hosts = network.hosts.len(), "remote network faults ready");
+                Ok(network)
+            }
+            Err(e) => {
+                if let Err(cleanup) = network.teardown() {
+                    debug!("removing a half-made network: {cleanup}");
+                }
+                locked(&NETWORKS).remove(&key);
+                network.torn_down = true;
+                Err(RemoteError::Network(format!(
+                    "partitions and netem need nft and tc (and root) on every node's host: {e}"
+                )))
+            }
+        }
+    }
+
+    /// The nftables table (`inet` family) on every host.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// One node per distinct host: where the commands run.
+    pub fn hosts(&self) -> &[NodeEntry] {
+        &self.hosts
+    }
+
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Not torn down (by [`Self::teardown`] or [`emergency_cleanup`]).
+    fn live(&self) -> bool {
+        !self.torn_down && locked(&NETWORKS).contains_key(&self.key)
+    }
+
+    /// Deletes the table (and the netem discipline, if this network ever installed one) on
+    /// every host. Idempotent; a failure leaves it registered for a retry (or `Drop`, or
+    /// [`emergency_cleanup`]).
+    pub fn teardown(&mut self) -> Result<(), String> {
+        if !self.live() {
+            self.torn_down = true;
+            return Ok(());
+        }
+        self.on_every_host(
+            &format!("delete nftables table inet {}", self.table),
+            &teardown_command(&self.iface, self.netem_used),
+            Some(&teardown_script(&self.table)),
+        )?;
+        locked(&NETWORKS).remove(&self.key);
+        self.torn_down = true;
+        debug!(table = %self.table, "remote network faults removed");
+        Ok(())
+    }
+
+    /// Runs `command` (with `stdin`) on every host at once; all failures in one message.
+    fn on_every_host(
+        &self,
+        what: &str,
+        command: &str,
+        stdin: Option<&str>,
+    ) -> Result<Vec<Output>, String> {
+        let results = concurrently(&self.hosts, |host| {
+            self.template.run(host, command, stdin, NETWORK_TIMEOUT)
+        });
+        let mut outputs = Vec::new();
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok(output) => outputs.push(output),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if errors.is_empty() {
+            return Ok(outputs);
+        }
+        let hint = if errors
+            .iter()
+            .any(|e| e.contains("Operation not permitted") || e.contains("Permission denied"))
+        {
+            " (nft and tc need root, i.e. CAP_NET_ADMIN, on the hosts)"
+        } else {
+            ""
+        };
+        Err(format!(
+            "{what}: failed on {} of {} hosts: {}{hint}",
+            errors.len(),
+            self.hosts.len(),
+            errors.join("; ")
+        ))
+    }
+
+    fn set_netem_used(&mut self) {
+        self.netem_used = true;
+        if let Some(entry) = locked(&NETWORKS).get_mut(&self.key) {
+            entry.netem_used = true;
+        }
+    }
+}
+
+impl Network for RemoteNetwork {
+    fn cut(
+        &mut self,
+        drops: &[(SocketAddr, SocketAddr)],
+        loss_percent: Option<u8>,
+    ) -> Result<(), String> {
+        if !self.live() {
+            return Err(format!(
+                "table inet {} was removed already (teardown or Ctrl-C cleanup)",
+                self.table
+            ));
+        }
+        self.on_every_host(
+            &format!("apply drop rules in table inet {}", self.table),
+            "nft -f -",
+            Some(&apply_script(&self.table, drops, loss_percent)),
+        )?;
+        debug!(table = %self.table, drops = drops.len(), ?loss_percent, "drop rules applied on every host");
+        Ok(())
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        if !self.live() {
+            return Ok(());
+        }
+        self.on_every_host(
+            &format!("flush chain of table inet {}", self.table),
+            "nft -f -",
+            Some(&heal_script(&self.table)),
+        )
+        .map(|_| ())
+    }
+
+    fn delay(&mut self, on: bool) -> Result<String, String> {
+        let iface = quote_if_needed(&self.iface);
+        if !on {
+            if !self.live() {
+                return Ok(String::new());
+            }
+            self.on_every_host(
+                &format!("remove the delay from {}", self.iface),
+                &clear_command(&iface),
+                None,
+            )?;
+            return Ok(String::new());
+        }
+        if !self.live() {
+            return Err(format!(
+                "latency: the network of table inet {} was removed already",
+                self.table
+            ));
+        }
+        self.set_netem_used();
+        let outputs = self.on_every_host(
+            &format!("delay packets on {}", self.iface),
+            &netem::install_command(&iface),
+            None,
+        )?;
+        // Every host says what it installed (netem, or tbf where the kernel has no netem).
+        let mut installed: Vec<String> = outputs
+            .iter()
+            .map(|o| netem::describe(&String::from_utf8_lossy(&o.stdout)))
+            .collect();
+        installed.sort();
+        installed.dedup();
+        Ok(installed.join("; "))
+    }
+}
+
+impl Drop for RemoteNetwork {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            warn!(table = %self.table, "cannot remove the network faults: {e}");
+        }
+    }
+}
+
+// --- pure helpers: names, commands, parsing ---
+
+/// `raftlab_r<pid>_<n>`: never matched by the local stale-table sweep (`raftlab_<digits>_`),
+/// a valid nft identifier.
+pub fn table_name(pid: u32, n: u64) -> String {
+    format!("{TABLE_PREFIX}r{pid}_{n}")
+}
+
+/// The first node of each distinct expanded template, in node order.
+pub fn distinct_hosts(template: &CommandTemplate, nodes: &[NodeEntry]) -> Vec<NodeEntry> {
+    let mut seen = std::collections::BTreeSet::new();
+    nodes
+        .iter()
+        .filter(|n| seen.insert(template.expand(n)))
+        .cloned()
+        .collect()
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn quoted(path: &Path) -> String {
+    shell_quote(&path_str(path))
+}
+
+/// `DIR/pids/node-N.pid`.
+pub fn pid_file(dir: &Path, id: NodeId) -> PathBuf {
+    dir.join("pids").join(format!("node-{id}.pid"))
+}
+
+/// `DIR/node-N.log`.
+pub fn log_file(dir: &Path, id: NodeId) -> PathBuf {
+    dir.join(format!("node-{id}.log"))
+}
+
+/// Prints `pid P`, `state S` (of /proc/P/stat) and one `arg A` line per argument of
+/// /proc/P/cmdline, as far as they exist; always exits 0.
+pub fn probe_command(dir: &Path, id: NodeId) -> String {
+    format!(
+        "p=$(tr -d ' \\t\\r\\n' 2>/dev/null < {pid_file}); \
+         case \"$p\" in ''|*[!0-9]*) exit 0;; esac; echo \"pid $p\"; \
+         {state}; [ -n \"$st\" ] || exit 0; echo \"state $st\"; \
+         tr '\\000' '\\n' 2>/dev/null < /proc/$p/cmdline | sed 's/^/arg /'; exit 0",
+        pid_file = quoted(&pid_file(dir, id)),
+        state = STATE_OF_P,
+    )
+}
+
+/// Sets `st` to the state letter of process `$p` (empty when there is no such process).
+const STATE_OF_P: &str = "st=$(sed -n 's/.*) \\(.\\).*/\\1/p' /proc/$p/stat 2>/dev/null)";
+
+/// Waits up to `ms` for process `$p` to be gone or a zombie; sets `gone` to 1 or 0.
+fn wait_gone(ms: u64) -> String {
+    let steps = ms.div_ceil(50);
+    format!(
+        "gone=0; n=0; while :; do {STATE_OF_P}; \
+         if [ -z \"$st\" ] || [ \"$st\" = Z ] || [ \"$st\" = X ]; then gone=1; break; fi; \
+         [ $n -ge {steps} ] && break; n=$((n+1)); \
+         sleep 0.05 2>/dev/null || {{ sleep 1; n=$((n+19)); }}; done"
+    )
+}
+
+/// Starts node `id` in the background on its host: the banner line, then
+/// `nohup RAFT_NODE run --config CONFIG --id N [--bug B]...` appending to the log, its pid to
+/// the pid file.
+pub fn start_command(
+    raft_node: &str,
+    config: &Path,
+    dir: &Path,
+    id: NodeId,
+    bugs: &[String],
+) -> String {
+    let log = quoted(&log_file(dir, id));
+    let banner = format!(
+        "=== raft-lab: starting node {id}{} ===",
+        if bugs.is_empty() {
+            String::new()
+        } else {
+            format!(" with bugs {}", bugs.join(","))
+        }
+    );
+    let mut node = format!(
+        "nohup {} run --config {} --id {id}",
+        shell_quote(raft_node),
+        quoted(config)
+    );
+    for bug in bugs {
+        node.push_str(" --bug ");
+        node.push_str(&shell_quote(bug));
+    }
+    format!(
+        "mkdir -p {pids} && cd {dir} && echo {banner} >> {log} || exit 1; \
+         {node} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+        pids = quoted(&dir.join("pids")),
+        dir = quoted(dir),
+        banner = shell_quote(&banner),
+        pid_file = quoted(&pid_file(dir, id)),
+    )
+}
+
+/// SIGCONT + SIGKILL to `pid`, waits up to `patience_ms` until it is gone; removes the pid
+/// file if it names `pid`. Prints `gone` or `stuck`.
+pub fn kill_command(dir: &Path, id: NodeId, pid: u32, patience_ms: u64) -> String {
+    let pid_file = quoted(&pid_file(dir, id));
+    format!(
+        "p={pid}; kill -s CONT $p 2>/dev/null; kill -s KILL $p 2>/dev/null; {wait}; \
+         if [ $gone = 1 ]; then \
+         if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
+         echo gone; else echo stuck; fi",
+        wait = wait_gone(patience_ms),
+    )
+}
+
+/// SIGCONT + SIGTERM to `pid`, up to `grace_ms` for it to go, then SIGKILL and up to
+/// `patience_ms`; removes the pid file if it names `pid`. Prints `stopped`, `killed` or
+/// `stuck`.
+pub fn stop_command(dir: &Path, id: NodeId, pid: u32, grace_ms: u64, patience_ms: u64) -> String {
+    let pid_file = quoted(&pid_file(dir, id));
+    format!(
+        "p={pid}; how=stopped; kill -s CONT $p 2>/dev/null; kill -s TERM $p 2>/dev/null; \
+         {grace}; if [ $gone = 0 ]; then how=killed; kill -s KILL $p 2>/dev/null; {patience}; fi; \
+         if [ $gone = 1 ]; then \
+         if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
+         echo $how; else echo stuck; fi",
+        grace = wait_gone(grace_ms),
+        patience = wait_gone(patience_ms),
+    )
+}
+
+/// SIGSTOP to `pid`, then waits up to `wait_ms` for state `T`; prints the last state seen.
+pub fn pause_command(pid: u32, wait_ms: u64) -> String {
+    let steps = wait_ms.div_ceil(50);
+    format!(
+        "p={pid}; kill -s STOP $p || exit 1; n=0; while :; do {STATE_OF_P}; \
+         case \"$st\" in T|t|Z|X|'') break;; esac; [ $n -ge {steps} ] && break; n=$((n+1)); \
+         sleep 0.05 2>/dev/null || break; done; echo \"$st\""
+    )
+}
+
+pub fn resume_command(pid: u32) -> String {
+    format!("kill -s CONT {pid}")
+}
+
+/// `cat` of node `id`'s log; exit status 3 when there is none.
+pub fn log_command(dir: &Path, id: NodeId) -> String {
+    let log = quoted(&log_file(dir, id));
+    format!("[ -e {log} ] || exit {NO_LOG_STATUS}; cat {log}")
+}
+
+fn log_tail_command(dir: &Path, id: NodeId) -> String {
+    let log = quoted(&log_file(dir, id));
+    format!("tail -n 5 {log} 2>/dev/null || true")
+}
+
+/// Checks `nft` and `tc` on a host (printing `no-iface` when `iface` is missing), then runs
+/// `nft -f -` on its input.
+pub fn setup_command(iface: &str) -> String {
+    format!(
+        "command -v nft >/dev/null 2>&1 || {{ echo 'nft (nftables) is not installed on this host (or not on PATH)' >&2; exit 127; }}; \
+         command -v tc >/dev/null 2>&1 || {{ echo 'tc (iproute2) is not installed on this host (or not on PATH)' >&2; exit 127; }}; \
+         tc -V >/dev/null || exit 1; [ -e /sys/class/net/{iface} ] || echo no-iface; nft -f -",
+        iface = quote_if_needed(iface)
+    )
+}
+
+/// Removes the netem discipline (if `netem_used`), then runs `nft -f -` on its input
+/// ([`teardown_script`]).
+pub fn teardown_command(iface: &str, netem_used: bool) -> String {
+    if netem_used {
+        format!("{}; nft -f -", clear_command(&quote_if_needed(iface)))
+    } else {
+        "nft -f -".into()
+    }
+}
+
+/// Deletes `table`, also when it is not there (so several runs on one host are harmless).
+pub fn teardown_script(table: &str) -> String {
+    format!("add table inet {table}\n{}", delete_script(table))
+}
+
+/// What [`probe_command`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// The pid file's pid.
+    pub pid: Option<u32>,
+    /// Its /proc state letter (`None`: no such process).
+    pub state: Option<char>,
+    /// Its command line.
+    pub args: Vec<String>,
+}
+
+pub fn parse_probe(output: &str) -> Probe {
+    let mut probe = Probe::default();
+    for line in output.lines() {
+        if let Some(pid) = line.strip_prefix("pid ") {
+            probe.pid = pid.trim().parse().ok();
+        } else if let Some(state) = line.strip_prefix("state ") {
+            probe.state = state.trim().chars().next();
+        } else if let Some(arg) = line.strip_prefix("arg ") {
+            probe.args.push(arg.to_string());
+        } else if line == "arg" {
+            // `sed 's/^/arg /'` of an empty argument.
+            probe.args.push(String::new());
+        }
+    }
+    probe
+}
+
+/// The state letter of a `/proc/PID/stat` line (`R`, `S`, `T` stopped, `Z` zombie, ...): the
+/// command name may hold spaces and parentheses, the state follows the last `)`.
+pub fn stat_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether `args` is `raft-node ... run ... --id N`: the program (first argument) named
+/// `raft-node*` or like `raft_node`'s file name. Not `nohup raft-node ...`: that process has
+/// not become the node yet (or failed to).
+pub fn is_node_cmdline(args: &[String], raft_node: &str, id: NodeId) -> bool {
+    let Some(program) = args.first().map(|a| Path::new(a).file_name()) else {
+        return false;
+    };
+    let named = program.is_some_and(|n| n.to_string_lossy().contains("raft-node"))
+        || (program.is_some() && program == Path::new(raft_node).file_name());
+    let Some(run) = args.iter().position(|a| a == "run") else {
+        return false;
+    };
+    let id = id.to_string();
+    let has_id = args[run..].windows(2).any(|w| w[0] == "--id" && w[1] == id)
+        || args[run..]
+            .iter()
+            .any(|a| a.strip_prefix("--id=") == Some(id.as_str()));
+    named && has_id
+}
+
+/// The probe's pid if it is a live (not zombie) raft-node of node `id`.
+pub fn believed_pid(probe: &Probe, raft_node: &str, id: NodeId) -> Option<u32> {
+    let pid = probe.pid?;
+    let alive = matches!(probe.state, Some(s) if s != 'Z' && s != 'X');
+    (alive && is_node_cmdline(&probe.args, raft_node, id)).then_some(pid)
+}
+
+/// `path` made absolute against this process's working directory (`""` is that directory).
+fn local_absolute(path: &Path) -> PathBuf {
+    if path.as_os_str().is_empty() {
+        return std::env::current_dir().unwrap_or_default();
+    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `node.addr` resolved (IPv4 preferred), `None` with a warning when it does not resolve.
+fn resolve(node: &NodeEntry) -> Option<SocketAddr> {
+    match node.addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let all: Vec<SocketAddr> = addrs.collect();
+            all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+        }
+        Err(e) => {
+            warn!(id = node.id, addr = %node.addr, "cannot resolve: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn sh(script: &str) -> String {
+        let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sleeper() -> Child {
+        Command::new("sleep").arg("30").spawn().unwrap()
+    }
+
+    fn state(pid: u32) -> Option<char> {
+        stat_state(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("raftlab-remote-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("pids")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn start_command_text() {
+        let cmd = start_command(
+            "/opt/raft lab/raft-node",
+            Path::new("/etc/raftlab/cluster.toml"),
+            Path::new("/var/lib/raftlab"),
+            2,
+            &["stale-read".into(), "skip-fsync".into()],
+        );
+        assert_eq!(
+            cmd,
+            "mkdir -p '/var/lib/raftlab/pids' && cd '/var/lib/raftlab' && \
+             echo '=== raft-lab: starting node 2 with bugs stale-read,skip-fsync ===' >> \
+             '/var/lib/raftlab/node-2.log' || exit 1; nohup '/opt/raft lab/raft-node' run \
+             --config '/etc/raftlab/cluster.toml' --id 2 --bug 'stale-read' --bug 'skip-fsync' \
+             >> '/var/lib/raftlab/node-2.log' 2>&1 < /dev/null & echo $! > \
+             '/var/lib/raftlab/pids/node-2.pid'"
+        );
+        let plain = start_command("raft-node", Path::new("c.toml"), Path::new("/d"), 1, &[]);
+        assert!(
+            plain.contains("'=== raft-lab: starting node 1 ==='"),
+            "{plain}"
+        );
+        assert!(plain.contains("--id 1 >> '/d/node-1.log'"), "{plain}");
+    }
+
+    #[test]
+    fn start_command_runs_in_the_background_and_records_its_pid() {
+        let dir = temp_dir("start");
+        // `sleep` stands in for raft-node: `sleep run ...` is not valid, so use sh.
+        let fake = dir.join("fake-raft-node");
+        std::fs::write(&fake, "#!/bin/sh\necho \"args: $*\"\nexec sleep 30\n").unwrap();
+        sh(&format!("chmod +x {}", shell_quote(&path_str(&fake))));
+        let out = sh(&start_command(
+            &path_str(&fake),
+            &dir.join("cluster.toml"),
+            &dir,
+            3,
+            &["x".into()],
+        ));
+        assert_eq!(out, "");
+        let pid: u32 = std::fs::read_to_string(pid_file(&dir, 3))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The probe sees it; killing it through the kill command leaves it gone.
+        let probe = parse_probe(&sh(&probe_command(&dir, 3)));
+        assert_eq!(probe.pid, Some(pid));
+        let killed = sh(&kill_command(&dir, 3, pid, 5000));
+        assert_eq!(killed.trim(), "gone");
+        assert!(!pid_file(&dir, 3).exists());
+        let log = std::fs::read_to_string(log_file(&dir, 3)).unwrap();
+        assert!(
+            log.starts_with("=== raft-lab: starting node 3 with bugs x ===\n"),
+            "{log}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kill_pause_and_stop_commands_work_on_a_real_process() {
+        let dir = temp_dir("signals");
+        let mut child = sleeper();
+        let pid = child.id();
+        std::fs::write(pid_file(&dir, 1), format!("{pid}\n")).unwrap();
+
+        let probe = parse_probe(&sh(&probe_command(&dir, 1)));
+        assert_eq!(probe.pid, Some(pid));
+        assert!(matches!(probe.state, Some('S' | 'R')), "{probe:?}");
+        assert_eq!(probe.args, args(&["sleep", "30"]));
+        // Not a raft-node: not believed.
+        assert_eq!(believed_pid(&probe, "raft-node", 1), None);
+
+        assert_eq!(sh(&pause_command(pid, 1000)).trim(), "T");
+        assert_eq!(state(pid), Some('T'));
+        sh(&resume_command(pid));
+        assert_ne!(state(pid), Some('T'));
+
+        // Our child stays a zombie until we reap it: that counts as gone.
+        assert_eq!(sh(&kill_command(&dir, 1, pid, 5000)).trim(), "gone");
+        assert!(!pid_file(&dir, 1).exists());
+        let _ = child.wait();
+
+        // A stop: SIGTERM suffices for sleep.
+        let mut child = sleeper();
+        let pid = child.id();
+        std::fs::write(pid_file(&dir, 2), format!("{pid}\n")).unwrap();
+        assert_eq!(
+            sh(&stop_command(&dir, 2, pid, 5000, 5000)).trim(),
+            "stopped"
+        );
+        assert!(!pid_file(&dir, 2).exists());
+        let _ = child.wait();
+
+        // One that ignores SIGTERM is killed after the grace period (once its trap is set).
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("trap '' TERM; echo ready; while :; do sleep 1; done")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready, "ready\n");
+        let pid = child.id();
+        assert_eq!(sh(&stop_command(&dir, 4, pid, 100, 5000)).trim(), "killed");
+        let _ = child.wait();
+
+        // A missing pid file probes as nothing.
+        assert_eq!(parse_probe(&sh(&probe_command(&dir, 9))), Probe::default());
+        std::fs::write(pid_file(&dir, 8), "garbage").unwrap();
+        assert_eq!(parse_probe(&sh(&probe_command(&dir, 8))), Probe::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn probe_parsing_and_belief() {
+        let probe = parse_probe(
+            "pid 42\nstate S\narg /usr/local/bin/raft-node\narg run\narg --config\narg /etc/c.toml\narg --id\narg 2\narg\n",
+        );
+        assert_eq!(probe.pid, Some(42));
+        assert_eq!(probe.state, Some('S'));
+        assert_eq!(probe.args.len(), 7);
+        assert_eq!(believed_pid(&probe, "raft-node", 2), Some(42));
+        assert_eq!(believed_pid(&probe, "raft-node", 3), None);
+        let zombie = Probe {
+            state: Some('Z'),
+            ..probe.clone()
+        };
+        assert_eq!(believed_pid(&zombie, "raft-node", 2), None);
+        let gone = Probe {
+            state: None,
+            args: Vec::new(),
+            ..probe.clone()
+        };
+        assert_eq!(believed_pid(&gone, "raft-node", 2), None);
+        assert_eq!(parse_probe(""), Probe::default());
+    }
+
+    #[test]
+    fn cmdline_matching() {
+        let id = |n| n;
+        assert!(is_node_cmdline(
+            &args(&["raft-node", "run", "--config", "c", "--id", "2"]),
+            "raft-node",
+            id(2)
+        ));
+        assert!(is_node_cmdline(
+            &args(&["/x/raft-node", "run", "--id=2"]),
+            "raft-node",
+            2
+        ));
+        // Before nohup execs the node (or when it cannot): not the node.
+        assert!(!is_node_cmdline(
+            &args(&["nohup", "/x/raft-node", "run", "--id", "2"]),
+            "raft-node",
+            2
+        ));
+        // A renamed binary, named in remote.raft_node.
+        assert!(is_node_cmdline(
+            &args(&["/opt/rn", "run", "--id", "2"]),
+            "/opt/rn",
+            2
+        ));
+        assert!(!is_node_cmdline(
+            &args(&["/opt/rn", "run", "--id", "2"]),
+            "raft-node",
+            2
+        ));
+        assert!(!is_node_cmdline(
+            &args(&["raft-node", "run", "--id", "12"]),
+            "raft-node",
+            2
+        ));
+        assert!(!is_node_cmdline(
+            &args(&["raft-node", "certs", "--id", "2"]),
+            "raft-node",
+            2
+        ));
+        assert!(!is_node_cmdline(
+            &args(&["sh", "-c", "nohup raft-node run --id 2"]),
+            "raft-node",
+            2
+        ));
+    }
+
+    #[test]
+    fn stat_state_after_the_last_parenthesis() {
+        assert_eq!(stat_state("42 (raft-node) S 1 42"), Some('S'));
+        assert_eq!(stat_state("42 (a) b) (c) T 1"), Some('T'));
+        assert_eq!(stat_state("42 (x) Z 1"), Some('Z'));
+        assert_eq!(stat_state("garbage"), None);
+        let me = std::process::id();
+        assert!(matches!(state(me), Some('R' | 'S')));
+    }
+
+    #[test]
+    fn network_commands_text() {
+        assert_eq!(table_name(1234, 5), "raftlab_r1234_5");
+        assert!(table_name(u32::MAX, u64::MAX)
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        // The local stale-table sweep never takes a remote table for one of its own.
+        let listing = format!("table inet {}\n", table_name(999_999, 0));
+        assert!(crate::nemesis::nft::stale_tables(&listing, 1, |_| false).is_empty());
+        assert_eq!(
+            teardown_script("raftlab_r1_0"),
+            "add table inet raftlab_r1_0\ndelete table inet raftlab_r1_0\n"
+        );
+        assert_eq!(teardown_command("eth0", false), "nft -f -");
+        assert_eq!(
+            teardown_command("eth0", true),
+            "tc qdisc del dev eth0 root 2>/dev/null || true; nft -f -"
+        );
+        let setup = setup_command("eth0");
+        assert!(setup.contains("command -v nft") && setup.contains("tc -V"));
+        assert!(setup.contains("[ -e /sys/class/net/eth0 ] || echo no-iface"));
+        assert!(setup.ends_with("; nft -f -"));
+        assert!(netem::install_command(&quote_if_needed("eth0"))
+            .starts_with("if tc qdisc replace dev eth0 root netem delay 50ms 40ms"));
+    }
+
+    #[test]
+    fn hosts_are_deduplicated_by_expanded_template() {
+        let nodes: Vec<NodeEntry> = (1..=3)
+            .map(|id| NodeEntry {
+                id,
+                addr: format!("10.0.0.{}:1500{id}", if id == 3 { 1 } else { id }),
+                host: None,
+            })
+            .collect();
+        let ssh = CommandTemplate::parse("ssh {host}").unwrap();
+        let ids: Vec<u64> = distinct_hosts(&ssh, &nodes).iter().map(|n| n.id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        let per_id = CommandTemplate::parse("docker exec n{id} sh -c").unwrap();
+        assert_eq!(distinct_hosts(&per_id, &nodes).len(), 3);
+    }
+
+    #[test]
+    fn open_needs_a_remote_section_and_makes_default_paths_absolute() {
+        let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:15001\"\n";
+        let config = ClusterConfig::parse(Path::new("/srv/lab/cluster.toml"), text).unwrap();
+        let err = RemoteCluster::open(config).unwrap_err().to_string();
+        assert!(err.contains("/srv/lab/cluster.toml"), "{err}");
+        assert!(err.contains("[remote]"), "{err}");
+
+        let text = format!("{text}[remote]\ncommand = \"ssh {{host}}\"\n");
+        let config = ClusterConfig::parse(Path::new("rel/cluster.toml"), &text).unwrap();
+        let cluster = RemoteCluster::open(config).unwrap();
+        assert!(cluster.dir().is_absolute(), "{:?}", cluster.dir());
+        assert!(cluster.dir().ends_with("rel"));
+        assert!(cluster.host_config.is_absolute());
+        assert!(!cluster.owned());
+        let nodes = cluster.nodes();
+        assert_eq!(nodes[0].socket, Some("127.0.0.1:15001".parse().unwrap()));
+
+        let text = "[[node]]\nid = 1\naddr = \"127.0.0.1:15001\"\n[remote]\ncommand = \"ssh {host} {bad}\"\n";
+        let config = ClusterConfig::parse(Path::new("/srv/cluster.toml"), text).unwrap();
+        let err = RemoteCluster::open(config).unwrap_err().to_string();
+        assert!(
+            err.contains("/srv/cluster.toml") && err.contains("{bad}"),
+            "{err}"
+        );
+    }
+}
