@@ -70,6 +70,8 @@ const KILL_PATIENCE: Duration = Duration::from_secs(5);
 /// What went wrong with a local cluster; every variant names the node, file or process.
 #[derive(Debug, Error)]
 pub enum ClusterError {
+    #[error("remote cluster: {0}")]
+    Remote(String),
     #[error("cannot {what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -1056,27 +1058,59 @@ pub struct NodeReport {
 
 /// `raft-lab cluster status`: pid (from the pid files) and the status call's answer of every
 /// node. Must be called inside a tokio runtime.
+/// With `[remote]` in the file, the processes are looked up on the nodes' hosts through its
+/// command template.
 pub async fn status(config: &Path) -> Result<Vec<NodeReport>, ClusterError> {
-    let cluster = LocalCluster::open(config)?;
-    let certs = cluster.config.tls.certs_dir.clone();
+    let loaded = ClusterConfig::load(config)?;
+    let process: Box<dyn Fn(NodeId) -> (Option<u32>, bool) + Send> = if loaded.remote.is_some() {
+        let remote = crate::hosts::remote::RemoteCluster::open(loaded.clone())
+            .map_err(|e| ClusterError::Remote(e.to_string()))?;
+        Box::new(move |id| {
+            remote.process(id).unwrap_or_else(|e| {
+                warn!(id, "cannot look up the process: {e}");
+                (None, false)
+            })
+        })
+    } else {
+        let cluster = LocalCluster::open(config)?;
+        Box::new(move |id| {
+            (
+                cluster.is_running(id).then(|| cluster.pid(id)).flatten(),
+                cluster.is_paused(id),
+            )
+        })
+    };
+    let certs = loaded.tls.certs_dir.clone();
     let client = ClientConnector::new(&certs).map_err(|e| ClusterError::Connector {
         certs: certs.clone(),
         reason: e.to_string(),
     })?;
-    let nodes = cluster.node_addrs();
+    let nodes: Vec<(NodeId, String)> = loaded
+        .nodes
+        .iter()
+        .map(|n| (n.id, n.addr.clone()))
+        .collect();
     let answers = status_all(&client, &nodes, Duration::from_secs(1)).await;
     client.close().await;
-    Ok(answers
-        .into_iter()
-        .zip(nodes)
-        .map(|((id, status), (_, addr))| NodeReport {
-            id,
-            addr,
-            pid: cluster.is_running(id).then(|| cluster.pid(id)).flatten(),
-            paused: cluster.is_paused(id),
-            status,
-        })
-        .collect())
+    let reports = tokio::task::spawn_blocking(move || {
+        answers
+            .into_iter()
+            .zip(nodes)
+            .map(|((id, status), (_, addr))| {
+                let (pid, paused) = process(id);
+                NodeReport {
+                    id,
+                    addr,
+                    pid,
+                    paused,
+                    status,
+                }
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ClusterError::Remote(format!("looking up the processes: {e}")))?;
+    Ok(reports)
 }
 
 /// [`status`] as a table, one line per node.

@@ -295,6 +295,16 @@ async fn dispatch(command: Command) -> Result<u8> {
     }
 }
 
+/// `config` loaded, when it exists and has a `[remote]` section (its nodes live on other
+/// hosts, reached through the command template).
+fn remote_config(config: &Path) -> Result<Option<ClusterConfig>> {
+    if !config.is_file() {
+        return Ok(None);
+    }
+    let loaded = ClusterConfig::load(config)?;
+    Ok(loaded.remote.is_some().then_some(loaded))
+}
+
 /// The command line as typed (arguments with spaces quoted), for `matrix.md`.
 fn command_line() -> String {
     let mut words: Vec<String> = std::env::args()
@@ -326,13 +336,23 @@ fn connect(config: &Path) -> Result<KvCluster> {
 async fn cluster_action(action: ClusterAction) -> Result<u8> {
     match action {
         ClusterAction::Up { config, nodes, bug } => {
-            let opts = ClusterOptions {
-                nodes,
-                raft_node: cluster::raft_node_binary()?,
-                bugs: bug.into_iter().collect(),
-                ..ClusterOptions::default()
+            let report = match remote_config(&config)? {
+                Some(loaded) => {
+                    tokio::task::spawn_blocking(move || {
+                        client::hosts::remote::up(loaded, bug.into_iter().collect())
+                    })
+                    .await??
+                }
+                None => {
+                    let opts = ClusterOptions {
+                        nodes,
+                        raft_node: cluster::raft_node_binary()?,
+                        bugs: bug.into_iter().collect(),
+                        ..ClusterOptions::default()
+                    };
+                    cluster::up(&config, &opts)?.1
+                }
             };
-            let (_cluster, report) = cluster::up(&config, &opts)?;
             for (id, pid) in &report.started {
                 println!("node {id} started (pid {pid})");
             }
@@ -347,7 +367,13 @@ async fn cluster_action(action: ClusterAction) -> Result<u8> {
             Ok(0)
         }
         ClusterAction::Down { config } => {
-            let report = cluster::down(&config)?;
+            let report = match remote_config(&config)? {
+                Some(loaded) => {
+                    tokio::task::spawn_blocking(move || client::hosts::remote::down(loaded))
+                        .await??
+                }
+                None => cluster::down(&config)?,
+            };
             for id in &report.stopped {
                 println!("node {id} stopped");
             }

@@ -14,7 +14,7 @@ mod support;
 use client::cluster;
 use client::hosts::remote::{self, RemoteCluster, RemoteError, RemoteNetwork};
 use client::hosts::template::CommandTemplate;
-use client::nemesis::{partition, NemesisKind, Netem, Network};
+use client::nemesis::{partition, NemesisKind, Network};
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
 use node::transport::ClientConnector;
@@ -248,7 +248,7 @@ fn nodes_start_pause_resume_die_restart_log_and_stop_through_the_template() {
         assert!(!tables(&nodes[0]).contains(&table), "table removed");
         // Swept networks are no-ops, cuts are refused.
         network.heal().unwrap();
-        assert!(network.cut(&[]).is_err());
+        assert!(network.cut(&[], None).is_err());
         network.teardown().unwrap();
     }
     // An owned cluster starts nothing after the cleanup.
@@ -330,7 +330,7 @@ fn partitions_and_netem_on_every_host_through_the_template() {
     let grouping = partition::isolate(NemesisKind::PartitionOne, 1, &[1, 2, 3]);
     let endpoints: BTreeMap<NodeId, SocketAddr> =
         (0..3).map(|i| (i as NodeId + 1, addr(i))).collect();
-    network.cut(&grouping.drops(&endpoints)).unwrap();
+    network.cut(&grouping.drops(&endpoints), None).unwrap();
     let listing = on_host(&nodes[1], &format!("nft list table inet {table}"));
     assert_eq!(listing.matches(" drop").count(), 4, "{listing}");
     assert!(
@@ -377,38 +377,40 @@ fn partitions_and_netem_on_every_host_through_the_template() {
     let qdisc = |node: &NodeEntry| on_host(node, &format!("tc qdisc show dev {veth}"));
     let result = std::panic::catch_unwind(|| {
         let mut shaped = RemoteNetwork::create(template(), &nodes[..1], &veth).unwrap();
-        let latency = Netem::of(NemesisKind::Latency).unwrap();
+        let installed = shaped.delay(true).unwrap();
+        let shown = qdisc(&nodes[0]);
         if kernel_netem {
-            shaped.netem(Some(&latency)).unwrap();
-            let shown = qdisc(&nodes[0]);
+            assert!(
+                installed.starts_with("netem delay 50ms 40ms"),
+                "{installed}"
+            );
             assert!(
                 shown.contains("netem") && shown.contains("delay 50ms"),
                 "{shown}"
             );
-            shaped.netem(None).unwrap();
-            assert!(!qdisc(&nodes[0]).contains("netem"));
-            // Dropping a network that installed netem removes it too.
-            let loss = Netem::of(NemesisKind::PacketLoss).unwrap();
-            shaped.netem(Some(&loss)).unwrap();
-            assert!(qdisc(&nodes[0]).contains("loss 10%"));
         } else {
-            // Not a missing tool or permission: skipped even with RAFTLAB_REQUIRE_NETNS=1.
-            eprintln!(
-                "SKIPPED netem qdisc: this kernel has no netem ({}); checking the error only",
-                String::from_utf8_lossy(&probe.stderr).trim()
-            );
-            let err = shaped.netem(Some(&latency)).unwrap_err();
-            assert!(err.contains("node 1 on 127.0.0.41"), "{err}");
+            // This kernel has no sch_netem: the lab falls back to a token bucket.
             assert!(
-                err.contains(&format!("dev {veth} root netem delay 50ms 40ms")),
-                "{err}"
+                installed.contains("tbf") && installed.contains("no netem"),
+                "{installed}"
             );
-            assert!(err.contains("qdisc"), "{err}");
-            shaped.netem(None).unwrap();
+            assert!(shown.contains("tbf"), "{shown}");
         }
+        shaped.delay(false).unwrap();
+        let shown = qdisc(&nodes[0]);
+        assert!(
+            !shown.contains("netem") && !shown.contains("tbf"),
+            "{shown}"
+        );
+        // Dropping a network that installed a delay removes it too.
+        shaped.delay(true).unwrap();
         let shaped_table = shaped.table().to_string();
         drop(shaped);
-        assert!(!qdisc(&nodes[0]).contains("netem"));
+        let shown = qdisc(&nodes[0]);
+        assert!(
+            !shown.contains("netem") && !shown.contains("tbf"),
+            "{shown}"
+        );
         assert!(!tables(&nodes[0]).contains(&shaped_table));
     });
     let _ = Command::new("ip").args(["link", "del", &veth]).output();
@@ -420,6 +422,6 @@ fn partitions_and_netem_on_every_host_through_the_template() {
     network.teardown().unwrap();
     assert!(!tables(&nodes[0]).contains(&table));
     network.teardown().unwrap();
-    assert!(network.cut(&[]).is_err());
+    assert!(network.cut(&[], None).is_err());
     network.heal().unwrap();
 }

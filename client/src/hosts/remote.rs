@@ -24,6 +24,7 @@
 use super::template::{
     output_line, quote_if_needed, shell_quote, stderr_line, CommandTemplate, TemplateError,
 };
+use crate::cluster::{DownReport, UpReport};
 use crate::nemesis::netem::{self, clear_command};
 use crate::nemesis::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
 use crate::nemesis::{Control, ControlError, ControlNode, NemesisError, NemesisKind, Network};
@@ -394,6 +395,15 @@ impl RemoteCluster {
             }
         }
         Ok(pid)
+    }
+
+    /// Node `id`'s pid on its host and whether it is stopped by a signal (`raft-lab cluster
+    /// status`).
+    pub fn process(&self, id: NodeId) -> Result<(Option<u32>, bool), RemoteError> {
+        let node = self.node(id)?;
+        let probe = self.probe(node)?;
+        let pid = believed_pid(&probe, &self.raft_node, node.id);
+        Ok((pid, pid.is_some() && probe.state == Some('T')))
     }
 
     /// Whether node `id` runs (a paused node runs).
@@ -778,6 +788,45 @@ impl Control for RemoteCluster {
             .map(|n| Box::new(n) as Box<dyn Network>)
             .map_err(|e| NemesisError::Network(e.to_string()))
     }
+}
+
+/// `raft-lab cluster up` for a `cluster.toml` with `[remote]`: starts every node that does
+/// not run, on its host, through the command template (with `bugs`); they keep running.
+pub fn up(config: ClusterConfig, bugs: Vec<String>) -> Result<UpReport, RemoteError> {
+    let mut cluster = RemoteCluster::open(config)?;
+    cluster.set_bugs(bugs);
+    let mut report = UpReport {
+        config: cluster.config().path.clone(),
+        started: Vec::new(),
+        already_running: Vec::new(),
+    };
+    let ids: Vec<NodeId> = cluster.config().ids().collect();
+    for id in ids {
+        if cluster.is_running(id)? {
+            report.already_running.push(id);
+            continue;
+        }
+        cluster.start(id)?;
+        report.started.push((id, cluster.pid(id)?.unwrap_or(0)));
+    }
+    Ok(report)
+}
+
+/// `raft-lab cluster down` for a `cluster.toml` with `[remote]`: stops every node found
+/// through its pid file on its host.
+pub fn down(config: ClusterConfig) -> Result<DownReport, RemoteError> {
+    let mut cluster = RemoteCluster::open(config)?;
+    let mut report = DownReport::default();
+    let ids: Vec<NodeId> = cluster.config().ids().collect();
+    for id in ids {
+        if cluster.is_running(id)? {
+            report.stopped.push(id);
+        } else {
+            report.not_running.push(id);
+        }
+    }
+    cluster.stop_all()?;
+    Ok(report)
 }
 
 // --- the network ---

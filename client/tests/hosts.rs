@@ -1,0 +1,96 @@
+//! The lab on separate network stacks, as CI runs it (issue #9): a 5-node cluster, one Linux
+//! network namespace per node on a bridge, started and faulted through the command template
+//! (`ip netns exec {host} sh -c`: the code path a remote `ssh {host}` cluster takes), must
+//! pass the kv workload under partitions, packet loss and latency; and leave nothing behind.
+
+mod support;
+
+use client::hosts::run_cluster::HostsMode;
+use client::workload::{parse_nemesis_list, Overrides};
+use std::path::Path;
+use std::process::Command;
+
+/// Namespaces need root and `ip`: skipped (saying why) without them, unless
+/// `RAFTLAB_REQUIRE_NETNS=1` (CI), where that is a failure.
+fn netns_available() -> bool {
+    match client::hosts::netns::check_available() {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
+            panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: network namespaces unavailable: {e}");
+            false
+        }
+    }
+}
+
+/// Names of this process's namespaces still present.
+fn own_namespaces() -> Vec<String> {
+    let prefix = format!("rl{:x}x", std::process::id());
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let listing = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
+    if !netns_available() {
+        return;
+    }
+    support::ensure_raft_node();
+    let root = support::results_root("hosts-netns");
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
+    let overrides = Overrides {
+        nodes: Some(5),
+        time_limit: Some(20.0),
+        nemesis: Some(parse_nemesis_list(
+            "isolate-leader,packet-loss,latency,partition-halves,kill",
+        )),
+        seed: Some(9),
+        results: Some(root.join("results")),
+        hosts: HostsMode::Netns,
+        quiet: true,
+        ..Overrides::default()
+    };
+    let outcome = client::run::run_detailed(&workload, &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    assert!(summary.counts["all"].ok > 100, "{summary:?}");
+    let applied = &summary.nemesis.applied;
+    for kind in ["latency", "packet-loss"] {
+        assert!(
+            applied.get(kind).copied().unwrap_or(0) >= 1,
+            "{kind} applied: {applied:?}"
+        );
+    }
+    let partitions: u64 = ["isolate-leader", "partition-halves"]
+        .iter()
+        .filter_map(|k| applied.get(*k))
+        .sum();
+    assert!(partitions >= 1, "a partition applied: {applied:?}");
+
+    // The nodes really lived on their own addresses, and logged into the run folder.
+    let config = std::fs::read_to_string(outcome.run_dir.join("cluster/cluster.toml")).unwrap();
+    assert!(config.contains("ip netns exec {host} sh -c"), "{config}");
+    assert!(config.contains("addr = \"10.213."), "{config}");
+    for id in 1..=5 {
+        let log = outcome.run_dir.join(format!("cluster/node-{id}.log"));
+        assert!(
+            std::fs::metadata(&log).is_ok_and(|m| m.len() > 0),
+            "{}",
+            log.display()
+        );
+    }
+    // Everything is torn down: no namespace of this process is left.
+    assert_eq!(own_namespaces(), Vec::<String>::new());
+}
