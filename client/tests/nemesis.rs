@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::raft_node;
+use support::{delivered, raft_node};
 use tokio::sync::watch;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -61,24 +61,6 @@ fn tables() -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether a datagram from `from` reaches `to` within 300 ms.
-fn delivered(from: &UdpSocket, to: &UdpSocket) -> bool {
-    let payload = b"ping";
-    from.send_to(payload, to.local_addr().unwrap()).unwrap();
-    to.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut buf = [0u8; 16];
-    loop {
-        match to.recv_from(&mut buf) {
-            Ok((n, src)) if src == from.local_addr().unwrap() && &buf[..n] == payload => {
-                return true
-            }
-            Ok(_) => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
-use support::raft_node;
+use support::{delivered, raft_node};
 
 const TEMPLATE: &str = "env RAFTLAB_HOST={host} sh -c";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -141,24 +141,6 @@ fn leader(config: &ClusterConfig) -> NodeId {
 
 fn tables(node: &NodeEntry) -> String {
     on_host(node, "nft list tables")
-}
-
-/// Whether a datagram from `from` reaches `to` within 300 ms.
-fn delivered(from: &UdpSocket, to: &UdpSocket) -> bool {
-    let payload = b"ping";
-    from.send_to(payload, to.local_addr().unwrap()).unwrap();
-    to.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut buf = [0u8; 16];
-    loop {
-        match to.recv_from(&mut buf) {
-            Ok((n, src)) if src == from.local_addr().unwrap() && &buf[..n] == payload => {
-                return true
-            }
-            Ok(_) => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 #[test]

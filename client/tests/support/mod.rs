@@ -1,9 +1,11 @@
 //! Shared by the lab's integration tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Builds `raft-node` into this test's target directory (same profile, so the lab finds it
 /// beside its own binaries) and returns its path; `RAFT_NODE_BIN` overrides.
@@ -59,3 +61,22 @@ pub fn results_root(name: &str) -> PathBuf {
     std::fs::create_dir_all(&root).expect("temp dir");
     root
 }
+
+/// Whether a datagram from `from` reaches `to` within 300 ms.
+pub fn delivered(from: &UdpSocket, to: &UdpSocket) -> bool {
+    let payload = b"ping";
+    from.send_to(payload, to.local_addr().unwrap()).unwrap();
+    to.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    loop {
+        match to.recv_from(&mut buf) {
+            Ok((n, src)) if src == from.local_addr().unwrap() && &buf[..n] == payload => {
+                return true
+            }
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
