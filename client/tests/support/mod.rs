@@ -79,4 +79,3 @@ pub fn delivered(from: &UdpSocket, to: &UdpSocket) -> bool {
         }
     }
 }
-
