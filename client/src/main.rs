@@ -77,7 +77,7 @@ enum Command {
         /// Seconds per run, overriding every recipe and workload.
         #[arg(long, value_name = "S")]
         time_limit: Option<f64>,
-        /// Comma-separated catalogue bug names, or "all".
+        /// Comma-separated catalogue bug names, "all", or "none" (only the correct build).
         #[arg(long, default_value = "all", value_name = "LIST")]
         bugs: String,
         /// Run the correct build under every nemesis kind (the default).

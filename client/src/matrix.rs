@@ -150,9 +150,13 @@ pub enum MatrixError {
 /// without duplicates).
 pub fn parse_bug_list(list: &str) -> Result<Vec<Bug>, MatrixError> {
     let mut chosen = BTreeSet::new();
+    let mut none = false;
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         if word == "all" {
             chosen.extend(Bug::ALL);
+        } else if word == "none" {
+            // Only the correct build's runs.
+            none = true;
         } else {
             chosen.insert(
                 word.parse::<Bug>()
@@ -160,9 +164,9 @@ pub fn parse_bug_list(list: &str) -> Result<Vec<Bug>, MatrixError> {
             );
         }
     }
-    if chosen.is_empty() {
+    if chosen.is_empty() && !none {
         return Err(MatrixError::Bugs(
-            "name at least one bug, or \"all\"".to_string(),
+            "name at least one bug, \"all\", or \"none\" (only the correct build)".to_string(),
         ));
     }
     Ok(Bug::ALL
@@ -1563,6 +1567,7 @@ mod tests {
     #[test]
     fn bug_lists() {
         assert_eq!(parse_bug_list("all").unwrap(), Bug::ALL.to_vec());
+        assert_eq!(parse_bug_list("none").unwrap(), Vec::<Bug>::new());
         assert_eq!(
             parse_bug_list("no-dedup, stale-read,no-dedup").unwrap(),
             vec![Bug::StaleRead, Bug::NoDedup]
