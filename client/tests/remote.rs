@@ -12,7 +12,8 @@
 mod support;
 
 use client::cluster;
-use client::hosts::remote::{self, RemoteCluster, RemoteError, RemoteNetwork};
+use client::hosts::remote::{self, RemoteCluster, RemoteError};
+use client::hosts::remote_network::RemoteNetwork;
 use client::hosts::template::CommandTemplate;
 use client::nemesis::{partition, NemesisKind, Network};
 use model::core::NodeId;

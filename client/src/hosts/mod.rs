@@ -3,5 +3,6 @@
 
 pub mod netns;
 pub mod remote;
+pub mod remote_network;
 pub mod run_cluster;
 pub mod template;
