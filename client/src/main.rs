@@ -40,6 +40,7 @@ enum Command {
         rate: Option<f64>,
         /// Faults: kill, pause, kill-leader, pause-leader, kill-all, partition-halves,
         /// partition-majorities-ring, partition-bridge, isolate-leader, partition-one,
+        /// freeze-leader,
         /// packet-loss, latency (needs --hosts netns or a remote cluster); or the groups
         /// partitions, all (every kind but latency), none.
         #[arg(long)]

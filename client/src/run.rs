@@ -304,7 +304,7 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
             .nemesis
             .iter()
             .map(String::as_str)
-            .filter(|k| crate::workload::PARTITION_KINDS.contains(k))
+            .filter(|k| crate::workload::needs_nft(k))
             .collect();
         if let Err(e) = nemesis::Nft::new() {
             bail!(

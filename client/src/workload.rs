@@ -48,6 +48,7 @@ pub const NEMESIS_KINDS: &[&str] = &[
     "partition-majorities-ring",
     "partition-bridge",
     "isolate-leader",
+    "freeze-leader",
     "partition-one",
 ];
 
@@ -324,9 +325,7 @@ pub struct Workload {
 impl Workload {
     /// Whether any requested nemesis is a partition (needs root and `nft`).
     pub fn wants_partitions(&self) -> bool {
-        self.nemesis
-            .iter()
-            .any(|k| PARTITION_KINDS.contains(&k.as_str()))
+        self.nemesis.iter().any(|k| needs_nft(k))
     }
 
     /// Reads `path` and applies `overrides`.
@@ -659,6 +658,13 @@ fn push_unique(list: &mut Vec<String>, more: Vec<String>) {
     }
 }
 
+/// Whether nemesis kind `kind` drops packets with nftables (partitions, `packet-loss`,
+/// `freeze-leader`).
+pub fn needs_nft(kind: &str) -> bool {
+    kind.parse::<crate::nemesis::NemesisKind>()
+        .is_ok_and(|k| k.needs_network() && !k.needs_own_interfaces())
+}
+
 /// Keeps what may name a folder.
 fn sanitize_name(s: &str) -> String {
     let cleaned: String = s
@@ -743,6 +749,20 @@ mod tests {
             .map(|k| k.name())
             .collect();
         assert_eq!(OWN_INTERFACE_KINDS, own.as_slice());
+        // The nemesis names every kind when it refuses an unknown one.
+        let refusal = crate::nemesis::parse_kinds("no-such-kind")
+            .unwrap_err()
+            .to_string();
+        let known: Vec<&str> = refusal
+            .split("known: ")
+            .nth(1)
+            .unwrap_or_default()
+            .split(", ")
+            .collect();
+        for name in NEMESIS_KINDS.iter().chain(OWN_INTERFACE_KINDS) {
+            assert!(known.contains(name), "{name} missing from: {refusal}");
+        }
+        assert_eq!(expand_nemesis("freeze-leader").unwrap(), ["freeze-leader"]);
     }
 
     #[test]

@@ -216,28 +216,91 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
         .iter()
         .all(|e| e.who == Who::Nemesis && e.value.get("error").is_none()));
     let count = |f: &str| events.iter().filter(|e| e.f == f).count();
-    // `kill-leader` and `pause-leader` record `kill` and `pause` of the node they took down;
-    // `kill-all` records a `kill` of every node.
+    // `kill-leader`, `pause-leader` and `freeze-leader` record `kill` and `pause` of the node
+    // they took down; `kill-all` records a `kill` of every node; `freeze-leader` also records
+    // `start-partition` and `stop-partition` (as every network fault does).
     let planned =
-        |kinds: [NemesisKind; 2]| -> usize { kinds.iter().filter_map(|k| scheduled.get(k)).sum() };
+        |kinds: &[NemesisKind]| -> usize { kinds.iter().filter_map(|k| scheduled.get(k)).sum() };
     let power_cuts = scheduled.get(&NemesisKind::KillAll).copied().unwrap_or(0);
     assert_eq!(
         count("kill"),
-        planned([NemesisKind::Kill, NemesisKind::KillLeader]) + power_cuts * 3
+        planned(&[NemesisKind::Kill, NemesisKind::KillLeader]) + power_cuts * 3
     );
     assert_eq!(
         count("pause"),
-        planned([NemesisKind::Pause, NemesisKind::PauseLeader])
+        planned(&[
+            NemesisKind::Pause,
+            NemesisKind::PauseLeader,
+            NemesisKind::FreezeLeader
+        ])
     );
+    let network: Vec<NemesisKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| k.needs_network())
+        .collect();
+    assert_eq!(count("start-partition"), planned(&network));
     assert_eq!(count("kill"), count("start"));
     assert_eq!(count("pause"), count("resume"));
     assert_eq!(count("start-partition"), count("stop-partition"));
     if partitions.is_none() {
-        let isolated = events
+        // Leader faults record the leader they found: `null` only when none answered in
+        // time (right after a power cut, say), so at least one of them found it.
+        let leader_cuts: Vec<&client::history::Event> = events
             .iter()
-            .find(|e| e.f == "start-partition" && e.value["nemesis"] == "isolate-leader")
-            .expect("isolate-leader recorded");
-        assert!(isolated.value["leader"].is_u64(), "{:?}", isolated.value);
+            .filter(|e| {
+                e.f == "start-partition"
+                    && ["isolate-leader", "freeze-leader"]
+                        .contains(&e.value["nemesis"].as_str().unwrap_or(""))
+            })
+            .collect();
+        assert!(leader_cuts
+            .iter()
+            .any(|e| e.value["nemesis"] == "isolate-leader"));
+        for cut in &leader_cuts {
+            let leader = &cut.value["leader"];
+            assert!(
+                leader.is_null() || *leader == cut.value["groups"][0][0],
+                "{:?}",
+                cut.value
+            );
+        }
+        assert!(
+            leader_cuts.iter().any(|e| e.value["leader"].is_u64()),
+            "{leader_cuts:?}"
+        );
+        // Every freeze: cut, pause of the node cut off, its resume, then the heal.
+        let freezes: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.f == "start-partition" && e.value["nemesis"] == "freeze-leader")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(freezes.len(), scheduled[&NemesisKind::FreezeLeader]);
+        for i in freezes {
+            let cut = &events[i];
+            let node = cut.value["groups"][0][0]
+                .as_u64()
+                .expect("the node cut off");
+            let after = |f: &str, from: usize| {
+                events[from..]
+                    .iter()
+                    .position(|e| {
+                        e.f == f
+                            && (f == "stop-partition" || e.value["node"].as_u64() == Some(node))
+                    })
+                    .map(|p| p + from)
+                    .unwrap_or_else(|| panic!("no {f} after the freeze of n{node}"))
+            };
+            let paused = after("pause", i);
+            let resumed = after("resume", paused);
+            let healed = after("stop-partition", i);
+            assert!(
+                paused < resumed && resumed < healed,
+                "{i}: {paused} {resumed} {healed}"
+            );
+            assert_eq!(events[healed].value["nemesis"], "freeze-leader");
+        }
     }
 
     // Healed: every node runs unpaused and the whole cluster agrees on a leader again.

@@ -3,34 +3,44 @@
 //! Kinds (the contract's names): `kill`, `pause`, `partition-halves`,
 //! `partition-majorities-ring`, `partition-bridge`, `isolate-leader`, `partition-one`; and
 //! `kill-leader`, `pause-leader` (the node that leads when the fault starts: a leader dying or
-//! freezing with requests in flight is what exposes retry and lease bugs); `kill-all` (a power
+//! freezing with requests in flight is what exposes retry and lease bugs); `freeze-leader`
+//! (the leader cut off from the other nodes as by `isolate-leader` and SIGSTOPped at once,
+//! SIGCONTed three quarters into the fault still cut off, the links healed at its end: a VM
+//! suspended by its hypervisor while its peers' packets are dropped, or a stop-the-world GC
+//! pause during a network blip; it wakes alone, trusting whatever it believed, with its
+//! clients' requests waiting in its socket); `kill-all` (a power
 //! cut: every node SIGKILLed at once, all restarted when the fault ends; the only fault that
 //! takes down more than a minority, so it runs alone); `packet-loss` (10 % of the packets on
 //! every link between nodes dropped at random, by nftables); `latency` (`tc` delay on every
 //! node's interface, see [`netem`]: only on hosts with interfaces of their own, i.e. `--hosts
 //! netns` or a remote cluster). Lists also accept `all` (every kind but `latency`),
-//! `partitions` and `none` ([`parse_kinds`]). Network faults (partitions, `packet-loss`,
-//! `latency`) run one at a time.
+//! `partitions` (the five pure partition shapes) and `none` ([`parse_kinds`]). Network faults
+//! (partitions, `freeze-leader`, `packet-loss`, `latency`) run one at a time; `freeze-leader`
+//! also takes a node down (the minority rule of kills and pauses applies to it).
 //!
 //! How a run uses it:
 //! 1. [`parse_kinds`], then [`Schedule::new`] (seed, kinds, node ids, interval, time limit);
 //! 2. [`preflight`]: checks the cluster can take each kind ([`Control::supports`]) and, when
 //!    network faults are asked for, gets the cluster's [`Network`] ([`Control::network`]:
 //!    the run's nftables table here, or rules on every host of a remote cluster); without
-//!    `nft` or root it fails with a message saying so (drop the partition kinds to run
-//!    kill/pause only);
+//!    `nft` or root it fails with a message saying so (drop the partition kinds and
+//!    `freeze-leader` to run kill/pause only);
 //! 3. [`run_nemesis`] executes the schedule in real time, stops early on the stop signal,
-//!    and always heals everything before returning (resume the paused, start the killed,
-//!    flush the partition rules): also when its future is dropped midway. It returns a
+//!    and always heals everything before returning (resume the paused, frozen leaders
+//!    included whether or not their wake-up came, start the killed, flush the partition
+//!    rules): also when its future is dropped midway. It returns a
 //!    [`NemesisReport`]: requested kinds, scheduled and applied counts (fault coverage).
 //!
 //! History events (`process: "nemesis"`, type `info`), each recorded right after the action
 //! took effect, with an `"error"` field when it failed:
-//! `start-partition` (`{"nemesis", "groups", "views", "description"}`; `isolate-leader` adds
-//! `"leader"`), `stop-partition` (`{"nemesis", "description"}`), `kill`, `start`, `pause`,
-//! `resume` (`{"node": N}`). `packet-loss` and `latency` are recorded as `start-partition` and
+//! `start-partition` (`{"nemesis", "groups", "views", "description"}`; `isolate-leader` and
+//! `freeze-leader` add `"leader"`: the leader found, `null` when the fallback node was taken),
+//! `stop-partition` (`{"nemesis", "description"}`), `kill`, `start`, `pause`, `resume`
+//! (`{"node": N}`). `packet-loss` and `latency` are recorded as `start-partition` and
 //! `stop-partition` too (network faults: `{"nemesis", "description"}`, the description saying
-//! what was installed).
+//! what was installed). `freeze-leader` records three steps: `start-partition` then `pause` of
+//! the isolated node at its start, `resume` at its wake-up, `stop-partition` at its end (a
+//! fault ended before its wake-up records `resume` then `stop-partition`).
 
 pub mod kill;
 pub mod netem;
@@ -60,7 +70,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// How long `isolate-leader` waits for status answers before isolating its fallback.
+/// How long `isolate-leader` and the other leader faults wait for status answers before
+/// taking their fallback node.
 const LEADER_LOOKUP: Duration = Duration::from_millis(300);
 
 /// One kind of fault.
@@ -75,13 +86,14 @@ pub enum NemesisKind {
     PartitionOne,
     KillLeader,
     PauseLeader,
+    FreezeLeader,
     KillAll,
     Latency,
     PacketLoss,
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 11] = [
+    pub const ALL: [NemesisKind; 12] = [
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::KillLeader,
@@ -92,12 +104,15 @@ impl NemesisKind {
         NemesisKind::PartitionMajoritiesRing,
         NemesisKind::PartitionBridge,
         NemesisKind::IsolateLeader,
+        NemesisKind::FreezeLeader,
         NemesisKind::PartitionOne,
     ];
 
     /// Kinds that need nodes with network interfaces of their own (not in [`Self::ALL`]).
     pub const OWN_INTERFACES: [NemesisKind; 1] = [NemesisKind::Latency];
 
+    /// The pure partition shapes (`partitions` in lists). `freeze-leader` cuts links too
+    /// ([`Self::is_partition`]) but is not one of them.
     pub const PARTITIONS: [NemesisKind; 5] = [
         NemesisKind::PartitionHalves,
         NemesisKind::PartitionMajoritiesRing,
@@ -117,15 +132,29 @@ impl NemesisKind {
             NemesisKind::PartitionOne => "partition-one",
             NemesisKind::KillLeader => "kill-leader",
             NemesisKind::PauseLeader => "pause-leader",
+            NemesisKind::FreezeLeader => "freeze-leader",
             NemesisKind::KillAll => "kill-all",
             NemesisKind::Latency => "latency",
             NemesisKind::PacketLoss => "packet-loss",
         }
     }
 
-    /// Cuts links (nftables).
+    /// Cuts links (nftables): the partitions and `freeze-leader`.
     pub fn is_partition(self) -> bool {
-        NemesisKind::PARTITIONS.contains(&self)
+        NemesisKind::PARTITIONS.contains(&self) || self == NemesisKind::FreezeLeader
+    }
+
+    /// Takes one node down (killed or paused) while it lasts: counts for the minority rule.
+    /// (`kill-all` takes every node down and runs alone.)
+    pub fn takes_node_down(self) -> bool {
+        matches!(
+            self,
+            NemesisKind::Kill
+                | NemesisKind::Pause
+                | NemesisKind::KillLeader
+                | NemesisKind::PauseLeader
+                | NemesisKind::FreezeLeader
+        )
     }
 
     /// Needs nodes with network interfaces of their own.
@@ -185,9 +214,9 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
 #[derive(Debug, Error)]
 pub enum NemesisError {
     #[error(
-        "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, kill-all, partition-halves, \
-         partition-majorities-ring, partition-bridge, isolate-leader, partition-one, packet-loss, \
-         latency, all, partitions, none"
+        "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, freeze-leader, kill-all, \
+         partition-halves, partition-majorities-ring, partition-bridge, isolate-leader, \
+         partition-one, packet-loss, latency, all, partitions, none"
     )]
     Unknown(String),
     #[error("nemesis {kinds} needs at least 3 nodes (only a minority may be faulted), the cluster has {nodes}")]
@@ -335,6 +364,10 @@ impl Control for LocalCluster {
     fn supports(&self, kind: NemesisKind) -> Result<(), String> {
         if kind.needs_own_interfaces() {
             Err(LATENCY_NEEDS_HOSTS.into())
+        } else if kind.needs_network() && kind.takes_node_down() {
+            // `freeze-leader`: cuts links and pauses a process.
+            self.check_partitionable()
+                .and_then(|()| self.check_controllable())
         } else if kind.needs_network() {
             self.check_partitionable()
         } else {
@@ -444,6 +477,14 @@ enum Applied {
     Partitioned(Grouping),
     /// `packet-loss` or `latency`.
     Degraded(NemesisKind),
+    /// `freeze-leader`: `node` cut off by `grouping` (while `cut`) and SIGSTOPped (while
+    /// `paused`). Ending it resumes the node if it is still paused, then heals the cut.
+    Frozen {
+        node: NodeId,
+        grouping: Grouping,
+        paused: bool,
+        cut: bool,
+    },
 }
 
 impl Applied {
@@ -454,6 +495,26 @@ impl Applied {
             Applied::Paused(n) => format!("pause n{n}"),
             Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
             Applied::Degraded(kind) => kind.to_string(),
+            Applied::Frozen {
+                node,
+                grouping,
+                paused,
+                ..
+            } => format!(
+                "{} n{node} {} ({})",
+                grouping.kind,
+                grouping.describe(),
+                if *paused { "frozen" } else { "awake, cut off" }
+            ),
+        }
+    }
+
+    /// Whether this fault keeps node `id` down (leader faults pick another node then).
+    fn takes_down(&self, id: NodeId) -> bool {
+        match self {
+            Applied::Killed(n) | Applied::Paused(n) | Applied::Frozen { node: n, .. } => *n == id,
+            Applied::KilledAll(nodes) => nodes.contains(&id),
+            Applied::Partitioned(_) | Applied::Degraded(_) => false,
         }
     }
 }
@@ -476,19 +537,7 @@ pub async fn run_nemesis(
     ctx: NemesisContext,
     mut stop: watch::Receiver<bool>,
 ) -> NemesisReport {
-    let mut runner = Runner {
-        ctx,
-        nodes: schedule.nodes.clone(),
-        active: BTreeMap::new(),
-        report: NemesisReport {
-            requested: schedule.kinds.clone(),
-            scheduled: schedule.counts(),
-            applied: schedule.kinds.iter().map(|k| (*k, 0)).collect(),
-            ..NemesisReport::default()
-        },
-        partitioned_ever: false,
-        healed: false,
-    };
+    let mut runner = Runner::new(&schedule, ctx);
     let start = tokio::time::Instant::now();
     for step in schedule.steps() {
         tokio::select! {
@@ -504,6 +553,7 @@ pub async fn run_nemesis(
         };
         match step.action {
             Action::Start => runner.start(step.fault, &planned.fault).await,
+            Action::Wake => runner.wake(step.fault),
             Action::Stop => runner.stop(step.fault),
         }
         runner.publish();
@@ -535,6 +585,22 @@ fn record(recorder: &Recorder, f: &str, mut value: Json, result: &Result<(), Con
 }
 
 impl Runner {
+    fn new(schedule: &Schedule, ctx: NemesisContext) -> Runner {
+        Runner {
+            ctx,
+            nodes: schedule.nodes.clone(),
+            active: BTreeMap::new(),
+            report: NemesisReport {
+                requested: schedule.kinds.clone(),
+                scheduled: schedule.counts(),
+                applied: schedule.kinds.iter().map(|k| (*k, 0)).collect(),
+                ..NemesisReport::default()
+            },
+            partitioned_ever: false,
+            healed: false,
+        }
+    }
+
     fn control(&self) -> std::sync::MutexGuard<'_, dyn Control + 'static> {
         // A poisoned lock means a panic elsewhere; signals and restarts still make sense.
         self.ctx.control.lock().unwrap_or_else(|p| p.into_inner())
@@ -590,7 +656,66 @@ impl Runner {
                 let grouping = partition::isolate(kind, alone, &self.nodes);
                 self.partition(index, grouping, Some(leader));
             }
+            Fault::FreezeLeader { fallback } => self.freeze(index, *fallback).await,
             Fault::PacketLoss | Fault::Latency => self.degrade(index, kind),
+        }
+    }
+
+    /// Starts `freeze-leader`: cuts the leader (`fallback` without one, or when the leader
+    /// is already down) off from the other nodes, recording `start-partition` with
+    /// `"leader"`, then SIGSTOPs it, recording `pause`. A failed cut stops there (nothing was
+    /// applied); a failed pause leaves the cut in place until the fault's end (healed then),
+    /// not counted as applied.
+    async fn freeze(&mut self, index: usize, fallback: NodeId) {
+        let kind = NemesisKind::FreezeLeader;
+        let leader = self
+            .current_leader()
+            .await
+            .filter(|&id| !self.active.values().any(|a| a.takes_down(id)));
+        let node = leader.unwrap_or(fallback);
+        let grouping = partition::isolate(kind, node, &self.nodes);
+        if !self.cut(&grouping, Some(leader)) {
+            return;
+        }
+        let paused = pause::pause(&mut *self.control(), &self.ctx.recorder, node);
+        let applied = Applied::Frozen {
+            node,
+            grouping,
+            paused: paused.is_ok(),
+            cut: true,
+        };
+        match paused {
+            Ok(()) => self.applied(index, kind, applied),
+            Err(e) => {
+                self.failed(format!("{kind}: {e}"));
+                self.active.insert(index, applied);
+            }
+        }
+    }
+
+    /// Wakes a `freeze-leader` node up (SIGCONT, recording `resume`), its links still cut.
+    /// Nothing to do for other faults, or one not in effect; a failed resume is retried when
+    /// the fault ends.
+    fn wake(&mut self, index: usize) {
+        let Some(Applied::Frozen { node, paused, .. }) = self.active.get(&index) else {
+            return;
+        };
+        if !*paused {
+            return;
+        }
+        let node = *node;
+        let result = pause::resume(&mut *self.control(), &self.ctx.recorder, node);
+        match result {
+            Ok(()) => {
+                if let Some(Applied::Frozen { paused, .. }) = self.active.get_mut(&index) {
+                    *paused = false;
+                }
+                info!(
+                    fault = index,
+                    "nemesis: freeze-leader n{node} woken, still cut off"
+                );
+            }
+            Err(e) => self.failed(format!("waking freeze-leader: {e}")),
         }
     }
 
@@ -638,13 +763,7 @@ impl Runner {
         if !leader {
             return node;
         }
-        let down = |id: NodeId| {
-            self.active.values().any(|a| match a {
-                Applied::Killed(n) | Applied::Paused(n) => *n == id,
-                Applied::KilledAll(nodes) => nodes.contains(&id),
-                Applied::Partitioned(_) | Applied::Degraded(_) => false,
-            })
-        };
+        let down = |id: NodeId| self.active.values().any(|a| a.takes_down(id));
         match self.current_leader().await {
             Some(id) if !down(id) => id,
             _ => node,
@@ -684,6 +803,14 @@ impl Runner {
     /// Cuts `grouping`'s links; records `start-partition`. `leader`: for `isolate-leader`,
     /// the leader found (`Some(None)`: none found, the fallback was isolated).
     fn partition(&mut self, index: usize, grouping: Grouping, leader: Option<Option<NodeId>>) {
+        if self.cut(&grouping, leader) {
+            self.applied(index, grouping.kind, Applied::Partitioned(grouping));
+        }
+    }
+
+    /// Installs `grouping`'s drops and records `start-partition` (with `"leader"` when
+    /// given, with `"error"` when it failed); whether the cut is in place.
+    fn cut(&mut self, grouping: &Grouping, leader: Option<Option<NodeId>>) -> bool {
         let mut value = grouping.to_json();
         if let (Some(leader), Some(map)) = (leader, value.as_object_mut()) {
             map.insert("leader".into(), json!(leader));
@@ -697,7 +824,7 @@ impl Runner {
         match result {
             Ok(()) => {
                 self.ctx.recorder.nemesis("start-partition", value);
-                self.applied(index, grouping.kind, Applied::Partitioned(grouping));
+                true
             }
             Err(e) => {
                 if let Some(map) = value.as_object_mut() {
@@ -705,16 +832,35 @@ impl Runner {
                 }
                 self.ctx.recorder.nemesis("start-partition", value);
                 self.failed(format!("{}: {e}", grouping.kind));
+                false
             }
         }
     }
 
+    /// Heals the cut of `grouping` (every drop rule: one network fault at a time) and
+    /// records `stop-partition`.
+    fn heal_cut(&mut self, grouping: &Grouping) -> Result<(), String> {
+        let result = match self.ctx.network.as_mut() {
+            Some(network) => network.heal(),
+            None => Ok(()),
+        };
+        let mut value = json!({
+            "nemesis": grouping.kind.name(),
+            "description": grouping.describe(),
+        });
+        if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
+            map.insert("error".into(), json!(e));
+        }
+        self.ctx.recorder.nemesis("stop-partition", value);
+        result
+    }
+
     /// Ends fault `index` if it is in effect; a failed heal stays active for [`Self::heal_all`].
     fn stop(&mut self, index: usize) {
-        let Some(applied) = self.active.remove(&index) else {
+        let Some(mut applied) = self.active.remove(&index) else {
             return;
         };
-        let result = match &applied {
+        let result = match &mut applied {
             Applied::Killed(node) => kill::restart(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
             Applied::KilledAll(nodes) => {
@@ -752,20 +898,33 @@ impl Runner {
                 self.ctx.recorder.nemesis("stop-partition", value);
                 result
             }
-            Applied::Partitioned(grouping) => {
-                let result = match self.ctx.network.as_mut() {
-                    Some(network) => network.heal(),
-                    None => Ok(()),
-                };
-                let mut value = json!({
-                    "nemesis": grouping.kind.name(),
-                    "description": grouping.describe(),
-                });
-                if let (Err(e), Some(map)) = (&result, value.as_object_mut()) {
-                    map.insert("error".into(), json!(e));
+            Applied::Partitioned(grouping) => self.heal_cut(grouping),
+            Applied::Frozen {
+                node,
+                grouping,
+                paused,
+                cut,
+            } => {
+                // Resume first if the wake-up never came (stopped early), then heal; what
+                // failed stays to do for the retry.
+                let mut failures = Vec::new();
+                if *paused {
+                    match pause::resume(&mut *self.control(), &self.ctx.recorder, *node) {
+                        Ok(()) => *paused = false,
+                        Err(e) => failures.push(e.to_string()),
+                    }
                 }
-                self.ctx.recorder.nemesis("stop-partition", value);
-                result
+                if *cut {
+                    match self.heal_cut(grouping) {
+                        Ok(()) => *cut = false,
+                        Err(e) => failures.push(e),
+                    }
+                }
+                if failures.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failures.join("; "))
+                }
             }
         };
         match result {
@@ -784,8 +943,8 @@ impl Runner {
         }
     }
 
-    /// Ends every fault in effect (retrying failed heals once) and flushes the partition
-    /// rules.
+    /// Ends every fault in effect (retrying failed heals once: the killed started, the
+    /// paused and frozen resumed, the cuts healed) and flushes the partition rules.
     fn heal_all(&mut self) {
         if self.healed {
             return;
@@ -1005,6 +1164,215 @@ mod tests {
         let first = &recorder.events()[0];
         assert_eq!(first.f, "start-partition");
         assert!(first.value["error"].as_str().unwrap().contains("nft"));
+    }
+
+    /// A fake network: records `cut N` (N drop pairs) and `heal`.
+    #[derive(Debug, Default)]
+    struct FakeNetwork {
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Network for FakeNetwork {
+        fn cut(
+            &mut self,
+            drops: &[(SocketAddr, SocketAddr)],
+            loss_percent: Option<u8>,
+        ) -> Result<(), String> {
+            assert!(loss_percent.is_none());
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("cut {}", drops.len()));
+            Ok(())
+        }
+        fn heal(&mut self) -> Result<(), String> {
+            self.calls.lock().unwrap().push("heal".into());
+            Ok(())
+        }
+        fn delay(&mut self, _on: bool) -> Result<String, String> {
+            Ok(String::new())
+        }
+    }
+
+    /// A schedule, its context, the fake cluster, the fake network's calls, the recorder.
+    type FrozenSetup = (
+        Schedule,
+        NemesisContext,
+        Arc<Mutex<Fake>>,
+        Arc<Mutex<Vec<String>>>,
+        Recorder,
+    );
+
+    /// One `freeze-leader` fault (fallback node 2, no client to find a leader with) from
+    /// `start` to `end` ms, on the fake cluster with a fake network.
+    fn frozen_setup(start: u64, end: u64) -> FrozenSetup {
+        let fake = Arc::new(Mutex::new(Fake::default()));
+        let net = FakeNetwork::default();
+        let net_calls = net.calls.clone();
+        let recorder = Recorder::new();
+        let schedule = Schedule {
+            seed: 0,
+            kinds: vec![NemesisKind::FreezeLeader],
+            nodes: vec![1, 2, 3],
+            options: ScheduleOptions::new(Duration::from_millis(100), Duration::from_secs(60)),
+            faults: vec![PlannedFault {
+                start: Duration::from_millis(start),
+                end: Duration::from_millis(end),
+                fault: Fault::FreezeLeader { fallback: 2 },
+            }],
+        };
+        let ctx =
+            NemesisContext::new(fake.clone(), recorder.clone()).with_network(Some(Box::new(net)));
+        (schedule, ctx, fake, net_calls, recorder)
+    }
+
+    fn nemesis_fs(recorder: &Recorder) -> Vec<String> {
+        recorder.events().iter().map(|e| e.f.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn freeze_leader_cuts_and_pauses_wakes_cut_off_then_heals() {
+        let (schedule, ctx, fake, net, recorder) = frozen_setup(100, 500);
+        let state = ctx.state();
+        let mut runner = Runner::new(&schedule, ctx);
+        let fault = schedule.faults[0].fault.clone();
+
+        runner.start(0, &fault).await;
+        runner.publish();
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2"]);
+        assert_eq!(fake.lock().unwrap().down, [2]);
+        // Node 2 cut off from 1 and 3, both directions.
+        assert_eq!(*net.lock().unwrap(), ["cut 4"]);
+        assert_eq!(nemesis_fs(&recorder), ["start-partition", "pause"]);
+        let events = recorder.events();
+        let cut = &events[0].value;
+        assert_eq!(cut["nemesis"], "freeze-leader");
+        assert_eq!(cut["groups"], json!([[2], [1, 3]]));
+        assert_eq!(cut["views"]["2"], json!([2]));
+        assert_eq!(cut["description"], "[2] | [1 3]");
+        assert!(cut["leader"].is_null(), "no leader found: {cut}");
+        assert_eq!(events[1].value, json!({"node": 2}));
+        assert_eq!(runner.report.applied[&NemesisKind::FreezeLeader], 1);
+        assert!(state.borrow().contains("frozen"), "{}", *state.borrow());
+
+        // The wake-up: resumed, still cut off.
+        runner.wake(0);
+        runner.publish();
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
+        assert!(fake.lock().unwrap().down.is_empty());
+        assert_eq!(*net.lock().unwrap(), ["cut 4"]);
+        assert_eq!(
+            nemesis_fs(&recorder),
+            ["start-partition", "pause", "resume"]
+        );
+        assert_eq!(recorder.events()[2].value, json!({"node": 2}));
+        assert!(state.borrow().contains("cut off"), "{}", *state.borrow());
+        // A second wake-up does nothing.
+        runner.wake(0);
+        assert_eq!(fake.lock().unwrap().calls.len(), 2);
+
+        // The end: healed, not resumed again.
+        runner.stop(0);
+        runner.publish();
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
+        assert_eq!(*net.lock().unwrap(), ["cut 4", "heal"]);
+        assert_eq!(
+            nemesis_fs(&recorder),
+            ["start-partition", "pause", "resume", "stop-partition"]
+        );
+        let healed = &recorder.events()[3].value;
+        assert_eq!(healed["nemesis"], "freeze-leader");
+        assert!(healed.get("error").is_none());
+        assert!(runner.active.is_empty());
+        assert_eq!(*state.borrow(), "none");
+        runner.heal_all();
+        assert!(runner.report.healed);
+    }
+
+    #[tokio::test]
+    async fn freeze_leader_ended_before_its_wake_up_resumes_and_heals() {
+        // Stopped by the schedule's end step without a wake-up (stop at once).
+        let (schedule, ctx, fake, net, recorder) = frozen_setup(100, 500);
+        let mut runner = Runner::new(&schedule, ctx);
+        runner.start(0, &schedule.faults[0].fault).await;
+        runner.stop(0);
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
+        assert!(fake.lock().unwrap().down.is_empty());
+        assert_eq!(*net.lock().unwrap(), ["cut 4", "heal"]);
+        assert_eq!(
+            nemesis_fs(&recorder),
+            ["start-partition", "pause", "resume", "stop-partition"]
+        );
+        // A wake-up after the end does nothing.
+        runner.wake(0);
+        assert_eq!(fake.lock().unwrap().calls.len(), 2);
+
+        // Through heal_all, as when the runner is dropped midway.
+        let (schedule, ctx, fake, net, recorder) = frozen_setup(100, 500);
+        let mut runner = Runner::new(&schedule, ctx);
+        runner.start(0, &schedule.faults[0].fault).await;
+        drop(runner);
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
+        assert_eq!(net.lock().unwrap()[..2], ["cut 4", "heal"]);
+        assert_eq!(
+            nemesis_fs(&recorder),
+            ["start-partition", "pause", "resume", "stop-partition"]
+        );
+    }
+
+    #[tokio::test]
+    async fn freeze_leader_runs_its_three_steps_and_the_stop_signal_heals_it() {
+        // The whole schedule: cut+pause at 50 ms, wake at 200 ms, heal at 250 ms.
+        let (schedule, ctx, fake, net, recorder) = frozen_setup(50, 250);
+        assert_eq!(
+            schedule.faults[0].wake_at(),
+            Some(Duration::from_millis(200))
+        );
+        let (_tx, rx) = watch::channel(false);
+        let started = std::time::Instant::now();
+        let report = run_nemesis(schedule, ctx, rx).await;
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(report.healed && report.errors.is_empty(), "{report:?}");
+        assert_eq!(report.applied[&NemesisKind::FreezeLeader], 1);
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
+        assert_eq!(net.lock().unwrap()[..2], ["cut 4", "heal"]);
+        let events = recorder.events();
+        assert_eq!(
+            nemesis_fs(&recorder),
+            ["start-partition", "pause", "resume", "stop-partition"]
+        );
+        // The wake-up comes three quarters in, well after the pause and before the heal.
+        let at = |i: usize| events[i].time;
+        assert!(at(2) - at(1) >= 100_000_000, "{events:?}");
+        assert!(at(3) > at(2));
+
+        // The stop signal during the freeze: resumed and healed at once.
+        let (schedule, ctx, fake, net, recorder) = frozen_setup(50, 60_000);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(run_nemesis(schedule, ctx, rx));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send_replace(true);
+        let report = task.await.unwrap();
+        assert!(report.stopped_early && report.healed, "{report:?}");
+        assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
+        assert!(fake.lock().unwrap().down.is_empty());
+        assert_eq!(net.lock().unwrap()[..2], ["cut 4", "heal"]);
+        assert_eq!(
+            nemesis_fs(&recorder),
+            ["start-partition", "pause", "resume", "stop-partition"]
+        );
+    }
+
+    #[test]
+    fn freeze_leader_is_a_network_fault_that_takes_a_node_down() {
+        let k = NemesisKind::FreezeLeader;
+        assert!(k.is_partition() && k.needs_network() && k.takes_node_down());
+        assert!(!NemesisKind::PARTITIONS.contains(&k));
+        assert!(NemesisKind::ALL.contains(&k));
+        assert_eq!(parse_kinds("freeze-leader").unwrap(), vec![k]);
+        assert!(!parse_kinds("partitions").unwrap().contains(&k));
+        let err = parse_kinds("freeze").unwrap_err().to_string();
+        assert!(err.contains("freeze-leader"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   included), and no two nodes see the same one. Nodes on a ring see their neighbours up to
 //!   distance `k = ceil(floor(n/2)/2)`; three nodes make a line `a - b - c`.
 //! - `partition-bridge`: two halves that cannot talk, plus one node that talks to both.
-//! - `partition-one` / `isolate-leader`: one node alone (a random one / the current leader).
+//! - `partition-one` / `isolate-leader`: one node alone (a random one / the current leader);
+//!   `freeze-leader` cuts the leader off the same way (and pauses it).
 
 use super::NemesisKind;
 use model::core::NodeId;
@@ -206,7 +207,7 @@ pub fn bridge(order: &[NodeId]) -> Grouping {
     g
 }
 
-/// `alone` cut off from every other node (`partition-one`, `isolate-leader`).
+/// `alone` cut off from every other node (`partition-one`, `isolate-leader`, `freeze-leader`).
 pub fn isolate(kind: NemesisKind, alone: NodeId, nodes: &[NodeId]) -> Grouping {
     let rest: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != alone).collect();
     let mut g = Grouping::new(kind, nodes, vec![vec![alone], rest.clone()]);

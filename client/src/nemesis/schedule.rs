@@ -13,7 +13,13 @@
 //! overlap: the cluster may be unavailable for a while, never for good. The exception is
 //! `kill-all`, a power cut of the whole cluster: it starts only when no other fault is in
 //! effect, and nothing else starts until every node is back. Network faults (partitions,
-//! `packet-loss`, `latency`) count as one family: at most one at a time.
+//! `freeze-leader`, `packet-loss`, `latency`) count as one family: at most one at a time.
+//! `freeze-leader` is both a network fault and a process fault (it cuts a node off and
+//! pauses it): it starts only when both limits leave room.
+//!
+//! A `freeze-leader` fault has three steps: its start (cut and pause), its wake-up
+//! ([`PlannedFault::wake_at`], three quarters into the fault: the node resumes, still cut
+//! off) and its end (the cut healed).
 
 use super::partition::{self, Grouping};
 use super::{NemesisError, NemesisKind};
@@ -44,6 +50,10 @@ pub enum Fault {
     /// Cut the current leader off from the rest (found when the fault starts); `fallback` is
     /// isolated instead when no leader is known then.
     IsolateLeader { fallback: NodeId },
+    /// Cut the current leader off from the rest as `IsolateLeader` does and SIGSTOP it; SIGCONT
+    /// it at [`PlannedFault::wake_at`], links still cut; heal at the end. `fallback` (a node
+    /// not down when planned) is frozen instead when no leader is known then.
+    FreezeLeader { fallback: NodeId },
 }
 
 impl Fault {
@@ -58,6 +68,7 @@ impl Fault {
             Fault::Latency => NemesisKind::Latency,
             Fault::Partition(g) => g.kind,
             Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
+            Fault::FreezeLeader { .. } => NemesisKind::FreezeLeader,
         }
     }
 
@@ -66,7 +77,9 @@ impl Fault {
         match self {
             // (A leader fault takes down whichever node leads then; counting its fallback
             // keeps the schedule's minority rule for the planned nodes.)
-            Fault::Kill { node, .. } | Fault::Pause { node, .. } => Some(*node),
+            Fault::Kill { node, .. }
+            | Fault::Pause { node, .. }
+            | Fault::FreezeLeader { fallback: node } => Some(*node),
             _ => None,
         }
     }
@@ -80,11 +93,23 @@ pub struct PlannedFault {
     pub fault: Fault,
 }
 
-/// Start or end of a planned fault.
+impl PlannedFault {
+    /// When a `freeze-leader` fault wakes its node up: three quarters into the fault (`None`
+    /// for every other fault). The last quarter is the node awake and still cut off.
+    pub fn wake_at(&self) -> Option<Duration> {
+        matches!(self.fault, Fault::FreezeLeader { .. })
+            .then(|| self.start + self.end.saturating_sub(self.start) * 3 / 4)
+    }
+}
+
+/// Start, wake-up or end of a planned fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
-    // Stops sort first: at equal times a fault heals before the next one starts.
+    // Stops sort first: at equal times a fault heals before the next one starts (and a
+    // frozen node wakes before another fault starts).
     Stop,
+    /// A `freeze-leader` node resumes, its links still cut.
+    Wake,
     Start,
 }
 
@@ -193,16 +218,16 @@ impl Schedule {
                 active.iter().filter_map(|f| f.fault.down_node()).collect();
             let power_cut = active.iter().any(|f| f.fault == Fault::KillAll);
             // A power cut runs alone: nothing else starts while it lasts, and it waits
-            // for every other fault to end (it is the only one beyond a minority).
+            // for every other fault to end (it is the only one beyond a minority). Other
+            // kinds need room in each family they belong to (`freeze-leader`: both).
             let fits = |k: &NemesisKind| {
                 if *k == NemesisKind::KillAll {
                     active.is_empty()
                 } else if power_cut {
                     false
-                } else if k.needs_network() {
-                    !partitioned
                 } else {
-                    down.len() < max_down
+                    (!k.needs_network() || !partitioned)
+                        && (!k.takes_node_down() || down.len() < max_down)
                 }
             };
             if round.is_empty() {
@@ -255,6 +280,9 @@ impl Schedule {
                     Some(Fault::Partition(partition::isolate(kind, order[0], &nodes)))
                 }
                 NemesisKind::IsolateLeader => Some(Fault::IsolateLeader { fallback: order[0] }),
+                NemesisKind::FreezeLeader => {
+                    pick(&mut rng, &up).map(|fallback| Fault::FreezeLeader { fallback })
+                }
             };
             if let Some(fault) = fault {
                 schedule.faults.push(PlannedFault {
@@ -268,25 +296,26 @@ impl Schedule {
         Ok(schedule)
     }
 
-    /// Every start and stop in time order (at equal times: stops first, then by fault).
+    /// Every start, wake-up (`freeze-leader` only) and stop in time order (at equal times:
+    /// stops first, then wake-ups, then starts, then by fault).
     pub fn steps(&self) -> Vec<Step> {
         let mut steps: Vec<Step> = self
             .faults
             .iter()
             .enumerate()
             .flat_map(|(i, f)| {
+                let step = |at, action| Step {
+                    at,
+                    action,
+                    fault: i,
+                };
                 [
-                    Step {
-                        at: f.start,
-                        action: Action::Start,
-                        fault: i,
-                    },
-                    Step {
-                        at: f.end,
-                        action: Action::Stop,
-                        fault: i,
-                    },
+                    Some(step(f.start, Action::Start)),
+                    f.wake_at().map(|at| step(at, Action::Wake)),
+                    Some(step(f.end, Action::Stop)),
                 ]
+                .into_iter()
+                .flatten()
             })
             .collect();
         steps.sort_by_key(|s| (s.at, s.action, s.fault));
@@ -302,7 +331,8 @@ impl Schedule {
         counts
     }
 
-    /// The most nodes killed or paused at the same time.
+    /// The most nodes killed or paused at the same time (a `freeze-leader` node counts from
+    /// its start to its end: woken, it is still cut off).
     pub fn max_down(&self) -> usize {
         let mut down = BTreeSet::new();
         let mut most = 0;
@@ -317,6 +347,7 @@ impl Schedule {
                 Action::Stop => {
                     down.remove(&node);
                 }
+                Action::Wake => {}
             }
             most = most.max(down.len());
         }
@@ -375,9 +406,13 @@ mod tests {
                 for step in s.steps() {
                     let f = &s.faults[step.fault];
                     assert!(f.start < f.end && f.end <= s.options.duration);
-                    if f.fault.kind().is_partition() {
-                        partitions += if step.action == Action::Start { 1 } else { -1 };
-                        assert!(partitions <= 1, "two partitions at once: seed {seed}");
+                    if f.fault.kind().needs_network() {
+                        partitions += match step.action {
+                            Action::Start => 1,
+                            Action::Stop => -1,
+                            Action::Wake => 0,
+                        };
+                        assert!(partitions <= 1, "two network faults at once: seed {seed}");
                     }
                 }
                 assert_eq!(partitions, 0);
@@ -438,6 +473,119 @@ mod tests {
             f.fault,
             Fault::Kill { leader: true, .. } | Fault::Pause { leader: true, .. }
         )));
+    }
+
+    #[test]
+    fn freeze_leader_wakes_between_start_and_end_and_counts_in_both_families() {
+        let kinds = [
+            NemesisKind::FreezeLeader,
+            NemesisKind::PauseLeader,
+            NemesisKind::IsolateLeader,
+        ];
+        for seed in 0..30 {
+            let s = Schedule::new(seed, &kinds, &[1, 2, 3], secs(2), secs(40)).unwrap();
+            assert!(s.counts()[&NemesisKind::FreezeLeader] > 0, "seed {seed}");
+            let steps = s.steps();
+            let wakes: Vec<&Step> = steps.iter().filter(|x| x.action == Action::Wake).collect();
+            let freezes = s
+                .faults
+                .iter()
+                .filter(|f| matches!(f.fault, Fault::FreezeLeader { .. }))
+                .count();
+            assert_eq!(wakes.len(), freezes);
+            assert_eq!(steps.len(), 2 * s.faults.len() + freezes);
+            for (i, f) in s.faults.iter().enumerate() {
+                let Some(wake) = f.wake_at() else {
+                    assert!(!matches!(f.fault, Fault::FreezeLeader { .. }));
+                    continue;
+                };
+                // Three quarters into the fault, strictly inside it.
+                assert!(f.start < wake && wake < f.end, "{f:?}");
+                assert_eq!(wake, f.start + (f.end - f.start) * 3 / 4);
+                // The fault's own steps come start, wake, stop.
+                let at = |a: Action| {
+                    steps
+                        .iter()
+                        .position(|x| x.fault == i && x.action == a)
+                        .unwrap()
+                };
+                assert!(at(Action::Start) < at(Action::Wake));
+                assert!(at(Action::Wake) < at(Action::Stop));
+                assert_eq!(steps[at(Action::Wake)].at, wake);
+                // Its fallback node was up: 3 nodes allow one down, so no pause overlaps.
+                for other in &s.faults {
+                    let overlaps = other.start < f.end && f.start < other.end;
+                    if other != f && overlaps {
+                        assert!(
+                            !other.fault.kind().needs_network()
+                                && other.fault.down_node().is_none(),
+                            "seed {seed}: {other:?} during {f:?}"
+                        );
+                    }
+                }
+            }
+            assert!(s.max_down() <= 1);
+        }
+    }
+
+    #[test]
+    fn steps_order_stop_then_wake_then_start_at_equal_times() {
+        assert!(Action::Stop < Action::Wake && Action::Wake < Action::Start);
+        let fault = |start: u64, end: u64, fault: Fault| PlannedFault {
+            start: Duration::from_millis(start),
+            end: Duration::from_millis(end),
+            fault,
+        };
+        // A freeze waking at 1000 ms (400 + 800·3/4), a pause ending then and a kill
+        // starting then.
+        let s = Schedule {
+            seed: 0,
+            kinds: vec![
+                NemesisKind::FreezeLeader,
+                NemesisKind::Pause,
+                NemesisKind::Kill,
+            ],
+            nodes: vec![1, 2, 3, 4, 5],
+            options: ScheduleOptions::new(secs(1), secs(5)),
+            faults: vec![
+                fault(
+                    200,
+                    1000,
+                    Fault::Pause {
+                        node: 2,
+                        leader: false,
+                    },
+                ),
+                fault(400, 1200, Fault::FreezeLeader { fallback: 1 }),
+                fault(
+                    1000,
+                    1500,
+                    Fault::Kill {
+                        node: 3,
+                        leader: false,
+                    },
+                ),
+            ],
+        };
+        let steps: Vec<(u64, Action, usize)> = s
+            .steps()
+            .iter()
+            .map(|x| (x.at.as_millis() as u64, x.action, x.fault))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                (200, Action::Start, 0),
+                (400, Action::Start, 1),
+                (1000, Action::Stop, 0),
+                (1000, Action::Wake, 1),
+                (1000, Action::Start, 2),
+                (1200, Action::Stop, 1),
+                (1500, Action::Stop, 2),
+            ]
+        );
+        // The frozen node counts as down from its start to its end, woken or not.
+        assert_eq!(s.max_down(), 2);
     }
 
     #[test]
