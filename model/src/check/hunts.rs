@@ -24,10 +24,10 @@
 //! its first leader's no-op before it commits, and the next leader commits its own no-op at
 //! that index (6 and 8 steps). `lease-read` needs no pause in the model: its timers are
 //! nondeterministic, so a deposed leader may count no tick between its last quorum and the
-//! client's read, exactly as a SIGSTOPped one (21 steps). `truncate-on-append` needs the
+//! client's read, exactly as a SIGSTOPped one (20 steps). `truncate-on-append` needs the
 //! unordered network the node's QUIC streams never produce: the leader's first probe (its
 //! no-op) and the heartbeat's resend (no-op and write) overtake each other, the follower cuts
-//! the acknowledged write, and elects a leader without it (22 steps, ~35 s depth-first). Any
+//! the acknowledged write, and elects a leader without it (20 steps, 35–60 s depth-first). Any
 //! other bug has no hunt ([`hunt`] returns `None`): it lives below the model (`skip-fsync`:
 //! the model persists every Ready atomically).
 
