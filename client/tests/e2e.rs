@@ -1,6 +1,7 @@
 //! End to end, as CI runs it: a real 3-node cluster under partitions and kills must be judged
 //! linearizable, and the same lab must catch a node switched to serve stale reads, and nodes
-//! that acknowledge before fsync under a power cut (the short version of the bug matrix for
+//! that acknowledge before fsync under a power cut, and a leader reading on an expired lease
+//! after a freeze (the short version of the bug matrix for
 //! the bugs the lab catches; the model checker's hunts cover the others in `model/tests`).
 
 mod support;
@@ -48,9 +49,9 @@ async fn kv_under_partitions_and_kills_is_linearizable() {
     assert!(applied >= 2, "faults were applied: {:?}", summary.nemesis);
 }
 
-/// Runs `bug` under `nemesis` for up to three seeds (detection depends on timing); panics
-/// unless one run is judged invalid.
-async fn caught(bug: &str, nemesis: Vec<String>, time_limit: f64) {
+/// Runs `bug` with workload `name` under `nemesis` for up to three seeds (detection depends
+/// on timing); panics unless one run is judged invalid.
+async fn caught(bug: &str, name: &str, nemesis: Vec<String>, time_limit: f64) {
     support::ensure_raft_node();
     let root = support::results_root(&format!("e2e-{bug}"));
     for seed in 1..=3 {
@@ -64,7 +65,7 @@ async fn caught(bug: &str, nemesis: Vec<String>, time_limit: f64) {
             quiet: true,
             ..Overrides::default()
         };
-        let outcome = client::run::run_detailed(&workload("ci"), &overrides)
+        let outcome = client::run::run_detailed(&workload(name), &overrides)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         if outcome.verdict == checker::Verdict::Invalid {
@@ -78,11 +79,28 @@ async fn caught(bug: &str, nemesis: Vec<String>, time_limit: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_read_bug_is_caught() {
-    caught("stale-read", nemesis(), 10.0).await;
+    caught("stale-read", "ci", nemesis(), 10.0).await;
 }
 
 /// Acknowledged writes kept in memory (`skip-fsync`) are lost when every node dies at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_fsync_is_caught_by_a_power_cut() {
-    caught("skip-fsync", parse_nemesis_list("kill-all"), 12.0).await;
+    caught("skip-fsync", "ci", parse_nemesis_list("kill-all"), 12.0).await;
+}
+
+/// A leader trusting its tick-measured lease (`lease-read`) answers stale reads when it wakes
+/// from a freeze still cut off from its peers. Needs nftables (the freeze cuts links).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_read_is_caught_by_a_frozen_leader() {
+    if client::nemesis::Nft::new().is_err() {
+        eprintln!("nftables unavailable: freeze-leader cannot run, lease-read not tested");
+        return;
+    }
+    caught(
+        "lease-read",
+        "lease",
+        parse_nemesis_list("freeze-leader"),
+        12.0,
+    )
+    .await;
 }
