@@ -693,10 +693,9 @@ fn overrides(
         seed: Some(seed),
         results: Some(runs_root.to_path_buf()),
         bug: bug.map(|b| b.name().to_string()),
-        cluster: None,
-        hosts: Default::default(),
         quiet: true,
         silent: true,
+        ..Overrides::default()
     }
 }
 

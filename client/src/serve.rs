@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The index walks `DIR/<workload>/<timestamp>/results.json` on every request (so runs that
-//! finish while the server is up appear on reload) and reads each file as loose JSON: a run
+//! finish while the server is up appear on reload) and reads each file as loose JSON, parsing
+//! it again only when its size or modification time changed (a [`SummaryCache`]): a run
 //! without `results.json` (still running, or interrupted) is listed as `incomplete`, one whose
 //! `results.json` does not parse as `unreadable` with the parser's message. The `latest`
 //! symlink is not listed as a run.
@@ -26,14 +27,15 @@
 
 use checker::html::escape;
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
 use tracing::{info, warn};
 
 /// The default port of `raft-lab serve`.
@@ -72,6 +74,7 @@ pub struct Server {
     root: PathBuf,
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
+    summaries: SummaryCache,
 }
 
 /// Stops a running [`Server::run`] from another thread.
@@ -111,6 +114,7 @@ impl Server {
             root,
             addr: bound,
             stopping: Arc::new(AtomicBool::new(false)),
+            summaries: SummaryCache::default(),
         })
     }
 
@@ -173,7 +177,7 @@ impl Server {
         let remote = request
             .remote_addr()
             .map_or_else(|| "-".to_string(), ToString::to_string);
-        let reply = respond(&self.root, &self.shown, &method, &url);
+        let reply = respond(&self.root, &self.shown, &self.summaries, &method, &url);
         let status = reply.status;
         let result = request.respond(reply.into_response());
         info!(
@@ -257,7 +261,7 @@ fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
 }
 
 /// The whole routing: never panics, whatever `url` holds.
-fn respond(root: &Path, shown: &Path, method: &str, url: &str) -> Reply {
+fn respond(root: &Path, shown: &Path, cache: &SummaryCache, method: &str, url: &str) -> Reply {
     if method != "GET" && method != "HEAD" {
         let mut reply = Reply::error(405, "method not allowed (GET and HEAD only)");
         reply.extra.push(("Allow", "GET, HEAD".to_string()));
@@ -269,7 +273,7 @@ fn respond(root: &Path, shown: &Path, method: &str, url: &str) -> Reply {
         return Reply::error(400, "bad request path");
     }
     match path {
-        "/" | "/index.html" => Reply::html(200, index_page(root, shown)),
+        "/" | "/index.html" => Reply::html(200, index_page(root, shown, cache)),
         "/runs" => serve_path(root, &[]),
         _ => match path.strip_prefix("/runs/") {
             Some(rest) => match decode_segments(rest) {
@@ -421,6 +425,7 @@ struct Run {
     key: (String, u64, String),
 }
 
+#[derive(Clone)]
 enum RunState {
     Complete(Json),
     Incomplete,
@@ -428,8 +433,9 @@ enum RunState {
 }
 
 /// Every `root/<workload>/<timestamp>/`, newest first; problems reading folders are logged.
-fn find_runs(root: &Path) -> std::io::Result<Vec<Run>> {
+fn find_runs(root: &Path, cache: &SummaryCache) -> std::io::Result<Vec<Run>> {
     let mut runs = Vec::new();
+    let mut seen = Vec::new();
     for workload in std::fs::read_dir(root)? {
         let Ok(workload) = workload else { continue };
         // `latest` (and any other symlink) would list a run twice, or a folder outside DIR.
@@ -453,7 +459,9 @@ fn find_runs(root: &Path) -> std::io::Result<Vec<Run>> {
                 continue;
             }
             let folder = run.file_name().to_string_lossy().into_owned();
-            let state = read_summary(&run.path().join("results.json"));
+            let path = run.path().join("results.json");
+            let state = cache.read(&path);
+            seen.push(path);
             let started_at = match &state {
                 RunState::Complete(json) => json.get("started_at").and_then(Json::as_str),
                 _ => None,
@@ -467,8 +475,49 @@ fn find_runs(root: &Path) -> std::io::Result<Vec<Run>> {
             });
         }
     }
+    cache.keep_only(&seen);
     runs.sort_by(|a, b| b.key.cmp(&a.key).then_with(|| a.workload.cmp(&b.workload)));
     Ok(runs)
+}
+
+/// Parsed `results.json` files, keyed by path and valid while their size and modification
+/// time are unchanged: the index stats every run on each request but parses only new or
+/// rewritten summaries.
+#[derive(Default)]
+struct SummaryCache(Mutex<HashMap<PathBuf, (Stamp, RunState)>>);
+
+/// A file's modification time and size.
+type Stamp = (SystemTime, u64);
+
+impl SummaryCache {
+    fn read(&self, path: &Path) -> RunState {
+        // Missing (incomplete), unstattable or without mtime: `read_summary` says what it is.
+        let Some(stamp) = std::fs::metadata(path)
+            .ok()
+            .and_then(|meta| Some((meta.modified().ok()?, meta.len())))
+        else {
+            return read_summary(path);
+        };
+        // A panic elsewhere cannot leave the map half-updated: use it anyway.
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached, state)) = map.get(path) {
+            if *cached == stamp {
+                return state.clone();
+            }
+        }
+        let state = read_summary(path);
+        map.insert(path.to_path_buf(), (stamp, state.clone()));
+        state
+    }
+
+    /// Forgets runs that are gone.
+    fn keep_only(&self, paths: &[PathBuf]) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() > paths.len() {
+            let keep: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+            map.retain(|path, _| keep.contains(path));
+        }
+    }
 }
 
 fn read_summary(path: &Path) -> RunState {
@@ -609,13 +658,13 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 /// The index: every run, newest first.
-fn index_page(root: &Path, shown: &Path) -> String {
+fn index_page(root: &Path, shown: &Path, cache: &SummaryCache) -> String {
     let mut page = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>raftlab runs</title><style>{STYLE}</style></head><body>\
          <h1>raftlab runs</h1>"
     );
-    let runs = match find_runs(root) {
+    let runs = match find_runs(root, cache) {
         Ok(runs) => runs,
         Err(e) => {
             let _ = write!(
@@ -858,6 +907,8 @@ mod tests {
     #[test]
     fn odd_requests_never_panic() {
         let root = Path::new("/nonexistent-raftlab-root");
+        let cache = SummaryCache::default();
+        let respond = |method, url| respond(root, root, &cache, method, url);
         for url in [
             "",
             "*",
@@ -868,11 +919,11 @@ mod tests {
             "/?x#y",
             "/runs/../",
         ] {
-            let _ = respond(root, root, "GET", url);
+            let _ = respond("GET", url);
         }
-        assert_eq!(respond(root, root, "POST", "/").status, 405);
-        assert_eq!(respond(root, root, "GET", "/nope").status, 404);
-        assert_eq!(respond(root, root, "GET", "*").status, 400);
-        assert_eq!(respond(root, root, "GET", "/").status, 200);
+        assert_eq!(respond("POST", "/").status, 405);
+        assert_eq!(respond("GET", "/nope").status, 404);
+        assert_eq!(respond("GET", "*").status, 400);
+        assert_eq!(respond("GET", "/").status, 200);
     }
 }

@@ -27,6 +27,7 @@
 //! Unknown keys, values of the wrong type and out-of-range values are errors naming the
 //! file and line. Command-line flags ([`Overrides`]) win over the file.
 
+use crate::nemesis::NemesisKind;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -36,34 +37,15 @@ use std::time::Duration;
 use thiserror::Error;
 use toml::Spanned;
 
-/// Every nemesis kind the lab knows, by its contract name.
-pub const NEMESIS_KINDS: &[&str] = &[
-    "kill",
-    "pause",
-    "kill-leader",
-    "pause-leader",
-    "kill-all",
-    "packet-loss",
-    "partition-halves",
-    "partition-majorities-ring",
-    "partition-bridge",
-    "isolate-leader",
-    "freeze-leader",
-    "partition-one",
-];
+/// Every nemesis kind the lab knows, by its contract name ([`NemesisKind::ALL`]).
+pub const NEMESIS_KINDS: &[&str] = &crate::nemesis::names(NemesisKind::ALL);
 
 /// Kinds that need nodes with network interfaces of their own (`--hosts netns` or a remote
-/// cluster): not in `all`.
-pub const OWN_INTERFACE_KINDS: &[&str] = &["latency"];
+/// cluster): not in `all` ([`NemesisKind::OWN_INTERFACES`]).
+pub const OWN_INTERFACE_KINDS: &[&str] = &crate::nemesis::names(NemesisKind::OWN_INTERFACES);
 
-/// The partition kinds (they need root and `nft`).
-pub const PARTITION_KINDS: &[&str] = &[
-    "partition-halves",
-    "partition-majorities-ring",
-    "partition-bridge",
-    "isolate-leader",
-    "partition-one",
-];
+/// The partition kinds (they need root and `nft`) ([`NemesisKind::PARTITIONS`]).
+pub const PARTITION_KINDS: &[&str] = &crate::nemesis::names(NemesisKind::PARTITIONS);
 
 /// Largest cluster the local launcher is expected to handle.
 pub const MAX_NODES: usize = 25;
@@ -639,14 +621,16 @@ fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
     match kind {
         "partition" | "partitions" => Ok(owned(PARTITION_KINDS)),
         "all" => Ok(owned(NEMESIS_KINDS)),
-        k if NEMESIS_KINDS.contains(&k) || OWN_INTERFACE_KINDS.contains(&k) => {
-            Ok(vec![k.to_string()])
-        }
-        k => Err(format!(
-            "unknown nemesis kind {k:?}; known: {}, {}, or the groups \"partition\" and \"all\"",
-            NEMESIS_KINDS.join(", "),
-            OWN_INTERFACE_KINDS.join(", ")
-        )),
+        k => k
+            .parse::<NemesisKind>()
+            .map(|kind| vec![kind.name().to_string()])
+            .map_err(|_| {
+                format!(
+                    "unknown nemesis kind {k:?}; known: {}, {}, or the groups \"partition\" and \"all\"",
+                    NEMESIS_KINDS.join(", "),
+                    OWN_INTERFACE_KINDS.join(", ")
+                )
+            }),
     }
 }
 
@@ -731,24 +715,13 @@ mod tests {
         Workload::parse(Path::new("workloads/t.toml"), text, &Overrides::default())
     }
 
-    /// The workload layer accepts exactly the kinds the nemesis implements.
+    /// The workload layer accepts every kind the nemesis implements (its lists are built from
+    /// the nemesis's), and the nemesis names each when it refuses an unknown one.
     #[test]
     fn nemesis_kind_names_match_the_nemesis() {
-        let names: Vec<&str> = crate::nemesis::NemesisKind::ALL
-            .iter()
-            .map(|k| k.name())
-            .collect();
-        assert_eq!(NEMESIS_KINDS, names.as_slice());
-        let partitions: Vec<&str> = crate::nemesis::NemesisKind::PARTITIONS
-            .iter()
-            .map(|k| k.name())
-            .collect();
-        assert_eq!(PARTITION_KINDS, partitions.as_slice());
-        let own: Vec<&str> = crate::nemesis::NemesisKind::OWN_INTERFACES
-            .iter()
-            .map(|k| k.name())
-            .collect();
-        assert_eq!(OWN_INTERFACE_KINDS, own.as_slice());
+        for kind in NEMESIS_KINDS.iter().chain(OWN_INTERFACE_KINDS) {
+            assert_eq!(expand_nemesis(kind).unwrap(), [*kind]);
+        }
         // The nemesis names every kind when it refuses an unknown one.
         let refusal = crate::nemesis::parse_kinds("no-such-kind")
             .unwrap_err()

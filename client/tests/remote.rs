@@ -70,10 +70,7 @@ fn skip(test: &str, reason: &str) {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("raftlab-remote-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    support::results_root(&format!("remote-{name}"))
 }
 
 fn free_port(ip: &str) -> u16 {

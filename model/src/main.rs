@@ -10,7 +10,8 @@
 //! ```
 //! `check` prints unique states, states/s, the maximum depth, each property's verdict and a
 //! trace per violation; it exits 1 if a safety property was violated, 2 if `--timeout` cut
-//! the search short with nothing found (unknown), 0 otherwise, and 3 on a usage error. `explore` serves stateright's Explorer on localhost.
+//! the search short with nothing found (unknown), 0 otherwise, and 3 on a usage error.
+//! `explore` serves stateright's Explorer on localhost.
 
 use clap::{Args, Parser, Subcommand};
 use model::bugs::{Bug, Bugs};

@@ -19,7 +19,7 @@
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
 use super::remote_network::RemoteNetwork;
-use super::template::{output_line, shell_quote, stderr_line, CommandTemplate, TemplateError};
+use super::template::{output_line, shell_quote, CommandTemplate, TemplateError};
 use crate::cluster::{DownReport, UpReport};
 use crate::nemesis::{Control, ControlError, ControlNode, NemesisError, NemesisKind, Network};
 use model::core::NodeId;
@@ -287,10 +287,6 @@ impl RemoteCluster {
         &self.config
     }
 
-    pub fn template(&self) -> &CommandTemplate {
-        &self.template
-    }
-
     /// `remote.dir`: where pid files and logs are on the hosts.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -299,10 +295,6 @@ impl RemoteCluster {
     /// The `--bug` flags of later (re)starts (checked by `raft-node` itself).
     pub fn set_bugs(&mut self, bugs: Vec<String>) {
         self.bugs = bugs;
-    }
-
-    pub fn bugs(&self) -> &[String] {
-        &self.bugs
     }
 
     /// Owned clusters are stopped at the end of a run (and on `Drop`); others are left
@@ -453,16 +445,8 @@ impl RemoteCluster {
     /// SIGCONT + SIGKILL to node `id`, then waits on its host until the process is gone (or a
     /// zombie), and removes its pid file.
     pub fn kill(&mut self, id: NodeId) -> Result<(), RemoteError> {
-        let node = self.node(id)?.clone();
+        let (node, pid) = self.live(id)?;
         let host = node.control_host().to_string();
-        let Some(pid) = self.probe_pid(&node)? else {
-            self.paused.insert(id, false);
-            return Err(RemoteError::NotRunning {
-                id,
-                host,
-                pid_file: path_str(&self.pid_file(id)),
-            });
-        };
         let output = self.template.run(
             &node,
             &kill_command(&self.dir, id, pid, KILL_PATIENCE_MS),
@@ -633,16 +617,9 @@ impl RemoteCluster {
                 Ok((_, output)) if output.status.code() == Some(NO_LOG_STATUS) => {
                     warn!(id = node.id, %host, log = %remote_log, "no log on the host; none collected");
                 }
-                Ok((command, output)) if !output.status.success() => errors.push(
-                    TemplateError::Failed {
-                        id: node.id,
-                        host: host.to_string(),
-                        command,
-                        status: output.status.to_string(),
-                        stderr: stderr_line(&output.stderr),
-                    }
-                    .to_string(),
-                ),
+                Ok((command, output)) if !output.status.success() => {
+                    errors.push(TemplateError::failed(node, &command, &output).to_string())
+                }
                 Ok((_, output)) => {
                     let path = into.join(format!("node-{}.log", node.id));
                     if let Err(source) = std::fs::write(&path, &output.stdout) {

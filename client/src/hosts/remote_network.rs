@@ -48,7 +48,6 @@ pub struct RemoteNetwork {
     table: String,
     iface: String,
     netem_used: bool,
-    torn_down: bool,
 }
 
 impl RemoteNetwork {
@@ -80,7 +79,6 @@ impl RemoteNetwork {
             table,
             iface: iface.to_string(),
             netem_used: false,
-            torn_down: false,
         };
         let created = network.on_every_host(
             &format!("create nftables table inet {}", network.table),
@@ -102,7 +100,6 @@ impl RemoteNetwork {
                     debug!("removing a half-made network: {cleanup}");
                 }
                 locked(&NETWORKS).remove(&key);
-                network.torn_down = true;
                 Err(RemoteError::Network(format!(
                     "partitions and netem need nft and tc (and root) on every node's host: {e}"
                 )))
@@ -120,13 +117,9 @@ impl RemoteNetwork {
         &self.hosts
     }
 
-    pub fn iface(&self) -> &str {
-        &self.iface
-    }
-
-    /// Not torn down (by [`Self::teardown`] or [`emergency_cleanup`]).
+    /// Not torn down (by [`Self::teardown`] or [`emergency_cleanup`]): still registered.
     fn live(&self) -> bool {
-        !self.torn_down && locked(&NETWORKS).contains_key(&self.key)
+        locked(&NETWORKS).contains_key(&self.key)
     }
 
     /// Deletes the table (and the netem discipline, if this network ever installed one) on
@@ -134,7 +127,6 @@ impl RemoteNetwork {
     /// [`emergency_cleanup`]).
     pub fn teardown(&mut self) -> Result<(), String> {
         if !self.live() {
-            self.torn_down = true;
             return Ok(());
         }
         self.on_every_host(
@@ -143,7 +135,6 @@ impl RemoteNetwork {
             Some(&teardown_script(&self.table)),
         )?;
         locked(&NETWORKS).remove(&self.key);
-        self.torn_down = true;
         debug!(table = %self.table, "remote network faults removed");
         Ok(())
     }

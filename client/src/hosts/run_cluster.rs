@@ -90,14 +90,12 @@ impl RunCluster {
         let mut nodes = RemoteCluster::open(config)?;
         nodes.set_bugs(opts.bugs.clone());
         nodes.set_owned(true);
-        let mut cluster = RunCluster::Remote {
+        // On failure `nodes` (owned: stops what started) drops before `netns`, as in the enum.
+        nodes.start_all()?;
+        Ok(RunCluster::Remote {
             nodes,
             netns: Some(netns),
-        };
-        if let RunCluster::Remote { nodes, .. } = &mut cluster {
-            nodes.start_all()?;
-        }
-        Ok(cluster)
+        })
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -141,9 +139,7 @@ impl RunCluster {
                 };
                 // Namespace nodes log into the run folder already.
                 let logs = if netns.is_none() {
-                    std::fs::create_dir_all(logs_dir)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|()| Ok(nodes.collect_logs(logs_dir)?))
+                    nodes.collect_logs(logs_dir).map_err(anyhow::Error::from)
                 } else {
                     Ok(())
                 };

@@ -67,6 +67,19 @@ pub enum TemplateError {
     },
 }
 
+impl TemplateError {
+    /// `command` ran on `node`'s host and exited with `output.status`, not 0.
+    pub fn failed(node: &NodeEntry, command: &str, output: &Output) -> TemplateError {
+        TemplateError::Failed {
+            id: node.id,
+            host: node.control_host().to_string(),
+            command: command_for_error(command),
+            status: output.status.to_string(),
+            stderr: stderr_line(&output.stderr),
+        }
+    }
+}
+
 /// `[remote] command`, parsed: the placeholders `{host}` and `{id}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandTemplate {
@@ -92,11 +105,6 @@ impl CommandTemplate {
         Ok(CommandTemplate {
             template: template.to_string(),
         })
-    }
-
-    /// The template as written.
-    pub fn as_str(&self) -> &str {
-        &self.template
     }
 
     /// The template for `node`: `{host}` replaced by its control host (quoted only if it holds
@@ -126,13 +134,7 @@ impl CommandTemplate {
         if output.status.success() {
             return Ok(output);
         }
-        Err(TemplateError::Failed {
-            id: node.id,
-            host: node.control_host().to_string(),
-            command: command_for_error(command),
-            status: output.status.to_string(),
-            stderr: stderr_line(&output.stderr),
-        })
+        Err(TemplateError::failed(node, command, &output))
     }
 
     /// Runs `command` on `node`'s host and returns its output whatever its exit status; fails
@@ -483,18 +485,20 @@ mod tests {
     fn a_timeout_kills_the_whole_process_group() {
         let t = local();
         let n = node(1, "127.0.0.1:1", None);
-        let started = Instant::now();
-        // The background sleep holds the output open: if the group kill missed it, collecting
-        // the output would take the full grace period.
+        let pid_file =
+            std::env::temp_dir().join(format!("raftlab-template-group-{}.pid", std::process::id()));
+        // A background sleep in the same group: the group kill must take it too.
         let err = t
             .run(
                 &n,
-                "echo started >&2; sleep 30 & sleep 31",
+                &format!(
+                    "echo started >&2; sleep 30 & echo $! > {}; sleep 31",
+                    pid_file.display()
+                ),
                 None,
                 Duration::from_millis(300),
             )
             .unwrap_err();
-        let elapsed = started.elapsed();
         assert!(
             matches!(&err, TemplateError::Timeout { stderr, .. } if stderr == "started"),
             "{err}"
@@ -503,7 +507,24 @@ mod tests {
             err.to_string().contains("did not finish within 300ms"),
             "{err}"
         );
-        assert!(elapsed < OUTPUT_AFTER_KILL, "took {elapsed:?}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let _ = std::fs::remove_file(&pid_file);
+        // Killed: soon gone, or a zombie nobody reaps (it may still be exiting right after
+        // its pipes closed). A sleep the kill missed would stay asleep for 30 s.
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(state(), None | Some('Z' | 'X')) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            matches!(state(), None | Some('Z' | 'X')),
+            "background sleep: {:?}",
+            state()
+        );
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl NemesisKind {
         NemesisKind::PartitionOne,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
@@ -166,6 +166,17 @@ impl NemesisKind {
     pub fn needs_network(self) -> bool {
         self.is_partition() || matches!(self, NemesisKind::PacketLoss | NemesisKind::Latency)
     }
+}
+
+/// The contract names of `kinds`, in order (usable in constants).
+pub const fn names<const N: usize>(kinds: [NemesisKind; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = kinds[i].name();
+        i += 1;
+    }
+    out
 }
 
 impl fmt::Display for NemesisKind {

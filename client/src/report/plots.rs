@@ -37,6 +37,7 @@
 //! that picture is replaced by an SVG that shows the picture's title and the error text.
 
 use super::spans::{FaultKind, FaultSpan, OpSpan, Outcome};
+use checker::html::escape;
 use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -406,17 +407,10 @@ fn note(title: &str, text: &str) -> String {
             h = SIZE.1,
             x = SIZE.0 / 2,
             y = SIZE.1 / 2,
-            title = xml_escape(title),
-            text = xml_escape(text),
+            title = escape(title),
+            text = escape(text),
         )
     })
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// One row of the legend panel on the right.
