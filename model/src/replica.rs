@@ -278,3 +278,89 @@ fn refusal(refused: Refused) -> Reply {
         other => Reply::Refused(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Body, Message, Role};
+    use crate::kv::Value;
+
+    fn write(seq: u64) -> Command {
+        Command {
+            client: 1,
+            seq,
+            op: Operation::Write {
+                key: "k".to_string(),
+                value: Value::Int(seq as i64),
+            },
+        }
+    }
+
+    /// Hands out and completes every Ready, collecting the replies.
+    fn drive(replica: &mut Replica, replies: &mut Vec<(RequestId, Reply)>) {
+        while let Some((_persist, pending)) = replica.ready() {
+            let advanced = replica.advance(pending).expect("no snapshot here");
+            replies.extend(advanced.replies);
+        }
+    }
+
+    fn elect(replica: &mut Replica, replies: &mut Vec<(RequestId, Reply)>) {
+        for _ in 0..100 {
+            if replica.raft().role() == Role::Leader {
+                break;
+            }
+            replica.tick();
+            drive(replica, replies);
+        }
+        assert_eq!(replica.raft().role(), Role::Leader);
+    }
+
+    /// A leader's proposals are cut off by a later leader's log, and when this server
+    /// leads again its new proposal lands at the index of one of its old ones. The old
+    /// proposal can no longer commit there; the defect was that the new one silently took
+    /// its place, and the old request was never answered. The expected replies record
+    /// the defect: request 12 gets none.
+    #[test]
+    fn an_overwritten_proposal_is_answered() {
+        let mut config = Config::new(1);
+        config.pre_vote = false;
+        let mut replica = Replica::new(config, [1], 0);
+        let mut replies = Vec::new();
+        elect(&mut replica, &mut replies); // term 1, no-op at 1
+        for (id, seq) in [(10, 1), (11, 2), (12, 3)] {
+            assert_eq!(replica.request(id, write(seq)), None); // at 2, 3, 4
+        }
+        // A leader of term 2 replaces everything after index 1 (before any of it was
+        // persisted here, so none of it committed).
+        let term = replica.raft().term() + 1;
+        replica.step(Message {
+            from: 2,
+            to: 1,
+            term,
+            body: Body::Append {
+                prev_index: 1,
+                prev_term: 1,
+                entries: vec![Entry {
+                    term,
+                    index: 2,
+                    kind: EntryKind::Noop,
+                }],
+                commit: 1,
+                read_round: 0,
+            },
+        });
+        drive(&mut replica, &mut replies);
+        elect(&mut replica, &mut replies); // term 3, no-op at 3
+        assert_eq!(replica.request(13, write(4)), None); // at 4, where 12 was
+        drive(&mut replica, &mut replies);
+        replies.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            replies,
+            vec![
+                (10, Reply::Dropped),
+                (11, Reply::Dropped),
+                (13, Reply::Done(Outcome::Written)),
+            ]
+        );
+    }
+}

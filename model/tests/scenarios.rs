@@ -34,6 +34,8 @@
 //! | `stabilize` | deliver messages in FIFO order until none is left |
 //! | `deliver FROM->TO [n=K]` | deliver the queued messages that match (`*` matches any node) |
 //! | `drop FROM->TO [n=K]` | discard matching queued messages |
+//! | `duplicate FROM->TO [n=K]` | queue a copy of each matching message at the back (the network duplicated it) |
+//! | `delay FROM->TO [n=K]` | move matching messages to the back of the queue (the network delayed them) |
 //! | `queue` | print the messages in flight |
 //! | `partition A,B \| C,..` / `heal` | cut every link between the groups (replacing any earlier partition) / restore all links |
 //! | `crash ID` / `restart ID` | lose volatile state / restore from what was persisted |
@@ -871,6 +873,34 @@ impl Cluster {
                     }
                 }
             }
+            "duplicate" | "delay" => {
+                args.allow(&["n"])?;
+                let link = parse_link(args.pos.first().ok_or("needs FROM->TO")?)?;
+                let n: usize = args.opt("n", usize::MAX)?;
+                let moved = if args.cmd == "duplicate" {
+                    // The originals keep their places; the copies arrive after the rest.
+                    let (from, to) = link;
+                    self.queue
+                        .iter()
+                        .filter(|m| {
+                            from.is_none_or(|f| f == m.from) && to.is_none_or(|t| t == m.to)
+                        })
+                        .take(n)
+                        .cloned()
+                        .collect()
+                } else {
+                    self.take_matching(link, n)
+                };
+                for m in moved {
+                    let how = if args.cmd == "duplicate" {
+                        "duplicated"
+                    } else {
+                        "delayed"
+                    };
+                    self.say(format!("{} ({how})", fmt_msg(&m)));
+                    self.queue.push_back(m);
+                }
+            }
             "queue" => {
                 args.allow(&[])?;
                 let lines: Vec<String> = self.queue.iter().map(fmt_msg).collect();
@@ -1255,4 +1285,12 @@ scenarios!(
     lease_read,
     apply_uncommitted,
     truncate_on_append,
+    read_pacing,
+    snapshot_new_leader,
+    learner_catch_up,
+    stale_rejection,
+    check_quorum_new_leader,
+    prevote_lease,
+    prevote_equal_term,
+    commit_promptly,
 );
