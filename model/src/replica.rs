@@ -66,6 +66,9 @@ pub struct Replica {
     reads: BTreeMap<u64, (RequestId, String)>,
     /// Confirmed reads waiting for the state machine to apply their index.
     confirmed_reads: Vec<(Index, RequestId, String)>,
+    /// Requests to answer `Dropped` at the next `advance` (proposals overwritten before
+    /// they committed).
+    overwritten: Vec<RequestId>,
     next_ctx: u64,
     /// The last index the KV state machine itself has applied. The core's applied index
     /// runs ahead of it when a snapshot is installed between `ready` and `advance`; reads and
@@ -110,6 +113,7 @@ impl Replica {
             proposals: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: Vec::new(),
+            overwritten: Vec::new(),
             next_ctx: 0,
             kv_applied: raft.log().snapshot().meta.index,
             compact_every,
@@ -153,11 +157,23 @@ impl Replica {
         }
         match self.raft.propose(command) {
             Ok((index, term)) => {
-                self.proposals.insert(index, (term, id));
+                // An older term's proposal at this index was cut off by another leader's
+                // log (this leader's own log has a new entry there): it can no longer
+                // commit, and must still be answered.
+                if let Some((_, old)) = self.proposals.insert(index, (term, id)) {
+                    self.overwritten.push(old);
+                }
                 None
             }
             Err(refused) => Some(refusal(refused)),
         }
+    }
+
+    /// Whether request `id` still waits here for an answer.
+    pub fn waiting(&self, id: RequestId) -> bool {
+        self.proposals.values().any(|&(_, r)| r == id)
+            || self.reads.values().any(|&(r, _)| r == id)
+            || self.confirmed_reads.iter().any(|&(_, r, _)| r == id)
     }
 
     /// Transfers leadership (operator request).
@@ -195,7 +211,11 @@ impl Replica {
     /// Everything in the `Persist` of the same Ready is durable and its messages were sent:
     /// apply, answer, and let the core continue.
     pub fn advance(&mut self, pending: Pending) -> Result<Advanced, BadSnapshot> {
-        let mut replies = Vec::new();
+        let mut replies: Vec<(RequestId, Reply)> = self
+            .overwritten
+            .drain(..)
+            .map(|id| (id, Reply::Dropped))
+            .collect();
         if let Some(snapshot) = pending.snapshot {
             self.kv.restore(&snapshot.data)?;
             self.kv_applied = snapshot.meta.index;
@@ -318,8 +338,7 @@ mod tests {
     /// A leader's proposals are cut off by a later leader's log, and when this server
     /// leads again its new proposal lands at the index of one of its old ones. The old
     /// proposal can no longer commit there; the defect was that the new one silently took
-    /// its place, and the old request was never answered. The expected replies record
-    /// the defect: request 12 gets none.
+    /// its place, and the old request was never answered. Every request gets an answer.
     #[test]
     fn an_overwritten_proposal_is_answered() {
         let mut config = Config::new(1);
@@ -359,6 +378,7 @@ mod tests {
             vec![
                 (10, Reply::Dropped),
                 (11, Reply::Dropped),
+                (12, Reply::Dropped),
                 (13, Reply::Done(Outcome::Written)),
             ]
         );

@@ -278,6 +278,7 @@ fn fmt_msg(m: &Message<Cmd>) -> String {
             conflict_term,
             success,
             read_round,
+            prev_index,
         } => {
             if *success {
                 format!(
@@ -289,7 +290,7 @@ fn fmt_msg(m: &Message<Cmd>) -> String {
                 let conflict =
                     conflict_term.map_or(String::new(), |t| format!(" conflict_term={t}"));
                 format!(
-                    "MsgAppResp term={} reject hint={index}{conflict}{}",
+                    "MsgAppResp term={} reject prev={prev_index} hint={index}{conflict}{}",
                     m.term,
                     round(*read_round)
                 )

@@ -937,14 +937,16 @@ fn body() -> impl Strategy<Value = Body<Command>> {
             any::<u64>(),
             proptest::option::of(any::<u64>()),
             any::<bool>(),
+            any::<u64>(),
             any::<u64>()
         )
-            .prop_map(|(index, conflict_term, success, read_round)| {
+            .prop_map(|(index, conflict_term, success, read_round, prev_index)| {
                 Body::AppendResponse {
                     index,
                     conflict_term,
                     success,
                     read_round,
+                    prev_index,
                 }
             }),
         (

@@ -53,6 +53,10 @@ pub enum Body<C> {
         conflict_term: Option<Term>,
         success: bool,
         read_round: u64,
+        /// What this answers: the `prev_index` of the AppendEntries (the snapshot's index
+        /// for an InstallSnapshot), so that the leader can tell a rejection of its current
+        /// probe from a late or duplicated one.
+        prev_index: Index,
     },
     InstallSnapshot {
         snapshot: Snapshot,

@@ -32,6 +32,13 @@ pub struct Progress {
     pub read_round: u64,
     /// An AppendEntries was accepted since the last heartbeat (the pipeline is moving).
     pub acked_since_heartbeat: bool,
+    /// In Snapshot: heartbeats since the snapshot was sent (it is retried after a timeout).
+    pub snapshot_wait: u32,
+    /// The snapshot index at which the follower was last probed because the entries it
+    /// needed were compacted: a second need sends the snapshot itself.
+    pub boundary_probe: Option<Index>,
+    /// The highest commit index sent to the follower (capped at what it was sent).
+    pub commit_sent: Index,
 }
 
 impl Progress {
@@ -42,9 +49,14 @@ impl Progress {
             state: ReplicationState::Probe,
             inflight: VecDeque::new(),
             probe_sent: false,
-            recent_active: true,
+            // Not until it answers: a leader that hears from no quorum within its first
+            // election timeout steps down then, not one timeout later.
+            recent_active: false,
             read_round: 0,
             acked_since_heartbeat: false,
+            snapshot_wait: 0,
+            boundary_probe: None,
+            commit_sent: 0,
         }
     }
 
@@ -72,6 +84,10 @@ impl Progress {
     /// The follower accepted everything up to `index`. Returns whether that is news.
     pub fn accepted(&mut self, index: Index) -> bool {
         let news = index > self.matched;
+        // In Probe the follower's log is known to match at `index`; only if that reaches
+        // the probe point (`next - 1`) is the match point found. A heartbeat's ack of an
+        // older point (say index 0 after an election) says nothing about the probe.
+        let found = index + 1 >= self.next;
         if news {
             // Only an ack that moves the match point shows the pipeline is moving: a
             // heartbeat's ack (index == matched) must not hide lost AppendEntries.
@@ -83,7 +99,7 @@ impl Progress {
             self.inflight.pop_front();
         }
         match self.state {
-            ReplicationState::Probe => {
+            ReplicationState::Probe if found => {
                 self.state = ReplicationState::Replicate;
                 self.probe_sent = false;
             }
@@ -93,6 +109,18 @@ impl Progress {
             _ => {}
         }
         news
+    }
+
+    /// Whether a rejection of the AppendEntries sent after `prev_index` is current: in
+    /// Probe it must answer the probe (at `next - 1`); in Replicate it must be of a point
+    /// past the match point (an older one cannot be rejected any more); a follower waiting
+    /// for a snapshot has nothing outstanding to reject.
+    pub fn rejection_is_current(&self, prev_index: Index) -> bool {
+        match self.state {
+            ReplicationState::Probe => prev_index + 1 == self.next,
+            ReplicationState::Replicate => prev_index > self.matched,
+            ReplicationState::Snapshot { .. } => false,
+        }
     }
 
     /// The follower rejected an AppendEntries; try again from `next` (never below match+1).
@@ -107,14 +135,22 @@ impl Progress {
     pub fn sending_snapshot(&mut self, index: Index) {
         self.state = ReplicationState::Snapshot { index };
         self.inflight.clear();
+        self.snapshot_wait = 0;
     }
 
-    /// Heartbeat time: a probe may be retried (its message may have been lost).
-    pub fn heartbeat(&mut self) {
+    /// Periodic heartbeat time (never a read's): a probe may be retried (its message may
+    /// have been lost). A snapshot is retried only after `snapshot_timeout` heartbeats
+    /// without its acknowledgement, by probing at its boundary first (the follower may have
+    /// installed it and its answer been lost).
+    pub fn heartbeat(&mut self, snapshot_timeout: u32) {
         self.probe_sent = false;
-        if let ReplicationState::Snapshot { .. } = self.state {
-            // The snapshot may have been lost: fall back to probing, which resends it.
-            self.state = ReplicationState::Probe;
+        if let ReplicationState::Snapshot { index } = self.state {
+            self.snapshot_wait += 1;
+            if self.snapshot_wait >= snapshot_timeout {
+                self.state = ReplicationState::Probe;
+                self.next = index.max(self.matched) + 1;
+                self.boundary_probe = None;
+            }
         }
         // A pipeline with nothing acknowledged for a whole heartbeat interval has lost
         // messages: stop waiting for them and probe from the match point again.

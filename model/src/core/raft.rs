@@ -225,6 +225,10 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     pub fn progress(&self, id: NodeId) -> Option<&Progress> {
         self.progress.get(&id)
     }
+    /// Messages queued for the next Ready (for checkers: what an input just sent).
+    pub fn outbox(&self) -> &[Message<C>] {
+        &self.messages
+    }
 
     fn is_voter(&self) -> bool {
         self.membership.voters.contains(&self.config.id)
@@ -406,7 +410,12 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             ctx,
             round: self.read_round,
         });
-        self.broadcast_heartbeat();
+        // Only a heartbeat that carries the round: a read must not touch replication
+        // pacing (reset probes, take a busy pipeline for a stalled one, resend snapshots).
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_heartbeat(peer);
+        }
         self.release_reads();
         Ok(())
     }
@@ -503,6 +512,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                         conflict_term: None,
                         success: false,
                         read_round: 0,
+                        prev_index: 0,
                     },
                 ),
                 Body::Vote {
@@ -543,7 +553,15 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 conflict_term,
                 success,
                 read_round,
-            } => self.handle_append_response(from, index, conflict_term, success, read_round),
+                prev_index,
+            } => self.handle_append_response(
+                from,
+                index,
+                conflict_term,
+                success,
+                read_round,
+                prev_index,
+            ),
             Body::InstallSnapshot {
                 snapshot,
                 read_round,
@@ -556,11 +574,21 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         }
     }
 
-    /// Whether this server heard from a leader within the minimum election timeout.
+    /// Whether this server heard from a leader within the minimum election timeout (with
+    /// check-quorum: it then ignores vote requests, thesis 4.2.3).
     fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum
-            && self.leader.is_some()
-            && self.election_elapsed < self.config.election_ticks
+        self.config.check_quorum && self.heard_from_leader()
+    }
+
+    /// Whether a pre-vote must be refused because a leader was heard from within the
+    /// minimum election timeout: whenever pre-vote is on (thesis 9.6), not only with
+    /// check-quorum.
+    fn refuses_pre_votes(&self) -> bool {
+        (self.config.pre_vote || self.config.check_quorum) && self.heard_from_leader()
+    }
+
+    fn heard_from_leader(&self) -> bool {
+        self.leader.is_some() && self.election_elapsed < self.config.election_ticks
     }
 
     // ----- elections ----------------------------------------------------------------------
@@ -610,7 +638,14 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     ) {
         let up_to_date = self.log.is_up_to_date(last_index, last_term);
         let granted = match campaign {
-            Campaign::PreVote => up_to_date && term > self.term && !self.in_leader_lease(),
+            // etcd/raft's rule: a pre-vote for a later term, or for this very term when this
+            // server knows no leader and has not voted for another candidate in it.
+            Campaign::PreVote => {
+                let free = term > self.term
+                    || self.voted_for == Some(from)
+                    || (self.voted_for.is_none() && self.leader.is_none());
+                up_to_date && free && !self.refuses_pre_votes()
+            }
             Campaign::Election | Campaign::Transfer => {
                 let free = match self.voted_for {
                     None => true,
@@ -778,6 +813,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 conflict_term: reply.1,
                 success: reply.2,
                 read_round,
+                prev_index,
             },
         );
     }
@@ -808,6 +844,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     }
 
     fn handle_snapshot(&mut self, from: NodeId, snapshot: Snapshot, read_round: u64) {
+        let snapshot_index = snapshot.meta.index;
         if self.role != Role::Follower {
             self.become_follower(self.term, Some(from));
         }
@@ -824,6 +861,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 conflict_term: None,
                 success: true,
                 read_round,
+                prev_index: snapshot_index,
             },
         );
     }
@@ -837,6 +875,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         conflict_term: Option<Term>,
         success: bool,
         read_round: u64,
+        prev_index: Index,
     ) {
         if self.role != Role::Leader {
             return;
@@ -855,6 +894,11 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         pr.read_round = pr.read_round.max(read_round);
         if success {
             if pr.accepted(index.min(last_index)) {
+                // A follower that now holds committed entries it was not told are committed
+                // hears it at the next Ready (see `announce_commit`).
+                if self.log.commit.min(pr.matched) > pr.commit_sent {
+                    self.broadcast_pending = true;
+                }
                 self.maybe_commit();
             }
             let caught_up = self
@@ -864,7 +908,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             if caught_up && self.transfer.is_some_and(|(t, _)| t == from) {
                 self.send(from, Body::TimeoutNow);
             }
-        } else {
+        } else if pr.rejection_is_current(prev_index) {
             let next = match conflict_term.and_then(|t| self.log.last_index_of_term(t)) {
                 Some(last_of_term) => last_of_term + 1,
                 None => index,
@@ -873,6 +917,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 pr.rejected(next.max(1));
             }
         }
+        // (A rejection that is not current, late or duplicated, changes nothing.)
         self.release_reads();
         self.send_append(from);
     }
@@ -893,6 +938,23 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             return;
         }
         let Some(prev_term) = self.log.term(prev_index) else {
+            // The entries the follower needs are compacted. It may still hold the
+            // snapshot's last entry (a new leader does not know its match point; an answer
+            // may have been lost): probe there first, and send the snapshot only when the
+            // follower's answer to that probe says it needs it.
+            let boundary = self.log.snapshot().meta.index;
+            if let Some(pr) = self.progress.get_mut(&to) {
+                if pr.boundary_probe != Some(boundary) {
+                    pr.boundary_probe = Some(boundary);
+                    pr.state = ReplicationState::Probe;
+                    pr.inflight.clear();
+                    pr.probe_sent = false;
+                    pr.next = boundary + 1;
+                    // The leader holds the term at its snapshot's index: no recursion.
+                    self.send_append(to);
+                    return;
+                }
+            }
             self.send_snapshot(to);
             return;
         };
@@ -907,6 +969,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         let read_round = self.read_round;
         if let Some(pr) = self.progress.get_mut(&to) {
             pr.sent(last, carried);
+            pr.commit_sent = pr.commit_sent.max(commit.min(last));
         }
         self.send(
             to,
@@ -936,29 +999,70 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         );
     }
 
-    /// Heartbeats carry the commit index (capped at what the follower is known to hold) and
-    /// the current read round; a follower that is behind gets entries instead.
+    /// The periodic heartbeat, the only place where replication pacing is reset: a probe
+    /// is retried (from `next - 1`, which the leader holds: the probe is the heartbeat), a
+    /// stalled pipeline falls back to probing, a snapshot unanswered for an election
+    /// timeout is retried; other followers get a plain heartbeat, then any entries due.
     fn broadcast_heartbeat(&mut self) {
+        let snapshot_timeout =
+            (self.config.election_ticks / self.config.heartbeat_ticks.max(1)).max(1);
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
             let Some(pr) = self.progress.get_mut(&peer) else {
                 continue;
             };
-            pr.heartbeat();
-            let matched = pr.matched;
-            let Some(prev_term) = self.log.term(matched) else {
-                self.send_snapshot(peer);
-                continue;
-            };
-            let body = Body::Append {
-                prev_index: matched,
+            pr.heartbeat(snapshot_timeout);
+            if pr.state == ReplicationState::Probe {
+                self.send_append(peer);
+            } else {
+                self.send_heartbeat(peer);
+                self.send_append(peer);
+            }
+        }
+    }
+
+    /// A plain heartbeat: no entries, the current read round, and the commit index capped
+    /// at the follower's match point, which is also its `prev` (the follower holds it, so
+    /// it never rejects one). If the leader compacted the term at the match point, it uses
+    /// `prev` = (0, 0) instead, which every follower accepts (everything up to its commit
+    /// point matches the leader), without a commit index.
+    fn send_heartbeat(&mut self, to: NodeId) {
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return;
+        };
+        let (prev_index, prev_term) = match self.log.term(pr.matched) {
+            Some(term) => (pr.matched, term),
+            None => (0, 0),
+        };
+        let commit = self.log.commit.min(prev_index);
+        pr.commit_sent = pr.commit_sent.max(commit);
+        let read_round = self.read_round;
+        self.send(
+            to,
+            Body::Append {
+                prev_index,
                 prev_term,
                 entries: Vec::new(),
-                commit: self.log.commit.min(matched),
-                read_round: self.read_round,
-            };
-            self.send(peer, body);
-            self.send_append(peer);
+                commit,
+                read_round,
+            },
+        );
+    }
+
+    /// Tells each follower a commit index it has not been sent yet (up to its match
+    /// point), with a plain heartbeat where nothing else carried it. Once per Ready.
+    fn announce_commit(&mut self) {
+        let commit = self.log.commit;
+        let due: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, pr)| {
+                commit.min(pr.matched) > pr.commit_sent && self.log.term(pr.matched).is_some()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in due {
+            self.send_heartbeat(peer);
         }
     }
 
@@ -1144,6 +1248,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         }
         if self.broadcast_pending && self.role == Role::Leader {
             self.broadcast_append();
+            self.announce_commit();
         }
         self.broadcast_pending = false;
         let hard_state = self.hard_state();
