@@ -1,6 +1,9 @@
 //! The seeded deterministic simulator (`model::sim`) against the real core: the correct core
 //! passes thousands of seeds (3 and 5 servers, every fault kind), and every catalogue bug the
-//! simulator can see is caught within a bounded number of seeds.
+//! simulator can see is caught within a bounded number of seeds. The correct core's runs
+//! also check the liveness properties of `model::sim::liveness` (a leader and an answer to
+//! every request within bounded time after the heal, no needless snapshot, reads that leave
+//! replication pacing alone); they report violations like the safety properties.
 //!
 //! Replay one seed (or a few) of any test, with the last events of the run:
 //!

@@ -9,7 +9,8 @@
 //!                   ├─ network: delay, loss, duplication, partitions            (network.rs)
 //!                   ├─ nemesis: partitions, crashes, pauses, targeted crashes   (nemesis.rs)
 //!                   ├─ clients: sequential processes, retries, history          (clients.rs)
-//!                   └─ after every event: Raft's safety properties              (invariants.rs)
+//!                   ├─ after every event: Raft's safety properties              (invariants.rs)
+//!                   └─ liveness after the heal, needless snapshots, read pacing (liveness.rs)
 //!   at the end: the history (JSON Lines) -> checker::check (cas-register)  ──> SimReport
 //! ```
 //!
@@ -28,6 +29,7 @@
 pub mod clients;
 pub mod history;
 pub mod invariants;
+pub mod liveness;
 pub mod nemesis;
 pub mod network;
 pub mod rng;
@@ -282,7 +284,8 @@ impl SimConfig {
     }
 }
 
-/// A violated safety property (or a core assertion that fired), with where it happened.
+/// A violated safety property (or a core assertion that fired, or, for the correct core, a
+/// liveness property of [`liveness`]), with where it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// The Raft paper's name for the property, `"Core Assertion"` for a panic in the core,

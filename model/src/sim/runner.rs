@@ -21,6 +21,7 @@
 
 use super::clients::{ClientAction, Clients};
 use super::invariants::Invariants;
+use super::liveness::{Liveness, ReadProbe};
 use super::nemesis::{ClusterView, Fault, Nemesis};
 use super::network::Network;
 use super::rng::{mix, Rng};
@@ -28,7 +29,7 @@ use super::storage::Storage;
 use super::{SimConfig, SimReport, Stats, Violation};
 use crate::bugs::Bug;
 use crate::core::{Body, Campaign, Config, Entry, Index, Message, NodeId, Raft, Role, Term};
-use crate::kv::{Command, Outcome};
+use crate::kv::{Command, Operation, Outcome};
 use crate::replica::{Pending, Persist, Replica, Reply};
 use checker::history::Format;
 use checker::{CheckOptions, ModelKind, Verdict};
@@ -140,6 +141,9 @@ struct World {
     nemesis: Nemesis,
     clients: Clients,
     invariants: Invariants,
+    liveness: Liveness,
+    /// When the liveness properties are next checked (every few simulated milliseconds).
+    next_liveness_check: u64,
     stats: Stats,
     violation: Option<Violation>,
     trace: VecDeque<String>,
@@ -213,6 +217,8 @@ impl World {
             fault_rng,
             persist_rng,
             invariants: Invariants::new(),
+            liveness: Liveness::new(),
+            next_liveness_check: 0,
             stats: Stats::default(),
             violation: None,
             trace: VecDeque::new(),
@@ -289,6 +295,14 @@ impl World {
             if self.violation.is_none() {
                 self.check_invariants();
             }
+            if self.violation.is_none()
+                && self.liveness_on()
+                && self.faults_over
+                && self.now >= self.next_liveness_check
+            {
+                self.next_liveness_check = self.now + 5;
+                self.check_liveness();
+            }
 
             if self.violation.is_some() || (self.stopping && self.clients.idle()) {
                 break;
@@ -323,6 +337,26 @@ impl World {
             .filter_map(|s| s.replica.as_ref().map(|r| r.raft()))
             .collect();
         if let Err((property, detail)) = self.invariants.check(&rafts) {
+            self.fail(property, detail);
+        }
+    }
+
+    /// The liveness properties are the correct core's: a run with a bug switched on is
+    /// about whether the safety properties catch it.
+    fn liveness_on(&self) -> bool {
+        self.config.bugs == crate::bugs::Bugs::none()
+    }
+
+    fn check_liveness(&mut self) {
+        let leader = self.leader().is_some();
+        let servers = &self.servers;
+        let waiting = |node: usize, id: u64| {
+            servers[node]
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.waiting(id))
+        };
+        if let Err((property, detail)) = self.liveness.check_progress(self.now, leader, waiting) {
             self.fail(property, detail);
         }
     }
@@ -380,6 +414,7 @@ impl World {
                 else {
                     return;
                 };
+                self.liveness.delivering(&msg, self.now);
                 replica.step(msg);
                 self.drive(node);
             }
@@ -402,8 +437,18 @@ impl World {
                 else {
                     return;
                 };
-                if let Some(reply) = replica.request(attempt, command) {
-                    self.reply_to_client(attempt, reply);
+                let read = matches!(command.op, Operation::Read { .. });
+                let probe = (read && self.config.bugs == crate::bugs::Bugs::none())
+                    .then(|| ReadProbe::before(replica.raft()))
+                    .flatten();
+                let reply = replica.request(attempt, command);
+                let paced = probe.map_or(Ok(()), |p| p.after(replica.raft()));
+                match reply {
+                    Some(reply) => self.reply_to_client(attempt, reply),
+                    None => self.liveness.took(attempt, node, self.now),
+                }
+                if let Err((property, detail)) = paced {
+                    self.fail(property, detail);
                 }
                 self.drive(node);
             }
@@ -459,6 +504,7 @@ impl World {
                     self.restart(node);
                 }
                 self.clients.healed_at = Some(self.now);
+                self.liveness.healed(self.now);
             }
             Event::StopClients => {
                 // Liveness needs a little patience: an unlucky schedule can take a few
@@ -718,6 +764,15 @@ impl World {
         if msg.to == 0 || msg.to as usize > self.servers.len() {
             return;
         }
+        let follower = self.servers[msg.to as usize - 1]
+            .replica
+            .as_ref()
+            .map(|r| r.raft());
+        if self.config.bugs == crate::bugs::Bugs::none() {
+            if let Err((property, detail)) = self.liveness.sending(&msg, follower, self.now) {
+                self.fail(property, detail);
+            }
+        }
         if !self.net.connected(msg.from, msg.to) {
             self.stats.dropped += 1;
             return;
@@ -738,6 +793,7 @@ impl World {
     }
 
     fn reply_to_client(&mut self, attempt: u64, reply: Reply) {
+        self.liveness.answered(attempt);
         for delay in self.net.delays(&mut self.net_rng) {
             self.schedule(
                 self.now + delay,
@@ -882,6 +938,7 @@ impl World {
         server.tick_held = false;
         server.unsynced_since = None;
         server.epoch += 1;
+        self.liveness.crashed(node);
         // `skip-fsync`: what was acknowledged but never written dies with the process.
         let lost = server.storage.lose_unsynced();
         let id = server.id;
