@@ -365,3 +365,11 @@ fn catches_truncate_on_append() {
 fn catches_skip_fsync() {
     assert_caught(Bug::SkipFsync, "catches_skip_fsync");
 }
+
+#[test]
+fn catches_send_before_persist() {
+    assert_caught(Bug::SendBeforePersist, "catches_send_before_persist");
+}
+
+// No `catches_concurrent_membership`: the simulator never changes membership, so the bug
+// cannot act here; the default `raft-model check` catches it.

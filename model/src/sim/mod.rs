@@ -20,8 +20,10 @@
 //! Readies are persisted after a simulated fsync delay; a crash in between loses them, and
 //! their messages are never sent; a targeted crash can also strike after the fsync and before
 //! the sends. (Under the `skip-fsync` bug a Ready is acknowledged at once and its writes are
-//! buffered, so a crash loses acknowledged writes: see [`storage`].) A paused server (SIGSTOP)
-//! keeps its memory and misses the time in between (see the runner).
+//! buffered, so a crash loses acknowledged writes: see [`storage`]. Under `send-before-persist`
+//! a Ready's messages leave when it is taken, before its fsync, so a crash in between loses
+//! writes they promised.) A paused server (SIGSTOP) keeps its memory and misses the time in
+//! between (see the runner).
 //!
 //! Use [`run`] with a [`SimConfig`] (e.g. [`SimConfig::randomized`]) and inspect the
 //! [`SimReport`].
@@ -180,6 +182,11 @@ impl SimConfig {
     ///   told is matched; with duplication the resulting probe/reject exchanges multiply.)
     /// * `skip-fsync`: three servers, leader churn, and crashes right after a server grants a
     ///   vote or a leader acknowledges a client, before the buffered writes are flushed.
+    /// * `send-before-persist`: `forget-vote`'s churn with slow fsyncs (up to 8 ms), so that a
+    ///   server that grants a vote crashes within two milliseconds of sending it, while the
+    ///   vote is still on its way to the disk;
+    /// * `concurrent-membership`: everything random. The simulator never changes membership,
+    ///   so it cannot catch this bug (the default `raft-model check` does).
     pub fn targeting(seed: u64, bug: Bug) -> Self {
         let mut c = SimConfig::randomized(seed);
         let churn = |c: &mut SimConfig, nodes: usize| {
@@ -273,6 +280,15 @@ impl SimConfig {
                 c.nemesis.crash_after_vote = 0.3;
                 c.nemesis.crash_after_ack = 0.8;
             }
+            Bug::SendBeforePersist => {
+                churn(&mut c, 5);
+                c.pre_vote = false;
+                c.persist_delay = 8;
+                c.nemesis.crash_after_ack = 0.2;
+                c.nemesis.crash_after_vote = 1.0;
+            }
+            // No membership changes here: nothing to aim at.
+            Bug::ConcurrentMembership => {}
         }
         c
     }

@@ -18,6 +18,11 @@
 //! writes are buffered in the server's [`Storage`] and flushed once [`FLUSH_RECORDS`] records
 //! are buffered or the oldest has waited [`FLUSH_MS`] (checked at each tick); a crash loses
 //! the rest.
+//!
+//! Under the `send-before-persist` bug a Ready's messages are sent when the Ready is taken,
+//! before its fsync delay: a crash during the delay loses the writes (the Ready in flight) that
+//! the messages already promised, e.g. a granted vote. The targeted crash after a granted vote
+//! follows the vote's send, so it then strikes inside that window.
 
 use super::clients::{ClientAction, Clients};
 use super::invariants::Invariants;
@@ -546,15 +551,25 @@ impl World {
                 .filter_map(|index| log.entry(index).cloned())
                 .collect();
             self.watch_leader(node);
-            let server = &mut self.servers[node];
             let must_persist = persist.hard_state.is_some()
                 || persist.snapshot.is_some()
                 || !persist.entries.is_empty();
-            let inflight = InFlight {
+            let mut inflight = InFlight {
                 persist,
                 pending,
                 applied,
             };
+            if self.config.bugs.has(Bug::SendBeforePersist) {
+                // The messages leave before the writes they promise are durable.
+                let messages = std::mem::take(&mut inflight.persist.messages);
+                if self.send_all(messages) && !self.faults_over {
+                    let down = self.down_count();
+                    if let Some(down) = self.nemesis.crash_after_vote(down) {
+                        self.crash_soon(node, down, "after granting a vote");
+                    }
+                }
+            }
+            let server = &mut self.servers[node];
             let delay = if must_persist && !self.config.bugs.has(Bug::SkipFsync) {
                 self.persist_rng.range(0, self.config.persist_delay)
             } else {
@@ -611,19 +626,8 @@ impl World {
                 return;
             }
         }
-        let mut voted = false;
-        for msg in persist.messages {
-            if matches!(
-                msg.body,
-                Body::VoteResponse {
-                    campaign: Campaign::Election | Campaign::Transfer,
-                    granted: true
-                }
-            ) {
-                voted = true;
-            }
-            self.send(msg);
-        }
+        // (Empty under `send-before-persist`: they were sent when the Ready was taken.)
+        let voted = self.send_all(persist.messages);
         if let Err((property, detail)) = self.invariants.applied(id, &applied) {
             self.fail(property, detail);
             return;
@@ -666,9 +670,31 @@ impl World {
             None
         };
         if let Some((down, why)) = crash {
-            let at = self.now + self.fault_rng.range(0, 2);
-            self.schedule(at, Event::Crash { node, down, why });
+            self.crash_soon(node, down, why);
         }
+    }
+
+    /// A targeted crash, within two milliseconds.
+    fn crash_soon(&mut self, node: usize, down: u64, why: &'static str) {
+        let at = self.now + self.fault_rng.range(0, 2);
+        self.schedule(at, Event::Crash { node, down, why });
+    }
+
+    /// Sends a Ready's messages; returns whether one grants a vote (for the targeted crash
+    /// after a vote).
+    fn send_all(&mut self, messages: Vec<Message<Command>>) -> bool {
+        let mut voted = false;
+        for msg in messages {
+            voted |= matches!(
+                msg.body,
+                Body::VoteResponse {
+                    campaign: Campaign::Election | Campaign::Transfer,
+                    granted: true
+                }
+            );
+            self.send(msg);
+        }
+        voted
     }
 
     /// Figure 8's churn: maybe doom a leader that was just elected, or whose commit index
