@@ -15,11 +15,16 @@
 //! keeps taking input; the Ready's messages leave only when the storage thread reports them
 //! durable, and only then is the core told `advance`. One Ready is in flight at a time, so
 //! everything proposed meanwhile lands in the next fsync (group commit).
+//!
+//! Under the `send-before-persist` catalogue bug the messages leave as soon as the Ready is
+//! taken, before the storage thread has made its writes durable: a crash in between loses a
+//! vote or an entry the messages already promised.
 
 use crate::config::ClusterConfig;
 use crate::protocol::{NodeStatus, PeerStatus, Request, Response};
 use crate::storage::{Storage, StorageError};
 use crate::transport::{ClientCall, Inbound, Transport};
+use model::bugs::Bug;
 use model::core::{Message, NodeId, Role, Snapshot};
 use model::kv::{Command, Outcome};
 use model::replica::{Pending, Persist, Replica, Reply, RequestId};
@@ -150,6 +155,12 @@ impl CoreTask {
                     pending,
                 })?;
             } else {
+                let mut persist = persist;
+                if self.replica.bugs().has(Bug::SendBeforePersist) {
+                    // The bug: no waiting for the fsync (the storage thread then has no
+                    // messages to hand back).
+                    self.send(std::mem::take(&mut persist.messages));
+                }
                 self.persisting = true;
                 self.jobs
                     .send(StorageJob::Persist(persist, pending))
@@ -162,13 +173,7 @@ impl CoreTask {
     /// The durable part of a Ready is on disk: send, apply, answer, advance.
     fn persisted(&mut self, persisted: Persisted) -> Result<(), RuntimeError> {
         self.persisting = false;
-        let mut by_peer: BTreeMap<NodeId, Vec<Message<Command>>> = BTreeMap::new();
-        for msg in persisted.messages {
-            by_peer.entry(msg.to).or_default().push(msg);
-        }
-        for (peer, msgs) in by_peer {
-            self.transport.send(peer, msgs);
-        }
+        self.send(persisted.messages);
         let advanced = self.replica.advance(persisted.pending)?;
         for (id, reply) in advanced.replies {
             self.answer(id, self.response(reply));
@@ -179,6 +184,17 @@ impl CoreTask {
                 .map_err(|_| RuntimeError::StorageThread("it exited".into()))?;
         }
         Ok(())
+    }
+
+    /// Routes messages to the per-peer senders, each peer's in order.
+    fn send(&self, messages: Vec<Message<Command>>) {
+        let mut by_peer: BTreeMap<NodeId, Vec<Message<Command>>> = BTreeMap::new();
+        for msg in messages {
+            by_peer.entry(msg.to).or_default().push(msg);
+        }
+        for (peer, msgs) in by_peer {
+            self.transport.send(peer, msgs);
+        }
     }
 
     fn client_call(&mut self, call: ClientCall) {
