@@ -13,8 +13,9 @@
 //! 3. Unless `--no-correct`, the correct build (no bug) K times under each nemesis kind alone
 //!    (the `[correct]` table of the recipes: every kind by default).
 //!
-//! Without nftables or root, partition kinds are left out: a bug recipe keeps its other kinds
-//! (or falls back to `kill`), a correct run of a partition kind is skipped; both are noted.
+//! Without nftables or root, network fault kinds (partitions, `freeze-leader`, `packet-loss`)
+//! are left out: a bug recipe keeps its other kinds (or falls back to `kill`), a correct run
+//! of such a kind is skipped; both are noted.
 //!
 //! **Output**: `results/matrix/<timestamp>/` (`--results DIR` for another root) holds
 //! `matrix.json` (every row and every run, with its own folder under `runs/`) and `matrix.md`
@@ -360,8 +361,8 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
                 nemesis: kind.name().to_string(),
                 workload: file_name(&c.workload),
                 workload_path: c.workload.display().to_string(),
-                skipped: (kind.is_partition() && !partitions)
-                    .then(|| "partition faults need nftables and root".to_string()),
+                skipped: (kind.needs_network() && !partitions)
+                    .then(|| "network faults need nftables and root".to_string()),
                 runs: Vec::new(),
                 valid: 0,
                 invalid: 0,
@@ -400,7 +401,7 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
     out.write(&mut matrix)?;
     if !partitions && !opts.quiet {
         eprintln!(
-            "raft-lab matrix: nftables or root unavailable: partition faults are left out (see the notes in the table)"
+            "raft-lab matrix: nftables or root unavailable: network faults are left out (see the notes in the table)"
         );
     }
 
@@ -654,22 +655,23 @@ fn definitions() -> BTreeMap<&'static str, &'static str> {
     ])
 }
 
-/// Drops partition kinds when nftables is unavailable; falls back to `kill` if none is left.
+/// Drops network fault kinds (partitions, `packet-loss`: nftables rules) when nftables is
+/// unavailable; falls back to `kill` if none is left.
 fn usable_kinds(kinds: &[NemesisKind], partitions: bool) -> (Vec<NemesisKind>, Option<String>) {
-    if partitions || !kinds.iter().any(|k| k.is_partition()) {
+    if partitions || !kinds.iter().any(|k| k.needs_network()) {
         return (kinds.to_vec(), None);
     }
     let mut left: Vec<NemesisKind> = kinds
         .iter()
         .copied()
-        .filter(|k| !k.is_partition())
+        .filter(|k| !k.needs_network())
         .collect();
     if left.is_empty() {
         left.push(NemesisKind::Kill);
     }
     let names = |ks: &[NemesisKind]| ks.iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
     let note = format!(
-        "partitions need nftables and root: ran {} instead of {}",
+        "network faults need nftables and root: ran {} instead of {}",
         names(&left),
         names(kinds)
     );
@@ -1587,5 +1589,8 @@ mod tests {
         assert!(note.unwrap().contains("instead of isolate-leader,kill"));
         let (left, _) = usable_kinds(&[NemesisKind::PartitionHalves], false);
         assert_eq!(left, vec![NemesisKind::Kill]);
+        // packet-loss is nftables rules too.
+        let (left, _) = usable_kinds(&[NemesisKind::Pause, NemesisKind::PacketLoss], false);
+        assert_eq!(left, vec![NemesisKind::Pause]);
     }
 }
