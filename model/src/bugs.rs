@@ -16,12 +16,16 @@
 //! | `apply-uncommitted` | core | followers apply entries as soon as they are durable, before they commit |
 //! | `truncate-on-append` | core | a follower truncates its log after `prev` on every AppendEntries |
 //! | `skip-fsync` | storage | appends and votes are acknowledged before they are durable |
+//! | `concurrent-membership` | core | the leader accepts a membership change while another is uncommitted |
+//! | `send-before-persist` | runtime | a Ready's messages leave before its writes are durable |
 //!
 //! The core's bugs switch on in [`crate::core::Raft`] (and so in the simulator, the stateright
 //! model and the node alike). `skip-fsync` lives below the core, in the storage the caller
 //! provides: the node's storage (`node/src/storage`) and the simulator's storage model
 //! ([`crate::sim::storage`]) implement it; the stateright model, which persists every Ready
-//! atomically, accepts the name and ignores it.
+//! atomically, accepts the name and ignores it. `send-before-persist` lives in the caller's
+//! handling of a Ready: the node's runtime, the simulator's runner and the stateright
+//! model's staged Ready handling each implement it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,10 +64,19 @@ pub enum Bug {
     /// durable: they are buffered in memory and written and synced in batches, so a crash
     /// loses the unsynced tail, votes included.
     SkipFsync,
+    /// The leader accepts a membership change while an earlier one is still uncommitted:
+    /// two single-server changes in flight can make the old and the newest configuration's
+    /// majorities disjoint (removing two of three voters leaves the leader a majority of
+    /// one), so two leaders commit different entries (thesis 4.1).
+    ConcurrentMembership,
+    /// The caller sends a Ready's messages before its hard state and entries are durable
+    /// (an "optimisation" of the persist-then-send order): a crash in between loses a vote
+    /// or an acknowledged entry that the messages already promised.
+    SendBeforePersist,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 12] = [
         Bug::VoteTwice,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
@@ -74,6 +87,8 @@ impl Bug {
         Bug::ApplyUncommitted,
         Bug::TruncateOnAppend,
         Bug::SkipFsync,
+        Bug::ConcurrentMembership,
+        Bug::SendBeforePersist,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +103,72 @@ impl Bug {
             Bug::ApplyUncommitted => "apply-uncommitted",
             Bug::TruncateOnAppend => "truncate-on-append",
             Bug::SkipFsync => "skip-fsync",
+            Bug::ConcurrentMembership => "concurrent-membership",
+            Bug::SendBeforePersist => "send-before-persist",
+        }
+    }
+
+    /// What goes wrong, in a line.
+    pub fn what(self) -> &'static str {
+        match self {
+            Bug::VoteTwice => "a second vote is granted in the same term",
+            Bug::ForgetVote => "votedFor is left out of the persisted hard state",
+            Bug::CommitOldTerm => "entries of earlier terms are committed by counting (Figure 8)",
+            Bug::StaleRead => "reads are answered from local state on any server, unchecked",
+            Bug::AckBeforeCommit => {
+                "the leader applies (and acknowledges) entries before a majority has them"
+            }
+            Bug::NoDedup => "client sessions are ignored: a retry is applied twice",
+            Bug::LeaseRead => {
+                "the leader answers reads from local state while its tick-counted lease lasts"
+            }
+            Bug::ApplyUncommitted => {
+                "followers apply entries as soon as they are durable, before they commit"
+            }
+            Bug::TruncateOnAppend => {
+                "a follower truncates its log after prev on every AppendEntries"
+            }
+            Bug::SkipFsync => "appends and votes are acknowledged before they are durable",
+            Bug::ConcurrentMembership => {
+                "the leader accepts a membership change while another is uncommitted"
+            }
+            Bug::SendBeforePersist => "a Ready's messages leave before its writes are durable",
+        }
+    }
+
+    /// Where the lab (`raft-lab run --bug NAME`, recipes in `workloads/matrix.toml`)
+    /// catches it, as measured by `raft-lab matrix`.
+    pub fn lab(self) -> &'static str {
+        match self {
+            Bug::StaleRead => "10/10 runs: ci.toml under isolate-leader, partition-halves",
+            Bug::AckBeforeCommit => "10/10 runs: ci.toml under isolate-leader",
+            Bug::ApplyUncommitted => {
+                "10/10 runs: ci.toml under isolate-leader, partition-halves"
+            }
+            Bug::LeaseRead => "10/10 runs: lease.toml under freeze-leader",
+            Bug::SkipFsync => "10/10 runs: ci.toml under kill-all (a power cut)",
+            Bug::TruncateOnAppend => {
+                "never: the node's QUIC streams keep each link in order, which the bug needs broken"
+            }
+            Bug::ConcurrentMembership => {
+                "not yet: the lab does not change membership (raft-lab cluster add/remove are to come)"
+            }
+            Bug::SendBeforePersist => {
+                "rarely: needs a kill between a vote's send and its fsync (kill, kill-all)"
+            }
+            Bug::VoteTwice | Bug::ForgetVote | Bug::CommitOldTerm | Bug::NoDedup => {
+                "rarely: needs an exact interleaving a real cluster seldom reaches in minutes"
+            }
+        }
+    }
+
+    /// Why the stateright model cannot express it, for a bug that lives below the core.
+    pub fn below_the_model(self) -> Option<&'static str> {
+        match self {
+            Bug::SkipFsync => Some(
+                "it lives in the node's storage; the model makes every Ready durable as the contract says",
+            ),
+            _ => None,
         }
     }
 

@@ -7,8 +7,8 @@
 
 use crate::bugs::Bugs;
 use crate::core::{
-    Config, Entry, EntryKind, HardState, Index, Message, NodeId, Raft, ReadState, Ready, Refused,
-    Restored, Snapshot, Term,
+    Config, Entry, EntryKind, HardState, Index, MembershipChange, Message, NodeId, Raft, ReadState,
+    Ready, Refused, Restored, Snapshot, Term,
 };
 use crate::kv::{BadSnapshot, Command, Kv, Operation, Outcome};
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub enum Reply {
 }
 
 /// Durable work and messages from one Ready; see [`crate::core::Ready`] for the order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Persist {
     pub hard_state: Option<HardState>,
     pub snapshot: Option<Snapshot>,
@@ -48,7 +48,7 @@ pub struct Advanced {
 }
 
 /// The rest of a Ready, handed back to [`Replica::advance`] once `Persist` is done.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pending {
     snapshot: Option<Snapshot>,
     committed: Vec<Entry<Command>>,
@@ -76,6 +76,13 @@ pub struct Replica {
     kv_applied: Index,
     /// Compact the log every this many applied entries (0: never).
     compact_every: u64,
+}
+
+impl Pending {
+    /// The committed entries this Ready hands to the state machine.
+    pub fn committed(&self) -> &[Entry<Command>] {
+        &self.committed
+    }
 }
 
 impl Replica {
@@ -137,6 +144,11 @@ impl Replica {
         self.raft.tick();
     }
 
+    /// The election timer fires now (see [`Raft::election_timeout`]).
+    pub fn election_timeout(&mut self) {
+        self.raft.election_timeout();
+    }
+
     pub fn step(&mut self, msg: Message<Command>) {
         self.raft.step(msg);
     }
@@ -179,6 +191,11 @@ impl Replica {
     /// Transfers leadership (operator request).
     pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), Refused> {
         self.raft.transfer_leadership(to)
+    }
+
+    /// Proposes a single-server membership change (operator request).
+    pub fn propose_membership(&mut self, change: MembershipChange) -> Result<(), Refused> {
+        self.raft.propose_membership(change).map(|_| ())
     }
 
     /// The next batch of durable work, split into what to persist-then-send and what to hand

@@ -10,7 +10,7 @@
 //!
 //! [timing]                     # all optional
 //! tick_ms = 50                 # one core tick
-//! election_ticks = 10          # election timeout: 10..20 ticks, randomized
+//! election_ticks = 10          # election timeout: 11..20 ticks, randomized per term
 //! heartbeat_ticks = 2
 //! request_timeout_ms = 3000    # a client request unanswered this long is "unknown outcome"
 //!
@@ -131,8 +131,8 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             tick_ms: 50,
-            election_ticks: 10,
-            heartbeat_ticks: 2,
+            election_ticks: model::core::settings::ELECTION_TICKS,
+            heartbeat_ticks: model::core::settings::HEARTBEAT_TICKS,
             request_timeout_ms: 3000,
         }
     }
@@ -172,25 +172,9 @@ impl Default for Tls {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RaftSettings {
-    pub pre_vote: bool,
-    pub check_quorum: bool,
-    pub max_batch: usize,
-    pub max_inflight: usize,
-}
-
-impl Default for RaftSettings {
-    fn default() -> Self {
-        RaftSettings {
-            pre_vote: true,
-            check_quorum: true,
-            max_batch: 256,
-            max_inflight: 16,
-        }
-    }
-}
+/// The `[raft]` section: the core's protocol settings, whose defaults are the ones
+/// `raft-model check` proves (one definition, in the model crate).
+pub type RaftSettings = model::core::Settings;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]

@@ -146,15 +146,11 @@ fn run(
     )
     .with_context(|| format!("data directory {}", data_dir.display()))?;
     let raft_config = Config {
-        id,
         election_ticks: config.timing.election_ticks,
         heartbeat_ticks: config.timing.heartbeat_ticks,
-        max_batch: config.raft.max_batch,
-        max_inflight: config.raft.max_inflight,
-        pre_vote: config.raft.pre_vote,
-        check_quorum: config.raft.check_quorum,
         seed,
         bugs,
+        ..Config::with_settings(id, config.raft)
     };
     info!(
         id,

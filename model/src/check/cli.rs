@@ -3,14 +3,20 @@
 //! [`run`] builds the model from a [`Setup`], runs BFS, DFS or a seeded simulation, and
 //! returns a [`Report`]: unique states, states per second, the deepest depth reached, and for
 //! each property whether it holds or was violated, with the path to the violation.
-//! [`Report::print`] renders it, with a readable trace per violation: each step names the
-//! actor and the message or timeout, then shows every server's role, term and log.
+//! [`Report::render`] renders it, with a readable trace per violation: each step names the
+//! actor and the message or timeout, then shows every server's role, term, vote, log and
+//! commit index; [`Report::to_json`] gives the same as data. [`check_scenarios`] runs a
+//! portfolio ([`super::portfolio`]) and [`catalogue`] says where each bug is caught.
 
+use super::portfolio::{self, Scenario};
 use super::properties::{self, violation};
 use super::spec::Op;
-use super::{ActorState, ClientReply, Msg, RaftModel, Setup, State, Timer};
-use crate::core::{Body, EntryKind, Message};
+use super::{hunts, ActorState, ClientReply, Msg, RaftModel, Setup, State, Timer};
+use crate::bugs::{Bug, Bugs};
+use crate::core::{Body, EntryKind, Message, Settings};
 use crate::kv::{Command, Operation, Value};
+use serde::Serialize;
+use serde_json::{json, Value as Json};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::fmt::Write as _;
@@ -80,8 +86,11 @@ pub struct Report {
     pub total_states: usize,
     pub max_depth: usize,
     pub elapsed: Duration,
-    /// The search ended by itself (not by timeout, state target or first violation).
+    /// The search ended by itself (not by timeout, state target or first violation): every
+    /// state within the bounds (the depth bound included) was explored.
     pub exhausted: bool,
+    /// The depth bound, if the run had one.
+    pub depth_bound: Option<usize>,
     pub properties: Vec<PropertyResult>,
 }
 
@@ -125,20 +134,16 @@ impl Report {
             "max depth: {}  search {}",
             self.max_depth,
             if self.exhausted {
-                "exhausted (within bounds)"
+                match self.depth_bound {
+                    Some(d) => format!("exhausted (within bounds, depth <= {d})"),
+                    None => "exhausted (within bounds)".to_string(),
+                }
             } else {
-                "stopped early (timeout, target or first violation)"
+                "stopped early (timeout, target or first violation)".to_string()
             }
         );
         for p in &self.properties {
-            let verdict = match (properties::is_safety(&p.expectation), &p.discovery) {
-                (true, None) if self.exhausted => "holds",
-                (true, None) => "not violated so far",
-                (true, Some(_)) => "VIOLATED",
-                (false, Some(_)) => "holds (example found)",
-                (false, None) => "never seen",
-            };
-            let _ = writeln!(out, "  {:<22} {}", p.name, verdict);
+            let _ = writeln!(out, "  {:<22} {}", p.name, self.verdict(p));
         }
         for p in self.properties.iter().filter(|p| p.violated()) {
             let Some(path) = &p.discovery else { continue };
@@ -154,6 +159,64 @@ impl Report {
     /// Prints [`render`](Self::render) to stdout.
     pub fn print(&self) {
         print!("{}", self.render());
+    }
+
+    /// Unique states per minute.
+    pub fn states_per_minute(&self) -> f64 {
+        self.states_per_second() * 60.0
+    }
+
+    /// One property's verdict in words.
+    fn verdict(&self, p: &PropertyResult) -> &'static str {
+        match (properties::is_safety(&p.expectation), &p.discovery) {
+            (true, None) if self.exhausted => "holds",
+            (true, None) => "not violated so far",
+            (true, Some(_)) => "VIOLATED",
+            (false, Some(_)) => "holds (example found)",
+            (false, None) => "never seen",
+        }
+    }
+
+    /// The report as data: states, depth, time, each property's verdict, and each
+    /// violation's reason and trace.
+    pub fn to_json(&self) -> Json {
+        let verdicts: serde_json::Map<String, Json> = self
+            .properties
+            .iter()
+            .map(|p| {
+                let v = match self.verdict(p) {
+                    "VIOLATED" => "violated",
+                    "holds" | "holds (example found)" => "holds",
+                    "never seen" => "never seen",
+                    _ => "unknown",
+                };
+                (p.name.to_string(), json!(v))
+            })
+            .collect();
+        let violations: Vec<Json> = self
+            .properties
+            .iter()
+            .filter(|p| p.violated())
+            .filter_map(|p| {
+                let path = p.discovery.as_ref()?;
+                Some(json!({
+                    "property": p.name,
+                    "reason": violation(path.last_state(), p.name),
+                    "trace": trace_data(&self.setup, path),
+                }))
+            })
+            .collect();
+        json!({
+            "unique_states": self.unique_states,
+            "total_states": self.total_states,
+            "depth": self.max_depth,
+            "exhausted": self.exhausted,
+            "depth_bound": self.depth_bound,
+            "seconds": self.elapsed.as_secs_f64(),
+            "states_per_minute": self.states_per_minute().round(),
+            "properties": verdicts,
+            "violations": violations,
+        })
     }
 }
 
@@ -201,7 +264,6 @@ fn report(run: &Run, checker: impl Checker<RaftModel>, start: Instant) -> Report
     let any_violation = properties.iter().any(|p| p.violated());
     let stopped = run.timeout.is_some_and(|t| elapsed >= t)
         || run.target_states.is_some()
-        || run.depth.is_some_and(|d| checker.max_depth() >= d)
         || matches!(run.strategy, Strategy::Simulation(_))
         || (run.stop_at_first_violation && any_violation);
     Report {
@@ -211,6 +273,7 @@ fn report(run: &Run, checker: impl Checker<RaftModel>, start: Instant) -> Report
         max_depth: checker.max_depth(),
         elapsed,
         exhausted: !stopped,
+        depth_bound: run.depth,
         properties,
     }
 }
@@ -231,6 +294,66 @@ pub fn trace(setup: &Setup, path: &Path<State, Action>) -> String {
         let _ = writeln!(out, "     -> {}", summary(setup, next));
     }
     out
+}
+
+/// [`trace`] as data: the initial state, then per step the action and the state after it.
+pub fn trace_data(setup: &Setup, path: &Path<State, Action>) -> Vec<Json> {
+    let steps = path.clone().into_vec();
+    let mut out = Vec::new();
+    if let Some((first, _)) = steps.first() {
+        out.push(json!({"step": 0, "action": "initial", "state": state_data(setup, first)}));
+    }
+    for (i, window) in steps.windows(2).enumerate() {
+        let (_, Some(action)) = &window[0] else {
+            continue;
+        };
+        out.push(json!({
+            "step": i + 1,
+            "action": describe_action(setup, action),
+            "state": state_data(setup, &window[1].0),
+        }));
+    }
+    out
+}
+
+/// Every server's role, term, vote, log and commit index, and every client's progress.
+fn state_data(setup: &Setup, state: &State) -> Json {
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for (index, s) in state.actor_states.iter().enumerate() {
+        let crashed = state.crashed.get(index).copied().unwrap_or(false);
+        match &**s {
+            ActorState::Server(server) => {
+                let raft = server.replica.raft();
+                let log = raft.log();
+                let entries: Vec<String> = (log.first_index()..=log.last_index())
+                    .filter_map(|i| log.entry(i))
+                    .map(|e| entry_label(e.term, &e.kind))
+                    .collect();
+                servers.push(if crashed {
+                    json!({
+                        "id": index + 1,
+                        "crashed": true,
+                        "durable_term": server.durable.hard_state.term,
+                        "durable_vote": server.durable.hard_state.voted_for,
+                        "durable_entries": server.durable.entries.len(),
+                    })
+                } else {
+                    json!({
+                        "id": index + 1,
+                        "role": format!("{:?}", raft.role()),
+                        "term": raft.term(),
+                        "vote": raft.voted_for(),
+                        "snapshot": log.snapshot().meta.index,
+                        "log": entries,
+                        "commit": raft.commit_index(),
+                    })
+                });
+            }
+            ActorState::Client(_) => clients.push(json!(summary_client(setup, index, s))),
+        }
+    }
+    json!({"servers": servers, "clients": clients})
 }
 
 fn actor_name(setup: &Setup, id: Id) -> String {
@@ -261,6 +384,9 @@ fn describe_action(setup: &Setup, action: &Action) -> String {
                 Timer::Election => "election timeout",
                 Timer::Heartbeat => "heartbeat timeout",
                 Timer::Retry => "request timeout (retry at the next server)",
+                Timer::Flush => "its durable Ready is sent, applied and advanced",
+                Timer::Transfer => "the operator asks for a leadership transfer",
+                Timer::Reconfigure => "the operator proposes the next membership change",
             };
             format!("{}: {what}", actor_name(setup, *id))
         }
@@ -386,40 +512,225 @@ pub fn summary(setup: &Setup, state: &State) -> String {
                     .filter_map(|i| log.entry(i))
                     .map(|e| entry_label(e.term, &e.kind))
                     .collect();
+                let base = log.snapshot().meta.index;
                 parts.push(format!(
-                    "s{} {:?} t{} vote {:?} log [{}] commit {}",
+                    "s{} {:?} t{} vote {} log [{}{}] commit {}",
                     index + 1,
                     raft.role(),
                     raft.term(),
-                    raft.voted_for(),
+                    raft.voted_for().map_or("-".to_string(), |v| v.to_string()),
+                    if base > 0 {
+                        format!("snapshot@{base} ")
+                    } else {
+                        String::new()
+                    },
                     entries.join(" "),
                     raft.commit_index()
                 ));
             }
-            ActorState::Client(client) => {
-                let doing = match client.outstanding {
-                    Some(out) => format!(
-                        "waiting on #{} {} at server {}",
-                        out.seq,
-                        describe_op(&out.op),
-                        out.target + 1
-                    ),
-                    None => "idle".to_string(),
-                };
-                parts.push(format!(
-                    "c{} {doing} ({} started)",
-                    index - setup.servers + 1,
-                    client.started
-                ));
-            }
+            ActorState::Client(_) => parts.push(summary_client(setup, index, s)),
         }
     }
     parts.join(" | ")
 }
 
-/// The CI configuration: exhaustive BFS over [`Setup::default`] (3 servers, 1 client writing
-/// then reading, terms up to 2, at most 4 messages in flight, logs of at most 4 entries). The
-/// same as `raft-model check` with no options.
-pub fn ci_run() -> Run {
-    Run::bfs(Setup::default())
+fn summary_client(setup: &Setup, index: usize, state: &ActorState) -> String {
+    let ActorState::Client(client) = state else {
+        return String::new();
+    };
+    let doing = match client.outstanding {
+        Some(out) => format!(
+            "waiting on #{} {} at server {}",
+            out.seq,
+            describe_op(&out.op),
+            out.target + 1
+        ),
+        None => "idle".to_string(),
+    };
+    format!(
+        "c{} {doing} ({} started)",
+        index - setup.servers + 1,
+        client.started
+    )
+}
+
+/// What a portfolio run found: each scenario run, with its report.
+pub struct Outcome {
+    pub runs: Vec<(Scenario, Report)>,
+}
+
+impl Outcome {
+    /// The violated properties, by scenario.
+    pub fn violations(&self) -> Vec<(&'static str, &'static str)> {
+        self.runs
+            .iter()
+            .flat_map(|(s, r)| r.violated().into_iter().map(move |p| (s.name, p)))
+            .collect()
+    }
+
+    /// The contract's exit code: 1 if a property was violated; 2 if `gave_up_is_unknown`
+    /// and a search was cut short; 0 otherwise.
+    pub fn exit_code(&self, gave_up_is_unknown: bool) -> i32 {
+        if !self.violations().is_empty() {
+            1
+        } else if gave_up_is_unknown && self.runs.iter().any(|(_, r)| !r.exhausted) {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+/// Runs each scenario with `bugs` switched on and `template`'s limits (timeout, threads,
+/// stop at the first violation: then the portfolio stops too), printing each report as it
+/// finishes, or, with `json`, one object at the end.
+pub fn check_scenarios(
+    scenarios: &[Scenario],
+    bugs: Bugs,
+    template: &Run,
+    json_out: bool,
+) -> Outcome {
+    let settings = Settings::default();
+    if !json_out {
+        println!("raft-model check: the core as the nodes run it by default");
+        println!("  {}", settings.describe());
+        if bugs.any() {
+            println!(
+                "  bugs switched on: {}",
+                bugs.iter().map(Bug::name).collect::<Vec<_>>().join(", ")
+            );
+        }
+        println!("  {} scenario(s), {} thread(s)", scenarios.len(), template.threads);
+    }
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        let mut scenario = scenario.clone();
+        scenario.setup.bugs = bugs;
+        if !json_out {
+            println!("\n== {}: {}", scenario.name, scenario.covers);
+            for line in scenario.setup.describe() {
+                println!("   {line}");
+            }
+        }
+        let report = run(&Run {
+            setup: scenario.setup.clone(),
+            strategy: scenario.strategy,
+            depth: scenario.depth,
+            ..template.clone()
+        });
+        if !json_out {
+            print!("{}", report.render());
+            println!(
+                "   {:.1} M unique states/min",
+                report.states_per_minute() / 1e6
+            );
+        }
+        let stop = template.stop_at_first_violation && !report.violated().is_empty();
+        runs.push((scenario, report));
+        if stop {
+            break;
+        }
+    }
+    let outcome = Outcome { runs };
+    if json_out {
+        let scenarios: Vec<Json> = outcome
+            .runs
+            .iter()
+            .map(|(s, r)| {
+                let mut v = r.to_json();
+                v["name"] = json!(s.name);
+                v["covers"] = json!(s.covers);
+                v["configuration"] = json!(s.setup.describe());
+                v
+            })
+            .collect();
+        let valid = if !outcome.violations().is_empty() {
+            json!(false)
+        } else if outcome.runs.iter().all(|(_, r)| r.exhausted) {
+            json!(true)
+        } else {
+            json!("unknown")
+        };
+        let object = json!({
+            "valid": valid,
+            "configuration": {
+                "pre_vote": settings.pre_vote,
+                "check_quorum": settings.check_quorum,
+                "max_batch": settings.max_batch,
+                "max_inflight": settings.max_inflight,
+                "words": settings.describe(),
+            },
+            "bugs": bugs.iter().map(Bug::name).collect::<Vec<_>>(),
+            "scenarios": scenarios,
+        });
+        println!("{object:#}");
+    } else {
+        let total: f64 = outcome.runs.iter().map(|(_, r)| r.elapsed.as_secs_f64()).sum();
+        let states: usize = outcome.runs.iter().map(|(_, r)| r.unique_states).sum();
+        println!(
+            "\n{} scenario(s): {} unique states in {:.1}s; {}",
+            outcome.runs.len(),
+            states,
+            total,
+            match outcome.violations().as_slice() {
+                [] => "no property violated".to_string(),
+                v => format!(
+                    "VIOLATED: {}",
+                    v.iter()
+                        .map(|(s, p)| format!("{p} in {s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        );
+    }
+    outcome
+}
+
+/// One row of `raft-model bugs`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CatalogueRow {
+    pub name: &'static str,
+    pub what: &'static str,
+    /// The default check's scenario that catches it, or why the model cannot express it.
+    pub default_check: String,
+    /// Whether `raft-model hunt NAME` exists, and the property it finds violated.
+    pub hunt: Option<&'static str>,
+    /// Where the lab catches it.
+    pub lab: &'static str,
+    /// Whether the simulator's seeded fault schedules catch it.
+    pub simulator: &'static str,
+}
+
+/// The catalogue, with where each bug is caught.
+pub fn catalogue() -> Vec<CatalogueRow> {
+    Bug::ALL
+        .into_iter()
+        .map(|bug| CatalogueRow {
+            name: bug.name(),
+            what: bug.what(),
+            default_check: match portfolio::catches(bug) {
+                Some(scenario) => format!("scenario {scenario}"),
+                None => format!("not expressible: {}", bug.below_the_model().unwrap_or("")),
+            },
+            hunt: hunts::expected(bug),
+            lab: bug.lab(),
+            simulator: "caught (model/tests/simulator.rs, seeded fault schedules)",
+        })
+        .collect()
+}
+
+/// `raft-model bugs` as text.
+pub fn render_catalogue(rows: &[CatalogueRow]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let _ = writeln!(out, "{}: {}", r.name, r.what);
+        let _ = writeln!(out, "    default check: {}", r.default_check);
+        if let Some(p) = r.hunt {
+            let _ = writeln!(out, "    hunt:          raft-model hunt {} ({p})", r.name);
+        }
+        let _ = writeln!(out, "    lab:           {}", r.lab);
+        let _ = writeln!(out, "    simulator:     {}", r.simulator);
+    }
+    out
 }

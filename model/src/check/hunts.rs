@@ -35,6 +35,25 @@ use super::cli::{Run, Strategy};
 use super::properties::{ELECTION_SAFETY, LEADER_COMPLETENESS, LINEARIZABLE, STATE_MACHINE_SAFETY};
 use super::Setup;
 use crate::bugs::{Bug, Bugs};
+use crate::core::Settings;
+
+/// The hunts' narrower core: pre-vote and check-quorum off, leaders that do not tick, and
+/// one tick to an election timeout, so that elections take the fewest steps. A hunt finds a
+/// bug fast; the default portfolio ([`super::portfolio`]) proves the core as the nodes run
+/// it.
+fn base(bugs: Bugs) -> Setup {
+    Setup {
+        settings: Settings {
+            pre_vote: false,
+            check_quorum: false,
+            ..Settings::default()
+        },
+        max_heartbeats: 0,
+        election_ticks: 1,
+        bugs,
+        ..Setup::default()
+    }
+}
 
 /// Figure 8's model: the scenario needs four terms (two elections by each of two servers),
 /// so the hunt narrows the model: only servers 1 and 2 campaign, links are ordered (like the
@@ -47,11 +66,13 @@ pub fn figure_8(bugs: Bugs) -> Setup {
         max_term: 4,
         max_log: 2,
         max_in_flight: 5,
-        max_batch: 1,
         campaigners: Some(2),
         ordered: true,
-        bugs,
-        ..Setup::default()
+        settings: Settings {
+            max_batch: 1,
+            ..base(bugs).settings
+        },
+        ..base(bugs)
     }
 }
 
@@ -65,8 +86,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
                 ops: 1,
                 max_in_flight: 6,
                 max_term: 1,
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(12),
             Strategy::Bfs,
@@ -77,8 +97,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
                 max_in_flight: 6,
                 max_term: 1,
                 max_crashes: 1,
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(14),
             Strategy::Bfs,
@@ -89,8 +108,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
             Setup {
                 max_heartbeats: 1,
                 max_retries: 1,
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(16),
             Strategy::Bfs,
@@ -106,8 +124,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
                 max_retries: 1,
                 max_term: 1,
                 campaigners: Some(1),
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             None,
             Strategy::Dfs,
@@ -118,8 +135,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
             Setup {
                 ops: 0,
                 max_in_flight: 6,
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(12),
             Strategy::Bfs,
@@ -130,8 +146,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
             Setup {
                 ops: 0,
                 max_in_flight: 6,
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(14),
             Strategy::Bfs,
@@ -143,8 +158,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
                 max_retries: 1,
                 max_log: 3,
                 campaigners: Some(2),
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(22),
             Strategy::Bfs,
@@ -159,8 +173,7 @@ pub fn hunt(bug: Bug) -> Option<Run> {
                 max_in_flight: 6,
                 max_log: 2,
                 campaigners: Some(2),
-                bugs,
-                ..Setup::default()
+                ..base(bugs)
             },
             Some(22),
             Strategy::Dfs,

@@ -1,50 +1,74 @@
-//! The stateright model of the real Raft core (issue #6): no second implementation.
+//! The stateright model of the real Raft core: no second implementation.
 //!
 //! * **Servers** are actors wrapping a [`Replica`] — the very core, KV state machine and
-//!   client-request bookkeeping the nodes and the simulator run. Their messages are the core's
-//!   [`Message`]s. Every input (a message, a timer, a client request) is followed by draining
-//!   the core's [`Ready`](crate::core::Ready)s synchronously, in the contract's order: the hard
-//!   state and entries go to the actor's durable [`Durable`] record (saved with stateright's
-//!   `Save`, which survives crashes), then messages are sent, then `advance` applies and
-//!   answers. A crash (stateright's `max_crashes`) throws away everything else; recovery runs
-//!   `Replica::restore` from the durable record, exactly as a node restarts.
-//! * **Timers** are nondeterministic: a server's *election* timer fires whenever it is not the
-//!   leader (the model's core is configured with `election_ticks = 1`, so one `tick()` is one
-//!   election timeout); a leader's *heartbeat* timer calls `tick()`, which broadcasts a
-//!   heartbeat (`heartbeat_ticks = 1`).
-//! * **Clients** issue a short fixed script of register operations (write, cas, read on one key)
-//!   to a server, following `NotLeader` hints and retrying at the next server when their retry
-//!   timer fires; retries carry the same (client, seq), so the KV sessions deduplicate them.
-//!   Invocations and returns are recorded in a [`LinearizabilityTester`] in the model's history.
+//!   client-request bookkeeping the nodes and the simulator run, configured with the node's
+//!   own protocol settings ([`Settings::default`]: pre-vote and check-quorum on). Their
+//!   messages are the core's [`Message`]s. After every input the server takes the core's
+//!   [`Ready`](crate::core::Ready) and handles it in the contract's order: the hard state,
+//!   snapshot and entries go to the actor's durable [`Durable`] record (stateright's `Save`,
+//!   which survives crashes), then messages are sent, then `advance` applies and answers.
+//!   With [`Setup::staged`] the Ready is split as the node splits it: it is made durable at
+//!   once, and its messages, replies and `advance` wait for a later *flush* step, so the
+//!   core is stepped between `ready()` and `advance()` (as the node's core task is while its
+//!   storage task syncs), and a crash can strike after the writes and before the sends. A
+//!   crash (stateright's `max_crashes`) throws away everything but the durable record;
+//!   recovery runs `Replica::restore` from it, exactly as a node restarts.
+//! * **Time** is each server's own clock, a nondeterministic timer (see [`Timer`]): a
+//!   leader's tick is the core's `tick()` (heartbeats, check-quorum every
+//!   [`Setup::election_ticks`] ticks, the transfer timeout); a follower that knows a leader
+//!   ticks until its trust in that leader runs out (`election_ticks`), and one that knows no
+//!   leader may start a campaign at once.
+//! * **Clients** issue a short fixed script of register operations (write, read, cas on one
+//!   key) to a server, following `NotLeader` hints and retrying at the next server when their
+//!   retry timer fires; retries carry the same (client, seq), so the KV sessions deduplicate
+//!   them. Invocations and returns are recorded in a [`LinearizabilityTester`].
+//! * **The operator** is modelled at the leader: it may ask for leadership transfers
+//!   ([`Setup::transfers`]) and walks a script of single-server membership changes
+//!   ([`Setup::membership`]), one at a time, as `raft-lab cluster add/remove` would.
 //! * **Network**: unordered (duplicating or not) or ordered per pair of actors, optionally
 //!   lossy.
 //! * **Bounds**: terms never go past `max_term` (the election timer is inert there), each
 //!   client issues `ops` operations, logs are at most `max_log` long and at most
-//!   `max_in_flight` messages are in the network; leaders send at most `max_heartbeats`
-//!   heartbeats and clients take at most `max_retries` request timeouts. Within these
-//!   bounds the state space is finite: the CI configuration ([`Setup::default`]) is
+//!   `max_in_flight` messages are in the network; leaders tick at most `max_heartbeats`
+//!   times and clients take at most `max_retries` request timeouts. Within these bounds the
+//!   state space is finite, and each scenario of the default portfolio ([`portfolio`]) is
 //!   explored exhaustively.
 //!
-//! The properties are in [`properties`]; `raft-model check` is in [`cli`]; the per-bug hunting
-//! configurations (tests, `raft-lab matrix`) are in [`hunts`].
+//! # Reductions, and why they are sound
+//! * *No generator state in the core*: the election timeout is a function of (seed, server,
+//!   term) rather than of a random generator's state, so otherwise identical states are not
+//!   told apart by how many draws led to them.
+//! * *Clocks stop where nothing more can happen*: the timer rule above never ticks a
+//!   follower past the point where its trust in its leader has run out, and lets a server
+//!   that knows no leader campaign without counting ticks first. Between those points a
+//!   follower's ticks change only its tick counter, which the core reads for exactly two
+//!   decisions: whether it still trusts its leader (`elapsed < election_ticks`) and whether
+//!   its timer fires (`elapsed >= timeout`, always above `election_ticks`). Every behaviour of
+//!   the ticking core is therefore a behaviour of the model up to those counter values:
+//!   the reduction removes states, never outcomes.
+//! * *Bounded operator and clients*: scripts, not free choices; each scenario says which.
 //!
-//! Not modelled: snapshots/compaction (`compact_every = 0`), membership changes, leadership
-//! transfer, a crash between persisting a Ready and sending its messages (a Ready is handled
-//! atomically). No symmetry reduction: node ids run through the core's whole state (votes,
+//! There is no symmetry reduction: node ids run through the core's whole state (votes,
 //! progress, message fields, leader hints), and the servers are not interchangeable anyway
-//! (the clients start at server 1; `campaigners` singles servers out).
+//! (the clients start at server 1, the operator's script and `campaigners` single servers
+//! out).
+//!
+//! The properties are in [`properties`]; the default portfolio in [`portfolio`];
+//! `raft-model check` is in [`cli`]; the narrow per-bug hunts in [`hunts`].
 
 pub mod cli;
 pub mod hunts;
+pub mod portfolio;
 pub mod properties;
 pub mod spec;
 
-use crate::bugs::Bugs;
+use crate::bugs::{Bug, Bugs};
 use crate::core::{
-    Config, Entry, HardState, Index, Message, NodeId, Restored, Role, Snapshot, Term,
+    Config, Entry, HardState, Index, Membership, MembershipChange, Message, NodeId, Restored,
+    Role, Settings, Snapshot, Term,
 };
 use crate::kv::{Command, Operation, Outcome, Value};
-use crate::replica::{Replica, Reply};
+use crate::replica::{Pending, Persist, Replica, Reply};
 use serde::Serialize;
 use spec::{CasRegister, Op, Ret};
 use stateright::actor::{model_timeout, Actor, ActorModel, Id, LossyNetwork, Network, Out};
@@ -60,6 +84,9 @@ pub const KEY: &str = "x";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setup {
     pub servers: usize,
+    /// Servers `1..=voters` start as the cluster's voters; the others are not members until
+    /// the membership script adds them.
+    pub voters: usize,
     pub clients: usize,
     /// Operations per client (its script is cut to this length).
     pub ops: usize,
@@ -67,38 +94,46 @@ pub struct Setup {
     pub max_term: Term,
     /// Only the first `campaigners` servers' election timers fire (all if `None`). Fewer
     /// restricts the behaviours explored — a violation found is still real — to reach
-    /// deeper bug scenarios; proofs use every server.
+    /// deeper scenarios.
     pub campaigners: Option<usize>,
     /// States with a longer log on any server are not explored.
     pub max_log: u64,
     /// States with more messages in flight are not explored.
     pub max_in_flight: usize,
     pub max_crashes: usize,
-    /// Heartbeats each server may send as leader (its volatile budget; refilled by a restart).
+    /// Ticks each server may take as leader (its volatile budget; refilled by a restart).
     pub max_heartbeats: u8,
     /// Request timeouts (re-sends to the next server) each client may take.
     pub max_retries: u8,
-    /// Most entries in one AppendEntries (1 lets a leader replicate an old-term entry
-    /// without its own no-op: the Figure 8 situation).
-    pub max_batch: usize,
+    /// The core's protocol settings: the node's own by default.
+    pub settings: Settings,
+    /// The base election timeout in ticks (a leader ticks once per heartbeat).
+    pub election_ticks: u32,
+    /// Compact the log every this many applied entries (0: never).
+    pub compact_every: u64,
+    /// Split each Ready into "durable now" and "sent, applied and advanced at a later step".
+    pub staged: bool,
+    /// Leadership transfers each server may be asked for as leader (to the next voter).
+    pub transfers: u8,
+    /// The operator's membership changes, proposed in order at the leader.
+    pub membership: Vec<MembershipChange>,
     pub lossy: bool,
     pub duplicating: bool,
     /// Messages between two servers arrive in the order sent (as on the node's QUIC
     /// streams); otherwise any in-flight message may arrive next.
     pub ordered: bool,
-    pub pre_vote: bool,
-    pub check_quorum: bool,
     pub bugs: Bugs,
 }
 
 impl Default for Setup {
-    /// The CI configuration: 3 servers, 1 client doing a write then a read, two elections,
-    /// at most 4 messages in flight; leaders send no heartbeats beyond their appends and
-    /// the client follows leader hints but never times out. Its state space is finite and
-    /// explored exhaustively (see [`cli::ci_run`]).
+    /// The core as the nodes run it ([`Settings::default`]), 3 servers, 1 client writing
+    /// then reading, terms up to 2, at most 4 messages in flight, logs of at most 4 entries,
+    /// leaders that tick twice; no crash, compaction, transfer or membership change (the
+    /// portfolio's scenarios add those).
     fn default() -> Self {
         Setup {
             servers: 3,
+            voters: 3,
             clients: 1,
             ops: 2,
             max_term: 2,
@@ -106,16 +141,101 @@ impl Default for Setup {
             max_log: 4,
             max_in_flight: 4,
             max_crashes: 0,
-            max_heartbeats: 0,
+            max_heartbeats: 2,
             max_retries: 0,
-            max_batch: Config::new(1).max_batch,
+            settings: Settings::default(),
+            election_ticks: 2,
+            compact_every: 0,
+            staged: false,
+            transfers: 0,
+            membership: Vec::new(),
             lossy: false,
             duplicating: false,
             ordered: false,
-            pre_vote: false,
-            check_quorum: false,
             bugs: Bugs::none(),
         }
+    }
+}
+
+impl Setup {
+    /// The configuration in words.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("core: {}", self.settings.describe()),
+            format!(
+                "time: election timeout {} ticks (trust in a leader lasts that long; timers fire after more), a leader heartbeats every tick and may tick {} times",
+                self.election_ticks, self.max_heartbeats
+            ),
+            format!(
+                "servers: {} ({} voters at the start){}",
+                self.servers,
+                self.voters,
+                match self.campaigners {
+                    Some(n) => format!(", only servers 1..={n} start elections"),
+                    None => String::new(),
+                }
+            ),
+            format!(
+                "clients: {} doing {} operation(s) each, {} retry(ies) after a timeout",
+                self.clients, self.ops, self.max_retries
+            ),
+            format!(
+                "bounds: terms <= {}, logs <= {} entries, <= {} messages in flight, {} crash(es) at once",
+                self.max_term, self.max_log, self.max_in_flight, self.max_crashes
+            ),
+            format!(
+                "network: {}{}{}",
+                if self.ordered { "ordered per link" } else { "unordered" },
+                if self.duplicating { ", duplicating" } else { "" },
+                if self.lossy { ", lossy" } else { "" }
+            ),
+            format!(
+                "Ready handling: {}",
+                if self.staged {
+                    "staged (durable first; sent, applied and advanced at a later step; input in between)"
+                } else {
+                    "atomic (persist, send, apply, advance in one step)"
+                }
+            ),
+        ];
+        if self.compact_every > 0 {
+            lines.push(format!(
+                "snapshots: compaction every {} applied entries, InstallSnapshot to lagging followers",
+                self.compact_every
+            ));
+        }
+        if self.transfers > 0 {
+            lines.push(format!(
+                "operator: up to {} leadership transfer(s) per leader",
+                self.transfers
+            ));
+        }
+        if !self.membership.is_empty() {
+            lines.push(format!(
+                "operator: membership changes {}",
+                self.membership
+                    .iter()
+                    .map(describe_change)
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            ));
+        }
+        if self.bugs.any() {
+            lines.push(format!(
+                "bugs: {}",
+                self.bugs.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        lines
+    }
+}
+
+/// A membership change in words.
+pub fn describe_change(change: &MembershipChange) -> String {
+    match change {
+        MembershipChange::AddLearner(id) => format!("add server {id} as a learner"),
+        MembershipChange::PromoteLearner(id) => format!("promote server {id}"),
+        MembershipChange::Remove(id) => format!("remove server {id}"),
     }
 }
 
@@ -170,12 +290,18 @@ impl Ord for Msg {
 /// The actors' timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Timer {
-    /// A follower's or candidate's election timeout.
+    /// A non-leader's clock: a tick while it trusts a leader, else its election timeout.
     Election,
-    /// A leader's heartbeat interval.
+    /// A leader's clock: one tick (heartbeat, check-quorum, transfer timeout).
     Heartbeat,
     /// A client's request timeout.
     Retry,
+    /// Staged Ready handling: send the durable Ready's messages, apply it, advance.
+    Flush,
+    /// The operator asks the leader to hand leadership to the next voter.
+    Transfer,
+    /// The operator proposes the next membership change of its script at the leader.
+    Reconfigure,
 }
 
 /// What a server keeps on disk: exactly what the persistence contract makes durable, plus
@@ -185,10 +311,22 @@ pub struct Durable {
     pub hard_state: HardState,
     pub snapshot: Snapshot,
     pub entries: Vec<Entry<Command>>,
-    /// Ghost: the term of every entry this server ever applied, by index - 1.
+    /// Ghost: the term of every entry this server ever applied, by index - 1 (0: applied
+    /// through a snapshot, term not seen).
     pub applied: Vec<Term>,
     /// Ghost: an index this server applied twice with different entries (after a restart).
     pub reapplied_differently: Option<Index>,
+}
+
+/// A Ready whose writes are durable and whose messages, replies and `advance` wait for the
+/// flush step ([`Setup::staged`]). Under `send-before-persist` it is the other way round:
+/// the messages are out, and the writes wait for the flush.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Staged {
+    pub messages: Vec<Message<Command>>,
+    /// `send-before-persist` only: the writes not yet durable.
+    pub writes: Option<Persist>,
+    pub pending: Pending,
 }
 
 /// A server actor's state.
@@ -198,8 +336,12 @@ pub struct ServerState {
     /// Mirror of what was saved to stable storage (the actor cannot read its storage back
     /// except on recovery).
     pub durable: Durable,
-    /// Heartbeats sent so far (bounded by [`Setup::max_heartbeats`]).
+    /// Ticks taken as leader so far (bounded by [`Setup::max_heartbeats`]).
     pub heartbeats: u8,
+    /// Transfers asked for so far (bounded by [`Setup::transfers`]).
+    pub transfers: u8,
+    /// The Ready between its writes and its flush, in staged mode.
+    pub staged: Option<Staged>,
     /// The replica refused its own durable state or a snapshot: the server stops taking
     /// input and the "Durability" property reports it.
     pub fault: Option<String>,
@@ -231,17 +373,27 @@ pub enum ActorState {
     Client(ClientState),
 }
 
+/// What a server actor needs to know besides its state.
+#[derive(Clone, Debug)]
+pub struct ServerSetup {
+    config: Config,
+    voters: Vec<NodeId>,
+    max_term: Term,
+    /// Whether this server's election timer may fire at all.
+    campaigns: bool,
+    max_heartbeats: u8,
+    compact_every: u64,
+    staged: bool,
+    transfers: u8,
+    /// The operator's script as the memberships it walks through: `steps[i]` is the
+    /// membership before change `i`.
+    membership: Vec<(Membership, MembershipChange)>,
+}
+
 /// The actors: servers around the real core, and scripted clients.
 #[derive(Clone, Debug)]
 pub enum RaftActor {
-    Server {
-        config: Config,
-        voters: Vec<NodeId>,
-        max_term: Term,
-        /// Whether this server's election timer may fire at all.
-        campaigns: bool,
-        max_heartbeats: u8,
-    },
+    Server(Box<ServerSetup>),
     Client {
         /// The client id in commands (the session key).
         client: u64,
@@ -303,34 +455,43 @@ pub fn script(client: usize, ops: usize) -> Vec<Op> {
     .collect()
 }
 
-/// The core's configuration in the model.
+/// The core's configuration in the model: the setup's protocol settings, its election
+/// timeout, and a heartbeat every tick.
 pub fn model_config(id: NodeId, setup: &Setup) -> Config {
     Config {
-        election_ticks: 1,
+        election_ticks: setup.election_ticks.max(1),
         heartbeat_ticks: 1,
-        pre_vote: setup.pre_vote,
-        check_quorum: setup.check_quorum,
-        seed: id,
-        max_batch: setup.max_batch,
         bugs: setup.bugs,
-        ..Config::new(id)
+        ..Config::with_settings(id, setup.settings)
     }
 }
 
 impl Setup {
     /// Builds the model: actors, network, crashes and properties.
     pub fn into_model(self) -> RaftModel {
-        let voters: Vec<NodeId> = (0..self.servers).map(node_of).collect();
+        let voters: Vec<NodeId> = (0..self.voters.min(self.servers)).map(node_of).collect();
+        let mut steps = Vec::new();
+        let mut membership = Membership::of_voters(voters.iter().copied());
+        for change in &self.membership {
+            if let Ok(next) = membership.apply(change) {
+                steps.push((membership, *change));
+                membership = next;
+            }
+        }
         let mut actors = Vec::new();
         for index in 0..self.servers {
             let id = node_of(index);
-            actors.push(RaftActor::Server {
+            actors.push(RaftActor::Server(Box::new(ServerSetup {
                 config: model_config(id, &self),
                 voters: voters.clone(),
                 max_term: self.max_term,
                 campaigns: self.campaigners.is_none_or(|n| index < n),
                 max_heartbeats: self.max_heartbeats,
-            });
+                compact_every: self.compact_every,
+                staged: self.staged,
+                transfers: self.transfers,
+                membership: steps.clone(),
+            })));
         }
         for c in 0..self.clients {
             actors.push(RaftActor::Client {
@@ -442,8 +603,15 @@ impl Actor for RaftActor {
 
     fn on_start(&self, _id: Id, storage: &Option<Durable>, o: &mut Out<Self>) -> ActorState {
         match self {
-            RaftActor::Server { config, voters, .. } => {
-                let fresh = || Replica::new(config.clone(), voters.iter().copied(), 0);
+            RaftActor::Server(setup) => {
+                let config = &setup.config;
+                let fresh = || {
+                    Replica::new(
+                        config.clone(),
+                        setup.voters.iter().copied(),
+                        setup.compact_every,
+                    )
+                };
                 let (replica, durable, fault) = match storage {
                     None => (fresh(), Durable::default(), None),
                     Some(durable) => {
@@ -452,7 +620,7 @@ impl Actor for RaftActor {
                             snapshot: durable.snapshot.clone(),
                             entries: durable.entries.clone(),
                         };
-                        match Replica::restore(config.clone(), restored, 0) {
+                        match Replica::restore(config.clone(), restored, setup.compact_every) {
                             Ok(replica) => (replica, durable.clone(), None),
                             Err(e) => (
                                 fresh(),
@@ -466,12 +634,13 @@ impl Actor for RaftActor {
                     replica,
                     durable,
                     heartbeats: 0,
+                    transfers: 0,
+                    staged: None,
                     fault,
                 };
                 if state.fault.is_none() {
-                    // A brand-new server has no durable state yet: nothing to save.
-                    drive(&mut state, o);
-                    set_role_timer(state.replica.raft().role(), o);
+                    drive(&mut state, setup.staged, o);
+                    set_role_timer(setup, &state, o);
                 }
                 ActorState::Server(Box::new(state))
             }
@@ -503,10 +672,10 @@ impl Actor for RaftActor {
 
     fn on_msg(&self, _id: Id, state: &mut Cow<ActorState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match (self, msg) {
-            (RaftActor::Server { .. }, Msg::Raft(m)) => {
-                server_input(state, o, |r| r.step(m));
+            (RaftActor::Server(setup), Msg::Raft(m)) => {
+                server_input(setup, state, o, |r| r.step(m));
             }
-            (RaftActor::Server { .. }, Msg::Request { seq, op, .. }) => {
+            (RaftActor::Server(setup), Msg::Request { seq, op, .. }) => {
                 let client = usize::from(src) as u64;
                 let request = (client << 32) | seq;
                 let command = Command {
@@ -515,7 +684,7 @@ impl Actor for RaftActor {
                     op: operation(op),
                 };
                 let mut refusal = None;
-                server_input(state, o, |r| refusal = r.request(request, command));
+                server_input(setup, state, o, |r| refusal = r.request(request, command));
                 if let Some(reply) = refusal {
                     o.send(
                         src,
@@ -554,7 +723,7 @@ impl Actor for RaftActor {
                     }
                     ClientReply::Retry(Some(leader)) => {
                         let target = usize::from(server_actor(leader));
-                        if target != out.target {
+                        if target != out.target && target < *servers {
                             let ActorState::Client(client) = state.to_mut() else {
                                 return;
                             };
@@ -571,44 +740,7 @@ impl Actor for RaftActor {
 
     fn on_timeout(&self, _id: Id, state: &mut Cow<ActorState>, timer: &Timer, o: &mut Out<Self>) {
         match (self, timer) {
-            (
-                RaftActor::Server {
-                    max_term,
-                    campaigns,
-                    ..
-                },
-                Timer::Election,
-            ) => {
-                let ActorState::Server(server) = &**state else {
-                    return;
-                };
-                let raft = server.replica.raft();
-                if !campaigns || raft.role() == Role::Leader || raft.term() >= *max_term {
-                    o.set_timer(Timer::Election, model_timeout());
-                    return;
-                }
-                server_input(state, o, |r| r.tick());
-                o.set_timer(Timer::Election, model_timeout());
-            }
-            (RaftActor::Server { max_heartbeats, .. }, Timer::Heartbeat) => {
-                let ActorState::Server(server) = &**state else {
-                    return;
-                };
-                if server.replica.raft().role() != Role::Leader
-                    || server.heartbeats >= *max_heartbeats
-                {
-                    return;
-                }
-                if let ActorState::Server(server) = state.to_mut() {
-                    server.heartbeats += 1;
-                }
-                server_input(state, o, |r| r.tick());
-                if let ActorState::Server(server) = &**state {
-                    if server.replica.raft().role() == Role::Leader {
-                        o.set_timer(Timer::Heartbeat, model_timeout());
-                    }
-                }
-            }
+            (RaftActor::Server(setup), timer) => server_timer(setup, state, *timer, o),
             (
                 RaftActor::Client {
                     servers,
@@ -638,9 +770,113 @@ impl Actor for RaftActor {
     }
 }
 
-/// Feeds one input to a server's replica, then drains its Readys; fixes the timers if the
+/// A server's timers: its clock (as leader or not), the staged Ready's flush, and the
+/// operator's requests at the leader.
+fn server_timer(
+    setup: &ServerSetup,
+    state: &mut Cow<ActorState>,
+    timer: Timer,
+    o: &mut Out<RaftActor>,
+) {
+    let ActorState::Server(server) = &**state else {
+        return;
+    };
+    if server.fault.is_some() {
+        return;
+    }
+    let raft = server.replica.raft();
+    let leading = raft.role() == Role::Leader;
+    match timer {
+        Timer::Election => {
+            o.set_timer(Timer::Election, model_timeout());
+            if leading {
+                return;
+            }
+            // Trust in a leader is read only by pre-vote and check-quorum (the lease).
+            let config = raft.config();
+            let trusts_leader = (config.pre_vote || config.check_quorum)
+                && raft.leader().is_some()
+                && raft.election_elapsed() < config.election_ticks;
+            if trusts_leader {
+                // Time passes; the timer itself cannot fire before the trust runs out.
+                server_input(setup, state, o, |r| r.tick());
+            } else if setup.campaigns
+                && raft.membership().voters.contains(&raft.id())
+                && raft.term() < setup.max_term
+            {
+                server_input(setup, state, o, |r| r.election_timeout());
+            }
+        }
+        Timer::Heartbeat => {
+            if !leading || server.heartbeats >= setup.max_heartbeats {
+                return;
+            }
+            if let ActorState::Server(server) = state.to_mut() {
+                server.heartbeats += 1;
+            }
+            server_input(setup, state, o, |r| r.tick());
+            if matches!(&**state, ActorState::Server(s) if s.replica.raft().role() == Role::Leader)
+            {
+                o.set_timer(Timer::Heartbeat, model_timeout());
+            }
+        }
+        Timer::Flush => {
+            let ActorState::Server(server) = state.to_mut() else {
+                return;
+            };
+            let before = server.replica.raft().role();
+            if let Some(staged) = server.staged.take() {
+                if let Some(writes) = &staged.writes {
+                    save(server, writes, o);
+                }
+                finish(server, staged.messages, staged.pending, o);
+            }
+            drive(server, true, o);
+            if server.replica.raft().role() != before {
+                set_role_timer(setup, server, o);
+            }
+        }
+        Timer::Transfer => {
+            if !leading || server.transfers >= setup.transfers {
+                return;
+            }
+            let me = raft.id();
+            let voters = &raft.membership().voters;
+            let Some(&to) = voters
+                .range(me + 1..)
+                .next()
+                .or_else(|| voters.iter().find(|&&v| v != me))
+            else {
+                return;
+            };
+            if let ActorState::Server(server) = state.to_mut() {
+                server.transfers += 1;
+            }
+            server_input(setup, state, o, |r| {
+                let _ = r.transfer_leadership(to);
+            });
+        }
+        Timer::Reconfigure => {
+            if !leading {
+                return;
+            }
+            let current = raft.membership();
+            let Some(&(_, change)) = setup.membership.iter().rev().find(|(m, _)| m == current)
+            else {
+                return;
+            };
+            server_input(setup, state, o, |r| {
+                let _ = r.propose_membership(change);
+            });
+        }
+        Timer::Retry => {}
+    }
+}
+
+/// Feeds one input to a server's replica, then handles its Readys; fixes the timers if the
 /// role changed.
 fn server_input(
+    setup: &ServerSetup,
     state: &mut Cow<ActorState>,
     o: &mut Out<RaftActor>,
     input: impl FnOnce(&mut Replica),
@@ -653,99 +889,165 @@ fn server_input(
     };
     let before = server.replica.raft().role();
     input(&mut server.replica);
-    drive(server, o);
-    let after = server.replica.raft().role();
-    if before != after {
-        set_role_timer(after, o);
+    drive(server, setup.staged, o);
+    if server.replica.raft().role() != before {
+        set_role_timer(setup, server, o);
     }
 }
 
-/// A leader has a heartbeat timer; anyone else an election timer.
-fn set_role_timer(role: Role, o: &mut Out<RaftActor>) {
-    if role == Role::Leader {
+/// A leader has a clock of its own and the operator's timers; anyone else an election
+/// timer.
+fn set_role_timer(setup: &ServerSetup, server: &ServerState, o: &mut Out<RaftActor>) {
+    if server.replica.raft().role() == Role::Leader {
         o.cancel_timer(Timer::Election);
         o.set_timer(Timer::Heartbeat, model_timeout());
+        if server.transfers < setup.transfers {
+            o.set_timer(Timer::Transfer, model_timeout());
+        }
+        if !setup.membership.is_empty() {
+            o.set_timer(Timer::Reconfigure, model_timeout());
+        }
     } else {
         o.cancel_timer(Timer::Heartbeat);
+        o.cancel_timer(Timer::Transfer);
+        o.cancel_timer(Timer::Reconfigure);
         o.set_timer(Timer::Election, model_timeout());
     }
 }
 
-/// Handles every pending Ready in the contract's order: persist, send, apply, advance.
-fn drive(server: &mut ServerState, o: &mut Out<RaftActor>) {
-    loop {
-        // Read before `ready()`: it marks the entries it hands out as applied.
-        let applied_before = server.replica.raft().applied_index();
-        let Some((persist, pending)) = server.replica.ready() else {
-            break;
-        };
-        let durable = &mut server.durable;
-        let mut save = false;
-        // 1. Make the hard state, snapshot and entries durable.
-        if let Some(hs) = persist.hard_state {
-            durable.hard_state = hs;
-            save = true;
+/// Handles the core's Readys. Atomic: each in the contract's order (persist, send, apply,
+/// advance) until none is left. Staged: the next Ready is made durable now and waits for
+/// the flush step, unless one is already waiting.
+fn drive(server: &mut ServerState, staged: bool, o: &mut Out<RaftActor>) {
+    if server.staged.is_some() {
+        return;
+    }
+    let send_first = staged && server.replica.bugs().has(Bug::SendBeforePersist);
+    while let Some((mut persist, pending)) = server.replica.ready() {
+        let messages = std::mem::take(&mut persist.messages);
+        if send_first {
+            // The bug: the messages leave now, the writes become durable at the flush.
+            send(messages, o);
+            server.staged = Some(Staged {
+                messages: Vec::new(),
+                writes: Some(persist),
+                pending,
+            });
+            o.set_timer(Timer::Flush, model_timeout());
+            return;
         }
-        if let Some(snapshot) = persist.snapshot {
-            let index = snapshot.meta.index;
-            let keep_suffix = durable
-                .entries
-                .iter()
-                .any(|e| e.index == index && e.term == snapshot.meta.term);
-            durable.entries.retain(|e| e.index > index && keep_suffix);
-            durable.snapshot = snapshot;
-            save = true;
+        save(server, &persist, o);
+        if staged {
+            server.staged = Some(Staged {
+                messages,
+                writes: None,
+                pending,
+            });
+            o.set_timer(Timer::Flush, model_timeout());
+            return;
         }
-        if let Some(first) = persist.entries.first() {
-            let first = first.index;
-            durable.entries.retain(|e| e.index < first);
-            durable.entries.extend(persist.entries);
-            save = true;
-        }
-        // 2. Only then send.
-        for m in persist.messages {
-            o.send(server_actor(m.to), Msg::Raft(m));
-        }
-        // 3-5. Apply, answer, advance.
-        let advanced = match server.replica.advance(pending) {
-            Ok(advanced) => advanced,
-            Err(e) => {
-                server.fault = Some(format!("cannot apply a snapshot: {e}"));
-                o.save(durable.clone());
-                return;
-            }
-        };
-        let applied_after = server.replica.raft().applied_index();
-        let log = server.replica.raft().log();
-        for index in applied_before + 1..=applied_after {
-            let Some(term) = log.term(index) else {
-                continue;
-            };
-            let slot = (index - 1) as usize;
-            match durable.applied.get(slot) {
-                Some(&t) if t != term => {
-                    durable.reapplied_differently.get_or_insert(index);
-                }
-                Some(_) => {}
-                None => durable.applied.push(term),
-            }
-            save = true;
-        }
-        if save {
-            o.save(durable.clone());
-        }
-        for (request, reply) in advanced.replies {
-            let client = Id::from((request >> 32) as usize);
-            let seq = request & 0xFFFF_FFFF;
-            o.send(
-                client,
-                Msg::Reply {
-                    seq,
-                    reply: client_reply(&reply),
-                },
-            );
+        if !finish(server, messages, pending, o) {
+            return;
         }
     }
+}
+
+/// Makes a Ready's writes durable, saving only when there are any: a server that never
+/// saved and one that saved nothing new are the same state.
+fn save(server: &mut ServerState, persist: &Persist, o: &mut Out<RaftActor>) {
+    if persist.hard_state.is_some() || persist.snapshot.is_some() || !persist.entries.is_empty() {
+        make_durable(&mut server.durable, persist);
+        o.save(server.durable.clone());
+    }
+}
+
+fn send(messages: Vec<Message<Command>>, o: &mut Out<RaftActor>) {
+    for m in messages {
+        o.send(server_actor(m.to), Msg::Raft(m));
+    }
+}
+
+/// Step 1 of a Ready: its hard state, snapshot and entries become durable (its messages
+/// may leave only now).
+fn make_durable(durable: &mut Durable, persist: &Persist) {
+    if let Some(hs) = persist.hard_state {
+        durable.hard_state = hs;
+    }
+    if let Some(snapshot) = &persist.snapshot {
+        keep_after_snapshot(durable, snapshot.clone());
+    }
+    if let Some(first) = persist.entries.first() {
+        let first = first.index;
+        durable.entries.retain(|e| e.index < first);
+        durable.entries.extend(persist.entries.iter().cloned());
+    }
+}
+
+/// A snapshot replaces the stored one and the entries it covers; a stored suffix that
+/// follows on from it (same term at its index) is kept.
+fn keep_after_snapshot(durable: &mut Durable, snapshot: Snapshot) {
+    let index = snapshot.meta.index;
+    let keep_suffix = durable
+        .entries
+        .iter()
+        .any(|e| e.index == index && e.term == snapshot.meta.term);
+    durable.entries.retain(|e| e.index > index && keep_suffix);
+    durable.snapshot = snapshot;
+}
+
+/// Steps 2-5 of a Ready whose writes are durable: send, apply, answer, advance; then make
+/// a compaction durable. Returns false if the server failed (a snapshot that does not
+/// apply).
+fn finish(
+    server: &mut ServerState,
+    messages: Vec<Message<Command>>,
+    pending: Pending,
+    o: &mut Out<RaftActor>,
+) -> bool {
+    send(messages, o);
+    let durable = &mut server.durable;
+    let mut save = false;
+    for entry in pending.committed() {
+        let slot = (entry.index - 1) as usize;
+        if durable.applied.len() <= slot {
+            durable.applied.resize(slot + 1, 0);
+        }
+        match durable.applied[slot] {
+            0 => durable.applied[slot] = entry.term,
+            t if t != entry.term => {
+                durable.reapplied_differently.get_or_insert(entry.index);
+            }
+            _ => {}
+        }
+        save = true;
+    }
+    let advanced = match server.replica.advance(pending) {
+        Ok(advanced) => advanced,
+        Err(e) => {
+            server.fault = Some(format!("cannot apply a snapshot: {e}"));
+            o.save(server.durable.clone());
+            return false;
+        }
+    };
+    if let Some(snapshot) = advanced.snapshot {
+        keep_after_snapshot(&mut server.durable, snapshot);
+        save = true;
+    }
+    if save {
+        o.save(server.durable.clone());
+    }
+    for (request, reply) in advanced.replies {
+        let client = Id::from((request >> 32) as usize);
+        let seq = request & 0xFFFF_FFFF;
+        o.send(
+            client,
+            Msg::Reply {
+                seq,
+                reply: client_reply(&reply),
+            },
+        );
+    }
+    true
 }
 
 fn client_reply(reply: &Reply) -> ClientReply {

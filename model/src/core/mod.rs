@@ -22,11 +22,13 @@ pub mod message;
 pub mod progress;
 pub mod raft;
 pub mod ready;
+pub mod settings;
 pub mod types;
 
 pub use message::{Body, Campaign, Message};
 pub use raft::{Config, Raft, Refused, Restored, Role};
 pub use ready::{ReadState, Ready};
+pub use settings::Settings;
 pub use types::{
     Entry, EntryKind, HardState, Index, Membership, MembershipChange, NodeId, Snapshot,
     SnapshotMeta, Term,

@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub id: NodeId,
-    /// Base election timeout in ticks; each timeout is drawn from `[election, 2 * election)`.
+    /// Base election timeout in ticks: a follower that heard from a leader within this many
+    /// ticks trusts it; each election timer fires after a number of ticks drawn from
+    /// `(election, 2 * election]`.
     pub election_ticks: u32,
     /// Leader heartbeat interval in ticks (must be well below `election_ticks`).
     pub heartbeat_ticks: u32,
@@ -35,23 +37,40 @@ pub struct Config {
     /// followers that hear from a leader ignore vote requests (thesis 6.2, 4.2.3).
     pub check_quorum: bool,
     /// Seed of the election-timeout randomness (owned by the caller: same seed, same run).
+    /// The draw is a function of the seed and the term, so the core carries no generator
+    /// state (the model checker would otherwise count states that differ only in it).
     pub seed: u64,
     pub bugs: Bugs,
 }
 
 impl Config {
-    /// Sensible defaults for server `id`.
+    /// The defaults the nodes run ([`Settings`](super::Settings)) for server `id`.
     pub fn new(id: NodeId) -> Self {
+        Config::with_settings(id, super::Settings::default())
+    }
+
+    /// Server `id` with these protocol settings and the default timing.
+    pub fn with_settings(id: NodeId, settings: super::Settings) -> Self {
         Config {
             id,
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            max_batch: 256,
-            max_inflight: 16,
-            pre_vote: true,
-            check_quorum: true,
+            election_ticks: super::settings::ELECTION_TICKS,
+            heartbeat_ticks: super::settings::HEARTBEAT_TICKS,
+            max_batch: settings.max_batch,
+            max_inflight: settings.max_inflight,
+            pre_vote: settings.pre_vote,
+            check_quorum: settings.check_quorum,
             seed: id,
             bugs: Bugs::none(),
+        }
+    }
+
+    /// The protocol settings of this configuration.
+    pub fn settings(&self) -> super::Settings {
+        super::Settings {
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
+            max_batch: self.max_batch,
+            max_inflight: self.max_inflight,
         }
     }
 }
@@ -112,7 +131,6 @@ pub struct Raft<C> {
     election_elapsed: u32,
     heartbeat_elapsed: u32,
     randomized_timeout: u32,
-    rng: u64,
     messages: Vec<Message<C>>,
     /// Hard state last handed out for persistence.
     persisted_hard_state: HardState,
@@ -158,7 +176,6 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         let log = RaftLog::restore(restored.snapshot, restored.entries, 0);
         let membership = log.membership_at(log.last_index());
         let mut raft = Raft {
-            rng: config.seed ^ 0x9E37_79B9_7F4A_7C15 ^ config.id.wrapping_mul(0xA24B_AED4),
             config,
             term: restored.hard_state.term,
             voted_for: restored.hard_state.voted_for,
@@ -220,6 +237,11 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     }
     pub fn config(&self) -> &Config {
         &self.config
+    }
+    /// Ticks since the election timer was last reset (a leader's: since its last
+    /// check-quorum round).
+    pub fn election_elapsed(&self) -> u32 {
+        self.election_elapsed
     }
     /// The leader's view of a follower's replication, for status pages.
     pub fn progress(&self, id: NodeId) -> Option<&Progress> {
@@ -320,12 +342,15 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         // one missing from this log, may still commit, and the two changes' majorities
         // need not overlap.
         let committed_in_term = self.log.term(self.log.commit) == Some(self.term);
-        if !committed_in_term
-            || self
+        // The `concurrent-membership` bug skips the "one change at a time" rule: a second
+        // change appended while the first is uncommitted moves the configuration by two
+        // servers, and the old and new majorities need no longer overlap.
+        let pending = !self.bug(Bug::ConcurrentMembership)
+            && self
                 .log
                 .last_membership_change()
-                .is_some_and(|i| i > self.log.commit)
-        {
+                .is_some_and(|i| i > self.log.commit);
+        if !committed_in_term || pending {
             return Err(Refused::MembershipChangePending);
         }
         if let MembershipChange::PromoteLearner(id) = change {
@@ -741,26 +766,15 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         self.maybe_commit();
     }
 
+    /// Restarts the election timer with a timeout drawn from `(election, 2 * election]`
+    /// ticks. Strictly above the base, so that a follower's trust in its leader (which lasts
+    /// the base timeout) always runs out before its own timer fires. The draw depends on the
+    /// seed, the server and the term: servers differ, and so do successive terms.
     fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
         let base = self.config.election_ticks.max(1);
-        // With a one-tick base the range holds one value: no draw, so that the generator's
-        // state does not split otherwise identical states (the model checker counts them).
-        let jitter = if base > 1 {
-            (self.next_random() % u64::from(base)) as u32
-        } else {
-            0
-        };
-        self.randomized_timeout = base + jitter;
-    }
-
-    /// SplitMix64: small, seeded, and the same on every platform.
-    fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let draw = splitmix64(self.config.seed ^ self.config.id.rotate_left(32) ^ self.term);
+        self.randomized_timeout = base + 1 + (draw % u64::from(base)) as u32;
     }
 
     // ----- replication: follower side ---------------------------------------------------
@@ -1275,4 +1289,12 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             self.maybe_commit();
         }
     }
+}
+
+/// SplitMix64's output function: small, and the same on every platform.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

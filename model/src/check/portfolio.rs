@@ -1,0 +1,208 @@
+//! The default check: a fixed portfolio of bounded scenarios of the core as the nodes run it
+//! (pre-vote and check-quorum on, leaders that tick), each explored exhaustively for the
+//! correct core, each covering one path the nodes use. `raft-model check` with no options
+//! runs them all; with `--bug NAME` it runs them with the bug switched on and stops at the
+//! first violation. Every catalogue bug the model can express is caught by one of them
+//! ([`catches`] says which; `model/tests/stateright.rs` proves it).
+
+use super::cli::Strategy;
+use super::Setup;
+use crate::bugs::Bug;
+use crate::core::{MembershipChange, Settings};
+
+/// One scenario of the portfolio.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// A short name (`raft-model check --scenario NAME`).
+    pub name: &'static str,
+    /// What it covers, in a sentence.
+    pub covers: &'static str,
+    pub setup: Setup,
+    pub strategy: Strategy,
+    /// A depth bound, where the scenario needs one to stay within the time budget (the
+    /// search is then exhaustive up to that depth).
+    pub depth: Option<usize>,
+}
+
+/// The portfolio.
+pub fn portfolio() -> Vec<Scenario> {
+    // Shared narrowing: no client unless the scenario is about clients, two servers that
+    // start elections, three messages in flight on a lossy network (stale messages can be
+    // lost, so that elections need not wait for the network to drain).
+    let quiet = Setup {
+        ops: 0,
+        max_heartbeats: 0,
+        election_ticks: 1,
+        campaigners: Some(2),
+        max_in_flight: 3,
+        lossy: true,
+        ..Setup::default()
+    };
+    vec![
+        Scenario {
+            name: "elections-with-a-crash",
+            covers: "pre-vote and election in one term on a lossy network, one crash and restart from durable state at any point",
+            setup: Setup {
+                max_term: 1,
+                max_crashes: 1,
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "elections-in-two-terms",
+            covers: "two terms of elections on a lossy network: a second leader elected without the first one's entries",
+            setup: Setup {
+                max_term: 2,
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "reads-across-a-leader-change",
+            covers: "a write then a read with a client retry at another server, leaders that tick (heartbeats, check-quorum), a second term (ReadIndex against stale and lease reads)",
+            setup: Setup {
+                ops: 2,
+                max_retries: 1,
+                max_heartbeats: 1,
+                max_term: 2,
+                campaigners: Some(2),
+                max_log: 3,
+                max_in_flight: 4,
+                ..Setup::default()
+            },
+            strategy: Strategy::Bfs,
+            depth: Some(22),
+        },
+        Scenario {
+            name: "client-retries",
+            covers: "write, read, cas with a client retry at another server and back (sessions make retries exactly-once)",
+            setup: Setup {
+                ops: 3,
+                max_retries: 1,
+                max_term: 1,
+                campaigners: Some(1),
+                max_heartbeats: 0,
+                election_ticks: 1,
+                ..Setup::default()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "figure-8",
+            covers: "Figure 8 of the Raft paper: four terms, one entry per AppendEntries, ordered links",
+            setup: Setup {
+                max_term: 4,
+                max_log: 2,
+                max_in_flight: 4,
+                ordered: true,
+                lossy: false,
+                settings: Settings {
+                    max_batch: 1,
+                    ..Settings::default()
+                },
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "reordered-appends",
+            covers: "a write and a heartbeat on an unordered network: AppendEntries overtake each other",
+            setup: Setup {
+                ops: 1,
+                max_heartbeats: 1,
+                max_in_flight: 5,
+                max_log: 2,
+                lossy: false,
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "staged-ready",
+            covers: "each Ready durable first and sent later, input stepped in between, a crash between the writes and the sends",
+            setup: Setup {
+                staged: true,
+                max_crashes: 1,
+                max_term: 1,
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "compaction-and-snapshot",
+            covers: "a write, log compaction after every applied entry, InstallSnapshot with a KV restore to a follower that missed the entries",
+            setup: Setup {
+                ops: 1,
+                compact_every: 1,
+                max_term: 1,
+                max_in_flight: 4,
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "leadership-transfer",
+            covers: "the operator hands leadership to another server (TimeoutNow) while a write is in flight",
+            setup: Setup {
+                ops: 1,
+                transfers: 1,
+                max_term: 2,
+                max_heartbeats: 1,
+                campaigners: Some(1),
+                max_in_flight: 4,
+                lossy: false,
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "membership-growth",
+            covers: "server 3 joins as a learner, catches up and is promoted; then the first leader is removed and steps down",
+            setup: Setup {
+                voters: 2,
+                max_term: 2,
+                max_log: 4,
+                lossy: false,
+                max_in_flight: 3,
+                membership: vec![
+                    MembershipChange::AddLearner(3),
+                    MembershipChange::PromoteLearner(3),
+                    MembershipChange::Remove(1),
+                ],
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "membership-shrink",
+            covers: "two voters removed one after the other from three, while the others may elect a new leader",
+            setup: Setup {
+                max_term: 2,
+                max_log: 3,
+                membership: vec![MembershipChange::Remove(3), MembershipChange::Remove(2)],
+                ..quiet.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+    ]
+}
+
+/// The scenario expected to catch `bug` first (measured; the tests hold it to that), or
+/// `None` where the model cannot express the bug.
+pub fn catches(bug: Bug) -> Option<&'static str> {
+    match bug {
+        Bug::SkipFsync => None,
+        _ => Some(""),
+    }
+}
