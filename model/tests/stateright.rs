@@ -1,129 +1,214 @@
-//! The stateright model of the real core (issue #6): the CI configuration must satisfy every
-//! property, and each protocol bug of the catalogue must be caught, by the right property.
-//! The hunting configurations live in `model::check::hunts` (shared with `raft-lab matrix`).
+//! The stateright model of the real core: every scenario of the default portfolio (what
+//! `raft-model check` runs with no options) must hold for the correct core, explored
+//! exhaustively within its bounds and showing the features it covers; every catalogue bug
+//! the portfolio claims must be caught by its scenario, naming a property, with a trace; the
+//! bugs beyond the portfolio's bounds must be caught by their narrow hunts.
 
 use model::bugs::{Bug, Bugs};
-use model::check::cli::{ci_run, run, Run};
-use model::check::hunts::{self, figure_8};
-use model::check::properties::{
-    ELECTION_SAFETY, LEADER_COMPLETENESS, LINEARIZABLE, STATE_MACHINE_SAFETY,
-};
+use model::check::cli::{run, Report, Run};
+use model::check::hunts;
+use model::check::portfolio::{catches, portfolio, Scenario};
+use model::check::properties::{MEMBERSHIP_COMMITTED, SNAPSHOT_INSTALLED, TRANSFER_STARTED};
+use model::check::Setup;
 
-/// Runs the hunt for `bug` (it stops at the first violation) and returns what it found.
-fn hunt(bug: Bug) -> model::check::cli::Report {
-    let run_config =
-        hunts::hunt(bug).unwrap_or_else(|| panic!("no hunt for {bug} in model::check::hunts"));
-    let report = run(&run_config);
+fn scenario(name: &str) -> Scenario {
+    portfolio()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name} in the portfolio"))
+}
+
+fn check(scenario: &Scenario, bugs: Bugs) -> Report {
+    let report = run(&Run {
+        strategy: scenario.strategy,
+        depth: scenario.depth,
+        stop_at_first_violation: bugs.any(),
+        ..Run::bfs(Setup {
+            bugs,
+            ..scenario.setup.clone()
+        })
+    });
     print!("{}", report.render());
     report
 }
 
-#[test]
-fn ci_configuration_satisfies_every_property() {
-    let report = run(&ci_run());
-    print!("{}", report.render());
+/// The correct core satisfies every property of `name`, exhaustively, and every "sometimes"
+/// property (a leader is elected, and the scenario's own coverage) is seen.
+fn holds(name: &str) {
+    let s = scenario(name);
+    let report = check(&s, Bugs::none());
     println!(
-        "CI configuration: {} unique states in {:.1}s",
+        "{name}: {} unique states in {:.1}s ({:.1} M/min)",
         report.unique_states,
-        report.elapsed.as_secs_f64()
+        report.elapsed.as_secs_f64(),
+        report.states_per_minute() / 1e6
     );
-    assert!(
-        report.exhausted,
-        "the CI configuration must be explored exhaustively"
-    );
+    assert!(report.exhausted, "{name} must be explored exhaustively");
     assert!(
         report.violated().is_empty(),
-        "violated: {:?}",
+        "{name}: violated {:?}",
         report.violated()
     );
+    // Scenarios without a client never commit a value.
+    let never: Vec<_> = report
+        .never_seen()
+        .into_iter()
+        .filter(|p| !(s.setup.ops == 0 && *p == "a value is committed"))
+        .collect();
+    assert!(never.is_empty(), "{name}: never seen {never:?}");
+}
+
+macro_rules! portfolio_scenario {
+    ($test:ident, $name:literal) => {
+        #[test]
+        fn $test() {
+            holds($name);
+        }
+    };
+}
+
+portfolio_scenario!(elections_with_a_crash_holds, "elections-with-a-crash");
+portfolio_scenario!(elections_in_two_terms_holds, "elections-in-two-terms");
+portfolio_scenario!(
+    reads_across_a_leader_change_holds,
+    "reads-across-a-leader-change"
+);
+portfolio_scenario!(client_retries_hold, "client-retries");
+portfolio_scenario!(figure_8_holds, "figure-8");
+portfolio_scenario!(reordered_appends_hold, "reordered-appends");
+portfolio_scenario!(staged_ready_holds, "staged-ready");
+portfolio_scenario!(compaction_and_snapshot_holds, "compaction-and-snapshot");
+portfolio_scenario!(leadership_transfer_holds, "leadership-transfer");
+portfolio_scenario!(membership_growth_holds, "membership-growth");
+portfolio_scenario!(membership_shrink_holds, "membership-shrink");
+
+#[test]
+fn every_scenario_has_a_test_and_covers_what_it_says() {
+    let names: Vec<&str> = portfolio().iter().map(|s| s.name).collect();
+    let source = include_str!("stateright.rs");
+    for name in &names {
+        assert!(
+            source.contains(&format!("\"{name}\")")),
+            "scenario {name} has no test here"
+        );
+    }
+    // The coverage properties are the ones the scenarios' setups ask for.
+    let with = |f: fn(&Setup) -> bool| portfolio().iter().filter(|s| f(&s.setup)).count();
+    assert!(with(|s| s.compact_every > 0) >= 1, "{SNAPSHOT_INSTALLED}");
+    assert!(with(|s| s.transfers > 0) >= 1, "{TRANSFER_STARTED}");
     assert!(
-        report.never_seen().is_empty(),
-        "sometimes-properties never seen: {:?}",
-        report.never_seen()
+        with(|s| !s.membership.is_empty()) >= 2,
+        "{MEMBERSHIP_COMMITTED}"
     );
+    assert!(with(|s| s.max_crashes > 0) >= 2, "crashes");
+    assert!(with(|s| s.staged) >= 1, "staged Readies");
     assert!(
-        report.unique_states > 10_000,
-        "the search explored too little"
+        portfolio()
+            .iter()
+            .all(|s| s.setup.settings == model::core::Settings::default()
+                || s.setup.settings.max_batch == 1),
+        "every scenario runs the nodes' protocol settings"
     );
 }
 
-#[test]
-fn vote_twice_breaks_election_safety() {
-    assert_eq!(hunt(Bug::VoteTwice).violated(), vec![ELECTION_SAFETY]);
-}
-
-#[test]
-fn forget_vote_with_a_crash_breaks_election_safety() {
-    assert_eq!(hunt(Bug::ForgetVote).violated(), vec![ELECTION_SAFETY]);
-}
-
-/// A read served from local state: the client's retry reaches a server that has not heard
-/// of its write yet.
-#[test]
-fn stale_read_breaks_linearizability() {
-    assert_eq!(hunt(Bug::StaleRead).violated(), vec![LINEARIZABLE]);
-}
-
-/// Committing an entry of an earlier term by counting replicas lets a later leader lack it.
-#[test]
-fn commit_old_term_breaks_leader_completeness() {
-    assert_eq!(
-        hunt(Bug::CommitOldTerm).violated(),
-        vec![LEADER_COMPLETENESS]
+/// The default check finds `bug` in the scenario that claims it: a safety property is
+/// violated and its trace is printed.
+fn caught_by_default_check(bug: Bug) {
+    let name = catches(bug).unwrap_or_else(|| panic!("the portfolio claims no scenario for {bug}"));
+    let report = check(&scenario(name), Bugs::none().with(bug));
+    let violated = report.violated();
+    assert!(
+        !violated.is_empty(),
+        "{bug}: the default check's scenario {name} found nothing"
     );
+    let rendered = report.render();
+    assert!(
+        rendered.contains(&format!("=== {} violated ===", violated[0]))
+            && rendered.contains("  1. "),
+        "{bug}: no trace printed:\n{rendered}"
+    );
+    println!("{bug}: caught by {name} ({})", violated.join(", "));
 }
 
-/// A retried cas applied twice answers "mismatch" although its first attempt took effect.
-#[test]
-fn no_dedup_breaks_linearizability() {
-    assert_eq!(hunt(Bug::NoDedup).violated(), vec![LINEARIZABLE]);
+macro_rules! default_check_catches {
+    ($test:ident, $bug:expr) => {
+        #[test]
+        fn $test() {
+            caught_by_default_check($bug);
+        }
+    };
 }
 
-/// A deposed leader that counted no tick since its last quorum serves a read from its lease
-/// after the new leader took a write.
+default_check_catches!(default_check_catches_vote_twice, Bug::VoteTwice);
+default_check_catches!(default_check_catches_forget_vote, Bug::ForgetVote);
+default_check_catches!(
+    default_check_catches_ack_before_commit,
+    Bug::AckBeforeCommit
+);
+default_check_catches!(
+    default_check_catches_apply_uncommitted,
+    Bug::ApplyUncommitted
+);
+default_check_catches!(default_check_catches_stale_read, Bug::StaleRead);
+default_check_catches!(default_check_catches_no_dedup, Bug::NoDedup);
+default_check_catches!(
+    default_check_catches_send_before_persist,
+    Bug::SendBeforePersist
+);
+default_check_catches!(
+    default_check_catches_concurrent_membership,
+    Bug::ConcurrentMembership
+);
+
+/// Every catalogue bug is accounted for: caught by the default check (and tested above), or
+/// below the model, or caught by its hunt (tested below).
 #[test]
-fn lease_read_breaks_linearizability() {
-    assert_eq!(hunt(Bug::LeaseRead).violated(), vec![LINEARIZABLE]);
+fn every_bug_is_caught_somewhere_in_the_model_or_below_it() {
+    let source = include_str!("stateright.rs");
+    for bug in Bug::ALL {
+        let variant = format!("{bug:?}");
+        match catches(bug) {
+            Some(_) => assert!(
+                source.contains(&format!(
+                    "default_check_catches!(default_check_catches_{}, Bug::{variant})",
+                    bug.name().replace('-', "_")
+                )),
+                "{bug} is claimed by the portfolio but not tested"
+            ),
+            None if bug.below_the_model().is_some() => {}
+            None => assert!(
+                hunts::hunt(bug).is_some()
+                    && source.contains(&format!("hunt_finds(Bug::{variant})")),
+                "{bug} is caught neither by the default check nor by a tested hunt"
+            ),
+        }
+    }
+}
+
+/// The narrow hunt for `bug` finds the property it expects.
+fn hunt_finds(bug: Bug) {
+    let run_config = hunts::hunt(bug).unwrap_or_else(|| panic!("no hunt for {bug}"));
+    let report = run(&run_config);
+    print!("{}", report.render());
+    let expected = hunts::expected(bug).unwrap_or_else(|| panic!("no expectation for {bug}"));
+    assert_eq!(report.violated(), vec![expected], "{bug}");
+}
+
+/// Figure 8: committing an old-term entry by counting lets a later leader lack it.
+#[test]
+fn hunt_catches_commit_old_term() {
+    hunt_finds(Bug::CommitOldTerm);
+}
+
+/// A deposed leader that counted no tick since its last quorum serves a read from its lease.
+#[test]
+fn hunt_catches_lease_read() {
+    hunt_finds(Bug::LeaseRead);
 }
 
 /// A stale, shorter AppendEntries overtaken by the heartbeat's resend makes a follower cut
 /// a write it acknowledged; elected next, it leads without a committed entry.
 #[test]
-fn truncate_on_append_breaks_leader_completeness() {
-    assert_eq!(
-        hunt(Bug::TruncateOnAppend).violated(),
-        vec![LEADER_COMPLETENESS]
-    );
-}
-
-/// A leader that applies before a majority has the entry: the next leader, elected
-/// without it, commits another entry at the same index.
-#[test]
-fn ack_before_commit_breaks_state_machine_safety() {
-    assert_eq!(
-        hunt(Bug::AckBeforeCommit).violated(),
-        vec![STATE_MACHINE_SAFETY]
-    );
-}
-
-/// A follower that applies before commit: the entry it applied is replaced.
-#[test]
-fn apply_uncommitted_breaks_state_machine_safety() {
-    assert_eq!(
-        hunt(Bug::ApplyUncommitted).violated(),
-        vec![STATE_MACHINE_SAFETY]
-    );
-}
-
-/// The correct core in the same narrowed model: nothing is violated.
-#[test]
-fn the_figure_8_model_holds_for_the_correct_core() {
-    let report = run(&Run::bfs(figure_8(Bugs::none())));
-    print!("{}", report.render());
-    assert!(report.exhausted);
-    assert!(
-        report.violated().is_empty(),
-        "violated: {:?}",
-        report.violated()
-    );
+fn hunt_catches_truncate_on_append() {
+    hunt_finds(Bug::TruncateOnAppend);
 }

@@ -600,7 +600,11 @@ pub fn check_scenarios(
                 bugs.iter().map(Bug::name).collect::<Vec<_>>().join(", ")
             );
         }
-        println!("  {} scenario(s), {} thread(s)", scenarios.len(), template.threads);
+        println!(
+            "  {} scenario(s), {} thread(s)",
+            scenarios.len(),
+            template.threads
+        );
     }
     let mut runs = Vec::new();
     for scenario in scenarios {
@@ -665,7 +669,11 @@ pub fn check_scenarios(
         });
         println!("{object:#}");
     } else {
-        let total: f64 = outcome.runs.iter().map(|(_, r)| r.elapsed.as_secs_f64()).sum();
+        let total: f64 = outcome
+            .runs
+            .iter()
+            .map(|(_, r)| r.elapsed.as_secs_f64())
+            .sum();
         let states: usize = outcome.runs.iter().map(|(_, r)| r.unique_states).sum();
         println!(
             "\n{} scenario(s): {} unique states in {:.1}s; {}",

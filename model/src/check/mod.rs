@@ -64,8 +64,8 @@ pub mod spec;
 
 use crate::bugs::{Bug, Bugs};
 use crate::core::{
-    Config, Entry, HardState, Index, Membership, MembershipChange, Message, NodeId, Restored,
-    Role, Settings, Snapshot, Term,
+    Config, Entry, HardState, Index, Membership, MembershipChange, Message, NodeId, Restored, Role,
+    Settings, Snapshot, Term,
 };
 use crate::kv::{Command, Operation, Outcome, Value};
 use crate::replica::{Pending, Persist, Replica, Reply};
@@ -90,6 +90,8 @@ pub struct Setup {
     pub clients: usize,
     /// Operations per client (its script is cut to this length).
     pub ops: usize,
+    /// Every client's script, instead of the default one ([`script`]).
+    pub script: Option<Vec<Op>>,
     /// No election timeout fires at this term or above.
     pub max_term: Term,
     /// Only the first `campaigners` servers' election timers fire (all if `None`). Fewer
@@ -136,6 +138,7 @@ impl Default for Setup {
             voters: 3,
             clients: 1,
             ops: 2,
+            script: None,
             max_term: 2,
             campaigners: None,
             max_log: 4,
@@ -176,8 +179,13 @@ impl Setup {
                 }
             ),
             format!(
-                "clients: {} doing {} operation(s) each, {} retry(ies) after a timeout",
-                self.clients, self.ops, self.max_retries
+                "clients: {} doing {} each, {} retry(ies) after a timeout",
+                self.clients,
+                match &self.script {
+                    Some(ops) => format!("{:?}", &ops[..self.ops.min(ops.len())]),
+                    None => format!("{} operation(s) (write, read, cas, read)", self.ops),
+                },
+                self.max_retries
             ),
             format!(
                 "bounds: terms <= {}, logs <= {} entries, <= {} messages in flight, {} crash(es) at once",
@@ -223,7 +231,11 @@ impl Setup {
         if self.bugs.any() {
             lines.push(format!(
                 "bugs: {}",
-                self.bugs.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+                self.bugs
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         lines
@@ -316,6 +328,8 @@ pub struct Durable {
     pub applied: Vec<Term>,
     /// Ghost: an index this server applied twice with different entries (after a restart).
     pub reapplied_differently: Option<Index>,
+    /// Ghost: this server has installed a snapshot sent by a leader.
+    pub installed_snapshot: bool,
 }
 
 /// A Ready whose writes are durable and whose messages, replies and `advance` wait for the
@@ -345,6 +359,9 @@ pub struct ServerState {
     /// The replica refused its own durable state or a snapshot: the server stops taking
     /// input and the "Durability" property reports it.
     pub fault: Option<String>,
+    /// Ghost: this server, as leader, once held two uncommitted membership changes (see
+    /// [`properties::two_uncommitted_changes`]).
+    pub two_changes: Option<String>,
 }
 
 /// An operation a client has sent and not had answered.
@@ -413,6 +430,8 @@ pub struct History {
     pub leaders: BTreeMap<Term, NodeId>,
     /// Two servers seen leading the same term: (term, one, other).
     pub two_leaders: Option<(Term, NodeId, NodeId)>,
+    /// A server started an election on a leader's TimeoutNow (coverage).
+    pub transfer_started: bool,
 }
 
 impl Default for History {
@@ -422,6 +441,7 @@ impl Default for History {
             returned: BTreeMap::new(),
             leaders: BTreeMap::new(),
             two_leaders: None,
+            transfer_started: false,
         }
     }
 }
@@ -467,17 +487,30 @@ pub fn model_config(id: NodeId, setup: &Setup) -> Config {
 }
 
 impl Setup {
-    /// Builds the model: actors, network, crashes and properties.
-    pub fn into_model(self) -> RaftModel {
-        let voters: Vec<NodeId> = (0..self.voters.min(self.servers)).map(node_of).collect();
+    /// The operator's script as the memberships it walks through: each step is the
+    /// membership before a change, and the change; then the membership at the end.
+    fn membership_steps(&self) -> (Vec<(Membership, MembershipChange)>, Membership) {
+        let voters = (0..self.voters.min(self.servers)).map(node_of);
+        let mut membership = Membership::of_voters(voters);
         let mut steps = Vec::new();
-        let mut membership = Membership::of_voters(voters.iter().copied());
         for change in &self.membership {
             if let Ok(next) = membership.apply(change) {
                 steps.push((membership, *change));
                 membership = next;
             }
         }
+        (steps, membership)
+    }
+
+    /// The membership once the operator's script is done.
+    pub fn final_membership(&self) -> Membership {
+        self.membership_steps().1
+    }
+
+    /// Builds the model: actors, network, crashes and properties.
+    pub fn into_model(self) -> RaftModel {
+        let voters: Vec<NodeId> = (0..self.voters.min(self.servers)).map(node_of).collect();
+        let (steps, _) = self.membership_steps();
         let mut actors = Vec::new();
         for index in 0..self.servers {
             let id = node_of(index);
@@ -497,7 +530,10 @@ impl Setup {
             actors.push(RaftActor::Client {
                 client: c as u64 + 1,
                 servers: self.servers,
-                script: script(c, self.ops),
+                script: match &self.script {
+                    Some(ops) => ops.iter().copied().take(self.ops).collect(),
+                    None => script(c, self.ops),
+                },
                 max_retries: self.max_retries,
             });
         }
@@ -514,6 +550,7 @@ impl Setup {
             LossyNetwork::No
         };
         let crashes = self.max_crashes;
+        let properties = properties::all(&self);
         let mut model = ActorModel::new(self, History::default())
             .actors(actors)
             .init_network(network)
@@ -522,7 +559,7 @@ impl Setup {
             .record_msg_out(record_out)
             .record_msg_in(record_in)
             .within_boundary(within_boundary);
-        for property in properties::all() {
+        for property in properties {
             model.properties.push(property);
         }
         model
@@ -541,6 +578,20 @@ fn record_out(
             let mut next = history.clone();
             // An invalid history (double invoke) makes the tester report non-linearizable.
             let _ = next.linearizability.on_invoke(env.src, *op);
+            Some(next)
+        }
+        Msg::Raft(m)
+            if !history.transfer_started
+                && matches!(
+                    m.body,
+                    crate::core::Body::Vote {
+                        campaign: crate::core::Campaign::Transfer,
+                        ..
+                    }
+                ) =>
+        {
+            let mut next = history.clone();
+            next.transfer_started = true;
             Some(next)
         }
         Msg::Raft(m) if matches!(m.body, crate::core::Body::Append { .. }) => {
@@ -637,6 +688,7 @@ impl Actor for RaftActor {
                     transfers: 0,
                     staged: None,
                     fault,
+                    two_changes: None,
                 };
                 if state.fault.is_none() {
                     drive(&mut state, setup.staged, o);
@@ -865,6 +917,8 @@ fn server_timer(
             else {
                 return;
             };
+            // The operator keeps asking (a refused change is retried) until the script is done.
+            o.set_timer(Timer::Reconfigure, model_timeout());
             server_input(setup, state, o, |r| {
                 let _ = r.propose_membership(change);
             });
@@ -889,6 +943,9 @@ fn server_input(
     };
     let before = server.replica.raft().role();
     input(&mut server.replica);
+    if server.two_changes.is_none() {
+        server.two_changes = properties::two_uncommitted_changes(server.replica.raft());
+    }
     drive(server, setup.staged, o);
     if server.replica.raft().role() != before {
         set_role_timer(setup, server, o);
@@ -975,6 +1032,7 @@ fn make_durable(durable: &mut Durable, persist: &Persist) {
     }
     if let Some(snapshot) = &persist.snapshot {
         keep_after_snapshot(durable, snapshot.clone());
+        durable.installed_snapshot = true;
     }
     if let Some(first) = persist.entries.first() {
         let first = first.index;

@@ -22,13 +22,25 @@
 //! snapshot it receives applies) — a refusal would be a data-loss bug, reported rather than
 //! panicking the checker.
 //!
+//! Two invariants of the protocol's own rules, which hold in every state of a correct run
+//! and break at once when the rule is broken (long before the rarer end-to-end failure):
+//!
+//! * **Votes Are Durable** (the persistence contract): every granted vote in the network is
+//!   recorded in its voter's durable state — the same term and candidate, or a later term.
+//!   A vote that can be forgotten by a crash is a vote that can be given twice.
+//! * **One Membership Change at a Time** (thesis 4.1): no leader's log holds two membership
+//!   changes above its commit index. A second change appended while the first is
+//!   uncommitted moves the configuration by two servers, and the majorities of the old and
+//!   the newest configuration need no longer overlap.
+//!
 //! Liveness-flavoured sanity checks ("sometimes"): **a leader is elected**, **a value is
 //! committed** (some server's log has a client command at or below its commit index).
 
-use super::{ActorState, RaftModel, State};
-use crate::core::{EntryKind, Raft, Role};
+use super::{server_actor, ActorState, Msg, RaftModel, Setup, State};
+use crate::core::{Body, Campaign, EntryKind, Raft, Role};
 use crate::kv::Command;
 use crate::sim::invariants::{Breach, Invariants};
+use stateright::actor::Network;
 use stateright::semantics::ConsistencyTester;
 use stateright::{Expectation, Property};
 
@@ -37,13 +49,51 @@ pub use crate::sim::invariants::{
 };
 
 pub const LINEARIZABLE: &str = "Linearizable";
+pub const VOTES_DURABLE: &str = "Votes Are Durable";
+pub const ONE_CHANGE_AT_A_TIME: &str = "One Membership Change at a Time";
 /// Every restart restores the server's durable state, and every snapshot it is given applies.
 pub const DURABILITY: &str = "Durability";
 pub const LEADER_ELECTED: &str = "a leader is elected";
+pub const SNAPSHOT_INSTALLED: &str = "a snapshot is installed";
+pub const TRANSFER_STARTED: &str = "a transfer election starts";
+pub const MEMBERSHIP_COMMITTED: &str = "the membership script completes";
 pub const VALUE_COMMITTED: &str = "a value is committed";
 
-/// Every property, in report order.
-pub fn all() -> Vec<Property<RaftModel>> {
+/// Every property for `setup`, in report order: the safety properties, then the sanity
+/// checks, then one for each feature the setup exercises (its coverage).
+pub fn all(setup: &Setup) -> Vec<Property<RaftModel>> {
+    let mut properties = safety_and_sanity();
+    if setup.compact_every > 0 {
+        properties.push(Property::sometimes(SNAPSHOT_INSTALLED, |_, s: &State| {
+            s.actor_storages
+                .iter()
+                .any(|d| d.as_ref().is_some_and(|d| d.installed_snapshot))
+        }));
+    }
+    if setup.transfers > 0 {
+        properties.push(Property::sometimes(TRANSFER_STARTED, |_, s: &State| {
+            s.history.transfer_started
+        }));
+    }
+    if !setup.membership.is_empty() {
+        // Some server holds the script's last configuration, committed.
+        properties.push(Property::sometimes(
+            MEMBERSHIP_COMMITTED,
+            |m: &RaftModel, s: &State| {
+                let last = m.cfg.final_membership();
+                running(s).any(|r| {
+                    *r.membership() == last
+                        && r.log()
+                            .last_membership_change()
+                            .is_none_or(|i| i <= r.commit_index())
+                })
+            },
+        ));
+    }
+    properties
+}
+
+fn safety_and_sanity() -> Vec<Property<RaftModel>> {
     vec![
         Property::always(ELECTION_SAFETY, |_, s| {
             violation(s, ELECTION_SAFETY).is_none()
@@ -57,14 +107,18 @@ pub fn all() -> Vec<Property<RaftModel>> {
         }),
         Property::always(LINEARIZABLE, |_, s| violation(s, LINEARIZABLE).is_none()),
         Property::always(DURABILITY, |_, s| violation(s, DURABILITY).is_none()),
+        Property::always(VOTES_DURABLE, |_, s| violation(s, VOTES_DURABLE).is_none()),
+        Property::always(ONE_CHANGE_AT_A_TIME, |_, s| {
+            violation(s, ONE_CHANGE_AT_A_TIME).is_none()
+        }),
         Property::sometimes(LEADER_ELECTED, |_, s| {
             running(s).any(|r| r.role() == Role::Leader)
         }),
-        Property::sometimes(VALUE_COMMITTED, |_, s| {
-            running(s).any(|r| {
-                let log = r.log();
-                (1..=r.commit_index())
-                    .any(|i| matches!(log.entry(i).map(|e| &e.kind), Some(EntryKind::Command(_))))
+        // Applied to some state machine (the entry itself may be compacted away already).
+        Property::sometimes(VALUE_COMMITTED, |_, s: &State| {
+            s.actor_states.iter().any(|a| match &**a {
+                ActorState::Server(server) => server.replica.kv().read(super::KEY).is_some(),
+                ActorState::Client(_) => false,
             })
         }),
     ]
@@ -112,6 +166,11 @@ pub fn violation(state: &State, name: &str) -> Option<String> {
             }
             core_breach(state, name)
         }
+        VOTES_DURABLE => forgettable_vote(state),
+        ONE_CHANGE_AT_A_TIME => state.actor_states.iter().find_map(|a| match &**a {
+            ActorState::Server(server) => server.two_changes.clone(),
+            ActorState::Client(_) => None,
+        }),
         STATE_MACHINE_SAFETY => {
             if let Some(reason) = applied_breach(state) {
                 return Some(reason);
@@ -152,7 +211,7 @@ fn applied_breach(state: &State) -> Option<String> {
             if let Some(at) = applied_a
                 .iter()
                 .zip(applied_b.iter())
-                .position(|(x, y)| x != y)
+                .position(|(x, y)| *x != 0 && *y != 0 && x != y)
             {
                 return Some(format!(
                     "servers {a} and {b} applied different entries at index {}: terms {} and {}",
@@ -164,4 +223,72 @@ fn applied_breach(state: &State) -> Option<String> {
         }
     }
     None
+}
+
+/// Every message in flight. (stateright 0.31's `iter_all` never ends on an ordered network
+/// holding two messages on one link, so the ordered case walks the queues itself.)
+fn in_flight(state: &State) -> Vec<&Msg> {
+    match &state.network {
+        Network::Ordered(links) => links.values().flatten().collect(),
+        network => network.iter_all().map(|env| env.msg).collect(),
+    }
+}
+
+/// A granted vote in flight that its voter's durable state does not record.
+fn forgettable_vote(state: &State) -> Option<String> {
+    in_flight(state).into_iter().find_map(|msg| {
+        let Msg::Raft(m) = msg else {
+            return None;
+        };
+        let Body::VoteResponse {
+            campaign,
+            granted: true,
+        } = m.body
+        else {
+            return None;
+        };
+        if campaign == Campaign::PreVote {
+            return None;
+        }
+        let durable = state
+            .actor_storages
+            .get(usize::from(server_actor(m.from)))
+            .and_then(Option::as_ref)
+            .map(|d| d.hard_state)
+            .unwrap_or_default();
+        let recorded = durable.term > m.term
+            || (durable.term == m.term && durable.voted_for == Some(m.to));
+        (!recorded).then(|| {
+            format!(
+                "server {} granted server {} its vote in term {}, but its durable state says term {} vote {:?}",
+                m.from, m.to, m.term, durable.term, durable.voted_for
+            )
+        })
+    })
+}
+
+/// "One Membership Change at a Time", checked on a leader right after each input, before
+/// its Ready is handled (a leader that is its configuration's only voter commits at once,
+/// so the two pending changes are visible only then).
+pub fn two_uncommitted_changes(r: &Raft<Command>) -> Option<String> {
+    if r.role() != Role::Leader {
+        return None;
+    }
+    let log = r.log();
+    let pending: Vec<u64> = (r.commit_index() + 1..=r.last_index())
+        .filter(|&i| {
+            matches!(
+                log.entry(i).map(|e| &e.kind),
+                Some(EntryKind::Membership(_))
+            )
+        })
+        .collect();
+    (pending.len() > 1).then(|| {
+        format!(
+            "leader {} (term {}) holds uncommitted membership changes at indexes {pending:?} (commit {})",
+            r.id(),
+            r.term(),
+            r.commit_index()
+        )
+    })
 }
