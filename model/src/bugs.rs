@@ -154,7 +154,7 @@ impl Bug {
                 "not yet: the lab does not change membership (raft-lab cluster add/remove are to come)"
             }
             Bug::SendBeforePersist => {
-                "rarely: needs a kill between a vote's send and its fsync (kill, kill-all)"
+                "rarely: needs a kill between a vote's send and its write (kill, kill-all): a SIGKILL keeps written pages"
             }
             Bug::VoteTwice | Bug::ForgetVote | Bug::CommitOldTerm | Bug::NoDedup => {
                 "rarely: needs an exact interleaving a real cluster seldom reaches in minutes"

@@ -717,13 +717,21 @@ pub fn catalogue() -> Vec<CatalogueRow> {
         .map(|bug| CatalogueRow {
             name: bug.name(),
             what: bug.what(),
-            default_check: match portfolio::catches(bug) {
-                Some(scenario) => format!("scenario {scenario}"),
-                None => format!("not expressible: {}", bug.below_the_model().unwrap_or("")),
+            default_check: match (portfolio::catches(bug), bug.below_the_model()) {
+                (Some(scenario), _) => format!("caught, scenario {scenario}"),
+                (None, Some(why)) => format!("not expressible: {why}"),
+                (None, None) => {
+                    "not caught within the portfolio's bounds: see its hunt".to_string()
+                }
             },
             hunt: hunts::expected(bug),
             lab: bug.lab(),
-            simulator: "caught (model/tests/simulator.rs, seeded fault schedules)",
+            simulator: match bug {
+                Bug::ConcurrentMembership => {
+                    "not exercised: the simulator does not change membership"
+                }
+                _ => "caught (model/tests/simulator.rs, seeded fault schedules)",
+            },
         })
         .collect()
 }

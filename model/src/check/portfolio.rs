@@ -203,18 +203,21 @@ pub fn portfolio() -> Vec<Scenario> {
     ]
 }
 
-/// The scenario of the portfolio that catches `bug` (measured; `model/tests/stateright.rs`
-/// holds each to it), or `None` where the default check does not catch it: below the model
+/// The first scenario of the portfolio, in its order, that catches `bug` — where
+/// `raft-model check --bug NAME` stops (measured; `model/tests/stateright.rs` holds each to
+/// it), or `None` where the default check does not catch it: below the model
 /// (`skip-fsync`) or beyond the portfolio's bounds (see [`hunts`](super::hunts) for the
 /// narrow configurations that find those).
 pub fn catches(bug: Bug) -> Option<&'static str> {
     match bug {
-        Bug::VoteTwice | Bug::ForgetVote => Some("elections-with-a-crash"),
-        Bug::AckBeforeCommit | Bug::ApplyUncommitted => Some("elections-in-two-terms"),
+        Bug::VoteTwice
+        | Bug::ForgetVote
+        | Bug::AckBeforeCommit
+        | Bug::ApplyUncommitted
+        | Bug::ConcurrentMembership => Some("membership-growth"),
         Bug::StaleRead => Some("reads-across-a-leader-change"),
         Bug::NoDedup => Some("client-retries"),
         Bug::SendBeforePersist => Some("staged-ready"),
-        Bug::ConcurrentMembership => Some("membership-shrink"),
         Bug::CommitOldTerm | Bug::LeaseRead | Bug::TruncateOnAppend | Bug::SkipFsync => None,
     }
 }
