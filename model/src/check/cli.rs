@@ -143,7 +143,7 @@ impl Report {
             }
         );
         for p in &self.properties {
-            let _ = writeln!(out, "  {:<22} {}", p.name, self.verdict(p));
+            let _ = writeln!(out, "  {:<34} {}", p.name, self.verdict(p));
         }
         for p in self.properties.iter().filter(|p| p.violated()) {
             let Some(path) = &p.discovery else { continue };
