@@ -1,4 +1,4 @@
-//! `raft-lab matrix`: the bug catalogue matrix (issue #8) — how well the lab catches each
+//! `raft-lab matrix`: the bug catalogue matrix — how well the lab catches each
 //! catalogue bug, and that the correct build raises no false alarm.
 //!
 //! 1. For every catalogue bug ([`Bug::ALL`], or `--bugs`), run its recipe ([`recipes`],
@@ -68,7 +68,7 @@ use tokio::sync::{oneshot, watch};
 pub const DEFAULT_SIM_SEEDS: u64 = 20;
 /// Seeds per bug and per nemesis kind unless `--seeds`.
 pub const DEFAULT_SEEDS: u64 = 10;
-/// The share of runs a bug must be detected in (issue #8: 9 of 10).
+/// The share of runs a bug must be detected in (9 of 10).
 const TARGET: (usize, usize) = (9, 10);
 /// Budget of the re-check that finds every anomaly of an invalid run.
 const RECHECK_TIMEOUT: Duration = Duration::from_secs(60);

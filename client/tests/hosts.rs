@@ -1,4 +1,4 @@
-//! The lab on separate network stacks, as CI runs it (issue #9): a 5-node cluster, one Linux
+//! The lab on separate network stacks, as CI runs it: a 5-node cluster, one Linux
 //! network namespace per node on a bridge, started and faulted through the command template
 //! (`ip netns exec {host} sh -c`: the code path a remote `ssh {host}` cluster takes), must
 //! pass the kv workload under partitions, packet loss and latency; and leave nothing behind.
