@@ -156,11 +156,6 @@ impl Report {
         out
     }
 
-    /// Prints [`render`](Self::render) to stdout.
-    pub fn print(&self) {
-        print!("{}", self.render());
-    }
-
     /// Unique states per minute.
     pub fn states_per_minute(&self) -> f64 {
         self.states_per_second() * 60.0
@@ -326,10 +321,7 @@ fn state_data(setup: &Setup, state: &State) -> Json {
             ActorState::Server(server) => {
                 let raft = server.replica.raft();
                 let log = raft.log();
-                let entries: Vec<String> = (log.first_index()..=log.last_index())
-                    .filter_map(|i| log.entry(i))
-                    .map(|e| entry_label(e.term, &e.kind))
-                    .collect();
+                let entries = log_labels(raft);
                 servers.push(if crashed {
                     json!({
                         "id": index + 1,
@@ -489,6 +481,15 @@ fn value_label(v: &Value) -> String {
     }
 }
 
+/// Each entry of a server's log (after its snapshot), as a short label.
+fn log_labels(raft: &crate::core::Raft<Command>) -> Vec<String> {
+    let log = raft.log();
+    (log.first_index()..=log.last_index())
+        .filter_map(|i| log.entry(i))
+        .map(|e| entry_label(e.term, &e.kind))
+        .collect()
+}
+
 /// Every server's role, term, vote, log and commit index; every client's progress.
 pub fn summary(setup: &Setup, state: &State) -> String {
     let mut parts = Vec::new();
@@ -508,10 +509,7 @@ pub fn summary(setup: &Setup, state: &State) -> String {
                     continue;
                 }
                 let log = raft.log();
-                let entries: Vec<String> = (log.first_index()..=log.last_index())
-                    .filter_map(|i| log.entry(i))
-                    .map(|e| entry_label(e.term, &e.kind))
-                    .collect();
+                let entries = log_labels(raft);
                 let base = log.snapshot().meta.index;
                 parts.push(format!(
                     "s{} {:?} t{} vote {} log [{}{}] commit {}",

@@ -225,18 +225,19 @@ fn applied_breach(state: &State) -> Option<String> {
     None
 }
 
-/// Every message in flight. (stateright 0.31's `iter_all` never ends on an ordered network
-/// holding two messages on one link, so the ordered case walks the queues itself.)
-fn in_flight(state: &State) -> Vec<&Msg> {
+/// The first message in flight for which `f` says something, without collecting them
+/// (this runs on every state). stateright 0.31's `iter_all` never ends on an ordered network
+/// holding two messages on one link, so the ordered case walks the queues itself.
+fn find_in_flight<T>(state: &State, f: impl FnMut(&Msg) -> Option<T>) -> Option<T> {
     match &state.network {
-        Network::Ordered(links) => links.values().flatten().collect(),
-        network => network.iter_all().map(|env| env.msg).collect(),
+        Network::Ordered(links) => links.values().flatten().find_map(f),
+        network => network.iter_all().map(|env| env.msg).find_map(f),
     }
 }
 
 /// A granted vote in flight that its voter's durable state does not record.
 fn forgettable_vote(state: &State) -> Option<String> {
-    in_flight(state).into_iter().find_map(|msg| {
+    find_in_flight(state, |msg| {
         let Msg::Raft(m) = msg else {
             return None;
         };
@@ -256,8 +257,8 @@ fn forgettable_vote(state: &State) -> Option<String> {
             .and_then(Option::as_ref)
             .map(|d| d.hard_state)
             .unwrap_or_default();
-        let recorded = durable.term > m.term
-            || (durable.term == m.term && durable.voted_for == Some(m.to));
+        let recorded =
+            durable.term > m.term || (durable.term == m.term && durable.voted_for == Some(m.to));
         (!recorded).then(|| {
             format!(
                 "server {} granted server {} its vote in term {}, but its durable state says term {} vote {:?}",
