@@ -85,6 +85,10 @@ struct ModelArgs {
     /// Only the first N servers ever start an election (fewer: a narrower, deeper search).
     #[arg(long, value_name = "N")]
     campaigners: Option<usize>,
+    /// The server that may start the election of each term, in order (comma-separated;
+    /// e.g. `2,1`: server 2 for term 1, server 1 for term 2).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    elections: Vec<u64>,
     /// Longest log explored.
     #[arg(long)]
     max_log: Option<u64>,
@@ -124,6 +128,10 @@ struct ModelArgs {
     /// Messages between two actors arrive in the order sent (like the node's QUIC streams).
     #[arg(long)]
     ordered: bool,
+    /// Cut the link between servers A and B for the whole run (repeatable; replaces the
+    /// scenario's cuts): `--cut 1-2` is a bridge, server 3 reaching both sides.
+    #[arg(long = "cut", value_name = "A-B", value_parser = parse_link)]
+    cut: Vec<(u64, u64)>,
     /// Switch the core's pre-vote off (the nodes run with it on).
     #[arg(long)]
     no_pre_vote: bool,
@@ -133,6 +141,25 @@ struct ModelArgs {
     /// Switch a catalogue bug on in every server (repeatable).
     #[arg(long = "bug", value_name = "NAME")]
     bugs: Vec<String>,
+}
+
+/// Parses a link `A-B` between two servers.
+fn parse_link(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text
+        .split_once('-')
+        .ok_or_else(|| format!("`{text}` is not a link: expected two server ids as A-B"))?;
+    let id = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&id| id >= 1)
+            .ok_or_else(|| format!("`{s}` in `{text}` is not a server id (1, 2, ...)"))
+    };
+    let (a, b) = (id(a)?, id(b)?);
+    if a == b {
+        return Err(format!("`{text}` links a server to itself"));
+    }
+    Ok((a, b))
 }
 
 impl ModelArgs {
@@ -156,6 +183,9 @@ impl ModelArgs {
         s.ops = or(self.ops, s.ops);
         s.max_term = self.max_term.unwrap_or(s.max_term);
         s.campaigners = self.campaigners.or(s.campaigners);
+        if !self.elections.is_empty() {
+            s.elections = self.elections.clone();
+        }
         s.max_log = self.max_log.unwrap_or(s.max_log);
         s.max_in_flight = or(self.max_in_flight, s.max_in_flight);
         s.max_crashes = or(self.crashes, s.max_crashes);
@@ -171,6 +201,17 @@ impl ModelArgs {
         s.ordered |= self.ordered;
         if s.duplicating {
             s.ordered = false;
+        }
+        if !self.cut.is_empty() {
+            s.cut = self.cut.clone();
+        }
+        let servers = s.servers as u64;
+        let unknown = (s.elections.iter())
+            .chain(s.cut.iter().flat_map(|(a, b)| [a, b]))
+            .find(|&&id| id == 0 || id > servers)
+            .copied();
+        if let Some(id) = unknown {
+            anyhow::bail!("server {id} in --elections or --cut: the servers are 1..={servers}");
         }
         s.settings.pre_vote &= !self.no_pre_vote;
         s.settings.check_quorum &= !self.no_check_quorum;
@@ -257,8 +298,10 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Cmd::Check(args) => check(args),
         Cmd::Scenarios => {
-            for s in portfolio::portfolio() {
-                println!("{:<32} {}", s.name, s.covers);
+            let scenarios = portfolio::portfolio();
+            let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
+            for s in scenarios {
+                println!("{:<width$}  {}", s.name, s.covers);
             }
             Ok(0)
         }

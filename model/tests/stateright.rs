@@ -81,6 +81,15 @@ portfolio_scenario!(compaction_and_snapshot_holds, "compaction-and-snapshot");
 portfolio_scenario!(leadership_transfer_holds, "leadership-transfer");
 portfolio_scenario!(membership_growth_holds, "membership-growth");
 portfolio_scenario!(membership_shrink_holds, "membership-shrink");
+portfolio_scenario!(figure_8_across_a_bridge_holds, "figure-8-across-a-bridge");
+portfolio_scenario!(
+    overtaking_appends_then_a_new_leader_hold,
+    "overtaking-appends-then-a-new-leader"
+);
+portfolio_scenario!(
+    reads_from_a_deposed_leader_hold,
+    "reads-from-a-deposed-leader"
+);
 
 #[test]
 fn every_scenario_has_a_test_and_covers_what_it_says() {
@@ -159,6 +168,12 @@ default_check_catches!(
 default_check_catches!(
     default_check_catches_concurrent_membership,
     Bug::ConcurrentMembership
+);
+default_check_catches!(default_check_catches_commit_old_term, Bug::CommitOldTerm);
+default_check_catches!(default_check_catches_lease_read, Bug::LeaseRead);
+default_check_catches!(
+    default_check_catches_truncate_on_append,
+    Bug::TruncateOnAppend
 );
 
 /// Every catalogue bug is accounted for: caught by the default check (and tested above), or

@@ -98,6 +98,9 @@ pub struct Setup {
     /// restricts the behaviours explored — a violation found is still real — to reach
     /// deeper scenarios.
     pub campaigners: Option<usize>,
+    /// If not empty: the server that may start the election of each term, in order (term 1
+    /// first), and no other. Like `campaigners`, a narrowing to one order of candidates.
+    pub elections: Vec<NodeId>,
     /// States with a longer log on any server are not explored.
     pub max_log: u64,
     /// States with more messages in flight are not explored.
@@ -124,6 +127,10 @@ pub struct Setup {
     /// Messages between two servers arrive in the order sent (as on the node's QUIC
     /// streams); otherwise any in-flight message may arrive next.
     pub ordered: bool,
+    /// Links between two servers that lose every message, both ways, for the whole run: a
+    /// partition (`[(1, 2)]` is a bridge: servers 1 and 2 cannot reach each other and
+    /// server 3 reaches both).
+    pub cut: Vec<(NodeId, NodeId)>,
     pub bugs: Bugs,
 }
 
@@ -141,6 +148,7 @@ impl Default for Setup {
             script: None,
             max_term: 2,
             campaigners: None,
+            elections: Vec::new(),
             max_log: 4,
             max_in_flight: 4,
             max_crashes: 0,
@@ -155,6 +163,7 @@ impl Default for Setup {
             lossy: false,
             duplicating: false,
             ordered: false,
+            cut: Vec::new(),
             bugs: Bugs::none(),
         }
     }
@@ -170,12 +179,24 @@ impl Setup {
                 self.election_ticks, self.max_heartbeats
             ),
             format!(
-                "servers: {} ({} voters at the start){}",
+                "servers: {} ({} voters at the start){}{}",
                 self.servers,
                 self.voters,
                 match self.campaigners {
                     Some(n) => format!(", only servers 1..={n} start elections"),
                     None => String::new(),
+                },
+                if self.elections.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", elections started by {}",
+                        (1..)
+                            .zip(&self.elections)
+                            .map(|(term, id)| format!("server {id} for term {term}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
             ),
             format!(
@@ -192,10 +213,14 @@ impl Setup {
                 self.max_term, self.max_log, self.max_in_flight, self.max_crashes
             ),
             format!(
-                "network: {}{}{}",
+                "network: {}{}{}{}",
                 if self.ordered { "ordered per link" } else { "unordered" },
                 if self.duplicating { ", duplicating" } else { "" },
-                if self.lossy { ", lossy" } else { "" }
+                if self.lossy { ", lossy" } else { "" },
+                self.cut
+                    .iter()
+                    .map(|(a, b)| format!(", servers {a} and {b} cannot reach each other"))
+                    .collect::<String>()
             ),
             format!(
                 "Ready handling: {}",
@@ -398,6 +423,8 @@ pub struct ServerSetup {
     max_term: Term,
     /// Whether this server's election timer may fire at all.
     campaigns: bool,
+    /// If not empty, the only terms this server may start an election for.
+    election_terms: Vec<Term>,
     max_heartbeats: u8,
     compact_every: u64,
     staged: bool,
@@ -405,6 +432,8 @@ pub struct ServerSetup {
     /// The operator's script as the memberships it walks through: `steps[i]` is the
     /// membership before change `i`.
     membership: Vec<(Membership, MembershipChange)>,
+    /// Servers this one's messages never reach ([`Setup::cut`]).
+    unreachable: Vec<NodeId>,
 }
 
 /// The actors: servers around the real core, and scripted clients.
@@ -518,12 +547,27 @@ impl Setup {
                 config: model_config(id, &self),
                 voters: voters.clone(),
                 max_term: self.max_term,
-                campaigns: self.campaigners.is_none_or(|n| index < n),
+                campaigns: self.campaigners.is_none_or(|n| index < n)
+                    && (self.elections.is_empty() || self.elections.contains(&id)),
+                election_terms: (1..)
+                    .zip(&self.elections)
+                    .filter(|&(_, &server)| server == id)
+                    .map(|(term, _)| term)
+                    .collect(),
                 max_heartbeats: self.max_heartbeats,
                 compact_every: self.compact_every,
                 staged: self.staged,
                 transfers: self.transfers,
                 membership: steps.clone(),
+                unreachable: self
+                    .cut
+                    .iter()
+                    .filter_map(|&(a, b)| match id {
+                        _ if id == a => Some(b),
+                        _ if id == b => Some(a),
+                        _ => None,
+                    })
+                    .collect(),
             })));
         }
         for c in 0..self.clients {
@@ -691,7 +735,7 @@ impl Actor for RaftActor {
                     two_changes: None,
                 };
                 if state.fault.is_none() {
-                    drive(&mut state, setup.staged, o);
+                    drive(&mut state, setup, o);
                     set_role_timer(setup, &state, o);
                 }
                 ActorState::Server(Box::new(state))
@@ -853,6 +897,8 @@ fn server_timer(
                 // Time passes; the timer itself cannot fire before the trust runs out.
                 server_input(setup, state, o, |r| r.tick());
             } else if setup.campaigns
+                && (setup.election_terms.is_empty()
+                    || setup.election_terms.contains(&(raft.term() + 1)))
                 && raft.membership().voters.contains(&raft.id())
                 && raft.term() < setup.max_term
             {
@@ -881,9 +927,9 @@ fn server_timer(
                 if let Some(writes) = &staged.writes {
                     save(server, writes, o);
                 }
-                finish(server, staged.messages, staged.pending, o);
+                finish(server, setup, staged.messages, staged.pending, o);
             }
-            drive(server, true, o);
+            drive(server, setup, o);
             if server.replica.raft().role() != before {
                 set_role_timer(setup, server, o);
             }
@@ -946,7 +992,7 @@ fn server_input(
     if server.two_changes.is_none() {
         server.two_changes = properties::two_uncommitted_changes(server.replica.raft());
     }
-    drive(server, setup.staged, o);
+    drive(server, setup, o);
     if server.replica.raft().role() != before {
         set_role_timer(setup, server, o);
     }
@@ -975,16 +1021,17 @@ fn set_role_timer(setup: &ServerSetup, server: &ServerState, o: &mut Out<RaftAct
 /// Handles the core's Readys. Atomic: each in the contract's order (persist, send, apply,
 /// advance) until none is left. Staged: the next Ready is made durable now and waits for
 /// the flush step, unless one is already waiting.
-fn drive(server: &mut ServerState, staged: bool, o: &mut Out<RaftActor>) {
+fn drive(server: &mut ServerState, setup: &ServerSetup, o: &mut Out<RaftActor>) {
     if server.staged.is_some() {
         return;
     }
+    let staged = setup.staged;
     let send_first = staged && server.replica.bugs().has(Bug::SendBeforePersist);
     while let Some((mut persist, pending)) = server.replica.ready() {
         let messages = std::mem::take(&mut persist.messages);
         if send_first {
             // The bug: the messages leave now, the writes become durable at the flush.
-            send(messages, o);
+            send(setup, messages, o);
             server.staged = Some(Staged {
                 messages: Vec::new(),
                 writes: Some(persist),
@@ -1003,7 +1050,7 @@ fn drive(server: &mut ServerState, staged: bool, o: &mut Out<RaftActor>) {
             o.set_timer(Timer::Flush, model_timeout());
             return;
         }
-        if !finish(server, messages, pending, o) {
+        if !finish(server, setup, messages, pending, o) {
             return;
         }
     }
@@ -1018,8 +1065,12 @@ fn save(server: &mut ServerState, persist: &Persist, o: &mut Out<RaftActor>) {
     }
 }
 
-fn send(messages: Vec<Message<Command>>, o: &mut Out<RaftActor>) {
+/// Sends a server's messages; those to a server it cannot reach are lost.
+fn send(setup: &ServerSetup, messages: Vec<Message<Command>>, o: &mut Out<RaftActor>) {
     for m in messages {
+        if setup.unreachable.contains(&m.to) {
+            continue;
+        }
         o.send(server_actor(m.to), Msg::Raft(m));
     }
 }
@@ -1058,11 +1109,12 @@ fn keep_after_snapshot(durable: &mut Durable, snapshot: Snapshot) {
 /// apply).
 fn finish(
     server: &mut ServerState,
+    setup: &ServerSetup,
     messages: Vec<Message<Command>>,
     pending: Pending,
     o: &mut Out<RaftActor>,
 ) -> bool {
-    send(messages, o);
+    send(setup, messages, o);
     let durable = &mut server.durable;
     let mut save = false;
     for entry in pending.committed() {

@@ -39,6 +39,20 @@ pub fn portfolio() -> Vec<Scenario> {
         lossy: true,
         ..Setup::default()
     };
+    // Figure 8 of the Raft paper needs four terms (two elections by each of two servers),
+    // links ordered like the node's QUIC streams, and one entry per AppendEntries.
+    let figure_8 = Setup {
+        max_term: 4,
+        max_log: 2,
+        max_in_flight: 4,
+        ordered: true,
+        lossy: false,
+        settings: Settings {
+            max_batch: 1,
+            ..Settings::default()
+        },
+        ..quiet.clone()
+    };
     vec![
         Scenario {
             name: "membership-growth",
@@ -150,6 +164,17 @@ pub fn portfolio() -> Vec<Scenario> {
             depth: None,
         },
         Scenario {
+            name: "figure-8-across-a-bridge",
+            covers: "Figure 8 across a bridge: servers 1 and 2 cannot reach each other, server 3 votes for each in turn over four terms; an entry of an earlier term on a majority is not yet committed",
+            setup: Setup {
+                max_in_flight: 5,
+                cut: vec![(1, 2)],
+                ..figure_8.clone()
+            },
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
             name: "elections-in-two-terms",
             covers: "two terms of elections on a lossy network: a second leader elected without the first one's entries",
             setup: Setup {
@@ -174,20 +199,49 @@ pub fn portfolio() -> Vec<Scenario> {
         Scenario {
             name: "figure-8",
             covers: "Figure 8 of the Raft paper: four terms, one entry per AppendEntries, ordered links",
+            setup: figure_8,
+            strategy: Strategy::Bfs,
+            depth: None,
+        },
+        Scenario {
+            name: "overtaking-appends-then-a-new-leader",
+            covers: "servers 1 and 2 cannot reach each other: server 1 leads term 1 with server 3, a write's AppendEntries and a heartbeat's resend overtake each other at server 3, then server 3 leads term 2 with server 2's vote",
             setup: Setup {
-                max_term: 4,
+                ops: 1,
+                max_heartbeats: 1,
+                max_term: 2,
+                campaigners: None,
+                elections: vec![1, 3],
+                cut: vec![(1, 2)],
+                // A leader checks its quorum every other tick, so its first heartbeat can
+                // come before any follower has answered it.
+                election_ticks: 2,
                 max_log: 2,
                 max_in_flight: 4,
-                ordered: true,
                 lossy: false,
-                settings: Settings {
-                    max_batch: 1,
-                    ..Settings::default()
-                },
                 ..quiet.clone()
             },
             strategy: Strategy::Bfs,
             depth: None,
+        },
+        Scenario {
+            name: "reads-from-a-deposed-leader",
+            covers: "servers 2 and 3 cannot reach each other: server 2 leads term 1 with server 1's vote, server 1 leads term 2 with server 3's; a write, a read and a retry reach both leaders",
+            setup: Setup {
+                ops: 2,
+                max_retries: 1,
+                max_heartbeats: 0,
+                election_ticks: 1,
+                max_term: 2,
+                campaigners: Some(2),
+                elections: vec![2, 1],
+                cut: vec![(2, 3)],
+                max_log: 3,
+                max_in_flight: 5,
+                ..Setup::default()
+            },
+            strategy: Strategy::Bfs,
+            depth: Some(26),
         },
         Scenario {
             name: "elections-with-a-crash",
@@ -218,6 +272,9 @@ pub fn catches(bug: Bug) -> Option<&'static str> {
         Bug::StaleRead => Some("reads-across-a-leader-change"),
         Bug::NoDedup => Some("client-retries"),
         Bug::SendBeforePersist => Some("staged-ready"),
-        Bug::CommitOldTerm | Bug::LeaseRead | Bug::TruncateOnAppend | Bug::SkipFsync => None,
+        Bug::CommitOldTerm => Some("figure-8-across-a-bridge"),
+        Bug::TruncateOnAppend => Some("overtaking-appends-then-a-new-leader"),
+        Bug::LeaseRead => Some("reads-from-a-deposed-leader"),
+        Bug::SkipFsync => None,
     }
 }
