@@ -26,7 +26,8 @@
 //!   ([`Setup::transfers`]) and walks a script of single-server membership changes
 //!   ([`Setup::membership`]), one at a time, as `raft-lab cluster add/remove` would.
 //! * **Network**: unordered (duplicating or not) or ordered per pair of actors, optionally
-//!   lossy.
+//!   lossy, optionally partitioned: [`Setup::cut`] links lose every message for the whole run
+//!   (a *bridge* when one server reaches both sides).
 //! * **Bounds**: terms never go past `max_term` (the election timer is inert there), each
 //!   client issues `ops` operations, logs are at most `max_log` long and at most
 //!   `max_in_flight` messages are in the network; leaders tick at most `max_heartbeats`
@@ -47,6 +48,15 @@
 //!   the ticking core is therefore a behaviour of the model up to those counter values:
 //!   the reduction removes states, never outcomes.
 //! * *Bounded operator and clients*: scripts, not free choices; each scenario says which.
+//!
+//! Some scenarios are also *narrowed*: only some servers campaign ([`Setup::campaigners`]),
+//! or one given server starts each term's election ([`Setup::elections`]), or links are cut
+//! ([`Setup::cut`]). A narrowing explores a subset of the behaviours — every violation it
+//! finds is one a real cluster can run into (a partition is a real fault; a timer that never
+//! fires is a slow one) — and the scenario's name and description say which subset it proves.
+//! A bridge partition is what makes four terms of Figure 8 or a leader deposed behind a
+//! partition affordable: the two sides never talk, so their messages neither interleave nor
+//! fill the in-flight bound.
 //!
 //! There is no symmetry reduction: node ids run through the core's whole state (votes,
 //! progress, message fields, leader hints), and the servers are not interchangeable anyway

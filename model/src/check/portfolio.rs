@@ -259,9 +259,8 @@ pub fn portfolio() -> Vec<Scenario> {
 
 /// The first scenario of the portfolio, in its order, that catches `bug` — where
 /// `raft-model check --bug NAME` stops (measured; `model/tests/stateright.rs` holds each to
-/// it), or `None` where the default check does not catch it: below the model
-/// (`skip-fsync`) or beyond the portfolio's bounds (see [`hunts`](super::hunts) for the
-/// narrow configurations that find those).
+/// it), or `None` where the bug lives below the model (`skip-fsync`: the model makes every
+/// Ready durable as the persistence contract says).
 pub fn catches(bug: Bug) -> Option<&'static str> {
     match bug {
         Bug::VoteTwice
