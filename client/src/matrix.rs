@@ -921,7 +921,7 @@ async fn hunt(bug: Bug) -> Option<ModelColumn> {
     let expected = model::check::hunts::expected(bug).map(str::to_string);
     let started = Instant::now();
     let result = off_thread("raft-model", move || {
-        let report = model::check::cli::run(&run);
+        let report = model::check::runner::run(&run);
         (
             report.violated().first().map(|p| p.to_string()),
             report.unique_states,

@@ -16,8 +16,9 @@
 
 use clap::{Args, Parser, Subcommand};
 use model::bugs::{Bug, Bugs};
-use model::check::cli::{self, Outcome, Run, Strategy};
+use model::check::cli::{self, Outcome};
 use model::check::portfolio::{self, Scenario};
+use model::check::runner::{Run, Strategy};
 use model::check::{hunts, Setup};
 use stateright::Model;
 use std::time::Duration;

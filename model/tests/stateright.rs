@@ -5,10 +5,10 @@
 //! each narrow hunt must find its bug.
 
 use model::bugs::{Bug, Bugs};
-use model::check::cli::{run, Report, Run};
 use model::check::hunts;
 use model::check::portfolio::{catches, portfolio, Scenario};
 use model::check::properties::{MEMBERSHIP_COMMITTED, SNAPSHOT_INSTALLED, TRANSFER_STARTED};
+use model::check::runner::{run, Report, Run};
 use model::check::Setup;
 
 fn scenario(name: &str) -> Scenario {

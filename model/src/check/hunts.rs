@@ -36,8 +36,8 @@
 //! other bug has no hunt ([`hunt`] returns `None`): it lives below the model (`skip-fsync`:
 //! the model persists every Ready atomically).
 
-use super::cli::{Run, Strategy};
 use super::properties::{LEADER_COMPLETENESS, LINEARIZABLE, STATE_MACHINE_SAFETY, VOTES_DURABLE};
+use super::runner::{Run, Strategy};
 use super::Setup;
 use crate::bugs::{Bug, Bugs};
 use crate::core::Settings;

@@ -64,13 +64,16 @@
 //! out).
 //!
 //! The properties are in [`properties`]; the default portfolio in [`portfolio`];
+//! [`runner`] runs the checker on one setup and [`trace`] renders its counterexamples;
 //! `raft-model check` is in [`cli`]; the narrow per-bug hunts in [`hunts`].
 
 pub mod cli;
 pub mod hunts;
 pub mod portfolio;
 pub mod properties;
+pub mod runner;
 pub mod spec;
+pub mod trace;
 
 use crate::bugs::{Bug, Bugs};
 use crate::core::{
@@ -290,6 +293,8 @@ pub fn describe_change(change: &MembershipChange) -> String {
 pub type RaftModel = ActorModel<RaftActor, Setup, History>;
 /// One global state of [`RaftModel`].
 pub type State = stateright::actor::ActorModelState<RaftActor, History>;
+/// One step of [`RaftModel`]: a delivery, a drop, a timeout or a crash.
+pub type Action = stateright::actor::ActorModelAction<Msg, Timer, ()>;
 
 /// What travels on the model's network.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -5,7 +5,7 @@
 //! first violation. Every catalogue bug the model can express is caught by one of them
 //! ([`catches`] says which; `model/tests/stateright.rs` proves it).
 
-use super::cli::Strategy;
+use super::runner::Strategy;
 use super::spec::Op;
 use super::Setup;
 use crate::bugs::Bug;
