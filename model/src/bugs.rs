@@ -166,7 +166,7 @@ impl Bug {
     pub fn below_the_model(self) -> Option<&'static str> {
         match self {
             Bug::SkipFsync => Some(
-                "it lives in the node's storage; the model makes every Ready durable as the contract says",
+                "it lives in the node's storage; the model makes every Ready durable as the persistence contract says",
             ),
             _ => None,
         }

@@ -49,10 +49,12 @@ use thiserror::Error;
 /// A problem with `cluster.toml`, naming the file and what is wrong.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    /// The I/O error is part of the message rather than a `source`, so that printing the
+    /// error chain does not repeat it.
+    #[error("{path}: cannot read: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -210,9 +212,9 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         ClusterConfig::parse(path, &text)
     }

@@ -242,7 +242,7 @@ impl Storage {
                         snapshot_term = meta.term,
                         discarded = after,
                         "the log does not follow on from the snapshot (an interrupted snapshot \
-                         install): discarding the {after} entries after it, as the contract says"
+                         install): discarding the {after} entries after it, as the persistence contract says"
                     );
                 }
                 entries.clear();
