@@ -15,6 +15,17 @@ pub enum GiveUp {
     Cancelled,
 }
 
+impl GiveUp {
+    /// The words reports use for a give-up reason.
+    pub fn name(self) -> &'static str {
+        match self {
+            GiveUp::Timeout => "timeout",
+            GiveUp::Memory => "memory limit",
+            GiveUp::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// Shared limits for one `check` call.
 #[derive(Debug)]
 pub struct Budget {

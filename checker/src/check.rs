@@ -5,12 +5,12 @@
 //! first; the first invalid key cancels the rest unless every anomaly was asked for. Each key
 //! takes the register fast path when its written values are unique, else the general search.
 
-use crate::budget::{Budget, GiveUp, KeyOutcome};
+use crate::budget::{Budget, KeyOutcome};
+use crate::decide::{decide, Method};
 use crate::error::HistoryError;
 use crate::explain::{self, Anomaly};
 use crate::history::{Key, Op};
-use crate::model::{CasRegister, ModelKind, Mutex};
-use crate::{register, search};
+use crate::model::ModelKind;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -67,16 +67,6 @@ impl Serialize for Verdict {
             Verdict::Unknown => s.serialize_str("unknown"),
         }
     }
-}
-
-/// Which algorithm decided a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Unique written values: the polynomial register check.
-    Register,
-    /// The general memoised search.
-    Search,
 }
 
 /// The verdict for one key.
@@ -204,7 +194,7 @@ fn check_key(
         KeyOutcome::Unknown(_) => Verdict::Unknown,
     };
     let gave_up = match outcome {
-        KeyOutcome::Unknown(reason) => Some(give_up_name(reason).to_string()),
+        KeyOutcome::Unknown(reason) => Some(reason.name().to_string()),
         _ => None,
     };
     let report = KeyReport {
@@ -216,27 +206,4 @@ fn check_key(
         gave_up,
     };
     (report, anomaly)
-}
-
-/// Runs the fastest sound and complete algorithm that applies to these ops.
-pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget) -> (KeyOutcome, Method) {
-    match model {
-        ModelKind::CasRegister { initial } => match register::check(ops, initial, budget) {
-            Some(outcome) => (outcome, Method::Register),
-            None => (
-                search::check(&CasRegister::new(initial.clone()), ops, budget),
-                Method::Search,
-            ),
-        },
-        ModelKind::Mutex => (search::check(&Mutex, ops, budget), Method::Search),
-    }
-}
-
-/// The words reports use for a give-up reason.
-pub fn give_up_name(reason: GiveUp) -> &'static str {
-    match reason {
-        GiveUp::Timeout => "timeout",
-        GiveUp::Memory => "memory limit",
-        GiveUp::Cancelled => "cancelled",
-    }
 }

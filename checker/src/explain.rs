@@ -8,7 +8,7 @@
 //! before it is the longest linearizable prefix, with its witness order.
 
 use crate::budget::{Budget, KeyOutcome};
-use crate::check::{decide, give_up_name};
+use crate::decide::decide;
 use crate::history::{Action, Key, Op, Status};
 use crate::model::{CasRegister, Model, ModelKind, Mutex};
 use serde::Serialize;
@@ -100,7 +100,7 @@ pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Ano
                     op: None,
                     message: format!(
                         "not linearizable; the search for the first failing operation stopped ({})",
-                        give_up_name(reason)
+                        reason.name()
                     ),
                     prefix_ops: 0,
                     prefix: Vec::new(),

@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod check;
+pub mod decide;
 pub mod error;
 pub mod explain;
 pub mod history;

@@ -24,12 +24,11 @@
 //! [`to_jsonl`] prints ops as the contract's `history.jsonl`, so a benchmark can include
 //! parsing.
 
-use crate::history::{Action, Key, Op, Status, Value};
+use crate::history::{jsonl, Action, EventType, Key, Op, Record, Status, Value, Who};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fmt::Write as _;
 
 /// The injected violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -447,11 +446,12 @@ pub fn generate_detailed(spec: &SynthSpec) -> Synth {
     }
 }
 
-/// Prints ops as the contract's JSON Lines history: invoke and completion events in
-/// real-time order (by position), `index` = line number from 0.
+/// Prints ops as the contract's JSON Lines history (with [`jsonl::write_record`]): invoke
+/// and completion events in real-time order (by position), `index` = line number from 0.
 ///
 /// An op's completion event sits at `complete`; an `info` op's at `complete_line - 1` (its
-/// info event) when it has one, else it never completed and prints no completion.
+/// info event) when it has one, else it never completed and prints no completion. An event
+/// without a (non-negative) time is written at time 0; generated ops always have one.
 pub fn to_jsonl(ops: &[Op]) -> String {
     // (position, is_completion, op)
     let mut events: Vec<(usize, bool, usize)> = Vec::with_capacity(ops.len() * 2);
@@ -472,59 +472,29 @@ pub fn to_jsonl(ops: &[Op]) -> String {
         let op = &ops[i];
         let (kind, time) = if completion {
             let kind = match op.status {
-                Status::Ok => "ok",
-                Status::Fail => "fail",
-                Status::Info => "info",
+                Status::Ok => EventType::Ok,
+                Status::Fail => EventType::Fail,
+                Status::Info => EventType::Info,
             };
             (kind, op.complete_time)
         } else {
-            ("invoke", op.invoke_time)
+            (EventType::Invoke, op.invoke_time)
         };
-        let _ = write!(out, "{{\"index\":{index},\"time\":");
-        match time {
-            Some(t) => {
-                let _ = write!(out, "{t}");
-            }
-            None => out.push_str("null"),
-        }
-        let _ = write!(
-            out,
-            ",\"process\":{},\"type\":\"{kind}\",\"f\":\"{}\",\"key\":",
-            op.process,
-            op.action.func().name()
-        );
-        push_value(&mut out, &op.key);
-        out.push_str(",\"value\":");
-        match &op.action {
-            Action::Read(v) => match (completion, op.status, v) {
-                (true, Status::Ok, Some(v)) => push_value(&mut out, v),
-                _ => out.push_str("null"),
-            },
-            Action::Write(v) => push_value(&mut out, v),
-            Action::Cas(a, b) => {
-                out.push('[');
-                push_value(&mut out, a);
-                out.push(',');
-                push_value(&mut out, b);
-                out.push(']');
-            }
-            Action::Append(s) => push_value(&mut out, &Value::Str(s.clone())),
-            Action::Acquire | Action::Release => out.push_str("null"),
-        }
-        out.push_str("}\n");
+        // A read's result belongs to its ok completion only.
+        let value = match &op.action {
+            Action::Read(_) if kind != EventType::Ok => serde_json::Value::Null,
+            action => action.value_json(),
+        };
+        let record = Record {
+            index: index as u64,
+            time: time.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
+            who: Who::Process(op.process),
+            kind,
+            f: op.action.func().name().to_owned(),
+            key: op.key.to_json(),
+            value,
+        };
+        jsonl::write_record(&mut out, &record);
     }
     out
-}
-
-fn push_value(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Str(s) => {
-            // serde_json escapes strings correctly; a String always serialises.
-            out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string()));
-        }
-    }
 }

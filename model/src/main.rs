@@ -21,6 +21,7 @@ use model::check::portfolio::{self, Scenario};
 use model::check::runner::{Run, Strategy};
 use model::check::{hunts, Setup};
 use stateright::Model;
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -254,20 +255,24 @@ struct CheckArgs {
     json: bool,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version are not errors.
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 3 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
+            eprint!("{e}");
+            return ExitCode::from(3);
         }
     };
-    match real_main(cli) {
-        Ok(code) => std::process::exit(code),
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("raft-model: {e:#}");
-            std::process::exit(3);
+            ExitCode::from(3)
         }
     }
 }
@@ -295,7 +300,7 @@ fn chosen(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
         .collect()
 }
 
-fn real_main(cli: Cli) -> anyhow::Result<i32> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Cmd::Check(args) => check(args),
         Cmd::Scenarios => {
@@ -365,7 +370,7 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn check(args: CheckArgs) -> anyhow::Result<i32> {
+fn check(args: CheckArgs) -> anyhow::Result<u8> {
     let mut scenarios = chosen(&args.scenarios)?;
     for s in &mut scenarios {
         s.setup = args.model.apply(s.setup.clone())?;

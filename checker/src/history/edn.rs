@@ -10,11 +10,14 @@
 //! Jepsen's `independent` checker wraps every value in a `[key value]` tuple. Whether a file
 //! does that is decided once for the whole file (see [`is_independent`]), since a single op
 //! cannot tell: a cas `[old new]` looks exactly like a tuple.
+//!
+//! [`write_records`] prints [`Record`]s this way, client values as `[key value]` tuples, for
+//! tools that read Jepsen's histories.
 
-use super::{Event, EventType, Func, RawValue, Value};
+use super::{Event, EventType, Func, RawValue, Record, Value, Who};
 use crate::error::HistoryError;
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Forms nested deeper than this (collections, tags, `#_` discards) are rejected.
 pub const MAX_DEPTH: usize = 64;
@@ -765,6 +768,55 @@ impl OpFields<'_> {
             f,
             value,
         }))
+    }
+}
+
+/// `records` as Jepsen/Knossos EDN: one vector of op maps, client values as `[key value]`
+/// tuples (Jepsen's independent keys), nemesis values as they are.
+pub fn write_records(records: &[Record]) -> String {
+    let mut out = String::with_capacity(records.len() * 96);
+    out.push_str("[\n");
+    for record in records {
+        let (process, value) = match record.who {
+            Who::Process(p) => (
+                p.to_string(),
+                format!("[{} {}]", edn(&record.key), edn(&record.value)),
+            ),
+            Who::Nemesis => (":nemesis".to_string(), edn(&record.value)),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{{:index {}, :time {}, :type :{}, :process {}, :f :{}, :value {}}}",
+            record.index,
+            record.time,
+            record.kind.name(),
+            process,
+            record.f,
+            value
+        );
+    }
+    out.push_str("]\n");
+    out
+}
+
+/// A JSON value as EDN.
+fn edn(value: &serde_json::Value) -> String {
+    use serde_json::Value as Json;
+    match value {
+        Json::Null => "nil".into(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        // EDN strings escape like JSON's.
+        Json::String(_) => value.to_string(),
+        Json::Array(items) => format!("[{}]", items.iter().map(edn).collect::<Vec<_>>().join(" ")),
+        Json::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!(":{k} {}", edn(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

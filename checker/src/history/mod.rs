@@ -1,8 +1,12 @@
 //! Histories: the events a test recorded, and the operations they pair up into.
 //!
-//! A history file is a sequence of [`Event`]s in real-time order (file order; `time` is only
-//! informative). [`pair`](pairing::pair) turns the client events into [`Op`]s: one per
-//! invocation, with the completion that belongs to it. The checker works on `Op`s only.
+//! A history file is a sequence of events in real-time order (file order; `time` is only
+//! informative). Everything that writes a history (the lab, the simulator, the synthetic
+//! generator) records [`Record`]s and prints them with [`jsonl::write_record`]; reports read
+//! them back with [`jsonl::read_records`]. The checker reads the same lines as typed client
+//! [`Event`]s ([`jsonl::parse`], or [`edn::parse`] for Jepsen's EDN), and
+//! [`pair`](pairing::pair) turns those into [`Op`]s: one per invocation, with the completion
+//! that belongs to it. The checker works on `Op`s only.
 
 pub mod edn;
 pub mod jsonl;
@@ -35,10 +39,21 @@ impl fmt::Display for Value {
     }
 }
 
+impl Value {
+    /// The value as a history file prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Str(s) => serde_json::Value::from(s.as_str()),
+        }
+    }
+}
+
 /// Who performed an event: a client process, or the nemesis (ignored by the checker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Process {
-    Client(u64),
+pub enum Who {
+    Process(u64),
     Nemesis,
 }
 
@@ -50,6 +65,43 @@ pub enum EventType {
     Ok,
     Fail,
     Info,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [
+        EventType::Invoke,
+        EventType::Ok,
+        EventType::Fail,
+        EventType::Info,
+    ];
+
+    /// The name used in history files (`type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Invoke => "invoke",
+            EventType::Ok => "ok",
+            EventType::Fail => "fail",
+            EventType::Info => "info",
+        }
+    }
+}
+
+/// One event as a history file holds it: what every history writer records and prints.
+///
+/// Unlike an [`Event`], a record keeps nemesis events, any `f`, and any JSON key and value:
+/// reports draw faults and errors from them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Position in the history, from 0.
+    pub index: u64,
+    /// Nanoseconds since the start of the run.
+    pub time: u64,
+    pub who: Who,
+    pub kind: EventType,
+    pub f: String,
+    /// The key (`null` for single-register histories and nemesis events).
+    pub key: serde_json::Value,
+    pub value: serde_json::Value,
 }
 
 /// The operation functions the models understand.
@@ -145,11 +197,13 @@ impl Action {
 
     /// The value as a history file would print it (for reports).
     pub fn value_json(&self) -> serde_json::Value {
-        let scalar = |v: &Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
         match self {
-            Action::Read(v) => v.as_ref().map(scalar).unwrap_or(serde_json::Value::Null),
-            Action::Write(v) => scalar(v),
-            Action::Cas(a, b) => serde_json::Value::Array(vec![scalar(a), scalar(b)]),
+            Action::Read(v) => v
+                .as_ref()
+                .map(Value::to_json)
+                .unwrap_or(serde_json::Value::Null),
+            Action::Write(v) => v.to_json(),
+            Action::Cas(a, b) => serde_json::Value::Array(vec![a.to_json(), b.to_json()]),
             Action::Append(s) => serde_json::Value::String(s.clone()),
             Action::Acquire | Action::Release => serde_json::Value::Null,
         }

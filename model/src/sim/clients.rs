@@ -19,6 +19,7 @@ use super::workload::{value_json, GenOp, Workload};
 use crate::core::NodeId;
 use crate::kv::{Command, Operation, Outcome};
 use crate::replica::Reply;
+use checker::history::EventType;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
@@ -202,8 +203,14 @@ impl Clients {
                 p.seq += 1;
                 let seq = p.seq;
                 let process = p.process;
-                self.history
-                    .client(now, process, "invoke", gen.f, &gen.key, gen.value.clone());
+                self.history.client(
+                    now,
+                    process,
+                    EventType::Invoke,
+                    gen.f,
+                    &gen.key,
+                    gen.value.clone(),
+                );
                 if let Some(p) = self.procs.get_mut(slot) {
                     p.current = Some(Current {
                         gen,
@@ -357,18 +364,20 @@ impl Clients {
         }
         let gen = &current.gen;
         let (kind, value) = match (&gen.op, outcome) {
-            (Operation::Read { .. }, Outcome::Value(v)) => ("ok", value_json(&v)),
-            (Operation::Write { .. }, Outcome::Written) => ("ok", gen.value.clone()),
-            (Operation::Cas { .. }, Outcome::Written) => ("ok", gen.value.clone()),
-            (Operation::Cas { .. }, Outcome::CasMismatch { .. }) => ("fail", gen.value.clone()),
-            (Operation::Append { .. }, Outcome::Value(_)) => ("ok", gen.value.clone()),
-            (Operation::Append { .. }, Outcome::NotAString) => ("fail", gen.value.clone()),
+            (Operation::Read { .. }, Outcome::Value(v)) => (EventType::Ok, value_json(&v)),
+            (Operation::Write { .. }, Outcome::Written) => (EventType::Ok, gen.value.clone()),
+            (Operation::Cas { .. }, Outcome::Written) => (EventType::Ok, gen.value.clone()),
+            (Operation::Cas { .. }, Outcome::CasMismatch { .. }) => {
+                (EventType::Fail, gen.value.clone())
+            }
+            (Operation::Append { .. }, Outcome::Value(_)) => (EventType::Ok, gen.value.clone()),
+            (Operation::Append { .. }, Outcome::NotAString) => (EventType::Fail, gen.value.clone()),
             // Anything else (e.g. `Stale`) says nothing certain about this operation.
-            (Operation::Read { .. }, _) => ("fail", Json::Null),
-            _ => ("info", gen.value.clone()),
+            (Operation::Read { .. }, _) => (EventType::Fail, Json::Null),
+            _ => (EventType::Info, gen.value.clone()),
         };
         let process = p.process;
-        if kind == "info" {
+        if kind == EventType::Info {
             self.workload.indeterminate(&gen.key);
             let (process, client) = self.fresh_identity();
             if let Some(p) = self.procs.get_mut(slot) {
@@ -377,7 +386,7 @@ impl Clients {
                 p.seq = 0;
             }
         }
-        if kind == "ok" && self.healed_at.is_some_and(|t| now >= t) {
+        if kind == EventType::Ok && self.healed_at.is_some_and(|t| now >= t) {
             self.ok_after_heal += 1;
         }
         self.history
@@ -402,11 +411,11 @@ impl Clients {
         if certain {
             let value = if read { Json::Null } else { gen.value };
             self.history
-                .client(now, process, "fail", gen.f, &gen.key, value);
+                .client(now, process, EventType::Fail, gen.f, &gen.key, value);
         } else {
             self.workload.indeterminate(&gen.key);
             self.history
-                .client(now, process, "info", gen.f, &gen.key, gen.value);
+                .client(now, process, EventType::Info, gen.f, &gen.key, gen.value);
             let (process, client) = self.fresh_identity();
             if let Some(p) = self.procs.get_mut(slot) {
                 p.process = process;

@@ -2,9 +2,11 @@
 //!
 //! One line per event, in the simulator's real-time order: client invocations and
 //! completions (`invoke`, `ok`, `fail`, `info`) and nemesis events (process `"nemesis"`,
-//! type `info`). `time` is the simulated time in nanoseconds.
+//! type `info`). `time` is the simulated time in nanoseconds. Lines are the checker's
+//! [`Record`]s, printed as it prints them.
 
-use serde_json::{json, Value as Json};
+use checker::history::{jsonl, EventType, Record, Who};
+use serde_json::Value as Json;
 
 /// Simulated milliseconds to the history's nanoseconds.
 const NANOS_PER_TICK: u64 = 1_000_000;
@@ -21,50 +23,52 @@ pub struct History {
 }
 
 impl History {
-    /// Records a client event; `kind` is `invoke`, `ok`, `fail` or `info`.
-    pub fn client(&mut self, time: u64, process: u64, kind: &str, f: &str, key: &str, value: Json) {
+    /// Records a client event.
+    pub fn client(
+        &mut self,
+        time: u64,
+        process: u64,
+        kind: EventType,
+        f: &str,
+        key: &str,
+        value: Json,
+    ) {
         match kind {
-            "invoke" => self.invokes += 1,
-            "ok" => self.oks += 1,
-            "fail" => self.fails += 1,
-            _ => self.infos += 1,
+            EventType::Invoke => self.invokes += 1,
+            EventType::Ok => self.oks += 1,
+            EventType::Fail => self.fails += 1,
+            EventType::Info => self.infos += 1,
         }
-        let line = json!({
-            "index": self.next_index,
-            "time": time.saturating_mul(NANOS_PER_TICK),
-            "process": process,
-            "type": kind,
-            "f": f,
-            "key": key,
-            "value": value,
-        });
-        self.push(line);
+        self.push(time, Who::Process(process), kind, f, Json::from(key), value);
     }
 
     /// Records a fault or its end.
     pub fn nemesis(&mut self, time: u64, f: &str, value: &str) {
-        let line = json!({
-            "index": self.next_index,
-            "time": time.saturating_mul(NANOS_PER_TICK),
-            "process": "nemesis",
-            "type": "info",
-            "f": f,
-            "value": value,
-        });
-        self.push(line);
+        self.push(
+            time,
+            Who::Nemesis,
+            EventType::Info,
+            f,
+            Json::Null,
+            Json::from(value),
+        );
     }
 
-    fn push(&mut self, line: Json) {
+    fn push(&mut self, time: u64, who: Who, kind: EventType, f: &str, key: Json, value: Json) {
+        let record = Record {
+            index: self.next_index,
+            time: time.saturating_mul(NANOS_PER_TICK),
+            who,
+            kind,
+            f: f.to_owned(),
+            key,
+            value,
+        };
+        jsonl::write_record(&mut self.text, &record);
         self.next_index += 1;
-        self.text.push_str(&line.to_string());
-        self.text.push('\n');
     }
 
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    pub fn into_text(self) -> String {
-        self.text
     }
 }

@@ -10,13 +10,12 @@
 //! packets of its peers' and clients' old connections are answered with a valid stateless
 //! reset and those connections end at once instead of waiting out the idle timeout.
 
-use super::inbound::{self, Shared};
+use super::inbound::{self, Inbound, InboundStats, Shared};
 use super::peers::{LinkOptions, PeerLink, PeerLinkStatus};
 use super::tls::{self, TlsError};
 use super::{Events, CLOSE_SHUTDOWN};
 use crate::certs::{self, CertError, Identity};
 use crate::config::ClusterConfig;
-use crate::protocol::{Request, Response};
 use model::core::{Message, NodeId};
 use model::kv::Command;
 use std::collections::BTreeMap;
@@ -26,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
@@ -85,41 +84,6 @@ impl Default for TransportOptions {
             connect_timeout: Duration::from_secs(3),
         }
     }
-}
-
-/// A client request for the runtime. Send exactly one [`Response`] on `reply` (dropping it
-/// answers `Response::Unknown`: the transport cannot know whether it took effect).
-#[derive(Debug)]
-pub struct ClientCall {
-    pub request: Request,
-    pub reply: oneshot::Sender<Response>,
-}
-
-/// What the network delivers to the runtime.
-#[derive(Debug)]
-pub struct Inbound {
-    /// Raft messages from authenticated peers, each checked to come from the peer whose
-    /// certificate sent it and to be addressed to this node.
-    pub peers: mpsc::Receiver<Message<Command>>,
-    /// Client requests, each with its reply path.
-    pub clients: mpsc::Receiver<ClientCall>,
-}
-
-/// Counters of the accept side.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InboundStats {
-    /// Connections refused: failed handshake (no or foreign certificate), wrong ALPN or
-    /// identity, Hello claiming another node.
-    pub refused_connections: u64,
-    /// Streams or connections closed for a malformed frame.
-    pub bad_frames: u64,
-    /// Peer messages handed to the runtime.
-    pub delivered: u64,
-    /// Peer messages dropped because the runtime's queue was full.
-    pub dropped: u64,
-    /// Peer messages dropped because they were not from the authenticated peer or not for
-    /// this node.
-    pub rejected: u64,
 }
 
 /// A node's endpoint: send to peers, read [`Inbound`], report link status.

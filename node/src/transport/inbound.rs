@@ -17,7 +17,6 @@
 //! A malformed frame closes the peer connection, or the client's stream (the client's
 //! other requests carry on), with [`CLOSE_PROTOCOL`] and a warning.
 
-use super::endpoint::{ClientCall, InboundStats};
 use super::framing::{self, FrameError};
 use super::tls::{self, Authorized};
 use super::{Events, CLOSE_PROTOCOL, CLOSE_REFUSED};
@@ -32,6 +31,41 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+
+/// A client request for the runtime. Send exactly one [`Response`] on `reply` (dropping it
+/// answers `Response::Unknown`: the transport cannot know whether it took effect).
+#[derive(Debug)]
+pub struct ClientCall {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// What the network delivers to the runtime.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Raft messages from authenticated peers, each checked to come from the peer whose
+    /// certificate sent it and to be addressed to this node.
+    pub peers: mpsc::Receiver<Message<Command>>,
+    /// Client requests, each with its reply path.
+    pub clients: mpsc::Receiver<ClientCall>,
+}
+
+/// Counters of the accept side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InboundStats {
+    /// Connections refused: failed handshake (no or foreign certificate), wrong ALPN or
+    /// identity, Hello claiming another node.
+    pub refused_connections: u64,
+    /// Streams or connections closed for a malformed frame.
+    pub bad_frames: u64,
+    /// Peer messages handed to the runtime.
+    pub delivered: u64,
+    /// Peer messages dropped because the runtime's queue was full.
+    pub dropped: u64,
+    /// Peer messages dropped because they were not from the authenticated peer or not for
+    /// this node.
+    pub rejected: u64,
+}
 
 /// State shared by the accept loop and its connection tasks.
 pub(crate) struct Shared {

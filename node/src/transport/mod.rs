@@ -19,7 +19,8 @@
 //! - [`framing`]: length + version + postcard frames, size limits, decoding errors.
 //! - [`tls`]: rustls/quinn configurations and the identity rules.
 //! - `peers`: outbound links (queues, batching, reconnect with backoff).
-//! - `inbound`: the accept side (authorization, peer streams, client streams).
+//! - `inbound`: the accept side (authorization, peer streams, client streams) and what it
+//!   delivers to the runtime ([`Inbound`], [`ClientCall`], [`InboundStats`]).
 //! - `endpoint`: [`Transport`], what the runtime holds.
 //! - `client`: [`ClientConnector`], what the lab uses.
 //!
@@ -35,9 +36,8 @@ mod peers;
 pub mod tls;
 
 pub use client::{CallError, ClientConnector};
-pub use endpoint::{
-    ClientCall, Inbound, InboundStats, Transport, TransportError, TransportOptions,
-};
+pub use endpoint::{Transport, TransportError, TransportOptions};
+pub use inbound::{ClientCall, Inbound, InboundStats};
 pub use peers::PeerLinkStatus;
 
 use std::sync::Arc;
