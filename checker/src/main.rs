@@ -6,6 +6,8 @@ use anyhow::{anyhow, Context, Result};
 use checker::history::{self, Format, Value};
 use checker::{check, html, CheckOptions, ModelKind, Report, Verdict};
 use clap::{Parser, ValueEnum};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -111,10 +113,18 @@ fn run(cli: &Cli) -> Result<Verdict> {
         let page = html::render(&report, &cli.history.display().to_string());
         std::fs::write(path, page).with_context(|| format!("--html {}", path.display()))?;
     }
-    if cli.json {
-        println!("{}", serde_json::to_string(&report)?);
+    let text = if cli.json {
+        format!("{}\n", serde_json::to_string(&report)?)
     } else {
-        print_summary(&report);
+        summary(&report)
+    };
+    // A reader that stops early (`raft-check h.jsonl | head -1`) is not an error: the
+    // verdict's exit code still stands.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot write to stdout")
+        }
+        _ => {}
     }
     Ok(report.valid)
 }
@@ -125,40 +135,47 @@ fn parse_initial(text: &str) -> Result<Value> {
         .map_err(|_| anyhow!("--initial must be JSON null, an integer or a string, got {text}"))
 }
 
-fn print_summary(report: &Report) {
+/// The report in words.
+fn summary(report: &Report) -> String {
+    let mut out = String::new();
     let verdict = match report.valid {
         Verdict::Valid => "VALID: linearizable",
         Verdict::Invalid => "INVALID: not linearizable",
         Verdict::Unknown => "UNKNOWN: the check gave up",
     };
-    println!("{verdict}");
-    println!(
+    let _ = writeln!(out, "{verdict}");
+    let _ = writeln!(
+        out,
         "model {}, {} ops, {} keys, {:.3} s",
         report.model, report.ops, report.keys, report.seconds
     );
     for key in &report.worst_keys {
-        println!(
+        let _ = writeln!(
+            out,
             "  key {}: {} ops, {:?}, {:.3} s",
             key.key, key.ops, key.method, key.seconds
         );
     }
     for key in &report.unknown_keys {
-        println!(
+        let _ = writeln!(
+            out,
             "  key {} gave up: {}",
             key.key,
             key.gave_up.as_deref().unwrap_or("?")
         );
     }
     for anomaly in &report.anomalies {
-        println!("anomaly on key {}: {}", anomaly.key, anomaly.message);
+        let _ = writeln!(out, "anomaly on key {}: {}", anomaly.key, anomaly.message);
         if !anomaly.prefix.is_empty() {
-            println!("  end of the longest linearizable prefix:");
+            let _ = writeln!(out, "  end of the longest linearizable prefix:");
             for op in &anomaly.prefix {
-                println!(
+                let _ = writeln!(
+                    out,
                     "    line {:>6}  process {:>3}  {} {}",
                     op.line, op.process, op.f, op.value
                 );
             }
         }
     }
+    out
 }
