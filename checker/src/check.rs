@@ -40,7 +40,7 @@ impl CheckOptions {
     }
 }
 
-/// The overall verdict. Serialises as the contract's `true | false | "unknown"`.
+/// The overall verdict. Serialises as `true | false | "unknown"` (`docs/history-format.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Valid,
@@ -49,7 +49,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The process exit code the contract assigns to this verdict.
+    /// The process exit code for this verdict (`docs/cli.md`).
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Valid => 0,

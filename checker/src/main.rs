@@ -1,6 +1,6 @@
 //! `raft-check`: checks a history for linearizability.
 //!
-//! Exit codes (the contract's): 0 valid, 1 invalid, 2 unknown (gave up), 3 bad input or usage.
+//! Exit codes (`docs/cli.md`): 0 valid, 1 invalid, 2 unknown (gave up), 3 bad input or usage.
 
 use anyhow::{anyhow, Context, Result};
 use checker::history::{self, Format, Value};

@@ -21,7 +21,7 @@
 //!   consumed; the service overwrites the newer value.
 //!
 //! Everything is deterministic for a given [`SynthSpec`] (ChaCha8 streams from the seed).
-//! [`to_jsonl`] prints ops as the contract's `history.jsonl`, so a benchmark can include
+//! [`to_jsonl`] prints ops as a JSON Lines `history.jsonl`, so a benchmark can include
 //! parsing.
 
 use crate::history::{jsonl, Action, EventType, Key, Op, Record, Status, Value, Who};
@@ -446,7 +446,7 @@ pub fn generate_detailed(spec: &SynthSpec) -> Synth {
     }
 }
 
-/// Prints ops as the contract's JSON Lines history (with [`jsonl::write_record`]): invoke
+/// Prints ops as a JSON Lines history (with [`jsonl::write_record`]): invoke
 /// and completion events in real-time order (by position), `index` = line number from 0.
 ///
 /// An op's completion event sits at `complete`; an `info` op's at `complete_line - 1` (its

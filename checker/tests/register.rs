@@ -165,7 +165,7 @@ fn property_synth_histories_match_their_anomaly() {
 }
 
 #[test]
-fn synth_is_deterministic_and_prints_contract_jsonl() {
+fn synth_is_deterministic_and_prints_jsonl() {
     let spec = SynthSpec {
         seed: 7,
         keys: 3,

@@ -1,7 +1,7 @@
 //! The bug catalogue: deliberately unsafe behaviours, off by default.
 //!
 //! Each switch makes the system misbehave in exactly the named way, so that the simulator,
-//! the model checker and the lab can prove they catch it. The names are the contract's and are
+//! the model checker and the lab can prove they catch it. The names are fixed and are
 //! the same on every command line (`--bug NAME`).
 //!
 //! | name | where | what goes wrong |

@@ -16,7 +16,7 @@ pub enum Value {
     Str(String),
 }
 
-/// The contract's operations on one key.
+/// The operations on one key (the `f` of a history event).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operation {
     /// Linearizable reads normally go through ReadIndex and never enter the log; a read

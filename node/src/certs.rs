@@ -1,6 +1,6 @@
 //! The cluster's certificates: `raft-node certs` makes them, nodes and the lab load them.
 //!
-//! One directory holds everything (the contract's file names):
+//! One directory holds everything (the file names `docs/deploy.md` uses):
 //!
 //! | file | what |
 //! |------|------|

@@ -344,7 +344,7 @@ fn validate_addr(addr: &str) -> Result<(), &'static str> {
     }
 }
 
-/// TOML errors span several lines (with a caret diagram); the contract wants one.
+/// TOML errors span several lines (with a caret diagram); an error is one line.
 fn one_line(message: &str) -> String {
     message
         .lines()

@@ -1,4 +1,5 @@
-//! The contract's JSON Lines history format (`history.jsonl`): one event object per line.
+//! The JSON Lines history format (`history.jsonl`, described in `docs/history-format.md`):
+//! one event object per line.
 //!
 //! The one reader and the one writer of the format. Each line is deserialized by serde_json
 //! straight into a [`LineFields`] (no `serde_json::Value` trees for the checker: borrowed
@@ -28,7 +29,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<Event>, HistoryError> {
 /// Reads every event of a JSON Lines history (nemesis events too) as [`Record`]s, in file
 /// order: what [`write_record`] prints reads back equal.
 ///
-/// Blank lines are skipped and fields beyond the contract's are ignored; a missing `index` is
+/// Blank lines are skipped and fields beyond the format's are ignored; a missing `index` is
 /// the event's position, a missing `key` or `value` is `null`. `time` must be a non-negative
 /// integer: pictures of a history need its timestamps.
 pub fn read_records<T: AsRef<[u8]> + ?Sized>(input: &T) -> Result<Vec<Record>, HistoryError> {
@@ -591,7 +592,7 @@ mod tests {
     const GOOD: &str = r#"{"process":1,"type":"invoke","f":"read","value":null}"#;
 
     #[test]
-    fn parses_contract_example() {
+    fn parses_the_documented_example() {
         let input = concat!(
             r#"{"index":0,"time":1200,"process":3,"type":"invoke","f":"write","key":"k7","value":5}"#,
             "\n",

@@ -271,7 +271,7 @@ impl Op {
 /// A history file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// The contract's JSON Lines (`history.jsonl`).
+    /// JSON Lines (`history.jsonl`, `docs/history-format.md`).
     Jsonl,
     /// Jepsen/Knossos EDN (`history.edn`).
     Edn,

@@ -31,7 +31,7 @@ impl Model for CasRegister {
             Action::Append(suffix) => match state {
                 Value::Null => Some(Value::Str(suffix.clone())),
                 Value::Str(s) => Some(Value::Str(format!("{s}{suffix}"))),
-                // Appending to a number is undefined in the contract: impossible.
+                // Appending to a number is undefined in the history format: impossible.
                 Value::Int(_) => None,
             },
             Action::Acquire | Action::Release => None,

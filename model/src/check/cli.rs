@@ -25,7 +25,7 @@ impl Outcome {
             .collect()
     }
 
-    /// The contract's exit code: 1 if a property was violated; 2 if `gave_up_is_unknown`
+    /// The exit code: 1 if a property was violated; 2 if `gave_up_is_unknown`
     /// and a search was cut short; 0 otherwise.
     pub fn exit_code(&self, gave_up_is_unknown: bool) -> u8 {
         if !self.violations().is_empty() {

@@ -1,4 +1,4 @@
-//! The history a run records, in the contract's JSON Lines format.
+//! The history a run records, in the JSON Lines history format.
 //!
 //! One line per event, in the simulator's real-time order: client invocations and
 //! completions (`invoke`, `ok`, `fail`, `info`) and nemesis events (process `"nemesis"`,

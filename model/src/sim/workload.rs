@@ -32,7 +32,7 @@ pub const MAX_INFOS_PER_KEY: u32 = 2;
 pub struct GenOp {
     pub key: String,
     pub op: Operation,
-    /// The contract's `f`.
+    /// The history event's `f`.
     pub f: &'static str,
     /// The invoke's `value` (`null` for reads).
     pub value: Json,
