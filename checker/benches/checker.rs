@@ -15,7 +15,7 @@
 //! printed beside the check time; a miss is flagged with `!`.
 
 use checker::history::{Format, Op, Value};
-use checker::model::ModelKind;
+use checker::spec::ModelKind;
 use checker::synth::{self, Anomaly, SynthSpec};
 use checker::{register, Budget, CheckOptions, KeyOutcome, Verdict};
 use rayon::prelude::*;

@@ -10,7 +10,7 @@ use crate::decide::{decide, Method};
 use crate::error::HistoryError;
 use crate::explain::{self, Anomaly};
 use crate::history::{Key, Op};
-use crate::model::ModelKind;
+use crate::spec::ModelKind;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;

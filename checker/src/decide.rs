@@ -5,7 +5,7 @@
 
 use crate::budget::{Budget, KeyOutcome};
 use crate::history::Op;
-use crate::model::{CasRegister, ModelKind, Mutex};
+use crate::spec::{CasRegister, ModelKind, Mutex};
 use crate::{register, search};
 use serde::Serialize;
 

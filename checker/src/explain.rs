@@ -10,7 +10,7 @@
 use crate::budget::{Budget, KeyOutcome};
 use crate::decide::decide;
 use crate::history::{Action, Key, Op, Status};
-use crate::model::{CasRegister, Model, ModelKind, Mutex};
+use crate::spec::{CasRegister, Model, ModelKind, Mutex};
 use serde::Serialize;
 
 /// How many ops of the longest linearizable prefix an anomaly lists (its tail).

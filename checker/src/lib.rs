@@ -15,12 +15,12 @@ pub mod error;
 pub mod explain;
 pub mod history;
 pub mod html;
-pub mod model;
 pub mod register;
 pub mod search;
+pub mod spec;
 pub mod synth;
 
 pub use budget::{Budget, GiveUp, KeyOutcome};
 pub use check::{check, CheckOptions, Report, Verdict};
 pub use error::HistoryError;
-pub use model::{Model, ModelKind};
+pub use spec::{Model, ModelKind};

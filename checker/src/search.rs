@@ -79,7 +79,7 @@
 
 use crate::budget::{Budget, GiveUp, KeyOutcome};
 use crate::history::{Action, Op, Status};
-use crate::model::Model;
+use crate::spec::Model;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::BuildHasher;
 use std::mem::size_of;

@@ -4,7 +4,7 @@
 mod support;
 
 use checker::history::{Action, Op, Status, Value};
-use checker::model::CasRegister;
+use checker::spec::CasRegister;
 use checker::synth::{self, Anomaly, SynthSpec};
 use checker::{register, Budget, KeyOutcome};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -12,8 +12,8 @@ mod support;
 
 use checker::budget::{Budget, GiveUp, KeyOutcome};
 use checker::history::{Action, Op, Value};
-use checker::model::{CasRegister, Mutex};
 use checker::search::check;
+use checker::spec::{CasRegister, Mutex};
 use checker::Model;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
