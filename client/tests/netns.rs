@@ -7,7 +7,7 @@
 //! namespace are this very test binary, re-run under `ip netns exec` as the `udp_helper` test
 //! with its role in environment variables; the parent waits on the lines it prints.
 
-use client::hosts::netns::*;
+use client::net::netns::*;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Lines};

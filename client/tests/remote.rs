@@ -11,11 +11,12 @@
 
 mod support;
 
-use client::cluster;
-use client::hosts::remote::{self, RemoteCluster, RemoteError};
-use client::hosts::remote_network::RemoteNetwork;
-use client::hosts::template::CommandTemplate;
-use client::nemesis::{partition, NemesisKind, Network};
+use client::control::template::CommandTemplate;
+use client::db::local;
+use client::db::remote::{self, RemoteCluster, RemoteError};
+use client::nemesis::{partition, NemesisKind};
+use client::net::remote::RemoteNetwork;
+use client::net::Network;
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
 use node::transport::ClientConnector;
@@ -131,7 +132,7 @@ fn leader(config: &ClusterConfig) -> NodeId {
             .iter()
             .map(|n| (n.id, n.addr.clone()))
             .collect();
-        let leader = cluster::find_leader(&client, &nodes, nodes.len(), PATIENCE).await;
+        let leader = local::find_leader(&client, &nodes, nodes.len(), PATIENCE).await;
         client.close().await;
         leader.unwrap_or_else(|e| panic!("{e}"))
     })

@@ -20,8 +20,8 @@
 //!
 //! How a run uses it:
 //! 1. [`parse_kinds`], then [`Schedule::new`] (seed, kinds, node ids, interval, time limit);
-//! 2. [`preflight`]: checks the cluster can take each kind ([`Control::supports`]) and, when
-//!    network faults are asked for, gets the cluster's [`Network`] ([`Control::network`]:
+//! 2. [`preflight`]: checks the cluster can take each kind ([`Db::supports`]) and, when
+//!    network faults are asked for, gets the cluster's [`Network`] ([`Db::network`]:
 //!    the run's nftables table here, or rules on every host of a remote cluster); without
 //!    `nft` or root it fails with a message saying so (drop the partition kinds and
 //!    `freeze-leader` to run kill/pause only);
@@ -43,17 +43,17 @@
 //! fault ended before its wake-up records `resume` then `stop-partition`).
 
 pub mod kill;
-pub mod netem;
-pub mod nft;
 pub mod partition;
 pub mod pause;
 pub mod schedule;
 
-pub use nft::{Nft, NftError};
+use crate::db::{Db, DbError, Needs};
+use crate::net::nft::NftError;
+use crate::net::{netem, NetError, Network};
 pub use partition::Grouping;
 pub use schedule::{Action, Fault, PlannedFault, Schedule, ScheduleOptions, Step};
 
-use crate::cluster::{status_all, ClusterError, LocalCluster};
+use crate::db::local::status_all;
 use crate::history::Recorder;
 use model::core::NodeId;
 use node::protocol::NodeStatus;
@@ -166,6 +166,15 @@ impl NemesisKind {
     pub fn needs_network(self) -> bool {
         self.is_partition() || matches!(self, NemesisKind::PacketLoss | NemesisKind::Latency)
     }
+
+    /// What this kind asks of the cluster, for [`Db::supports`].
+    pub fn needs(self) -> Needs {
+        Needs {
+            processes: self.takes_node_down() || self == NemesisKind::KillAll,
+            network: self.needs_network(),
+            own_interfaces: self.needs_own_interfaces(),
+        }
+    }
 }
 
 /// The contract names of `kinds`, in order (usable in constants).
@@ -245,144 +254,15 @@ pub enum NemesisError {
     Network(String),
 }
 
-/// Where network faults take effect: nftables on this machine for a local cluster ([`Nft`]),
-/// or rules on every node's host for a remote one. Dropping it removes everything it
-/// installed.
-pub trait Network: Send + Sync + std::fmt::Debug {
-    /// Replaces the drop rules with drops of these `(source, destination)` node addresses:
-    /// every packet, or `loss_percent` of them at random.
-    fn cut(
-        &mut self,
-        drops: &[(SocketAddr, SocketAddr)],
-        loss_percent: Option<u8>,
-    ) -> Result<(), String>;
-    /// Removes every drop rule.
-    fn heal(&mut self) -> Result<(), String>;
-    /// Installs the `latency` delay on every node's interface (returning what was
-    /// installed, see [`netem::describe`]), or removes it (`false`).
-    fn delay(&mut self, on: bool) -> Result<String, String>;
-}
-
-impl Network for Nft {
-    fn cut(
-        &mut self,
-        drops: &[(SocketAddr, SocketAddr)],
-        loss_percent: Option<u8>,
-    ) -> Result<(), String> {
-        self.apply(drops, loss_percent).map_err(|e| e.to_string())
-    }
-
-    fn heal(&mut self) -> Result<(), String> {
-        Nft::heal(self).map_err(|e| e.to_string())
-    }
-
-    fn delay(&mut self, on: bool) -> Result<String, String> {
-        if on {
-            Err(LATENCY_NEEDS_HOSTS.into())
-        } else {
-            Ok(String::new())
-        }
-    }
-}
-
 /// A network fault without a network from [`preflight`].
 const NO_NETWORK: &str =
     "no network control: network faults need `preflight` to succeed (nft, tc and root)";
 
-/// Why a local cluster refuses `latency`.
-const LATENCY_NEEDS_HOSTS: &str = "latency needs nodes with network interfaces of their own \
-     (raft-lab run --hosts netns, or a remote cluster); on loopback it would slow every \
-     process of this machine";
-
-/// A node as the nemesis sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ControlNode {
-    pub id: NodeId,
-    /// `host:port` as in `cluster.toml` (for status calls).
-    pub addr: String,
-    /// The resolved address partitions cut (`None`: does not resolve).
-    pub socket: Option<SocketAddr>,
-}
-
-/// A failed nemesis action.
-#[derive(Debug, Error)]
-#[error("{action} node {node}: {reason}")]
-pub struct ControlError {
-    pub action: &'static str,
-    pub node: NodeId,
-    pub reason: String,
-}
-
-/// What the nemesis can do to a cluster. [`LocalCluster`] implements it with signals on local
-/// processes; a remote cluster (ssh, agents) can implement it too.
-pub trait Control: Send {
-    fn nodes(&self) -> Vec<ControlNode>;
-    /// Crash the node (SIGKILL) and wait until it is gone.
-    fn kill(&mut self, id: NodeId) -> Result<(), ControlError>;
-    /// Start the node if it does not run.
-    fn start(&mut self, id: NodeId) -> Result<(), ControlError>;
-    fn pause(&mut self, id: NodeId) -> Result<(), ControlError>;
-    fn resume(&mut self, id: NodeId) -> Result<(), ControlError>;
-    /// Whether `kind` can be applied to this cluster; the reason when not.
-    fn supports(&self, kind: NemesisKind) -> Result<(), String> {
-        let _ = kind;
-        Ok(())
-    }
-    /// What partitions and netem go through on this cluster (made once per run).
-    fn network(&self) -> Result<Box<dyn Network>, NemesisError> {
-        Nft::new()
-            .map(|nft| Box::new(nft) as Box<dyn Network>)
-            .map_err(NemesisError::Partitions)
-    }
-}
-
-fn control_error(action: &'static str, node: NodeId) -> impl FnOnce(ClusterError) -> ControlError {
-    move |e| ControlError {
-        action,
-        node,
-        reason: e.to_string(),
-    }
-}
-
-impl Control for LocalCluster {
-    fn nodes(&self) -> Vec<ControlNode> {
-        self.node_addrs()
-            .into_iter()
-            .map(|(id, addr)| ControlNode {
-                id,
-                addr,
-                socket: self.node_addr(id),
-            })
-            .collect()
-    }
-
-    fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
-        LocalCluster::kill(self, id).map_err(control_error("kill", id))
-    }
-
-    fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
-        LocalCluster::start(self, id).map_err(control_error("start", id))
-    }
-
-    fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
-        LocalCluster::pause(self, id).map_err(control_error("pause", id))
-    }
-
-    fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
-        LocalCluster::resume(self, id).map_err(control_error("resume", id))
-    }
-
-    fn supports(&self, kind: NemesisKind) -> Result<(), String> {
-        if kind.needs_own_interfaces() {
-            Err(LATENCY_NEEDS_HOSTS.into())
-        } else if kind.needs_network() && kind.takes_node_down() {
-            // `freeze-leader`: cuts links and pauses a process.
-            self.check_partitionable()
-                .and_then(|()| self.check_controllable())
-        } else if kind.needs_network() {
-            self.check_partitionable()
-        } else {
-            self.check_controllable()
+impl From<NetError> for NemesisError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Nftables(e) => NemesisError::Partitions(e),
+            NetError::Setup(reason) => NemesisError::Network(reason),
         }
     }
 }
@@ -392,15 +272,15 @@ impl Control for LocalCluster {
 /// why.
 pub fn preflight(
     kinds: &[NemesisKind],
-    control: &dyn Control,
+    control: &dyn Db,
 ) -> Result<Option<Box<dyn Network>>, NemesisError> {
     for &kind in kinds {
         control
-            .supports(kind)
+            .supports(kind.needs())
             .map_err(|reason| NemesisError::Unsupported { kind, reason })?;
     }
     if kinds.iter().any(|k| k.needs_network()) {
-        control.network().map(Some)
+        Ok(Some(control.network()?))
     } else {
         Ok(None)
     }
@@ -441,7 +321,7 @@ impl NemesisReport {
 
 /// Everything [`run_nemesis`] works with.
 pub struct NemesisContext {
-    control: Arc<Mutex<dyn Control>>,
+    control: Arc<Mutex<dyn Db>>,
     recorder: Recorder,
     client: Option<Arc<ClientConnector>>,
     network: Option<Box<dyn Network>>,
@@ -449,7 +329,7 @@ pub struct NemesisContext {
 }
 
 impl NemesisContext {
-    pub fn new(control: Arc<Mutex<dyn Control>>, recorder: Recorder) -> Self {
+    pub fn new(control: Arc<Mutex<dyn Db>>, recorder: Recorder) -> Self {
         NemesisContext {
             control,
             recorder,
@@ -588,7 +468,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Records nemesis event `f`, adding the error if the action failed.
-fn record(recorder: &Recorder, f: &str, mut value: Json, result: &Result<(), ControlError>) {
+fn record(recorder: &Recorder, f: &str, mut value: Json, result: &Result<(), DbError>) {
     if let (Err(e), Some(map)) = (result, value.as_object_mut()) {
         map.insert("error".into(), json!(e.to_string()));
     }
@@ -612,7 +492,7 @@ impl Runner {
         }
     }
 
-    fn control(&self) -> std::sync::MutexGuard<'_, dyn Control + 'static> {
+    fn control(&self) -> std::sync::MutexGuard<'_, dyn Db + 'static> {
         // A poisoned lock means a panic elsewhere; signals and restarts still make sense.
         self.ctx.control.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -940,7 +820,7 @@ impl Runner {
         };
         match result {
             Ok(()) => {}
-            Err(e) if crate::cluster::emergency_cleanup_ran() => {
+            Err(e) if crate::db::local::emergency_cleanup_ran() => {
                 // Interrupted: the cleanup stopped the nodes and removed the rules already.
                 debug!(
                     "not healing {} after the emergency cleanup: {e}",
@@ -1004,6 +884,7 @@ impl Drop for Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::DbNode;
 
     #[test]
     fn kinds_parse_with_groups_and_errors() {
@@ -1043,20 +924,20 @@ mod tests {
         fail_kill: bool,
     }
 
-    impl Control for Fake {
-        fn nodes(&self) -> Vec<ControlNode> {
+    impl Db for Fake {
+        fn nodes(&self) -> Vec<DbNode> {
             (1..=3)
-                .map(|id| ControlNode {
+                .map(|id| DbNode {
                     id,
                     addr: format!("127.0.0.{}:1500{id}", 10 + id),
                     socket: format!("127.0.0.{}:1500{id}", 10 + id).parse().ok(),
                 })
                 .collect()
         }
-        fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
+        fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
             self.calls.push(format!("kill {id}"));
             if self.fail_kill {
-                return Err(ControlError {
+                return Err(DbError {
                     action: "kill",
                     node: id,
                     reason: "no such process".into(),
@@ -1065,27 +946,30 @@ mod tests {
             self.down.push(id);
             Ok(())
         }
-        fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
+        fn start(&mut self, id: NodeId) -> Result<(), DbError> {
             self.calls.push(format!("start {id}"));
             self.down.retain(|&n| n != id);
             Ok(())
         }
-        fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
+        fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
             self.calls.push(format!("pause {id}"));
             self.down.push(id);
             Ok(())
         }
-        fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
+        fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
             self.calls.push(format!("resume {id}"));
             self.down.retain(|&n| n != id);
             Ok(())
         }
-        fn supports(&self, kind: NemesisKind) -> Result<(), String> {
-            if kind == NemesisKind::PartitionBridge {
-                Err("bridges are not allowed here".into())
+        fn supports(&self, needs: Needs) -> Result<(), String> {
+            if needs.network {
+                Err("partitions are not allowed here".into())
             } else {
                 Ok(())
             }
+        }
+        fn network(&self) -> Result<Box<dyn Network>, NetError> {
+            Err(NetError::Setup("no network here".into()))
         }
     }
 

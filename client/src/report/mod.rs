@@ -6,11 +6,13 @@
 //! view.
 
 pub mod plots;
+pub mod results;
+pub mod serve;
 pub mod spans;
 pub mod timeline;
 
 use crate::history::Event;
-use crate::results::RunSummary;
+use crate::report::results::RunSummary;
 use checker::html::escape;
 use plots::Plots;
 use spans::{FaultSpan, OpSpan};
@@ -58,7 +60,7 @@ fn page(
     plots: &Plots,
 ) -> String {
     let mut page = String::new();
-    let class = crate::results::verdict_name(summary.valid);
+    let class = crate::report::results::verdict_name(summary.valid);
     let _ = write!(
         page,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -182,7 +184,7 @@ fn operations_table(page: &mut String, summary: &RunSummary) {
 }
 
 /// Faults requested against faults applied.
-fn coverage(page: &mut String, nemesis: &crate::results::NemesisCoverage) {
+fn coverage(page: &mut String, nemesis: &crate::report::results::NemesisCoverage) {
     let list = |items: Vec<String>| {
         if items.is_empty() {
             "none".to_string()
@@ -216,7 +218,7 @@ fn coverage(page: &mut String, nemesis: &crate::results::NemesisCoverage) {
 }
 
 /// Every nemesis event, in order.
-fn nemesis_events(page: &mut String, nemesis: &crate::results::NemesisCoverage) {
+fn nemesis_events(page: &mut String, nemesis: &crate::report::results::NemesisCoverage) {
     page.push_str(
         "<section id=\"faults\"><h2>Faults</h2>\
          <table><tr><th>time s</th><th>action</th><th>details</th></tr>",

@@ -16,8 +16,8 @@
 //!   process slot, so a seed reproduces the same sequence of choices per process.
 
 use crate::history::{Kind, Recorder, Who};
-use crate::kv_client::{KvClient, KvCluster, OpResult};
-use crate::workload::{KeyShape, OpMix, Route, ValueShape, Workload};
+use crate::kv::{KvClient, KvCluster, OpResult};
+use crate::lab::workload::{KeyShape, OpMix, Route, ValueShape, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::core::NodeId;
 use model::kv::{Operation, Outcome, Value};

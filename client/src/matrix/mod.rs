@@ -43,13 +43,13 @@
 //! detection rates never change the exit code: they are the measurement.
 //!
 //! Ctrl-C stops the run in progress (its cluster is stopped and its nftables rules deleted by
-//! [`crate::run`]), writes the partial matrix and ends with 3; a second Ctrl-C exits at once.
+//! [`crate::lab::run`]), writes the partial matrix and ends with 3; a second Ctrl-C exits at once.
 
 pub mod recipes;
 
+use crate::lab::workload::{Overrides, Workload};
 use crate::nemesis::NemesisKind;
-use crate::results;
-use crate::workload::{Overrides, Workload};
+use crate::report::results;
 use checker::history::{Format, Status};
 use checker::Verdict;
 use model::bugs::Bug;
@@ -110,7 +110,7 @@ impl MatrixOptions {
             time_limit: None,
             bugs: Bug::ALL.to_vec(),
             correct: true,
-            results: PathBuf::from(crate::run::DEFAULT_RESULTS),
+            results: PathBuf::from(crate::lab::run::DEFAULT_RESULTS),
             skip_model: false,
             sim_seeds: DEFAULT_SIM_SEEDS,
             quiet: false,
@@ -319,8 +319,8 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
         ));
     }
     let recipes = Recipes::load(&opts.recipes)?;
-    crate::cluster::raft_node_binary().map_err(|e| MatrixError::Node(e.to_string()))?;
-    let partitions = crate::nemesis::Nft::new().is_ok();
+    crate::db::local::raft_node_binary().map_err(|e| MatrixError::Node(e.to_string()))?;
+    let partitions = crate::net::nft::Nft::new().is_ok();
 
     // Plan everything and validate every workload before the first cluster starts.
     let mut plan = Plan::default();
@@ -405,14 +405,14 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
         );
     }
 
-    // Ctrl-C: the run in progress stops itself (crate::run); the matrix stops after it.
+    // Ctrl-C: the run in progress stops itself (crate::lab::run); the matrix stops after it.
     let (interrupt_tx, interrupt) = watch::channel(false);
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = interrupt_tx.send(true);
             eprintln!("raft-lab matrix: interrupted: stopping after the current step and writing the partial matrix (Ctrl-C again to exit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
-                crate::cluster::emergency_cleanup();
+                crate::db::local::emergency_cleanup();
                 std::process::exit(130);
             }
         }
@@ -724,7 +724,7 @@ fn validate(
 async fn lab_run(workload: &Path, overrides: Overrides) -> RunRecord {
     let seed = overrides.seed.unwrap_or_default();
     let started = Instant::now();
-    let outcome = crate::run::run_detailed(workload, &overrides).await;
+    let outcome = crate::lab::run::run_detailed(workload, &overrides).await;
     let wall_s = round3(started.elapsed().as_secs_f64());
     let mut record = RunRecord {
         seed,

@@ -267,7 +267,7 @@ pub struct Overrides {
     /// `--cluster FILE`: use an already running cluster described by this `cluster.toml`.
     pub cluster: Option<PathBuf>,
     /// `--hosts local|netns`: where a fresh cluster's nodes run.
-    pub hosts: crate::hosts::run_cluster::HostsMode,
+    pub hosts: crate::lab::cluster::HostsMode,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
     /// Print nothing at all (no verdict line, no warnings): the caller reports the run

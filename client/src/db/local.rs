@@ -23,7 +23,7 @@
 //! `run --cluster FILE` against nodes **not** started by `raft-lab cluster up`: kill and pause
 //! need pid files (write `DIR/pids/node-N.pid` yourself, or start the nodes with `cluster up`);
 //! partitions need every node's IP to be an address of this machine, because the drop rules
-//! are nftables rules here. [`crate::nemesis::Control::supports`] checks both before a run.
+//! are nftables rules here. [`crate::db::Db::supports`] checks both before a run.
 //!
 //! Ctrl-C contract: every child started by an owned cluster is registered process-wide until it
 //! is reaped. The run orchestration selects on `tokio::signal::ctrl_c()` and calls
@@ -31,6 +31,10 @@
 //! process paused, delete every nftables table this process created), or calls
 //! [`spawn_ctrl_c_cleanup`] once to get that behaviour plus an exit. Both are idempotent.
 
+use super::{Db, DbError, DbNode, Needs};
+use crate::control::locked;
+use crate::net::nft::Nft;
+use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::bugs::{Bug, UnknownBug};
 use model::core::NodeId;
 use nix::sys::signal::{kill as send_signal, Signal};
@@ -260,11 +264,6 @@ static EMERGENCY: AtomicBool = AtomicBool::new(false);
 /// (ip, port) pairs held by the clusters of this process.
 static RESERVED_PORTS: Mutex<BTreeSet<(IpAddr, u16)>> = Mutex::new(BTreeSet::new());
 
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned registry only means a panic elsewhere; the set itself is intact.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Stops everything this process started, at once: SIGCONT + SIGKILL to every node of an
 /// owned cluster still alive, SIGCONT to every node it paused (also of clusters it does not
 /// own), deletes every nftables table it created, resumes remote nodes it paused and removes
@@ -287,9 +286,9 @@ pub fn emergency_cleanup() {
         let _ = send_signal(pid, Signal::SIGCONT);
         let _ = send_signal(pid, Signal::SIGKILL);
     }
-    crate::nemesis::nft::delete_own_tables();
-    crate::hosts::remote::emergency_cleanup();
-    crate::hosts::netns::delete_own();
+    crate::net::nft::delete_own_tables();
+    crate::db::remote::emergency_cleanup();
+    crate::net::netns::delete_own();
 }
 
 /// Whether [`emergency_cleanup`] has run in this process (owned clusters then refuse to
@@ -952,6 +951,56 @@ impl Drop for LocalCluster {
     }
 }
 
+impl Db for LocalCluster {
+    fn nodes(&self) -> Vec<DbNode> {
+        self.node_addrs()
+            .into_iter()
+            .map(|(id, addr)| DbNode {
+                id,
+                addr,
+                socket: self.node_addr(id),
+            })
+            .collect()
+    }
+
+    fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
+        LocalCluster::kill(self, id).map_err(DbError::of("kill", id))
+    }
+
+    fn start(&mut self, id: NodeId) -> Result<(), DbError> {
+        LocalCluster::start(self, id).map_err(DbError::of("start", id))
+    }
+
+    fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
+        LocalCluster::pause(self, id).map_err(DbError::of("pause", id))
+    }
+
+    fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
+        LocalCluster::resume(self, id).map_err(DbError::of("resume", id))
+    }
+
+    fn supports(&self, needs: Needs) -> Result<(), String> {
+        if needs.own_interfaces {
+            Err(LATENCY_NEEDS_HOSTS.into())
+        } else if needs.network && needs.processes {
+            // `freeze-leader`: cuts links and pauses a process.
+            self.check_partitionable()
+                .and_then(|()| self.check_controllable())
+        } else if needs.network {
+            self.check_partitionable()
+        } else {
+            self.check_controllable()
+        }
+    }
+
+    /// The run's own nftables table on this machine.
+    fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        Nft::new()
+            .map(|nft| Box::new(nft) as Box<dyn Network>)
+            .map_err(NetError::Nftables)
+    }
+}
+
 /// What [`up`] did.
 #[derive(Debug)]
 pub struct UpReport {
@@ -1063,7 +1112,7 @@ pub struct NodeReport {
 pub async fn status(config: &Path) -> Result<Vec<NodeReport>, ClusterError> {
     let loaded = ClusterConfig::load(config)?;
     let process: Box<dyn Fn(NodeId) -> (Option<u32>, bool) + Send> = if loaded.remote.is_some() {
-        let remote = crate::hosts::remote::RemoteCluster::open(loaded.clone())
+        let remote = crate::db::remote::RemoteCluster::open(loaded.clone())
             .map_err(|e| ClusterError::Remote(e.to_string()))?;
         Box::new(move |id| {
             remote.process(id).unwrap_or_else(|e| {

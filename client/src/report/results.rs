@@ -125,7 +125,7 @@ pub struct RunSummary {
     pub recovery_time_s: f64,
     pub final_reads: bool,
     /// `"node"` or `"leader"`: where processes send operations first.
-    pub route: crate::workload::Route,
+    pub route: crate::lab::workload::Route,
     pub bug: Option<String>,
     /// `"local"` (started by the lab in `<run>/cluster/`) or the `--cluster` file used.
     pub cluster: String,
@@ -144,7 +144,7 @@ pub struct RunSummary {
 
 /// What [`summarize`] needs besides the history.
 pub struct SummaryInput<'a> {
-    pub workload: &'a crate::workload::Workload,
+    pub workload: &'a crate::lab::workload::Workload,
     pub seed: u64,
     pub started_at: String,
     pub run_dir: &'a Path,
@@ -336,10 +336,10 @@ pub fn coverage(requested: &[String], applied: &[String], events: &[Event]) -> N
     }
     let partitions_requested = requested
         .iter()
-        .any(|k| crate::workload::PARTITION_KINDS.contains(&k.as_str()));
+        .any(|k| crate::lab::workload::PARTITION_KINDS.contains(&k.as_str()));
     let partitions_applied = counts
         .keys()
-        .any(|k| crate::workload::PARTITION_KINDS.contains(&k.as_str()));
+        .any(|k| crate::lab::workload::PARTITION_KINDS.contains(&k.as_str()));
     if partitions_requested && !partitions_applied {
         warnings.push("partitions were requested but no partition was ever applied".into());
     }
@@ -607,7 +607,7 @@ mod tests {
             }),
         )
         .unwrap();
-        let w = crate::workload::Workload::parse(
+        let w = crate::lab::workload::Workload::parse(
             Path::new("workloads/kv.toml"),
             "nemesis = [\"partition-halves\"]\nseed = 3",
             &Default::default(),

@@ -11,24 +11,26 @@
 //! A pid file is believed only if `/proc/PID/cmdline` there is `raft-node ... run ... --id N`
 //! and `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
 //!
-//! Network faults on the hosts are [`super::remote_network::RemoteNetwork`]'s.
+//! Network faults on the hosts are [`crate::net::remote::RemoteNetwork`]'s.
 //!
 //! Ctrl-C: every network and every node paused by this process is registered process-wide;
 //! [`emergency_cleanup`] resumes those nodes and deletes those tables (and netem) within a
 //! bounded time, and afterwards owned clusters start no nodes. Stopping the nodes of an owned
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
-use super::remote_network::RemoteNetwork;
-use super::template::{output_line, shell_quote, CommandTemplate, TemplateError};
-use crate::cluster::{DownReport, UpReport};
-use crate::nemesis::{Control, ControlError, ControlNode, NemesisError, NemesisKind, Network};
+use super::{Db, DbError, DbNode, Needs};
+use crate::control::template::{output_line, shell_quote, CommandTemplate, TemplateError};
+use crate::control::{concurrently, locked};
+use crate::db::local::{DownReport, UpReport};
+use crate::net::remote::RemoteNetwork;
+use crate::net::{NetError, Network};
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -139,11 +141,6 @@ static PAUSED: Mutex<BTreeMap<(String, u32), PausedEntry>> = Mutex::new(BTreeMap
 /// Set by [`emergency_cleanup`].
 pub(super) static EMERGENCY: AtomicBool = AtomicBool::new(false);
 
-pub(super) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned registry only means a panic elsewhere; every change is one insert or remove.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn register_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
     locked(&PAUSED).insert(
         (template.expand(node), pid),
@@ -173,7 +170,7 @@ pub fn emergency_cleanup() {
     for p in paused {
         jobs.push((p.template, p.node, resume_command(p.pid), None));
     }
-    jobs.extend(super::remote_network::sweep());
+    jobs.extend(crate::net::remote::sweep());
     if jobs.is_empty() {
         return;
     }
@@ -193,25 +190,7 @@ pub fn emergency_cleanup() {
 
 /// Whether [`emergency_cleanup`] (this module's or the local cluster's) has run.
 pub fn emergency_cleanup_ran() -> bool {
-    EMERGENCY.load(Ordering::SeqCst) || crate::cluster::emergency_cleanup_ran()
-}
-
-/// Runs `f` on every item at once (one thread each); results in item order.
-pub(super) fn concurrently<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items.iter().map(|item| s.spawn(move || f(item))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    EMERGENCY.load(Ordering::SeqCst) || crate::db::local::emergency_cleanup_ran()
 }
 
 // --- the cluster ---
@@ -649,7 +628,7 @@ impl RemoteCluster {
 
     /// Partitions and netem on the nodes' hosts: a fresh nftables table on every host (checks
     /// that `nft` and `tc` work there).
-    pub fn network(&self) -> Result<RemoteNetwork, RemoteError> {
+    pub fn network(&self) -> Result<RemoteNetwork, NetError> {
         RemoteNetwork::create(self.template.clone(), &self.config.nodes, &self.iface)
     }
 }
@@ -682,20 +661,12 @@ impl Drop for RemoteCluster {
     }
 }
 
-fn control_error(action: &'static str, node: NodeId) -> impl FnOnce(RemoteError) -> ControlError {
-    move |e| ControlError {
-        action,
-        node,
-        reason: e.to_string(),
-    }
-}
-
-impl Control for RemoteCluster {
-    fn nodes(&self) -> Vec<ControlNode> {
+impl Db for RemoteCluster {
+    fn nodes(&self) -> Vec<DbNode> {
         self.config
             .nodes
             .iter()
-            .map(|n| ControlNode {
+            .map(|n| DbNode {
                 id: n.id,
                 addr: n.addr.clone(),
                 socket: self.endpoints.get(&n.id).copied(),
@@ -703,32 +674,30 @@ impl Control for RemoteCluster {
             .collect()
     }
 
-    fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::kill(self, id).map_err(control_error("kill", id))
+    fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::kill(self, id).map_err(DbError::of("kill", id))
     }
 
-    fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::start(self, id).map_err(control_error("start", id))
+    fn start(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::start(self, id).map_err(DbError::of("start", id))
     }
 
-    fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::pause(self, id).map_err(control_error("pause", id))
+    fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::pause(self, id).map_err(DbError::of("pause", id))
     }
 
-    fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::resume(self, id).map_err(control_error("resume", id))
+    fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::resume(self, id).map_err(DbError::of("resume", id))
     }
 
     /// Everything: partitions and netem need `nft` and `tc` on the hosts, which
-    /// [`Control::network`] checks.
-    fn supports(&self, _kind: NemesisKind) -> Result<(), String> {
+    /// [`Db::network`] checks.
+    fn supports(&self, _needs: Needs) -> Result<(), String> {
         Ok(())
     }
 
-    fn network(&self) -> Result<Box<dyn crate::nemesis::Network>, NemesisError> {
-        RemoteCluster::network(self)
-            .map(|n| Box::new(n) as Box<dyn Network>)
-            .map_err(|e| NemesisError::Network(e.to_string()))
+    fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        RemoteCluster::network(self).map(|n| Box::new(n) as Box<dyn Network>)
     }
 }
 

@@ -11,7 +11,7 @@
 //!   `ip6` rules.
 //! - **Apply** replaces the rules atomically (`flush chain` + `add rule`s in one `nft -f -`
 //!   transaction); **heal** flushes the chain; **teardown** deletes the table. `Drop` always
-//!   tears down, and [`delete_own_tables`] (called by [`crate::cluster::emergency_cleanup`])
+//!   tears down, and [`delete_own_tables`] (called by [`crate::db::local::emergency_cleanup`])
 //!   deletes every table this process made.
 //! - **Stale tables** of crashed runs are deleted by [`Nft::new`]: every `raftlab_<pid>_<n>`
 //!   table whose `<pid>` is no live process. Tables of live processes (a concurrent run) are
@@ -21,6 +21,7 @@
 //! - Needs the `nft` binary and CAP_NET_ADMIN (root): without them [`Nft::new`] fails with a
 //!   message saying so, and the lab refuses partition nemeses (kill and pause still work).
 
+use super::{Network, LATENCY_NEEDS_HOSTS};
 use nix::sys::signal::kill as send_signal;
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
@@ -64,6 +65,29 @@ pub struct Nft {
     /// Rules currently in the chain.
     rules: usize,
     deleted: bool,
+}
+
+impl Network for Nft {
+    fn cut(
+        &mut self,
+        drops: &[(SocketAddr, SocketAddr)],
+        loss_percent: Option<u8>,
+    ) -> Result<(), String> {
+        self.apply(drops, loss_percent).map_err(|e| e.to_string())
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        Nft::heal(self).map_err(|e| e.to_string())
+    }
+
+    /// Refuses to slow loopback: that would slow every process of this machine.
+    fn delay(&mut self, on: bool) -> Result<String, String> {
+        if on {
+            Err(LATENCY_NEEDS_HOSTS.into())
+        } else {
+            Ok(String::new())
+        }
+    }
 }
 
 impl Nft {

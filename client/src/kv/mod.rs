@@ -221,7 +221,7 @@ pub fn fresh_client_id() -> u64 {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let mut s = nanos ^ (u64::from(std::process::id()) << 32);
-        (crate::generator::splitmix64(&mut s) & 0xFF_FFFF_FFFF) << 20
+        (crate::lab::generator::splitmix64(&mut s) & 0xFF_FFFF_FFFF) << 20
     });
     base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) + 1)
 }

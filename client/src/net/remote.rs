@@ -3,13 +3,13 @@
 //! is ever touched), the same rule set on every host (a host only matches its own traffic),
 //! the `latency` qdisc on `remote.iface`, all hosts concurrently, through the command
 //! template. Removed on `Drop`; registered process-wide for the Ctrl-C sweep
-//! ([`super::remote::emergency_cleanup`]).
+//! ([`crate::db::remote::emergency_cleanup`]).
 
-use super::remote::{concurrently, locked, RemoteError};
-use super::template::{quote_if_needed, CommandTemplate};
-use crate::nemesis::netem::{self, clear_command};
-use crate::nemesis::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
-use crate::nemesis::Network;
+use crate::control::template::{quote_if_needed, CommandTemplate};
+use crate::control::{concurrently, locked};
+use crate::net::netem::{self, clear_command};
+use crate::net::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
+use crate::net::{NetError, Network};
 use node::config::NodeEntry;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,7 +58,7 @@ impl RemoteNetwork {
         template: CommandTemplate,
         nodes: &[NodeEntry],
         iface: &str,
-    ) -> Result<RemoteNetwork, RemoteError> {
+    ) -> Result<RemoteNetwork, NetError> {
         let key = NEXT_TABLE.fetch_add(1, Ordering::Relaxed);
         let table = table_name(std::process::id(), key);
         let hosts = distinct_hosts(&template, nodes);
@@ -100,7 +100,7 @@ impl RemoteNetwork {
                     debug!("removing a half-made network: {cleanup}");
                 }
                 locked(&NETWORKS).remove(&key);
-                Err(RemoteError::Network(format!(
+                Err(NetError::Setup(format!(
                     "partitions and netem need nft and tc (and root) on every node's host: {e}"
                 )))
             }
@@ -263,7 +263,7 @@ impl Drop for RemoteNetwork {
 
 /// Takes every network not torn down out of the registry: the teardown command (with its
 /// stdin) for each of its hosts, for the Ctrl-C sweep. The networks become no-ops.
-pub(super) fn sweep() -> Vec<(CommandTemplate, NodeEntry, String, Option<String>)> {
+pub(crate) fn sweep() -> Vec<(CommandTemplate, NodeEntry, String, Option<String>)> {
     let networks: Vec<NetworkEntry> = std::mem::take(&mut *locked(&NETWORKS))
         .into_values()
         .collect();
@@ -335,7 +335,7 @@ mod tests {
             .all(|c| c.is_ascii_alphanumeric() || c == '_'));
         // The local stale-table sweep never takes a remote table for one of its own.
         let listing = format!("table inet {}\n", table_name(999_999, 0));
-        assert!(crate::nemesis::nft::stale_tables(&listing, 1, |_| false).is_empty());
+        assert!(crate::net::nft::stale_tables(&listing, 1, |_| false).is_empty());
         assert_eq!(
             teardown_script("raftlab_r1_0"),
             "add table inet raftlab_r1_0\ndelete table inet raftlab_r1_0\n"
