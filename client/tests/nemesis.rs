@@ -9,6 +9,7 @@ mod support;
 
 use client::db::local::{self, ClusterOptions, LocalCluster};
 use client::history::{Recorder, Who};
+use client::kv::status;
 use client::nemesis::{
     self, partition, run_nemesis, NemesisContext, NemesisKind, Schedule, ScheduleOptions,
 };
@@ -314,7 +315,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     }
     let leader = cluster.leader(&client, PATIENCE).await.unwrap();
     let all: Vec<(u64, String)> = cluster.node_addrs();
-    let statuses = local::status_all(&client, &all, Duration::from_secs(2)).await;
+    let statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
     let deadline = std::time::Instant::now() + PATIENCE;
     let mut statuses = statuses;
     while statuses
@@ -323,7 +324,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     {
         assert!(std::time::Instant::now() < deadline, "{statuses:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        statuses = local::status_all(&client, &all, Duration::from_secs(2)).await;
+        statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
     }
     client.close().await;
     drop(cluster);
@@ -365,18 +366,18 @@ async fn an_isolated_leader_is_replaced_and_rejoins_after_healing() {
         .into_iter()
         .filter(|(id, _)| *id != old)
         .collect();
-    let new = local::find_leader(&client, &others, 3, PATIENCE)
+    let new = status::find_leader(&client, &others, 3, PATIENCE)
         .await
         .unwrap();
     assert_ne!(new, old);
-    let statuses = local::status_all(&client, &cluster.node_addrs(), Duration::from_secs(2)).await;
+    let statuses = status::status_all(&client, &cluster.node_addrs(), Duration::from_secs(2)).await;
     assert!(statuses.iter().all(|(_, s)| s.is_ok()), "{statuses:?}");
 
     nft.heal().unwrap();
     let all = cluster.node_addrs();
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let statuses = local::status_all(&client, &all, Duration::from_secs(2)).await;
+        let statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
         let leaders: Vec<Option<u64>> = statuses
             .iter()
             .map(|(_, s)| s.as_ref().ok().and_then(|s| s.leader))

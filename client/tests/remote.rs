@@ -12,8 +12,8 @@
 mod support;
 
 use client::control::template::CommandTemplate;
-use client::db::local;
 use client::db::remote::{self, RemoteCluster, RemoteError};
+use client::kv::status;
 use client::nemesis::{partition, NemesisKind};
 use client::net::remote::RemoteNetwork;
 use client::net::Network;
@@ -132,7 +132,7 @@ fn leader(config: &ClusterConfig) -> NodeId {
             .iter()
             .map(|n| (n.id, n.addr.clone()))
             .collect();
-        let leader = local::find_leader(&client, &nodes, nodes.len(), PATIENCE).await;
+        let leader = status::find_leader(&client, &nodes, nodes.len(), PATIENCE).await;
         client.close().await;
         leader.unwrap_or_else(|e| panic!("{e}"))
     })

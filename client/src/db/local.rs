@@ -33,6 +33,7 @@
 
 use super::{Db, DbError, DbNode, Needs};
 use crate::control::locked;
+use crate::kv::status::{find_leader, status_all, NoLeader};
 use crate::net::nft::Nft;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::bugs::{Bug, UnknownBug};
@@ -41,19 +42,16 @@ use nix::sys::signal::{kill as send_signal, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use node::config::{ClusterConfig, ConfigError};
-use node::protocol::{NodeStatus, Request, Response};
+use node::protocol::NodeStatus;
 use node::transport::ClientConnector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -66,8 +64,6 @@ pub const MAX_LOCAL_NODES: usize = 200;
 const PORT_ATTEMPTS: u16 = 64;
 /// Interval of every wait-for-a-condition loop on processes.
 const PROCESS_POLL: Duration = Duration::from_millis(20);
-/// Interval between two rounds of status calls while waiting for a leader.
-const LEADER_POLL: Duration = Duration::from_millis(50);
 /// How long a SIGKILLed or SIGTERMed process may take to disappear before we call it stuck.
 const KILL_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -139,8 +135,8 @@ pub enum ClusterError {
         signal: Signal,
         waited: Duration,
     },
-    #[error("no leader agreed by a majority within {waited:?}: {detail}")]
-    NoLeader { waited: Duration, detail: String },
+    #[error(transparent)]
+    NoLeader(#[from] NoLeader),
     #[error("client certificate in {certs}: {reason}")]
     Connector { certs: PathBuf, reason: String },
 }
@@ -732,12 +728,11 @@ impl LocalCluster {
         };
         find_leader(client, &nodes, self.config.nodes.len(), timeout)
             .await
-            .map_err(|e| match e {
-                ClusterError::NoLeader { waited, detail } => ClusterError::NoLeader {
+            .map_err(|NoLeader { waited, detail }| {
+                ClusterError::from(NoLeader {
                     waited,
                     detail: self.describe_exits(detail),
-                },
-                other => other,
+                })
             })
     }
 
@@ -1196,106 +1191,6 @@ pub fn format_status(reports: &[NodeReport]) -> String {
     out
 }
 
-/// Asks every node in `nodes` for its status concurrently, each call within `per_call`.
-pub async fn status_all(
-    client: &ClientConnector,
-    nodes: &[(NodeId, String)],
-    per_call: Duration,
-) -> Vec<(NodeId, Result<NodeStatus, String>)> {
-    let calls = nodes.iter().map(|(id, addr)| async move {
-        let answer = match client.call(*id, addr, &Request::Status, per_call).await {
-            Ok(Response::Status(status)) => Ok(status),
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Err(e.to_string()),
-        };
-        (*id, answer)
-    });
-    join_all(calls.collect()).await
-}
-
-/// The leader a majority of `cluster_size` agrees on, if the leader itself says so.
-pub fn agreed_leader(
-    statuses: &[(NodeId, Result<NodeStatus, String>)],
-    cluster_size: usize,
-) -> Option<NodeId> {
-    let mut votes: BTreeMap<NodeId, usize> = BTreeMap::new();
-    for (_, status) in statuses {
-        if let Ok(Some(leader)) = status.as_ref().map(|s| s.leader) {
-            *votes.entry(leader).or_default() += 1;
-        }
-    }
-    votes.into_iter().find_map(|(leader, count)| {
-        let self_confirmed = statuses
-            .iter()
-            .any(|(id, s)| *id == leader && matches!(s, Ok(s) if s.leader == Some(leader)));
-        (count > cluster_size / 2 && self_confirmed).then_some(leader)
-    })
-}
-
-/// Polls `nodes` every 50 ms until [`agreed_leader`] names one, or `timeout` passes.
-pub async fn find_leader(
-    client: &ClientConnector,
-    nodes: &[(NodeId, String)],
-    cluster_size: usize,
-    timeout: Duration,
-) -> Result<NodeId, ClusterError> {
-    let started = Instant::now();
-    let deadline = started + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let per_call = left.clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let statuses = status_all(client, nodes, per_call).await;
-        if let Some(leader) = agreed_leader(&statuses, cluster_size) {
-            debug!(leader, waited = ?started.elapsed(), "leader agreed");
-            return Ok(leader);
-        }
-        if Instant::now() >= deadline {
-            let detail = statuses
-                .iter()
-                .map(|(id, s)| match s {
-                    Ok(s) => format!(
-                        "node {id}: {} in term {}, leader {}",
-                        s.role,
-                        s.term,
-                        s.leader.map_or("unknown".into(), |l| l.to_string())
-                    ),
-                    Err(e) => format!("node {id}: {e}"),
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(ClusterError::NoLeader {
-                waited: started.elapsed(),
-                detail,
-            });
-        }
-        tokio::time::sleep(LEADER_POLL).await;
-    }
-}
-
-/// Runs every future to completion concurrently; outputs in input order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
 /// The text of `cluster.toml` for nodes at `addrs` (node N = `addrs[N-1]`), with node N's
 /// `host` = `hosts[N-1]` when given.
 pub fn cluster_toml(addrs: &[SocketAddr], hosts: &[String], opts: &ClusterOptions) -> String {
@@ -1439,49 +1334,6 @@ fn wait_for(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status(id: NodeId, leader: Option<NodeId>) -> (NodeId, Result<NodeStatus, String>) {
-        (
-            id,
-            Ok(NodeStatus {
-                id,
-                role: if leader == Some(id) {
-                    "leader"
-                } else {
-                    "follower"
-                }
-                .into(),
-                term: 1,
-                leader,
-                commit_index: 0,
-                applied_index: 0,
-                last_index: 0,
-                snapshot_index: 0,
-                peers: Vec::new(),
-                bugs: Vec::new(),
-            }),
-        )
-    }
-
-    #[test]
-    fn a_leader_needs_a_majority_and_its_own_word() {
-        let down = |id| (id, Err::<NodeStatus, _>("unreachable".to_string()));
-        assert_eq!(
-            agreed_leader(&[status(1, Some(2)), status(2, Some(2)), down(3)], 3),
-            Some(2)
-        );
-        // Two followers agree, but the leader itself is unreachable: not yet.
-        assert_eq!(
-            agreed_leader(&[status(1, Some(2)), down(2), status(3, Some(2))], 3),
-            None
-        );
-        // The leader and one follower of five: no majority.
-        assert_eq!(
-            agreed_leader(&[status(1, Some(1)), status(2, Some(1)), down(3)], 5),
-            None
-        );
-        assert_eq!(agreed_leader(&[status(1, None), status(2, None)], 3), None);
-    }
 
     #[test]
     fn cluster_toml_parses_with_one_address_per_node() {

@@ -14,6 +14,7 @@
 use crate::db::local::{self, ClusterOptions, LocalCluster};
 use crate::db::remote::RemoteCluster;
 use crate::db::{Db, DbError, DbNode, Needs};
+use crate::kv::status;
 use crate::net::netns::NetnsHosts;
 use crate::net::{NetError, Network};
 use anyhow::{anyhow, Context};
@@ -121,7 +122,7 @@ impl RunCluster {
                     .iter()
                     .map(|n| (n.id, n.addr.clone()))
                     .collect();
-                Ok(local::find_leader(client, &addrs, addrs.len(), timeout).await?)
+                Ok(status::find_leader(client, &addrs, addrs.len(), timeout).await?)
             }
         }
     }

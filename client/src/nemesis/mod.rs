@@ -53,10 +53,9 @@ use crate::net::{netem, NetError, Network};
 pub use partition::Grouping;
 pub use schedule::{Action, Fault, PlannedFault, Schedule, ScheduleOptions, Step};
 
-use crate::db::local::status_all;
 use crate::history::Recorder;
+use crate::kv::status::{likely_leader, status_all};
 use model::core::NodeId;
-use node::protocol::NodeStatus;
 use node::transport::ClientConnector;
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value as Json};
@@ -672,23 +671,7 @@ impl Runner {
             .into_iter()
             .map(|n| (n.id, n.addr))
             .collect();
-        let statuses = status_all(&client, &nodes, LEADER_LOOKUP).await;
-        let answers: Vec<&NodeStatus> = statuses
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().ok())
-            .collect();
-        let self_declared = answers
-            .iter()
-            .filter(|s| s.leader == Some(s.id))
-            .max_by_key(|s| s.term)
-            .map(|s| s.id);
-        self_declared.or_else(|| {
-            let mut named: BTreeMap<NodeId, usize> = BTreeMap::new();
-            for leader in answers.iter().filter_map(|s| s.leader) {
-                *named.entry(leader).or_default() += 1;
-            }
-            named.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
-        })
+        likely_leader(&status_all(&client, &nodes, LEADER_LOOKUP).await)
     }
 
     /// Cuts `grouping`'s links; records `start-partition`. `leader`: for `isolate-leader`,
