@@ -7,7 +7,8 @@
 
 mod support;
 
-use client::db::local::{self, ClusterOptions, LocalCluster};
+use client::control::cleanup;
+use client::db::local::{ClusterOptions, LocalCluster};
 use client::history::{Recorder, Who};
 use client::kv::status;
 use client::nemesis::{
@@ -437,8 +438,8 @@ async fn emergency_cleanup_in_this_process() {
     let nft = Nft::new().ok();
     let table = nft.as_ref().map(|n| n.table().to_string());
 
-    local::emergency_cleanup();
-    local::emergency_cleanup(); // idempotent
+    cleanup::run_all();
+    cleanup::run_all(); // idempotent
 
     for pid in &pids {
         let dead = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -460,7 +461,7 @@ async fn emergency_cleanup_in_this_process() {
     }
     // After the cleanup an owned cluster starts nothing (a healing nemesis would), and the
     // table object finds nothing left to heal or delete.
-    assert!(local::emergency_cleanup_ran());
+    assert!(cleanup::ran());
     let err = cluster.start(2).unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");
     if let Some(mut nft) = nft {

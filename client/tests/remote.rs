@@ -11,6 +11,7 @@
 
 mod support;
 
+use client::control::cleanup;
 use client::control::template::CommandTemplate;
 use client::db::remote::{self, RemoteCluster, RemoteError};
 use client::kv::status;
@@ -218,8 +219,8 @@ fn nodes_start_pause_resume_die_restart_log_and_stop_through_the_template() {
             None
         }
     };
-    remote::emergency_cleanup();
-    assert!(remote::emergency_cleanup_ran());
+    cleanup::run_all();
+    assert!(cleanup::ran());
     assert!(matches!(
         state_on_host(&nodes[0], pids[&1]),
         Some('R' | 'S' | 'D')

@@ -1,6 +1,7 @@
 //! The bottom layer, as Jepsen's `jepsen.control`: running commands on the hosts of the nodes
 //! through a command template, and the one process-wide cleanup registry that Ctrl-C runs.
 
+pub mod cleanup;
 pub mod template;
 
 use std::sync::{Mutex, MutexGuard};

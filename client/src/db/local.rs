@@ -12,7 +12,7 @@
 //! Three ways to hold a cluster:
 //! - [`LocalCluster::create`] (what `raft-lab run` uses): the nodes are children of this process
 //!   and are **always** stopped: by [`LocalCluster::stop_all`], by `Drop`, and by
-//!   [`emergency_cleanup`] (Ctrl-C, see below).
+//!   [`cleanup::run_all`] (Ctrl-C, see below).
 //! - [`up`] (`raft-lab cluster up`): the nodes are started detached (`setsid`) and survive
 //!   `raft-lab`; [`down`] stops them through their pid files.
 //! - [`LocalCluster::open`] (`raft-lab cluster down|status`, `raft-lab run --cluster FILE`): an
@@ -25,13 +25,13 @@
 //! partitions need every node's IP to be an address of this machine, because the drop rules
 //! are nftables rules here. [`crate::db::Db::supports`] checks both before a run.
 //!
-//! Ctrl-C contract: every child started by an owned cluster is registered process-wide until it
-//! is reaped. The run orchestration selects on `tokio::signal::ctrl_c()` and calls
-//! [`emergency_cleanup`] (SIGCONT + SIGKILL every registered node, SIGCONT every node this
-//! process paused, delete every nftables table this process created), or calls
-//! [`spawn_ctrl_c_cleanup`] once to get that behaviour plus an exit. Both are idempotent.
+//! Ctrl-C contract: every child started by an owned cluster registers its SIGKILL in
+//! [`cleanup`] until it is reaped, and every node this process pauses its SIGCONT until it is
+//! resumed; the run orchestration selects on `tokio::signal::ctrl_c()` and calls
+//! [`cleanup::run_all`].
 
 use super::{Db, DbError, DbNode, Needs};
+use crate::control::cleanup::{self, Cleanup};
 use crate::control::locked;
 use crate::kv::status::{find_leader, status_all, NoLeader};
 use crate::net::nft::Nft;
@@ -50,7 +50,6 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -220,7 +219,7 @@ pub fn local_node_ip(id: NodeId) -> Ipv4Addr {
 /// Who stops the nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ownership {
-    /// Children of this process, stopped on drop and by [`emergency_cleanup`].
+    /// Children of this process, stopped on drop and by [`cleanup::run_all`].
     Owned,
     /// Started with `setsid` (or by someone else); left running on drop.
     Detached,
@@ -249,62 +248,14 @@ impl Proc {
 struct Slot {
     proc: Option<Proc>,
     paused: bool,
+    /// SIGKILLs our child on Ctrl-C, until it is reaped.
+    kill_on_exit: Option<Cleanup>,
+    /// SIGCONTs the node on Ctrl-C while we hold it paused.
+    resume_on_exit: Option<Cleanup>,
 }
 
-/// Children of owned clusters, not yet reaped (their pids cannot be reused meanwhile).
-static OWNED_PIDS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-/// Nodes this process has paused and not resumed.
-static PAUSED_PIDS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-/// Set by [`emergency_cleanup`]: owned clusters start nothing any more.
-static EMERGENCY: AtomicBool = AtomicBool::new(false);
 /// (ip, port) pairs held by the clusters of this process.
 static RESERVED_PORTS: Mutex<BTreeSet<(IpAddr, u16)>> = Mutex::new(BTreeSet::new());
-
-/// Stops everything this process started, at once: SIGCONT + SIGKILL to every node of an
-/// owned cluster still alive, SIGCONT to every node it paused (also of clusters it does not
-/// own), deletes every nftables table it created, resumes remote nodes it paused and removes
-/// its rules from their hosts, and deletes its network namespaces (with the nodes in them). Idempotent; safe to call from a Ctrl-C
-/// branch while the clusters still exist (their `Drop` then only reaps). Afterwards owned
-/// clusters refuse to start nodes (a nemesis healing a kill would otherwise restart one).
-pub fn emergency_cleanup() {
-    EMERGENCY.store(true, Ordering::SeqCst);
-    let owned: Vec<i32> = std::mem::take(&mut *locked(&OWNED_PIDS))
-        .into_iter()
-        .collect();
-    let paused: Vec<i32> = std::mem::take(&mut *locked(&PAUSED_PIDS))
-        .into_iter()
-        .collect();
-    for pid in paused {
-        let _ = send_signal(Pid::from_raw(pid), Signal::SIGCONT);
-    }
-    for pid in owned {
-        let pid = Pid::from_raw(pid);
-        let _ = send_signal(pid, Signal::SIGCONT);
-        let _ = send_signal(pid, Signal::SIGKILL);
-    }
-    crate::net::nft::delete_own_tables();
-    crate::db::remote::emergency_cleanup();
-    crate::net::netns::delete_own();
-}
-
-/// Whether [`emergency_cleanup`] has run in this process (owned clusters then refuse to
-/// start nodes, and the nemesis stops healing what the cleanup already removed).
-pub fn emergency_cleanup_ran() -> bool {
-    EMERGENCY.load(Ordering::SeqCst)
-}
-
-/// Spawns a task that, on Ctrl-C, prints one line, runs [`emergency_cleanup`] and exits the
-/// process with `exit_code`. Use this OR your own `tokio::signal::ctrl_c()` select that calls
-/// [`emergency_cleanup`], not both. Must be called inside a tokio runtime.
-pub fn spawn_ctrl_c_cleanup(exit_code: i32) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("raft-lab: interrupted: stopping the nodes and removing the nftables rules");
-            emergency_cleanup();
-            std::process::exit(exit_code);
-        }
-    })
-}
 
 /// A cluster of `raft-node` processes on this machine.
 #[derive(Debug)]
@@ -556,7 +507,7 @@ impl LocalCluster {
             debug!(id, "start: already running");
             return Ok(());
         }
-        if self.ownership == Ownership::Owned && emergency_cleanup_ran() {
+        if self.ownership == Ownership::Owned && cleanup::ran() {
             return Err(ClusterError::Interrupted { id });
         }
         self.forget(id);
@@ -608,9 +559,13 @@ impl LocalCluster {
             source,
         })?;
         let pid = child.id() as i32;
-        if self.ownership == Ownership::Owned {
-            locked(&OWNED_PIDS).insert(pid);
-        }
+        let kill_on_exit = (self.ownership == Ownership::Owned).then(|| {
+            cleanup::register(move || {
+                let pid = Pid::from_raw(pid);
+                let _ = send_signal(pid, Signal::SIGCONT);
+                let _ = send_signal(pid, Signal::SIGKILL);
+            })
+        });
         let pid_path = self.pid_path(id);
         let written = pid_path
             .parent()
@@ -620,6 +575,7 @@ impl LocalCluster {
         let slot = self.slot(id)?;
         slot.proc = Some(Proc::Child(child));
         slot.paused = false;
+        slot.kill_on_exit = kill_on_exit;
         written.map_err(io("write pid file", &pid_path))?;
         info!(id, pid, "node started");
         Ok(())
@@ -653,8 +609,11 @@ impl LocalCluster {
     pub fn pause(&mut self, id: NodeId) -> Result<(), ClusterError> {
         let pid = self.live_pid(id)?;
         self.send(id, pid, Signal::SIGSTOP)?;
-        locked(&PAUSED_PIDS).insert(pid.as_raw());
-        self.slot(id)?.paused = true;
+        let slot = self.slot(id)?;
+        slot.paused = true;
+        slot.resume_on_exit = Some(cleanup::register(move || {
+            let _ = send_signal(pid, Signal::SIGCONT);
+        }));
         wait_for(Duration::from_secs(1), || {
             process_state(pid.as_raw()).is_none_or(|s| s == 'T')
         });
@@ -666,8 +625,9 @@ impl LocalCluster {
     pub fn resume(&mut self, id: NodeId) -> Result<(), ClusterError> {
         let pid = self.live_pid(id)?;
         self.send(id, pid, Signal::SIGCONT)?;
-        locked(&PAUSED_PIDS).remove(&pid.as_raw());
-        self.slot(id)?.paused = false;
+        let slot = self.slot(id)?;
+        slot.paused = false;
+        slot.resume_on_exit = None;
         info!(id, "node resumed");
         Ok(())
     }
@@ -683,11 +643,12 @@ impl LocalCluster {
             .map(|(id, _)| *id)
             .collect();
         for &id in &ids {
-            if let Some(proc) = self.slots.get(&id).and_then(|s| s.proc.as_ref()) {
-                let pid = proc.pid();
-                let _ = send_signal(pid, Signal::SIGCONT);
-                locked(&PAUSED_PIDS).remove(&pid.as_raw());
-                let _ = send_signal(pid, Signal::SIGTERM);
+            if let Some(slot) = self.slots.get_mut(&id) {
+                if let Some(pid) = slot.proc.as_ref().map(Proc::pid) {
+                    let _ = send_signal(pid, Signal::SIGCONT);
+                    slot.resume_on_exit = None;
+                    let _ = send_signal(pid, Signal::SIGTERM);
+                }
             }
         }
         let grace = self.stop_grace;
@@ -886,14 +847,14 @@ impl LocalCluster {
             return;
         };
         let pid = proc.pid().as_raw();
-        locked(&PAUSED_PIDS).remove(&pid);
+        slot.resume_on_exit = None;
         if let Proc::Child(mut child) = proc {
             if matches!(child.try_wait(), Ok(None)) {
                 // Still alive: keep it (callers only forget processes that are gone).
                 slot.proc = Some(Proc::Child(child));
                 return;
             }
-            locked(&OWNED_PIDS).remove(&pid);
+            slot.kill_on_exit = None;
         }
         if read_pid_file(&pid_path) == Some(pid) {
             let _ = std::fs::remove_file(&pid_path);

@@ -13,14 +13,15 @@
 //!
 //! Network faults on the hosts are [`crate::net::remote::RemoteNetwork`]'s.
 //!
-//! Ctrl-C: every network and every node paused by this process is registered process-wide;
-//! [`emergency_cleanup`] resumes those nodes and deletes those tables (and netem) within a
-//! bounded time, and afterwards owned clusters start no nodes. Stopping the nodes of an owned
+//! Ctrl-C: every node paused by this process registers its SIGCONT in [`cleanup`] (as every
+//! network registers its removal), which runs them all at once, each within a bounded time;
+//! afterwards owned clusters start no nodes. Stopping the nodes of an owned
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
 use super::{Db, DbError, DbNode, Needs};
+use crate::control::cleanup::{self, Cleanup};
+use crate::control::concurrently;
 use crate::control::template::{output_line, shell_quote, CommandTemplate, TemplateError};
-use crate::control::{concurrently, locked};
 use crate::db::local::{DownReport, UpReport};
 use crate::net::remote::RemoteNetwork;
 use crate::net::{NetError, Network};
@@ -29,8 +30,6 @@ use node::config::{ClusterConfig, NodeEntry};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -49,7 +48,7 @@ const START_POLL: Duration = Duration::from_millis(20);
 const PAUSE_WAIT_MS: u64 = 1000;
 /// Copying one node's log.
 const LOG_TIMEOUT: Duration = Duration::from_secs(120);
-/// Each command of [`emergency_cleanup`] (all run at once).
+/// Each command of the Ctrl-C cleanup ([`cleanup::run_all`] runs them all at once).
 const EMERGENCY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Exit status of the log command when the log does not exist.
 const NO_LOG_STATUS: i32 = 3;
@@ -126,73 +125,6 @@ impl From<TemplateError> for RemoteError {
     }
 }
 
-// --- process-wide registries for the Ctrl-C path ---
-
-/// A node this process paused and has not resumed.
-#[derive(Clone, Debug)]
-struct PausedEntry {
-    template: CommandTemplate,
-    node: NodeEntry,
-    pid: u32,
-}
-
-/// Paused nodes, by (expanded template, pid).
-static PAUSED: Mutex<BTreeMap<(String, u32), PausedEntry>> = Mutex::new(BTreeMap::new());
-/// Set by [`emergency_cleanup`].
-pub(super) static EMERGENCY: AtomicBool = AtomicBool::new(false);
-
-fn register_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
-    locked(&PAUSED).insert(
-        (template.expand(node), pid),
-        PausedEntry {
-            template: template.clone(),
-            node: node.clone(),
-            pid,
-        },
-    );
-}
-
-fn unregister_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
-    locked(&PAUSED).remove(&(template.expand(node), pid));
-}
-
-/// The Ctrl-C cleanup of remote clusters, within a bounded time (every command at once, each
-/// with a short timeout): SIGCONT to every node this process paused, and the table and netem
-/// of every [`RemoteNetwork`] removed on every host. Afterwards owned clusters refuse to start
-/// nodes, and networks swept here become no-ops. Idempotent; safe while the clusters and
-/// networks still exist.
-pub fn emergency_cleanup() {
-    EMERGENCY.store(true, Ordering::SeqCst);
-    let paused: Vec<PausedEntry> = std::mem::take(&mut *locked(&PAUSED))
-        .into_values()
-        .collect();
-    let mut jobs: Vec<(CommandTemplate, NodeEntry, String, Option<String>)> = Vec::new();
-    for p in paused {
-        jobs.push((p.template, p.node, resume_command(p.pid), None));
-    }
-    jobs.extend(crate::net::remote::sweep());
-    if jobs.is_empty() {
-        return;
-    }
-    let results = concurrently(&jobs, |(template, node, command, stdin)| {
-        template.run(node, command, stdin.as_deref(), EMERGENCY_TIMEOUT)
-    });
-    for result in results {
-        if let Err(e) = result {
-            warn!("emergency cleanup: {e}");
-        }
-    }
-    info!(
-        commands = jobs.len(),
-        "remote nodes resumed and network faults removed"
-    );
-}
-
-/// Whether [`emergency_cleanup`] (this module's or the local cluster's) has run.
-pub fn emergency_cleanup_ran() -> bool {
-    EMERGENCY.load(Ordering::SeqCst) || crate::db::local::emergency_cleanup_ran()
-}
-
 // --- the cluster ---
 
 /// Nodes on their hosts, controlled through the command template. All methods block.
@@ -210,6 +142,8 @@ pub struct RemoteCluster {
     bugs: Vec<String>,
     owned: bool,
     paused: BTreeMap<NodeId, bool>,
+    /// SIGCONTs a node on Ctrl-C while we hold it paused.
+    resume_on_exit: BTreeMap<NodeId, Cleanup>,
     endpoints: BTreeMap<NodeId, SocketAddr>,
     /// `stop_all` succeeded and nothing was started since.
     stopped: bool,
@@ -249,6 +183,7 @@ impl RemoteCluster {
             .collect();
         Ok(RemoteCluster {
             paused: config.ids().map(|id| (id, false)).collect(),
+            resume_on_exit: BTreeMap::new(),
             template,
             raft_node: remote.raft_node,
             host_config,
@@ -356,7 +291,7 @@ impl RemoteCluster {
             debug!(id, %host, "start: already running");
             return Ok(());
         }
-        if self.owned && emergency_cleanup_ran() {
+        if self.owned && cleanup::ran() {
             return Err(RemoteError::Interrupted { id, host });
         }
         let command = start_command(
@@ -432,7 +367,7 @@ impl RemoteCluster {
             None,
             CONTROL_TIMEOUT + Duration::from_millis(KILL_PATIENCE_MS),
         )?;
-        unregister_paused(&self.template, &node, pid);
+        self.resume_on_exit.remove(&id);
         self.paused.insert(id, false);
         match String::from_utf8_lossy(&output.stdout).trim() {
             "gone" => {
@@ -458,7 +393,15 @@ impl RemoteCluster {
     pub fn pause(&mut self, id: NodeId) -> Result<(), RemoteError> {
         let (node, pid) = self.live(id)?;
         // Registered first: if the answer is lost, the Ctrl-C cleanup still resumes it.
-        register_paused(&self.template, &node, pid);
+        let template = self.template.clone();
+        let host = node.clone();
+        let undo = cleanup::register(move || {
+            let result = template.run(&host, &resume_command(pid), None, EMERGENCY_TIMEOUT);
+            if let Err(e) = result {
+                warn!("resuming node {} on Ctrl-C: {e}", host.id);
+            }
+        });
+        self.resume_on_exit.insert(id, undo);
         let output = self.template.run(
             &node,
             &pause_command(pid, PAUSE_WAIT_MS),
@@ -479,7 +422,7 @@ impl RemoteCluster {
         let (node, pid) = self.live(id)?;
         self.template
             .run(&node, &resume_command(pid), None, CONTROL_TIMEOUT)?;
-        unregister_paused(&self.template, &node, pid);
+        self.resume_on_exit.remove(&id);
         self.paused.insert(id, false);
         info!(id, host = node.control_host(), pid, "node resumed");
         Ok(())
@@ -525,7 +468,7 @@ impl RemoteCluster {
             )
         });
         for ((node, pid), result) in running.iter().zip(results) {
-            unregister_paused(&self.template, node, *pid);
+            self.resume_on_exit.remove(&node.id);
             let host = node.control_host().to_string();
             let id = node.id;
             match result {

@@ -14,7 +14,8 @@
 //! 5. Check the history, write `history.jsonl`, `history.edn`, `results.json`, `report.html`,
 //!    point `results/latest` at the run, print the verdict line.
 
-use crate::db::local::{self, ClusterOptions};
+use crate::control::cleanup;
+use crate::db::local::ClusterOptions;
 use crate::history::Recorder;
 use crate::kv::KvCluster;
 use crate::lab::cluster::{HostsMode, RunCluster};
@@ -100,9 +101,9 @@ pub async fn run_detailed(
                 eprintln!("raft-lab: interrupted: stopping the nodes and removing the nftables rules (Ctrl-C again to exit now)");
                 interrupted.store(true, Ordering::SeqCst);
                 let _ = stop_tx.send(true);
-                local::emergency_cleanup();
+                cleanup::run_all();
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    local::emergency_cleanup();
+                    cleanup::run_all();
                     std::process::exit(130);
                 }
             }

@@ -412,7 +412,7 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             let _ = interrupt_tx.send(true);
             eprintln!("raft-lab matrix: interrupted: stopping after the current step and writing the partial matrix (Ctrl-C again to exit now)");
             if tokio::signal::ctrl_c().await.is_ok() {
-                crate::db::local::emergency_cleanup();
+                crate::control::cleanup::run_all();
                 std::process::exit(130);
             }
         }

@@ -803,7 +803,7 @@ impl Runner {
         };
         match result {
             Ok(()) => {}
-            Err(e) if crate::db::local::emergency_cleanup_ran() => {
+            Err(e) if crate::control::cleanup::ran() => {
                 // Interrupted: the cleanup stopped the nodes and removed the rules already.
                 debug!(
                     "not healing {} after the emergency cleanup: {e}",

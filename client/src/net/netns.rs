@@ -28,8 +28,8 @@
 //! namespaces, then deletes the veths, the namespaces and the bridge; it is idempotent.
 //! Networks whose creating process died without cleaning up are *stale*: their name's pid is
 //! not a live process. [`NetnsHosts::create`] first deletes those ([`delete_stale`]). For an
-//! emergency exit (Ctrl-C), [`delete_own`] deletes every network this process still holds,
-//! from a process-wide registry; the `NetnsHosts` values it swept then destroy quietly.
+//! emergency exit (Ctrl-C), every network registers its teardown in [`cleanup`] while this
+//! process holds it; the `NetnsHosts` values swept by [`cleanup::run_all`] then destroy quietly.
 //!
 //! # br_netfilter
 //!
@@ -41,6 +41,7 @@
 //! A root-namespace firewall that drops forwarded traffic would therefore cut nodes off from
 //! each other.
 
+use crate::control::cleanup::{self, Cleanup};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -65,21 +66,22 @@ const SUBNET_ATTEMPTS: usize = 8;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Networks this process created (or is creating) and has not destroyed.
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    prefixes: BTreeSet::new(),
+    prefixes: BTreeMap::new(),
     subnets: BTreeMap::new(),
 });
 
-/// What this process holds: the prefixes for [`delete_own`], and which subnet each holds so
-/// that concurrent `create` calls never pick the same one.
+/// What this process holds: each network's prefix with its Ctrl-C teardown (registered in
+/// [`cleanup`]), and which subnet each holds so that concurrent `create` calls never pick the
+/// same one.
 struct Registry {
-    prefixes: BTreeSet<String>,
+    prefixes: BTreeMap<String, Cleanup>,
     subnets: BTreeMap<String, u8>,
 }
 
 impl Registry {
     fn remove(&mut self, prefix: &str) -> bool {
         self.subnets.remove(prefix);
-        self.prefixes.remove(prefix)
+        self.prefixes.remove(prefix).is_some()
     }
 }
 
@@ -147,8 +149,8 @@ pub enum NetnsError {
          `ip -4 -o addr show` or is held by another network of this process{0}"
     )]
     NoFreeSubnet(String),
-    /// [`delete_own`] swept the network while `create` was still building it.
-    #[error("network {0} was removed by delete_own while it was being created")]
+    /// The Ctrl-C cleanup swept the network while `create` was still building it.
+    #[error("network {0} was removed by the Ctrl-C cleanup while it was being created")]
     Cancelled(String),
 }
 
@@ -222,15 +224,15 @@ impl NetnsHosts {
 
     /// Tears the network down: SIGKILLs every process still inside the namespaces, deletes
     /// the veths, the namespaces and the bridge. Idempotent; a quiet no-op once done, and for
-    /// a network that [`delete_own`] already removed.
+    /// a network that Ctrl-C's [`cleanup::run_all`] already removed.
     pub fn destroy(&mut self) -> Result<(), NetnsError> {
         if self.destroyed {
             return Ok(());
         }
         // Held throughout, so that the subnet is not handed out again before its addresses
-        // are gone, and so that a concurrent delete_own does not tear down the same names.
+        // are gone, and so that a concurrent Ctrl-C cleanup does not tear down the same names.
         let mut registry = registry();
-        if !registry.prefixes.contains(&self.prefix) {
+        if !registry.prefixes.contains_key(&self.prefix) {
             self.destroyed = true;
             return Ok(());
         }
@@ -282,7 +284,7 @@ fn build(names: &Names, nodes: usize) -> Result<NetnsHosts, NetnsError> {
         });
     }
 
-    if !registry().prefixes.contains(&names.prefix) {
+    if !registry().prefixes.contains_key(&names.prefix) {
         return Err(NetnsError::Cancelled(names.prefix.clone()));
     }
     let net = NetnsHosts {
@@ -319,7 +321,9 @@ fn claim_subnet(names: &Names) -> Result<u8, NetnsError> {
             let Some(x) = choose_subnet(&listing, &taken) else {
                 return Err(NetnsError::NoFreeSubnet(String::new()));
             };
-            registry.prefixes.insert(names.prefix.clone());
+            registry
+                .prefixes
+                .insert(names.prefix.clone(), delete_on_exit(&names.prefix));
             registry.subnets.insert(names.prefix.clone(), x);
             x
         };
@@ -440,13 +444,16 @@ pub fn delete_stale() -> Vec<String> {
     removed
 }
 
-/// Deletes every network this process created and has not destroyed (the emergency cleanup
-/// on Ctrl-C). Never panics; errors are logged. The [`NetnsHosts`] values concerned stay
-/// valid and their later `destroy`/drop does nothing.
-pub fn delete_own() {
-    let mut registry = registry();
-    let prefixes: Vec<String> = registry.prefixes.iter().cloned().collect();
-    for prefix in prefixes {
+/// The Ctrl-C teardown of network `prefix`, run after every other undo (the nodes inside and
+/// the rules on them go first). The [`NetnsHosts`] concerned stays valid and its later
+/// `destroy`/drop does nothing.
+fn delete_on_exit(prefix: &str) -> Cleanup {
+    let prefix = prefix.to_string();
+    cleanup::register_host(move || {
+        let mut registry = registry();
+        if !registry.prefixes.contains_key(&prefix) {
+            return;
+        }
         match teardown(&prefix) {
             Ok(()) => tracing::info!(prefix = %prefix, "netns: deleted own network"),
             Err(err) => {
@@ -454,7 +461,7 @@ pub fn delete_own() {
             }
         }
         registry.remove(&prefix);
-    }
+    })
 }
 
 /// Removes everything named with `prefix` that exists: kills the processes in its
