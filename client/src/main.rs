@@ -384,35 +384,9 @@ async fn cluster_action(action: ClusterAction) -> Result<u8> {
             Ok(0)
         }
         ClusterAction::Status { config } => {
-            let nodes = local::status(&config).await?;
-            let mut reachable = 0;
-            for node in &nodes {
-                let process = match (node.pid, node.paused) {
-                    (Some(pid), true) => format!("pid {pid} (paused)"),
-                    (Some(pid), false) => format!("pid {pid}"),
-                    (None, _) => "no process".to_string(),
-                };
-                match &node.status {
-                    Ok(s) => {
-                        reachable += 1;
-                        println!(
-                            "node {} {:<22} {:<18} {:<13} term {:<4} leader {:<4} commit {} applied {}",
-                            node.id,
-                            node.addr,
-                            process,
-                            s.role,
-                            s.term,
-                            s.leader.map_or("-".into(), |l| l.to_string()),
-                            s.commit_index,
-                            s.applied_index
-                        );
-                    }
-                    Err(e) => println!(
-                        "node {} {:<22} {:<18} unreachable: {e}",
-                        node.id, node.addr, process
-                    ),
-                }
-            }
+            let nodes = client::cli::cluster::status(&config).await?;
+            print!("{}", client::cli::cluster::format_status(&nodes));
+            let reachable = nodes.iter().filter(|n| n.status.is_ok()).count();
             Ok(if reachable == 0 { 3 } else { 0 })
         }
     }

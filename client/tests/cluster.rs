@@ -4,6 +4,7 @@
 
 mod support;
 
+use client::cli::cluster;
 use client::db::local::{self, ClusterError, ClusterOptions, LocalCluster};
 use nix::sys::signal::kill as send_signal;
 use nix::unistd::Pid;
@@ -189,15 +190,16 @@ async fn up_status_down_with_pid_files() {
     assert_eq!(opened.bugs(), ["stale-read".to_string()]);
     drop(opened);
 
-    let reports = local::status(&config).await.unwrap();
+    let reports = cluster::status(&config).await.unwrap();
     assert_eq!(reports.len(), 3);
     for r in &reports {
         let status = r.status.as_ref().expect("node answers status");
         assert_eq!(status.bugs, vec!["stale-read".to_string()]);
         assert!(r.pid.is_some());
     }
-    let table = local::format_status(&reports);
-    assert_eq!(table.lines().count(), 4, "{table}");
+    let table = cluster::format_status(&reports);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.lines().all(|l| l.contains(" term ")), "{table}");
 
     // `up` again: nothing to start.
     let (_, again) = local::up(&config, &opts).unwrap();
@@ -213,7 +215,7 @@ async fn up_status_down_with_pid_files() {
     }
     let down = local::down(&config).unwrap();
     assert_eq!(down.not_running, vec![1, 2, 3]);
-    let reports = local::status(&config).await.unwrap();
+    let reports = cluster::status(&config).await.unwrap();
     assert!(reports.iter().all(|r| r.status.is_err() && r.pid.is_none()));
     client.close().await;
     let _ = std::fs::remove_dir_all(&dir);

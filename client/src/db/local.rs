@@ -30,10 +30,10 @@
 //! resumed; the run orchestration selects on `tokio::signal::ctrl_c()` and calls
 //! [`cleanup::run_all`].
 
-use super::{Db, DbError, DbNode, Needs};
+use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::locked;
-use crate::kv::status::{find_leader, status_all, NoLeader};
+use crate::kv::status::{find_leader, NoLeader};
 use crate::net::nft::Nft;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::bugs::{Bug, UnknownBug};
@@ -42,7 +42,6 @@ use nix::sys::signal::{kill as send_signal, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use node::config::{ClusterConfig, ConfigError};
-use node::protocol::NodeStatus;
 use node::transport::ClientConnector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -957,15 +956,6 @@ impl Db for LocalCluster {
     }
 }
 
-/// What [`up`] did.
-#[derive(Debug)]
-pub struct UpReport {
-    pub config: PathBuf,
-    /// Nodes started now, with their pids.
-    pub started: Vec<(NodeId, u32)>,
-    pub already_running: Vec<NodeId>,
-}
-
 /// `raft-lab cluster up`: `target` is an existing `cluster.toml` (its nodes are started), a
 /// `*.toml` path that does not exist yet (a cluster is created there), or a directory (a
 /// cluster is created in it unless it holds a `cluster.toml`, which is then used). Nodes are
@@ -1024,14 +1014,6 @@ pub fn up(target: &Path, opts: &ClusterOptions) -> Result<(LocalCluster, UpRepor
     Ok((cluster, report))
 }
 
-/// What [`down`] did.
-#[derive(Debug, Default)]
-pub struct DownReport {
-    pub stopped: Vec<NodeId>,
-    /// Nodes with no live process found through their pid files.
-    pub not_running: Vec<NodeId>,
-}
-
 /// `raft-lab cluster down`: stops the nodes of `config` found through their pid files
 /// (SIGCONT, SIGTERM, grace, SIGKILL).
 pub fn down(config: &Path) -> Result<DownReport, ClusterError> {
@@ -1047,109 +1029,6 @@ pub fn down(config: &Path) -> Result<DownReport, ClusterError> {
     }
     cluster.stop_all()?;
     Ok(report)
-}
-
-/// One node in [`status`].
-#[derive(Debug)]
-pub struct NodeReport {
-    pub id: NodeId,
-    pub addr: String,
-    /// The live process found through the pid file, if any.
-    pub pid: Option<u32>,
-    pub paused: bool,
-    /// Its answer to a status call, or why there is none.
-    pub status: Result<NodeStatus, String>,
-}
-
-/// `raft-lab cluster status`: pid (from the pid files) and the status call's answer of every
-/// node. Must be called inside a tokio runtime.
-/// With `[remote]` in the file, the processes are looked up on the nodes' hosts through its
-/// command template.
-pub async fn status(config: &Path) -> Result<Vec<NodeReport>, ClusterError> {
-    let loaded = ClusterConfig::load(config)?;
-    let process: Box<dyn Fn(NodeId) -> (Option<u32>, bool) + Send> = if loaded.remote.is_some() {
-        let remote = crate::db::remote::RemoteCluster::open(loaded.clone())
-            .map_err(|e| ClusterError::Remote(e.to_string()))?;
-        Box::new(move |id| {
-            remote.process(id).unwrap_or_else(|e| {
-                warn!(id, "cannot look up the process: {e}");
-                (None, false)
-            })
-        })
-    } else {
-        let cluster = LocalCluster::open(config)?;
-        Box::new(move |id| {
-            (
-                cluster.is_running(id).then(|| cluster.pid(id)).flatten(),
-                cluster.is_paused(id),
-            )
-        })
-    };
-    let certs = loaded.tls.certs_dir.clone();
-    let client = ClientConnector::new(&certs).map_err(|e| ClusterError::Connector {
-        certs: certs.clone(),
-        reason: e.to_string(),
-    })?;
-    let nodes: Vec<(NodeId, String)> = loaded
-        .nodes
-        .iter()
-        .map(|n| (n.id, n.addr.clone()))
-        .collect();
-    let answers = status_all(&client, &nodes, Duration::from_secs(1)).await;
-    client.close().await;
-    let reports = tokio::task::spawn_blocking(move || {
-        answers
-            .into_iter()
-            .zip(nodes)
-            .map(|((id, status), (_, addr))| {
-                let (pid, paused) = process(id);
-                NodeReport {
-                    id,
-                    addr,
-                    pid,
-                    paused,
-                    status,
-                }
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ClusterError::Remote(format!("looking up the processes: {e}")))?;
-    Ok(reports)
-}
-
-/// [`status`] as a table, one line per node.
-pub fn format_status(reports: &[NodeReport]) -> String {
-    let mut out = String::from(
-        "node  address                pid      role       term   leader  commit  applied\n",
-    );
-    for r in reports {
-        let pid = match (r.pid, r.paused) {
-            (Some(pid), true) => format!("{pid}(T)"),
-            (Some(pid), false) => pid.to_string(),
-            (None, _) => "-".into(),
-        };
-        let _ = match &r.status {
-            Ok(s) => writeln!(
-                out,
-                "{:<5} {:<22} {:<8} {:<10} {:<6} {:<7} {:<7} {}",
-                r.id,
-                r.addr,
-                pid,
-                s.role,
-                s.term,
-                s.leader.map_or("-".into(), |l| l.to_string()),
-                s.commit_index,
-                s.applied_index
-            ),
-            Err(why) => writeln!(
-                out,
-                "{:<5} {:<22} {:<8} unreachable: {why}",
-                r.id, r.addr, pid
-            ),
-        };
-    }
-    out
 }
 
 /// The text of `cluster.toml` for nodes at `addrs` (node N = `addrs[N-1]`), with node N's

@@ -13,6 +13,7 @@ pub mod remote;
 use crate::net::{NetError, Network};
 use model::core::NodeId;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use thiserror::Error;
 
 /// A node as the nemesis sees it.
@@ -78,4 +79,21 @@ pub trait Db: Send {
     }
     /// What partitions and netem go through on this cluster (made once per run).
     fn network(&self) -> Result<Box<dyn Network>, NetError>;
+}
+
+/// What `cluster up` did ([`local::up`], [`remote::up`]).
+#[derive(Debug)]
+pub struct UpReport {
+    pub config: PathBuf,
+    /// Nodes started now, with their pids.
+    pub started: Vec<(NodeId, u32)>,
+    pub already_running: Vec<NodeId>,
+}
+
+/// What `cluster down` did ([`local::down`], [`remote::down`]).
+#[derive(Debug, Default)]
+pub struct DownReport {
+    pub stopped: Vec<NodeId>,
+    /// Nodes with no live process found through their pid files.
+    pub not_running: Vec<NodeId>,
 }

@@ -18,11 +18,10 @@
 //! afterwards owned clusters start no nodes. Stopping the nodes of an owned
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
-use super::{Db, DbError, DbNode, Needs};
+use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::concurrently;
 use crate::control::template::{output_line, shell_quote, CommandTemplate, TemplateError};
-use crate::db::local::{DownReport, UpReport};
 use crate::net::remote::RemoteNetwork;
 use crate::net::{NetError, Network};
 use model::core::NodeId;
