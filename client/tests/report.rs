@@ -4,8 +4,9 @@
 //! reports are left in `target/report-fixtures/{small,large}/` for the browser test.
 
 use client::history::{from_jsonl, to_jsonl, Event, Kind, Who};
+use client::lab::summary::{summarize, SummaryInput};
 use client::lab::workload::{Overrides, Workload};
-use client::report::results::{summarize, RunSummary, SummaryInput};
+use client::report::results::RunSummary;
 use client::report::spans::{fault_spans, op_spans, OpSpan};
 use client::report::{plots, render, write};
 use serde_json::{json, Value as Json};

@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod generator;
 pub mod run;
+pub mod summary;
 pub mod workload;

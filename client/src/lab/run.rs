@@ -20,9 +20,10 @@ use crate::history::Recorder;
 use crate::kv::KvCluster;
 use crate::lab::cluster::{HostsMode, RunCluster};
 use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
+use crate::lab::summary::{summarize, SummaryInput};
 use crate::lab::workload::{Overrides, Workload};
 use crate::nemesis::{self, NemesisContext, NemesisKind, NemesisReport, Schedule, ScheduleOptions};
-use crate::report::results::{self, RunSummary, SummaryInput};
+use crate::report::results::{self, RunSummary};
 use anyhow::{anyhow, bail, Context};
 use checker::Verdict;
 use model::core::NodeId;
@@ -163,7 +164,7 @@ pub async fn run_detailed(
         eprintln!("checking {} history events...", events.len());
     }
     let report = check(&events, workload.check_timeout).await?;
-    let mut summary = results::summarize(
+    let mut summary = summarize(
         SummaryInput {
             workload: &workload,
             seed,

@@ -212,6 +212,16 @@ pub enum Route {
     Leader,
 }
 
+impl Route {
+    /// The name in workload files and in `results.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Node => "node",
+            Route::Leader => "leader",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum KeysField {
