@@ -11,9 +11,9 @@
 
 mod support;
 
-use client::control::cleanup;
 use client::control::template::CommandTemplate;
-use client::db::remote::{self, RemoteCluster, RemoteError};
+use client::control::{cleanup, process};
+use client::db::remote::{RemoteCluster, RemoteError};
 use client::kv::status;
 use client::nemesis::{partition, NemesisKind};
 use client::net::remote::RemoteNetwork;
@@ -121,7 +121,7 @@ fn on_host(node: &NodeEntry, command: &str) -> String {
 /// The /proc state letter of `pid` on `node`'s host (`None`: no such process).
 fn state_on_host(node: &NodeEntry, pid: u32) -> Option<char> {
     let stat = on_host(node, &format!("cat /proc/{pid}/stat 2>/dev/null || true"));
-    remote::stat_state(&stat)
+    process::stat_state(&stat)
 }
 
 fn leader(config: &ClusterConfig) -> NodeId {

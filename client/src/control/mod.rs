@@ -2,6 +2,7 @@
 //! through a command template, and the one process-wide cleanup registry that Ctrl-C runs.
 
 pub mod cleanup;
+pub mod process;
 pub mod template;
 
 use std::sync::{Mutex, MutexGuard};

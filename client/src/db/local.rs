@@ -32,7 +32,7 @@
 
 use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
 use crate::control::cleanup::{self, Cleanup};
-use crate::control::locked;
+use crate::control::{locked, process};
 use crate::kv::status::{find_leader, NoLeader};
 use crate::net::nft::Nft;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
@@ -317,7 +317,7 @@ impl LocalCluster {
             }
             if let Some(slot) = cluster.slots.get_mut(&id) {
                 slot.proc = Some(Proc::Foreign(Pid::from_raw(pid)));
-                slot.paused = process_state(pid) == Some('T');
+                slot.paused = process::state(pid.unsigned_abs()) == Some('T');
             }
         }
         cluster.bugs = bugs.unwrap_or_default();
@@ -481,7 +481,8 @@ impl LocalCluster {
         match proc {
             Proc::Child(child) => child_alive(child),
             Proc::Foreign(pid) => {
-                process_alive(*pid) && self.node_cmdline(pid.as_raw(), id).is_some()
+                process::alive(pid.as_raw().unsigned_abs())
+                    && self.node_cmdline(pid.as_raw(), id).is_some()
             }
         }
     }
@@ -614,7 +615,7 @@ impl LocalCluster {
             let _ = send_signal(pid, Signal::SIGCONT);
         }));
         wait_for(Duration::from_secs(1), || {
-            process_state(pid.as_raw()).is_none_or(|s| s == 'T')
+            process::state(pid.as_raw().unsigned_abs()).is_none_or(|s| s == 'T')
         });
         info!(id, "node paused");
         Ok(())
@@ -864,7 +865,7 @@ impl LocalCluster {
     /// config file (`Some(empty)` where /proc is unavailable and the pid is alive).
     fn node_cmdline(&self, pid: i32, id: NodeId) -> Option<Vec<String>> {
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            return (!Path::new("/proc/self").exists() && process_alive(Pid::from_raw(pid)))
+            return (!Path::new("/proc/self").exists() && process::alive(pid.unsigned_abs()))
                 .then(Vec::new);
         };
         let args: Vec<String> = raw
@@ -1138,23 +1139,12 @@ fn child_alive(child: &Child) -> bool {
     )
 }
 
-/// Some process (possibly a zombie) has this pid.
-fn process_alive(pid: Pid) -> bool {
-    !matches!(send_signal(pid, None), Err(nix::errno::Errno::ESRCH))
-}
-
 /// A process that is not our child has exited: no such pid, or a zombie (which we reap if it
 /// happens to be our child after all, e.g. started by `up` in this very process).
 fn foreign_gone(pid: Pid) -> bool {
     let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-    !process_alive(pid) || process_state(pid.as_raw()) == Some('Z')
-}
-
-/// The state letter of /proc/PID/stat (`R`, `S`, `T` stopped, `Z` zombie, ...).
-fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ...": comm may contain spaces and parentheses; the state follows the last ')'.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    let pid = pid.as_raw().unsigned_abs();
+    !process::alive(pid) || process::state(pid) == Some('Z')
 }
 
 /// Polls `done` every 20 ms until it holds (true) or `patience` passes (false).
@@ -1218,13 +1208,10 @@ mod tests {
     }
 
     #[test]
-    fn bug_flags_and_process_state() {
+    fn bug_flags_of_a_command_line() {
         let args: Vec<String> = ["raft-node", "run", "--bug", "stale-read", "--id", "2"]
             .map(String::from)
             .to_vec();
         assert_eq!(bug_flags(&args), vec!["stale-read".to_string()]);
-        let me = std::process::id() as i32;
-        assert!(matches!(process_state(me), Some('R' | 'S')));
-        assert_eq!(process_state(i32::MAX), None);
     }
 }

@@ -849,12 +849,6 @@ pub fn parse_probe(output: &str) -> Probe {
     probe
 }
 
-/// The state letter of a `/proc/PID/stat` line (`R`, `S`, `T` stopped, `Z` zombie, ...): the
-/// command name may hold spaces and parentheses, the state follows the last `)`.
-pub fn stat_state(stat: &str) -> Option<char> {
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
 /// Whether `args` is `raft-node ... run ... --id N`: the program (first argument) named
 /// `raft-node*` or like `raft_node`'s file name. Not `nohup raft-node ...`: that process has
 /// not become the node yet (or failed to).
@@ -907,6 +901,7 @@ fn resolve(node: &NodeEntry) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::process::state;
     use std::process::{Child, Command};
 
     fn args(list: &[&str]) -> Vec<String> {
@@ -925,10 +920,6 @@ mod tests {
 
     fn sleeper() -> Child {
         Command::new("sleep").arg("30").spawn().unwrap()
-    }
-
-    fn state(pid: u32) -> Option<char> {
-        stat_state(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -1128,16 +1119,6 @@ mod tests {
             "raft-node",
             2
         ));
-    }
-
-    #[test]
-    fn stat_state_after_the_last_parenthesis() {
-        assert_eq!(stat_state("42 (raft-node) S 1 42"), Some('S'));
-        assert_eq!(stat_state("42 (a) b) (c) T 1"), Some('T'));
-        assert_eq!(stat_state("42 (x) Z 1"), Some('Z'));
-        assert_eq!(stat_state("garbage"), None);
-        let me = std::process::id();
-        assert!(matches!(state(me), Some('R' | 'S')));
     }
 
     #[test]

@@ -42,6 +42,7 @@
 //! each other.
 
 use crate::control::cleanup::{self, Cleanup};
+use crate::control::process;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -388,7 +389,7 @@ pub fn check_available() -> Result<(), NetnsError> {
 /// the names it removed. Failures are logged, not returned: this is housekeeping.
 pub fn delete_stale() -> Vec<String> {
     let me = std::process::id();
-    let stale = |name: &str| is_stale(name, me, pid_alive);
+    let stale = |name: &str| is_stale(name, me, process::alive);
     let mut removed = Vec::new();
 
     let namespaces = match ip(&["netns", "list"]) {
@@ -593,14 +594,6 @@ fn ip(args: &[&str]) -> Result<String, NetnsError> {
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Whether `pid` is a live process (`kill(pid, 0)`; only ESRCH means dead).
-fn pid_alive(pid: u32) -> bool {
-    match i32::try_from(pid) {
-        Ok(raw) if raw > 0 => !matches!(kill(Pid::from_raw(raw), None), Err(Errno::ESRCH)),
-        _ => true,
-    }
 }
 
 /// `10.213.X.0/24` for an address in it, for logs.

@@ -22,8 +22,7 @@
 
 use super::{Network, LATENCY_NEEDS_HOSTS};
 use crate::control::cleanup::{self, Cleanup};
-use nix::sys::signal::kill as send_signal;
-use nix::unistd::Pid;
+use crate::control::process;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -93,7 +92,7 @@ impl Nft {
             NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
         );
         let listing = run_nft(&["list", "tables"], None, "list tables")?;
-        for stale in stale_tables(&listing, std::process::id(), pid_alive) {
+        for stale in stale_tables(&listing, std::process::id(), process::alive) {
             let action = format!("delete stale table {stale}");
             match run_nft_script(&delete_script(&stale), &action) {
                 Ok(()) => info!(table = %stale, "deleted a stale nftables table of a dead run"),
@@ -279,16 +278,6 @@ pub fn stale_tables(listing: &str, own_pid: u32, alive: impl Fn(u32) -> bool) ->
         })
         .map(str::to_string)
         .collect()
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    !matches!(
-        send_signal(Pid::from_raw(raw), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
 }
 
 fn run_nft_script(script: &str, action: &str) -> Result<(), NftError> {
