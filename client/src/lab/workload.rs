@@ -27,6 +27,7 @@
 //! Unknown keys, values of the wrong type and out-of-range values are errors naming the
 //! file and line. Command-line flags ([`Overrides`]) win over the file.
 
+use crate::control::one_line;
 use crate::nemesis::NemesisKind;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -705,16 +706,6 @@ pub(crate) fn line_text(text: &str, offset: usize) -> Option<String> {
         short.push_str("...");
     }
     Some(short)
-}
-
-/// A multi-line parser message on one line, for one-line errors.
-pub(crate) fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

@@ -545,17 +545,13 @@ impl Output {
             path: json_path.clone(),
             error: std::io::Error::other(e),
         })?;
-        write_atomically(&json_path, &(json + "\n")).map_err(io(json_path.clone()))?;
+        crate::report::files::write_atomically(&json_path, &(json + "\n"))
+            .map_err(io(json_path.clone()))?;
         let md_path = self.dir.join("matrix.md");
-        write_atomically(&md_path, &markdown(matrix)).map_err(io(md_path.clone()))?;
+        crate::report::files::write_atomically(&md_path, &markdown(matrix))
+            .map_err(io(md_path.clone()))?;
         Ok(())
     }
-}
-
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 impl BugRow {

@@ -23,7 +23,8 @@
 //! are errors naming the file, the line and the key. A catalogue bug without a table gets
 //! [`Recipes::default_recipe`]: the `ci.toml` beside the file with every nemesis kind.
 
-use crate::lab::workload::{line_of, line_text, one_line, Concurrency};
+use crate::control::one_line;
+use crate::lab::workload::{line_of, line_text, Concurrency};
 use crate::nemesis::{self, NemesisKind};
 use model::bugs::Bug;
 use serde::Deserialize;

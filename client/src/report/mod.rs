@@ -5,6 +5,7 @@
 //! `plots/*.svg`), the nemesis events, and for an invalid run the checker's counterexample
 //! view.
 
+pub mod files;
 pub mod plots;
 pub mod results;
 pub mod serve;
@@ -30,7 +31,7 @@ pub fn write(
     let faults = spans::fault_spans(events);
     let plots = plots::render(&ops, &faults);
     plots::write(dir, &plots)?;
-    crate::history::write_durably(
+    crate::report::files::write_atomically(
         &dir.join("report.html"),
         &page(summary, report, &ops, &faults, &plots),
     )

@@ -117,7 +117,7 @@ pub fn write(dir: &Path, plots: &Plots) -> std::io::Result<()> {
         ("latency-quantiles.svg", &plots.latency_quantiles),
         ("rate.svg", &plots.rate),
     ] {
-        crate::history::write_durably(&dir.join(name), svg)?;
+        crate::report::files::write_atomically(&dir.join(name), svg)?;
     }
     Ok(())
 }

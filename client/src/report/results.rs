@@ -311,17 +311,20 @@ pub fn update_latest(root: &Path, run_dir: &Path) -> std::io::Result<()> {
 
 /// Writes `history.jsonl` and `history.edn` (fsynced) into `dir`.
 pub fn write_histories(dir: &Path, events: &[Event]) -> std::io::Result<()> {
-    crate::history::write_durably(
+    crate::report::files::write_atomically(
         &dir.join("history.jsonl"),
         &crate::history::to_jsonl(events),
     )?;
-    crate::history::write_durably(&dir.join("history.edn"), &crate::history::to_edn(events))
+    crate::report::files::write_atomically(
+        &dir.join("history.edn"),
+        &crate::history::to_edn(events),
+    )
 }
 
 /// Writes `results.json` into `dir`.
 pub fn write_summary(dir: &Path, summary: &RunSummary) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
-    crate::history::write_durably(&dir.join("results.json"), &(text + "\n"))
+    crate::report::files::write_atomically(&dir.join("results.json"), &(text + "\n"))
 }
 
 #[cfg(test)]
