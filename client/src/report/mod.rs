@@ -10,6 +10,7 @@ pub mod plots;
 pub mod results;
 pub mod serve;
 pub mod spans;
+pub mod stats;
 pub mod timeline;
 
 use crate::history::Event;

@@ -18,6 +18,7 @@
 //! revision, workload, nodes, bug.
 
 use crate::history::{Event, Kind, Who};
+use crate::report::stats::{quantile, PERCENTILES};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +38,7 @@ impl Counts {
     }
 }
 
-/// Latency quantiles in milliseconds (nearest rank).
+/// Latency quantiles in milliseconds (nearest rank), the [`PERCENTILES`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Quantiles {
     pub count: u64,
@@ -210,19 +211,15 @@ pub fn quantiles_ms(latencies_ns: &mut [u64]) -> Quantiles {
         return Quantiles::default();
     }
     latencies_ns.sort_unstable();
-    let n = latencies_ns.len();
-    let at = |q: f64| {
-        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-        let ns = latencies_ns.get(rank - 1).copied().unwrap_or(0);
-        round3(ns as f64 / 1e6)
-    };
+    let at = |q: f64| round3(quantile(latencies_ns, q).unwrap_or(0) as f64 / 1e6);
+    let [p50, p90, p99, p999, max] = PERCENTILES.map(|(q, _)| at(q));
     Quantiles {
-        count: n as u64,
-        p50: at(0.50),
-        p90: at(0.90),
-        p99: at(0.99),
-        p999: at(0.999),
-        max: round3(latencies_ns.last().copied().unwrap_or(0) as f64 / 1e6),
+        count: latencies_ns.len() as u64,
+        p50,
+        p90,
+        p99,
+        p999,
+        max,
     }
 }
 
