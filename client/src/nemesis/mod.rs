@@ -176,6 +176,14 @@ impl NemesisKind {
     }
 }
 
+/// Every name [`parse_kinds`] accepts: the kinds, then the groups.
+fn known_names() -> String {
+    let kinds = NemesisKind::ALL.iter().chain(&NemesisKind::OWN_INTERFACES);
+    let mut names: Vec<&str> = kinds.map(|k| k.name()).collect();
+    names.extend(["all", "partitions", "none"]);
+    names.join(", ")
+}
+
 /// The contract names of `kinds`, in order (usable in constants).
 pub const fn names<const N: usize>(kinds: [NemesisKind; N]) -> [&'static str; N] {
     let mut out = [""; N];
@@ -232,11 +240,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
 /// A nemesis that cannot be set up; every message names the kind or setting at fault.
 #[derive(Debug, Error)]
 pub enum NemesisError {
-    #[error(
-        "unknown nemesis {0:?}; known: kill, pause, kill-leader, pause-leader, freeze-leader, kill-all, \
-         partition-halves, partition-majorities-ring, partition-bridge, isolate-leader, \
-         partition-one, packet-loss, latency, all, partitions, none"
-    )]
+    #[error("unknown nemesis {0:?}; known: {known}", known = known_names())]
     Unknown(String),
     #[error("nemesis {kinds} needs at least 3 nodes (only a minority may be faulted), the cluster has {nodes}")]
     TooFewNodes { kinds: String, nodes: usize },

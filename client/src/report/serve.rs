@@ -135,11 +135,6 @@ impl Server {
         format!("http://{addr}/")
     }
 
-    /// The results folder, as given to [`Server::bind`].
-    pub fn results_dir(&self) -> &Path {
-        &self.shown
-    }
-
     /// A handle that stops [`Server::run`].
     pub fn stopper(&self) -> Stopper {
         Stopper {
