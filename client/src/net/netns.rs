@@ -389,60 +389,19 @@ pub fn check_available() -> Result<(), NetnsError> {
 /// the names it removed. Failures are logged, not returned: this is housekeeping.
 pub fn delete_stale() -> Vec<String> {
     let me = std::process::id();
-    let stale = |name: &str| is_stale(name, me, process::alive);
-    let mut removed = Vec::new();
-
-    let namespaces = match ip(&["netns", "list"]) {
-        Ok(out) => parse_netns_names(&out),
-        Err(err) => {
-            tracing::warn!(error = %err, "netns: listing namespaces for stale cleanup");
-            Vec::new()
-        }
-    };
-    let links = match ip(&["-o", "link", "show"]) {
-        Ok(out) => parse_link_names(&out),
-        Err(err) => {
-            tracing::warn!(error = %err, "netns: listing links for stale cleanup");
-            Vec::new()
-        }
-    };
-    let stale_namespaces: Vec<String> = namespaces.into_iter().filter(|n| stale(n)).collect();
-    let stale_links: Vec<String> = links.into_iter().filter(|n| stale(n)).collect();
-    if stale_namespaces.is_empty() && stale_links.is_empty() {
-        return removed;
+    let removal = remove_matching(|name| is_stale(name, me, process::alive));
+    if !removal.removed.is_empty() {
+        let prefixes: BTreeSet<String> = removal
+            .removed
+            .iter()
+            .filter_map(|n| parse_name(n).map(|p| p.prefix()))
+            .collect();
+        tracing::info!(networks = ?prefixes, "netns: deleted stale networks of dead processes");
     }
-    let prefixes: BTreeSet<String> = stale_namespaces
-        .iter()
-        .chain(&stale_links)
-        .filter_map(|n| parse_name(n).map(|p| p.prefix()))
-        .collect();
-    tracing::info!(networks = ?prefixes, "netns: deleting stale networks of dead processes");
-
-    for ns in &stale_namespaces {
-        kill_inside(ns);
+    for err in removal.errors {
+        tracing::warn!(error = %err, "netns: deleting stale networks");
     }
-    let (veths, bridges): (Vec<String>, Vec<String>) = stale_links
-        .into_iter()
-        .partition(|n| matches!(parse_name(n), Some(p) if p.kind != Kind::Bridge));
-    for link in &veths {
-        match delete_link(link) {
-            Ok(()) => removed.push(link.clone()),
-            Err(err) => tracing::warn!(error = %err, "netns: deleting stale link"),
-        }
-    }
-    for ns in &stale_namespaces {
-        match delete_namespace(ns) {
-            Ok(()) => removed.push(ns.clone()),
-            Err(err) => tracing::warn!(error = %err, "netns: deleting stale namespace"),
-        }
-    }
-    for link in &bridges {
-        match delete_link(link) {
-            Ok(()) => removed.push(link.clone()),
-            Err(err) => tracing::warn!(error = %err, "netns: deleting stale bridge"),
-        }
-    }
-    removed
+    removal.removed
 }
 
 /// The Ctrl-C teardown of network `prefix`, run after every other undo (the nodes inside and
@@ -469,29 +428,38 @@ fn delete_on_exit(prefix: &str) -> Cleanup {
 /// namespaces, deletes its veths, namespaces and bridge. Tries every step; returns the first
 /// error.
 fn teardown(prefix: &str) -> Result<(), NetnsError> {
-    let ours = |name: &String| parse_name(name).is_some_and(|p| p.prefix() == prefix);
-    let mut first_err: Option<NetnsError> = None;
-    let mut note = |result: Result<(), NetnsError>| {
-        if let Err(err) = result {
-            tracing::debug!(error = %err, "netns: teardown step failed");
-            first_err.get_or_insert(err);
-        }
-    };
+    let removal = remove_matching(|name| parse_name(name).is_some_and(|p| p.prefix() == prefix));
+    for err in &removal.errors {
+        tracing::debug!(error = %err, "netns: teardown step failed");
+    }
+    match removal.errors.into_iter().next() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
 
-    let namespaces: Vec<String> = match ip(&["netns", "list"]) {
-        Ok(out) => parse_netns_names(&out).into_iter().filter(ours).collect(),
+/// What [`remove_matching`] removed, and what failed.
+struct Removal {
+    removed: Vec<String>,
+    errors: Vec<NetnsError>,
+}
+
+/// Removes the namespaces and links whose names `matches`: kills the processes in those
+/// namespaces, then deletes the veths, the namespaces and the bridges, trying every step.
+fn remove_matching(matches: impl Fn(&str) -> bool) -> Removal {
+    let mut removal = Removal {
+        removed: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut listed = |args: &[&str], parse: fn(&str) -> Vec<String>| match ip(args) {
+        Ok(out) => parse(&out).into_iter().filter(|n| matches(n)).collect(),
         Err(err) => {
-            note(Err(err));
+            removal.errors.push(err);
             Vec::new()
         }
     };
-    let links: Vec<String> = match ip(&["-o", "link", "show"]) {
-        Ok(out) => parse_link_names(&out).into_iter().filter(ours).collect(),
-        Err(err) => {
-            note(Err(err));
-            Vec::new()
-        }
-    };
+    let namespaces: Vec<String> = listed(&["netns", "list"], parse_netns_names);
+    let links: Vec<String> = listed(&["-o", "link", "show"], parse_link_names);
     for ns in &namespaces {
         kill_inside(ns);
     }
@@ -500,19 +468,18 @@ fn teardown(prefix: &str) -> Result<(), NetnsError> {
     let (veths, bridges): (Vec<&String>, Vec<&String>) = links
         .iter()
         .partition(|n| matches!(parse_name(n), Some(p) if p.kind != Kind::Bridge));
-    for link in veths {
-        note(delete_link(link));
+    let steps = veths
+        .into_iter()
+        .map(|l| (l, delete_link(l)))
+        .chain(namespaces.iter().map(|ns| (ns, delete_namespace(ns))))
+        .chain(bridges.into_iter().map(|l| (l, delete_link(l))));
+    for (name, result) in steps {
+        match result {
+            Ok(()) => removal.removed.push(name.clone()),
+            Err(err) => removal.errors.push(err),
+        }
     }
-    for ns in &namespaces {
-        note(delete_namespace(ns));
-    }
-    for link in bridges {
-        note(delete_link(link));
-    }
-    match first_err {
-        Some(err) => Err(err),
-        None => Ok(()),
-    }
+    removal
 }
 
 /// SIGKILLs every process inside namespace `ns` (never this process).
