@@ -1,5 +1,7 @@
 //! The bottom layer, as Jepsen's `jepsen.control`: running commands on the hosts of the nodes
-//! through a command template, and the one process-wide cleanup registry that Ctrl-C runs.
+//! through a command template ([`template`]), facts about local processes ([`process`]), the
+//! one process-wide cleanup registry that Ctrl-C runs ([`cleanup`]), and small helpers every
+//! layer above uses: [`concurrently`], [`locked`], [`one_line`].
 
 pub mod cleanup;
 pub mod process;

@@ -1,5 +1,6 @@
 //! One test run: the workload file, the generator of client operations, the cluster the run
-//! drives, and the run itself (cluster, clients, nemesis, history, checker, report).
+//! drives, the run itself (cluster, clients, nemesis, history, checker, report), and the
+//! run's `results.json` ([`summary`]).
 
 pub mod cluster;
 pub mod generator;
