@@ -6,7 +6,6 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use client::db::local::{self, ClusterOptions};
 use client::kv::KvCluster;
 use client::lab::workload::{parse_nemesis_list, Concurrency, Overrides};
 use node::config::ClusterConfig;
@@ -297,16 +296,6 @@ async fn dispatch(command: Command) -> Result<u8> {
     }
 }
 
-/// `config` loaded, when it exists and has a `[remote]` section (its nodes live on other
-/// hosts, reached through the command template).
-fn remote_config(config: &Path) -> Result<Option<ClusterConfig>> {
-    if !config.is_file() {
-        return Ok(None);
-    }
-    let loaded = ClusterConfig::load(config)?;
-    Ok(loaded.remote.is_some().then_some(loaded))
-}
-
 /// The command line as typed (arguments with spaces quoted), for `matrix.md`.
 fn command_line() -> String {
     let mut words: Vec<String> = std::env::args()
@@ -338,23 +327,8 @@ fn connect(config: &Path) -> Result<KvCluster> {
 async fn cluster_action(action: ClusterAction) -> Result<u8> {
     match action {
         ClusterAction::Up { config, nodes, bug } => {
-            let report = match remote_config(&config)? {
-                Some(loaded) => {
-                    tokio::task::spawn_blocking(move || {
-                        client::db::remote::up(loaded, bug.into_iter().collect())
-                    })
-                    .await??
-                }
-                None => {
-                    let opts = ClusterOptions {
-                        nodes,
-                        raft_node: local::raft_node_binary()?,
-                        bugs: bug.into_iter().collect(),
-                        ..ClusterOptions::default()
-                    };
-                    local::up(&config, &opts)?.1
-                }
-            };
+            let report =
+                client::cli::cluster::up(&config, nodes, bug.into_iter().collect()).await?;
             for (id, pid) in &report.started {
                 println!("node {id} started (pid {pid})");
             }
@@ -369,12 +343,7 @@ async fn cluster_action(action: ClusterAction) -> Result<u8> {
             Ok(0)
         }
         ClusterAction::Down { config } => {
-            let report = match remote_config(&config)? {
-                Some(loaded) => {
-                    tokio::task::spawn_blocking(move || client::db::remote::down(loaded)).await??
-                }
-                None => local::down(&config)?,
-            };
+            let report = client::cli::cluster::down(&config).await?;
             for id in &report.stopped {
                 println!("node {id} stopped");
             }

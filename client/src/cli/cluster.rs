@@ -1,8 +1,12 @@
-//! `raft-lab cluster status`: every node's process (found through its pid file, on its host
-//! for a remote cluster) and its answer to a status call, as one line per node.
+//! `raft-lab cluster up|down|status`: each goes to the remote cluster when `cluster.toml` has
+//! a `[remote]` section (through its command template), to the local one otherwise. Status
+//! shows every node's process (found through its pid file) and its answer to a status call,
+//! one line per node.
 
-use crate::db::local::{ClusterError, LocalCluster};
+use crate::db::local::{self, ClusterError, ClusterOptions, LocalCluster};
+use crate::db::remote;
 use crate::db::remote::RemoteCluster;
+use crate::db::{DownReport, UpReport};
 use crate::kv::status::status_all;
 use model::core::NodeId;
 use node::config::ClusterConfig;
@@ -112,4 +116,39 @@ pub fn format_status(reports: &[NodeReport]) -> String {
         };
     }
     out
+}
+
+/// `raft-lab cluster up`: starts the nodes that do not run (creating a local cluster first
+/// when `config` names none yet, see [`local::up`]); they keep running after `raft-lab`.
+pub async fn up(config: &Path, nodes: usize, bugs: Vec<String>) -> anyhow::Result<UpReport> {
+    match remote_config(config)? {
+        Some(loaded) => Ok(tokio::task::spawn_blocking(move || remote::up(loaded, bugs)).await??),
+        None => {
+            let opts = ClusterOptions {
+                nodes,
+                raft_node: local::raft_node_binary()?,
+                bugs,
+                ..ClusterOptions::default()
+            };
+            Ok(local::up(config, &opts)?.1)
+        }
+    }
+}
+
+/// `raft-lab cluster down`: stops the nodes found through their pid files.
+pub async fn down(config: &Path) -> anyhow::Result<DownReport> {
+    match remote_config(config)? {
+        Some(loaded) => Ok(tokio::task::spawn_blocking(move || remote::down(loaded)).await??),
+        None => Ok(local::down(config)?),
+    }
+}
+
+/// `config` loaded, when it exists and has a `[remote]` section (its nodes live on other
+/// hosts, reached through the command template).
+fn remote_config(config: &Path) -> anyhow::Result<Option<ClusterConfig>> {
+    if !config.is_file() {
+        return Ok(None);
+    }
+    let loaded = ClusterConfig::load(config)?;
+    Ok(loaded.remote.is_some().then_some(loaded))
 }
