@@ -6,9 +6,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use client::cluster::{self, ClusterOptions};
-use client::kv_client::KvCluster;
-use client::workload::{parse_nemesis_list, Concurrency, Overrides};
+use client::kv::KvCluster;
+use client::lab::workload::{parse_nemesis_list, Concurrency, Overrides};
 use node::config::ClusterConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -60,8 +59,8 @@ enum Command {
         cluster: Option<PathBuf>,
         /// Where a fresh cluster's nodes run: local processes on loopback addresses, or one
         /// Linux network namespace per node (root; enables the latency nemesis).
-        #[arg(long, value_enum, default_value_t = client::hosts::run_cluster::HostsMode::Local)]
-        hosts: client::hosts::run_cluster::HostsMode,
+        #[arg(long, value_enum, default_value_t = client::lab::cluster::HostsMode::Local)]
+        hosts: client::lab::cluster::HostsMode,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -127,7 +126,7 @@ enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
         /// Port to listen on (0: any free port; the printed URL shows which).
-        #[arg(long, default_value_t = client::serve::DEFAULT_PORT)]
+        #[arg(long, default_value_t = client::report::serve::DEFAULT_PORT)]
         port: u16,
         /// Address to listen on (0.0.0.0 exposes the results to the network).
         #[arg(long, default_value = "127.0.0.1")]
@@ -173,7 +172,7 @@ fn main() -> ExitCode {
     };
     // `serve` logs every request by default, like any web server.
     let default_filter = match cli.command {
-        Command::Serve { .. } => "warn,client::serve=info",
+        Command::Serve { .. } => "warn,client::report::serve=info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -234,7 +233,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 quiet,
                 silent: false,
             };
-            let verdict = client::run::run(&workload, &overrides).await?;
+            let verdict = client::lab::run::run(&workload, &overrides).await?;
             Ok(verdict.exit_code() as u8)
         }
         Command::Matrix {
@@ -269,15 +268,15 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(matrix.exit_code)
         }
         Command::Kv { config, command } => {
-            let command = client::kv::parse(&command).map_err(anyhow::Error::msg)?;
+            let command = client::cli::kv::parse(&command).map_err(anyhow::Error::msg)?;
             let cluster = connect(&config)?;
-            let answer = client::kv::execute(&cluster, command).await;
+            let answer = client::cli::kv::execute(&cluster, command).await;
             println!("{}", answer.text);
             cluster.close().await;
             Ok(answer.code)
         }
         Command::Console { config } => {
-            client::console::run(connect(&config)?).await?;
+            client::cli::console::run(connect(&config)?).await?;
             Ok(0)
         }
         Command::Cluster { action } => cluster_action(action).await,
@@ -286,7 +285,8 @@ async fn dispatch(command: Command) -> Result<u8> {
             port,
             bind,
         } => {
-            let server = client::serve::Server::bind(&results, SocketAddr::new(bind, port))?;
+            let server =
+                client::report::serve::Server::bind(&results, SocketAddr::new(bind, port))?;
             println!("serving {} on {}", results.display(), server.url());
             tokio::task::spawn_blocking(move || server.run())
                 .await
@@ -294,16 +294,6 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(0)
         }
     }
-}
-
-/// `config` loaded, when it exists and has a `[remote]` section (its nodes live on other
-/// hosts, reached through the command template).
-fn remote_config(config: &Path) -> Result<Option<ClusterConfig>> {
-    if !config.is_file() {
-        return Ok(None);
-    }
-    let loaded = ClusterConfig::load(config)?;
-    Ok(loaded.remote.is_some().then_some(loaded))
 }
 
 /// The command line as typed (arguments with spaces quoted), for `matrix.md`.
@@ -337,23 +327,8 @@ fn connect(config: &Path) -> Result<KvCluster> {
 async fn cluster_action(action: ClusterAction) -> Result<u8> {
     match action {
         ClusterAction::Up { config, nodes, bug } => {
-            let report = match remote_config(&config)? {
-                Some(loaded) => {
-                    tokio::task::spawn_blocking(move || {
-                        client::hosts::remote::up(loaded, bug.into_iter().collect())
-                    })
-                    .await??
-                }
-                None => {
-                    let opts = ClusterOptions {
-                        nodes,
-                        raft_node: cluster::raft_node_binary()?,
-                        bugs: bug.into_iter().collect(),
-                        ..ClusterOptions::default()
-                    };
-                    cluster::up(&config, &opts)?.1
-                }
-            };
+            let report =
+                client::cli::cluster::up(&config, nodes, bug.into_iter().collect()).await?;
             for (id, pid) in &report.started {
                 println!("node {id} started (pid {pid})");
             }
@@ -368,13 +343,7 @@ async fn cluster_action(action: ClusterAction) -> Result<u8> {
             Ok(0)
         }
         ClusterAction::Down { config } => {
-            let report = match remote_config(&config)? {
-                Some(loaded) => {
-                    tokio::task::spawn_blocking(move || client::hosts::remote::down(loaded))
-                        .await??
-                }
-                None => cluster::down(&config)?,
-            };
+            let report = client::cli::cluster::down(&config).await?;
             for id in &report.stopped {
                 println!("node {id} stopped");
             }
@@ -384,35 +353,9 @@ async fn cluster_action(action: ClusterAction) -> Result<u8> {
             Ok(0)
         }
         ClusterAction::Status { config } => {
-            let nodes = cluster::status(&config).await?;
-            let mut reachable = 0;
-            for node in &nodes {
-                let process = match (node.pid, node.paused) {
-                    (Some(pid), true) => format!("pid {pid} (paused)"),
-                    (Some(pid), false) => format!("pid {pid}"),
-                    (None, _) => "no process".to_string(),
-                };
-                match &node.status {
-                    Ok(s) => {
-                        reachable += 1;
-                        println!(
-                            "node {} {:<22} {:<18} {:<13} term {:<4} leader {:<4} commit {} applied {}",
-                            node.id,
-                            node.addr,
-                            process,
-                            s.role,
-                            s.term,
-                            s.leader.map_or("-".into(), |l| l.to_string()),
-                            s.commit_index,
-                            s.applied_index
-                        );
-                    }
-                    Err(e) => println!(
-                        "node {} {:<22} {:<18} unreachable: {e}",
-                        node.id, node.addr, process
-                    ),
-                }
-            }
+            let nodes = client::cli::cluster::status(&config).await?;
+            print!("{}", client::cli::cluster::format_status(&nodes));
+            let reachable = nodes.iter().filter(|n| n.status.is_ok()).count();
             Ok(if reachable == 0 { 3 } else { 0 })
         }
     }

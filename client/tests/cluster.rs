@@ -4,7 +4,8 @@
 
 mod support;
 
-use client::cluster::{self, ClusterError, ClusterOptions, LocalCluster};
+use client::cli::cluster;
+use client::db::local::{self, ClusterError, ClusterOptions, LocalCluster};
 use nix::sys::signal::kill as send_signal;
 use nix::unistd::Pid;
 use node::transport::ClientConnector;
@@ -167,7 +168,7 @@ async fn up_status_down_with_pid_files() {
         bugs: vec!["stale-read".into()],
         ..options(16121)
     };
-    let (c, report) = cluster::up(&dir, &opts).expect("cluster up");
+    let (c, report) = local::up(&dir, &opts).expect("cluster up");
     assert_eq!(report.started.len(), 3);
     assert!(report.already_running.is_empty());
     let config = report.config.clone();
@@ -197,13 +198,14 @@ async fn up_status_down_with_pid_files() {
         assert!(r.pid.is_some());
     }
     let table = cluster::format_status(&reports);
-    assert_eq!(table.lines().count(), 4, "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.lines().all(|l| l.contains(" term ")), "{table}");
 
     // `up` again: nothing to start.
-    let (_, again) = cluster::up(&config, &opts).unwrap();
+    let (_, again) = local::up(&config, &opts).unwrap();
     assert_eq!(again.already_running, vec![1, 2, 3]);
 
-    let down = cluster::down(&config).unwrap();
+    let down = local::down(&config).unwrap();
     assert_eq!(down.stopped, vec![1, 2, 3]);
     for pid in &pids {
         assert!(gone(*pid), "pid {pid} survived down");
@@ -211,7 +213,7 @@ async fn up_status_down_with_pid_files() {
     for id in 1..=3 {
         assert!(!dir.join(format!("pids/node-{id}.pid")).exists());
     }
-    let down = cluster::down(&config).unwrap();
+    let down = local::down(&config).unwrap();
     assert_eq!(down.not_running, vec![1, 2, 3]);
     let reports = cluster::status(&config).await.unwrap();
     assert!(reports.iter().all(|r| r.status.is_err() && r.pid.is_none()));
@@ -303,6 +305,6 @@ async fn errors_name_what_failed() {
 fn the_binary_is_found_beside_the_executable_or_through_the_environment() {
     // Test executables live in target/<profile>/deps; raft-node one level up.
     let _ = raft_node();
-    let found = cluster::raft_node_binary().expect("raft-node found");
+    let found = local::raft_node_binary().expect("raft-node found");
     assert!(found.ends_with("raft-node"), "{}", found.display());
 }

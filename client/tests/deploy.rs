@@ -31,8 +31,8 @@
 
 mod support;
 
-use client::hosts::netns::{check_available, NetnsError, NetnsHosts};
-use client::hosts::remote::RemoteCluster;
+use client::db::remote::RemoteCluster;
+use client::net::netns::{check_available, NetnsError, NetnsHosts};
 use node::config::ClusterConfig;
 use std::fmt::Write as _;
 use std::os::unix::process::ExitStatusExt;

@@ -6,7 +6,7 @@
 
 mod support;
 
-use client::workload::{parse_nemesis_list, Overrides};
+use client::lab::workload::{parse_nemesis_list, Overrides};
 use std::path::Path;
 
 fn workload(name: &str) -> std::path::PathBuf {
@@ -18,7 +18,7 @@ fn workload(name: &str) -> std::path::PathBuf {
 /// Partitions need nftables and root; without them the run refuses partition faults, so
 /// the test falls back to kills (and says so).
 fn nemesis() -> Vec<String> {
-    if client::nemesis::Nft::new().is_ok() {
+    if client::net::nft::Nft::new().is_ok() {
         parse_nemesis_list("partition-halves,isolate-leader,kill")
     } else {
         eprintln!("nftables unavailable: testing with kills only");
@@ -39,7 +39,7 @@ async fn kv_under_partitions_and_kills_is_linearizable() {
         quiet: true,
         ..Overrides::default()
     };
-    let outcome = client::run::run_detailed(&workload("ci"), &overrides)
+    let outcome = client::lab::run::run_detailed(&workload("ci"), &overrides)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let summary = &outcome.summary;
@@ -65,7 +65,7 @@ async fn caught(bug: &str, name: &str, nemesis: Vec<String>, time_limit: f64) {
             quiet: true,
             ..Overrides::default()
         };
-        let outcome = client::run::run_detailed(&workload(name), &overrides)
+        let outcome = client::lab::run::run_detailed(&workload(name), &overrides)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         if outcome.verdict == checker::Verdict::Invalid {
@@ -92,7 +92,7 @@ async fn skip_fsync_is_caught_by_a_power_cut() {
 /// from a freeze still cut off from its peers. Needs nftables (the freeze cuts links).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_read_is_caught_by_a_frozen_leader() {
-    if client::nemesis::Nft::new().is_err() {
+    if client::net::nft::Nft::new().is_err() {
         eprintln!("nftables unavailable: freeze-leader cannot run, lease-read not tested");
         return;
     }

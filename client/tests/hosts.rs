@@ -5,15 +5,15 @@
 
 mod support;
 
-use client::hosts::run_cluster::HostsMode;
-use client::workload::{parse_nemesis_list, Overrides};
+use client::lab::cluster::HostsMode;
+use client::lab::workload::{parse_nemesis_list, Overrides};
 use std::path::Path;
 use std::process::Command;
 
 /// Namespaces need root and `ip`: skipped (saying why) without them, unless
 /// `RAFTLAB_REQUIRE_NETNS=1` (CI), where that is a failure.
 fn netns_available() -> bool {
-    match client::hosts::netns::check_available() {
+    match client::net::netns::check_available() {
         Ok(()) => true,
         Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
             panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
@@ -60,7 +60,7 @@ async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
         quiet: true,
         ..Overrides::default()
     };
-    let outcome = client::run::run_detailed(&workload, &overrides)
+    let outcome = client::lab::run::run_detailed(&workload, &overrides)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let summary = &outcome.summary;

@@ -32,7 +32,7 @@ fn matrix_dir(root: &Path) -> PathBuf {
 #[test]
 fn matrix_catches_stale_read() {
     support::ensure_raft_node();
-    let partitions = client::nemesis::Nft::new().is_ok();
+    let partitions = client::net::nft::Nft::new().is_ok();
     if !partitions {
         eprintln!("nftables unavailable: the recipe's partitions become kills");
     }

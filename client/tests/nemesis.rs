@@ -7,11 +7,14 @@
 
 mod support;
 
-use client::cluster::{self, ClusterOptions, LocalCluster};
+use client::control::cleanup;
+use client::db::local::{ClusterOptions, LocalCluster};
 use client::history::{Recorder, Who};
+use client::kv::status;
 use client::nemesis::{
-    self, nft, partition, run_nemesis, NemesisContext, NemesisKind, Nft, Schedule, ScheduleOptions,
+    self, partition, run_nemesis, NemesisContext, NemesisKind, Schedule, ScheduleOptions,
 };
+use client::net::nft::{self, Nft};
 use node::transport::ClientConnector;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -313,7 +316,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     }
     let leader = cluster.leader(&client, PATIENCE).await.unwrap();
     let all: Vec<(u64, String)> = cluster.node_addrs();
-    let statuses = cluster::status_all(&client, &all, Duration::from_secs(2)).await;
+    let statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
     let deadline = std::time::Instant::now() + PATIENCE;
     let mut statuses = statuses;
     while statuses
@@ -322,7 +325,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     {
         assert!(std::time::Instant::now() < deadline, "{statuses:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        statuses = cluster::status_all(&client, &all, Duration::from_secs(2)).await;
+        statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
     }
     client.close().await;
     drop(cluster);
@@ -364,19 +367,18 @@ async fn an_isolated_leader_is_replaced_and_rejoins_after_healing() {
         .into_iter()
         .filter(|(id, _)| *id != old)
         .collect();
-    let new = cluster::find_leader(&client, &others, 3, PATIENCE)
+    let new = status::find_leader(&client, &others, 3, PATIENCE)
         .await
         .unwrap();
     assert_ne!(new, old);
-    let statuses =
-        cluster::status_all(&client, &cluster.node_addrs(), Duration::from_secs(2)).await;
+    let statuses = status::status_all(&client, &cluster.node_addrs(), Duration::from_secs(2)).await;
     assert!(statuses.iter().all(|(_, s)| s.is_ok()), "{statuses:?}");
 
     nft.heal().unwrap();
     let all = cluster.node_addrs();
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let statuses = cluster::status_all(&client, &all, Duration::from_secs(2)).await;
+        let statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
         let leaders: Vec<Option<u64>> = statuses
             .iter()
             .map(|(_, s)| s.as_ref().ok().and_then(|s| s.leader))
@@ -436,8 +438,8 @@ async fn emergency_cleanup_in_this_process() {
     let nft = Nft::new().ok();
     let table = nft.as_ref().map(|n| n.table().to_string());
 
-    cluster::emergency_cleanup();
-    cluster::emergency_cleanup(); // idempotent
+    cleanup::run_all();
+    cleanup::run_all(); // idempotent
 
     for pid in &pids {
         let dead = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -459,7 +461,7 @@ async fn emergency_cleanup_in_this_process() {
     }
     // After the cleanup an owned cluster starts nothing (a healing nemesis would), and the
     // table object finds nothing left to heal or delete.
-    assert!(cluster::emergency_cleanup_ran());
+    assert!(cleanup::ran());
     let err = cluster.start(2).unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");
     if let Some(mut nft) = nft {

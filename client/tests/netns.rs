@@ -1,13 +1,14 @@
 //! Namespace networks for real: `create` builds namespaces with their addresses and a bridge,
 //! UDP flows between namespaces and from the root namespace, and `destroy`, `Drop`,
-//! `delete_stale` and `delete_own` leave nothing behind (and nothing else touched).
+//! `delete_stale` and the Ctrl-C cleanup (`cleanup::run_all`) leave nothing behind (and nothing else touched).
 //!
 //! Needs root and iproute2; without them the tests print why and pass, unless
 //! `RAFTLAB_REQUIRE_NETNS=1` is set, in which case they fail. UDP endpoints inside a
 //! namespace are this very test binary, re-run under `ip netns exec` as the `udp_helper` test
 //! with its role in environment variables; the parent waits on the lines it prints.
 
-use client::hosts::netns::*;
+use client::control::cleanup;
+use client::net::netns::*;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Lines};
@@ -17,7 +18,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-/// Tests that build networks share this lock; `delete_own` (which removes every network of
+/// Tests that build networks share this lock; the Ctrl-C cleanup (which removes every network of
 /// this process) and `delete_stale` (whose hand-made stale network any `create` would sweep)
 /// take it exclusively.
 static NETWORKS: RwLock<()> = RwLock::new(());
@@ -476,24 +477,24 @@ fn delete_own_removes_every_network_and_later_destroys_are_quiet() {
     let prefixes = [prefix_of(&first), prefix_of(&second)];
     let mut inside = Sleeper::start(&first.hosts()[1].name);
 
-    delete_own();
-    assert!(inside.was_killed(), "process survived delete_own");
+    cleanup::run_all();
+    assert!(inside.was_killed(), "process survived the Ctrl-C cleanup");
     for prefix in &prefixes {
         assert_eq!(
             leftovers(prefix),
             Vec::<String>::new(),
-            "left after delete_own"
+            "left after the Ctrl-C cleanup"
         );
     }
     first
         .destroy()
-        .expect("destroy after delete_own is a quiet no-op");
+        .expect("destroy after the Ctrl-C cleanup is a quiet no-op");
     drop(second);
     drop(first);
-    delete_own(); // nothing left: still fine
+    cleanup::run_all(); // nothing left: still fine
 
     // The subnets are free again and a new network works as before.
-    let mut again = NetnsHosts::create(1).expect("create after delete_own");
+    let mut again = NetnsHosts::create(1).expect("create after the Ctrl-C cleanup");
     let prefix = prefix_of(&again);
     again.destroy().expect("destroy");
     assert_eq!(leftovers(&prefix), Vec::<String>::new());

@@ -11,11 +11,13 @@
 
 mod support;
 
-use client::cluster;
-use client::hosts::remote::{self, RemoteCluster, RemoteError};
-use client::hosts::remote_network::RemoteNetwork;
-use client::hosts::template::CommandTemplate;
-use client::nemesis::{partition, NemesisKind, Network};
+use client::control::template::CommandTemplate;
+use client::control::{cleanup, process};
+use client::db::remote::{RemoteCluster, RemoteError};
+use client::kv::status;
+use client::nemesis::{partition, NemesisKind};
+use client::net::remote::RemoteNetwork;
+use client::net::Network;
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
 use node::transport::ClientConnector;
@@ -119,7 +121,7 @@ fn on_host(node: &NodeEntry, command: &str) -> String {
 /// The /proc state letter of `pid` on `node`'s host (`None`: no such process).
 fn state_on_host(node: &NodeEntry, pid: u32) -> Option<char> {
     let stat = on_host(node, &format!("cat /proc/{pid}/stat 2>/dev/null || true"));
-    remote::stat_state(&stat)
+    process::stat_state(&stat)
 }
 
 fn leader(config: &ClusterConfig) -> NodeId {
@@ -131,7 +133,7 @@ fn leader(config: &ClusterConfig) -> NodeId {
             .iter()
             .map(|n| (n.id, n.addr.clone()))
             .collect();
-        let leader = cluster::find_leader(&client, &nodes, nodes.len(), PATIENCE).await;
+        let leader = status::find_leader(&client, &nodes, nodes.len(), PATIENCE).await;
         client.close().await;
         leader.unwrap_or_else(|e| panic!("{e}"))
     })
@@ -217,8 +219,8 @@ fn nodes_start_pause_resume_die_restart_log_and_stop_through_the_template() {
             None
         }
     };
-    remote::emergency_cleanup();
-    assert!(remote::emergency_cleanup_ran());
+    cleanup::run_all();
+    assert!(cleanup::ran());
     assert!(matches!(
         state_on_host(&nodes[0], pids[&1]),
         Some('R' | 'S' | 'D')

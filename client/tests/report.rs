@@ -4,10 +4,11 @@
 //! reports are left in `target/report-fixtures/{small,large}/` for the browser test.
 
 use client::history::{from_jsonl, to_jsonl, Event, Kind, Who};
+use client::lab::summary::{summarize, SummaryInput};
+use client::lab::workload::{Overrides, Workload};
+use client::report::results::RunSummary;
 use client::report::spans::{fault_spans, op_spans, OpSpan};
 use client::report::{plots, render, write};
-use client::results::{summarize, RunSummary, SummaryInput};
-use client::workload::{Overrides, Workload};
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
 
@@ -405,7 +406,7 @@ fn a_browser_loads_the_report_and_the_run_list() {
     std::fs::create_dir_all(&run).expect("create the run folder");
     let summary = summary(&events, &report, &run);
     write(&run, &summary, &report, &events).expect("write the report");
-    client::results::write_summary(&run, &summary).expect("write results.json");
+    client::report::results::write_summary(&run, &summary).expect("write results.json");
 
     let report_url = format!("file://{}", run.join("report.html").display());
     let (dom, console) = load_in_browser(&browser, &report_url, &root.join("report.png"));
@@ -415,7 +416,7 @@ fn a_browser_loads_the_report_and_the_run_list() {
         "the timeline did not draw"
     );
 
-    let server = client::serve::Server::bind(
+    let server = client::report::serve::Server::bind(
         &root.join("results"),
         "127.0.0.1:0".parse().expect("an address"),
     )

@@ -4,7 +4,7 @@
 
 mod support;
 
-use client::serve::{Server, Stopper};
+use client::report::serve::{Server, Stopper};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

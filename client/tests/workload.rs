@@ -1,7 +1,7 @@
 //! Workload files through the public API: every shipped workload parses and means what its
 //! name says; overrides win; errors name the file and the line.
 
-use client::workload::{
+use client::lab::workload::{
     parse_nemesis_list, Concurrency, KeyShape, Overrides, ValueShape, Workload, WorkloadError,
     NEMESIS_KINDS, PARTITION_KINDS,
 };
@@ -137,7 +137,7 @@ async fn a_short_run_leaves_a_complete_results_folder() {
         quiet: true,
         ..Overrides::default()
     };
-    let outcome = client::run::run_detailed(&file, &overrides)
+    let outcome = client::lab::run::run_detailed(&file, &overrides)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(

@@ -23,8 +23,9 @@
 //! are errors naming the file, the line and the key. A catalogue bug without a table gets
 //! [`Recipes::default_recipe`]: the `ci.toml` beside the file with every nemesis kind.
 
+use crate::control::one_line;
+use crate::lab::workload::{line_of, line_text, Concurrency};
 use crate::nemesis::{self, NemesisKind};
-use crate::workload::{line_of, line_text, one_line, Concurrency};
 use model::bugs::Bug;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -384,13 +385,16 @@ impl Ctx<'_> {
             .as_ref()
             .map(|n| {
                 let v = *n.get_ref();
-                if (1..=crate::workload::MAX_NODES as i64).contains(&v) {
+                if (1..=crate::lab::workload::MAX_NODES as i64).contains(&v) {
                     Ok(v as usize)
                 } else {
                     Err(self.at(
                         n.span(),
                         &format!("{table}.nodes"),
-                        format!("must be in 1..={}, got {v}", crate::workload::MAX_NODES),
+                        format!(
+                            "must be in 1..={}, got {v}",
+                            crate::lab::workload::MAX_NODES
+                        ),
                     ))
                 }
             })

@@ -5,12 +5,16 @@
 //! `plots/*.svg`), the nemesis events, and for an invalid run the checker's counterexample
 //! view.
 
+pub mod files;
 pub mod plots;
+pub mod results;
+pub mod serve;
 pub mod spans;
+pub mod stats;
 pub mod timeline;
 
 use crate::history::Event;
-use crate::results::RunSummary;
+use crate::report::results::RunSummary;
 use checker::html::escape;
 use plots::Plots;
 use spans::{FaultSpan, OpSpan};
@@ -28,7 +32,7 @@ pub fn write(
     let faults = spans::fault_spans(events);
     let plots = plots::render(&ops, &faults);
     plots::write(dir, &plots)?;
-    crate::history::write_durably(
+    crate::report::files::write_atomically(
         &dir.join("report.html"),
         &page(summary, report, &ops, &faults, &plots),
     )
@@ -58,7 +62,7 @@ fn page(
     plots: &Plots,
 ) -> String {
     let mut page = String::new();
-    let class = crate::results::verdict_name(summary.valid);
+    let class = crate::report::results::verdict_name(summary.valid);
     let _ = write!(
         page,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -182,7 +186,7 @@ fn operations_table(page: &mut String, summary: &RunSummary) {
 }
 
 /// Faults requested against faults applied.
-fn coverage(page: &mut String, nemesis: &crate::results::NemesisCoverage) {
+fn coverage(page: &mut String, nemesis: &crate::report::results::NemesisCoverage) {
     let list = |items: Vec<String>| {
         if items.is_empty() {
             "none".to_string()
@@ -216,7 +220,7 @@ fn coverage(page: &mut String, nemesis: &crate::results::NemesisCoverage) {
 }
 
 /// Every nemesis event, in order.
-fn nemesis_events(page: &mut String, nemesis: &crate::results::NemesisCoverage) {
+fn nemesis_events(page: &mut String, nemesis: &crate::report::results::NemesisCoverage) {
     page.push_str(
         "<section id=\"faults\"><h2>Faults</h2>\
          <table><tr><th>time s</th><th>action</th><th>details</th></tr>",

@@ -1,5 +1,6 @@
 //! Jepsen-style pictures of a run, as self-contained SVG documents: `latency-raw` (every
-//! operation's latency), `latency-quantiles` (p50/p95/p99/max per time bucket) and `rate`
+//! operation's latency), `latency-quantiles` (p50/p90/p99/p99.9/max per time bucket, the summary's
+//! percentiles) and `rate`
 //! (completions per second). Each shades the nemesis's fault intervals as translucent vertical
 //! bands (one colour per kind of fault) so a reader can see what the faults did to the
 //! clients.
@@ -37,6 +38,7 @@
 //! that picture is replaced by an SVG that shows the picture's title and the error text.
 
 use super::spans::{FaultKind, FaultSpan, OpSpan, Outcome};
+use super::stats::{quantile, PERCENTILES};
 use checker::html::escape;
 use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
@@ -117,7 +119,7 @@ pub fn write(dir: &Path, plots: &Plots) -> std::io::Result<()> {
         ("latency-quantiles.svg", &plots.latency_quantiles),
         ("rate.svg", &plots.rate),
     ] {
-        crate::history::write_durably(&dir.join(name), svg)?;
+        crate::report::files::write_atomically(&dir.join(name), svg)?;
     }
     Ok(())
 }
@@ -434,6 +436,7 @@ enum LineKind {
     Thick,
     Thin,
     Dashed,
+    LongDashed,
     Dotted,
 }
 
@@ -455,6 +458,9 @@ where
         LineKind::Thin => chart.draw_series(LineSeries::new(points, colour.stroke_width(1))),
         LineKind::Dashed => {
             chart.draw_series(DashedLineSeries::new(points, 6, 4, colour.stroke_width(1)))
+        }
+        LineKind::LongDashed => {
+            chart.draw_series(DashedLineSeries::new(points, 12, 4, colour.stroke_width(1)))
         }
         LineKind::Dotted => {
             chart.draw_series(DashedLineSeries::new(points, 2, 3, colour.stroke_width(1)))
@@ -556,6 +562,9 @@ fn draw_legend(area: &Area, rows: &[LegendRow]) -> Result<(), String> {
                     LineKind::Thin => area.draw(&PathElement::new(ends, OTHER.stroke_width(1))),
                     LineKind::Dashed => {
                         area.draw(&DashedPathElement::new(ends, 6, 4, OTHER.stroke_width(1)))
+                    }
+                    LineKind::LongDashed => {
+                        area.draw(&DashedPathElement::new(ends, 12, 4, OTHER.stroke_width(1)))
                     }
                     LineKind::Dotted => {
                         area.draw(&DashedPathElement::new(ends, 2, 3, OTHER.stroke_width(1)))
@@ -773,20 +782,16 @@ fn empty_text(frame: &Frame) -> &'static str {
     }
 }
 
-const QUANTILES: [(f64, &str, LineKind); 4] = [
-    (0.5, "p50", LineKind::Thick),
-    (0.95, "p95", LineKind::Thin),
-    (0.99, "p99", LineKind::Dashed),
-    (1.0, "max", LineKind::Dotted),
+/// How each of the [`PERCENTILES`] is drawn, in their order.
+const QUANTILE_LINES: [LineKind; PERCENTILES.len()] = [
+    LineKind::Thick,
+    LineKind::Thin,
+    LineKind::Dashed,
+    LineKind::LongDashed,
+    LineKind::Dotted,
 ];
 
-/// Nearest-rank quantile of sorted, non-empty `v`.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Per `f` and bucket of invocation time: p50/p95/p99/max latency of the `ok` operations.
+/// Per `f` and bucket of invocation time: the [`PERCENTILES`] of the `ok` operations' latency.
 fn latency_quantiles(frame: &Frame) -> Result<String, String> {
     let mut latencies: HashMap<(usize, usize), Vec<f64>> = HashMap::new();
     for s in frame.spans.iter().filter(|s| s.outcome == Outcome::Ok) {
@@ -808,16 +813,18 @@ fn latency_quantiles(frame: &Frame) -> Result<String, String> {
     }
     // (series, quantile) → bucket → value.
     let mut lines: Vec<Vec<Option<f64>>> =
-        vec![vec![None; frame.buckets()]; frame.fs.len() * QUANTILES.len()];
+        vec![vec![None; frame.buckets()]; frame.fs.len() * PERCENTILES.len()];
     let (mut lo, mut hi) = (f64::INFINITY, 0f64);
     for ((series, bucket), mut v) in latencies {
         v.sort_by(f64::total_cmp);
-        for (q, (quant, _, _)) in QUANTILES.iter().enumerate() {
-            let value = quantile(&v, *quant);
+        for (q, (quant, _)) in PERCENTILES.iter().enumerate() {
+            let Some(value) = quantile(&v, *quant) else {
+                continue;
+            };
             lo = lo.min(value);
             hi = hi.max(value);
             if let Some(slot) = lines
-                .get_mut(series * QUANTILES.len() + q)
+                .get_mut(series * PERCENTILES.len() + q)
                 .and_then(|l| l.get_mut(bucket))
             {
                 *slot = Some(value);
@@ -833,9 +840,10 @@ fn latency_quantiles(frame: &Frame) -> Result<String, String> {
     let mut legend = frame.legend_fs();
     legend.push(LegendRow::Heading("quantile".into()));
     legend.extend(
-        QUANTILES
+        PERCENTILES
             .iter()
-            .map(|(_, name, kind)| LegendRow::Line(*kind, name.to_string())),
+            .zip(QUANTILE_LINES)
+            .map(|((_, name), kind)| LegendRow::Line(kind, name.to_string())),
     );
     legend.extend(frame.legend_faults());
 
@@ -843,8 +851,8 @@ fn latency_quantiles(frame: &Frame) -> Result<String, String> {
         let area = layout(root, &legend)?;
         let mut chart = latency_chart(&area, &title, frame, lo, hi)?;
         for (i, line) in lines.iter().enumerate() {
-            let series = i / QUANTILES.len();
-            let kind = QUANTILES[i % QUANTILES.len()].2;
+            let series = i / PERCENTILES.len();
+            let kind = QUANTILE_LINES[i % PERCENTILES.len()];
             // A bucket without ok operations breaks the line rather than bridging the gap.
             for run in runs(line) {
                 let xy = run

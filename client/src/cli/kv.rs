@@ -1,7 +1,7 @@
 //! One KV command against a running cluster, shared by `raft-lab kv` and `raft-lab console`:
 //! parse it, run it through the client library, and say what happened.
 
-use crate::kv_client::{KvCluster, OpResult};
+use crate::kv::{KvCluster, OpResult};
 use model::kv::{Operation, Outcome, Value};
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //!
 //! It needs nodes with network interfaces of their own (`raft-lab run --hosts netns`, or a
 //! remote cluster): on a local loopback cluster a qdisc on `lo` would slow every process of
-//! the machine, so [`crate::cluster::LocalCluster`] refuses it. Egress only: a node's replies
+//! the machine, so [`crate::db::local::LocalCluster`] refuses it. Egress only: a node's replies
 //! to clients are delayed too, as on a slow network.
 //!
 //! The discipline is `netem delay 50ms 40ms` (uniform jitter: datagrams overtake each other,

@@ -3,8 +3,8 @@
 //! Line editing runs on a blocking thread (rustyline owns the terminal); each command is sent
 //! to the async side and answered there, so the QUIC connections stay open between commands.
 
-use crate::kv::{self, HELP};
-use crate::kv_client::KvCluster;
+use crate::cli::kv::{self, HELP};
+use crate::kv::KvCluster;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use tokio::sync::{mpsc, oneshot};

@@ -20,7 +20,7 @@
 //! canonical DIR (so a symlink pointing out of DIR is a 403), must be a regular file or a
 //! directory (no FIFOs or sockets), and is not a private key (`*.key`, 403: local clusters
 //! keep their certificates in the run folder). Missing files are 404. Request handling never
-//! panics; every request is logged with `tracing` (target `client::serve`, level info).
+//! panics; every request is logged with `tracing` (target `client::report::serve`, level info).
 //!
 //! [`Server::bind`] binds (port 0 picks a free port, [`Server::local_addr`] tells which) and
 //! [`Server::run`] serves until [`Stopper::stop`], so tests can run it in-process.
@@ -135,11 +135,6 @@ impl Server {
         format!("http://{addr}/")
     }
 
-    /// The results folder, as given to [`Server::bind`].
-    pub fn results_dir(&self) -> &Path {
-        &self.shown
-    }
-
     /// A handle that stops [`Server::run`].
     pub fn stopper(&self) -> Stopper {
         Stopper {
@@ -165,7 +160,7 @@ impl Server {
             match self.http.recv() {
                 Ok(request) => self.handle(request),
                 Err(_) if self.stopping.load(Ordering::SeqCst) => return,
-                Err(e) => warn!(target: "client::serve", error = %e, "accepting a request"),
+                Err(e) => warn!(target: "client::report::serve", error = %e, "accepting a request"),
             }
         }
     }
@@ -181,7 +176,7 @@ impl Server {
         let status = reply.status;
         let result = request.respond(reply.into_response());
         info!(
-            target: "client::serve",
+            target: "client::report::serve",
             %remote,
             %method,
             %url,
@@ -190,7 +185,7 @@ impl Server {
             "request"
         );
         if let Err(e) = result {
-            warn!(target: "client::serve", %url, error = %e, "sending the response");
+            warn!(target: "client::report::serve", %url, error = %e, "sending the response");
         }
     }
 }
@@ -449,7 +444,7 @@ fn find_runs(root: &Path, cache: &SummaryCache) -> std::io::Result<Vec<Run>> {
         let entries = match std::fs::read_dir(workload.path()) {
             Ok(entries) => entries,
             Err(e) => {
-                warn!(target: "client::serve", dir = %workload.path().display(), error = %e, "cannot list");
+                warn!(target: "client::report::serve", dir = %workload.path().display(), error = %e, "cannot list");
                 continue;
             }
         };

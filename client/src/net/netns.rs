@@ -28,8 +28,8 @@
 //! namespaces, then deletes the veths, the namespaces and the bridge; it is idempotent.
 //! Networks whose creating process died without cleaning up are *stale*: their name's pid is
 //! not a live process. [`NetnsHosts::create`] first deletes those ([`delete_stale`]). For an
-//! emergency exit (Ctrl-C), [`delete_own`] deletes every network this process still holds,
-//! from a process-wide registry; the `NetnsHosts` values it swept then destroy quietly.
+//! emergency exit (Ctrl-C), every network registers its teardown in [`cleanup`] while this
+//! process holds it; the `NetnsHosts` values swept by [`cleanup::run_all`] then destroy quietly.
 //!
 //! # br_netfilter
 //!
@@ -41,6 +41,8 @@
 //! A root-namespace firewall that drops forwarded traffic would therefore cut nodes off from
 //! each other.
 
+use crate::control::cleanup::{self, Cleanup};
+use crate::control::process;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -65,21 +67,22 @@ const SUBNET_ATTEMPTS: usize = 8;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Networks this process created (or is creating) and has not destroyed.
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    prefixes: BTreeSet::new(),
+    prefixes: BTreeMap::new(),
     subnets: BTreeMap::new(),
 });
 
-/// What this process holds: the prefixes for [`delete_own`], and which subnet each holds so
-/// that concurrent `create` calls never pick the same one.
+/// What this process holds: each network's prefix with its Ctrl-C teardown (registered in
+/// [`cleanup`]), and which subnet each holds so that concurrent `create` calls never pick the
+/// same one.
 struct Registry {
-    prefixes: BTreeSet<String>,
+    prefixes: BTreeMap<String, Cleanup>,
     subnets: BTreeMap<String, u8>,
 }
 
 impl Registry {
     fn remove(&mut self, prefix: &str) -> bool {
         self.subnets.remove(prefix);
-        self.prefixes.remove(prefix)
+        self.prefixes.remove(prefix).is_some()
     }
 }
 
@@ -147,8 +150,8 @@ pub enum NetnsError {
          `ip -4 -o addr show` or is held by another network of this process{0}"
     )]
     NoFreeSubnet(String),
-    /// [`delete_own`] swept the network while `create` was still building it.
-    #[error("network {0} was removed by delete_own while it was being created")]
+    /// The Ctrl-C cleanup swept the network while `create` was still building it.
+    #[error("network {0} was removed by the Ctrl-C cleanup while it was being created")]
     Cancelled(String),
 }
 
@@ -222,15 +225,15 @@ impl NetnsHosts {
 
     /// Tears the network down: SIGKILLs every process still inside the namespaces, deletes
     /// the veths, the namespaces and the bridge. Idempotent; a quiet no-op once done, and for
-    /// a network that [`delete_own`] already removed.
+    /// a network that Ctrl-C's [`cleanup::run_all`] already removed.
     pub fn destroy(&mut self) -> Result<(), NetnsError> {
         if self.destroyed {
             return Ok(());
         }
         // Held throughout, so that the subnet is not handed out again before its addresses
-        // are gone, and so that a concurrent delete_own does not tear down the same names.
+        // are gone, and so that a concurrent Ctrl-C cleanup does not tear down the same names.
         let mut registry = registry();
-        if !registry.prefixes.contains(&self.prefix) {
+        if !registry.prefixes.contains_key(&self.prefix) {
             self.destroyed = true;
             return Ok(());
         }
@@ -282,7 +285,7 @@ fn build(names: &Names, nodes: usize) -> Result<NetnsHosts, NetnsError> {
         });
     }
 
-    if !registry().prefixes.contains(&names.prefix) {
+    if !registry().prefixes.contains_key(&names.prefix) {
         return Err(NetnsError::Cancelled(names.prefix.clone()));
     }
     let net = NetnsHosts {
@@ -319,7 +322,9 @@ fn claim_subnet(names: &Names) -> Result<u8, NetnsError> {
             let Some(x) = choose_subnet(&listing, &taken) else {
                 return Err(NetnsError::NoFreeSubnet(String::new()));
             };
-            registry.prefixes.insert(names.prefix.clone());
+            registry
+                .prefixes
+                .insert(names.prefix.clone(), delete_on_exit(&names.prefix));
             registry.subnets.insert(names.prefix.clone(), x);
             x
         };
@@ -384,69 +389,31 @@ pub fn check_available() -> Result<(), NetnsError> {
 /// the names it removed. Failures are logged, not returned: this is housekeeping.
 pub fn delete_stale() -> Vec<String> {
     let me = std::process::id();
-    let stale = |name: &str| is_stale(name, me, pid_alive);
-    let mut removed = Vec::new();
-
-    let namespaces = match ip(&["netns", "list"]) {
-        Ok(out) => parse_netns_names(&out),
-        Err(err) => {
-            tracing::warn!(error = %err, "netns: listing namespaces for stale cleanup");
-            Vec::new()
-        }
-    };
-    let links = match ip(&["-o", "link", "show"]) {
-        Ok(out) => parse_link_names(&out),
-        Err(err) => {
-            tracing::warn!(error = %err, "netns: listing links for stale cleanup");
-            Vec::new()
-        }
-    };
-    let stale_namespaces: Vec<String> = namespaces.into_iter().filter(|n| stale(n)).collect();
-    let stale_links: Vec<String> = links.into_iter().filter(|n| stale(n)).collect();
-    if stale_namespaces.is_empty() && stale_links.is_empty() {
-        return removed;
+    let removal = remove_matching(|name| is_stale(name, me, process::alive));
+    if !removal.removed.is_empty() {
+        let prefixes: BTreeSet<String> = removal
+            .removed
+            .iter()
+            .filter_map(|n| parse_name(n).map(|p| p.prefix()))
+            .collect();
+        tracing::info!(networks = ?prefixes, "netns: deleted stale networks of dead processes");
     }
-    let prefixes: BTreeSet<String> = stale_namespaces
-        .iter()
-        .chain(&stale_links)
-        .filter_map(|n| parse_name(n).map(|p| p.prefix()))
-        .collect();
-    tracing::info!(networks = ?prefixes, "netns: deleting stale networks of dead processes");
-
-    for ns in &stale_namespaces {
-        kill_inside(ns);
+    for err in removal.errors {
+        tracing::warn!(error = %err, "netns: deleting stale networks");
     }
-    let (veths, bridges): (Vec<String>, Vec<String>) = stale_links
-        .into_iter()
-        .partition(|n| matches!(parse_name(n), Some(p) if p.kind != Kind::Bridge));
-    for link in &veths {
-        match delete_link(link) {
-            Ok(()) => removed.push(link.clone()),
-            Err(err) => tracing::warn!(error = %err, "netns: deleting stale link"),
-        }
-    }
-    for ns in &stale_namespaces {
-        match delete_namespace(ns) {
-            Ok(()) => removed.push(ns.clone()),
-            Err(err) => tracing::warn!(error = %err, "netns: deleting stale namespace"),
-        }
-    }
-    for link in &bridges {
-        match delete_link(link) {
-            Ok(()) => removed.push(link.clone()),
-            Err(err) => tracing::warn!(error = %err, "netns: deleting stale bridge"),
-        }
-    }
-    removed
+    removal.removed
 }
 
-/// Deletes every network this process created and has not destroyed (the emergency cleanup
-/// on Ctrl-C). Never panics; errors are logged. The [`NetnsHosts`] values concerned stay
-/// valid and their later `destroy`/drop does nothing.
-pub fn delete_own() {
-    let mut registry = registry();
-    let prefixes: Vec<String> = registry.prefixes.iter().cloned().collect();
-    for prefix in prefixes {
+/// The Ctrl-C teardown of network `prefix`, run after every other undo (the nodes inside and
+/// the rules on them go first). The [`NetnsHosts`] concerned stays valid and its later
+/// `destroy`/drop does nothing.
+fn delete_on_exit(prefix: &str) -> Cleanup {
+    let prefix = prefix.to_string();
+    cleanup::register_host(move || {
+        let mut registry = registry();
+        if !registry.prefixes.contains_key(&prefix) {
+            return;
+        }
         match teardown(&prefix) {
             Ok(()) => tracing::info!(prefix = %prefix, "netns: deleted own network"),
             Err(err) => {
@@ -454,36 +421,45 @@ pub fn delete_own() {
             }
         }
         registry.remove(&prefix);
-    }
+    })
 }
 
 /// Removes everything named with `prefix` that exists: kills the processes in its
 /// namespaces, deletes its veths, namespaces and bridge. Tries every step; returns the first
 /// error.
 fn teardown(prefix: &str) -> Result<(), NetnsError> {
-    let ours = |name: &String| parse_name(name).is_some_and(|p| p.prefix() == prefix);
-    let mut first_err: Option<NetnsError> = None;
-    let mut note = |result: Result<(), NetnsError>| {
-        if let Err(err) = result {
-            tracing::debug!(error = %err, "netns: teardown step failed");
-            first_err.get_or_insert(err);
-        }
-    };
+    let removal = remove_matching(|name| parse_name(name).is_some_and(|p| p.prefix() == prefix));
+    for err in &removal.errors {
+        tracing::debug!(error = %err, "netns: teardown step failed");
+    }
+    match removal.errors.into_iter().next() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
 
-    let namespaces: Vec<String> = match ip(&["netns", "list"]) {
-        Ok(out) => parse_netns_names(&out).into_iter().filter(ours).collect(),
+/// What [`remove_matching`] removed, and what failed.
+struct Removal {
+    removed: Vec<String>,
+    errors: Vec<NetnsError>,
+}
+
+/// Removes the namespaces and links whose names `matches`: kills the processes in those
+/// namespaces, then deletes the veths, the namespaces and the bridges, trying every step.
+fn remove_matching(matches: impl Fn(&str) -> bool) -> Removal {
+    let mut removal = Removal {
+        removed: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut listed = |args: &[&str], parse: fn(&str) -> Vec<String>| match ip(args) {
+        Ok(out) => parse(&out).into_iter().filter(|n| matches(n)).collect(),
         Err(err) => {
-            note(Err(err));
+            removal.errors.push(err);
             Vec::new()
         }
     };
-    let links: Vec<String> = match ip(&["-o", "link", "show"]) {
-        Ok(out) => parse_link_names(&out).into_iter().filter(ours).collect(),
-        Err(err) => {
-            note(Err(err));
-            Vec::new()
-        }
-    };
+    let namespaces: Vec<String> = listed(&["netns", "list"], parse_netns_names);
+    let links: Vec<String> = listed(&["-o", "link", "show"], parse_link_names);
     for ns in &namespaces {
         kill_inside(ns);
     }
@@ -492,19 +468,18 @@ fn teardown(prefix: &str) -> Result<(), NetnsError> {
     let (veths, bridges): (Vec<&String>, Vec<&String>) = links
         .iter()
         .partition(|n| matches!(parse_name(n), Some(p) if p.kind != Kind::Bridge));
-    for link in veths {
-        note(delete_link(link));
+    let steps = veths
+        .into_iter()
+        .map(|l| (l, delete_link(l)))
+        .chain(namespaces.iter().map(|ns| (ns, delete_namespace(ns))))
+        .chain(bridges.into_iter().map(|l| (l, delete_link(l))));
+    for (name, result) in steps {
+        match result {
+            Ok(()) => removal.removed.push(name.clone()),
+            Err(err) => removal.errors.push(err),
+        }
     }
-    for ns in &namespaces {
-        note(delete_namespace(ns));
-    }
-    for link in bridges {
-        note(delete_link(link));
-    }
-    match first_err {
-        Some(err) => Err(err),
-        None => Ok(()),
-    }
+    removal
 }
 
 /// SIGKILLs every process inside namespace `ns` (never this process).
@@ -586,14 +561,6 @@ fn ip(args: &[&str]) -> Result<String, NetnsError> {
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Whether `pid` is a live process (`kill(pid, 0)`; only ESRCH means dead).
-fn pid_alive(pid: u32) -> bool {
-    match i32::try_from(pid) {
-        Ok(raw) if raw > 0 => !matches!(kill(Pid::from_raw(raw), None), Err(Errno::ESRCH)),
-        _ => true,
-    }
 }
 
 /// `10.213.X.0/24` for an address in it, for logs.

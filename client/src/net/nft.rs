@@ -11,8 +11,7 @@
 //!   `ip6` rules.
 //! - **Apply** replaces the rules atomically (`flush chain` + `add rule`s in one `nft -f -`
 //!   transaction); **heal** flushes the chain; **teardown** deletes the table. `Drop` always
-//!   tears down, and [`delete_own_tables`] (called by [`crate::cluster::emergency_cleanup`])
-//!   deletes every table this process made.
+//!   tears down, and every table is registered in [`cleanup`] for Ctrl-C until deleted.
 //! - **Stale tables** of crashed runs are deleted by [`Nft::new`]: every `raftlab_<pid>_<n>`
 //!   table whose `<pid>` is no live process. Tables of live processes (a concurrent run) are
 //!   left alone; a crashed run whose pid has since been reused keeps its table until that
@@ -21,15 +20,14 @@
 //! - Needs the `nft` binary and CAP_NET_ADMIN (root): without them [`Nft::new`] fails with a
 //!   message saying so, and the lab refuses partition nemeses (kill and pause still work).
 
-use nix::sys::signal::kill as send_signal;
-use nix::unistd::Pid;
-use std::collections::BTreeSet;
+use super::{Network, LATENCY_NEEDS_HOSTS};
+use crate::control::cleanup::{self, Cleanup};
+use crate::control::process;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
@@ -50,12 +48,6 @@ pub enum NftError {
 }
 
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
-/// Tables made by this process and not yet deleted.
-static OWN_TABLES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-fn own_tables() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
-    OWN_TABLES.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The lab's nftables table.
 #[derive(Debug)]
@@ -63,7 +55,31 @@ pub struct Nft {
     table: String,
     /// Rules currently in the chain.
     rules: usize,
-    deleted: bool,
+    /// Deletes the table on Ctrl-C; `None` once deleted.
+    undo: Option<Cleanup>,
+}
+
+impl Network for Nft {
+    fn cut(
+        &mut self,
+        drops: &[(SocketAddr, SocketAddr)],
+        loss_percent: Option<u8>,
+    ) -> Result<(), String> {
+        self.apply(drops, loss_percent).map_err(|e| e.to_string())
+    }
+
+    fn heal(&mut self) -> Result<(), String> {
+        Nft::heal(self).map_err(|e| e.to_string())
+    }
+
+    /// Refuses to slow loopback: that would slow every process of this machine.
+    fn delay(&mut self, on: bool) -> Result<String, String> {
+        if on {
+            Err(LATENCY_NEEDS_HOSTS.into())
+        } else {
+            Ok(String::new())
+        }
+    }
 }
 
 impl Nft {
@@ -76,7 +92,7 @@ impl Nft {
             NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
         );
         let listing = run_nft(&["list", "tables"], None, "list tables")?;
-        for stale in stale_tables(&listing, std::process::id(), pid_alive) {
+        for stale in stale_tables(&listing, std::process::id(), process::alive) {
             let action = format!("delete stale table {stale}");
             match run_nft_script(&delete_script(&stale), &action) {
                 Ok(()) => info!(table = %stale, "deleted a stale nftables table of a dead run"),
@@ -87,12 +103,19 @@ impl Nft {
             &create_script(&table),
             &format!("create table inet {table}"),
         )?;
-        own_tables().insert(table.clone());
+        let undo = {
+            let table = table.clone();
+            cleanup::register(move || {
+                if let Err(e) = delete_table(&table) {
+                    warn!(%table, "cannot delete the nftables table: {e}");
+                }
+            })
+        };
         debug!(%table, "nftables table created");
         Ok(Nft {
             table,
             rules: 0,
-            deleted: false,
+            undo: Some(undo),
         })
     }
 
@@ -125,10 +148,10 @@ impl Nft {
         Ok(())
     }
 
-    /// Removes every rule: all links heal. A table already deleted by
-    /// [`delete_own_tables`] has nothing left to heal.
+    /// Removes every rule: all links heal. A table already deleted (by Ctrl-C's
+    /// [`cleanup::run_all`]) has nothing left to heal.
     pub fn heal(&mut self) -> Result<(), NftError> {
-        if self.deleted || !own_tables().contains(&self.table) {
+        if !self.undo.as_ref().is_some_and(Cleanup::pending) {
             self.rules = 0;
             return Ok(());
         }
@@ -155,43 +178,26 @@ impl Nft {
     }
 
     fn delete(&mut self) -> Result<(), NftError> {
-        if self.deleted {
-            return Ok(());
+        // Deleted already (by us, or by Ctrl-C's cleanup): nothing to do.
+        if self.undo.as_ref().is_some_and(Cleanup::pending) {
+            delete_table(&self.table)?;
         }
-        let result = delete_table(&self.table);
-        if result.is_ok() {
-            self.deleted = true;
-            self.rules = 0;
-        }
-        result
+        self.undo = None;
+        self.rules = 0;
+        Ok(())
     }
+}
+
+fn delete_table(table: &str) -> Result<(), NftError> {
+    run_nft_script(&delete_script(table), &format!("delete table inet {table}"))?;
+    debug!(%table, "nftables table deleted");
+    Ok(())
 }
 
 impl Drop for Nft {
     fn drop(&mut self) {
         if let Err(e) = self.delete() {
             warn!(table = %self.table, "cannot delete the nftables table: {e}");
-        }
-    }
-}
-
-fn delete_table(table: &str) -> Result<(), NftError> {
-    // Deleted already (e.g. by emergency cleanup): nothing to do.
-    if !own_tables().contains(table) {
-        return Ok(());
-    }
-    run_nft_script(&delete_script(table), &format!("delete table inet {table}"))?;
-    own_tables().remove(table);
-    debug!(%table, "nftables table deleted");
-    Ok(())
-}
-
-/// Deletes every table this process created and has not deleted yet (Ctrl-C cleanup).
-pub fn delete_own_tables() {
-    let tables: Vec<String> = own_tables().iter().cloned().collect();
-    for table in tables {
-        if let Err(e) = delete_table(&table) {
-            warn!(%table, "cannot delete the nftables table: {e}");
         }
     }
 }
@@ -272,16 +278,6 @@ pub fn stale_tables(listing: &str, own_pid: u32, alive: impl Fn(u32) -> bool) ->
         })
         .map(str::to_string)
         .collect()
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    !matches!(
-        send_signal(Pid::from_raw(raw), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
 }
 
 fn run_nft_script(script: &str, action: &str) -> Result<(), NftError> {

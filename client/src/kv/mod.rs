@@ -16,8 +16,11 @@
 //!   or the request was sent and no answer came), and no later attempt told us the outcome
 //!   before the deadline.
 
+pub mod status;
+
 use model::core::NodeId;
 use model::kv::{Command, Operation, Outcome, Value};
+use model::sim::rng::mix;
 use node::config::{ClusterConfig, NodeEntry};
 use node::protocol::{NodeStatus, Request, Response};
 use node::transport::{CallError, ClientConnector};
@@ -220,8 +223,7 @@ pub fn fresh_client_id() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let mut s = nanos ^ (u64::from(std::process::id()) << 32);
-        (crate::generator::splitmix64(&mut s) & 0xFF_FFFF_FFFF) << 20
+        (mix(nanos ^ (u64::from(std::process::id()) << 32)) & 0xFF_FFFF_FFFF) << 20
     });
     base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) + 1)
 }

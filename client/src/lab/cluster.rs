@@ -8,13 +8,15 @@
 //!   ([`NetnsHosts`]), controlled through the same [`RemoteCluster`] code with the template
 //!   `ip netns exec {host} sh -c`; stopped and torn down afterwards.
 //!
-//! The nemesis sees each through [`Control`]; the run asks it for the leader, stops it, and
+//! The nemesis sees each through [`Db`]; the run asks it for the leader, stops it, and
 //! copies remote node logs into the run folder.
 
-use super::netns::NetnsHosts;
-use super::remote::RemoteCluster;
-use crate::cluster::{self, ClusterOptions, LocalCluster};
-use crate::nemesis::{Control, ControlError, ControlNode, NemesisError, NemesisKind, Network};
+use crate::db::local::{self, ClusterOptions, LocalCluster};
+use crate::db::remote::RemoteCluster;
+use crate::db::{Db, DbError, DbNode, Needs};
+use crate::kv::status;
+use crate::net::netns::NetnsHosts;
+use crate::net::{NetError, Network};
 use anyhow::{anyhow, Context};
 use model::core::NodeId;
 use node::config::ClusterConfig;
@@ -71,7 +73,7 @@ impl RunCluster {
     /// with the `ip netns exec` template), the certificates, and starts every node through
     /// the template. On failure everything made so far is removed.
     pub fn create_netns(dir: &Path, opts: &ClusterOptions) -> anyhow::Result<RunCluster> {
-        super::netns::check_available()?;
+        crate::net::netns::check_available()?;
         let netns = NetnsHosts::create(opts.nodes)?;
         info!(
             namespaces = netns.hosts().len(),
@@ -120,7 +122,7 @@ impl RunCluster {
                     .iter()
                     .map(|n| (n.id, n.addr.clone()))
                     .collect();
-                Ok(cluster::find_leader(client, &addrs, addrs.len(), timeout).await?)
+                Ok(status::find_leader(client, &addrs, addrs.len(), timeout).await?)
             }
         }
     }
@@ -152,14 +154,14 @@ impl RunCluster {
         }
     }
 
-    fn control(&self) -> &dyn Control {
+    fn control(&self) -> &dyn Db {
         match self {
             RunCluster::Local(c) => c,
             RunCluster::Remote { nodes, .. } => nodes,
         }
     }
 
-    fn control_mut(&mut self) -> &mut dyn Control {
+    fn control_mut(&mut self) -> &mut dyn Db {
         match self {
             RunCluster::Local(c) => c,
             RunCluster::Remote { nodes, .. } => nodes,
@@ -167,26 +169,26 @@ impl RunCluster {
     }
 }
 
-impl Control for RunCluster {
-    fn nodes(&self) -> Vec<ControlNode> {
+impl Db for RunCluster {
+    fn nodes(&self) -> Vec<DbNode> {
         self.control().nodes()
     }
-    fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
+    fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
         self.control_mut().kill(id)
     }
-    fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
+    fn start(&mut self, id: NodeId) -> Result<(), DbError> {
         self.control_mut().start(id)
     }
-    fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
+    fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
         self.control_mut().pause(id)
     }
-    fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
+    fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
         self.control_mut().resume(id)
     }
-    fn supports(&self, kind: NemesisKind) -> Result<(), String> {
-        self.control().supports(kind)
+    fn supports(&self, needs: Needs) -> Result<(), String> {
+        self.control().supports(needs)
     }
-    fn network(&self) -> Result<Box<dyn Network>, NemesisError> {
+    fn network(&self) -> Result<Box<dyn Network>, NetError> {
         self.control().network()
     }
 }
@@ -200,7 +202,7 @@ fn netns_cluster_toml(netns: &NetnsHosts, opts: &ClusterOptions) -> String {
         .map(|h| SocketAddr::new(h.ip.into(), NETNS_PORT))
         .collect();
     let hosts: Vec<String> = netns.hosts().iter().map(|h| h.name.clone()).collect();
-    let mut text = cluster::cluster_toml(&addrs, &hosts, opts);
+    let mut text = local::cluster_toml(&addrs, &hosts, opts);
     let _ = write!(
         text,
         "\n[remote]\ncommand = \"ip netns exec {{host}} sh -c\"\nraft_node = {:?}\niface = {:?}\n",

@@ -14,14 +14,16 @@
 //! 5. Check the history, write `history.jsonl`, `history.edn`, `results.json`, `report.html`,
 //!    point `results/latest` at the run, print the verdict line.
 
-use crate::cluster::{self, ClusterOptions};
-use crate::generator::{random_seed, Generator, Progress, ProgressView};
+use crate::control::cleanup;
+use crate::db::local::ClusterOptions;
 use crate::history::Recorder;
-use crate::hosts::run_cluster::{HostsMode, RunCluster};
-use crate::kv_client::KvCluster;
+use crate::kv::KvCluster;
+use crate::lab::cluster::{HostsMode, RunCluster};
+use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
+use crate::lab::summary::{summarize, SummaryInput};
+use crate::lab::workload::{Overrides, Workload};
 use crate::nemesis::{self, NemesisContext, NemesisKind, NemesisReport, Schedule, ScheduleOptions};
-use crate::results::{self, RunSummary, SummaryInput};
-use crate::workload::{Overrides, Workload};
+use crate::report::results::{self, RunSummary};
 use anyhow::{anyhow, bail, Context};
 use checker::Verdict;
 use model::core::NodeId;
@@ -100,9 +102,9 @@ pub async fn run_detailed(
                 eprintln!("raft-lab: interrupted: stopping the nodes and removing the nftables rules (Ctrl-C again to exit now)");
                 interrupted.store(true, Ordering::SeqCst);
                 let _ = stop_tx.send(true);
-                cluster::emergency_cleanup();
+                cleanup::run_all();
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    cluster::emergency_cleanup();
+                    cleanup::run_all();
                     std::process::exit(130);
                 }
             }
@@ -162,7 +164,7 @@ pub async fn run_detailed(
         eprintln!("checking {} history events...", events.len());
     }
     let report = check(&events, workload.check_timeout).await?;
-    let mut summary = results::summarize(
+    let mut summary = summarize(
         SummaryInput {
             workload: &workload,
             seed,
@@ -283,14 +285,14 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
         }
     }
     if overrides.hosts == HostsMode::Netns {
-        crate::hosts::netns::check_available().map_err(|e| anyhow!("--hosts netns: {e}"))?;
+        crate::net::netns::check_available().map_err(|e| anyhow!("--hosts netns: {e}"))?;
     }
     let local = overrides.cluster.is_none() && overrides.hosts == HostsMode::Local;
     if local
         && workload
             .nemesis
             .iter()
-            .any(|k| crate::workload::OWN_INTERFACE_KINDS.contains(&k.as_str()))
+            .any(|k| crate::lab::workload::OWN_INTERFACE_KINDS.contains(&k.as_str()))
     {
         bail!(
             "the latency nemesis needs nodes with network interfaces of \
@@ -304,9 +306,9 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
             .nemesis
             .iter()
             .map(String::as_str)
-            .filter(|k| crate::workload::needs_nft(k))
+            .filter(|k| crate::lab::workload::needs_nft(k))
             .collect();
-        if let Err(e) = nemesis::Nft::new() {
+        if let Err(e) = crate::net::nft::Nft::new() {
             bail!(
                 "the workload asks for partition nemeses ({}) but they need nftables and root: \
                  {e}; run as root with nft installed, or choose --nemesis kill,pause",
@@ -375,7 +377,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     ctx.progress.set_phase("workload");
     let prefix = if ctx.overrides.cluster.is_some() {
         // A reused cluster keeps earlier runs' keys: this run's keys must be its own.
-        format!("r{}-", crate::kv_client::fresh_client_id() % 1_000_000_007)
+        format!("r{}-", crate::kv::fresh_client_id() % 1_000_000_007)
     } else {
         String::new()
     };
@@ -387,7 +389,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         ctx.recorder.clone(),
         ctx.progress.clone(),
     );
-    let control: Arc<Mutex<dyn nemesis::Control>> = cluster;
+    let control: Arc<Mutex<dyn crate::db::Db>> = cluster;
     let nemesis_ctx = NemesisContext::new(control, ctx.recorder.clone())
         .with_client(kv.connector().clone())
         .with_network(network);

@@ -11,24 +11,31 @@
 //! A pid file is believed only if `/proc/PID/cmdline` there is `raft-node ... run ... --id N`
 //! and `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
 //!
-//! Network faults on the hosts are [`super::remote_network::RemoteNetwork`]'s.
+//! Network faults on the hosts are [`crate::net::remote::RemoteNetwork`]'s.
 //!
-//! Ctrl-C: every network and every node paused by this process is registered process-wide;
-//! [`emergency_cleanup`] resumes those nodes and deletes those tables (and netem) within a
-//! bounded time, and afterwards owned clusters start no nodes. Stopping the nodes of an owned
+//! Ctrl-C: every node paused by this process registers its SIGCONT in [`cleanup`] (as every
+//! network registers its removal), which runs them all at once, each within a bounded time;
+//! afterwards owned clusters start no nodes. Stopping the nodes of an owned
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
-use super::remote_network::RemoteNetwork;
-use super::template::{output_line, shell_quote, CommandTemplate, TemplateError};
-use crate::cluster::{DownReport, UpReport};
-use crate::nemesis::{Control, ControlError, ControlNode, NemesisError, NemesisKind, Network};
+mod commands;
+
+use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
+use crate::control::cleanup::{self, Cleanup};
+use crate::control::concurrently;
+use crate::control::template::{output_line, CommandTemplate, TemplateError};
+use crate::net::remote::RemoteNetwork;
+use crate::net::{NetError, Network};
+use commands::{
+    believed_pid, kill_command, local_absolute, log_command, log_file, log_tail_command,
+    parse_probe, path_str, pause_command, pid_file, probe_command, resolve, resume_command,
+    start_command, stop_command, Probe,
+};
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -47,7 +54,7 @@ const START_POLL: Duration = Duration::from_millis(20);
 const PAUSE_WAIT_MS: u64 = 1000;
 /// Copying one node's log.
 const LOG_TIMEOUT: Duration = Duration::from_secs(120);
-/// Each command of [`emergency_cleanup`] (all run at once).
+/// Each command of the Ctrl-C cleanup ([`cleanup::run_all`] runs them all at once).
 const EMERGENCY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Exit status of the log command when the log does not exist.
 const NO_LOG_STATUS: i32 = 3;
@@ -124,98 +131,6 @@ impl From<TemplateError> for RemoteError {
     }
 }
 
-// --- process-wide registries for the Ctrl-C path ---
-
-/// A node this process paused and has not resumed.
-#[derive(Clone, Debug)]
-struct PausedEntry {
-    template: CommandTemplate,
-    node: NodeEntry,
-    pid: u32,
-}
-
-/// Paused nodes, by (expanded template, pid).
-static PAUSED: Mutex<BTreeMap<(String, u32), PausedEntry>> = Mutex::new(BTreeMap::new());
-/// Set by [`emergency_cleanup`].
-pub(super) static EMERGENCY: AtomicBool = AtomicBool::new(false);
-
-pub(super) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned registry only means a panic elsewhere; every change is one insert or remove.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn register_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
-    locked(&PAUSED).insert(
-        (template.expand(node), pid),
-        PausedEntry {
-            template: template.clone(),
-            node: node.clone(),
-            pid,
-        },
-    );
-}
-
-fn unregister_paused(template: &CommandTemplate, node: &NodeEntry, pid: u32) {
-    locked(&PAUSED).remove(&(template.expand(node), pid));
-}
-
-/// The Ctrl-C cleanup of remote clusters, within a bounded time (every command at once, each
-/// with a short timeout): SIGCONT to every node this process paused, and the table and netem
-/// of every [`RemoteNetwork`] removed on every host. Afterwards owned clusters refuse to start
-/// nodes, and networks swept here become no-ops. Idempotent; safe while the clusters and
-/// networks still exist.
-pub fn emergency_cleanup() {
-    EMERGENCY.store(true, Ordering::SeqCst);
-    let paused: Vec<PausedEntry> = std::mem::take(&mut *locked(&PAUSED))
-        .into_values()
-        .collect();
-    let mut jobs: Vec<(CommandTemplate, NodeEntry, String, Option<String>)> = Vec::new();
-    for p in paused {
-        jobs.push((p.template, p.node, resume_command(p.pid), None));
-    }
-    jobs.extend(super::remote_network::sweep());
-    if jobs.is_empty() {
-        return;
-    }
-    let results = concurrently(&jobs, |(template, node, command, stdin)| {
-        template.run(node, command, stdin.as_deref(), EMERGENCY_TIMEOUT)
-    });
-    for result in results {
-        if let Err(e) = result {
-            warn!("emergency cleanup: {e}");
-        }
-    }
-    info!(
-        commands = jobs.len(),
-        "remote nodes resumed and network faults removed"
-    );
-}
-
-/// Whether [`emergency_cleanup`] (this module's or the local cluster's) has run.
-pub fn emergency_cleanup_ran() -> bool {
-    EMERGENCY.load(Ordering::SeqCst) || crate::cluster::emergency_cleanup_ran()
-}
-
-/// Runs `f` on every item at once (one thread each); results in item order.
-pub(super) fn concurrently<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items.iter().map(|item| s.spawn(move || f(item))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
-}
-
-// --- the cluster ---
-
 /// Nodes on their hosts, controlled through the command template. All methods block.
 #[derive(Debug)]
 pub struct RemoteCluster {
@@ -231,6 +146,8 @@ pub struct RemoteCluster {
     bugs: Vec<String>,
     owned: bool,
     paused: BTreeMap<NodeId, bool>,
+    /// SIGCONTs a node on Ctrl-C while we hold it paused.
+    resume_on_exit: BTreeMap<NodeId, Cleanup>,
     endpoints: BTreeMap<NodeId, SocketAddr>,
     /// `stop_all` succeeded and nothing was started since.
     stopped: bool,
@@ -270,6 +187,7 @@ impl RemoteCluster {
             .collect();
         Ok(RemoteCluster {
             paused: config.ids().map(|id| (id, false)).collect(),
+            resume_on_exit: BTreeMap::new(),
             template,
             raft_node: remote.raft_node,
             host_config,
@@ -377,7 +295,7 @@ impl RemoteCluster {
             debug!(id, %host, "start: already running");
             return Ok(());
         }
-        if self.owned && emergency_cleanup_ran() {
+        if self.owned && cleanup::ran() {
             return Err(RemoteError::Interrupted { id, host });
         }
         let command = start_command(
@@ -453,7 +371,7 @@ impl RemoteCluster {
             None,
             CONTROL_TIMEOUT + Duration::from_millis(KILL_PATIENCE_MS),
         )?;
-        unregister_paused(&self.template, &node, pid);
+        self.resume_on_exit.remove(&id);
         self.paused.insert(id, false);
         match String::from_utf8_lossy(&output.stdout).trim() {
             "gone" => {
@@ -479,7 +397,15 @@ impl RemoteCluster {
     pub fn pause(&mut self, id: NodeId) -> Result<(), RemoteError> {
         let (node, pid) = self.live(id)?;
         // Registered first: if the answer is lost, the Ctrl-C cleanup still resumes it.
-        register_paused(&self.template, &node, pid);
+        let template = self.template.clone();
+        let host = node.clone();
+        let undo = cleanup::register(move || {
+            let result = template.run(&host, &resume_command(pid), None, EMERGENCY_TIMEOUT);
+            if let Err(e) = result {
+                warn!("resuming node {} on Ctrl-C: {e}", host.id);
+            }
+        });
+        self.resume_on_exit.insert(id, undo);
         let output = self.template.run(
             &node,
             &pause_command(pid, PAUSE_WAIT_MS),
@@ -500,7 +426,7 @@ impl RemoteCluster {
         let (node, pid) = self.live(id)?;
         self.template
             .run(&node, &resume_command(pid), None, CONTROL_TIMEOUT)?;
-        unregister_paused(&self.template, &node, pid);
+        self.resume_on_exit.remove(&id);
         self.paused.insert(id, false);
         info!(id, host = node.control_host(), pid, "node resumed");
         Ok(())
@@ -546,7 +472,7 @@ impl RemoteCluster {
             )
         });
         for ((node, pid), result) in running.iter().zip(results) {
-            unregister_paused(&self.template, node, *pid);
+            self.resume_on_exit.remove(&node.id);
             let host = node.control_host().to_string();
             let id = node.id;
             match result {
@@ -649,7 +575,7 @@ impl RemoteCluster {
 
     /// Partitions and netem on the nodes' hosts: a fresh nftables table on every host (checks
     /// that `nft` and `tc` work there).
-    pub fn network(&self) -> Result<RemoteNetwork, RemoteError> {
+    pub fn network(&self) -> Result<RemoteNetwork, NetError> {
         RemoteNetwork::create(self.template.clone(), &self.config.nodes, &self.iface)
     }
 }
@@ -682,20 +608,12 @@ impl Drop for RemoteCluster {
     }
 }
 
-fn control_error(action: &'static str, node: NodeId) -> impl FnOnce(RemoteError) -> ControlError {
-    move |e| ControlError {
-        action,
-        node,
-        reason: e.to_string(),
-    }
-}
-
-impl Control for RemoteCluster {
-    fn nodes(&self) -> Vec<ControlNode> {
+impl Db for RemoteCluster {
+    fn nodes(&self) -> Vec<DbNode> {
         self.config
             .nodes
             .iter()
-            .map(|n| ControlNode {
+            .map(|n| DbNode {
                 id: n.id,
                 addr: n.addr.clone(),
                 socket: self.endpoints.get(&n.id).copied(),
@@ -703,32 +621,30 @@ impl Control for RemoteCluster {
             .collect()
     }
 
-    fn kill(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::kill(self, id).map_err(control_error("kill", id))
+    fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::kill(self, id).map_err(DbError::of("kill", id))
     }
 
-    fn start(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::start(self, id).map_err(control_error("start", id))
+    fn start(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::start(self, id).map_err(DbError::of("start", id))
     }
 
-    fn pause(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::pause(self, id).map_err(control_error("pause", id))
+    fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::pause(self, id).map_err(DbError::of("pause", id))
     }
 
-    fn resume(&mut self, id: NodeId) -> Result<(), ControlError> {
-        RemoteCluster::resume(self, id).map_err(control_error("resume", id))
+    fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
+        RemoteCluster::resume(self, id).map_err(DbError::of("resume", id))
     }
 
     /// Everything: partitions and netem need `nft` and `tc` on the hosts, which
-    /// [`Control::network`] checks.
-    fn supports(&self, _kind: NemesisKind) -> Result<(), String> {
+    /// [`Db::network`] checks.
+    fn supports(&self, _needs: Needs) -> Result<(), String> {
         Ok(())
     }
 
-    fn network(&self) -> Result<Box<dyn crate::nemesis::Network>, NemesisError> {
-        RemoteCluster::network(self)
-            .map(|n| Box::new(n) as Box<dyn Network>)
-            .map_err(|e| NemesisError::Network(e.to_string()))
+    fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        RemoteCluster::network(self).map(|n| Box::new(n) as Box<dyn Network>)
     }
 }
 
@@ -771,231 +687,12 @@ pub fn down(config: ClusterConfig) -> Result<DownReport, RemoteError> {
     Ok(report)
 }
 
-// --- pure helpers: names, commands, parsing ---
-
-fn path_str(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-fn quoted(path: &Path) -> String {
-    shell_quote(&path_str(path))
-}
-
-/// `DIR/pids/node-N.pid`.
-pub fn pid_file(dir: &Path, id: NodeId) -> PathBuf {
-    dir.join("pids").join(format!("node-{id}.pid"))
-}
-
-/// `DIR/node-N.log`.
-pub fn log_file(dir: &Path, id: NodeId) -> PathBuf {
-    dir.join(format!("node-{id}.log"))
-}
-
-/// Prints `pid P`, `state S` (of /proc/P/stat) and one `arg A` line per argument of
-/// /proc/P/cmdline, as far as they exist; always exits 0.
-pub fn probe_command(dir: &Path, id: NodeId) -> String {
-    format!(
-        "p=$(tr -d ' \\t\\r\\n' 2>/dev/null < {pid_file}); \
-         case \"$p\" in ''|*[!0-9]*) exit 0;; esac; echo \"pid $p\"; \
-         {state}; [ -n \"$st\" ] || exit 0; echo \"state $st\"; \
-         tr '\\000' '\\n' 2>/dev/null < /proc/$p/cmdline | sed 's/^/arg /'; exit 0",
-        pid_file = quoted(&pid_file(dir, id)),
-        state = STATE_OF_P,
-    )
-}
-
-/// Sets `st` to the state letter of process `$p` (empty when there is no such process).
-const STATE_OF_P: &str = "st=$(sed -n 's/.*) \\(.\\).*/\\1/p' /proc/$p/stat 2>/dev/null)";
-
-/// Waits up to `ms` for process `$p` to be gone or a zombie; sets `gone` to 1 or 0.
-fn wait_gone(ms: u64) -> String {
-    let steps = ms.div_ceil(50);
-    format!(
-        "gone=0; n=0; while :; do {STATE_OF_P}; \
-         if [ -z \"$st\" ] || [ \"$st\" = Z ] || [ \"$st\" = X ]; then gone=1; break; fi; \
-         [ $n -ge {steps} ] && break; n=$((n+1)); \
-         sleep 0.05 2>/dev/null || {{ sleep 1; n=$((n+19)); }}; done"
-    )
-}
-
-/// Starts node `id` in the background on its host: the banner line, then
-/// `nohup RAFT_NODE run --config CONFIG --id N [--bug B]...` appending to the log, its pid to
-/// the pid file.
-pub fn start_command(
-    raft_node: &str,
-    config: &Path,
-    dir: &Path,
-    id: NodeId,
-    bugs: &[String],
-) -> String {
-    let log = quoted(&log_file(dir, id));
-    let banner = format!(
-        "=== raft-lab: starting node {id}{} ===",
-        if bugs.is_empty() {
-            String::new()
-        } else {
-            format!(" with bugs {}", bugs.join(","))
-        }
-    );
-    let mut node = format!(
-        "nohup {} run --config {} --id {id}",
-        shell_quote(raft_node),
-        quoted(config)
-    );
-    for bug in bugs {
-        node.push_str(" --bug ");
-        node.push_str(&shell_quote(bug));
-    }
-    format!(
-        "mkdir -p {pids} && cd {dir} && echo {banner} >> {log} || exit 1; \
-         {node} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
-        pids = quoted(&dir.join("pids")),
-        dir = quoted(dir),
-        banner = shell_quote(&banner),
-        pid_file = quoted(&pid_file(dir, id)),
-    )
-}
-
-/// SIGCONT + SIGKILL to `pid`, waits up to `patience_ms` until it is gone; removes the pid
-/// file if it names `pid`. Prints `gone` or `stuck`.
-pub fn kill_command(dir: &Path, id: NodeId, pid: u32, patience_ms: u64) -> String {
-    let pid_file = quoted(&pid_file(dir, id));
-    format!(
-        "p={pid}; kill -s CONT $p 2>/dev/null; kill -s KILL $p 2>/dev/null; {wait}; \
-         if [ $gone = 1 ]; then \
-         if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
-         echo gone; else echo stuck; fi",
-        wait = wait_gone(patience_ms),
-    )
-}
-
-/// SIGCONT + SIGTERM to `pid`, up to `grace_ms` for it to go, then SIGKILL and up to
-/// `patience_ms`; removes the pid file if it names `pid`. Prints `stopped`, `killed` or
-/// `stuck`.
-pub fn stop_command(dir: &Path, id: NodeId, pid: u32, grace_ms: u64, patience_ms: u64) -> String {
-    let pid_file = quoted(&pid_file(dir, id));
-    format!(
-        "p={pid}; how=stopped; kill -s CONT $p 2>/dev/null; kill -s TERM $p 2>/dev/null; \
-         {grace}; if [ $gone = 0 ]; then how=killed; kill -s KILL $p 2>/dev/null; {patience}; fi; \
-         if [ $gone = 1 ]; then \
-         if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
-         echo $how; else echo stuck; fi",
-        grace = wait_gone(grace_ms),
-        patience = wait_gone(patience_ms),
-    )
-}
-
-/// SIGSTOP to `pid`, then waits up to `wait_ms` for state `T`; prints the last state seen.
-pub fn pause_command(pid: u32, wait_ms: u64) -> String {
-    let steps = wait_ms.div_ceil(50);
-    format!(
-        "p={pid}; kill -s STOP $p || exit 1; n=0; while :; do {STATE_OF_P}; \
-         case \"$st\" in T|t|Z|X|'') break;; esac; [ $n -ge {steps} ] && break; n=$((n+1)); \
-         sleep 0.05 2>/dev/null || break; done; echo \"$st\""
-    )
-}
-
-pub fn resume_command(pid: u32) -> String {
-    format!("kill -s CONT {pid}")
-}
-
-/// `cat` of node `id`'s log; exit status 3 when there is none.
-pub fn log_command(dir: &Path, id: NodeId) -> String {
-    let log = quoted(&log_file(dir, id));
-    format!("[ -e {log} ] || exit {NO_LOG_STATUS}; cat {log}")
-}
-
-fn log_tail_command(dir: &Path, id: NodeId) -> String {
-    let log = quoted(&log_file(dir, id));
-    format!("tail -n 5 {log} 2>/dev/null || true")
-}
-
-/// What [`probe_command`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Probe {
-    /// The pid file's pid.
-    pub pid: Option<u32>,
-    /// Its /proc state letter (`None`: no such process).
-    pub state: Option<char>,
-    /// Its command line.
-    pub args: Vec<String>,
-}
-
-pub fn parse_probe(output: &str) -> Probe {
-    let mut probe = Probe::default();
-    for line in output.lines() {
-        if let Some(pid) = line.strip_prefix("pid ") {
-            probe.pid = pid.trim().parse().ok();
-        } else if let Some(state) = line.strip_prefix("state ") {
-            probe.state = state.trim().chars().next();
-        } else if let Some(arg) = line.strip_prefix("arg ") {
-            probe.args.push(arg.to_string());
-        } else if line == "arg" {
-            // `sed 's/^/arg /'` of an empty argument.
-            probe.args.push(String::new());
-        }
-    }
-    probe
-}
-
-/// The state letter of a `/proc/PID/stat` line (`R`, `S`, `T` stopped, `Z` zombie, ...): the
-/// command name may hold spaces and parentheses, the state follows the last `)`.
-pub fn stat_state(stat: &str) -> Option<char> {
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Whether `args` is `raft-node ... run ... --id N`: the program (first argument) named
-/// `raft-node*` or like `raft_node`'s file name. Not `nohup raft-node ...`: that process has
-/// not become the node yet (or failed to).
-pub fn is_node_cmdline(args: &[String], raft_node: &str, id: NodeId) -> bool {
-    let Some(program) = args.first().map(|a| Path::new(a).file_name()) else {
-        return false;
-    };
-    let named = program.is_some_and(|n| n.to_string_lossy().contains("raft-node"))
-        || (program.is_some() && program == Path::new(raft_node).file_name());
-    let Some(run) = args.iter().position(|a| a == "run") else {
-        return false;
-    };
-    let id = id.to_string();
-    let has_id = args[run..].windows(2).any(|w| w[0] == "--id" && w[1] == id)
-        || args[run..]
-            .iter()
-            .any(|a| a.strip_prefix("--id=") == Some(id.as_str()));
-    named && has_id
-}
-
-/// The probe's pid if it is a live (not zombie) raft-node of node `id`.
-pub fn believed_pid(probe: &Probe, raft_node: &str, id: NodeId) -> Option<u32> {
-    let pid = probe.pid?;
-    let alive = matches!(probe.state, Some(s) if s != 'Z' && s != 'X');
-    (alive && is_node_cmdline(&probe.args, raft_node, id)).then_some(pid)
-}
-
-/// `path` made absolute against this process's working directory (`""` is that directory).
-fn local_absolute(path: &Path) -> PathBuf {
-    if path.as_os_str().is_empty() {
-        return std::env::current_dir().unwrap_or_default();
-    }
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// `node.addr` resolved (IPv4 preferred), `None` with a warning when it does not resolve.
-fn resolve(node: &NodeEntry) -> Option<SocketAddr> {
-    match node.addr.to_socket_addrs() {
-        Ok(addrs) => {
-            let all: Vec<SocketAddr> = addrs.collect();
-            all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
-        }
-        Err(e) => {
-            warn!(id = node.id, addr = %node.addr, "cannot resolve: {e}");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::commands::is_node_cmdline;
     use super::*;
+    use crate::control::process::state;
+    use crate::control::template::shell_quote;
     use std::process::{Child, Command};
 
     fn args(list: &[&str]) -> Vec<String> {
@@ -1014,10 +711,6 @@ mod tests {
 
     fn sleeper() -> Child {
         Command::new("sleep").arg("30").spawn().unwrap()
-    }
-
-    fn state(pid: u32) -> Option<char> {
-        stat_state(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -1217,16 +910,6 @@ mod tests {
             "raft-node",
             2
         ));
-    }
-
-    #[test]
-    fn stat_state_after_the_last_parenthesis() {
-        assert_eq!(stat_state("42 (raft-node) S 1 42"), Some('S'));
-        assert_eq!(stat_state("42 (a) b) (c) T 1"), Some('T'));
-        assert_eq!(stat_state("42 (x) Z 1"), Some('Z'));
-        assert_eq!(stat_state("garbage"), None);
-        let me = std::process::id();
-        assert!(matches!(state(me), Some('R' | 'S')));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! whole group (the template's `ssh`/`ip` and anything they started here) is SIGKILLed, and
 //! the error says so. Errors name the node, its host, the command and its stderr (one line).
 
+use super::one_line;
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
@@ -343,15 +344,6 @@ pub fn stderr_line(stderr: &[u8]) -> String {
     } else {
         line
     }
-}
-
-/// Lines trimmed and joined with spaces, empty lines dropped.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// `command` as one line, shortened for an error message.

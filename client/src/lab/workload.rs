@@ -27,6 +27,7 @@
 //! Unknown keys, values of the wrong type and out-of-range values are errors naming the
 //! file and line. Command-line flags ([`Overrides`]) win over the file.
 
+use crate::control::one_line;
 use crate::nemesis::NemesisKind;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -212,6 +213,16 @@ pub enum Route {
     Leader,
 }
 
+impl Route {
+    /// The name in workload files and in `results.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Node => "node",
+            Route::Leader => "leader",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum KeysField {
@@ -267,7 +278,7 @@ pub struct Overrides {
     /// `--cluster FILE`: use an already running cluster described by this `cluster.toml`.
     pub cluster: Option<PathBuf>,
     /// `--hosts local|netns`: where a fresh cluster's nodes run.
-    pub hosts: crate::hosts::run_cluster::HostsMode,
+    pub hosts: crate::lab::cluster::HostsMode,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
     /// Print nothing at all (no verdict line, no warnings): the caller reports the run
@@ -695,16 +706,6 @@ pub(crate) fn line_text(text: &str, offset: usize) -> Option<String> {
         short.push_str("...");
     }
     Some(short)
-}
-
-/// A multi-line parser message on one line, for one-line errors.
-pub(crate) fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

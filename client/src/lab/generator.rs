@@ -16,11 +16,12 @@
 //!   process slot, so a seed reproduces the same sequence of choices per process.
 
 use crate::history::{Kind, Recorder, Who};
-use crate::kv_client::{KvClient, KvCluster, OpResult};
-use crate::workload::{KeyShape, OpMix, Route, ValueShape, Workload};
+use crate::kv::{KvClient, KvCluster, OpResult};
+use crate::lab::workload::{KeyShape, OpMix, Route, ValueShape, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::core::NodeId;
 use model::kv::{Operation, Outcome, Value};
+use model::sim::rng::mix;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +34,7 @@ use tracing::{debug, warn};
 /// One step of SplitMix64 (Steele, Lea, Flood): a tiny, good-enough seeded generator.
 pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    mix(*state)
 }
 
 /// A seeded RNG (SplitMix64).

@@ -2,38 +2,28 @@
 //! `raftlab_r<lab pid>_<n>` per network (hosts may be shared with other labs, so nothing else
 //! is ever touched), the same rule set on every host (a host only matches its own traffic),
 //! the `latency` qdisc on `remote.iface`, all hosts concurrently, through the command
-//! template. Removed on `Drop`; registered process-wide for the Ctrl-C sweep
-//! ([`super::remote::emergency_cleanup`]).
+//! template. Removed on `Drop`; registered in [`cleanup`] for Ctrl-C until then.
 
-use super::remote::{concurrently, locked, RemoteError};
-use super::template::{quote_if_needed, CommandTemplate};
-use crate::nemesis::netem::{self, clear_command};
-use crate::nemesis::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
-use crate::nemesis::Network;
+use crate::control::cleanup::{self, Cleanup};
+use crate::control::concurrently;
+use crate::control::template::{quote_if_needed, CommandTemplate};
+use crate::net::netem::{self, clear_command};
+use crate::net::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
+use crate::net::{NetError, Network};
 use node::config::NodeEntry;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// Longest a network command may take on a host.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A [`RemoteNetwork`] not torn down yet.
-#[derive(Clone, Debug)]
-struct NetworkEntry {
-    template: CommandTemplate,
-    hosts: Vec<NodeEntry>,
-    table: String,
-    iface: String,
-    netem_used: bool,
-}
+/// Each command of the Ctrl-C cleanup (all hosts at once).
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Live networks, by their number.
-static NETWORKS: Mutex<BTreeMap<u64, NetworkEntry>> = Mutex::new(BTreeMap::new());
 /// Numbers the tables of this process.
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
 
@@ -41,13 +31,15 @@ static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
 /// of every host), applied to all hosts at once. Removed on `Drop`.
 #[derive(Debug)]
 pub struct RemoteNetwork {
-    key: u64,
     template: CommandTemplate,
     /// One node per distinct host (expanded template).
     hosts: Vec<NodeEntry>,
     table: String,
     iface: String,
-    netem_used: bool,
+    /// Shared with the Ctrl-C undo, which must remove the netem discipline too.
+    netem_used: Arc<AtomicBool>,
+    /// Removes the table on every host on Ctrl-C; `None` once torn down.
+    undo: Option<Cleanup>,
 }
 
 impl RemoteNetwork {
@@ -58,27 +50,32 @@ impl RemoteNetwork {
         template: CommandTemplate,
         nodes: &[NodeEntry],
         iface: &str,
-    ) -> Result<RemoteNetwork, RemoteError> {
+    ) -> Result<RemoteNetwork, NetError> {
         let key = NEXT_TABLE.fetch_add(1, Ordering::Relaxed);
         let table = table_name(std::process::id(), key);
         let hosts = distinct_hosts(&template, nodes);
-        locked(&NETWORKS).insert(
-            key,
-            NetworkEntry {
-                template: template.clone(),
-                hosts: hosts.clone(),
-                table: table.clone(),
-                iface: iface.to_string(),
-                netem_used: false,
-            },
-        );
+        let netem_used = Arc::new(AtomicBool::new(false));
+        let undo = {
+            let (template, hosts, table) = (template.clone(), hosts.clone(), table.clone());
+            let (iface, netem_used) = (iface.to_string(), netem_used.clone());
+            cleanup::register(move || {
+                let command = teardown_command(&iface, netem_used.load(Ordering::SeqCst));
+                let script = teardown_script(&table);
+                let results = concurrently(&hosts, |host| {
+                    template.run(host, &command, Some(&script), CLEANUP_TIMEOUT)
+                });
+                for e in results.into_iter().filter_map(Result::err) {
+                    warn!(%table, "removing the network faults on Ctrl-C: {e}");
+                }
+            })
+        };
         let mut network = RemoteNetwork {
-            key,
             template,
             hosts,
             table,
             iface: iface.to_string(),
-            netem_used: false,
+            netem_used,
+            undo: Some(undo),
         };
         let created = network.on_every_host(
             &format!("create nftables table inet {}", network.table),
@@ -99,8 +96,7 @@ impl RemoteNetwork {
                 if let Err(cleanup) = network.teardown() {
                     debug!("removing a half-made network: {cleanup}");
                 }
-                locked(&NETWORKS).remove(&key);
-                Err(RemoteError::Network(format!(
+                Err(NetError::Setup(format!(
                     "partitions and netem need nft and tc (and root) on every node's host: {e}"
                 )))
             }
@@ -117,24 +113,24 @@ impl RemoteNetwork {
         &self.hosts
     }
 
-    /// Not torn down (by [`Self::teardown`] or [`emergency_cleanup`]): still registered.
+    /// Not torn down (by [`Self::teardown`] or Ctrl-C's [`cleanup::run_all`]).
     fn live(&self) -> bool {
-        locked(&NETWORKS).contains_key(&self.key)
+        self.undo.as_ref().is_some_and(Cleanup::pending)
     }
 
     /// Deletes the table (and the netem discipline, if this network ever installed one) on
     /// every host. Idempotent; a failure leaves it registered for a retry (or `Drop`, or
-    /// [`emergency_cleanup`]).
+    /// Ctrl-C).
     pub fn teardown(&mut self) -> Result<(), String> {
         if !self.live() {
             return Ok(());
         }
         self.on_every_host(
             &format!("delete nftables table inet {}", self.table),
-            &teardown_command(&self.iface, self.netem_used),
+            &teardown_command(&self.iface, self.netem_used.load(Ordering::SeqCst)),
             Some(&teardown_script(&self.table)),
         )?;
-        locked(&NETWORKS).remove(&self.key);
+        self.undo = None;
         debug!(table = %self.table, "remote network faults removed");
         Ok(())
     }
@@ -177,10 +173,7 @@ impl RemoteNetwork {
     }
 
     fn set_netem_used(&mut self) {
-        self.netem_used = true;
-        if let Some(entry) = locked(&NETWORKS).get_mut(&self.key) {
-            entry.netem_used = true;
-        }
+        self.netem_used.store(true, Ordering::SeqCst);
     }
 }
 
@@ -261,26 +254,6 @@ impl Drop for RemoteNetwork {
     }
 }
 
-/// Takes every network not torn down out of the registry: the teardown command (with its
-/// stdin) for each of its hosts, for the Ctrl-C sweep. The networks become no-ops.
-pub(super) fn sweep() -> Vec<(CommandTemplate, NodeEntry, String, Option<String>)> {
-    let networks: Vec<NetworkEntry> = std::mem::take(&mut *locked(&NETWORKS))
-        .into_values()
-        .collect();
-    let mut jobs = Vec::new();
-    for n in networks {
-        for host in n.hosts {
-            jobs.push((
-                n.template.clone(),
-                host,
-                teardown_command(&n.iface, n.netem_used),
-                Some(teardown_script(&n.table)),
-            ));
-        }
-    }
-    jobs
-}
-
 /// `raftlab_r<pid>_<n>`: never matched by the local stale-table sweep (`raftlab_<digits>_`),
 /// a valid nft identifier.
 pub fn table_name(pid: u32, n: u64) -> String {
@@ -335,7 +308,7 @@ mod tests {
             .all(|c| c.is_ascii_alphanumeric() || c == '_'));
         // The local stale-table sweep never takes a remote table for one of its own.
         let listing = format!("table inet {}\n", table_name(999_999, 0));
-        assert!(crate::nemesis::nft::stale_tables(&listing, 1, |_| false).is_empty());
+        assert!(crate::net::nft::stale_tables(&listing, 1, |_| false).is_empty());
         assert_eq!(
             teardown_script("raftlab_r1_0"),
             "add table inet raftlab_r1_0\ndelete table inet raftlab_r1_0\n"

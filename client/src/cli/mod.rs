@@ -1,0 +1,6 @@
+//! The `raft-lab` subcommands that talk to a cluster by hand: one key-value command, the
+//! interactive console, the cluster's status.
+
+pub mod cluster;
+pub mod console;
+pub mod kv;

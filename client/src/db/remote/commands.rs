@@ -1,0 +1,225 @@
+//! The shell commands a remote cluster runs on a node's host through the command template
+//! (probe, start, kill, stop, pause, resume, logs), each a POSIX `sh` script that answers in
+//! one word or a few `key value` lines, and the parsing of those answers.
+
+use super::NO_LOG_STATUS;
+use crate::control::template::shell_quote;
+use model::core::NodeId;
+use node::config::NodeEntry;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use tracing::warn;
+
+pub(super) fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+pub(super) fn quoted(path: &Path) -> String {
+    shell_quote(&path_str(path))
+}
+
+/// `DIR/pids/node-N.pid`.
+pub fn pid_file(dir: &Path, id: NodeId) -> PathBuf {
+    dir.join("pids").join(format!("node-{id}.pid"))
+}
+
+/// `DIR/node-N.log`.
+pub fn log_file(dir: &Path, id: NodeId) -> PathBuf {
+    dir.join(format!("node-{id}.log"))
+}
+
+/// Prints `pid P`, `state S` (of /proc/P/stat) and one `arg A` line per argument of
+/// /proc/P/cmdline, as far as they exist; always exits 0.
+pub fn probe_command(dir: &Path, id: NodeId) -> String {
+    format!(
+        "p=$(tr -d ' \\t\\r\\n' 2>/dev/null < {pid_file}); \
+         case \"$p\" in ''|*[!0-9]*) exit 0;; esac; echo \"pid $p\"; \
+         {state}; [ -n \"$st\" ] || exit 0; echo \"state $st\"; \
+         tr '\\000' '\\n' 2>/dev/null < /proc/$p/cmdline | sed 's/^/arg /'; exit 0",
+        pid_file = quoted(&pid_file(dir, id)),
+        state = STATE_OF_P,
+    )
+}
+
+/// Sets `st` to the state letter of process `$p` (empty when there is no such process).
+const STATE_OF_P: &str = "st=$(sed -n 's/.*) \\(.\\).*/\\1/p' /proc/$p/stat 2>/dev/null)";
+
+/// Waits up to `ms` for process `$p` to be gone or a zombie; sets `gone` to 1 or 0.
+pub(super) fn wait_gone(ms: u64) -> String {
+    let steps = ms.div_ceil(50);
+    format!(
+        "gone=0; n=0; while :; do {STATE_OF_P}; \
+         if [ -z \"$st\" ] || [ \"$st\" = Z ] || [ \"$st\" = X ]; then gone=1; break; fi; \
+         [ $n -ge {steps} ] && break; n=$((n+1)); \
+         sleep 0.05 2>/dev/null || {{ sleep 1; n=$((n+19)); }}; done"
+    )
+}
+
+/// Starts node `id` in the background on its host: the banner line, then
+/// `nohup RAFT_NODE run --config CONFIG --id N [--bug B]...` appending to the log, its pid to
+/// the pid file.
+pub fn start_command(
+    raft_node: &str,
+    config: &Path,
+    dir: &Path,
+    id: NodeId,
+    bugs: &[String],
+) -> String {
+    let log = quoted(&log_file(dir, id));
+    let banner = format!(
+        "=== raft-lab: starting node {id}{} ===",
+        if bugs.is_empty() {
+            String::new()
+        } else {
+            format!(" with bugs {}", bugs.join(","))
+        }
+    );
+    let mut node = format!(
+        "nohup {} run --config {} --id {id}",
+        shell_quote(raft_node),
+        quoted(config)
+    );
+    for bug in bugs {
+        node.push_str(" --bug ");
+        node.push_str(&shell_quote(bug));
+    }
+    format!(
+        "mkdir -p {pids} && cd {dir} && echo {banner} >> {log} || exit 1; \
+         {node} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+        pids = quoted(&dir.join("pids")),
+        dir = quoted(dir),
+        banner = shell_quote(&banner),
+        pid_file = quoted(&pid_file(dir, id)),
+    )
+}
+
+/// SIGCONT + SIGKILL to `pid`, waits up to `patience_ms` until it is gone; removes the pid
+/// file if it names `pid`. Prints `gone` or `stuck`.
+pub fn kill_command(dir: &Path, id: NodeId, pid: u32, patience_ms: u64) -> String {
+    let pid_file = quoted(&pid_file(dir, id));
+    format!(
+        "p={pid}; kill -s CONT $p 2>/dev/null; kill -s KILL $p 2>/dev/null; {wait}; \
+         if [ $gone = 1 ]; then \
+         if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
+         echo gone; else echo stuck; fi",
+        wait = wait_gone(patience_ms),
+    )
+}
+
+/// SIGCONT + SIGTERM to `pid`, up to `grace_ms` for it to go, then SIGKILL and up to
+/// `patience_ms`; removes the pid file if it names `pid`. Prints `stopped`, `killed` or
+/// `stuck`.
+pub fn stop_command(dir: &Path, id: NodeId, pid: u32, grace_ms: u64, patience_ms: u64) -> String {
+    let pid_file = quoted(&pid_file(dir, id));
+    format!(
+        "p={pid}; how=stopped; kill -s CONT $p 2>/dev/null; kill -s TERM $p 2>/dev/null; \
+         {grace}; if [ $gone = 0 ]; then how=killed; kill -s KILL $p 2>/dev/null; {patience}; fi; \
+         if [ $gone = 1 ]; then \
+         if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
+         echo $how; else echo stuck; fi",
+        grace = wait_gone(grace_ms),
+        patience = wait_gone(patience_ms),
+    )
+}
+
+/// SIGSTOP to `pid`, then waits up to `wait_ms` for state `T`; prints the last state seen.
+pub fn pause_command(pid: u32, wait_ms: u64) -> String {
+    let steps = wait_ms.div_ceil(50);
+    format!(
+        "p={pid}; kill -s STOP $p || exit 1; n=0; while :; do {STATE_OF_P}; \
+         case \"$st\" in T|t|Z|X|'') break;; esac; [ $n -ge {steps} ] && break; n=$((n+1)); \
+         sleep 0.05 2>/dev/null || break; done; echo \"$st\""
+    )
+}
+
+pub fn resume_command(pid: u32) -> String {
+    format!("kill -s CONT {pid}")
+}
+
+/// `cat` of node `id`'s log; exit status 3 when there is none.
+pub fn log_command(dir: &Path, id: NodeId) -> String {
+    let log = quoted(&log_file(dir, id));
+    format!("[ -e {log} ] || exit {NO_LOG_STATUS}; cat {log}")
+}
+
+pub(super) fn log_tail_command(dir: &Path, id: NodeId) -> String {
+    let log = quoted(&log_file(dir, id));
+    format!("tail -n 5 {log} 2>/dev/null || true")
+}
+
+/// What [`probe_command`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// The pid file's pid.
+    pub pid: Option<u32>,
+    /// Its /proc state letter (`None`: no such process).
+    pub state: Option<char>,
+    /// Its command line.
+    pub args: Vec<String>,
+}
+
+pub fn parse_probe(output: &str) -> Probe {
+    let mut probe = Probe::default();
+    for line in output.lines() {
+        if let Some(pid) = line.strip_prefix("pid ") {
+            probe.pid = pid.trim().parse().ok();
+        } else if let Some(state) = line.strip_prefix("state ") {
+            probe.state = state.trim().chars().next();
+        } else if let Some(arg) = line.strip_prefix("arg ") {
+            probe.args.push(arg.to_string());
+        } else if line == "arg" {
+            // `sed 's/^/arg /'` of an empty argument.
+            probe.args.push(String::new());
+        }
+    }
+    probe
+}
+
+/// Whether `args` is `raft-node ... run ... --id N`: the program (first argument) named
+/// `raft-node*` or like `raft_node`'s file name. Not `nohup raft-node ...`: that process has
+/// not become the node yet (or failed to).
+pub fn is_node_cmdline(args: &[String], raft_node: &str, id: NodeId) -> bool {
+    let Some(program) = args.first().map(|a| Path::new(a).file_name()) else {
+        return false;
+    };
+    let named = program.is_some_and(|n| n.to_string_lossy().contains("raft-node"))
+        || (program.is_some() && program == Path::new(raft_node).file_name());
+    let Some(run) = args.iter().position(|a| a == "run") else {
+        return false;
+    };
+    let id = id.to_string();
+    let has_id = args[run..].windows(2).any(|w| w[0] == "--id" && w[1] == id)
+        || args[run..]
+            .iter()
+            .any(|a| a.strip_prefix("--id=") == Some(id.as_str()));
+    named && has_id
+}
+
+/// The probe's pid if it is a live (not zombie) raft-node of node `id`.
+pub fn believed_pid(probe: &Probe, raft_node: &str, id: NodeId) -> Option<u32> {
+    let pid = probe.pid?;
+    let alive = matches!(probe.state, Some(s) if s != 'Z' && s != 'X');
+    (alive && is_node_cmdline(&probe.args, raft_node, id)).then_some(pid)
+}
+
+/// `path` made absolute against this process's working directory (`""` is that directory).
+pub(super) fn local_absolute(path: &Path) -> PathBuf {
+    if path.as_os_str().is_empty() {
+        return std::env::current_dir().unwrap_or_default();
+    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `node.addr` resolved (IPv4 preferred), `None` with a warning when it does not resolve.
+pub(super) fn resolve(node: &NodeEntry) -> Option<SocketAddr> {
+    match node.addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let all: Vec<SocketAddr> = addrs.collect();
+            all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+        }
+        Err(e) => {
+            warn!(id = node.id, addr = %node.addr, "cannot resolve: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! One test run: the workload file, the generator of client operations, the cluster the run
+//! drives, the run itself (cluster, clients, nemesis, history, checker, report), and the
+//! run's `results.json` ([`summary`]).
+
+pub mod cluster;
+pub mod generator;
+pub mod run;
+pub mod summary;
+pub mod workload;
