@@ -3,16 +3,12 @@
 //!
 //! Events get their index when recorded, under one lock, so file order is the order in which
 //! they happened (an invoke is recorded before its request is sent, a completion after its
-//! reply arrived). The events are the checker's history records, written and read back by
-//! its one JSON Lines writer and reader (and written as Jepsen EDN); they keep the lab's
-//! names here so that the lab's modules read as before.
+//! reply arrived). The events are the checker's history records ([`Record`]), written by its
+//! one JSON Lines writer (`checker::history::jsonl`) and EDN writer; the nemesis, the lab and
+//! the reports all record into one [`Recorder`].
 
-pub use checker::history::edn::write_records as to_edn;
-pub use checker::history::jsonl::{read_records as from_jsonl, write_records as to_jsonl};
-pub use checker::history::{EventType as Kind, Record as Event, Who};
+pub use checker::history::{EventType, Record, Who};
 use serde_json::Value as Json;
-use std::io::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,7 +21,7 @@ pub struct Recorder {
 #[derive(Debug)]
 struct Inner {
     start: Instant,
-    events: Mutex<Vec<Event>>,
+    events: Mutex<Vec<Record>>,
 }
 
 impl Default for Recorder {
@@ -45,7 +41,7 @@ impl Recorder {
     }
 
     /// Records an event now and returns its index.
-    pub fn record(&self, who: Who, kind: Kind, f: &str, key: Json, value: Json) -> u64 {
+    pub fn record(&self, who: Who, kind: EventType, f: &str, key: Json, value: Json) -> u64 {
         // A poisoned lock only means another recording thread panicked; the events
         // themselves are intact, so keep recording.
         let mut events = self
@@ -54,7 +50,7 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let index = events.len() as u64;
-        events.push(Event {
+        events.push(Record {
             index,
             time: self.inner.start.elapsed().as_nanos() as u64,
             who,
@@ -68,7 +64,7 @@ impl Recorder {
 
     /// A nemesis action (`start-partition`, `kill`, ...), recorded as an `info` event.
     pub fn nemesis(&self, f: &str, value: Json) -> u64 {
-        self.record(Who::Nemesis, Kind::Info, f, Json::Null, value)
+        self.record(Who::Nemesis, EventType::Info, f, Json::Null, value)
     }
 
     /// Nanoseconds since the recorder started.
@@ -77,18 +73,11 @@ impl Recorder {
     }
 
     /// A copy of everything recorded so far.
-    pub fn events(&self) -> Vec<Event> {
+    pub fn events(&self) -> Vec<Record> {
         self.inner
             .events
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
-}
-
-/// Writes `text` to `path` and fsyncs it: a history is the run's evidence.
-pub fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }

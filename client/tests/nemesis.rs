@@ -214,7 +214,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
 
     // Every fault has its start and end event, in order.
     let events = recorder.events();
-    eprintln!("{}", client::history::to_jsonl(&events));
+    eprintln!("{}", checker::history::jsonl::write_records(&events));
     assert!(events
         .iter()
         .all(|e| e.who == Who::Nemesis && e.value.get("error").is_none()));
@@ -249,7 +249,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     if partitions.is_none() {
         // Leader faults record the leader they found: `null` only when none answered in
         // time (right after a power cut, say), so at least one of them found it.
-        let leader_cuts: Vec<&client::history::Event> = events
+        let leader_cuts: Vec<&client::history::Record> = events
             .iter()
             .filter(|e| {
                 e.f == "start-partition"

@@ -3,7 +3,8 @@
 //! escaped) and a synthetic 100,000-operation history (the page's size stays bounded). Both
 //! reports are left in `target/report-fixtures/{small,large}/` for the browser test.
 
-use client::history::{from_jsonl, to_jsonl, Event, Kind, Who};
+use checker::history::jsonl::{read_records, write_records};
+use client::history::{EventType, Record, Who};
 use client::lab::summary::{summarize, SummaryInput};
 use client::lab::workload::{Overrides, Workload};
 use client::report::results::RunSummary;
@@ -26,9 +27,12 @@ fn fixture_dir(name: &str) -> PathBuf {
 }
 
 /// The checker's verdict on `events`, as `raft-lab run` gets it.
-fn check(events: &[Event]) -> checker::Report {
-    let ops = checker::history::parse(to_jsonl(events).as_bytes(), checker::history::Format::Jsonl)
-        .expect("the history parses");
+fn check(events: &[Record]) -> checker::Report {
+    let ops = checker::history::parse(
+        write_records(events).as_bytes(),
+        checker::history::Format::Jsonl,
+    )
+    .expect("the history parses");
     let options = checker::CheckOptions::new(checker::ModelKind::CasRegister {
         initial: checker::history::Value::Null,
     });
@@ -36,7 +40,7 @@ fn check(events: &[Event]) -> checker::Report {
 }
 
 /// `results.json` for `events` as if `workloads/ci.toml` had produced them.
-fn summary(events: &[Event], report: &checker::Report, run_dir: &Path) -> RunSummary {
+fn summary(events: &[Record], report: &checker::Report, run_dir: &Path) -> RunSummary {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
     let workload = Workload::load(&path, &Overrides::default()).expect("workloads/ci.toml");
     // The kind of each fault applied, as the nemesis reports them.
@@ -132,7 +136,7 @@ fn expected(op: &OpSpan) -> Row {
 fn small_history_report() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small-history.jsonl");
     let text = std::fs::read_to_string(&path).expect("the small history");
-    let events = from_jsonl(&text).expect("the small history reads");
+    let events = read_records(&text).expect("the small history reads");
     let report = check(&events);
     assert_eq!(
         report.valid,
@@ -214,11 +218,11 @@ impl Rng {
 
 /// `ops` operations by 30 processes over about a minute, with some failures, timeouts and
 /// faults: a history shaped like a `raft-lab run` of workloads/kv.toml.
-fn synthetic_history(ops: usize) -> Vec<Event> {
+fn synthetic_history(ops: usize) -> Vec<Record> {
     const CONCURRENCY: u64 = 30;
     let mut rng = Rng(0x5eed_1234_abcd_0042);
     // (time, who, kind, f, key, value), before indexing.
-    let mut timed: Vec<(u64, Who, Kind, &str, Json, Json)> = Vec::new();
+    let mut timed: Vec<(u64, Who, EventType, &str, Json, Json)> = Vec::new();
     let mut clock = vec![0u64; CONCURRENCY as usize];
     let mut process: Vec<u64> = (0..CONCURRENCY).collect();
     let mut latest = 0u64;
@@ -237,16 +241,16 @@ fn synthetic_history(ops: usize) -> Vec<Event> {
             _ => ("read", Json::Null, json!(rng.below(1000))),
         };
         let outcome = match rng.below(100) {
-            0 => Kind::Info,
-            1..=3 => Kind::Fail,
-            _ => Kind::Ok,
+            0 => EventType::Info,
+            1..=3 => EventType::Fail,
+            _ => EventType::Ok,
         };
         let who = Who::Process(process[slot]);
-        timed.push((start, who, Kind::Invoke, f, key.clone(), request));
+        timed.push((start, who, EventType::Invoke, f, key.clone(), request));
         timed.push((start + latency, who, outcome, f, key, response));
         clock[slot] = start + latency;
         latest = latest.max(start + latency);
-        if outcome == Kind::Info {
+        if outcome == EventType::Info {
             process[slot] += CONCURRENCY;
         }
     }
@@ -265,7 +269,7 @@ fn synthetic_history(ops: usize) -> Vec<Event> {
         timed.push((
             at,
             Who::Nemesis,
-            Kind::Info,
+            EventType::Info,
             start,
             Json::Null,
             value.clone(),
@@ -273,7 +277,7 @@ fn synthetic_history(ops: usize) -> Vec<Event> {
         timed.push((
             at + 2_000_000_000,
             Who::Nemesis,
-            Kind::Info,
+            EventType::Info,
             stop,
             Json::Null,
             value,
@@ -283,7 +287,7 @@ fn synthetic_history(ops: usize) -> Vec<Event> {
     timed
         .into_iter()
         .zip(0..)
-        .map(|((time, who, kind, f, key, value), index)| Event {
+        .map(|((time, who, kind, f, key, value), index)| Record {
             index,
             time,
             who,
@@ -399,7 +403,7 @@ fn a_browser_loads_the_report_and_the_run_list() {
     };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small-history.jsonl");
     let text = std::fs::read_to_string(&path).expect("the small history");
-    let events = from_jsonl(&text).expect("the small history reads");
+    let events = read_records(&text).expect("the small history reads");
     let report = check(&events);
     let root = fixture_dir("browser");
     let run = root.join("results/ci/20250101T120000Z");

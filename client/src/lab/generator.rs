@@ -15,7 +15,7 @@
 //! - The op choice (which `f`, which random values) depends only on the seed and the
 //!   process slot, so a seed reproduces the same sequence of choices per process.
 
-use crate::history::{Kind, Recorder, Who};
+use crate::history::{EventType, Recorder, Who};
 use crate::kv::{KvClient, KvCluster, OpResult};
 use crate::lab::workload::{KeyShape, OpMix, Route, ValueShape, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -675,9 +675,13 @@ async fn perform(
     let key = json!(planned.name);
     let who = Who::Process(slot.process);
     let f = planned.f.name();
-    shared
-        .recorder
-        .record(who, Kind::Invoke, f, key.clone(), planned.value.clone());
+    shared.recorder.record(
+        who,
+        EventType::Invoke,
+        f,
+        key.clone(),
+        planned.value.clone(),
+    );
     let result = tokio::select! {
         r = slot.client.execute(planned.op.clone()) => r,
         _ = stop.wait_for(|s| *s) => return false,
@@ -694,7 +698,9 @@ async fn perform(
                     // A read answered with something that is not a value: the node is
                     // confused; reads have no effect, so this is a certain `fail`.
                     warn!(?other, "read answered without a value");
-                    shared.recorder.record(who, Kind::Fail, f, key, Json::Null);
+                    shared
+                        .recorder
+                        .record(who, EventType::Fail, f, key, Json::Null);
                     return true;
                 }
                 (Operation::Write { value, .. }, _) => {
@@ -711,7 +717,7 @@ async fn perform(
                 }
                 (Operation::Append { .. }, _) => planned.value.clone(),
             };
-            shared.recorder.record(who, Kind::Ok, f, key, value);
+            shared.recorder.record(who, EventType::Ok, f, key, value);
         }
         OpResult::Fail { reason, outcome } => {
             if let Some(Outcome::CasMismatch { current }) = outcome {
@@ -720,13 +726,13 @@ async fn perform(
             debug!(process = slot.process, f, reason, "fail");
             shared
                 .recorder
-                .record(who, Kind::Fail, f, key, planned.value.clone());
+                .record(who, EventType::Fail, f, key, planned.value.clone());
         }
         OpResult::Info(reason) => {
             debug!(process = slot.process, f, reason, "info");
             shared
                 .recorder
-                .record(who, Kind::Info, f, key, planned.value.clone());
+                .record(who, EventType::Info, f, key, planned.value.clone());
             // The old process may still have its operation in flight: continue as a new
             // process with a new client id.
             slot.process += shared.concurrency as u64;

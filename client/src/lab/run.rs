@@ -467,10 +467,10 @@ async fn stop_cluster(
 
 /// Checks the history with the checker library (on a blocking thread: it uses every core).
 async fn check(
-    events: &[crate::history::Event],
+    events: &[crate::history::Record],
     timeout: Option<Duration>,
 ) -> anyhow::Result<checker::Report> {
-    let text = crate::history::to_jsonl(events);
+    let text = checker::history::jsonl::write_records(events);
     tokio::task::spawn_blocking(move || -> anyhow::Result<checker::Report> {
         let ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
             .map_err(|e| anyhow!("the recorded history does not parse (a lab bug): {e}"))?;
@@ -489,7 +489,7 @@ fn write_report(
     dir: &Path,
     summary: &RunSummary,
     report: &checker::Report,
-    events: &[crate::history::Event],
+    events: &[crate::history::Record],
 ) -> std::io::Result<()> {
     crate::report::write(dir, summary, report, events)
 }

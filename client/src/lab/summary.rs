@@ -2,7 +2,7 @@
 //! nemesis' report and the checker's verdict, with the fault coverage (requested kinds never
 //! applied are listed and warned about).
 
-use crate::history::{Event, Kind, Who};
+use crate::history::{EventType, Record, Who};
 use crate::lab::workload::{Workload, PARTITION_KINDS};
 use crate::report::results::{
     git_revision, op_stats, round3, verdict_name, CheckSummary, NemesisCoverage, NemesisEvent,
@@ -32,7 +32,7 @@ pub struct SummaryInput<'a> {
 /// Builds `results.json` from the history and the checker's report.
 pub fn summarize(
     input: SummaryInput<'_>,
-    events: &[Event],
+    events: &[Record],
     report: &checker::Report,
 ) -> RunSummary {
     let w = input.workload;
@@ -86,16 +86,16 @@ pub fn summarize(
 }
 
 /// (ok, completed) operations that completed within `[start, end]` (nanoseconds).
-fn completions_within(events: &[Event], start: u64, end: u64) -> (u64, u64) {
+fn completions_within(events: &[Record], start: u64, end: u64) -> (u64, u64) {
     let mut ok = 0;
     let mut done = 0;
     for e in events {
         if matches!(e.who, Who::Process(_))
-            && e.kind != Kind::Invoke
+            && e.kind != EventType::Invoke
             && (start..=end).contains(&e.time)
         {
             done += 1;
-            if e.kind == Kind::Ok {
+            if e.kind == EventType::Ok {
                 ok += 1;
             }
         }
@@ -104,7 +104,7 @@ fn completions_within(events: &[Event], start: u64, end: u64) -> (u64, u64) {
 }
 
 /// Fault coverage: requested kinds vs applied ones, with warnings.
-pub fn coverage(requested: &[String], applied: &[String], events: &[Event]) -> NemesisCoverage {
+pub fn coverage(requested: &[String], applied: &[String], events: &[Record]) -> NemesisCoverage {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for k in applied {
         *counts.entry(k.clone()).or_default() += 1;
@@ -171,24 +171,36 @@ mod tests {
         let r = Recorder::new();
         r.record(
             Who::Process(0),
-            Kind::Invoke,
+            EventType::Invoke,
             "write",
             json!("k0"),
             json!(1),
         );
-        r.record(Who::Process(0), Kind::Ok, "write", json!("k0"), json!(1));
+        r.record(
+            Who::Process(0),
+            EventType::Ok,
+            "write",
+            json!("k0"),
+            json!(1),
+        );
         r.nemesis("start-partition", json!("halves"));
         r.record(
             Who::Process(0),
-            Kind::Invoke,
+            EventType::Invoke,
             "read",
             json!("k0"),
             Json::Null,
         );
-        r.record(Who::Process(0), Kind::Ok, "read", json!("k0"), json!(1));
+        r.record(
+            Who::Process(0),
+            EventType::Ok,
+            "read",
+            json!("k0"),
+            json!(1),
+        );
         let events = r.events();
         let ops = checker::history::parse(
-            crate::history::to_jsonl(&events).as_bytes(),
+            checker::history::jsonl::write_records(&events).as_bytes(),
             checker::history::Format::Jsonl,
         )
         .unwrap();

@@ -13,7 +13,7 @@ pub mod spans;
 pub mod stats;
 pub mod timeline;
 
-use crate::history::Event;
+use crate::history::Record;
 use crate::report::results::RunSummary;
 use checker::html::escape;
 use plots::Plots;
@@ -26,7 +26,7 @@ pub fn write(
     dir: &Path,
     summary: &RunSummary,
     report: &checker::Report,
-    events: &[Event],
+    events: &[Record],
 ) -> std::io::Result<()> {
     let ops = spans::op_spans(events);
     let faults = spans::fault_spans(events);
@@ -42,7 +42,7 @@ pub fn write(
 pub fn render(
     summary: &RunSummary,
     report: &checker::Report,
-    events: &[Event],
+    events: &[Record],
     plots: &Plots,
 ) -> String {
     page(

@@ -17,7 +17,7 @@
 //! the fault coverage (requested kinds never applied are listed and warned about), seed, git
 //! revision, workload, nodes, bug.
 
-use crate::history::{Event, Kind, Who};
+use crate::history::{EventType, Record, Who};
 use crate::report::stats::{quantile, PERCENTILES};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -154,14 +154,14 @@ pub fn verdict_name(v: checker::Verdict) -> &'static str {
 
 /// Counts per `f` (and `"all"`) and latency quantiles of `ok` operations per `f` (and
 /// `"all"`), pairing each process's invoke with its next completion.
-pub fn op_stats(events: &[Event]) -> (BTreeMap<String, Counts>, BTreeMap<String, Quantiles>) {
+pub fn op_stats(events: &[Record]) -> (BTreeMap<String, Counts>, BTreeMap<String, Quantiles>) {
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     let mut latencies: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut pending: HashMap<u64, (String, u64)> = HashMap::new();
     for e in events {
         let Who::Process(p) = e.who else { continue };
         match e.kind {
-            Kind::Invoke => {
+            EventType::Invoke => {
                 if let Some((f, _)) = pending.insert(p, (e.f.clone(), e.time)) {
                     // A second invoke without completion: the first never completed.
                     counts.entry(f).or_default().info += 1;
@@ -173,15 +173,15 @@ pub fn op_stats(events: &[Event]) -> (BTreeMap<String, Counts>, BTreeMap<String,
                 };
                 let c = counts.entry(f.clone()).or_default();
                 match kind {
-                    Kind::Ok => {
+                    EventType::Ok => {
                         c.ok += 1;
                         latencies
                             .entry(f)
                             .or_default()
                             .push(e.time.saturating_sub(invoked));
                     }
-                    Kind::Fail => c.fail += 1,
-                    Kind::Info | Kind::Invoke => c.info += 1,
+                    EventType::Fail => c.fail += 1,
+                    EventType::Info | EventType::Invoke => c.info += 1,
                 }
             }
         }
@@ -307,14 +307,14 @@ pub fn update_latest(root: &Path, run_dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `history.jsonl` and `history.edn` (fsynced) into `dir`.
-pub fn write_histories(dir: &Path, events: &[Event]) -> std::io::Result<()> {
+pub fn write_histories(dir: &Path, events: &[Record]) -> std::io::Result<()> {
     crate::report::files::write_atomically(
         &dir.join("history.jsonl"),
-        &crate::history::to_jsonl(events),
+        &checker::history::jsonl::write_records(events),
     )?;
     crate::report::files::write_atomically(
         &dir.join("history.edn"),
-        &crate::history::to_edn(events),
+        &checker::history::edn::write_records(events),
     )
 }
 
@@ -330,8 +330,8 @@ mod tests {
 
     use serde_json::json;
 
-    fn ev(index: u64, time_ms: u64, p: u64, kind: Kind, f: &str) -> Event {
-        Event {
+    fn ev(index: u64, time_ms: u64, p: u64, kind: EventType, f: &str) -> Record {
+        Record {
             index,
             time: time_ms * 1_000_000,
             who: Who::Process(p),
@@ -361,15 +361,15 @@ mod tests {
     #[test]
     fn counts_and_latencies_per_f() {
         let events = vec![
-            ev(0, 0, 0, Kind::Invoke, "write"),
-            ev(1, 1, 1, Kind::Invoke, "read"),
-            ev(2, 10, 0, Kind::Ok, "write"),
-            ev(3, 21, 1, Kind::Ok, "read"),
-            ev(4, 30, 0, Kind::Invoke, "cas"),
-            ev(5, 31, 0, Kind::Fail, "cas"),
-            ev(6, 40, 0, Kind::Invoke, "write"),
-            ev(7, 50, 0, Kind::Info, "write"),
-            ev(8, 60, 10, Kind::Invoke, "read"),
+            ev(0, 0, 0, EventType::Invoke, "write"),
+            ev(1, 1, 1, EventType::Invoke, "read"),
+            ev(2, 10, 0, EventType::Ok, "write"),
+            ev(3, 21, 1, EventType::Ok, "read"),
+            ev(4, 30, 0, EventType::Invoke, "cas"),
+            ev(5, 31, 0, EventType::Fail, "cas"),
+            ev(6, 40, 0, EventType::Invoke, "write"),
+            ev(7, 50, 0, EventType::Info, "write"),
+            ev(8, 60, 10, EventType::Invoke, "read"),
         ];
         let (counts, lat) = op_stats(&events);
         assert_eq!(

@@ -7,7 +7,7 @@
 //! next `start`/`resume` of the same node. Anything still open at the end of the history is
 //! open-ended (`end_ns: None`).
 
-use crate::history::{Event, Kind, Who};
+use crate::history::{EventType, Record, Who};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 
@@ -85,7 +85,7 @@ pub struct FaultSpan {
 }
 
 /// Every operation of the history, in invocation order.
-pub fn op_spans(events: &[Event]) -> Vec<OpSpan> {
+pub fn op_spans(events: &[Record]) -> Vec<OpSpan> {
     let mut spans = Vec::new();
     let mut open: HashMap<u64, usize> = HashMap::new();
     for e in events {
@@ -93,7 +93,7 @@ pub fn op_spans(events: &[Event]) -> Vec<OpSpan> {
             continue;
         };
         let outcome = match e.kind {
-            Kind::Invoke => {
+            EventType::Invoke => {
                 open.insert(process, spans.len());
                 spans.push(OpSpan {
                     index: e.index,
@@ -108,9 +108,9 @@ pub fn op_spans(events: &[Event]) -> Vec<OpSpan> {
                 });
                 continue;
             }
-            Kind::Ok => Outcome::Ok,
-            Kind::Fail => Outcome::Fail,
-            Kind::Info => Outcome::Info,
+            EventType::Ok => Outcome::Ok,
+            EventType::Fail => Outcome::Fail,
+            EventType::Info => Outcome::Info,
         };
         if let Some(at) = open.remove(&process) {
             let span = &mut spans[at];
@@ -123,7 +123,7 @@ pub fn op_spans(events: &[Event]) -> Vec<OpSpan> {
 }
 
 /// Every fault of the history, in the order they started.
-pub fn fault_spans(events: &[Event]) -> Vec<FaultSpan> {
+pub fn fault_spans(events: &[Record]) -> Vec<FaultSpan> {
     let mut spans: Vec<FaultSpan> = Vec::new();
     let mut open: HashMap<(FaultKind, Option<u64>), usize> = HashMap::new();
     for e in events.iter().filter(|e| e.who == Who::Nemesis) {
@@ -179,8 +179,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(index: u64, time: u64, who: Who, kind: Kind, f: &str, value: Json) -> Event {
-        Event {
+    fn event(index: u64, time: u64, who: Who, kind: EventType, f: &str, value: Json) -> Record {
+        Record {
             index,
             time,
             who,
@@ -195,11 +195,11 @@ mod tests {
     fn operations_pair_with_their_process_completion() {
         let p = Who::Process;
         let events = vec![
-            event(0, 10, p(0), Kind::Invoke, "write", json!(5)),
-            event(1, 11, p(1), Kind::Invoke, "read", Json::Null),
-            event(2, 20, p(1), Kind::Ok, "read", json!(5)),
-            event(3, 30, p(0), Kind::Info, "write", json!(5)),
-            event(4, 40, p(2), Kind::Invoke, "cas", json!([5, 6])),
+            event(0, 10, p(0), EventType::Invoke, "write", json!(5)),
+            event(1, 11, p(1), EventType::Invoke, "read", Json::Null),
+            event(2, 20, p(1), EventType::Ok, "read", json!(5)),
+            event(3, 30, p(0), EventType::Info, "write", json!(5)),
+            event(4, 40, p(2), EventType::Invoke, "cas", json!([5, 6])),
         ];
         let spans = op_spans(&events);
         assert_eq!(spans.len(), 3);
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn faults_pair_start_and_end_per_node() {
         let n = Who::Nemesis;
-        let i = Kind::Info;
+        let i = EventType::Info;
         let events = vec![
             event(0, 1, n, i, "kill", json!({"node": 1})),
             event(1, 2, n, i, "pause", json!({"node": 2})),
