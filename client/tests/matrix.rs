@@ -38,10 +38,24 @@ fn matrix_catches_stale_read() {
     }
     let root = support::results_root("matrix");
     let results = root.join("results");
+    // One run must detect the bug: isolate-leader alone (the shipped recipe adds
+    // partition-halves, which catches it only when the cut-off side holds the leader).
+    let recipes = root.join("recipes.toml");
+    let workload = workspace().join("workloads").join("ci.toml");
+    std::fs::write(
+        &recipes,
+        format!(
+            "[bug.stale-read]\nworkload = {:?}\nnemesis = [\"isolate-leader\"]\nwhy = \"an isolated leader answers reads from its own state\"\n",
+            workload.display().to_string()
+        ),
+    )
+    .expect("write recipes");
     let output = Command::new(env!("CARGO_BIN_EXE_raft-lab"))
         .current_dir(workspace())
         .args(["matrix", "--seeds", "1", "--bugs", "stale-read"])
         .args(["--time-limit", "8", "--no-correct", "--quiet"])
+        .arg("--recipes")
+        .arg(&recipes)
         .arg("--results")
         .arg(&results)
         .output()
