@@ -1,20 +1,27 @@
 //! The system under test's lifecycle, as Jepsen's `jepsen.db`: the [`Db`] trait through which
-//! the nemesis kills, restarts, pauses and resumes nodes, and its raftlab implementations:
-//! [`local::LocalCluster`] (processes on this machine) and [`remote::RemoteCluster`] (nodes on
-//! hosts of their own, reached through a command template: ssh, or network namespaces).
+//! the nemesis kills, restarts, pauses and resumes nodes and the run finds the leader and tears
+//! the cluster down, and its raftlab implementations: [`local::LocalCluster`] (processes on
+//! this machine), [`remote::RemoteCluster`] (nodes on hosts of their own, reached through a
+//! command template: ssh) and [`netns::NetnsCluster`] (one network namespace per node, through
+//! the same remote code). Setting a cluster up is each implementation's constructor.
 //!
 //! The trait names nodes by id and by their client address only, so another system under
 //! test fits it too: an etcd member is a process with a data directory, killed and paused by
 //! signal like a raft node, its status (and leader) asked over its client address.
 
 pub mod local;
+pub mod netns;
 pub mod remote;
 
+use crate::kv::status;
 use crate::net::{NetError, Network};
 use model::core::NodeId;
+use node::transport::ClientConnector;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use thiserror::Error;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
 
 /// A node as the nemesis sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,14 +33,25 @@ pub struct DbNode {
     pub socket: Option<SocketAddr>,
 }
 
-/// A failed lifecycle action on one node.
-#[derive(Debug, Error)]
-#[error("{action} node {node}: {reason}")]
+/// A failed lifecycle action, on one node or on the whole cluster.
+#[derive(Debug)]
 pub struct DbError {
     pub action: &'static str,
-    pub node: NodeId,
+    /// `None`: the action was on the whole cluster (leader, tear down).
+    pub node: Option<NodeId>,
     pub reason: String,
 }
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.node {
+            Some(node) => write!(f, "{} node {node}: {}", self.action, self.reason),
+            None => write!(f, "{}: {}", self.action, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
 
 impl DbError {
     /// Maps an implementation's error on `action` of `node` to a [`DbError`].
@@ -43,11 +61,23 @@ impl DbError {
     ) -> impl FnOnce(E) -> DbError {
         move |e| DbError {
             action,
-            node,
+            node: Some(node),
             reason: e.to_string(),
         }
     }
+
+    /// Maps an implementation's error on a cluster-wide `action` to a [`DbError`].
+    pub fn cluster<E: std::fmt::Display>(action: &'static str) -> impl FnOnce(E) -> DbError {
+        move |e| DbError {
+            action,
+            node: None,
+            reason: format!("{e:#}"),
+        }
+    }
 }
+
+/// What [`Db::leader`] returns.
+pub type LeaderFuture<'a> = Pin<Box<dyn Future<Output = Result<NodeId, DbError>> + Send + 'a>>;
 
 /// What a fault asks of a cluster, for [`Db::supports`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,10 +90,11 @@ pub struct Needs {
     pub own_interfaces: bool,
 }
 
-/// The lifecycle of the system under test, as the nemesis drives it. Implemented by
-/// [`local::LocalCluster`] with signals on local processes, by [`remote::RemoteCluster`]
-/// through a command template on each node's host.
-pub trait Db: Send {
+/// The lifecycle of the system under test, as the nemesis and the run drive it. Implemented
+/// by [`local::LocalCluster`] with signals on local processes, by [`remote::RemoteCluster`]
+/// through a command template on each node's host, by [`netns::NetnsCluster`] in network
+/// namespaces. Set up is the implementation's constructor; [`Db::teardown`] ends it.
+pub trait Db: Send + Sync {
     fn nodes(&self) -> Vec<DbNode>;
     /// Crash the node (SIGKILL) and wait until it is gone.
     fn kill(&mut self, id: NodeId) -> Result<(), DbError>;
@@ -79,6 +110,21 @@ pub trait Db: Send {
     }
     /// What partitions and netem go through on this cluster (made once per run).
     fn network(&self) -> Result<Box<dyn Network>, NetError>;
+    /// Waits until a majority of the nodes agrees on a leader; by default from raftlab's
+    /// status call on each node's client address (another system asks its own status API).
+    fn leader<'a>(&'a self, client: &'a ClientConnector, timeout: Duration) -> LeaderFuture<'a> {
+        let nodes: Vec<(NodeId, String)> =
+            self.nodes().into_iter().map(|n| (n.id, n.addr)).collect();
+        Box::pin(async move {
+            status::find_leader(client, &nodes, nodes.len(), timeout)
+                .await
+                .map_err(DbError::cluster("find the leader"))
+        })
+    }
+    /// The end of a run: stops the nodes if the run started them (`owned`; a cluster it only
+    /// opened keeps running), copies node logs that are not in the run folder yet into
+    /// `logs_dir`, and removes what set-up made. Tries every step; returns the first error.
+    fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError>;
 }
 
 /// What `cluster up` did ([`local::up`], [`remote::up`]).

@@ -16,6 +16,7 @@
 
 use crate::control::cleanup;
 use crate::db::local::ClusterOptions;
+use crate::db::Db;
 use crate::history::Recorder;
 use crate::kv::KvCluster;
 use crate::lab::cluster::{HostsMode, RunCluster};
@@ -360,7 +361,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let mut stop = ctx.stop.clone();
     let leader = match &kv {
         Ok(kv) => tokio::select! {
-            r = cluster.leader(kv.connector(), LEADER_TIMEOUT) => r,
+            r = cluster.leader(kv.connector(), LEADER_TIMEOUT) => r.map_err(anyhow::Error::from),
             _ = stop.wait_for(|s| *s) => Err(anyhow!("interrupted")),
         },
         Err(_) => Ok(0),
@@ -458,7 +459,7 @@ async fn stop_cluster(
     };
     tokio::task::spawn_blocking(move || {
         let mut c = cluster.lock().unwrap_or_else(|p| p.into_inner());
-        c.stop(owned, &logs_dir)
+        c.teardown(owned, &logs_dir)
     })
     .await
     .context("stopping the cluster")??;

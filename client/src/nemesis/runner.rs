@@ -633,7 +633,7 @@ mod tests {
             if self.fail_kill {
                 return Err(DbError {
                     action: "kill",
-                    node: id,
+                    node: Some(id),
                     reason: "no such process".into(),
                 });
             }
@@ -664,6 +664,9 @@ mod tests {
         }
         fn network(&self) -> Result<Box<dyn Network>, NetError> {
             Err(NetError::Setup("no network here".into()))
+        }
+        fn teardown(&mut self, _owned: bool, _logs_dir: &std::path::Path) -> Result<(), DbError> {
+            Ok(())
         }
     }
 

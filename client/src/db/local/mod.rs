@@ -795,6 +795,28 @@ impl Db for LocalCluster {
         }
     }
 
+    /// With the nodes that exited and where their logs are, when no leader is found.
+    fn leader<'a>(
+        &'a self,
+        client: &'a ClientConnector,
+        timeout: Duration,
+    ) -> super::LeaderFuture<'a> {
+        Box::pin(async move {
+            LocalCluster::leader(self, client, timeout)
+                .await
+                .map_err(DbError::cluster("find the leader"))
+        })
+    }
+
+    /// Stops the nodes the run started; their logs are in the cluster folder already.
+    fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
+        if owned {
+            self.stop_all()
+                .map_err(DbError::cluster("stop the cluster"))?;
+        }
+        Ok(())
+    }
+
     /// The run's own nftables table on this machine.
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
         Nft::new()

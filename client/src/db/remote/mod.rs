@@ -646,6 +646,20 @@ impl Db for RemoteCluster {
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
         RemoteCluster::network(self).map(|n| Box::new(n) as Box<dyn Network>)
     }
+
+    /// Stops the nodes if the run started them, and copies every node's log from its host.
+    fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
+        let stopped = if owned {
+            self.stop_all()
+                .map_err(DbError::cluster("stop the cluster"))
+        } else {
+            Ok(())
+        };
+        let logs = self
+            .collect_logs(logs_dir)
+            .map_err(DbError::cluster("collect the node logs"));
+        stopped.and(logs)
+    }
 }
 
 /// `raft-lab cluster up` for a `cluster.toml` with `[remote]`: starts every node that does

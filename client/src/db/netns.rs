@@ -1,0 +1,123 @@
+//! A cluster with one Linux network namespace per node (`raft-lab run --hosts netns`): each
+//! node has an interface and an address of its own on a bridge, so latency faults (`tc
+//! netem`) apply per node. The nodes are driven through the [`RemoteCluster`] code with the
+//! command template `ip netns exec {host} sh -c`; the namespaces are this cluster's own and
+//! go away with it.
+
+use super::local::{self, ClusterOptions};
+use super::remote::RemoteCluster;
+use super::{Db, DbError, DbNode, LeaderFuture, Needs};
+use crate::net::netns::NetnsHosts;
+use crate::net::{NetError, Network};
+use anyhow::{anyhow, Context};
+use model::core::NodeId;
+use node::config::ClusterConfig;
+use node::transport::ClientConnector;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tracing::info;
+
+/// The port every node listens on in its namespace (each has an address of its own).
+pub const NETNS_PORT: u16 = 15001;
+
+/// The nodes and their namespaces. Field order is drop order: on failure the nodes (owned:
+/// stopped) go before the namespaces they run in.
+pub struct NetnsCluster {
+    nodes: RemoteCluster,
+    netns: NetnsHosts,
+}
+
+impl NetnsCluster {
+    /// Starts a fresh cluster in `dir` with one network namespace per node: writes
+    /// `cluster.toml` (node N at the namespace's address, `host` = the namespace, `[remote]`
+    /// with the `ip netns exec` template), the certificates, and starts every node through
+    /// the template. On failure everything made so far is removed.
+    pub fn create(dir: &Path, opts: &ClusterOptions) -> anyhow::Result<NetnsCluster> {
+        crate::net::netns::check_available()?;
+        let netns = NetnsHosts::create(opts.nodes)?;
+        info!(
+            namespaces = netns.hosts().len(),
+            bridge = netns.bridge(),
+            lab = %netns.lab_ip(),
+            "network namespaces ready"
+        );
+        let dir = std::path::absolute(dir).context("resolving the cluster folder")?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("cluster.toml");
+        std::fs::write(&path, netns_cluster_toml(&netns, opts))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let config = ClusterConfig::load(&path)?;
+        node::certs::generate(&config, &config.tls.certs_dir, false)
+            .map_err(|e| anyhow!("making certificates for {}: {e}", path.display()))?;
+        let mut nodes = RemoteCluster::open(config)?;
+        nodes.set_bugs(opts.bugs.clone());
+        nodes.set_owned(true);
+        // On failure `nodes` (owned: stops what started) drops before `netns`, as in the enum.
+        nodes.start_all()?;
+        Ok(NetnsCluster { nodes, netns })
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        self.nodes.config()
+    }
+}
+
+impl Db for NetnsCluster {
+    fn nodes(&self) -> Vec<DbNode> {
+        self.nodes.nodes()
+    }
+    fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
+        Db::kill(&mut self.nodes, id)
+    }
+    fn start(&mut self, id: NodeId) -> Result<(), DbError> {
+        Db::start(&mut self.nodes, id)
+    }
+    fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
+        Db::pause(&mut self.nodes, id)
+    }
+    fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
+        Db::resume(&mut self.nodes, id)
+    }
+    fn supports(&self, needs: Needs) -> Result<(), String> {
+        self.nodes.supports(needs)
+    }
+    fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        Db::network(&self.nodes)
+    }
+    fn leader<'a>(&'a self, client: &'a ClientConnector, timeout: Duration) -> LeaderFuture<'a> {
+        self.nodes.leader(client, timeout)
+    }
+    /// Stops every node (they log into the run folder already) and removes the namespaces.
+    fn teardown(&mut self, _owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
+        let stopped = self
+            .nodes
+            .stop_all()
+            .map_err(DbError::cluster("stop the cluster"));
+        let torn = self
+            .netns
+            .destroy()
+            .map_err(DbError::cluster("remove the network namespaces"));
+        stopped.and(torn)
+    }
+}
+
+/// `cluster.toml` of a namespace cluster: node N at `<its address>:15001`, `host` = its
+/// namespace, controlled with `ip netns exec`.
+fn netns_cluster_toml(netns: &NetnsHosts, opts: &ClusterOptions) -> String {
+    let addrs: Vec<SocketAddr> = netns
+        .hosts()
+        .iter()
+        .map(|h| SocketAddr::new(h.ip.into(), NETNS_PORT))
+        .collect();
+    let hosts: Vec<String> = netns.hosts().iter().map(|h| h.name.clone()).collect();
+    let mut text = local::cluster_toml(&addrs, &hosts, opts);
+    let _ = write!(
+        text,
+        "\n[remote]\ncommand = \"ip netns exec {{host}} sh -c\"\nraft_node = {:?}\niface = {:?}\n",
+        opts.raft_node.display().to_string(),
+        netns.hosts().first().map_or("eth0", |h| h.iface.as_str()),
+    );
+    text
+}
