@@ -248,6 +248,13 @@ impl ClusterConfig {
                     node.id, node.addr
                 )));
             }
+            validate_host(node.control_host()).map_err(|why| {
+                invalid(format!(
+                    "node {}: host {:?}: {why}",
+                    node.id,
+                    node.control_host()
+                ))
+            })?;
         }
         let t = &file.timing;
         if t.tick_ms == 0 {
@@ -328,6 +335,21 @@ impl ClusterConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.timing.request_timeout_ms)
+    }
+}
+
+/// The machine name `{host}` stands for in `remote.command` (`ssh {host}`): it must not read
+/// as an option (`-oProxyCommand=...` would make ssh run a command of the file's choosing)
+/// nor split into several words.
+fn validate_host(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        Err("empty")
+    } else if host.starts_with('-') {
+        Err("starts with '-', which a command would read as an option")
+    } else if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err("contains whitespace or a control character")
+    } else {
+        Ok(())
     }
 }
 
@@ -448,6 +470,19 @@ addr = "db3.example.net:15003"
         );
         assert_eq!(c.nodes[0].control_host(), "db1");
         assert_eq!(c.nodes[1].control_host(), "127.0.0.2");
+    }
+
+    #[test]
+    fn hosts_that_would_read_as_options_or_split_are_refused() {
+        for host in ["-oProxyCommand=touch /tmp/x", "db 1", "db\t1", ""] {
+            let text = THREE.replace(
+                "id = 1\naddr = \"127.0.0.1:15001\"",
+                &format!("id = 1\naddr = \"127.0.0.1:15001\"\nhost = {host:?}"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("node 1: host"), "{host:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
     }
 
     #[test]
