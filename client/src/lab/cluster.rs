@@ -44,38 +44,30 @@ impl RunCluster {
         let config = ClusterConfig::load(file)?;
         if config.remote.is_none() {
             let local = LocalCluster::open(file)?;
-            let config = local.config().clone();
-            return Ok(RunCluster {
-                db: Box::new(local),
-                config,
-            });
+            return Ok(RunCluster::new(local.config().clone(), local));
         }
         let mut nodes = RemoteCluster::open(config.clone())?;
         nodes.start_all()?;
-        Ok(RunCluster {
-            db: Box::new(nodes),
-            config,
-        })
+        Ok(RunCluster::new(config, nodes))
     }
 
     /// Starts a fresh local cluster in `dir`.
     pub fn create_local(dir: &Path, opts: &ClusterOptions) -> anyhow::Result<RunCluster> {
         let local = LocalCluster::create(dir, opts)?;
-        let config = local.config().clone();
-        Ok(RunCluster {
-            db: Box::new(local),
-            config,
-        })
+        Ok(RunCluster::new(local.config().clone(), local))
     }
 
     /// Starts a fresh cluster in `dir` with one network namespace per node.
     pub fn create_netns(dir: &Path, opts: &ClusterOptions) -> anyhow::Result<RunCluster> {
         let netns = NetnsCluster::create(dir, opts)?;
-        let config = netns.config().clone();
-        Ok(RunCluster {
-            db: Box::new(netns),
+        Ok(RunCluster::new(netns.config().clone(), netns))
+    }
+
+    fn new(config: ClusterConfig, db: impl Db + 'static) -> RunCluster {
+        RunCluster {
+            db: Box::new(db),
             config,
-        })
+        }
     }
 
     pub fn config(&self) -> &ClusterConfig {

@@ -577,10 +577,14 @@ impl Setup {
                 unreachable: self
                     .cut
                     .iter()
-                    .filter_map(|&(a, b)| match id {
-                        _ if id == a => Some(b),
-                        _ if id == b => Some(a),
-                        _ => None,
+                    .filter_map(|&(a, b)| {
+                        if id == a {
+                            Some(b)
+                        } else if id == b {
+                            Some(a)
+                        } else {
+                            None
+                        }
                     })
                     .collect(),
             })));
