@@ -27,6 +27,8 @@ pub enum Reply {
     Refused(Refused),
     /// The proposal was overwritten by another leader's entry: this attempt had no effect.
     Dropped,
+    /// The membership change is committed at this index.
+    Committed(Index),
 }
 
 /// Durable work and messages from one Ready; see [`crate::core::Ready`] for the order.
@@ -193,9 +195,20 @@ impl Replica {
         self.raft.transfer_leadership(to)
     }
 
-    /// Proposes a single-server membership change (operator request).
-    pub fn propose_membership(&mut self, change: MembershipChange) -> Result<(), Refused> {
-        self.raft.propose_membership(change).map(|_| ())
+    /// Proposes a single-server membership change (operator request). With `reply_to`,
+    /// request `reply_to` is answered `Committed` once the change commits (or `Dropped`).
+    pub fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+        reply_to: Option<RequestId>,
+    ) -> Result<(), Refused> {
+        let (index, term) = self.raft.propose_membership(change)?;
+        if let Some(id) = reply_to {
+            if let Some((_, old)) = self.proposals.insert(index, (term, id)) {
+                self.overwritten.push(old);
+            }
+        }
+        Ok(())
     }
 
     /// The next batch of durable work, split into what to persist-then-send and what to hand
@@ -250,12 +263,13 @@ impl Replica {
         for entry in &pending.committed {
             self.kv_applied = entry.index;
             let outcome = match &entry.kind {
-                EntryKind::Command(command) => Some(self.kv.apply(command)),
-                EntryKind::Noop | EntryKind::Membership(_) => None,
+                EntryKind::Command(command) => Some(Reply::Done(self.kv.apply(command))),
+                EntryKind::Membership(_) => Some(Reply::Committed(entry.index)),
+                EntryKind::Noop => None,
             };
             if let Some((term, id)) = self.proposals.remove(&entry.index) {
                 let reply = match outcome {
-                    Some(outcome) if term == entry.term => Reply::Done(outcome),
+                    Some(reply) if term == entry.term => reply,
                     _ => Reply::Dropped,
                 };
                 replies.push((id, reply));

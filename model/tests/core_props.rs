@@ -303,7 +303,10 @@ impl Sim {
             }
             MembershipChange::Remove(target)
         } else {
-            MembershipChange::AddLearner(target)
+            MembershipChange::AddLearner {
+                id: target,
+                addr: String::new(),
+            }
         };
         let _ = self.raft(leader).propose_membership(change);
         self.stats.membership_changes += 1;

@@ -196,7 +196,9 @@ fn fmt_entry(e: &Entry<Cmd>) -> String {
     let kind = match &e.kind {
         EntryKind::Noop => "noop".to_string(),
         EntryKind::Command(c) => c.clone(),
-        EntryKind::Membership(MembershipChange::AddLearner(id)) => format!("add-learner({id})"),
+        EntryKind::Membership(MembershipChange::AddLearner { id, .. }) => {
+            format!("add-learner({id})")
+        }
         EntryKind::Membership(MembershipChange::PromoteLearner(id)) => format!("promote({id})"),
         EntryKind::Membership(MembershipChange::Remove(id)) => format!("remove({id})"),
     };
@@ -1064,6 +1066,7 @@ impl Cluster {
         self.bootstrap = Membership {
             voters: voters.iter().copied().collect(),
             learners: learners.iter().copied().collect(),
+            addresses: Default::default(),
         };
         for id in voters.into_iter().chain(learners) {
             self.add_node(id)?;
@@ -1121,17 +1124,21 @@ impl Cluster {
             .ok_or("membership ID add-learner|promote|remove N")?;
         let target = args.node(2)?;
         let change = match what.as_str() {
-            "add-learner" => MembershipChange::AddLearner(target),
+            "add-learner" => MembershipChange::AddLearner {
+                id: target,
+                addr: String::new(),
+            },
             "promote" => MembershipChange::PromoteLearner(target),
             "remove" => MembershipChange::Remove(target),
             other => return Err(format!("unknown membership change `{other}`")),
         };
+        let adds = matches!(change, MembershipChange::AddLearner { .. });
         let line = match self.raft(id)?.propose_membership(change) {
             Ok((index, term)) => format!("index={index} term={term}"),
             Err(e) => format!("refused: {e}"),
         };
         self.say(line);
-        if matches!(change, MembershipChange::AddLearner(_)) && !self.nodes.contains_key(&target) {
+        if adds && !self.nodes.contains_key(&target) {
             self.add_node(target)?;
             self.say(format!("created node {target}"));
         }

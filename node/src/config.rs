@@ -2,6 +2,9 @@
 //! settings, each with a documented default and validated on load.
 //!
 //! ```toml
+//! bootstrap = [1, 2, 3]       # optional: the voters the cluster started with (default:
+//!                              # every [[node]]); raft-lab cluster add/remove pin it
+//!
 //! [[node]]
 //! id = 1
 //! addr = "127.0.0.1:15001"     # host names are allowed: "db1.example.net:15001"
@@ -39,6 +42,11 @@
 //! ```
 //! Relative paths are relative to the directory holding `cluster.toml`. The nodes ignore
 //! `host` and `[remote]`; they are validated here so that one file serves every machine.
+//!
+//! The file bootstraps a cluster; after that the log is the truth about membership. Every
+//! node starts from the `bootstrap` voters and replays the membership changes in its log (or
+//! its snapshot's), and a member that joined through the log is reached at the address its
+//! entry carries, whatever the file says.
 
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -182,6 +190,7 @@ pub type RaftSettings = model::core::Settings;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    bootstrap: Option<Vec<u64>>,
     node: Vec<NodeEntry>,
     #[serde(default)]
     timing: Timing,
@@ -199,6 +208,8 @@ struct File {
 pub struct ClusterConfig {
     /// The file it was read from.
     pub path: PathBuf,
+    /// The voters the cluster started with, sorted.
+    pub bootstrap: Vec<u64>,
     /// Nodes sorted by id.
     pub nodes: Vec<NodeEntry>,
     pub timing: Timing,
@@ -240,7 +251,7 @@ impl ClusterConfig {
             if !ids.insert(node.id) {
                 return Err(invalid(format!("duplicate node id {}", node.id)));
             }
-            validate_addr(&node.addr)
+            check_addr(&node.addr)
                 .map_err(|why| invalid(format!("node {}: addr {:?}: {why}", node.id, node.addr)))?;
             if !addrs.insert(node.addr.clone()) {
                 return Err(invalid(format!(
@@ -256,6 +267,22 @@ impl ClusterConfig {
                 ))
             })?;
         }
+        let bootstrap = match file.bootstrap {
+            None => ids.iter().copied().collect(),
+            Some(list) => {
+                let set: BTreeSet<u64> = list.iter().copied().collect();
+                if set.is_empty() {
+                    return Err(invalid("bootstrap: needs at least one voter".into()));
+                }
+                if set.len() != list.len() {
+                    return Err(invalid("bootstrap: an id is listed twice".into()));
+                }
+                if set.contains(&0) {
+                    return Err(invalid("bootstrap: node id 0 is reserved".into()));
+                }
+                set.into_iter().collect()
+            }
+        };
         let t = &file.timing;
         if t.tick_ms == 0 {
             return Err(invalid("timing.tick_ms must be at least 1".into()));
@@ -307,6 +334,7 @@ impl ClusterConfig {
         tls.certs_dir = base.join(&tls.certs_dir);
         Ok(ClusterConfig {
             path: path.to_path_buf(),
+            bootstrap,
             nodes,
             timing: file.timing,
             storage,
@@ -353,13 +381,15 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
     }
 }
 
-/// `host:port` with a non-empty host and a port in 1..=65535.
-fn validate_addr(addr: &str) -> Result<(), &'static str> {
+/// A node address: `host:port` with a port in 1..=65535 and a host that is not empty, does
+/// not read as an option and does not split into words.
+pub fn check_addr(addr: &str) -> Result<(), &'static str> {
     let (host, port) = addr.rsplit_once(':').ok_or("expected host:port")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err("empty host");
     }
+    validate_host(host)?;
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err("port must be 1..65535"),
         Ok(_) => Ok(()),

@@ -161,9 +161,10 @@ fn run(
         "recovered"
     );
     if restored.snapshot.meta.index == 0 {
-        // No snapshot yet: the initial membership is the one cluster.toml describes (later
-        // changes are in the log, and in snapshots once compacted).
-        restored.snapshot.meta.membership = Membership::of_voters(config.ids());
+        // No snapshot yet: the cluster starts from the voters cluster.toml bootstraps it
+        // with (later changes are in the log, and in snapshots once compacted). A node
+        // added later starts from the same voters and learns the rest from the leader.
+        restored.snapshot.meta.membership = Membership::of_voters(config.bootstrap.iter().copied());
     }
     let replica = Replica::restore(raft_config, restored, config.storage.snapshot_every)?;
 

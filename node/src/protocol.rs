@@ -3,13 +3,13 @@
 //! These are the only definitions of the wire types; the lab's client uses them from here.
 //! Every frame is postcard-encoded and framed by [`crate::transport::framing`].
 
-use model::core::{Message, NodeId};
+use model::core::{MembershipChange, Message, NodeId};
 use model::kv::{Command, Outcome};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the types below; a frame of another version is
 /// refused with a logged reason.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// TLS ALPN of node-to-node connections.
 pub const ALPN_PEER: &[u8] = b"raftlab-peer/1";
 /// TLS ALPN of client connections.
@@ -32,6 +32,12 @@ pub enum Request {
     /// retry exactly-once.
     Op(Command),
     Status,
+    /// An operator's single-server membership change, sent to the leader; answered
+    /// `Committed` once the change is committed.
+    ChangeMembership(MembershipChange),
+    /// An operator's request that the leader hand leadership to this voter; answered
+    /// `Transferring` once the hand-over has started (the new leader then shows in status).
+    TransferLeadership(NodeId),
 }
 
 /// Node to client.
@@ -50,6 +56,12 @@ pub enum Response {
     /// operation may or may not take effect. The lab records `info`.
     Unknown(String),
     Status(NodeStatus),
+    /// The membership change is committed at this log index.
+    Committed {
+        index: u64,
+    },
+    /// The leader has started handing leadership over.
+    Transferring,
 }
 
 /// What `status` reports about a node.
@@ -63,6 +75,10 @@ pub struct NodeStatus {
     pub applied_index: u64,
     pub last_index: u64,
     pub snapshot_index: u64,
+    /// The membership in this node's log (the last change, committed or not).
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// The other members.
     pub peers: Vec<PeerStatus>,
     /// Catalogue bugs switched on (normally empty).
     pub bugs: Vec<String>,
@@ -72,6 +88,7 @@ pub struct NodeStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
     pub id: NodeId,
+    /// Where this node reaches it (from the log for members that joined through it).
     pub addr: String,
     pub connected: bool,
     /// Leader only: the highest index known replicated on that peer.

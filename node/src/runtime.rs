@@ -25,7 +25,7 @@ use crate::protocol::{NodeStatus, PeerStatus, Request, Response};
 use crate::storage::{Storage, StorageError};
 use crate::transport::{ClientCall, Inbound, Transport};
 use model::bugs::Bug;
-use model::core::{Message, NodeId, Role, Snapshot};
+use model::core::{Membership, MembershipChange, Message, NodeId, Refused, Role, Snapshot};
 use model::kv::{Command, Outcome};
 use model::replica::{Pending, Persist, Replica, Reply, RequestId};
 use std::collections::BTreeMap;
@@ -86,6 +86,7 @@ pub async fn run(
         transport,
         jobs: jobs_tx,
         persisting: false,
+        membership: Membership::default(),
         waiting: BTreeMap::new(),
         next_request: 0,
     };
@@ -96,6 +97,7 @@ pub async fn run(
         mut clients,
     } = inbound;
 
+    core.follow_membership();
     let result = loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -118,6 +120,7 @@ pub async fn run(
         if let Err(e) = core.drive() {
             break Err(e);
         }
+        core.follow_membership();
     };
     drop(core);
     if storage_thread.join().is_err() {
@@ -133,6 +136,8 @@ struct CoreTask {
     jobs: std::sync::mpsc::Sender<StorageJob>,
     /// A Ready's durable part is with the storage thread.
     persisting: bool,
+    /// The membership the transport dials and admits.
+    membership: Membership,
     waiting: BTreeMap<RequestId, Waiting>,
     next_request: RequestId,
     request_timeout: Duration,
@@ -186,6 +191,57 @@ impl CoreTask {
         Ok(())
     }
 
+    /// Where member `id` listens: the address its joining entry carried, else the one in the
+    /// configuration file.
+    fn member_addr(&self, id: NodeId) -> Option<String> {
+        self.replica
+            .raft()
+            .membership()
+            .addresses
+            .get(&id)
+            .or_else(|| self.config.node(id).map(|n| &n.addr))
+            .cloned()
+    }
+
+    /// Keeps the transport on the log's membership: it dials and admits exactly the current
+    /// members. A node that finds itself outside the membership says so.
+    fn follow_membership(&mut self) {
+        let current = self.replica.raft().membership();
+        if *current == self.membership {
+            return;
+        }
+        let me = self.replica.raft().id();
+        let first = self.membership == Membership::default();
+        let was_member = self.membership.members().any(|id| id == me);
+        let is_member = current.members().any(|id| id == me);
+        let mut peers = BTreeMap::new();
+        for id in current.members().filter(|&id| id != me) {
+            match self.member_addr(id) {
+                Some(addr) => {
+                    peers.insert(id, addr);
+                }
+                None => warn!(
+                    member = id,
+                    "no address for this member: not in the log nor in the configuration file"
+                ),
+            }
+        }
+        info!(voters = ?current.voters, learners = ?current.learners, "membership");
+        if was_member && !is_member {
+            warn!(
+                id = me,
+                "this node was removed from the cluster; its former peers no longer admit it"
+            );
+        } else if first && !is_member {
+            info!(
+                id = me,
+                "not a member yet: waiting for the leader to add this node"
+            );
+        }
+        self.membership = current.clone();
+        self.transport.set_peers(peers);
+    }
+
     /// Routes messages to the per-peer senders, each peer's in order.
     fn send(&self, messages: Vec<Message<Command>>) {
         let mut by_peer: BTreeMap<NodeId, Vec<Message<Command>>> = BTreeMap::new();
@@ -216,6 +272,64 @@ impl CoreTask {
                     self.answer(id, self.response(reply));
                 }
             }
+            Request::ChangeMembership(change) => {
+                if let Err(why) = self.check_change(&change) {
+                    let _ = call.reply.send(Response::Refused(why));
+                    return;
+                }
+                let id = self.next_request;
+                self.next_request += 1;
+                self.waiting.insert(
+                    id,
+                    Waiting {
+                        reply: call.reply,
+                        deadline: Instant::now() + self.request_timeout,
+                    },
+                );
+                if let Err(refused) = self.replica.propose_membership(change, Some(id)) {
+                    self.answer(id, self.refusal(refused));
+                }
+            }
+            Request::TransferLeadership(to) => {
+                let response = match self.replica.transfer_leadership(to) {
+                    Ok(()) => Response::Transferring,
+                    Err(refused) => self.refusal(refused),
+                };
+                let _ = call.reply.send(response);
+            }
+        }
+    }
+
+    /// A new member must come with an address its peers can dial.
+    fn check_change(&self, change: &MembershipChange) -> Result<(), String> {
+        let MembershipChange::AddLearner { id, addr } = change else {
+            return Ok(());
+        };
+        if *id == 0 {
+            return Err("node id 0 is reserved; ids start at 1".into());
+        }
+        if addr.is_empty() {
+            return match self.config.node(*id) {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "node {id} has no address: not in the request nor in the configuration file"
+                )),
+            };
+        }
+        crate::config::check_addr(addr).map_err(|why| format!("node {id}: addr {addr:?}: {why}"))
+    }
+
+    fn refusal(&self, refused: Refused) -> Response {
+        match refused {
+            Refused::NotLeader { leader } => self.not_leader(leader),
+            other => Response::Refused(other.to_string()),
+        }
+    }
+
+    fn not_leader(&self, leader: Option<NodeId>) -> Response {
+        Response::NotLeader {
+            leader,
+            addr: leader.and_then(|id| self.member_addr(id)),
         }
     }
 
@@ -225,16 +339,12 @@ impl CoreTask {
                 Response::Refused("stale request: a newer one from this client was applied".into())
             }
             Reply::Done(outcome) => Response::Done(outcome),
-            Reply::NotLeader { leader } => Response::NotLeader {
-                leader,
-                addr: leader
-                    .and_then(|id| self.config.node(id))
-                    .map(|n| n.addr.clone()),
-            },
+            Reply::NotLeader { leader } => self.not_leader(leader),
             Reply::Refused(refused) => Response::Refused(refused.to_string()),
             Reply::Dropped => {
                 Response::Refused("the proposal was overwritten by another leader".into())
             }
+            Reply::Committed(index) => Response::Committed { index },
         }
     }
 
@@ -271,18 +381,17 @@ impl CoreTask {
             .into_iter()
             .map(|(id, connected, dropped)| (id, (connected, dropped)))
             .collect();
-        let peers = self
-            .config
-            .nodes
-            .iter()
-            .filter(|n| n.id != raft.id())
-            .map(|n| {
-                let (connected, dropped) = links.get(&n.id).copied().unwrap_or((false, 0));
+        let membership = raft.membership();
+        let peers = membership
+            .members()
+            .filter(|&id| id != raft.id())
+            .map(|id| {
+                let (connected, dropped) = links.get(&id).copied().unwrap_or((false, 0));
                 PeerStatus {
-                    id: n.id,
-                    addr: n.addr.clone(),
+                    id,
+                    addr: self.member_addr(id).unwrap_or_default(),
                     connected,
-                    match_index: raft.progress(n.id).map(|p| p.matched),
+                    match_index: raft.progress(id).map(|p| p.matched),
                     dropped,
                 }
             })
@@ -307,6 +416,8 @@ impl CoreTask {
             applied_index: raft.applied_index(),
             last_index: raft.last_index(),
             snapshot_index: raft.log().snapshot().meta.index,
+            voters: membership.voters.iter().copied().collect(),
+            learners: membership.learners.iter().copied().collect(),
             peers,
             bugs,
         }

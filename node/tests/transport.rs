@@ -207,6 +207,8 @@ fn stub_runtime(mut inbound: Inbound, me: NodeId) -> Arc<AtomicUsize> {
             let response = match call.request {
                 Request::Status => Response::Status(status(me)),
                 Request::Op(_) => Response::Done(Outcome::Written),
+                Request::ChangeMembership(_) => Response::Committed { index: 1 },
+                Request::TransferLeadership(_) => Response::Transferring,
             };
             let _ = call.reply.send(response);
         }
@@ -224,6 +226,8 @@ fn status(me: NodeId) -> NodeStatus {
         applied_index: 0,
         last_index: 0,
         snapshot_index: 0,
+        voters: vec![me],
+        learners: vec![],
         peers: vec![],
         bugs: vec![],
     }
@@ -892,7 +896,9 @@ fn entry() -> impl Strategy<Value = Entry<Command>> {
     let kind = prop_oneof![
         Just(EntryKind::Noop),
         command().prop_map(EntryKind::Command),
-        any::<NodeId>().prop_map(|id| EntryKind::Membership(MembershipChange::AddLearner(id))),
+        (any::<NodeId>(), text()).prop_map(|(id, addr)| EntryKind::Membership(
+            MembershipChange::AddLearner { id, addr }
+        )),
         any::<NodeId>().prop_map(|id| EntryKind::Membership(MembershipChange::Remove(id))),
     ];
     (any::<u64>(), any::<u64>(), kind).prop_map(|(term, index, kind)| Entry { term, index, kind })
@@ -952,24 +958,29 @@ fn body() -> impl Strategy<Value = Body<Command>> {
         (
             any::<u64>(),
             any::<u64>(),
-            ids(),
-            ids(),
+            (ids(), ids(), addresses()),
             proptest::collection::vec(any::<u8>(), 0..64),
             any::<u64>()
         )
-            .prop_map(|(index, term, voters, learners, data, read_round)| {
-                Body::InstallSnapshot {
-                    snapshot: Snapshot {
-                        meta: SnapshotMeta {
-                            index,
-                            term,
-                            membership: Membership { voters, learners },
+            .prop_map(
+                |(index, term, (voters, learners, addresses), data, read_round)| {
+                    Body::InstallSnapshot {
+                        snapshot: Snapshot {
+                            meta: SnapshotMeta {
+                                index,
+                                term,
+                                membership: Membership {
+                                    voters,
+                                    learners,
+                                    addresses,
+                                },
+                            },
+                            data: Arc::new(data),
                         },
-                        data: Arc::new(data),
-                    },
-                    read_round,
+                        read_round,
+                    }
                 }
-            }),
+            ),
         Just(Body::TimeoutNow),
     ]
 }
@@ -993,7 +1004,23 @@ fn peer_frame() -> impl Strategy<Value = PeerFrame> {
 }
 
 fn request() -> impl Strategy<Value = Request> {
-    prop_oneof![command().prop_map(Request::Op), Just(Request::Status)]
+    prop_oneof![
+        command().prop_map(Request::Op),
+        Just(Request::Status),
+        (any::<NodeId>(), text()).prop_map(|(id, addr)| Request::ChangeMembership(
+            MembershipChange::AddLearner { id, addr }
+        )),
+        any::<NodeId>().prop_map(|id| Request::ChangeMembership(MembershipChange::Remove(id))),
+        any::<NodeId>().prop_map(Request::TransferLeadership),
+    ]
+}
+
+fn ids_vec() -> impl Strategy<Value = Vec<NodeId>> {
+    proptest::collection::vec(any::<NodeId>(), 0..4)
+}
+
+fn addresses() -> impl Strategy<Value = std::collections::BTreeMap<NodeId, String>> {
+    proptest::collection::btree_map(any::<NodeId>(), text(), 0..3)
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
@@ -1029,14 +1056,14 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
             proptest::option::of(any::<NodeId>()),
         ),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
-        proptest::collection::vec(peer, 0..4),
+        (ids_vec(), ids_vec(), proptest::collection::vec(peer, 0..4)),
         proptest::collection::vec(text(), 0..3),
     )
         .prop_map(
             |(
                 (id, role, term, leader),
                 (commit_index, applied_index, last_index, snapshot_index),
-                peers,
+                (voters, learners, peers),
                 bugs,
             )| {
                 NodeStatus {
@@ -1048,6 +1075,8 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
                     applied_index,
                     last_index,
                     snapshot_index,
+                    voters,
+                    learners,
                     peers,
                     bugs,
                 }
@@ -1066,6 +1095,8 @@ fn response() -> impl Strategy<Value = Response> {
         text().prop_map(Response::Refused),
         text().prop_map(Response::Unknown),
         node_status().prop_map(Response::Status),
+        any::<u64>().prop_map(|index| Response::Committed { index }),
+        Just(Response::Transferring),
     ]
 }
 

@@ -159,9 +159,11 @@ impl Classifier {
                 self.uncertain = Some(self.last.clone());
                 retry(true)
             }
-            Attempt::Reply(Response::Status(_)) => {
+            Attempt::Reply(
+                Response::Status(_) | Response::Committed { .. } | Response::Transferring,
+            ) => {
                 // A confused node: whatever it did with the request is unknown.
-                self.last = "protocol error: status answer to an operation".into();
+                self.last = "protocol error: an operator's answer to an operation".into();
                 self.uncertain = Some(self.last.clone());
                 retry(true)
             }

@@ -167,6 +167,8 @@ mod tests {
                 applied_index: 0,
                 last_index: 0,
                 snapshot_index: 0,
+                voters: vec![1, 2, 3],
+                learners: Vec::new(),
                 peers: Vec::new(),
                 bugs: Vec::new(),
             }),

@@ -283,7 +283,12 @@ impl Setup {
 /// A membership change in words.
 pub fn describe_change(change: &MembershipChange) -> String {
     match change {
-        MembershipChange::AddLearner(id) => format!("add server {id} as a learner"),
+        MembershipChange::AddLearner { id, addr } if addr.is_empty() => {
+            format!("add server {id} as a learner")
+        }
+        MembershipChange::AddLearner { id, addr } => {
+            format!("add server {id} at {addr} as a learner")
+        }
         MembershipChange::PromoteLearner(id) => format!("promote server {id}"),
         MembershipChange::Remove(id) => format!("remove server {id}"),
     }
@@ -539,7 +544,7 @@ impl Setup {
         let mut steps = Vec::new();
         for change in &self.membership {
             if let Ok(next) = membership.apply(change) {
-                steps.push((membership, *change));
+                steps.push((membership, change.clone()));
                 membership = next;
             }
         }
@@ -978,14 +983,15 @@ fn server_timer(
                 return;
             }
             let current = raft.membership();
-            let Some(&(_, change)) = setup.membership.iter().rev().find(|(m, _)| m == current)
+            let Some((_, change)) = setup.membership.iter().rev().find(|(m, _)| m == current)
             else {
                 return;
             };
+            let change = change.clone();
             // The operator keeps asking (a refused change is retried) until the script is done.
             o.set_timer(Timer::Reconfigure, model_timeout());
             server_input(setup, state, o, |r| {
-                let _ = r.propose_membership(change);
+                let _ = r.propose_membership(change, None);
             });
         }
         Timer::Retry => {}
@@ -1190,7 +1196,8 @@ fn client_reply(reply: &Reply) -> ClientReply {
             Outcome::NotAString | Outcome::Stale => Ret::CasFailed,
         }),
         Reply::NotLeader { leader } => ClientReply::Retry(*leader),
-        Reply::Refused(_) | Reply::Dropped => ClientReply::Retry(None),
+        // `Committed` answers only an operator's membership change, never a client.
+        Reply::Refused(_) | Reply::Dropped | Reply::Committed(_) => ClientReply::Retry(None),
     }
 }
 

@@ -64,7 +64,10 @@ pub fn portfolio() -> Vec<Scenario> {
                 lossy: false,
                 max_in_flight: 3,
                 membership: vec![
-                    MembershipChange::AddLearner(3),
+                    MembershipChange::AddLearner {
+                        id: 3,
+                        addr: String::new(),
+                    },
                     MembershipChange::PromoteLearner(3),
                     MembershipChange::Remove(1),
                 ],

@@ -1,7 +1,7 @@
 //! The vocabulary of the core: ids, terms, indexes, log entries, hard state, membership.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A server's id, as in `cluster.toml`.
 pub type NodeId = u64;
@@ -16,6 +16,10 @@ pub type Index = u64;
 pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
+    /// The addresses of members that joined through the log (`host:port`, opaque to the
+    /// core): the servers learn a new member's address from the entry that adds it. The
+    /// members a cluster starts with have theirs in the servers' configuration.
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl Membership {
@@ -24,6 +28,7 @@ impl Membership {
         Membership {
             voters: voters.into_iter().collect(),
             learners: BTreeSet::new(),
+            addresses: BTreeMap::new(),
         }
     }
 
@@ -45,9 +50,12 @@ impl Membership {
     pub fn apply(&self, change: &MembershipChange) -> Result<Membership, &'static str> {
         let mut next = self.clone();
         match *change {
-            MembershipChange::AddLearner(id) => {
+            MembershipChange::AddLearner { id, ref addr } => {
                 if self.voters.contains(&id) || !next.learners.insert(id) {
                     return Err("already a member");
+                }
+                if !addr.is_empty() {
+                    next.addresses.insert(id, addr.clone());
                 }
             }
             MembershipChange::PromoteLearner(id) => {
@@ -64,6 +72,7 @@ impl Membership {
                 if next.voters.is_empty() {
                     return Err("would remove the last voter");
                 }
+                next.addresses.remove(&id);
             }
         }
         Ok(next)
@@ -73,9 +82,14 @@ impl Membership {
 /// A single-server membership change (Ongaro's thesis, section 4.1): at most one voter is
 /// added or removed at a time, so any two majorities of the old and new configurations
 /// overlap and no joint consensus is needed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MembershipChange {
-    AddLearner(NodeId),
+    /// A new server joins as a learner; `addr` is where its peers reach it (empty: from
+    /// their configuration).
+    AddLearner {
+        id: NodeId,
+        addr: String,
+    },
     PromoteLearner(NodeId),
     Remove(NodeId),
 }

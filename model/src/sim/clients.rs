@@ -314,7 +314,8 @@ impl Clients {
                 return out;
             }
             Reply::NotLeader { leader } => leader,
-            Reply::Refused(_) | Reply::Dropped => None,
+            // `Committed` answers only an operator's membership change, never a client.
+            Reply::Refused(_) | Reply::Dropped | Reply::Committed(_) => None,
         };
         // This attempt certainly had no effect.
         if let Some(a) = self

@@ -91,10 +91,13 @@ pub struct Transport {
     me: NodeId,
     local_addr: SocketAddr,
     endpoint: quinn::Endpoint,
-    links: BTreeMap<NodeId, PeerLink>,
+    /// What a new peer link dials with.
+    peer_client: quinn::ClientConfig,
+    link_options: LinkOptions,
+    links: BTreeMap<NodeId, (PeerLink, AbortHandle)>,
     shared: Arc<Shared>,
     events: Events,
-    tasks: Vec<AbortHandle>,
+    accept_task: AbortHandle,
     warned_unknown: AtomicBool,
 }
 
@@ -162,9 +165,8 @@ impl Transport {
             events.clone(),
         ));
 
-        let mut tasks = vec![
-            tokio::spawn(inbound::accept_loop(endpoint.clone(), shared.clone())).abort_handle(),
-        ];
+        let accept_task =
+            tokio::spawn(inbound::accept_loop(endpoint.clone(), shared.clone())).abort_handle();
         let link_options = LinkOptions {
             queue: options.peer_queue,
             max_batch: options.max_batch.max(1),
@@ -172,31 +174,26 @@ impl Transport {
             backoff_max: options.backoff_max,
             connect_timeout: options.connect_timeout,
         };
-        let mut links = BTreeMap::new();
-        for node in config.nodes.iter().filter(|n| n.id != me) {
-            let (link, task) = PeerLink::spawn(
-                me,
-                node.id,
-                node.addr.clone(),
-                endpoint.clone(),
-                client.clone(),
-                link_options.clone(),
-                events.clone(),
-            );
-            links.insert(node.id, link);
-            tasks.push(task);
-        }
-        info!(id = me, addr = %local_addr, peers = links.len(), "transport listening");
-        let transport = Transport {
+        let mut transport = Transport {
             me,
             local_addr,
             endpoint,
-            links,
+            peer_client: client,
+            link_options,
+            links: BTreeMap::new(),
             shared,
             events,
-            tasks,
+            accept_task,
             warned_unknown: AtomicBool::new(false),
         };
+        transport.set_peers(
+            config
+                .nodes
+                .iter()
+                .map(|n| (n.id, n.addr.clone()))
+                .collect(),
+        );
+        info!(id = me, addr = %local_addr, peers = transport.links.len(), "transport listening");
         let inbound = Inbound {
             peers: peer_rx,
             clients: client_rx,
@@ -204,11 +201,47 @@ impl Transport {
         Ok((transport, inbound))
     }
 
+    /// Makes `peers` (id to `host:port`; this node's own entry is skipped) the nodes this one
+    /// sends to and admits: a new peer gets a link, a departed one loses its link and is no
+    /// longer admitted (its connections' frames are dropped), a moved one is redialled.
+    pub fn set_peers(&mut self, peers: BTreeMap<NodeId, String>) {
+        let peers: BTreeMap<NodeId, String> =
+            peers.into_iter().filter(|(id, _)| *id != self.me).collect();
+        self.shared.set_peers(peers.keys().copied().collect());
+        self.links.retain(|id, (link, task)| {
+            let keep = peers.get(id) == Some(&link.addr().to_string());
+            if !keep {
+                task.abort();
+                info!(
+                    peer = id,
+                    "peer link closed: no longer a member at this address"
+                );
+            }
+            keep
+        });
+        for (id, addr) in peers {
+            if self.links.contains_key(&id) {
+                continue;
+            }
+            let (link, task) = PeerLink::spawn(
+                self.me,
+                id,
+                addr,
+                self.endpoint.clone(),
+                self.peer_client.clone(),
+                self.link_options.clone(),
+                self.events.clone(),
+            );
+            self.links.insert(id, (link, task));
+        }
+        self.events.bump();
+    }
+
     /// Queues `msgs` for peer `to` without waiting. Messages that do not fit in the peer's
     /// queue are dropped and counted; messages for an unknown node (or this one) are dropped.
     pub fn send(&self, to: NodeId, msgs: Vec<Message<Command>>) {
         match self.links.get(&to) {
-            Some(link) => link.push(msgs),
+            Some((link, _)) => link.push(msgs),
             None => {
                 if !self.warned_unknown.swap(true, Ordering::Relaxed) {
                     warn!(
@@ -226,7 +259,7 @@ impl Transport {
     pub fn peer_status(&self) -> Vec<(NodeId, bool, u64)> {
         self.links
             .values()
-            .map(|l| {
+            .map(|(l, _)| {
                 let s = l.status();
                 (s.id, s.connected, s.dropped)
             })
@@ -235,7 +268,7 @@ impl Transport {
 
     /// Full status of every outbound link, by id.
     pub fn peer_links(&self) -> Vec<PeerLinkStatus> {
-        self.links.values().map(PeerLink::status).collect()
+        self.links.values().map(|(l, _)| l.status()).collect()
     }
 
     /// Counters of the accept side.
@@ -265,7 +298,8 @@ impl Transport {
     fn stop(&self) {
         self.endpoint
             .close(CLOSE_SHUTDOWN.into(), b"node shutting down");
-        for task in &self.tasks {
+        self.accept_task.abort();
+        for (_, task) in self.links.values() {
             task.abort();
         }
     }

@@ -26,7 +26,7 @@ use model::kv::Command;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -70,8 +70,8 @@ pub struct InboundStats {
 /// State shared by the accept loop and its connection tasks.
 pub(crate) struct Shared {
     pub me: NodeId,
-    /// The other nodes of the cluster.
-    pub peers: BTreeSet<NodeId>,
+    /// The other members of the cluster: who is admitted as a peer.
+    peers: RwLock<BTreeSet<NodeId>>,
     pub peer_tx: mpsc::Sender<Message<Command>>,
     pub client_tx: mpsc::Sender<ClientCall>,
     pub events: Events,
@@ -92,7 +92,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             me,
-            peers,
+            peers: RwLock::new(peers),
             peer_tx,
             client_tx,
             events,
@@ -102,6 +102,19 @@ impl Shared {
             rejected: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
         }
+    }
+
+    /// Replaces the set of admitted peers.
+    pub(crate) fn set_peers(&self, peers: BTreeSet<NodeId>) {
+        // A poisoned lock only means a reader panicked; the set itself is always whole.
+        *self.peers.write().unwrap_or_else(|e| e.into_inner()) = peers;
+    }
+
+    fn is_peer(&self, id: NodeId) -> bool {
+        self.peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
     }
 
     pub(crate) fn stats(&self) -> InboundStats {
@@ -130,6 +143,13 @@ impl Shared {
     /// Hands a peer's batch to the runtime, keeping only messages from `from` to this node.
     fn deliver(&self, from: NodeId, remote: SocketAddr, batch: Vec<Message<Command>>) {
         let total = batch.len();
+        if !self.is_peer(from) {
+            // Admitted while a member, since removed from the cluster.
+            debug!(%remote, peer = from, total, "dropping messages from a node that is no longer a member");
+            self.rejected.fetch_add(total as u64, Ordering::Relaxed);
+            self.events.bump();
+            return;
+        }
         let mut rejected = 0;
         let mut dropped = 0;
         for msg in batch {
@@ -193,8 +213,7 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         Err(e) => return shared.refuse(&conn, &e.to_string()),
     };
     let alpn = tls::negotiated_alpn(&conn);
-    let peers = &shared.peers;
-    match tls::authorize(alpn.as_deref(), &names, |id| peers.contains(&id)) {
+    match tls::authorize(alpn.as_deref(), &names, |id| shared.is_peer(id)) {
         Ok(Authorized::Peer(ids)) => serve_peer(conn, ids, shared).await,
         Ok(Authorized::Client) => serve_client(conn, shared).await,
         Err(reason) => shared.refuse(&conn, &reason),

@@ -154,6 +154,11 @@ impl PeerLink {
         }
     }
 
+    /// Where this link dials.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
     pub(crate) fn status(&self) -> PeerLinkStatus {
         let s = &self.state;
         PeerLinkStatus {
