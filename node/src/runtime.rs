@@ -48,7 +48,9 @@ pub enum RuntimeError {
 
 /// Work for the storage thread.
 enum StorageJob {
-    Persist(Persist, Pending),
+    /// Boxed: a Ready is large next to a snapshot handle, and one allocation per Ready is
+    /// nothing beside its fsync.
+    Persist(Box<(Persist, Pending)>),
     SaveSnapshot(Snapshot),
 }
 
@@ -168,7 +170,7 @@ impl CoreTask {
                 }
                 self.persisting = true;
                 self.jobs
-                    .send(StorageJob::Persist(persist, pending))
+                    .send(StorageJob::Persist(Box::new((persist, pending))))
                     .map_err(|_| RuntimeError::StorageThread("it exited".into()))?;
             }
         }
@@ -456,7 +458,8 @@ fn storage_writer(
             }
         };
         match job {
-            StorageJob::Persist(persist, pending) => {
+            StorageJob::Persist(job) => {
+                let (persist, pending) = *job;
                 let result = storage
                     .persist(
                         persist.hard_state,
