@@ -156,6 +156,40 @@ enum ClusterAction {
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
     },
+    /// Add a node: written into cluster.toml, started empty, added as a learner, promoted to
+    /// voter once it holds the committed log. Its certificate must be in the certs directory.
+    Add {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        /// The new node's id: not in the cluster, and never one removed from it.
+        #[arg(long)]
+        id: u64,
+        /// Where it listens (host:port).
+        #[arg(long)]
+        addr: String,
+        /// Where raft-lab reaches its machine (remote clusters; default: addr's host).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Remove a node (leadership moves first if it leads), stop it, retire its id.
+    Remove {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Move leadership to a voter.
+    Transfer {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        to: u64,
+    },
+    /// The membership as the leader reports it: ids, addresses, voter or learner, match index.
+    Members {
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -357,6 +391,28 @@ async fn cluster_action(action: ClusterAction) -> Result<u8> {
             print!("{}", client::cli::cluster::format_status(&nodes));
             let reachable = nodes.iter().filter(|n| n.status.is_ok()).count();
             Ok(if reachable == 0 { 3 } else { 0 })
+        }
+        ClusterAction::Add {
+            config,
+            id,
+            addr,
+            host,
+        } => {
+            client::cli::membership::add(&config, id, &addr, host.as_deref()).await?;
+            Ok(0)
+        }
+        ClusterAction::Remove { config, id } => {
+            client::cli::membership::remove(&config, id).await?;
+            Ok(0)
+        }
+        ClusterAction::Transfer { config, to } => {
+            client::cli::membership::transfer(&config, to).await?;
+            Ok(0)
+        }
+        ClusterAction::Members { config } => {
+            let members = client::cli::membership::members(&config).await?;
+            print!("{}", client::cli::membership::format_members(&members));
+            Ok(0)
         }
     }
 }

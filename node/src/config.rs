@@ -4,6 +4,7 @@
 //! ```toml
 //! bootstrap = [1, 2, 3]       # optional: the voters the cluster started with (default:
 //!                              # every [[node]]); raft-lab cluster add/remove pin it
+//! removed = [1]                # optional: ids removed from the cluster, never to be reused
 //!
 //! [[node]]
 //! id = 1
@@ -191,6 +192,8 @@ pub type RaftSettings = model::core::Settings;
 #[serde(deny_unknown_fields)]
 struct File {
     bootstrap: Option<Vec<u64>>,
+    #[serde(default)]
+    removed: Vec<u64>,
     node: Vec<NodeEntry>,
     #[serde(default)]
     timing: Timing,
@@ -210,6 +213,9 @@ pub struct ClusterConfig {
     pub path: PathBuf,
     /// The voters the cluster started with, sorted.
     pub bootstrap: Vec<u64>,
+    /// Ids removed from the cluster: a removed node's votes and log are gone with it, so its
+    /// id must never come back (a new node takes a new id).
+    pub removed: BTreeSet<u64>,
     /// Nodes sorted by id.
     pub nodes: Vec<NodeEntry>,
     pub timing: Timing,
@@ -283,6 +289,12 @@ impl ClusterConfig {
                 set.into_iter().collect()
             }
         };
+        let removed: BTreeSet<u64> = file.removed.iter().copied().collect();
+        if let Some(id) = removed.iter().find(|id| ids.contains(id)) {
+            return Err(invalid(format!(
+                "node {id} is listed in `removed` and as a [[node]]: a removed id is never reused"
+            )));
+        }
         let t = &file.timing;
         if t.tick_ms == 0 {
             return Err(invalid("timing.tick_ms must be at least 1".into()));
@@ -335,6 +347,7 @@ impl ClusterConfig {
         Ok(ClusterConfig {
             path: path.to_path_buf(),
             bootstrap,
+            removed,
             nodes,
             timing: file.timing,
             storage,

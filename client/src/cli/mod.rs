@@ -1,6 +1,7 @@
 //! The `raft-lab` subcommands that talk to a cluster by hand: one key-value command, the
-//! interactive console, the cluster's status.
+//! interactive console, the cluster's status, its membership and leadership.
 
 pub mod cluster;
 pub mod console;
 pub mod kv;
+pub mod membership;

@@ -1,9 +1,11 @@
 //! The bottom layer, as Jepsen's `jepsen.control`: running commands on the hosts of the nodes
 //! through a command template ([`template`]), facts about local processes ([`process`]), the
-//! one process-wide cleanup registry that Ctrl-C runs ([`cleanup`]), and small helpers every
-//! layer above uses: [`concurrently`], [`locked`], [`one_line`].
+//! one process-wide cleanup registry that Ctrl-C runs ([`cleanup`]), files written atomically
+//! and durably ([`files`]), and small helpers every layer above uses: [`concurrently`],
+//! [`locked`], [`one_line`].
 
 pub mod cleanup;
+pub mod files;
 pub mod process;
 pub mod template;
 

@@ -9,6 +9,7 @@
 //! test fits it too: an etcd member is a process with a data directory, killed and paused by
 //! signal like a raft node, its status (and leader) asked over its client address.
 
+pub mod cluster_file;
 pub mod local;
 pub mod netns;
 pub mod remote;

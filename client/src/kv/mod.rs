@@ -16,6 +16,7 @@
 //!   or the request was sent and no answer came), and no later attempt told us the outcome
 //!   before the deadline.
 
+pub mod admin;
 pub mod status;
 
 use model::core::NodeId;

@@ -262,10 +262,10 @@ impl Output {
             path: json_path.clone(),
             error: std::io::Error::other(e),
         })?;
-        crate::report::files::write_atomically(&json_path, &(json + "\n"))
+        crate::control::files::write_atomically(&json_path, &(json + "\n"))
             .map_err(io(json_path.clone()))?;
         let md_path = self.dir.join("matrix.md");
-        crate::report::files::write_atomically(&md_path, &markdown(matrix))
+        crate::control::files::write_atomically(&md_path, &markdown(matrix))
             .map_err(io(md_path.clone()))?;
         Ok(())
     }

@@ -5,7 +5,6 @@
 //! `plots/*.svg`), the nemesis events, and for an invalid run the checker's counterexample
 //! view.
 
-pub mod files;
 pub mod plots;
 pub mod results;
 pub mod serve;
@@ -32,7 +31,7 @@ pub fn write(
     let faults = spans::fault_spans(events);
     let plots = plots::render(&ops, &faults);
     plots::write(dir, &plots)?;
-    crate::report::files::write_atomically(
+    crate::control::files::write_atomically(
         &dir.join("report.html"),
         &page(summary, report, &ops, &faults, &plots),
     )

@@ -119,7 +119,7 @@ pub fn write(dir: &Path, plots: &Plots) -> std::io::Result<()> {
         ("latency-quantiles.svg", &plots.latency_quantiles),
         ("rate.svg", &plots.rate),
     ] {
-        crate::report::files::write_atomically(&dir.join(name), svg)?;
+        crate::control::files::write_atomically(&dir.join(name), svg)?;
     }
     Ok(())
 }

@@ -308,11 +308,11 @@ pub fn update_latest(root: &Path, run_dir: &Path) -> std::io::Result<()> {
 
 /// Writes `history.jsonl` and `history.edn` (fsynced) into `dir`.
 pub fn write_histories(dir: &Path, events: &[Record]) -> std::io::Result<()> {
-    crate::report::files::write_atomically(
+    crate::control::files::write_atomically(
         &dir.join("history.jsonl"),
         &checker::history::jsonl::write_records(events),
     )?;
-    crate::report::files::write_atomically(
+    crate::control::files::write_atomically(
         &dir.join("history.edn"),
         &checker::history::edn::write_records(events),
     )
@@ -321,7 +321,7 @@ pub fn write_histories(dir: &Path, events: &[Record]) -> std::io::Result<()> {
 /// Writes `results.json` into `dir`.
 pub fn write_summary(dir: &Path, summary: &RunSummary) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
-    crate::report::files::write_atomically(&dir.join("results.json"), &(text + "\n"))
+    crate::control::files::write_atomically(&dir.join("results.json"), &(text + "\n"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Writing the files of the results folder: each one atomically and durably, so that a crash
-//! or Ctrl-C leaves either the old file or the whole new one, never a torn one, and what was
-//! written survives a power cut (a history is the run's evidence).
+//! Writing files atomically and durably (the results folder's, an edited `cluster.toml`): a
+//! crash or Ctrl-C leaves either the old file or the whole new one, never a torn one, and
+//! what was written survives a power cut (a history is the run's evidence).
 
 use std::io::Write as _;
 use std::path::Path;
