@@ -306,7 +306,7 @@ struct Head {
 }
 
 /// Why no request head was read.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum HeadError {
     /// The client went away, or the connection failed: nobody to answer.
     Closed,
