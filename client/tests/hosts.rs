@@ -2,11 +2,14 @@
 //! network namespace per node on a bridge, started and faulted through the command template
 //! (`ip netns exec {host} sh -c`: the code path a remote `ssh {host}` cluster takes), must
 //! pass the kv workload under partitions, packet loss and latency; and leave nothing behind.
+//! Also: through the default `ssh` template (a stand-in `ssh` first on `PATH`), a host ssh
+//! would read as an option is refused before anything runs, and a good host comes after `--`.
 
 mod support;
 
 use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, Overrides};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -93,4 +96,70 @@ async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
     }
     // Everything is torn down: no namespace of this process is left.
     assert_eq!(own_namespaces(), Vec::<String>::new());
+}
+
+/// `raft-lab cluster down` on a remote cluster file with the default command template, with
+/// a stand-in `ssh` first on `PATH` that records its arguments: a node whose host starts with
+/// `-` (ssh would take `-oProxyCommand=...` as an option and run it) makes the lab refuse the
+/// file, naming the node, before any ssh runs; with a good host, ssh is run as
+/// `ssh -- HOST COMMAND`, so no host can ever be read as an option.
+#[test]
+fn default_ssh_template_never_lets_a_host_be_an_option() {
+    let dir = support::results_root("hosts-ssh");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = dir.join("ssh-calls");
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let down = |host: &str| {
+        let config = dir.join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[node]]\nid = 1\naddr = \"127.0.0.1:15901\"\nhost = \"{host}\"\n\
+                 [remote]\ndir = \"{}\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_raft-lab"))
+            .args(["cluster", "down", "--config"])
+            .arg(&config)
+            .env("PATH", &path)
+            .output()
+            .expect("raft-lab runs")
+    };
+
+    let refused = down("-oProxyCommand=false");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("-oProxyCommand=false") && stderr.contains("node 1"),
+        "{stderr}"
+    );
+    assert!(!calls.exists(), "ssh ran for a refused cluster file");
+
+    let ok = down("db1");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let recorded = std::fs::read_to_string(&calls).expect("the stand-in ssh ran");
+    let args: Vec<&str> = recorded.lines().collect();
+    assert_eq!(args.get(..2), Some(&["--", "db1"][..]), "{recorded}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

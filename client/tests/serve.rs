@@ -426,3 +426,212 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+fn start_with_timeout(root: &Path, timeout: Duration) -> Running {
+    let server = Server::bind(root, "127.0.0.1:0".parse().unwrap())
+        .expect("binds")
+        .with_read_timeout(timeout);
+    let addr = server.local_addr();
+    let stopper = server.stopper();
+    let thread = std::thread::spawn(move || server.run());
+    Running {
+        addr,
+        stopper,
+        thread: Some(thread),
+    }
+}
+
+/// More stalled connections than the server has workers, each with half a request: another
+/// client is still served, and the server itself closes every stalled connection (the test
+/// only waits for that; its own 20 s read timeout is a guard against hanging, not a measure).
+#[test]
+fn stalled_clients_are_cut_off_and_others_still_served() {
+    let root = fake_results("serve-stalled");
+    let server = start_with_timeout(&root, Duration::from_millis(200));
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).expect("connects");
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: loc").unwrap();
+            stream
+        })
+        .collect();
+    assert_eq!(get(server.addr, "/").status, 200);
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut bytes = Vec::new();
+        match stream.read_to_end(&mut bytes) {
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    text.is_empty() || text.starts_with("HTTP/1.1 408"),
+                    "{text}"
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server never closed a stalled connection: {e}"),
+        }
+    }
+}
+
+#[test]
+fn oversized_request_lines_and_headers_are_refused() {
+    let root = fake_results("serve-oversized");
+    let server = start(&root);
+    let long_path = format!("/runs/{}", "a".repeat(10_000));
+    let response = raw_request(
+        server.addr,
+        format!("GET {long_path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(response.status, 414);
+    let mut many = String::from("GET / HTTP/1.0\r\nHost: localhost\r\n");
+    for i in 0..300 {
+        many.push_str(&format!("X-Filler-{i}: {}\r\n", "b".repeat(100)));
+    }
+    many.push_str("\r\n");
+    assert_eq!(raw_request(server.addr, many.as_bytes()).status, 431);
+    // A head within the limits is still served.
+    assert_eq!(get(server.addr, "/").status, 200);
+}
+
+#[test]
+fn host_header_must_name_this_server() {
+    let root = fake_results("serve-host");
+    let server = start(&root);
+    let port = server.addr.port();
+    let with_host = |host: &str| {
+        raw_request(
+            server.addr,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .status
+    };
+    for host in [
+        "localhost".to_string(),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_string(),
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_string(),
+        format!("[::1]:{port}"),
+        server.addr.to_string(),
+    ] {
+        assert_eq!(with_host(&host), 200, "{host}");
+    }
+    // A DNS-rebinding page reaches us under its own name.
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        "127.0.0.2".to_string(),
+        "localhost:x".to_string(),
+        "".to_string(),
+    ] {
+        assert_eq!(with_host(&host), 421, "{host:?}");
+    }
+    // No Host at all, or two.
+    assert_eq!(
+        raw_request(server.addr, b"GET / HTTP/1.0\r\n\r\n").status,
+        400
+    );
+    assert_eq!(
+        raw_request(
+            server.addr,
+            b"GET / HTTP/1.0\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"
+        )
+        .status,
+        400
+    );
+}
+
+/// Every file is served in a sandbox (an opaque origin: a report or an SVG cannot read the
+/// other runs through the server); reports keep their scripts, the rest gets none.
+#[test]
+fn served_files_are_sandboxed() {
+    let root = fake_results("serve-sandbox");
+    let server = start(&root);
+    for (path, policy) in [
+        (
+            "/runs/kv/20250102T120000Z/report.html",
+            "sandbox allow-scripts",
+        ),
+        ("/runs/latest/report.html", "sandbox allow-scripts"),
+        ("/runs/kv/20250102T120000Z/plots/latency.svg", "sandbox"),
+        ("/runs/kv/20250102T120000Z/history.jsonl", "sandbox"),
+        ("/runs/kv/20250102T120000Z/results.json", "sandbox"),
+        ("/runs/kv/20250102T120000Z/cluster/node-1.log", "sandbox"),
+    ] {
+        let response = get(server.addr, path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(
+            response.header("Content-Security-Policy"),
+            Some(policy),
+            "{path}"
+        );
+    }
+    for path in ["/", "/runs/kv/20250102T120000Z/"] {
+        let policy = get(server.addr, path)
+            .header("Content-Security-Policy")
+            .map(str::to_string)
+            .unwrap_or_default();
+        assert!(policy.contains("sandbox"), "{path}: {policy:?}");
+    }
+}
+
+/// Hidden files, temporaries and keys are neither served nor listed; a symlink inside the
+/// results folder, to a file or as a directory on the way, is not followed (only `latest`,
+/// the lab's own pointer to the newest run, is).
+#[test]
+fn hidden_temporary_key_files_and_symlinks_are_refused() {
+    let root = fake_results("serve-hidden");
+    let run = root.join("kv/20250102T120000Z");
+    write(&run.join(".secret"), "HIDDEN-SECRET");
+    write(&run.join("results.json.tmp"), "partial");
+    write(&run.join("notes.swp"), "swap");
+    write(&run.join(".git/config"), "HIDDEN-CONFIG");
+    write(&root.join(".latest.123"), "HIDDEN-LATEST");
+    std::os::unix::fs::symlink("report.html", run.join("alias.html")).unwrap();
+    std::os::unix::fs::symlink("20250102T120000Z", root.join("kv/linked")).unwrap();
+    std::os::unix::fs::symlink("cluster", run.join("logs")).unwrap();
+    let server = start(&root);
+    for path in [
+        "/runs/kv/20250102T120000Z/.secret",
+        "/runs/kv/20250102T120000Z/%2esecret",
+        "/runs/kv/20250102T120000Z/results.json.tmp",
+        "/runs/kv/20250102T120000Z/notes.swp",
+        "/runs/kv/20250102T120000Z/.git/config",
+        "/runs/kv/20250102T120000Z/.git/",
+        "/runs/.latest.123",
+        "/runs/kv/20250102T120000Z/cluster/certs/client.key",
+        "/runs/kv/20250102T120000Z/alias.html",
+        "/runs/kv/linked/report.html",
+        "/runs/kv/linked/",
+        "/runs/kv/20250102T120000Z/logs/node-1.log",
+        "/runs/latest/logs/node-1.log",
+    ] {
+        let response = get(server.addr, path);
+        assert_eq!(response.status, 403, "{path}: {}", response.body);
+        for secret in [
+            "HIDDEN",
+            "partial",
+            "swap",
+            "PRIVATE",
+            "node 1 started",
+            REPORT,
+        ] {
+            assert!(!response.body.contains(secret), "{path}");
+        }
+    }
+    assert_eq!(
+        get(server.addr, "/runs/latest/report.html").body,
+        REPORT,
+        "the latest run is still served"
+    );
+    let listing = get(server.addr, "/runs/kv/20250102T120000Z/").body;
+    for name in [".secret", "results.json.tmp", "notes.swp", ".git"] {
+        assert!(!listing.contains(name), "{name} listed:\n{listing}");
+    }
+    let certs = get(server.addr, "/runs/kv/20250102T120000Z/cluster/certs/").body;
+    assert!(!certs.contains("client.key"), "{certs}");
+    assert!(!get(server.addr, "/runs/").body.contains(".latest.123"));
+}

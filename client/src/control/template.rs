@@ -5,8 +5,9 @@
 //! A remote command runs as `sh -c "<expanded template> <quoted command>"` on this machine:
 //! `{host}` becomes the node's [`NodeEntry::control_host`] and `{id}` its id, and the remote
 //! command is appended as ONE shell-quoted word ([`shell_quote`]). So `kill -9 42` becomes
-//! `ssh db1 'kill -9 42'` or `ip netns exec ns1 sh -c 'kill -9 42'`, and the remote shell
-//! sees the command exactly as written, whatever quotes, `$` or newlines it holds.
+//! `ssh -- db1 'kill -9 42'` (the default `ssh {host}` runs with `--` before the host) or
+//! `ip netns exec ns1 sh -c 'kill -9 42'`, and the remote shell sees the command exactly as
+//! written, whatever quotes, `$` or newlines it holds.
 //!
 //! Every run has a timeout. The local `sh` runs in a process group of its own; on timeout the
 //! whole group (the template's `ssh`/`ip` and anything they started here) is SIGKILLed, and
@@ -81,6 +82,13 @@ impl TemplateError {
     }
 }
 
+/// The `[remote] command` a cluster file gets when it names none.
+const SSH_DEFAULT: &str = "ssh {host}";
+/// What the lab runs for it: after `--` ssh takes the next word as the destination, so no
+/// host can ever be read as an option (`-oProxyCommand=...` runs a command here). The
+/// cluster file refuses such hosts too; this holds whatever reaches the template.
+const SSH_DEFAULT_SAFE: &str = "ssh -- {host}";
+
 /// `[remote] command`, parsed: the placeholders `{host}` and `{id}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandTemplate {
@@ -90,7 +98,13 @@ pub struct CommandTemplate {
 impl CommandTemplate {
     /// Parses `template`. Refuses an empty one and unknown `{name}` placeholders (a typo such
     /// as `{hots}` would otherwise reach the shell); shell syntax like `${VAR}` is left alone.
+    /// The default `ssh {host}` becomes `ssh -- {host}`; other templates stay as written.
     pub fn parse(template: &str) -> Result<CommandTemplate, TemplateError> {
+        if template.trim() == SSH_DEFAULT {
+            return Ok(CommandTemplate {
+                template: SSH_DEFAULT_SAFE.to_string(),
+            });
+        }
         let invalid = |reason: String| TemplateError::Invalid {
             template: template.to_string(),
             reason,
@@ -397,15 +411,50 @@ mod tests {
         assert_eq!(t.expand(&node(7, "x:1", None)), "docker exec node7 sh -c");
         // A host with shell syntax in it stays one word.
         let t = CommandTemplate::parse("ssh {host}").unwrap();
-        assert_eq!(t.expand(&node(1, "x:1", Some("a b;c"))), "ssh 'a b;c'");
+        assert_eq!(t.expand(&node(1, "x:1", Some("a b;c"))), "ssh -- 'a b;c'");
         assert_eq!(
             t.command_line(&node(1, "db1:1", None), "kill -9 42"),
-            "ssh db1 'kill -9 42'"
+            "ssh -- db1 'kill -9 42'"
         );
         assert_eq!(
             t.command_line(&node(1, "db1:1", None), "echo 'hi'"),
-            r"ssh db1 'echo '\''hi'\'''"
+            r"ssh -- db1 'echo '\''hi'\'''"
         );
+    }
+
+    /// A cluster file without `command` gets `ssh {host}`, which runs as `ssh -- HOST`: after
+    /// `--` ssh reads the host as the destination whatever it looks like.
+    #[test]
+    fn the_default_ssh_template_ends_options_before_the_host() {
+        let text = "[[node]]\nid = 1\naddr = \"10.0.0.1:15001\"\nhost = \"admin@db1\"\n[remote]\n";
+        let config =
+            node::config::ClusterConfig::parse(std::path::Path::new("c.toml"), text).unwrap();
+        let command = &config.remote.as_ref().unwrap().command;
+        let t = CommandTemplate::parse(command).unwrap();
+        assert_eq!(t.expand(&config.nodes[0]), "ssh -- admin@db1");
+        assert_eq!(
+            t.command_line(&config.nodes[0], "true"),
+            "ssh -- admin@db1 'true'"
+        );
+        // Written out by hand, the same; other templates are left as written.
+        assert_eq!(
+            CommandTemplate::parse(" ssh {host} ")
+                .unwrap()
+                .expand(&config.nodes[0]),
+            "ssh -- admin@db1"
+        );
+        assert_eq!(
+            CommandTemplate::parse("ssh -p 2222 {host}")
+                .unwrap()
+                .expand(&config.nodes[0]),
+            "ssh -p 2222 admin@db1"
+        );
+        // The cluster file never lets such a host through in the first place.
+        let bad = text.replace("admin@db1", "-oProxyCommand=sh");
+        let err = node::config::ClusterConfig::parse(std::path::Path::new("c.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("-oProxyCommand=sh"), "{err}");
     }
 
     #[test]

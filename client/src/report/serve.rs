@@ -14,39 +14,81 @@
 //! `results.json` does not parse as `unreadable` with the parser's message. The `latest`
 //! symlink is not listed as a run.
 //!
+//! The HTTP is a small hand-written HTTP/1.1 subset, bounded so that no client can hold the
+//! server: a fixed pool of workers each takes one connection, reads one request head (request
+//! line at most [`MAX_REQUEST_LINE`] bytes, 414 otherwise; whole head at most [`MAX_HEAD`],
+//! 431 otherwise) before a deadline ([`Server::with_read_timeout`], 408 otherwise), answers
+//! it with `Connection: close` and closes. The `Host` header must name this server
+//! (`localhost`, `127.0.0.1`, `[::1]`, the bound address or the address the connection came
+//! in on; 421 otherwise), so a web page on another name that rebinds its DNS to this machine
+//! cannot read the results.
+//!
 //! Files are served read-only: only `GET` and `HEAD` (405 otherwise); the path is
 //! percent-decoded segment by segment, and a segment that is `..`, contains `/`, `\` or NUL,
-//! or is not UTF-8 is a 400. The resolved file is canonicalized and must lie inside the
-//! canonical DIR (so a symlink pointing out of DIR is a 403), must be a regular file or a
-//! directory (no FIFOs or sockets), and is not a private key (`*.key`, 403: local clusters
-//! keep their certificates in the run folder). Missing files are 404. Request handling never
-//! panics; every request is logged with `tracing` (target `client::report::serve`, level info).
+//! or is not UTF-8 is a 400. No symlink is followed inside DIR, neither as the file nor as a
+//! folder on the way (403; the files are opened with `O_NOFOLLOW`), except `DIR/latest`,
+//! which is resolved by hand and must name a folder inside DIR. Hidden files, private keys
+//! (local clusters keep their certificates in the run folder) and temporaries are neither
+//! served nor listed (403). A file must be a regular file or a directory (no FIFOs or
+//! sockets). Every file is served with `Content-Security-Policy: sandbox` (reports with
+//! `sandbox allow-scripts`, for their timeline), so a served page runs in an opaque origin
+//! and cannot read other files through the server. Missing files are 404. Request handling
+//! never panics; every request is logged with `tracing` (target `client::report::serve`,
+//! level info).
 //!
 //! [`Server::bind`] binds (port 0 picks a free port, [`Server::local_addr`] tells which) and
 //! [`Server::run`] serves until [`Stopper::stop`], so tests can run it in-process.
 
 use checker::html::escape;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::Cursor;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
-use tracing::{info, warn};
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{debug, info, warn};
 
 /// The default port of `raft-lab serve`.
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// Worker threads taking requests (tiny_http reads requests on its own threads; these build
-/// and send the responses, so one large history download does not block the index).
+/// The longest request line accepted (414 beyond): far more than any path the lab writes.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+
+/// The largest request head accepted, request line and headers together (431 beyond).
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// How long a client has to send its request head, from the moment it is accepted.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Worker threads, each serving one connection at a time: a slow client holds one of them
+/// for at most the read timeout (or, while downloading, [`WRITE_TIMEOUT`] without progress).
 const WORKERS: usize = 4;
+
+/// A client that stops reading a response for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After an error answer, at most this many unread request bytes are read and discarded
+/// (closing with unread input makes the kernel reset the connection, and the client could
+/// lose the answer), for at most [`LINGER`].
+const MAX_DRAIN: usize = 64 * 1024;
+const LINGER: Duration = Duration::from_secs(2);
+
+/// How long a worker waits before accepting again after `accept` failed (out of file
+/// descriptors, say), so that it does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// At most this many characters of a parse error are shown in the index.
 const MAX_ERROR_CHARS: usize = 300;
+
+/// The symlink the lab points at the newest run, the one symlink the server follows.
+const LATEST: &str = "latest";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,18 +103,19 @@ pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: std::io::Error,
     },
 }
 
 /// A bound HTTP server over one results folder.
 pub struct Server {
-    http: Arc<tiny_http::Server>,
+    listener: TcpListener,
     /// The results folder as given (for messages).
     shown: PathBuf,
     /// The canonical results folder: every served file lies inside it.
     root: PathBuf,
     addr: SocketAddr,
+    read_timeout: Duration,
     stopping: Arc<AtomicBool>,
     summaries: SummaryCache,
 }
@@ -80,7 +123,8 @@ pub struct Server {
 /// Stops a running [`Server::run`] from another thread.
 #[derive(Clone)]
 pub struct Stopper {
-    http: Arc<tiny_http::Server>,
+    /// Where to connect to wake the workers blocked in `accept`.
+    wake: SocketAddr,
     stopping: Arc<AtomicBool>,
 }
 
@@ -88,8 +132,13 @@ impl Stopper {
     /// Makes [`Server::run`] return once the requests in progress are answered.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        // Each worker accepts one of these connections (now or after its current one), sees
+        // the flag and returns. A failed connect leaves a worker blocked until the next
+        // connection; nothing better can be done without one.
         for _ in 0..WORKERS {
-            self.http.unblock();
+            if let Err(e) = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1)) {
+                warn!(target: "client::report::serve", error = %e, "waking a worker to stop");
+            }
         }
     }
 }
@@ -105,17 +154,25 @@ impl Server {
         if !root.is_dir() {
             return Err(ServeError::NotADirectory(results.to_path_buf()));
         }
-        let http =
-            tiny_http::Server::http(addr).map_err(|source| ServeError::Bind { addr, source })?;
-        let bound = http.server_addr().to_ip().unwrap_or(addr);
+        let listener =
+            TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
         Ok(Server {
-            http: Arc::new(http),
+            listener,
             shown: results.to_path_buf(),
             root,
             addr: bound,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             stopping: Arc::new(AtomicBool::new(false)),
             summaries: SummaryCache::default(),
         })
+    }
+
+    /// How long a client has to send its request head (default [`DEFAULT_READ_TIMEOUT`]).
+    #[must_use]
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Server {
+        self.read_timeout = timeout;
+        self
     }
 
     /// The address really bound (the real port when asked for port 0).
@@ -125,20 +182,25 @@ impl Server {
 
     /// `http://ADDR:PORT/`, with a loopback address when bound to all interfaces.
     pub fn url(&self) -> String {
+        format!("http://{}/", self.reachable_addr())
+    }
+
+    /// The bound address, with loopback for an unspecified (all interfaces) address.
+    fn reachable_addr(&self) -> SocketAddr {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(match addr {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
             });
         }
-        format!("http://{addr}/")
+        addr
     }
 
     /// A handle that stops [`Server::run`].
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            http: self.http.clone(),
+            wake: self.reachable_addr(),
             stopping: self.stopping.clone(),
         }
     }
@@ -154,43 +216,308 @@ impl Server {
 
     fn worker(&self) {
         loop {
+            let accepted = self.listener.accept();
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            match self.http.recv() {
-                Ok(request) => self.handle(request),
-                Err(_) if self.stopping.load(Ordering::SeqCst) => return,
-                Err(e) => warn!(target: "client::report::serve", error = %e, "accepting a request"),
+            match accepted {
+                Ok((stream, remote)) => self.connection(stream, remote),
+                Err(e) => {
+                    warn!(target: "client::report::serve", error = %e, "accepting a connection");
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                }
             }
         }
     }
 
-    fn handle(&self, request: tiny_http::Request) {
+    /// One connection: one request head, one answer, closed.
+    fn connection(&self, mut stream: TcpStream, remote: SocketAddr) {
         let started = Instant::now();
-        let method = request.method().as_str().to_string();
-        let url = request.url().to_string();
-        let remote = request
-            .remote_addr()
-            .map_or_else(|| "-".to_string(), ToString::to_string);
-        let reply = respond(&self.root, &self.shown, &self.summaries, &method, &url);
+        let deadline = started + self.read_timeout;
+        let (method, target, reply) = match read_head(&mut stream, deadline) {
+            Ok(head) => {
+                let reply = match self.check_host(&head, &stream) {
+                    Ok(()) => respond(
+                        &self.root,
+                        &self.shown,
+                        &self.summaries,
+                        &head.method,
+                        &head.target,
+                    ),
+                    Err(reply) => reply,
+                };
+                (head.method, head.target, reply)
+            }
+            Err(HeadError::Closed) => {
+                debug!(target: "client::report::serve", %remote, "closed before a request");
+                return;
+            }
+            Err(e) => ("-".to_string(), "-".to_string(), e.reply()),
+        };
         let status = reply.status;
-        let result = request.respond(reply.into_response());
+        let result = send(&mut stream, reply, method == "HEAD");
         info!(
             target: "client::report::serve",
             %remote,
             %method,
-            %url,
+            url = %target,
             status,
             ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
             "request"
         );
-        if let Err(e) = result {
-            warn!(target: "client::report::serve", %url, error = %e, "sending the response");
+        match result {
+            Err(e) => {
+                warn!(target: "client::report::serve", url = %target, error = %e, "sending the response")
+            }
+            Ok(()) if status >= 400 && status != 408 => linger(&mut stream),
+            Ok(()) => {}
+        }
+    }
+
+    /// The `Host` header must be present once and name this server (see the module comment).
+    fn check_host(&self, head: &Head, stream: &TcpStream) -> Result<(), Reply> {
+        let host = match head.hosts.as_slice() {
+            [host] => host,
+            [] => return Err(Reply::error(400, "missing Host header")),
+            _ => return Err(Reply::error(400, "more than one Host header")),
+        };
+        let mut here = vec![self.addr.ip()];
+        // Bound to all interfaces, the server is reached under the address the client used.
+        if let Ok(local) = stream.local_addr() {
+            here.push(local.ip());
+        }
+        if host_allowed(host, &here) {
+            Ok(())
+        } else {
+            Err(Reply::error(
+                421,
+                "this server answers to localhost and its own address only",
+            ))
         }
     }
 }
 
-/// One response, before it becomes a tiny_http one.
+/// What the server uses of a request head.
+struct Head {
+    method: String,
+    target: String,
+    /// Every `Host` header's value (HTTP/1.1 requires exactly one).
+    hosts: Vec<String>,
+}
+
+/// Why no request head was read.
+#[derive(Debug)]
+enum HeadError {
+    /// The client went away, or the connection failed: nobody to answer.
+    Closed,
+    TimedOut,
+    LineTooLong,
+    HeadTooLarge,
+    Malformed(&'static str),
+}
+
+impl HeadError {
+    fn reply(&self) -> Reply {
+        match self {
+            HeadError::Closed => Reply::error(400, "bad request"),
+            HeadError::Malformed(why) => Reply::error(400, why),
+            HeadError::TimedOut => Reply::error(408, "request head not received in time"),
+            HeadError::LineTooLong => Reply::error(414, "request line too long"),
+            HeadError::HeadTooLarge => Reply::error(431, "request headers too large"),
+        }
+    }
+}
+
+/// Reads one request head before `deadline`, never more than [`MAX_HEAD`] bytes.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, HeadError> {
+    let mut buf = vec![0; MAX_HEAD];
+    let mut len = 0;
+    loop {
+        let line_end = buf[..len].iter().position(|&b| b == b'\n');
+        if line_end.unwrap_or(len) > MAX_REQUEST_LINE {
+            return Err(HeadError::LineTooLong);
+        }
+        if let Some(end) = head_end(&buf[..len]) {
+            return parse_head(&buf[..end]);
+        }
+        if len == buf.len() {
+            return Err(HeadError::HeadTooLarge);
+        }
+        // The deadline covers the whole head: a client trickling one byte at a time cannot
+        // stretch it by keeping each single read short.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::TimedOut);
+        }
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return Err(HeadError::Closed);
+        }
+        match stream.read(&mut buf[len..]) {
+            Ok(0) if len == 0 => return Err(HeadError::Closed),
+            Ok(0) => return Err(HeadError::Malformed("request head cut short")),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(HeadError::TimedOut)
+            }
+            Err(_) => return Err(HeadError::Closed),
+        }
+    }
+}
+
+/// The length of the head in `bytes` up to and including its empty line (`CRLF CRLF`, or
+/// bare `LF`s), if it is all there.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while let Some(newline) = bytes[start..].iter().position(|&b| b == b'\n') {
+        let line = &bytes[start..start + newline];
+        if start > 0 && (line.is_empty() || line == b"\r") {
+            return Some(start + newline + 1);
+        }
+        start += newline + 1;
+    }
+    None
+}
+
+/// Parses a complete head: `METHOD SP TARGET SP HTTP/1.x`, then `Name: value` lines.
+fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| HeadError::Malformed("request head is not UTF-8"))?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::Malformed("bad request line"));
+    };
+    if method.is_empty() || target.is_empty() || !version.starts_with("HTTP/1.") {
+        return Err(HeadError::Malformed("bad request line"));
+    }
+    let mut hosts = Vec::new();
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(HeadError::Malformed("bad header line"));
+        };
+        if name.is_empty() || name.contains([' ', '\t']) {
+            return Err(HeadError::Malformed("bad header name"));
+        }
+        if name.eq_ignore_ascii_case("host") {
+            hosts.push(value.trim().to_string());
+        }
+    }
+    Ok(Head {
+        method: method.to_string(),
+        target: target.to_string(),
+        hosts,
+    })
+}
+
+/// Whether a `Host` value (`name[:port]`, an IPv6 address in brackets) names this server:
+/// `localhost`, a loopback address, or one of `here` (an IP address, never a DNS name, so
+/// rebinding cannot forge it).
+fn host_allowed(host: &str, here: &[IpAddr]) -> bool {
+    let (name, port) = match host.rfind(':') {
+        // The colon of `[::1]` itself is not a port separator.
+        Some(i) if !host[i..].contains(']') => (&host[..i], Some(&host[i + 1..])),
+        _ => (host, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let ip = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().map(IpAddr::V6),
+        None => name.parse::<Ipv4Addr>().map(IpAddr::V4),
+    };
+    let Ok(ip) = ip else { return false };
+    let loopback = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    loopback
+        .iter()
+        .chain(here.iter().filter(|a| !a.is_unspecified()))
+        .any(|a| a.to_canonical() == ip.to_canonical())
+}
+
+/// Writes `reply` (only its head for `HEAD`).
+fn send(stream: &mut TcpStream, reply: Reply, head_only: bool) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let length = match &reply.body {
+        Body::Bytes(bytes) => bytes.len() as u64,
+        Body::File(_, len) => *len,
+    };
+    let mut out = BufWriter::new(stream);
+    write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {length}\r\n\
+         Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type
+    )?;
+    for (name, value) in &reply.extra {
+        write!(out, "{name}: {value}\r\n")?;
+    }
+    out.write_all(b"\r\n")?;
+    if !head_only {
+        match reply.body {
+            Body::Bytes(bytes) => out.write_all(&bytes)?,
+            Body::File(file, len) => {
+                std::io::copy(&mut file.take(len), &mut out)?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// Closes our side and reads (and drops) what the client still sends, so that unread input
+/// does not turn the close into a reset that could destroy the answer in flight.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0; 4096];
+    let mut drained = 0;
+    while drained < MAX_DRAIN {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        _ => "",
+    }
+}
+
+/// One response, before it is written.
 struct Reply {
     status: u16,
     content_type: &'static str,
@@ -200,7 +527,8 @@ struct Reply {
 
 enum Body {
     Bytes(Vec<u8>),
-    File(File, usize),
+    /// An open file and how many bytes of it to send.
+    File(File, u64),
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -215,7 +543,7 @@ impl Reply {
             // Our own pages need no scripts, fonts or remote anything.
             extra: vec![(
                 "Content-Security-Policy",
-                "default-src 'none'; style-src 'unsafe-inline'".to_string(),
+                "default-src 'none'; style-src 'unsafe-inline'; sandbox".to_string(),
             )],
         }
     }
@@ -228,31 +556,6 @@ impl Reply {
             extra: Vec::new(),
         }
     }
-
-    fn into_response(self) -> tiny_http::ResponseBox {
-        let mut headers = vec![
-            header("Content-Type", self.content_type),
-            header("Cache-Control", "no-cache"),
-            header("X-Content-Type-Options", "nosniff"),
-        ];
-        headers.extend(self.extra.iter().map(|(k, v)| header(k, v)));
-        let headers: Vec<_> = headers.into_iter().flatten().collect();
-        let status = tiny_http::StatusCode(self.status);
-        match self.body {
-            Body::Bytes(bytes) => {
-                let len = bytes.len();
-                tiny_http::Response::new(status, headers, Cursor::new(bytes), Some(len), None)
-                    .boxed()
-            }
-            Body::File(file, len) => {
-                tiny_http::Response::new(status, headers, file, Some(len), None).boxed()
-            }
-        }
-    }
-}
-
-fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
 }
 
 /// The whole routing: never panics, whatever `url` holds.
@@ -342,23 +645,111 @@ fn runs_href(segments: &[&str], dir: bool) -> String {
     href
 }
 
+/// Names never served or listed: hidden files (`.git`, the lab's `.latest.N` while it is
+/// replaced), private keys, and temporaries and editor leftovers, which may be half-written.
+fn refused_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || matches!(
+            extension(Path::new(name)).as_str(),
+            "key" | "tmp" | "temp" | "swp" | "part"
+        )
+}
+
+/// The run folder `DIR/latest` points at, as names under `root`; `latest` itself when it is
+/// a plain folder. It must stay inside DIR: `update_latest` writes it relative, or absolute
+/// for a run outside DIR (refused here).
+fn latest_run(root: &Path) -> Result<Vec<String>, Reply> {
+    let target = match std::fs::read_link(root.join(LATEST)) {
+        Ok(target) => target,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Ok(vec![LATEST.to_string()])
+        }
+        Err(_) => return Err(Reply::error(404, "not found")),
+    };
+    let inside = if target.is_absolute() {
+        match target.strip_prefix(root) {
+            Ok(inside) => inside.to_path_buf(),
+            Err(_) => return Err(Reply::error(403, "outside the results folder")),
+        }
+    } else {
+        target
+    };
+    inside
+        .components()
+        .map(|c| match c {
+            Component::Normal(name) => name
+                .to_str()
+                .map(str::to_string)
+                .ok_or_else(|| Reply::error(403, "latest is not UTF-8")),
+            _ => Err(Reply::error(403, "outside the results folder")),
+        })
+        .collect()
+}
+
+/// `root/segments...`, checked name by name: no refused name and no symlink on the way
+/// (only `latest` at the top, resolved by [`latest_run`]).
+fn resolve(root: &Path, segments: &[String]) -> Result<PathBuf, Reply> {
+    let mut names = Vec::with_capacity(segments.len() + 1);
+    let mut rest = segments;
+    if let Some((first, tail)) = segments.split_first() {
+        if first == LATEST {
+            names = latest_run(root)?;
+            rest = tail;
+        }
+    }
+    names.extend(rest.iter().cloned());
+    let mut path = root.to_path_buf();
+    for name in &names {
+        if refused_name(name) {
+            return Err(Reply::error(
+                403,
+                "hidden, temporary and key files are not served",
+            ));
+        }
+        path.push(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Reply::error(403, "symlinks are not followed"))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(Reply::error(403, "permission denied"))
+            }
+            Err(_) => return Err(Reply::error(404, "not found")),
+        }
+    }
+    Ok(path)
+}
+
 /// Serves `root/segments...`: a regular file or a directory listing.
 fn serve_path(root: &Path, segments: &[String]) -> Reply {
-    let mut path = root.to_path_buf();
-    path.extend(segments);
-    let real = match std::fs::canonicalize(&path) {
-        Ok(real) => real,
+    let path = match resolve(root, segments) {
+        Ok(path) => path,
+        Err(reply) => return reply,
+    };
+    // O_NOFOLLOW: a symlink swapped in after the walk above is refused, not followed;
+    // O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused just below).
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(&path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
+            return Reply::error(403, "symlinks are not followed")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Reply::error(403, "permission denied")
+        }
         Err(_) => return Reply::error(404, "not found"),
     };
-    if !real.starts_with(root) {
-        return Reply::error(403, "outside the results folder");
-    }
-    let meta = match std::fs::metadata(&real) {
+    let meta = match file.metadata() {
         Ok(meta) => meta,
         Err(_) => return Reply::error(404, "not found"),
     };
     if meta.is_dir() {
-        return match listing_page(&real, segments) {
+        return match listing_page(&path, segments) {
             Ok(page) => Reply::html(200, page),
             Err(e) => Reply::error(404, &format!("cannot list: {e}")),
         };
@@ -366,20 +757,20 @@ fn serve_path(root: &Path, segments: &[String]) -> Reply {
     if !meta.is_file() {
         return Reply::error(403, "not a regular file");
     }
-    if extension(&real) == "key" {
-        return Reply::error(403, "private keys are not served");
-    }
-    match File::open(&real) {
-        Ok(file) => Reply {
-            status: 200,
-            content_type: content_type(&real),
-            body: Body::File(file, usize::try_from(meta.len()).unwrap_or(usize::MAX)),
-            extra: Vec::new(),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            Reply::error(403, "permission denied")
-        }
-        Err(_) => Reply::error(404, "not found"),
+    let content_type = content_type(&path);
+    // A sandbox gives the page an opaque origin: it cannot read other runs through the
+    // server. Reports keep scripts, because their timeline is an inline script; nothing
+    // else served (SVG plots, logs, JSON) needs any.
+    let policy = if content_type == HTML {
+        "sandbox allow-scripts"
+    } else {
+        "sandbox"
+    };
+    Reply {
+        status: 200,
+        content_type,
+        body: Body::File(file, meta.len()),
+        extra: vec![("Content-Security-Policy", policy.to_string())],
     }
 }
 
@@ -441,6 +832,9 @@ fn find_runs(root: &Path, cache: &SummaryCache) -> std::io::Result<Vec<Run>> {
             continue;
         }
         let workload_name = workload.file_name().to_string_lossy().into_owned();
+        if refused_name(&workload_name) {
+            continue;
+        }
         let entries = match std::fs::read_dir(workload.path()) {
             Ok(entries) => entries,
             Err(e) => {
@@ -805,6 +1199,9 @@ fn listing_page(dir: &Path, segments: &[String]) -> std::io::Result<String> {
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name().to_string_lossy().into_owned();
+        if refused_name(&name) {
+            continue;
+        }
         // Follows symlinks (`latest`), for display only: serving re-checks the target.
         let meta = std::fs::metadata(entry.path()).ok();
         let is_dir = meta.as_ref().is_some_and(std::fs::Metadata::is_dir);
@@ -867,6 +1264,91 @@ mod tests {
         assert!(decode_segments("kv/%ff").is_err());
         assert!(decode_segments("kv/%").is_err());
         assert!(decode_segments("kv/é%C3%A9").is_ok());
+    }
+
+    #[test]
+    fn parses_request_heads() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.0\n\n"), Some(16));
+        let head = parse_head(b"GET /x?y HTTP/1.1\r\nhOsT:  a:1 \r\nX: y\r\n\r\n").unwrap();
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str()),
+            ("GET", "/x?y")
+        );
+        assert_eq!(head.hosts, vec!["a:1"]);
+        for bad in [
+            &b"GET /\r\n\r\n"[..],
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / SPDY/3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_head(bad), Err(HeadError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn allows_only_hosts_naming_this_server() {
+        let here = [
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            "10.1.2.3".parse().unwrap(),
+            "::ffff:10.9.9.9".parse().unwrap(),
+        ];
+        for host in [
+            "localhost",
+            "LocalHost:80",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[0:0::1]:1",
+            "10.1.2.3:8080",
+            "10.9.9.9",
+        ] {
+            assert!(host_allowed(host, &here), "{host}");
+        }
+        for host in [
+            "",
+            "0.0.0.0",
+            "evil.example",
+            "localhost.evil.example",
+            "localhost:",
+            "localhost:123456",
+            "127.0.0.1:x",
+            "::1",
+            "[::1",
+            "10.1.2.4",
+        ] {
+            assert!(!host_allowed(host, &here), "{host}");
+        }
+    }
+
+    #[test]
+    fn refuses_hidden_key_and_temporary_names() {
+        for name in [
+            ".git",
+            ".latest.1",
+            "a.key",
+            "A.KEY",
+            "r.json.tmp",
+            "x.swp",
+            "x~",
+        ] {
+            assert!(refused_name(name), "{name}");
+        }
+        for name in [
+            "report.html",
+            "node-1.pem",
+            "history.jsonl",
+            "latest",
+            "keys",
+        ] {
+            assert!(!refused_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The shell commands a remote cluster runs on a node's host through the command template
 //! (probe, start, kill, stop, pause, resume, logs), each a POSIX `sh` script that answers in
 //! one word or a few `key value` lines, and the parsing of those answers.
+//!
+//! A node's process is its pid AND its start time ([`NodeProcess`], both from the probe, which
+//! also checked its command line). The kill, stop and pause commands re-check the start time
+//! in the same shell right before each signal: if the node died since the probe and its pid
+//! now names another process, that process is never signalled (they answer `other`).
 
 use super::NO_LOG_STATUS;
 use crate::control::template::shell_quote;
@@ -28,28 +33,55 @@ pub fn log_file(dir: &Path, id: NodeId) -> PathBuf {
     dir.join(format!("node-{id}.log"))
 }
 
-/// Prints `pid P`, `state S` (of /proc/P/stat) and one `arg A` line per argument of
-/// /proc/P/cmdline, as far as they exist; always exits 0.
+/// A node's process on its host: its pid and its start time (field 22 of /proc/PID/stat,
+/// clock ticks since boot), which together name one process, however pids are reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeProcess {
+    pub pid: u32,
+    pub start: u64,
+}
+
+/// Prints `pid P`, `state S` and `start T` (of /proc/P/stat) and one `arg A` line per
+/// argument of /proc/P/cmdline, as far as they exist; always exits 0.
 pub fn probe_command(dir: &Path, id: NodeId) -> String {
     format!(
         "p=$(tr -d ' \\t\\r\\n' 2>/dev/null < {pid_file}); \
          case \"$p\" in ''|*[!0-9]*) exit 0;; esac; echo \"pid $p\"; \
-         {state}; [ -n \"$st\" ] || exit 0; echo \"state $st\"; \
+         {STAT_OF_P}; [ -n \"$st\" ] || exit 0; echo \"state $st\"; echo \"start $t\"; \
          tr '\\000' '\\n' 2>/dev/null < /proc/$p/cmdline | sed 's/^/arg /'; exit 0",
         pid_file = quoted(&pid_file(dir, id)),
-        state = STATE_OF_P,
     )
 }
 
-/// Sets `st` to the state letter of process `$p` (empty when there is no such process).
-const STATE_OF_P: &str = "st=$(sed -n 's/.*) \\(.\\).*/\\1/p' /proc/$p/stat 2>/dev/null)";
+/// Sets `st` to the state letter and `t` to the start time of process `$p` (both empty when
+/// there is no such process). The command name in parentheses may hold spaces and `)`: the
+/// fields are counted after the last `) `, where the state is the first and the start time
+/// the twentieth.
+const STAT_OF_P: &str = "s=$(cat /proc/$p/stat 2>/dev/null); s=${s##*') '}; \
+                         set -- $s; st=${1-}; t=${20-}";
 
-/// Waits up to `ms` for process `$p` to be gone or a zombie; sets `gone` to 1 or 0.
+/// Sets `p` and `want` to `node`'s pid and start time and defines `ours`, true while `$p`
+/// still is that process (called right before each signal, in the same shell as the signal);
+/// answers `other` and exits at once when `$p` already names another process (the node is
+/// gone and its pid reused). No process `$p` at all is left to the command.
+fn guard(node: NodeProcess) -> String {
+    format!(
+        "p={pid}; want={start}; \
+         ours() {{ {STAT_OF_P}; [ -n \"$st\" ] && [ \"$t\" = \"$want\" ]; }}; \
+         {STAT_OF_P}; if [ -n \"$st\" ] && [ \"$t\" != \"$want\" ]; then echo other; exit 0; fi",
+        pid = node.pid,
+        start = node.start,
+    )
+}
+
+/// Waits up to `ms` for process `$p` to be gone, a zombie or another process than the one
+/// started at `$want`; sets `gone` to 1 or 0.
 pub(super) fn wait_gone(ms: u64) -> String {
     let steps = ms.div_ceil(50);
     format!(
-        "gone=0; n=0; while :; do {STATE_OF_P}; \
-         if [ -z \"$st\" ] || [ \"$st\" = Z ] || [ \"$st\" = X ]; then gone=1; break; fi; \
+        "gone=0; n=0; while :; do {STAT_OF_P}; \
+         if [ -z \"$st\" ] || [ \"$st\" = Z ] || [ \"$st\" = X ] || [ \"$t\" != \"$want\" ]; \
+         then gone=1; break; fi; \
          [ $n -ge {steps} ] && break; n=$((n+1)); \
          sleep 0.05 2>/dev/null || {{ sleep 1; n=$((n+19)); }}; done"
     )
@@ -93,47 +125,62 @@ pub fn start_command(
     )
 }
 
-/// SIGCONT + SIGKILL to `pid`, waits up to `patience_ms` until it is gone; removes the pid
-/// file if it names `pid`. Prints `gone` or `stuck`.
-pub fn kill_command(dir: &Path, id: NodeId, pid: u32, patience_ms: u64) -> String {
+/// SIGCONT + SIGKILL to `node`, waits up to `patience_ms` until it is gone; removes the pid
+/// file if it names its pid. Prints `gone`, `stuck`, or `other` (see [`guard`]).
+pub fn kill_command(dir: &Path, id: NodeId, node: NodeProcess, patience_ms: u64) -> String {
     let pid_file = quoted(&pid_file(dir, id));
     format!(
-        "p={pid}; kill -s CONT $p 2>/dev/null; kill -s KILL $p 2>/dev/null; {wait}; \
+        "{guard}; ours && kill -s CONT $p 2>/dev/null; ours && kill -s KILL $p 2>/dev/null; \
+         {wait}; \
          if [ $gone = 1 ]; then \
          if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
          echo gone; else echo stuck; fi",
+        guard = guard(node),
         wait = wait_gone(patience_ms),
     )
 }
 
-/// SIGCONT + SIGTERM to `pid`, up to `grace_ms` for it to go, then SIGKILL and up to
-/// `patience_ms`; removes the pid file if it names `pid`. Prints `stopped`, `killed` or
-/// `stuck`.
-pub fn stop_command(dir: &Path, id: NodeId, pid: u32, grace_ms: u64, patience_ms: u64) -> String {
+/// SIGCONT + SIGTERM to `node`, up to `grace_ms` for it to go, then SIGKILL and up to
+/// `patience_ms`; removes the pid file if it names its pid. Prints `stopped`, `killed`,
+/// `stuck`, or `other` (see [`guard`]).
+pub fn stop_command(
+    dir: &Path,
+    id: NodeId,
+    node: NodeProcess,
+    grace_ms: u64,
+    patience_ms: u64,
+) -> String {
     let pid_file = quoted(&pid_file(dir, id));
     format!(
-        "p={pid}; how=stopped; kill -s CONT $p 2>/dev/null; kill -s TERM $p 2>/dev/null; \
-         {grace}; if [ $gone = 0 ]; then how=killed; kill -s KILL $p 2>/dev/null; {patience}; fi; \
+        "{guard}; how=stopped; ours && kill -s CONT $p 2>/dev/null; \
+         ours && kill -s TERM $p 2>/dev/null; {grace}; \
+         if [ $gone = 0 ]; then how=killed; ours && kill -s KILL $p 2>/dev/null; {patience}; fi; \
          if [ $gone = 1 ]; then \
          if [ \"$(cat {pid_file} 2>/dev/null)\" = \"$p\" ]; then rm -f {pid_file}; fi; \
          echo $how; else echo stuck; fi",
+        guard = guard(node),
         grace = wait_gone(grace_ms),
         patience = wait_gone(patience_ms),
     )
 }
 
-/// SIGSTOP to `pid`, then waits up to `wait_ms` for state `T`; prints the last state seen.
-pub fn pause_command(pid: u32, wait_ms: u64) -> String {
+/// SIGSTOP to `node`, then waits up to `wait_ms` for state `T`; prints the last state seen,
+/// or `other` (see [`guard`]); fails when there is no such process.
+pub fn pause_command(node: NodeProcess, wait_ms: u64) -> String {
     let steps = wait_ms.div_ceil(50);
+    let guard = guard(node);
     format!(
-        "p={pid}; kill -s STOP $p || exit 1; n=0; while :; do {STATE_OF_P}; \
+        "{guard}; {{ ours && kill -s STOP $p; }} || exit 1; n=0; while :; do {STAT_OF_P}; \
          case \"$st\" in T|t|Z|X|'') break;; esac; [ $n -ge {steps} ] && break; n=$((n+1)); \
          sleep 0.05 2>/dev/null || break; done; echo \"$st\""
     )
 }
 
-pub fn resume_command(pid: u32) -> String {
-    format!("kill -s CONT {pid}")
+/// SIGCONT to `node` (also from the Ctrl-C cleanup, possibly long after the pause: the
+/// guard matters there most); prints `other` (see [`guard`]); fails when there is no such
+/// process.
+pub fn resume_command(node: NodeProcess) -> String {
+    format!("{}; ours && kill -s CONT $p", guard(node))
 }
 
 /// `cat` of node `id`'s log; exit status 3 when there is none.
@@ -154,6 +201,8 @@ pub struct Probe {
     pub pid: Option<u32>,
     /// Its /proc state letter (`None`: no such process).
     pub state: Option<char>,
+    /// Its start time (see [`NodeProcess`]).
+    pub start: Option<u64>,
     /// Its command line.
     pub args: Vec<String>,
 }
@@ -165,6 +214,8 @@ pub fn parse_probe(output: &str) -> Probe {
             probe.pid = pid.trim().parse().ok();
         } else if let Some(state) = line.strip_prefix("state ") {
             probe.state = state.trim().chars().next();
+        } else if let Some(start) = line.strip_prefix("start ") {
+            probe.start = start.trim().parse().ok();
         } else if let Some(arg) = line.strip_prefix("arg ") {
             probe.args.push(arg.to_string());
         } else if line == "arg" {
@@ -195,11 +246,14 @@ pub fn is_node_cmdline(args: &[String], raft_node: &str, id: NodeId) -> bool {
     named && has_id
 }
 
-/// The probe's pid if it is a live (not zombie) raft-node of node `id`.
-pub fn believed_pid(probe: &Probe, raft_node: &str, id: NodeId) -> Option<u32> {
-    let pid = probe.pid?;
+/// The probe's process if it is a live (not zombie) raft-node of node `id`.
+pub fn believed(probe: &Probe, raft_node: &str, id: NodeId) -> Option<NodeProcess> {
+    let node = NodeProcess {
+        pid: probe.pid?,
+        start: probe.start?,
+    };
     let alive = matches!(probe.state, Some(s) if s != 'Z' && s != 'X');
-    (alive && is_node_cmdline(&probe.args, raft_node, id)).then_some(pid)
+    (alive && is_node_cmdline(&probe.args, raft_node, id)).then_some(node)
 }
 
 /// `path` made absolute against this process's working directory (`""` is that directory).

@@ -27,9 +27,9 @@ use crate::control::template::{output_line, CommandTemplate, TemplateError};
 use crate::net::remote::RemoteNetwork;
 use crate::net::{NetError, Network};
 use commands::{
-    believed_pid, kill_command, local_absolute, log_command, log_file, log_tail_command,
-    parse_probe, path_str, pause_command, pid_file, probe_command, resolve, resume_command,
-    start_command, stop_command, Probe,
+    believed, kill_command, local_absolute, log_command, log_file, log_tail_command, parse_probe,
+    path_str, pause_command, pid_file, probe_command, resolve, resume_command, start_command,
+    stop_command, NodeProcess, Probe,
 };
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
@@ -247,7 +247,7 @@ impl RemoteCluster {
     /// `raft-node run --id N` there.
     pub fn pid(&self, id: NodeId) -> Result<Option<u32>, RemoteError> {
         let node = self.node(id)?;
-        self.probe_pid(node)
+        Ok(self.probe_process(node)?.map(|p| p.pid))
     }
 
     /// What node `id`'s pid file names on its host.
@@ -261,15 +261,15 @@ impl RemoteCluster {
         Ok(parse_probe(&String::from_utf8_lossy(&output.stdout)))
     }
 
-    fn probe_pid(&self, node: &NodeEntry) -> Result<Option<u32>, RemoteError> {
+    fn probe_process(&self, node: &NodeEntry) -> Result<Option<NodeProcess>, RemoteError> {
         let probe = self.probe(node)?;
-        let pid = believed_pid(&probe, &self.raft_node, node.id);
-        if pid.is_none() {
+        let process = believed(&probe, &self.raft_node, node.id);
+        if process.is_none() {
             if let Some(stale) = probe.pid {
                 debug!(id = node.id, pid = stale, state = ?probe.state, "pid file names no live raft-node of this node");
             }
         }
-        Ok(pid)
+        Ok(process)
     }
 
     /// Node `id`'s pid on its host and whether it is stopped by a signal (`raft-lab cluster
@@ -277,7 +277,7 @@ impl RemoteCluster {
     pub fn process(&self, id: NodeId) -> Result<(Option<u32>, bool), RemoteError> {
         let node = self.node(id)?;
         let probe = self.probe(node)?;
-        let pid = believed_pid(&probe, &self.raft_node, node.id);
+        let pid = believed(&probe, &self.raft_node, node.id).map(|p| p.pid);
         Ok((pid, pid.is_some() && probe.state == Some('T')))
     }
 
@@ -291,7 +291,7 @@ impl RemoteCluster {
     pub fn start(&mut self, id: NodeId) -> Result<(), RemoteError> {
         let node = self.node(id)?.clone();
         let host = node.control_host().to_string();
-        if self.probe_pid(&node)?.is_some() {
+        if self.probe_process(&node)?.is_some() {
             debug!(id, %host, "start: already running");
             return Ok(());
         }
@@ -312,8 +312,8 @@ impl RemoteCluster {
         let deadline = started + START_PATIENCE;
         loop {
             let probe = self.probe(&node)?;
-            if let Some(pid) = believed_pid(&probe, &self.raft_node, id) {
-                info!(id, %host, pid, "node started");
+            if let Some(process) = believed(&probe, &self.raft_node, id) {
+                info!(id, %host, pid = process.pid, "node started");
                 return Ok(());
             }
             // The pid file was just written: its process gone (or a zombie) means it exited.
@@ -363,11 +363,12 @@ impl RemoteCluster {
     /// SIGCONT + SIGKILL to node `id`, then waits on its host until the process is gone (or a
     /// zombie), and removes its pid file.
     pub fn kill(&mut self, id: NodeId) -> Result<(), RemoteError> {
-        let (node, pid) = self.live(id)?;
+        let (node, process) = self.live(id)?;
+        let pid = process.pid;
         let host = node.control_host().to_string();
         let output = self.template.run(
             &node,
-            &kill_command(&self.dir, id, pid, KILL_PATIENCE_MS),
+            &kill_command(&self.dir, id, process, KILL_PATIENCE_MS),
             None,
             CONTROL_TIMEOUT + Duration::from_millis(KILL_PATIENCE_MS),
         )?;
@@ -376,6 +377,12 @@ impl RemoteCluster {
         match String::from_utf8_lossy(&output.stdout).trim() {
             "gone" => {
                 info!(id, %host, pid, "node killed");
+                Ok(())
+            }
+            // The node died after the probe and its pid names another process now, which
+            // was left alone: the node is gone all the same.
+            "other" => {
+                warn!(id, %host, pid, "node already gone, its pid reused: not signalled");
                 Ok(())
             }
             "stuck" => Err(RemoteError::Stuck {
@@ -395,12 +402,13 @@ impl RemoteCluster {
 
     /// SIGSTOPs node `id` and waits (briefly, on its host) until it is stopped.
     pub fn pause(&mut self, id: NodeId) -> Result<(), RemoteError> {
-        let (node, pid) = self.live(id)?;
+        let (node, process) = self.live(id)?;
+        let pid = process.pid;
         // Registered first: if the answer is lost, the Ctrl-C cleanup still resumes it.
         let template = self.template.clone();
         let host = node.clone();
         let undo = cleanup::register(move || {
-            let result = template.run(&host, &resume_command(pid), None, EMERGENCY_TIMEOUT);
+            let result = template.run(&host, &resume_command(process), None, EMERGENCY_TIMEOUT);
             if let Err(e) = result {
                 warn!("resuming node {} on Ctrl-C: {e}", host.id);
             }
@@ -408,12 +416,21 @@ impl RemoteCluster {
         self.resume_on_exit.insert(id, undo);
         let output = self.template.run(
             &node,
-            &pause_command(pid, PAUSE_WAIT_MS),
+            &pause_command(process, PAUSE_WAIT_MS),
             None,
             CONTROL_TIMEOUT + Duration::from_millis(PAUSE_WAIT_MS),
         )?;
-        self.paused.insert(id, true);
         let state = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if state == "other" {
+            // Died after the probe, its pid reused: nothing was stopped, nothing to resume.
+            self.resume_on_exit.remove(&id);
+            return Err(RemoteError::NotRunning {
+                id,
+                host: node.control_host().to_string(),
+                pid_file: path_str(&self.pid_file(id)),
+            });
+        }
+        self.paused.insert(id, true);
         if state != "T" && state != "t" {
             warn!(id, pid, %state, "paused node is not reported stopped yet");
         }
@@ -423,20 +440,21 @@ impl RemoteCluster {
 
     /// SIGCONTs node `id`.
     pub fn resume(&mut self, id: NodeId) -> Result<(), RemoteError> {
-        let (node, pid) = self.live(id)?;
+        let (node, process) = self.live(id)?;
+        let pid = process.pid;
         self.template
-            .run(&node, &resume_command(pid), None, CONTROL_TIMEOUT)?;
+            .run(&node, &resume_command(process), None, CONTROL_TIMEOUT)?;
         self.resume_on_exit.remove(&id);
         self.paused.insert(id, false);
         info!(id, host = node.control_host(), pid, "node resumed");
         Ok(())
     }
 
-    /// The node entry and pid of running node `id`.
-    fn live(&mut self, id: NodeId) -> Result<(NodeEntry, u32), RemoteError> {
+    /// The node entry and process of running node `id`.
+    fn live(&mut self, id: NodeId) -> Result<(NodeEntry, NodeProcess), RemoteError> {
         let node = self.node(id)?.clone();
-        match self.probe_pid(&node)? {
-            Some(pid) => Ok((node, pid)),
+        match self.probe_process(&node)? {
+            Some(process) => Ok((node, process)),
             None => {
                 self.paused.insert(id, false);
                 Err(RemoteError::NotRunning {
@@ -452,26 +470,32 @@ impl RemoteCluster {
     /// exit, then SIGKILL; removes the pid files. Reports every failure together.
     pub fn stop_all(&mut self) -> Result<(), RemoteError> {
         let nodes = self.config.nodes.clone();
-        let probes = concurrently(&nodes, |n| self.probe_pid(n));
+        let probes = concurrently(&nodes, |n| self.probe_process(n));
         let mut errors = Vec::new();
         let mut running = Vec::new();
         for (node, probe) in nodes.into_iter().zip(probes) {
             match probe {
-                Ok(Some(pid)) => running.push((node, pid)),
+                Ok(Some(process)) => running.push((node, process)),
                 Ok(None) => {}
                 Err(e) => errors.push(e.to_string()),
             }
         }
         let timeout = CONTROL_TIMEOUT + Duration::from_millis(STOP_GRACE_MS + KILL_PATIENCE_MS);
-        let results = concurrently(&running, |(node, pid)| {
+        let results = concurrently(&running, |(node, process)| {
             self.template.run(
                 node,
-                &stop_command(&self.dir, node.id, *pid, STOP_GRACE_MS, KILL_PATIENCE_MS),
+                &stop_command(
+                    &self.dir,
+                    node.id,
+                    *process,
+                    STOP_GRACE_MS,
+                    KILL_PATIENCE_MS,
+                ),
                 None,
                 timeout,
             )
         });
-        for ((node, pid), result) in running.iter().zip(results) {
+        for ((node, process), result) in running.iter().zip(results) {
             self.resume_on_exit.remove(&node.id);
             let host = node.control_host().to_string();
             let id = node.id;
@@ -480,11 +504,12 @@ impl RemoteCluster {
                 Ok(output) => match String::from_utf8_lossy(&output.stdout).trim() {
                     "stopped" => debug!(id, %host, "node stopped"),
                     "killed" => warn!(id, %host, "node ignored SIGTERM; killed it"),
+                    "other" => debug!(id, %host, "node already gone, its pid reused"),
                     "stuck" => errors.push(
                         RemoteError::Stuck {
                             id,
                             host,
-                            pid: *pid,
+                            pid: process.pid,
                             signal: "SIGKILL",
                         }
                         .to_string(),
@@ -723,6 +748,14 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The process a probe saw, believed or not (its start time must be there).
+    fn process_of(probe: &Probe) -> NodeProcess {
+        NodeProcess {
+            pid: probe.pid.expect("a pid"),
+            start: probe.start.expect("a start time"),
+        }
+    }
+
     fn sleeper() -> Child {
         Command::new("sleep").arg("30").spawn().unwrap()
     }
@@ -784,7 +817,7 @@ mod tests {
         // The probe sees it; killing it through the kill command leaves it gone.
         let probe = parse_probe(&sh(&probe_command(&dir, 3)));
         assert_eq!(probe.pid, Some(pid));
-        let killed = sh(&kill_command(&dir, 3, pid, 5000));
+        let killed = sh(&kill_command(&dir, 3, process_of(&probe), 5000));
         assert_eq!(killed.trim(), "gone");
         assert!(!pid_file(&dir, 3).exists());
         let log = std::fs::read_to_string(log_file(&dir, 3)).unwrap();
@@ -807,15 +840,16 @@ mod tests {
         assert!(matches!(probe.state, Some('S' | 'R')), "{probe:?}");
         assert_eq!(probe.args, args(&["sleep", "30"]));
         // Not a raft-node: not believed.
-        assert_eq!(believed_pid(&probe, "raft-node", 1), None);
+        assert_eq!(believed(&probe, "raft-node", 1), None);
+        let process = process_of(&probe);
 
-        assert_eq!(sh(&pause_command(pid, 1000)).trim(), "T");
+        assert_eq!(sh(&pause_command(process, 1000)).trim(), "T");
         assert_eq!(state(pid), Some('T'));
-        sh(&resume_command(pid));
+        sh(&resume_command(process));
         assert_ne!(state(pid), Some('T'));
 
         // Our child stays a zombie until we reap it: that counts as gone.
-        assert_eq!(sh(&kill_command(&dir, 1, pid, 5000)).trim(), "gone");
+        assert_eq!(sh(&kill_command(&dir, 1, process, 5000)).trim(), "gone");
         assert!(!pid_file(&dir, 1).exists());
         let _ = child.wait();
 
@@ -823,8 +857,9 @@ mod tests {
         let mut child = sleeper();
         let pid = child.id();
         std::fs::write(pid_file(&dir, 2), format!("{pid}\n")).unwrap();
+        let process = process_of(&parse_probe(&sh(&probe_command(&dir, 2))));
         assert_eq!(
-            sh(&stop_command(&dir, 2, pid, 5000, 5000)).trim(),
+            sh(&stop_command(&dir, 2, process, 5000, 5000)).trim(),
             "stopped"
         );
         assert!(!pid_file(&dir, 2).exists());
@@ -845,7 +880,12 @@ mod tests {
         .unwrap();
         assert_eq!(ready, "ready\n");
         let pid = child.id();
-        assert_eq!(sh(&stop_command(&dir, 4, pid, 100, 5000)).trim(), "killed");
+        std::fs::write(pid_file(&dir, 4), format!("{pid}\n")).unwrap();
+        let process = process_of(&parse_probe(&sh(&probe_command(&dir, 4))));
+        assert_eq!(
+            sh(&stop_command(&dir, 4, process, 100, 5000)).trim(),
+            "killed"
+        );
         let _ = child.wait();
 
         // A missing pid file probes as nothing.
@@ -855,27 +895,98 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A pid that names another process by now (the node died after the probe and the pid
+    /// was reused) is never signalled: the kill, stop, pause and resume commands re-check the
+    /// start time the probe saw, in the same shell, right before each signal.
+    #[test]
+    fn signals_spare_a_pid_that_names_another_process() {
+        let dir = temp_dir("reused");
+        let mut child = sleeper();
+        let pid = child.id();
+        std::fs::write(pid_file(&dir, 1), format!("{pid}\n")).unwrap();
+        let probe = parse_probe(&sh(&probe_command(&dir, 1)));
+        let ours = process_of(&probe);
+        // The same pid with another start time: what a reused pid looks like.
+        let other = NodeProcess {
+            pid,
+            start: ours.start + 1,
+        };
+        assert_eq!(sh(&kill_command(&dir, 1, other, 5000)).trim(), "other");
+        assert_eq!(sh(&stop_command(&dir, 1, other, 100, 100)).trim(), "other");
+        assert_eq!(sh(&pause_command(other, 100)).trim(), "other");
+        assert!(matches!(state(pid), Some('S' | 'R')), "{:?}", state(pid));
+        assert!(pid_file(&dir, 1).exists());
+        // Paused by its own start time; a resume with the wrong one leaves it stopped.
+        assert_eq!(sh(&pause_command(ours, 1000)).trim(), "T");
+        assert_eq!(sh(&resume_command(other)).trim(), "other");
+        assert_eq!(state(pid), Some('T'));
+        // Its own start time: killed.
+        assert_eq!(sh(&kill_command(&dir, 1, ours, 5000)).trim(), "gone");
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn signal_commands_check_the_start_time_before_each_signal() {
+        let node = NodeProcess {
+            pid: 42,
+            start: 9001,
+        };
+        for command in [
+            kill_command(Path::new("/d"), 1, node, 100),
+            stop_command(Path::new("/d"), 1, node, 100, 100),
+            pause_command(node, 100),
+            resume_command(node),
+        ] {
+            assert!(
+                command.starts_with("p=42; want=9001; ours() {"),
+                "{command}"
+            );
+            assert!(command.contains("then echo other; exit 0; fi"), "{command}");
+            for signal in ["CONT", "KILL", "TERM", "STOP"] {
+                let kill = format!("kill -s {signal} $p");
+                assert_eq!(
+                    command.matches(&kill).count(),
+                    command.matches(&format!("ours && {kill}")).count(),
+                    "{command}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn probe_parsing_and_belief() {
         let probe = parse_probe(
-            "pid 42\nstate S\narg /usr/local/bin/raft-node\narg run\narg --config\narg /etc/c.toml\narg --id\narg 2\narg\n",
+            "pid 42\nstate S\nstart 777\narg /usr/local/bin/raft-node\narg run\narg --config\narg /etc/c.toml\narg --id\narg 2\narg\n",
         );
         assert_eq!(probe.pid, Some(42));
         assert_eq!(probe.state, Some('S'));
+        assert_eq!(probe.start, Some(777));
         assert_eq!(probe.args.len(), 7);
-        assert_eq!(believed_pid(&probe, "raft-node", 2), Some(42));
-        assert_eq!(believed_pid(&probe, "raft-node", 3), None);
+        assert_eq!(
+            believed(&probe, "raft-node", 2),
+            Some(NodeProcess {
+                pid: 42,
+                start: 777
+            })
+        );
+        assert_eq!(believed(&probe, "raft-node", 3), None);
+        let no_start = Probe {
+            start: None,
+            ..probe.clone()
+        };
+        assert_eq!(believed(&no_start, "raft-node", 2), None);
         let zombie = Probe {
             state: Some('Z'),
             ..probe.clone()
         };
-        assert_eq!(believed_pid(&zombie, "raft-node", 2), None);
+        assert_eq!(believed(&zombie, "raft-node", 2), None);
         let gone = Probe {
             state: None,
             args: Vec::new(),
             ..probe.clone()
         };
-        assert_eq!(believed_pid(&gone, "raft-node", 2), None);
+        assert_eq!(believed(&gone, "raft-node", 2), None);
         assert_eq!(parse_probe(""), Probe::default());
     }
 
