@@ -198,7 +198,7 @@ pub fn authorize(
                 .collect();
             if ids.is_empty() {
                 Err(format!(
-                    "peer certificate names no other node of this cluster (names: {names:?})"
+                    "peer certificate names no other member of this cluster: not a node of it, removed from it, or not added yet (names: {names:?})"
                 ))
             } else {
                 Ok(Authorized::Peer(ids))
