@@ -10,11 +10,13 @@ use model::core::{Config, Membership};
 use model::replica::Replica;
 use node::config::ClusterConfig;
 use node::storage::{Storage, StorageOptions};
+use node::transport::credentials::Credentials;
 use node::transport::Transport;
 use node::{certs, runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing::{info, warn};
+use std::sync::Arc;
+use tracing::{error, info, warn};
 
 /// One node of a raftlab cluster: the Raft core over QUIC with mutual TLS.
 #[derive(Parser, Debug)]
@@ -275,6 +277,7 @@ fn run(
             .await
             .with_context(|| format!("certificates in {}", certs_dir.display()))?;
         info!(id, addr = %config.node(id).map(|n| n.addr.as_str()).unwrap_or("?"), "serving");
+        let credentials = transport.credentials();
         tokio::select! {
             result = runtime::run(config, replica, storage, transport, inbound) => {
                 result.context("node stopped")
@@ -283,6 +286,7 @@ fn run(
                 info!(%signal, "shutting down");
                 Ok(())
             }
+            never = reload_on_hangup(credentials) => match never {},
         }
     })
 }
@@ -300,6 +304,32 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// On every SIGHUP, re-reads the node's certificate, key, CA and deny-list, logging what
+/// changed; a bad file keeps the old material and is logged as an error.
+async fn reload_on_hangup(credentials: Arc<Credentials>) -> std::convert::Infallible {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("no SIGHUP handler: certificates are read only at start");
+        return std::future::pending().await;
+    };
+    loop {
+        if hangup.recv().await.is_none() {
+            return std::future::pending().await;
+        }
+        match credentials.reload() {
+            Ok(changes) if changes.is_empty() => {
+                info!("SIGHUP: reloaded TLS material, nothing changed")
+            }
+            Ok(changes) => {
+                for change in changes {
+                    info!(%change, "SIGHUP: reloaded TLS material");
+                }
+            }
+            Err(e) => error!(error = %e, "SIGHUP: reload failed; keeping the current certificates"),
+        }
     }
 }
 

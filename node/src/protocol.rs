@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the types below; a frame of another version is
 /// refused with a logged reason.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// TLS ALPN of node-to-node connections.
 pub const ALPN_PEER: &[u8] = b"raftlab-peer/1";
 /// TLS ALPN of client connections.
@@ -66,6 +66,9 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// Catalogue bugs switched on (normally empty).
     pub bugs: Vec<String>,
+    /// When the node's certificate (as loaded last) expires, in seconds since the Unix
+    /// epoch, so that `raft-lab cluster status` can warn ahead of time.
+    pub cert_not_after: Option<i64>,
 }
 
 /// A node's view of one peer.

@@ -309,6 +309,7 @@ impl CoreTask {
             snapshot_index: raft.log().snapshot().meta.index,
             peers,
             bugs,
+            cert_not_after: Some(self.transport.credentials().not_after()),
         }
     }
 }

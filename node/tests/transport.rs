@@ -226,6 +226,7 @@ fn status(me: NodeId) -> NodeStatus {
         snapshot_index: 0,
         peers: vec![],
         bugs: vec![],
+        cert_not_after: Some(1_900_000_000),
     }
 }
 
@@ -1031,6 +1032,7 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
         proptest::collection::vec(peer, 0..4),
         proptest::collection::vec(text(), 0..3),
+        proptest::option::of(any::<i64>()),
     )
         .prop_map(
             |(
@@ -1038,6 +1040,7 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
                 (commit_index, applied_index, last_index, snapshot_index),
                 peers,
                 bugs,
+                cert_not_after,
             )| {
                 NodeStatus {
                     id,
@@ -1050,6 +1053,7 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
                     snapshot_index,
                     peers,
                     bugs,
+                    cert_not_after,
                 }
             },
         )

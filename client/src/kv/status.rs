@@ -169,6 +169,7 @@ mod tests {
                 snapshot_index: 0,
                 peers: Vec::new(),
                 bugs: Vec::new(),
+                cert_not_after: None,
             }),
         )
     }
