@@ -154,23 +154,9 @@ fn finish_client(
 
 /// The DNS names in the subject alternative names of `cert`.
 pub fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| TlsError::Certificate(format!("unparsable certificate: {e}")))?;
-    let sans = parsed
-        .subject_alternative_name()
-        .map_err(|e| TlsError::Certificate(format!("bad subject alternative names: {e}")))?;
-    Ok(sans
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default())
+    CertInfo::of(cert)
+        .map(|info| info.names)
+        .map_err(TlsError::Certificate)
 }
 
 /// The ALPN protocol a connection negotiated.
