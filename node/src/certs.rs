@@ -1180,6 +1180,22 @@ mod tests {
         let err = issue_client(&out, "alice", 7).unwrap_err();
         assert!(matches!(err, CertError::Exists { .. }), "{err}");
         assert!(issue_client(&out, "Alice", 7).is_err());
+
+        // Two names with one namespace (found by the birthday bound, a few thousand
+        // hashes): the second is refused, naming the first.
+        let mut seen = std::collections::HashMap::new();
+        let (first, second) = (0..)
+            .map(|i| format!("c{i}"))
+            .find_map(|name| {
+                let ns = client_namespace(&format!("client-{name}.raftlab")).unwrap();
+                seen.insert(ns, name.clone()).map(|first| (first, name))
+            })
+            .unwrap();
+        issue_client(&out, &first, 7).unwrap();
+        let err = issue_client(&out, &second, 7).unwrap_err().to_string();
+        assert!(err.contains("namespace"), "{err}");
+        assert!(err.contains(&format!("client-{first}")), "{err}");
+        assert!(!out.join(format!("client-{second}.pem")).exists());
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -64,6 +64,7 @@ enum Command {
         days: u32,
         /// Lifetime of a new CA certificate, in days.
         #[arg(long, default_value_t = certs::DEFAULT_CA_DAYS,
+              conflicts_with_all = ["renew", "client"],
               value_parser = clap::value_parser!(u32).range(1..=36500))]
         ca_days: u32,
         /// Sign a new certificate for node-N, client or client-NAME with the existing CA and
