@@ -196,6 +196,13 @@ async fn up_status_down_with_pid_files() {
         let status = r.status.as_ref().expect("node answers status");
         assert_eq!(status.bugs, vec!["stale-read".to_string()]);
         assert!(r.pid.is_some());
+        // A fresh certificate (one year by default) is reported and far from expiring.
+        let not_after = status.cert_not_after.expect("certificate end reported");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(not_after > now + 300 * 86_400, "{not_after}");
     }
     let table = cluster::format_status(&reports);
     assert_eq!(table.lines().count(), 3, "{table}");

@@ -25,7 +25,10 @@
 //! snapshot_every = 10000       # compact the log every this many applied entries
 //!
 //! [tls]                        # optional
-//! certs_dir = "certs"          # ca.pem, node-N.pem/.key, client.pem/.key
+//! certs_dir = "certs"          # ca.pem, node-N.pem/.key, client.pem/.key, client-NAME.pem/.key
+//! revoked = ["sha256:<64 hex digits>", "serial:<hex>"]  # refused at every handshake and
+//!                              # request; `raft-node certs --fingerprint FILE` prints them;
+//!                              # a running node re-reads the list on SIGHUP
 //!
 //! [raft]                       # optional
 //! pre_vote = true
@@ -49,6 +52,7 @@
 //! its snapshot's), and a member that joined through the log is reached at the address its
 //! entry carries, whatever the file says.
 
+use crate::certs::Revocation;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -173,12 +177,15 @@ impl Default for Storage {
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     pub certs_dir: PathBuf,
+    /// Certificates no node accepts, by fingerprint or serial; re-read on SIGHUP.
+    pub revoked: Vec<Revocation>,
 }
 
 impl Default for Tls {
     fn default() -> Self {
         Tls {
             certs_dir: PathBuf::from("certs"),
+            revoked: Vec::new(),
         }
     }
 }
@@ -525,6 +532,28 @@ addr = "db3.example.net:15003"
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains("node 1: host"), "{host:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn revoked_entries_are_parsed_and_bad_ones_named() {
+        let sum = "ab".repeat(32);
+        let c = parse(&format!(
+            "{THREE}[tls]\nrevoked = [\"sha256:{sum}\", \"serial:00:1f\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.tls.revoked,
+            vec![
+                Revocation::Sha256([0xab; 32]),
+                Revocation::Serial(vec![0x1f])
+            ]
+        );
+        for bad in ["sha256:abcd", "md5:00", "serial:xyz", "serial:00", "ab"] {
+            let err = parse(&format!("{THREE}[tls]\nrevoked = [{bad:?}]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(bad), "{bad}: {err}");
         }
     }
 

@@ -10,11 +10,13 @@ use model::core::{Config, Membership};
 use model::replica::Replica;
 use node::config::ClusterConfig;
 use node::storage::{Storage, StorageOptions};
+use node::transport::credentials::Credentials;
 use node::transport::Transport;
 use node::{certs, runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing::{info, warn};
+use std::sync::Arc;
+use tracing::{error, info, warn};
 
 /// One node of a raftlab cluster: the Raft core over QUIC with mutual TLS.
 #[derive(Parser, Debug)]
@@ -45,15 +47,40 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Make a cluster CA, one certificate per node, and a client certificate.
+    /// Make a cluster CA, one certificate per node, and the shared client certificate; or
+    /// renew one certificate, issue a named client's, or print a certificate's fingerprint.
     Certs {
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "fingerprint")]
+        config: Option<PathBuf>,
+        /// Certificates directory (default: the config's tls.certs_dir).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace an existing CA (every node and client then needs the new files).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["renew", "client"])]
         force: bool,
+        /// Lifetime of new node and client certificates, in days (never past the CA's end).
+        #[arg(long, default_value_t = certs::DEFAULT_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: u32,
+        /// Lifetime of a new CA certificate, in days.
+        #[arg(long, default_value_t = certs::DEFAULT_CA_DAYS,
+              conflicts_with_all = ["renew", "client"],
+              value_parser = clap::value_parser!(u32).range(1..=36500))]
+        ca_days: u32,
+        /// Sign a new certificate for node-N, client or client-NAME with the existing CA and
+        /// key, replacing its certificate file.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["client", "fingerprint"])]
+        renew: Option<String>,
+        /// With --renew: make a new key too (the old one leaked).
+        #[arg(long, requires = "renew")]
+        new_key: bool,
+        /// Make client-NAME.pem and client-NAME.key: a client with an identity of its own.
+        #[arg(long, value_name = "NAME", conflicts_with = "fingerprint")]
+        client: Option<String>,
+        /// Print the fingerprint and serial of the certificate(s) in FILE, the values
+        /// `[tls] revoked` takes, and exit.
+        #[arg(long, value_name = "FILE")]
+        fingerprint: Option<PathBuf>,
     },
 }
 
@@ -86,7 +113,28 @@ fn main() -> ExitCode {
             bugs,
             seed,
         } => run(config, id, certs, data, bugs, seed),
-        Command::Certs { config, out, force } => make_certs(config, out, force),
+        Command::Certs {
+            config,
+            out,
+            force,
+            days,
+            ca_days,
+            renew,
+            new_key,
+            client,
+            fingerprint,
+        } => match (fingerprint, config) {
+            (Some(file), _) => print_fingerprint(&file),
+            (None, Some(config)) => {
+                let what = match (renew, client) {
+                    (Some(subject), _) => CertsJob::Renew { subject, new_key },
+                    (None, Some(name)) => CertsJob::Client(name),
+                    (None, None) => CertsJob::All { force, ca_days },
+                };
+                make_certs(config, out, days, what)
+            }
+            (None, None) => Err(anyhow!("certs: --config is required")),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,15 +145,65 @@ fn main() -> ExitCode {
     }
 }
 
-fn make_certs(config: PathBuf, out: Option<PathBuf>, force: bool) -> Result<()> {
+/// What `raft-node certs` was asked to make.
+enum CertsJob {
+    /// The CA and every certificate.
+    All { force: bool, ca_days: u32 },
+    /// A new certificate for one identity.
+    Renew { subject: String, new_key: bool },
+    /// A named client's first certificate.
+    Client(String),
+}
+
+fn make_certs(config: PathBuf, out: Option<PathBuf>, days: u32, job: CertsJob) -> Result<()> {
     let config = ClusterConfig::load(&config)?;
     let out = out.unwrap_or_else(|| config.tls.certs_dir.clone());
-    certs::generate(&config, &out, force)?;
+    let issued = match job {
+        CertsJob::All { force, ca_days } => {
+            certs::generate_with(&config, &out, force, &certs::Validity { days, ca_days })?;
+            println!(
+                "wrote the cluster CA ({ca_days} days), {} node certificates and a client \
+                 certificate ({days} days) to {}",
+                config.nodes.len(),
+                out.display()
+            );
+            return Ok(());
+        }
+        CertsJob::Renew { subject, new_key } => {
+            let subject: certs::Subject = subject.parse().map_err(|e| anyhow!("--renew: {e}"))?;
+            certs::renew(&config, &out, &subject, new_key, days)?
+        }
+        CertsJob::Client(name) => certs::issue_client(&out, &name, days)?,
+    };
+    if let Some(key) = &issued.new_key {
+        println!("wrote {} (new key, mode 0600)", key.display());
+    }
     println!(
-        "wrote the cluster CA, {} node certificates and a client certificate to {}",
-        config.nodes.len(),
-        out.display()
+        "wrote {}: valid until {}{}",
+        issued.cert.display(),
+        certs::format_utc(issued.info.not_after),
+        if issued.clamped_to_ca {
+            " (the end of the CA's validity; renew the CA to go further)"
+        } else {
+            ""
+        }
     );
+    println!("fingerprint {}", issued.info.fingerprint());
+    Ok(())
+}
+
+/// `raft-node certs --fingerprint FILE`: one block per certificate in the file.
+fn print_fingerprint(file: &std::path::Path) -> Result<()> {
+    for info in certs::describe(file)? {
+        println!("{}", info.fingerprint());
+        println!("{}", info.serial_number());
+        println!("names: {}", info.names.join(", "));
+        println!("not after: {}", certs::format_utc(info.not_after));
+        println!(
+            "to revoke it, add to cluster.toml: [tls] revoked = [\"{}\"]",
+            info.fingerprint()
+        );
+    }
     Ok(())
 }
 
@@ -181,6 +279,7 @@ fn run(
             .await
             .with_context(|| format!("certificates in {}", certs_dir.display()))?;
         info!(id, addr = %config.node(id).map(|n| n.addr.as_str()).unwrap_or("?"), "serving");
+        let credentials = transport.credentials();
         tokio::select! {
             result = runtime::run(config, replica, storage, transport, inbound) => {
                 result.context("node stopped")
@@ -189,6 +288,7 @@ fn run(
                 info!(%signal, "shutting down");
                 Ok(())
             }
+            never = reload_on_hangup(credentials) => match never {},
         }
     })
 }
@@ -206,6 +306,32 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+/// On every SIGHUP, re-reads the node's certificate, key, CA and deny-list, logging what
+/// changed; a bad file keeps the old material and is logged as an error.
+async fn reload_on_hangup(credentials: Arc<Credentials>) -> std::convert::Infallible {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("no SIGHUP handler: certificates are read only at start");
+        return std::future::pending().await;
+    };
+    loop {
+        if hangup.recv().await.is_none() {
+            return std::future::pending().await;
+        }
+        match credentials.reload() {
+            Ok(changes) if changes.is_empty() => {
+                info!("SIGHUP: reloaded TLS material, nothing changed")
+            }
+            Ok(changes) => {
+                for change in changes {
+                    info!(%change, "SIGHUP: reloaded TLS material");
+                }
+            }
+            Err(e) => error!(error = %e, "SIGHUP: reload failed; keeping the current certificates"),
+        }
     }
 }
 

@@ -82,6 +82,9 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// Catalogue bugs switched on (normally empty).
     pub bugs: Vec<String>,
+    /// When the node's certificate (as loaded last) expires, in seconds since the Unix
+    /// epoch, so that `raft-lab cluster status` can warn ahead of time.
+    pub cert_not_after: Option<i64>,
 }
 
 /// A node's view of one peer.

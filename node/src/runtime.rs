@@ -422,6 +422,7 @@ impl CoreTask {
             learners: membership.learners.iter().copied().collect(),
             peers,
             bugs,
+            cert_not_after: Some(self.transport.credentials().not_after()),
         }
     }
 }

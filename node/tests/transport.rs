@@ -230,6 +230,7 @@ fn status(me: NodeId) -> NodeStatus {
         learners: vec![],
         peers: vec![],
         bugs: vec![],
+        cert_not_after: Some(1_900_000_000),
     }
 }
 
@@ -1058,6 +1059,7 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
         (ids_vec(), ids_vec(), proptest::collection::vec(peer, 0..4)),
         proptest::collection::vec(text(), 0..3),
+        proptest::option::of(any::<i64>()),
     )
         .prop_map(
             |(
@@ -1065,6 +1067,7 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
                 (commit_index, applied_index, last_index, snapshot_index),
                 (voters, learners, peers),
                 bugs,
+                cert_not_after,
             )| {
                 NodeStatus {
                     id,
@@ -1079,6 +1082,7 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
                     learners,
                     peers,
                     bugs,
+                    cert_not_after,
                 }
             },
         )

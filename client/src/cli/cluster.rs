@@ -115,7 +115,39 @@ pub fn format_status(reports: &[NodeReport]) -> String {
             ),
         };
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for node in reports {
+        let not_after = node.status.as_ref().ok().and_then(|s| s.cert_not_after);
+        if let Some(warning) = not_after.and_then(|t| expiry_warning(node.id, t, now)) {
+            let _ = writeln!(out, "{warning}");
+        }
+    }
     out
+}
+
+/// Certificates expiring within this many days are reported by `cluster status`.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// A warning when node `id`'s certificate, valid until `not_after`, expires within
+/// [`EXPIRY_WARNING_DAYS`] of `now` (both in seconds since the Unix epoch) or has expired.
+pub fn expiry_warning(id: NodeId, not_after: i64, now: i64) -> Option<String> {
+    let left = not_after - now;
+    let date = node::certs::format_utc(not_after);
+    let renew = format!("renew it: raft-node certs --renew node-{id}, then SIGHUP the node");
+    if left <= 0 {
+        Some(format!(
+            "warning: node {id}'s certificate expired on {date}; {renew}"
+        ))
+    } else if left < EXPIRY_WARNING_DAYS * 86_400 {
+        Some(format!(
+            "warning: node {id}'s certificate expires on {date}, in {} days; {renew}",
+            left / 86_400
+        ))
+    } else {
+        None
+    }
 }
 
 /// `raft-lab cluster up`: starts the nodes that do not run (creating a local cluster first
@@ -151,4 +183,23 @@ fn remote_config(config: &Path) -> anyhow::Result<Option<ClusterConfig>> {
     }
     let loaded = ClusterConfig::load(config)?;
     Ok(loaded.remote.is_some().then_some(loaded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_expiring_within_30_days_are_warned_about() {
+        let now = 1_800_000_000;
+        let day = 86_400;
+        assert_eq!(expiry_warning(1, now + 365 * day, now), None);
+        assert_eq!(expiry_warning(1, now + 30 * day, now), None);
+        let soon = expiry_warning(2, now + 29 * day + 60, now).unwrap();
+        assert!(soon.contains("node 2's certificate expires"), "{soon}");
+        assert!(soon.contains("in 29 days"), "{soon}");
+        assert!(soon.contains("--renew node-2"), "{soon}");
+        let gone = expiry_warning(3, now - day, now).unwrap();
+        assert!(gone.contains("node 3's certificate expired on"), "{gone}");
+    }
 }

@@ -216,8 +216,10 @@ fn show(v: Option<&Value>) -> String {
     }
 }
 
-/// A new client id: a random 40-bit base per lab process plus a counter, so ids never repeat
-/// within a process and practically never across runs against the same cluster.
+/// A new client id: a random start per lab process plus a counter, so ids never repeat
+/// within a process and practically never across runs against the same cluster; in the
+/// namespace of the shared client certificate, the one the lab presents (nodes refuse ids
+/// outside the namespace of the certificate they come with, `node::certs::client_namespace`).
 pub fn fresh_client_id() -> u64 {
     static BASE: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -226,9 +228,10 @@ pub fn fresh_client_id() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        (mix(nanos ^ (u64::from(std::process::id()) << 32)) & 0xFF_FFFF_FFFF) << 20
+        mix(nanos ^ (u64::from(std::process::id()) << 32))
     });
-    base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) + 1)
+    let local = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) + 1);
+    node::certs::client_id(node::certs::SHARED_CLIENT_NAMESPACE, local)
 }
 
 /// A cluster as clients see it: one shared connector (one QUIC connection per node), the

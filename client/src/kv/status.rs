@@ -171,6 +171,7 @@ mod tests {
                 learners: Vec::new(),
                 peers: Vec::new(),
                 bugs: Vec::new(),
+                cert_not_after: None,
             }),
         )
     }

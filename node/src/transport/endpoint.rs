@@ -10,6 +10,7 @@
 //! packets of its peers' and clients' old connections are answered with a valid stateless
 //! reset and those connections end at once instead of waiting out the idle timeout.
 
+use super::credentials::Credentials;
 use super::inbound::{self, Inbound, InboundStats, Shared};
 use super::peers::{LinkOptions, PeerLink, PeerLinkStatus};
 use super::tls::{self, TlsError};
@@ -99,6 +100,7 @@ pub struct Transport {
     events: Events,
     accept_task: AbortHandle,
     warned_unknown: AtomicBool,
+    credentials: Arc<Credentials>,
 }
 
 impl Transport {
@@ -111,7 +113,7 @@ impl Transport {
         Transport::start_with(config, me, certs_dir, TransportOptions::default()).await
     }
 
-    /// Loads `ca.pem` and `node-<me>.pem/.key` from `certs_dir`, binds `me`'s address from
+    /// Loads `ca.pem` and `node-<me>.pem/.key` from `certs_dir` (and the deny-list), binds `me`'s address from
     /// `config` (a host name is resolved, IPv4 preferred), and starts serving and dialling.
     pub async fn start_with(
         config: &ClusterConfig,
@@ -120,9 +122,8 @@ impl Transport {
         options: TransportOptions,
     ) -> Result<(Transport, Inbound), TransportError> {
         let entry = config.node(me).ok_or(TransportError::UnknownNode(me))?;
-        let roots = Arc::new(certs::load_roots(certs_dir)?);
-        let identity = certs::load_node_identity(certs_dir, me)?;
-        check_own_identity(certs_dir, me, &identity)?;
+        let credentials = Arc::new(Credentials::load(config, me, certs_dir)?);
+        let identity = credentials.identity();
 
         let tls_err = |what: String| move |source| TransportError::Tls { what, source };
         let cert_files = format!(
@@ -130,10 +131,9 @@ impl Transport {
             certs_dir.join(certs::node_cert_file(me)).display(),
             certs_dir.join(certs::node_key_file(me)).display()
         );
-        let server = tls::server_config(roots.clone(), identity.clone())
-            .map_err(tls_err(cert_files.clone()))?;
-        let client =
-            tls::peer_client_config(roots, identity.clone()).map_err(tls_err(cert_files))?;
+        let server =
+            tls::node_server_config(credentials.clone()).map_err(tls_err(cert_files.clone()))?;
+        let client = tls::node_peer_config(credentials.clone()).map_err(tls_err(cert_files))?;
 
         let bind_addr = resolve_bind(&entry.addr).await?;
         let socket =
@@ -163,6 +163,7 @@ impl Transport {
             peer_tx,
             client_tx,
             events.clone(),
+            credentials.clone(),
         ));
 
         let accept_task =
@@ -185,6 +186,7 @@ impl Transport {
             events,
             accept_task,
             warned_unknown: AtomicBool::new(false),
+            credentials,
         };
         transport.set_peers(
             config
@@ -283,6 +285,11 @@ impl Transport {
         self.events.subscribe()
     }
 
+    /// The node's TLS material: [`Credentials::reload`] it to pick up new files.
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.credentials.clone()
+    }
+
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -308,30 +315,6 @@ impl Transport {
 impl Drop for Transport {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// The node's own certificate must carry its identity name: catches a certs directory made
-/// for another cluster layout before any peer has to refuse it.
-fn check_own_identity(dir: &Path, me: NodeId, identity: &Identity) -> Result<(), TransportError> {
-    let path = dir.join(certs::node_cert_file(me));
-    let expected = certs::node_name(me);
-    let leaf = identity.chain.first().ok_or_else(|| CertError::Invalid {
-        path: path.clone(),
-        message: "no certificate in the file".into(),
-    })?;
-    let names = tls::dns_names(leaf).map_err(|e| CertError::Invalid {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    if names.contains(&expected) {
-        Ok(())
-    } else {
-        Err(TransportError::WrongIdentity {
-            path,
-            expected,
-            names,
-        })
     }
 }
 

@@ -8,7 +8,10 @@
 //!   message of every following `Messages` frame must be `from` that peer and addressed to
 //!   this node; others are dropped and logged. Accepted messages go to the runtime through a
 //!   bounded channel (full: drop + count).
-//! - client (`raftlab-client/1`): the certificate must name `client.raftlab`. Each
+//! - client (`raftlab-client/1`): the certificate must name one client identity
+//!   (`client.raftlab` or `client-NAME.raftlab`). A request whose client id is outside
+//!   that certificate's namespace, or that comes after the certificate was revoked, is
+//!   answered `Refused` without reaching the runtime ([`Credentials::refusal`]). Each
 //!   bidirectional stream carries one `Request` frame (at most
 //!   [`framing::MAX_REQUEST_FRAME`] bytes), handed to the runtime as a [`ClientCall`];
 //!   the `Response` is written back and the stream finished. The runtime owns the request
@@ -17,6 +20,7 @@
 //! A malformed frame closes the peer connection, or the client's stream (the client's
 //! other requests carry on), with [`CLOSE_PROTOCOL`] and a warning.
 
+use super::credentials::{Caller, Credentials};
 use super::framing::{self, FrameError};
 use super::tls::{self, Authorized};
 use super::{Events, CLOSE_PROTOCOL, CLOSE_REFUSED};
@@ -75,6 +79,8 @@ pub(crate) struct Shared {
     pub peer_tx: mpsc::Sender<Message<Command>>,
     pub client_tx: mpsc::Sender<ClientCall>,
     pub events: Events,
+    /// The deny-list and the client id namespaces, checked on every client request.
+    pub credentials: Arc<Credentials>,
     refused: AtomicU64,
     bad_frames: AtomicU64,
     dropped: AtomicU64,
@@ -89,6 +95,7 @@ impl Shared {
         peer_tx: mpsc::Sender<Message<Command>>,
         client_tx: mpsc::Sender<ClientCall>,
         events: Events,
+        credentials: Arc<Credentials>,
     ) -> Shared {
         Shared {
             me,
@@ -96,6 +103,7 @@ impl Shared {
             peer_tx,
             client_tx,
             events,
+            credentials,
             refused: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -208,14 +216,16 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
             return;
         }
     };
-    let names = match tls::remote_dns_names(&conn) {
-        Ok(names) => names,
+    let cert = match tls::remote_cert(&conn) {
+        Ok(cert) => cert,
         Err(e) => return shared.refuse(&conn, &e.to_string()),
     };
     let alpn = tls::negotiated_alpn(&conn);
-    match tls::authorize(alpn.as_deref(), &names, |id| shared.is_peer(id)) {
+    match tls::authorize(alpn.as_deref(), &cert.names, |id| shared.is_peer(id)) {
         Ok(Authorized::Peer(ids)) => serve_peer(conn, ids, shared).await,
-        Ok(Authorized::Client) => serve_client(conn, shared).await,
+        Ok(Authorized::Client(identity)) => {
+            serve_client(conn, Arc::new(Caller { identity, cert }), shared).await
+        }
         Err(reason) => shared.refuse(&conn, &reason),
     }
 }
@@ -288,7 +298,7 @@ async fn serve_peer_stream(
     }
 }
 
-async fn serve_client(conn: quinn::Connection, shared: Arc<Shared>) {
+async fn serve_client(conn: quinn::Connection, caller: Arc<Caller>, shared: Arc<Shared>) {
     // Clients talk on bidirectional streams only.
     conn.set_max_concurrent_uni_streams(0u32.into());
     let remote = conn.remote_address();
@@ -298,7 +308,7 @@ async fn serve_client(conn: quinn::Connection, shared: Arc<Shared>) {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    calls.spawn(serve_call(remote, send, recv, shared.clone()));
+                    calls.spawn(serve_call(remote, send, recv, caller.clone(), shared.clone()));
                 }
                 Err(e) => {
                     debug!(%remote, reason = %e, "client connection ended");
@@ -314,6 +324,7 @@ async fn serve_call(
     remote: SocketAddr,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    caller: Arc<Caller>,
     shared: Arc<Shared>,
 ) {
     let request = match framing::read_frame_limited::<_, Request>(
@@ -339,6 +350,16 @@ async fn serve_call(
             return;
         }
     };
+    if let Some(why) = shared.credentials.refusal(&caller, &request) {
+        warn!(%remote, reason = %why, "refused a client request");
+        if framing::write_frame(&mut send, &Response::Refused(why))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    }
     let (reply, answer) = oneshot::channel();
     let call = ClientCall { request, reply };
     let response = match shared.client_tx.try_send(call) {

@@ -10,7 +10,7 @@
 //!  runtime ◄─Inbound.peers──── inbound.rs ◄── ALPN raftlab-peer/1, uni stream:      │◄── peer
 //!                │               cert must name node-<id>.raftlab for Hello{id}     │
 //!  runtime ◄─Inbound.clients── inbound.rs ◄── ALPN raftlab-client/1, bidi stream    │◄── lab
-//!    (ClientCall, reply via      per request: cert must name client.raftlab         │
+//!    (ClientCall, reply via      per request: cert must name a client identity      │
 //!     oneshot)   └──────────────────────────────────────────────────────────────────┘
 //!
 //!  lab: client.rs ClientConnector ── one connection per node, one bidi stream per call
@@ -18,6 +18,7 @@
 //!
 //! - [`framing`]: length + version + postcard frames, size limits, decoding errors.
 //! - [`tls`]: rustls/quinn configurations and the identity rules.
+//! - [`credentials`]: the node's certificate, key, CA and deny-list, reloadable.
 //! - `peers`: outbound links (queues, batching, reconnect with backoff).
 //! - `inbound`: the accept side (authorization, peer streams, client streams) and what it
 //!   delivers to the runtime ([`Inbound`], [`ClientCall`], [`InboundStats`]).
@@ -29,6 +30,7 @@
 //! `tracing::warn!` naming the reason and the remote address; the node keeps serving.
 
 mod client;
+pub mod credentials;
 mod endpoint;
 pub mod framing;
 mod inbound;

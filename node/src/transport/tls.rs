@@ -1,31 +1,36 @@
 //! TLS 1.3 (rustls, *ring*) for QUIC, with mutual authentication against the cluster CA.
 //!
-//! Three configurations:
-//! - [`server_config`]: every node's listener. Demands a client certificate chaining to the
-//!   cluster CA (rustls' `WebPkiClientVerifier`, which also requires the client-auth
-//!   extended key usage), offers ALPN [`ALPN_PEER`] and [`ALPN_CLIENT`].
-//! - [`peer_client_config`]: a node dialing a peer. Presents the node's certificate and
-//!   verifies that the server chains to the CA and names the server name it was dialled
-//!   with; the transport dials peer N as `node-N.raftlab`, so the handshake itself proves it
-//!   reached N.
-//! - [`lab_client_config`]: the lab's client. Presents the client certificate; verifies nodes
-//!   the same way.
+//! The configurations:
+//! - [`node_server_config`]: every node's listener. Demands a client certificate chaining to
+//!   the cluster CA (rustls' `WebPkiClientVerifier`, which also requires the client-auth
+//!   extended key usage) and not revoked, offers ALPN [`ALPN_PEER`] and [`ALPN_CLIENT`].
+//! - [`node_peer_config`]: a node dialing a peer. Presents the node's certificate and
+//!   verifies that the server chains to the CA, is not revoked and names the server name it
+//!   was dialled with; the transport dials peer N as `node-N.raftlab`, so the handshake
+//!   itself proves it reached N.
+//!
+//!   Both take the node's [`Credentials`] and ask them at every handshake, so that a reload
+//!   (SIGHUP) changes what new connections present and accept.
+//! - [`lab_client_config`]: the lab's client. Presents a client certificate; verifies nodes
+//!   the same way (without a deny-list: the lab trusts the CA). [`peer_client_config`] is
+//!   the same with a node's certificate, for tests that act as a peer.
 //!
 //! The chain check is the TLS layer's; *which* identity a connection may act as is decided
 //! after the handshake from the end-entity certificate's DNS names ([`dns_names`],
 //! [`Authorized`]): on the peer ALPN the certificate must name `node-N.raftlab` for the id
-//! N the peer claims in its `Hello`; on the client ALPN it must name `client.raftlab` (a
-//! node certificate is not accepted as a client). No 0-RTT (replayable) and no session
+//! N the peer claims in its `Hello`; on the client ALPN it must name one client identity,
+//! `client.raftlab` or `client-NAME.raftlab` (a node certificate is not accepted as a
+//! client), which fixes the client ids it may use. No 0-RTT (replayable) and no session
 //! resumption: every connection does a full handshake with a fresh certificate check.
 
-use crate::certs::{self, Identity};
+use super::credentials::{Credentials, Dialling, Listening};
+use crate::certs::{self, CertInfo, Identity};
 use crate::protocol::{ALPN_CLIENT, ALPN_PEER};
 use model::core::NodeId;
 use quinn::crypto::rustls::{
     HandshakeData, NoInitialCipherSuite, QuicClientConfig, QuicServerConfig,
 };
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
@@ -45,7 +50,7 @@ pub enum TlsError {
     Certificate(String),
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -73,17 +78,13 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// A connection silent this long is closed (a killed or partitioned peer).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// The listener of a node: requires a CA-signed client certificate, offers both ALPNs.
-pub fn server_config(
-    roots: Arc<RootCertStore>,
-    identity: Identity,
-) -> Result<quinn::ServerConfig, TlsError> {
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+/// The listener of a node: presents the node's current certificate, requires a CA-signed,
+/// unrevoked client certificate, offers both ALPNs.
+pub fn node_server_config(credentials: Arc<Credentials>) -> Result<quinn::ServerConfig, TlsError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain, identity.key)?;
+        .with_client_cert_verifier(Arc::new(Listening(credentials.clone())))
+        .with_cert_resolver(Arc::new(Listening(credentials)));
     tls.alpn_protocols = vec![ALPN_PEER.to_vec(), ALPN_CLIENT.to_vec()];
     tls.max_early_data_size = 0;
     let crypto = QuicServerConfig::try_from(tls)?;
@@ -92,7 +93,19 @@ pub fn server_config(
     Ok(config)
 }
 
-/// A node dialing its peers: presents the node certificate, ALPN [`ALPN_PEER`].
+/// A node dialing its peers: presents the node's current certificate, verifies the peer's
+/// against the current CA and deny-list, ALPN [`ALPN_PEER`].
+pub fn node_peer_config(credentials: Arc<Credentials>) -> Result<quinn::ClientConfig, TlsError> {
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Dialling(credentials.clone())))
+        .with_client_cert_resolver(Arc::new(Dialling(credentials)));
+    finish_client(tls, ALPN_PEER)
+}
+
+/// A node's certificate for dialing as a peer, ALPN [`ALPN_PEER`] (what tests use to act as
+/// a peer; nodes use [`node_peer_config`]).
 pub fn peer_client_config(
     roots: Arc<RootCertStore>,
     identity: Identity,
@@ -118,10 +131,18 @@ pub fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots);
-    let mut tls = match identity {
+    let tls = match identity {
         Some(identity) => builder.with_client_auth_cert(identity.chain, identity.key)?,
         None => builder.with_no_client_auth(),
     };
+    finish_client(tls, alpn)
+}
+
+/// The settings every client configuration shares: `alpn`, no resumption, no 0-RTT.
+fn finish_client(
+    mut tls: rustls::ClientConfig,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TlsError> {
     tls.alpn_protocols = vec![alpn.to_vec()];
     tls.resumption = rustls::client::Resumption::disabled();
     tls.enable_early_data = false;
@@ -133,23 +154,9 @@ pub fn client_config(
 
 /// The DNS names in the subject alternative names of `cert`.
 pub fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| TlsError::Certificate(format!("unparsable certificate: {e}")))?;
-    let sans = parsed
-        .subject_alternative_name()
-        .map_err(|e| TlsError::Certificate(format!("bad subject alternative names: {e}")))?;
-    Ok(sans
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default())
+    CertInfo::of(cert)
+        .map(|info| info.names)
+        .map_err(TlsError::Certificate)
 }
 
 /// The ALPN protocol a connection negotiated.
@@ -160,8 +167,8 @@ pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
-/// The DNS names of the remote end-entity certificate (TLS already verified its chain).
-pub fn remote_dns_names(conn: &quinn::Connection) -> Result<Vec<String>, TlsError> {
+/// The remote end-entity certificate (TLS already verified its chain).
+pub fn remote_cert(conn: &quinn::Connection) -> Result<CertInfo, TlsError> {
     let chain = conn
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -169,7 +176,7 @@ pub fn remote_dns_names(conn: &quinn::Connection) -> Result<Vec<String>, TlsErro
     let leaf = chain
         .first()
         .ok_or_else(|| TlsError::Certificate("empty certificate chain".into()))?;
-    dns_names(leaf)
+    CertInfo::of(leaf).map_err(TlsError::Certificate)
 }
 
 /// What an authenticated connection may act as, from its ALPN and certificate names.
@@ -178,8 +185,17 @@ pub enum Authorized {
     /// A node of the cluster (other than the listener), on the peer ALPN. Its certificate
     /// names these ids; its `Hello` must claim one of them.
     Peer(Vec<NodeId>),
-    /// The lab's client, on the client ALPN.
-    Client,
+    /// A client, on the client ALPN.
+    Client(ClientIdentity),
+}
+
+/// The client identity a certificate carries, and the client ids it may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// `client.raftlab` or `client-NAME.raftlab`.
+    pub name: String,
+    /// See [`certs::client_namespace`].
+    pub namespace: u64,
 }
 
 /// Decides what a connection may do; `Err` carries the reason to log and close with.
@@ -205,13 +221,25 @@ pub fn authorize(
             }
         }
         Some(ALPN_CLIENT) => {
-            if names.iter().any(|n| n == certs::CLIENT_NAME) {
-                Ok(Authorized::Client)
-            } else {
-                Err(format!(
-                    "client certificate does not name {} (names: {names:?})",
+            let clients: Vec<ClientIdentity> = names
+                .iter()
+                .filter_map(|n| {
+                    certs::client_namespace(n).map(|namespace| ClientIdentity {
+                        name: n.clone(),
+                        namespace,
+                    })
+                })
+                .collect();
+            match clients.as_slice() {
+                [one] => Ok(Authorized::Client(one.clone())),
+                [] => Err(format!(
+                    "client certificate names no client identity ({} or client-NAME.raftlab; \
+                     names: {names:?})",
                     certs::CLIENT_NAME
-                ))
+                )),
+                _ => Err(format!(
+                    "client certificate names several client identities: {names:?}"
+                )),
             }
         }
         Some(other) => Err(format!(
@@ -245,8 +273,24 @@ mod tests {
         assert!(authorize(Some(ALPN_PEER), &names(&["client.raftlab"]), member).is_err());
         assert_eq!(
             authorize(Some(ALPN_CLIENT), &names(&["client.raftlab"]), member),
-            Ok(Authorized::Client)
+            Ok(Authorized::Client(ClientIdentity {
+                name: "client.raftlab".into(),
+                namespace: certs::SHARED_CLIENT_NAMESPACE
+            }))
         );
+        assert_eq!(
+            authorize(Some(ALPN_CLIENT), &names(&["client-al.raftlab"]), member),
+            Ok(Authorized::Client(ClientIdentity {
+                name: "client-al.raftlab".into(),
+                namespace: certs::client_namespace("client-al.raftlab").unwrap()
+            }))
+        );
+        assert!(authorize(
+            Some(ALPN_CLIENT),
+            &names(&["client.raftlab", "client-al.raftlab"]),
+            member
+        )
+        .is_err());
         assert!(authorize(Some(ALPN_CLIENT), &names(&["node-2.raftlab"]), member).is_err());
         assert!(authorize(Some(b"h3"), &names(&["client.raftlab"]), member).is_err());
         assert!(authorize(None, &names(&["client.raftlab"]), member).is_err());
