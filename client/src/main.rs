@@ -156,8 +156,8 @@ enum ClusterAction {
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
     },
-    /// Add a node: written into cluster.toml, started empty, added as a learner, promoted to
-    /// voter once it holds the committed log. Its certificate must be in the certs directory.
+    /// Add a node: written into cluster.toml, its certificate issued (unless present), started
+    /// empty, added as a learner, promoted to voter once it holds the committed log.
     Add {
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,

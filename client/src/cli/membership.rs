@@ -23,25 +23,38 @@ use tracing::info;
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `cluster add`: node `id` at `addr` joins as a learner, catches up, becomes a voter.
-/// Prints each step. The node's certificate must be in the certificates directory.
+/// Prints each step. The node's certificate is issued by the cluster's CA unless it is in
+/// the certificates directory already.
 pub async fn add(config: &Path, id: NodeId, addr: &str, host: Option<&str>) -> Result<()> {
     let before = ClusterConfig::load(config)?;
     let original = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
-    let certs = &before.tls.certs_dir;
-    for file in [
-        node::certs::node_cert_file(id),
-        node::certs::node_key_file(id),
-    ] {
-        if !certs.join(&file).is_file() {
-            bail!(
-                "{}: no certificate for node {id}: make one with the cluster's CA first",
-                certs.join(file).display()
-            );
-        }
+    let certs = before.tls.certs_dir.clone();
+    let has_cert = certs.join(node::certs::node_cert_file(id)).is_file()
+        && certs.join(node::certs::node_key_file(id)).is_file();
+    if !has_cert && !certs.join(node::certs::CA_KEY).is_file() {
+        bail!(
+            "{}: no certificate for node {id}, and no CA key to issue one: run `raft-node certs \
+             --config {} --renew node-{id} --new-key` where the CA key is, and copy the node's \
+             files here",
+            certs.display(),
+            config.display()
+        );
     }
     let after = cluster_file::add_node(config, id, addr, host)?;
     println!("cluster.toml: node {id} at {addr} written");
+    if !has_cert {
+        let subject = node::certs::Subject::Node(id);
+        if let Err(e) =
+            node::certs::renew(&after, &certs, &subject, true, node::certs::DEFAULT_DAYS)
+        {
+            let _ = crate::control::files::write_atomically(config, &original);
+            return Err(anyhow!(e).context(format!(
+                "issuing node {id}'s certificate (cluster.toml restored)"
+            )));
+        }
+        println!("certificate for node {id} issued by the cluster's CA");
+    }
     let client = connector(&after)?;
     let admin = Admin::new(&client, nodes(&after), STEP_TIMEOUT);
     let joined = async {
@@ -74,7 +87,7 @@ pub async fn add(config: &Path, id: NodeId, addr: &str, host: Option<&str>) -> R
     .await;
     client.close().await;
     promoted.with_context(|| {
-        format!("node {id} is a learner; promote it later with `raft-lab cluster add` again")
+        format!("node {id} stays a learner: remove it with `raft-lab cluster remove --id {id}`")
     })
 }
 
