@@ -4,13 +4,17 @@
 //! drive a `Replica` and only differ in how they persist, send and time things. A write is
 //! proposed and answered when its entry is applied; a read goes through ReadIndex and is
 //! answered once the state machine has caught up with the confirmed index.
+//!
+//! The caller passes its wall clock with each request; the replica stamps the command with
+//! it (never below an earlier stamp or the state machine's clock) before proposing, which is
+//! the only way wall-clock time reaches the state machine: see [`crate::kv`].
 
 use crate::bugs::Bugs;
 use crate::core::{
     Config, Entry, EntryKind, HardState, Index, MembershipChange, Message, NodeId, Raft, ReadState,
     Ready, Refused, Restored, Snapshot, Term,
 };
-use crate::kv::{BadSnapshot, Command, Kv, Operation, Outcome};
+use crate::kv::{BadSnapshot, Command, Kv, KvConfig, Operation, Outcome};
 use std::collections::BTreeMap;
 
 /// Identifies one client request at this replica (chosen by the caller).
@@ -78,6 +82,9 @@ pub struct Replica {
     kv_applied: Index,
     /// Compact the log every this many applied entries (0: never).
     compact_every: u64,
+    /// The last time stamped on a command, so that stamps never decrease even when the
+    /// caller's clock steps back.
+    stamped_ms: u64,
 }
 
 impl Pending {
@@ -126,8 +133,16 @@ impl Replica {
             next_ctx: 0,
             kv_applied: raft.log().snapshot().meta.index,
             compact_every,
+            stamped_ms: 0,
             raft,
         }
+    }
+
+    /// Sets the state machine's settings (right after `new` or `restore`: every replica of
+    /// a cluster must apply with the same ones).
+    pub fn with_kv_config(mut self, config: KvConfig) -> Self {
+        self.kv = std::mem::take(&mut self.kv).with_config(config);
+        self
     }
 
     pub fn raft(&self) -> &Raft<Command> {
@@ -155,9 +170,13 @@ impl Replica {
         self.raft.step(msg);
     }
 
-    /// Starts a client request. Returns a reply at once if it can be answered without the
-    /// log (refusals); otherwise the reply comes from a later [`advance`](Self::advance).
-    pub fn request(&mut self, id: RequestId, command: Command) -> Option<Reply> {
+    /// Starts a client request at wall-clock time `now_ms`. Returns a reply at once if it
+    /// can be answered without the log (refusals, a value above the limit); otherwise the
+    /// reply comes from a later [`advance`](Self::advance).
+    pub fn request(&mut self, id: RequestId, mut command: Command, now_ms: u64) -> Option<Reply> {
+        if let Some(too_large) = self.kv.too_large(&command.op) {
+            return Some(Reply::Done(too_large));
+        }
         if let Operation::Read { key } = &command.op {
             let ctx = self.next_ctx;
             self.next_ctx += 1;
@@ -169,6 +188,10 @@ impl Replica {
                 Err(refused) => Some(refusal(refused)),
             };
         }
+        // Stamping before knowing whether this node leads is harmless: a refused proposal
+        // leaves no entry, and the next stamp is never lower anyway.
+        self.stamped_ms = self.stamped_ms.max(now_ms).max(self.kv.now_ms());
+        command.time_ms = self.stamped_ms;
         match self.raft.propose(command) {
             Ok((index, term)) => {
                 // An older term's proposal at this index was cut off by another leader's
@@ -263,7 +286,9 @@ impl Replica {
         for entry in &pending.committed {
             self.kv_applied = entry.index;
             let outcome = match &entry.kind {
-                EntryKind::Command(command) => Some(Reply::Done(self.kv.apply(command))),
+                EntryKind::Command(command) => {
+                    Some(Reply::Done(self.kv.apply(entry.index, command)))
+                }
                 EntryKind::Membership(_) => Some(Reply::Committed(entry.index)),
                 EntryKind::Noop => None,
             };
@@ -344,6 +369,16 @@ mod tests {
                 key: "k".to_string(),
                 value: Value::Int(seq as i64),
             },
+            time_ms: 0,
+        }
+    }
+
+    fn command(client: u64, seq: u64, op: Operation) -> Command {
+        Command {
+            client,
+            seq,
+            op,
+            time_ms: 0,
         }
     }
 
@@ -374,11 +409,14 @@ mod tests {
     fn an_overwritten_proposal_is_answered() {
         let mut config = Config::new(1);
         config.pre_vote = false;
-        let mut replica = Replica::new(config, [1], 0);
+        let mut replica = Replica::new(config, [1], 0).with_kv_config(KvConfig {
+            preregistered: 1..2,
+            ..KvConfig::default()
+        });
         let mut replies = Vec::new();
         elect(&mut replica, &mut replies); // term 1, no-op at 1
         for (id, seq) in [(10, 1), (11, 2), (12, 3)] {
-            assert_eq!(replica.request(id, write(seq)), None); // at 2, 3, 4
+            assert_eq!(replica.request(id, write(seq), 0), None); // at 2, 3, 4
         }
         // A leader of term 2 replaces everything after index 1 (before any of it was
         // persisted here, so none of it committed).
@@ -401,7 +439,7 @@ mod tests {
         });
         drive(&mut replica, &mut replies);
         elect(&mut replica, &mut replies); // term 3, no-op at 3
-        assert_eq!(replica.request(13, write(4)), None); // at 4, where 12 was
+        assert_eq!(replica.request(13, write(4), 0), None); // at 4, where 12 was
         drive(&mut replica, &mut replies);
         replies.sort_by_key(|(id, _)| *id);
         assert_eq!(
@@ -413,5 +451,105 @@ mod tests {
                 (13, Reply::Done(Outcome::Written)),
             ]
         );
+    }
+
+    /// Runs one request to its reply on a single-server cluster at time `now_ms`.
+    fn call(replica: &mut Replica, id: RequestId, command: Command, now_ms: u64) -> Reply {
+        let mut replies = Vec::new();
+        if let Some(reply) = replica.request(id, command, now_ms) {
+            return reply;
+        }
+        drive(replica, &mut replies);
+        let mut answers = replies.into_iter().filter(|(r, _)| *r == id);
+        match (answers.next(), answers.next()) {
+            (Some((_, reply)), None) => reply,
+            other => panic!("request {id}: {other:?}"),
+        }
+    }
+
+    fn register(replica: &mut Replica, id: RequestId, now_ms: u64) -> u64 {
+        match call(replica, id, command(0, 0, Operation::Register), now_ms) {
+            Reply::Done(Outcome::Registered { session }) => session,
+            other => panic!("registration: {other:?}"),
+        }
+    }
+
+    /// A client applies an append, loses the answer, and restarts long after with its old id
+    /// and sequence number 1: its session expired by the log's clock, so the request is
+    /// answered "session expired" and not executed again; registering again works.
+    #[test]
+    fn a_client_restarting_with_an_expired_id_is_told_so_and_nothing_is_re_executed() {
+        const MINUTE: u64 = 60_000;
+        let mut replica = Replica::new(Config::new(1), [1], 0).with_kv_config(KvConfig {
+            expire_after_ms: MINUTE,
+            ..KvConfig::default()
+        });
+        elect(&mut replica, &mut Vec::new());
+        let append = |client| {
+            command(
+                client,
+                1,
+                Operation::Append {
+                    key: "k".into(),
+                    suffix: "a".into(),
+                },
+            )
+        };
+        let old = register(&mut replica, 1, 1_000);
+        assert_eq!(
+            call(&mut replica, 2, append(old), 2_000),
+            Reply::Done(Outcome::Appended { len: 1 })
+        );
+        // Within the expiry time, the retry gets the remembered answer.
+        assert_eq!(
+            call(&mut replica, 3, append(old), 30_000),
+            Reply::Done(Outcome::Appended { len: 1 })
+        );
+        // Another client's command moves the log's clock past the old session's expiry.
+        let other = register(&mut replica, 4, 30_000 + MINUTE + 1);
+        assert_ne!(other, old);
+        assert_eq!(
+            call(&mut replica, 5, append(old), 30_000 + MINUTE + 2),
+            Reply::Done(Outcome::SessionExpired)
+        );
+        assert_eq!(replica.kv().read("k"), Some(Value::Str("a".into())));
+        let new = register(&mut replica, 6, 30_000 + MINUTE + 3);
+        assert_eq!(
+            call(&mut replica, 7, append(new), 30_000 + MINUTE + 4),
+            Reply::Done(Outcome::Appended { len: 2 })
+        );
+    }
+
+    /// The replica stamps commands with the caller's clock, never backwards, and refuses a
+    /// value above the limit before proposing anything.
+    #[test]
+    fn stamps_never_decrease_and_oversized_values_are_refused_before_proposing() {
+        let mut replica = Replica::new(Config::new(1), [1], 0).with_kv_config(KvConfig {
+            max_value_bytes: 3,
+            ..KvConfig::default()
+        });
+        elect(&mut replica, &mut Vec::new());
+        let client = register(&mut replica, 1, 5_000);
+        // A clock that stepped back: the log's clock stays where it was.
+        let written = call(&mut replica, 2, write_to(client, 1, "abc"), 4_000);
+        assert_eq!(written, Reply::Done(Outcome::Written));
+        assert_eq!(replica.kv().now_ms(), 5_000);
+        let last = replica.raft().last_index();
+        assert_eq!(
+            replica.request(3, write_to(client, 2, "abcd"), 6_000),
+            Some(Reply::Done(Outcome::TooLarge { size: 4, limit: 3 }))
+        );
+        assert_eq!(replica.raft().last_index(), last);
+    }
+
+    fn write_to(client: u64, seq: u64, s: &str) -> Command {
+        command(
+            client,
+            seq,
+            Operation::Write {
+                key: "s".into(),
+                value: Value::Str(s.into()),
+            },
+        )
     }
 }

@@ -186,10 +186,23 @@ async fn client_task(
         end,
     } = *window;
     let key = format!("k{client}");
+    let session = support::register_via(
+        &connector,
+        addrs,
+        dir,
+        node::certs::SHARED_CLIENT_NAMESPACE,
+        &mut target,
+    )
+    .await;
     let mut seq = 0;
     let mut next = |op: Operation| {
         seq += 1;
-        Command { client, seq, op }
+        Command {
+            client: session,
+            seq,
+            op,
+            time_ms: 0,
+        }
     };
     // The key holds `value` from here on.
     let mut value = 0i64;

@@ -72,6 +72,9 @@ const KEY_MODE: u32 = 0o600;
 pub const NAMESPACE_BITS: u32 = 24;
 /// Bits of a client id free for the client to choose within its namespace.
 pub const LOCAL_BITS: u32 = 64 - NAMESPACE_BITS;
+// A registration keeps the namespace bits of the registering command and fills the rest
+// from its log index: sound only if the two splits agree.
+const _: () = assert!(LOCAL_BITS == model::kv::SESSION_INDEX_BITS);
 /// The namespace of the shared client certificate (`client.raftlab`): client ids below
 /// 2^[`LOCAL_BITS`].
 pub const SHARED_CLIENT_NAMESPACE: u64 = 0;

@@ -30,6 +30,11 @@
 //!                              # request; `raft-node certs --fingerprint FILE` prints them;
 //!                              # a running node re-reads the list on SIGHUP
 //!
+//! [sessions]                   # optional: every node must have the same values
+//! expire_after_ms = 3600000    # a client session unused this long (log time) is removed
+//! max_value_bytes = 1048576    # largest value a write or cas stores, and largest string an
+//!                              # append makes (at most 1048576)
+//!
 //! [raft]                       # optional
 //! pre_vote = true
 //! check_quorum = true
@@ -190,6 +195,29 @@ impl Default for Tls {
     }
 }
 
+/// The `[sessions]` section: the state machine's client sessions and value limit. They
+/// decide what applying a command does, so every node must have the same ones.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    pub expire_after_ms: u64,
+    pub max_value_bytes: u64,
+}
+
+/// The largest `sessions.max_value_bytes`: a larger value could not reach a node in one
+/// client request frame ([`crate::transport::framing::MAX_REQUEST_FRAME`] leaves room for it
+/// and its key).
+pub const MAX_VALUE_BYTES: u64 = 1 << 20;
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            expire_after_ms: model::kv::DEFAULT_EXPIRE_AFTER_MS,
+            max_value_bytes: model::kv::DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
 /// The `[raft]` section: the core's protocol settings, whose defaults are the ones
 /// `raft-model check` proves (one definition, in the model crate).
 pub type RaftSettings = model::core::Settings;
@@ -208,6 +236,8 @@ struct File {
     storage: Storage,
     #[serde(default)]
     tls: Tls,
+    #[serde(default)]
+    sessions: Sessions,
     #[serde(default)]
     raft: RaftSettings,
     remote: Option<Remote>,
@@ -228,6 +258,7 @@ pub struct ClusterConfig {
     pub timing: Timing,
     pub storage: Storage,
     pub tls: Tls,
+    pub sessions: Sessions,
     pub raft: RaftSettings,
     /// `[remote]`, with `config` and `dir` filled in.
     pub remote: Option<Remote>,
@@ -322,6 +353,19 @@ impl ClusterConfig {
                 "storage.segment_bytes must be at least 4096".into(),
             ));
         }
+        let sessions = &file.sessions;
+        if sessions.expire_after_ms == 0 {
+            return Err(invalid(
+                "sessions.expire_after_ms must be at least 1".into(),
+            ));
+        }
+        if sessions.max_value_bytes == 0 || sessions.max_value_bytes > MAX_VALUE_BYTES {
+            return Err(invalid(format!(
+                "sessions.max_value_bytes must be between 1 and {MAX_VALUE_BYTES} (a client \
+                 request frame carries no more), got {}",
+                sessions.max_value_bytes
+            )));
+        }
         if file.raft.max_batch == 0 || file.raft.max_inflight == 0 {
             return Err(invalid(
                 "raft.max_batch and raft.max_inflight must be at least 1".into(),
@@ -359,6 +403,7 @@ impl ClusterConfig {
             timing: file.timing,
             storage,
             tls,
+            sessions: file.sessions,
             raft: file.raft,
             remote,
         })
@@ -383,6 +428,15 @@ impl ClusterConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.timing.request_timeout_ms)
+    }
+
+    /// The state machine's settings from `[sessions]`.
+    pub fn kv_config(&self) -> model::kv::KvConfig {
+        model::kv::KvConfig {
+            expire_after_ms: self.sessions.expire_after_ms,
+            max_value_bytes: self.sessions.max_value_bytes,
+            preregistered: 0..0,
+        }
     }
 }
 

@@ -264,7 +264,8 @@ fn run(
         // added later starts from the same voters and learns the rest from the leader.
         restored.snapshot.meta.membership = Membership::of_voters(config.bootstrap.iter().copied());
     }
-    let replica = Replica::restore(raft_config, restored, config.storage.snapshot_every)?;
+    let replica = Replica::restore(raft_config, restored, config.storage.snapshot_every)?
+        .with_kv_config(config.kv_config());
 
     // One thread runs the core task, the transport and the client service: every hop
     // between them is then a plain task switch, not a cross-thread wake-up, which matters

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the types below; a frame of another version is
 /// refused with a logged reason.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// TLS ALPN of node-to-node connections.
 pub const ALPN_PEER: &[u8] = b"raftlab-peer/1";
 /// TLS ALPN of client connections.
@@ -28,8 +28,10 @@ pub enum PeerFrame {
 /// Client to node, one request per bidirectional stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// A KV operation; `command` carries the client id and sequence number that make a
-    /// retry exactly-once.
+    /// A KV operation; `command` carries the session id and sequence number that make a
+    /// retry exactly-once (a registration carries the namespace of the session to open).
+    /// The node refuses a session id outside the namespace of the caller's certificate, and
+    /// a value above `[sessions] max_value_bytes` (answered `Done(TooLarge)`).
     Op(Command),
     Status,
     /// An operator's single-server membership change, sent to the leader; answered

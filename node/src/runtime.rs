@@ -270,7 +270,7 @@ impl CoreTask {
                         deadline: Instant::now() + self.request_timeout,
                     },
                 );
-                if let Some(reply) = self.replica.request(id, command) {
+                if let Some(reply) = self.replica.request(id, command, wall_clock_ms()) {
                     self.answer(id, self.response(reply));
                 }
             }
@@ -425,6 +425,15 @@ impl CoreTask {
             cert_not_after: Some(self.transport.credentials().not_after()),
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, stamped on the commands this node proposes (the state
+/// machine's only source of time; it never lets it go backwards). A clock before the epoch
+/// reads as 0, which the stamps' floor absorbs.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The storage thread: one persist (one fsync) per Ready, in order. Under the `skip-fsync`

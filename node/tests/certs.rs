@@ -56,6 +56,7 @@ fn write(client: u64, seq: u64, value: i64) -> Command {
             key: format!("k{client}"),
             value: Value::Int(value),
         },
+        time_ms: 0,
     }
 }
 
@@ -105,10 +106,17 @@ async fn clients_are_bound_to_their_namespace_and_renewal_and_revocation_apply_o
     let bob = connector(&dir, "client-bob");
     let alice_ns = certs::client_namespace("client-alice.raftlab").expect("namespace");
     let bob_ns = certs::client_namespace("client-bob.raftlab").expect("namespace");
-    let (alice_id, bob_id) = (certs::client_id(alice_ns, 1), certs::client_id(bob_ns, 1));
 
-    // Each named client is served under its own ids, the shared one under its own.
+    // Each named client registers sessions in its own namespace, and is served under them;
+    // the shared one under its own.
     let mut target = 1;
+    let alice_id =
+        support::register_via(&alice, &cluster.addrs, &cluster.dir, alice_ns, &mut target).await;
+    let bob_id =
+        support::register_via(&bob, &cluster.addrs, &cluster.dir, bob_ns, &mut target).await;
+    assert_eq!(certs::namespace_of_client_id(alice_id), alice_ns);
+    assert_eq!(certs::namespace_of_client_id(bob_id), bob_ns);
+    assert_ne!(alice_id, bob_id);
     let (outcome, _) = support::op_via(
         &alice,
         &cluster.addrs,
@@ -130,18 +138,34 @@ async fn clients_are_bound_to_their_namespace_and_renewal_and_revocation_apply_o
     cluster.write("shared", 1).await;
 
     // Nobody acts under another certificate's ids, whichever node is asked: refused before
-    // anything is proposed.
-    for (who, client, id) in [
-        ("alice as bob", &alice, bob_id),
-        ("alice as the shared client", &alice, 7),
-        ("the shared client as alice", &cluster.client, alice_id),
+    // anything is proposed; nor registers a session in another's namespace.
+    let register_as = |namespace| Command {
+        client: certs::client_id(namespace, 0),
+        seq: 0,
+        op: Operation::Register,
+        time_ms: 0,
+    };
+    for (who, client, request) in [
+        ("alice as bob", &alice, write(bob_id, 2, 2)),
+        ("alice as the shared client", &alice, write(7, 2, 2)),
+        (
+            "the shared client as alice",
+            &cluster.client,
+            write(alice_id, 2, 2),
+        ),
+        ("alice registering as bob", &alice, register_as(bob_ns)),
+        (
+            "alice registering as the shared client",
+            &alice,
+            register_as(certs::SHARED_CLIENT_NAMESPACE),
+        ),
     ] {
         for node in 1..=3 {
             let answer = client
                 .call(
                     node,
                     cluster.addr(node),
-                    &Request::Op(write(id, 2, 2)),
+                    &Request::Op(request.clone()),
                     CALL,
                 )
                 .await

@@ -72,6 +72,7 @@ fn entry(index: Index, term: Term) -> Entry<Command> {
                     "x".repeat((index % 17) as usize)
                 )),
             },
+            time_ms: index,
         }),
     }
 }

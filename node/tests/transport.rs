@@ -156,6 +156,7 @@ fn append(from: NodeId, to: NodeId, term: u64, key: &str) -> Message<Command> {
                         key: key.into(),
                         value: Value::Int(5),
                     },
+                    time_ms: 0,
                 }),
             }],
             commit: 3,
@@ -242,6 +243,7 @@ fn write_op(client: u64, seq: u64) -> Request {
             key: "k".into(),
             value: Value::Int(seq as i64),
         },
+        time_ms: 0,
     })
 }
 
@@ -842,6 +844,7 @@ async fn a_malformed_request_is_reported_as_not_sent() {
             key: "k".into(),
             suffix: "x".repeat(framing::MAX_REQUEST_FRAME + 1),
         },
+        time_ms: 0,
     });
     let err = client
         .call(1, &lab.addr(1), &huge, CALL_TIMEOUT)
@@ -878,15 +881,19 @@ fn operation() -> impl Strategy<Value = Operation> {
         (text(), proptest::option::of(value()), value())
             .prop_map(|(key, expected, new)| Operation::Cas { key, expected, new }),
         (text(), text()).prop_map(|(key, suffix)| Operation::Append { key, suffix }),
+        Just(Operation::Register),
     ]
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    (any::<u64>(), any::<u64>(), operation()).prop_map(|(client, seq, op)| Command {
-        client,
-        seq,
-        op,
-    })
+    (any::<u64>(), any::<u64>(), operation(), any::<u64>()).prop_map(
+        |(client, seq, op, time_ms)| Command {
+            client,
+            seq,
+            op,
+            time_ms,
+        },
+    )
 }
 
 fn ids() -> impl Strategy<Value = std::collections::BTreeSet<NodeId>> {
@@ -1031,6 +1038,10 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         proptest::option::of(value()).prop_map(|current| Outcome::CasMismatch { current }),
         Just(Outcome::NotAString),
         Just(Outcome::Stale),
+        any::<u64>().prop_map(|len| Outcome::Appended { len }),
+        any::<u64>().prop_map(|session| Outcome::Registered { session }),
+        Just(Outcome::SessionExpired),
+        (any::<u64>(), any::<u64>()).prop_map(|(size, limit)| Outcome::TooLarge { size, limit }),
     ]
 }
 

@@ -1,20 +1,25 @@
 //! The client library: one sequential client of the cluster.
 //!
-//! A [`KvClient`] has a client id (unique per process incarnation, and across runs, so that a
-//! reused cluster's sessions never confuse two clients) and a sequence number. Each operation
-//! gets the next sequence number and is retried with the SAME `(client, seq)` until it gets
-//! an answer or its deadline passes: the nodes' sessions make a retried request take effect
-//! at most once and return the original answer.
+//! A [`KvClient`] registers a session with the cluster before its first operation (the
+//! session id comes from the log, so it is unique for the cluster's whole life) and keeps a
+//! sequence number. Each operation gets the next sequence number and is retried with the
+//! SAME `(session, seq)` until it gets an answer or its deadline passes: the nodes' sessions
+//! make a retried request take effect at most once and return the original answer. When the
+//! cluster answers that the session expired, the client registers again before its next
+//! operation.
 //!
 //! How an operation ends ([`OpResult`]), decided by the pure [`Classifier`]:
 //! - `Ok`: a `Done` answer that took effect (a read's value, a write, a matching cas, an
 //!   append).
 //! - `Fail`: certainly no effect: a cas whose expected value did not match, an append to a
-//!   number, or every attempt was refused before anything was proposed (not sent, not the
-//!   leader, refused). Reads have no effect, so a read that does not complete is `Fail`.
+//!   number, a value above the cluster's limit, no session could be registered, or every
+//!   attempt was refused before anything was proposed (not sent, not the leader, refused,
+//!   session expired: an expired session's request is not applied). Reads have no effect,
+//!   so a read that does not complete is `Fail`.
 //! - `Info`: the outcome is unknown: some attempt may have been proposed (`Unknown` answer,
 //!   or the request was sent and no answer came), and no later attempt told us the outcome
-//!   before the deadline.
+//!   before the deadline. A "stale" or "session expired" answer after such an attempt is
+//!   `Info` too: that copy was not applied, but the earlier one may have been.
 
 pub mod admin;
 pub mod status;
@@ -123,7 +128,10 @@ impl Classifier {
         let retry = |forget| Next::Retry { hint: None, forget };
         match attempt {
             Attempt::Reply(Response::Done(outcome)) => match outcome {
-                Outcome::Value(_) | Outcome::Written => Next::Finish(OpResult::Ok(outcome)),
+                Outcome::Value(_)
+                | Outcome::Written
+                | Outcome::Appended { .. }
+                | Outcome::Registered { .. } => Next::Finish(OpResult::Ok(outcome)),
                 // The real answer (from the session if an earlier attempt was applied):
                 // certainly no effect.
                 Outcome::CasMismatch { ref current } => Next::Finish(OpResult::Fail {
@@ -134,10 +142,23 @@ impl Classifier {
                     reason: "append to a key holding an integer".into(),
                     outcome: Some(outcome),
                 }),
+                Outcome::TooLarge { size, limit } => Next::Finish(OpResult::Fail {
+                    reason: format!(
+                        "the value would be {size} bytes, above the cluster's limit of \
+                         {limit} (sessions.max_value_bytes)"
+                    ),
+                    outcome: Some(outcome),
+                }),
                 // A newer request of this client was applied: this copy was not, but an
                 // earlier one may have been.
                 Outcome::Stale => {
                     self.last = "stale request".into();
+                    Next::Finish(self.give_up())
+                }
+                // The session is gone: this copy was not applied and no later one will be;
+                // an earlier copy may have been (then the operation is `info`).
+                Outcome::SessionExpired => {
+                    self.last = "session expired".into();
                     Next::Finish(self.give_up())
                 }
             },
@@ -287,6 +308,8 @@ impl KvCluster {
         KvClient {
             cluster: self.clone(),
             id,
+            session: None,
+            expired_session: false,
             seq: 0,
             rr: (id as usize) % self.nodes.len().max(1),
             home: home.filter(|h| self.nodes.iter().any(|n| n.id == *h)),
@@ -380,6 +403,11 @@ impl KvCluster {
 pub struct KvClient {
     cluster: KvCluster,
     id: u64,
+    /// The session registered with the cluster; none before the first operation and after
+    /// the cluster said it expired.
+    session: Option<u64>,
+    /// Some attempt of the last call was answered "session expired".
+    expired_session: bool,
     seq: u64,
     /// Next node to try when no leader is known.
     rr: usize,
@@ -407,17 +435,74 @@ impl KvClient {
         self.cluster.status(node).await
     }
 
-    /// Runs `op` to completion: finds the leader, follows redirects, retries the same
-    /// `(client, seq)` until an answer or the operation deadline.
+    /// The session this client uses, once registered.
+    pub fn session(&self) -> Option<u64> {
+        self.session
+    }
+
+    /// Runs `op` to completion: registers a session first if the client has none, then
+    /// finds the leader, follows redirects, retries the same `(session, seq)` until an
+    /// answer or the operation deadline.
     pub async fn execute(&mut self, op: Operation) -> OpResult {
+        // ----- session registration -----
+        let deadline = Instant::now() + self.op_timeout;
+        let session = match self.session {
+            Some(session) => session,
+            None => match self.register(deadline).await {
+                Ok(session) => session,
+                // The operation itself was never sent.
+                Err(reason) => {
+                    return OpResult::Fail {
+                        reason,
+                        outcome: None,
+                    }
+                }
+            },
+        };
         self.seq += 1;
         let read = matches!(op, Operation::Read { .. });
-        let request = Request::Op(Command {
-            client: self.id,
+        let command = Command {
+            client: session,
             seq: self.seq,
             op,
-        });
-        let deadline = Instant::now() + self.op_timeout;
+            time_ms: 0,
+        };
+        let result = self.call(command, read, deadline).await;
+        if self.expired_session {
+            // Register again before the next operation.
+            self.session = None;
+        }
+        result
+        // ----- end of session registration -----
+    }
+
+    /// Registers a new session (a log entry); a retried registration may open a second
+    /// session, which is never used and expires.
+    async fn register(&mut self, deadline: Instant) -> Result<u64, String> {
+        let command = Command {
+            client: node::certs::client_id(node::certs::SHARED_CLIENT_NAMESPACE, 0),
+            seq: 0,
+            op: Operation::Register,
+            time_ms: 0,
+        };
+        match self.call(command, false, deadline).await {
+            OpResult::Ok(Outcome::Registered { session }) => {
+                self.session = Some(session);
+                self.seq = 0;
+                Ok(session)
+            }
+            OpResult::Ok(other) => Err(format!("registration answered {other:?}")),
+            OpResult::Fail { reason, .. } | OpResult::Info(reason) => {
+                Err(format!("could not register a session: {reason}"))
+            }
+        }
+    }
+
+    /// Sends `command` until an answer or `deadline`: follows redirects, retries the same
+    /// command.
+    async fn call(&mut self, command: Command, read: bool, deadline: Instant) -> OpResult {
+        self.expired_session = false;
+        let request = Request::Op(command);
         let mut classifier = Classifier::new(read);
         let mut target: Option<(NodeId, String)> = self.home_target();
         let mut misses: u32 = 0;
@@ -451,6 +536,10 @@ impl KvClient {
             {
                 self.home_down_until = Some(Instant::now() + HOME_DOWN);
             }
+            self.expired_session |= matches!(
+                attempt,
+                Attempt::Reply(Response::Done(Outcome::SessionExpired))
+            );
             match classifier.observe(attempt) {
                 Next::Finish(result) => {
                     // Only a write proves leadership: a buggy follower may serve reads.
@@ -627,6 +716,44 @@ mod tests {
             [Attempt::Reply(Response::Unknown("x".into())), not_sent()]
         )));
         assert!(is_info(&classify(false, [unknown(), done(Outcome::Stale)])));
+    }
+
+    #[test]
+    fn session_expired_is_fail_unless_an_earlier_attempt_may_have_been_applied() {
+        assert!(is_fail(&classify(false, [done(Outcome::SessionExpired)])));
+        assert!(is_fail(&classify(
+            false,
+            [
+                not_leader(Some(2)),
+                refused(),
+                done(Outcome::SessionExpired)
+            ]
+        )));
+        // The first copy may have been applied before the session expired: never `fail`.
+        assert!(is_info(&classify(
+            false,
+            [no_answer(), done(Outcome::SessionExpired)]
+        )));
+        assert!(is_fail(&classify(
+            true,
+            [no_answer(), done(Outcome::SessionExpired)]
+        )));
+    }
+
+    #[test]
+    fn appends_and_registrations_are_ok_and_too_large_is_fail_naming_the_limit() {
+        assert!(is_ok(&classify(
+            false,
+            [done(Outcome::Appended { len: 3 })]
+        )));
+        assert!(is_ok(&classify(
+            false,
+            [unknown(), done(Outcome::Registered { session: 9 })]
+        )));
+        match classify(false, [done(Outcome::TooLarge { size: 5, limit: 4 })]) {
+            OpResult::Fail { reason, .. } => assert!(reason.contains("limit of 4"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

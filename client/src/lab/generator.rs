@@ -711,11 +711,14 @@ async fn perform(
                     slot.plan.saw(planned.key, Some(new.clone()));
                     planned.value.clone()
                 }
-                (Operation::Append { .. }, Outcome::Value(v)) => {
-                    slot.plan.saw(planned.key, v.clone());
+                // An append answers only the new length: the process no longer knows the
+                // value.
+                (Operation::Append { .. }, _) => {
+                    slot.plan.forget();
                     planned.value.clone()
                 }
-                (Operation::Append { .. }, _) => planned.value.clone(),
+                // The generator plans no registrations (the client library registers).
+                (Operation::Register, _) => planned.value.clone(),
             };
             shared.recorder.record(who, EventType::Ok, f, key, value);
         }
@@ -812,7 +815,7 @@ mod tests {
             for slot in slots.iter_mut() {
                 let p = planner.plan(slot);
                 // Slots 0,1 share group 0; slots 2,3 group 1.
-                assert_eq!(p.op.key(), key_name(p.key));
+                assert_eq!(p.op.key(), Some(key_name(p.key).as_str()));
                 assert_eq!(p.name, key_name(p.key));
                 per_key.entry(p.key).or_default().push(p);
                 let _ = round;

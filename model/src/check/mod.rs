@@ -80,7 +80,7 @@ use crate::core::{
     Config, Entry, HardState, Index, Membership, MembershipChange, Message, NodeId, Restored, Role,
     Settings, Snapshot, Term,
 };
-use crate::kv::{Command, Operation, Outcome, Value};
+use crate::kv::{Command, KvConfig, Operation, Outcome, Value};
 use crate::replica::{Pending, Persist, Replica, Reply};
 use serde::Serialize;
 use spec::{CasRegister, Op, Ret};
@@ -454,6 +454,9 @@ pub struct ServerSetup {
     membership: Vec<(Membership, MembershipChange)>,
     /// Servers this one's messages never reach ([`Setup::cut`]).
     unreachable: Vec<NodeId>,
+    /// The clients' session ids (their actor ids), registered from the start: registration
+    /// through the log would multiply the state space for nothing the scripts look at.
+    sessions: std::ops::Range<u64>,
 }
 
 /// The actors: servers around the real core, and scripted clients.
@@ -592,6 +595,7 @@ impl Setup {
                         }
                     })
                     .collect(),
+                sessions: self.servers as u64..(self.servers + self.clients) as u64,
             })));
         }
         for c in 0..self.clients {
@@ -724,12 +728,17 @@ impl Actor for RaftActor {
         match self {
             RaftActor::Server(setup) => {
                 let config = &setup.config;
+                let kv_config = || KvConfig {
+                    preregistered: setup.sessions.clone(),
+                    ..KvConfig::default()
+                };
                 let fresh = || {
                     Replica::new(
                         config.clone(),
                         setup.voters.iter().copied(),
                         setup.compact_every,
                     )
+                    .with_kv_config(kv_config())
                 };
                 let (replica, durable, fault) = match storage {
                     None => (fresh(), Durable::default(), None),
@@ -740,7 +749,9 @@ impl Actor for RaftActor {
                             entries: durable.entries.clone(),
                         };
                         match Replica::restore(config.clone(), restored, setup.compact_every) {
-                            Ok(replica) => (replica, durable.clone(), None),
+                            Ok(replica) => {
+                                (replica.with_kv_config(kv_config()), durable.clone(), None)
+                            }
                             Err(e) => (
                                 fresh(),
                                 durable.clone(),
@@ -802,9 +813,14 @@ impl Actor for RaftActor {
                     client,
                     seq,
                     op: operation(op),
+                    time_ms: 0,
                 };
                 let mut refusal = None;
-                server_input(setup, state, o, |r| refusal = r.request(request, command));
+                // Time stands still here: no session expires (the simulator and the unit
+                // tests cover expiry).
+                server_input(setup, state, o, |r| {
+                    refusal = r.request(request, command, 0)
+                });
                 if let Some(reply) = refusal {
                     o.send(
                         src,
@@ -1191,9 +1207,15 @@ fn client_reply(reply: &Reply) -> ClientReply {
             Outcome::Written => Ret::Ok,
             Outcome::CasMismatch { .. } => Ret::CasFailed,
             Outcome::Value(v) => Ret::Value(v.as_ref().map(int)),
-            // Cannot happen with this client (one op at a time, integers only); a failed
-            // cas is the closest "no effect" answer.
-            Outcome::NotAString | Outcome::Stale => Ret::CasFailed,
+            // Cannot happen with this client (one op at a time, integers only, preregistered
+            // sessions that never expire, no appends or registrations); a failed cas is the
+            // closest "no effect" answer.
+            Outcome::NotAString
+            | Outcome::Stale
+            | Outcome::SessionExpired
+            | Outcome::TooLarge { .. }
+            | Outcome::Appended { .. }
+            | Outcome::Registered { .. } => Ret::CasFailed,
         }),
         Reply::NotLeader { leader } => ClientReply::Retry(*leader),
         // `Committed` answers only an operator's membership change, never a client.

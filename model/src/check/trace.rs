@@ -207,6 +207,7 @@ fn entry_label(term: u64, kind: &EntryKind<Command>) -> String {
             ),
             Operation::Read { .. } => "r".to_string(),
             Operation::Append { suffix, .. } => format!("a{suffix}"),
+            Operation::Register => "reg".to_string(),
         },
     };
     format!("t{term}/{what}")

@@ -258,6 +258,8 @@ impl Clients {
             client: p.client,
             seq: current.seq,
             op: current.gen.op.clone(),
+            // The server stamps its own time.
+            time_ms: 0,
         };
         self.owners.insert(attempt, slot);
         out.push(ClientAction::Send {
@@ -371,7 +373,9 @@ impl Clients {
             (Operation::Cas { .. }, Outcome::CasMismatch { .. }) => {
                 (EventType::Fail, gen.value.clone())
             }
-            (Operation::Append { .. }, Outcome::Value(_)) => (EventType::Ok, gen.value.clone()),
+            (Operation::Append { .. }, Outcome::Appended { .. }) => {
+                (EventType::Ok, gen.value.clone())
+            }
             (Operation::Append { .. }, Outcome::NotAString) => (EventType::Fail, gen.value.clone()),
             // Anything else (e.g. `Stale`) says nothing certain about this operation.
             (Operation::Read { .. }, _) => (EventType::Fail, Json::Null),

@@ -34,7 +34,7 @@ use super::storage::Storage;
 use super::{SimConfig, SimReport, Stats, Violation};
 use crate::bugs::Bug;
 use crate::core::{Body, Campaign, Config, Entry, Index, Message, NodeId, Raft, Role, Term};
-use crate::kv::{Command, Operation, Outcome};
+use crate::kv::{Command, KvConfig, Operation, Outcome};
 use crate::replica::{Pending, Persist, Replica, Reply};
 use checker::history::Format;
 use checker::{CheckOptions, ModelKind, Verdict};
@@ -268,7 +268,8 @@ impl World {
                 self.core_config(node),
                 self.ids.iter().copied(),
                 self.config.compact_every,
-            );
+            )
+            .with_kv_config(kv_config());
             self.servers[node].replica = Some(replica);
             self.invariants.restarted(self.servers[node].id);
             let phase = self.fault_rng.range(0, self.servers[node].tick);
@@ -446,7 +447,7 @@ impl World {
                 let probe = (read && self.config.bugs == crate::bugs::Bugs::none())
                     .then(|| ReadProbe::before(replica.raft()))
                     .flatten();
-                let reply = replica.request(attempt, command);
+                let reply = replica.request(attempt, command, self.now);
                 let paced = probe.map_or(Ok(()), |p| p.after(replica.raft()));
                 match reply {
                     Some(reply) => self.reply_to_client(attempt, reply),
@@ -651,7 +652,10 @@ impl World {
         }
         let mut acked = false;
         for (attempt, reply) in advanced.replies {
-            acked |= matches!(reply, Reply::Done(Outcome::Written | Outcome::Value(_)));
+            acked |= matches!(
+                reply,
+                Reply::Done(Outcome::Written | Outcome::Value(_) | Outcome::Appended { .. })
+            );
             self.reply_to_client(attempt, reply);
         }
         if self.faults_over {
@@ -989,7 +993,7 @@ impl World {
         let restored = server.storage.restored();
         let id = server.id;
         match Replica::restore(config, restored, self.config.compact_every) {
-            Ok(replica) => server.replica = Some(replica),
+            Ok(replica) => server.replica = Some(replica.with_kv_config(kv_config())),
             Err(err) => {
                 self.fail("Durability", format!("server {id} cannot restart: {err}"));
                 return;
@@ -1072,5 +1076,16 @@ fn check_history(history: &str) -> (Option<Verdict>, Option<String>) {
             Some(Verdict::Unknown),
             Some(format!("history rejected: {err}")),
         ),
+    }
+}
+
+/// The simulated servers' state machine settings: every client id the simulated clients
+/// hand out is a session from the start (they never register, and their sessions never
+/// expire), which keeps the simulated clients as they were; registration and expiry are
+/// covered by the replica's and the state machine's own tests.
+fn kv_config() -> KvConfig {
+    KvConfig {
+        preregistered: 1..u64::MAX,
+        ..KvConfig::default()
     }
 }

@@ -22,8 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Largest frame accepted between nodes (snapshots travel in one frame).
 pub const MAX_FRAME: usize = 256 << 20;
 /// Largest client request a node accepts: requests are small, so a client gets a much
-/// tighter limit than a peer.
-pub const MAX_REQUEST_FRAME: usize = 1 << 20;
+/// tighter limit than a peer; room for the largest value allowed
+/// ([`crate::config::MAX_VALUE_BYTES`]) and 64 KiB of key and envelope.
+pub const MAX_REQUEST_FRAME: usize = (1 << 20) + (64 << 10);
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
 

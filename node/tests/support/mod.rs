@@ -19,7 +19,8 @@ pub struct Cluster {
     pub addrs: Vec<(u64, String)>,
     children: BTreeMap<u64, Child>,
     pub client: ClientConnector,
-    client_id: u64,
+    /// The session the cluster's own client registered, once it did.
+    session: Option<u64>,
     seq: u64,
     /// Where the next operation goes first: the node that answered the last one (asking a
     /// dead node first would cost a connection timeout per operation).
@@ -117,7 +118,7 @@ impl Cluster {
             addrs,
             children: BTreeMap::new(),
             client,
-            client_id: 1,
+            session: None,
             seq: 0,
             target: 1,
         };
@@ -209,11 +210,26 @@ impl Cluster {
     /// Runs one operation to completion, following redirects and retrying the same
     /// (client, seq) until it is answered; the test fails after [`PATIENCE`].
     pub async fn op(&mut self, op: Operation) -> Outcome {
+        let session = match self.session {
+            Some(session) => session,
+            None => {
+                let session = register_via(
+                    &self.client,
+                    &self.addrs,
+                    &self.dir,
+                    node::certs::SHARED_CLIENT_NAMESPACE,
+                    &mut self.target,
+                )
+                .await;
+                *self.session.insert(session)
+            }
+        };
         self.seq += 1;
         let command = Command {
-            client: self.client_id,
+            client: session,
             seq: self.seq,
             op,
+            time_ms: 0,
         };
         op_via(
             &self.client,
@@ -322,6 +338,27 @@ pub async fn op_via(
             "operation not answered: {request:?} (logs in {})",
             dir.display()
         );
+    }
+}
+
+/// Registers a session in `namespace` (the caller's certificate's) through `op_via`; returns
+/// its id.
+pub async fn register_via(
+    client: &ClientConnector,
+    addrs: &[(u64, String)],
+    dir: &Path,
+    namespace: u64,
+    target: &mut u64,
+) -> u64 {
+    let command = Command {
+        client: node::certs::client_id(namespace, 0),
+        seq: 0,
+        op: Operation::Register,
+        time_ms: 0,
+    };
+    match op_via(client, addrs, dir, command, target).await.0 {
+        Outcome::Registered { session } => session,
+        other => panic!("registration answered {other:?}"),
     }
 }
 
