@@ -200,6 +200,39 @@ fn a_new_directory_is_fresh_and_empty() {
 }
 
 #[test]
+fn a_directory_of_another_format_is_refused_before_anything_is_read() {
+    // A directory this version wrote reopens.
+    let tmp = TempDir::new("format");
+    let (mut storage, _) = open(tmp.path(), 4096);
+    storage.save_snapshot(&snapshot(0, 0, b"")).unwrap();
+    let (storage, _) = reopen(storage, tmp.path(), 4096);
+    drop(storage);
+    // Another version's mark: refused, naming both versions.
+    let other = tmp.path().join("FORMAT");
+    let mut bytes = std::fs::read(&other).unwrap();
+    let version = node::storage::FORMAT_VERSION + 1;
+    let payload = postcard::to_allocvec(&version).unwrap();
+    bytes.truncate(4);
+    bytes.extend_from_slice(&payload);
+    bytes[..4].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    std::fs::write(&other, &bytes).unwrap();
+    match Storage::open(tmp.path(), opts(4096)) {
+        Err(StorageError::Format {
+            found, expected, ..
+        }) => assert_eq!((found, expected), (version, node::storage::FORMAT_VERSION)),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // State without a mark predates versioning: refused as format 1.
+    std::fs::remove_file(&other).unwrap();
+    match Storage::open(tmp.path(), opts(4096)) {
+        Err(e @ StorageError::Format { found: 1, .. }) => {
+            assert!(e.to_string().contains("format 1"), "{e}")
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
 fn entries_hard_state_and_snapshots_round_trip() {
     let tmp = TempDir::new("round-trip");
     let (mut storage, _) = open(tmp.path(), 4096);

@@ -4,10 +4,15 @@
 //! ```text
 //! <data dir>/
 //!   LOCK                     flock'ed while open: one process per data directory
+//!   FORMAT                   [crc32c][postcard u32]: the encoding version of the files below
 //!   hardstate                [crc32c][postcard HardState]   replaced atomically
 //!   snapshot                 [crc32c][postcard Snapshot]    replaced atomically
 //!   wal/<first index>.log    segments of [len][crc32c][postcard Entry] records
 //! ```
+//!
+//! A data directory written with another encoding ([`FORMAT_VERSION`]; one with state and no
+//! `FORMAT` file predates versioning) is refused with [`StorageError::Format`] before
+//! anything is read, rather than reported as corrupt halfway through the log.
 //!
 //! Blocking std I/O: the runtime calls it from a dedicated thread. Each [`Storage::persist`]
 //! is one group commit (one write and one fdatasync in the common case of appending).
@@ -59,6 +64,13 @@ use wal::Wal;
 const WAL_DIR: &str = "wal";
 /// Name of the lock file inside the data directory.
 const LOCK_FILE: &str = "LOCK";
+/// Name of the file holding the data directory's [`FORMAT_VERSION`].
+const FORMAT_FILE: &str = "FORMAT";
+/// The encoding of the log's entries and of the snapshot. Bumped on any incompatible change
+/// of the stored types (commands and the state machine, which the snapshot holds). 1: data
+/// directories without a `FORMAT` file; 2: commands carry the leader's time, and the state
+/// machine its sessions' clock.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +152,17 @@ pub enum StorageError {
     },
     #[error("{}: the data directory is in use by another process", path.display())]
     Locked { path: PathBuf },
+    /// Written by another version of raft-node: nothing was read.
+    #[error(
+        "{}: stored in format {found}, this raft-node reads format {expected} only \
+         (start the node on an empty data directory, or with the raft-node that wrote it)",
+        path.display()
+    )]
+    Format {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
     /// The caller broke the persistence contract (nothing was written).
     #[error("refused to persist: {0}")]
     Contract(String),
@@ -148,6 +171,37 @@ pub enum StorageError {
     /// An earlier write failed; this instance writes nothing more.
     #[error("storage stopped after an earlier failure ({0}); reopen to recover")]
     Failed(String),
+}
+
+/// Refuses a data directory of another format; marks an empty one with this format.
+fn check_format(dir: &Path, wal_dir: &Path, fsync: bool) -> Result<(), StorageError> {
+    let found = match atomic::load::<u32>(dir, FORMAT_FILE)? {
+        Some((version, _)) => version,
+        None => {
+            let has_state = [hard_state::FILE, snapshot::FILE]
+                .iter()
+                .any(|name| dir.join(name).exists())
+                || fs::read_dir(wal_dir)
+                    .map_err(atomic::io_err(wal_dir, "list"))?
+                    .next()
+                    .is_some();
+            if !has_state {
+                let bytes = atomic::encode(&FORMAT_VERSION)?;
+                atomic::replace(dir, FORMAT_FILE, &bytes, fsync)?;
+                return Ok(());
+            }
+            1
+        }
+    };
+    if found == FORMAT_VERSION {
+        Ok(())
+    } else {
+        Err(StorageError::Format {
+            path: dir.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION,
+        })
+    }
 }
 
 /// One node's durable state.
@@ -208,6 +262,8 @@ impl Storage {
             })?;
         atomic::remove_stale(dir, hard_state::FILE)?;
         atomic::remove_stale(dir, snapshot::FILE)?;
+        atomic::remove_stale(dir, FORMAT_FILE)?;
+        check_format(dir, &wal_dir, opts.fsync)?;
 
         let stored_hard_state = hard_state::load(dir)?;
         let stored_snapshot = snapshot::load(dir)?;
