@@ -114,6 +114,10 @@ pub async fn execute(cluster: &KvCluster, command: KvCommand) -> Answer {
             text: "ok".into(),
             code: 0,
         },
+        OpResult::Ok(Outcome::Appended { len }) => Answer {
+            text: format!("ok: the value is now {len} bytes long"),
+            code: 0,
+        },
         OpResult::Ok(other) => Answer {
             text: format!("ok: {other:?}"),
             code: 0,

@@ -444,7 +444,6 @@ impl KvClient {
     /// finds the leader, follows redirects, retries the same `(session, seq)` until an
     /// answer or the operation deadline.
     pub async fn execute(&mut self, op: Operation) -> OpResult {
-        // ----- session registration -----
         let deadline = Instant::now() + self.op_timeout;
         let session = match self.session {
             Some(session) => session,
@@ -473,7 +472,6 @@ impl KvClient {
             self.session = None;
         }
         result
-        // ----- end of session registration -----
     }
 
     /// Registers a new session (a log entry); a retried registration may open a second
