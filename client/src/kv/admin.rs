@@ -163,6 +163,49 @@ impl<'a> Admin<'a> {
         }
     }
 
+    /// Node `id` at `addr` (running, empty or with its old data) becomes a voter: added as a
+    /// learner, caught up with the committed log, promoted. `progress` hears each step done.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        addr: &str,
+        mut progress: impl FnMut(String),
+    ) -> Result<(), AdminError> {
+        let index = self
+            .change(MembershipChange::AddLearner {
+                id,
+                addr: addr.to_string(),
+            })
+            .await?;
+        progress(format!("node {id} added as a learner (log index {index})"));
+        self.caught_up(id).await?;
+        progress(format!("node {id} holds the committed log"));
+        let index = self.change(MembershipChange::PromoteLearner(id)).await?;
+        progress(format!("node {id} is a voter (log index {index})"));
+        Ok(())
+    }
+
+    /// Node `id` leaves the membership; if it leads, leadership moves first to the most
+    /// caught-up other voter. `progress` hears each step done.
+    pub async fn remove_member(
+        &self,
+        id: NodeId,
+        mut progress: impl FnMut(String),
+    ) -> Result<(), AdminError> {
+        let members = self.members().await?;
+        if members.leader == id {
+            let to = successor(&members, id).ok_or_else(|| AdminError::Refused {
+                node: id,
+                reason: format!("node {id} is the only voter: it cannot be removed"),
+            })?;
+            self.transfer(to).await?;
+            progress(format!("leadership moved from node {id} to node {to}"));
+        }
+        let index = self.change(MembershipChange::Remove(id)).await?;
+        progress(format!("node {id} removed (log index {index})"));
+        Ok(())
+    }
+
     /// Waits until the leader has replicated its whole committed log to node `id`.
     pub async fn caught_up(&self, id: NodeId) -> Result<(), AdminError> {
         let started = Instant::now();
@@ -274,6 +317,16 @@ impl<'a> Admin<'a> {
             .find(|(n, _)| *n == id)
             .map(|(_, a)| a.clone())
     }
+}
+
+/// The voter that takes over from `leaving`: the most caught-up other voter.
+fn successor(members: &Members, leaving: NodeId) -> Option<NodeId> {
+    members
+        .members
+        .iter()
+        .filter(|m| m.voter && m.id != leaving)
+        .max_by_key(|m| (m.match_index, std::cmp::Reverse(m.id)))
+        .map(|m| m.id)
 }
 
 /// What one answer means for [`Admin::until_done`].
