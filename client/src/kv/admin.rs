@@ -124,6 +124,25 @@ impl<'a> Admin<'a> {
         .await
     }
 
+    /// Asks the leader to hand leadership to voter `to`, without waiting for the election;
+    /// returns the node asked.
+    pub async fn request_transfer(&self, to: NodeId) -> Result<NodeId, AdminError> {
+        self.until_done(
+            &format!("ask for leadership to move to node {to}"),
+            |leader, answer| match answer {
+                Response::Transferring => Step::Done(leader),
+                Response::Refused(reason) if is_transient(&reason) => Step::Again(reason),
+                Response::Refused(reason) => Step::Fail(AdminError::Refused {
+                    node: leader,
+                    reason,
+                }),
+                other => Step::Again(format!("{other:?}")),
+            },
+            &Request::TransferLeadership(to),
+        )
+        .await
+    }
+
     /// Hands leadership to voter `to` and waits until a majority follows it.
     pub async fn transfer(&self, to: NodeId) -> Result<(), AdminError> {
         let started = Instant::now();
@@ -164,20 +183,28 @@ impl<'a> Admin<'a> {
     }
 
     /// Node `id` at `addr` (running, empty or with its old data) becomes a voter: added as a
-    /// learner, caught up with the committed log, promoted. `progress` hears each step done.
+    /// learner, caught up with the committed log, promoted. Picks up where an earlier,
+    /// interrupted call stopped (a learner already). `progress` hears each step done.
     pub async fn add_member(
         &self,
         id: NodeId,
         addr: &str,
         mut progress: impl FnMut(String),
     ) -> Result<(), AdminError> {
-        let index = self
-            .change(MembershipChange::AddLearner {
-                id,
-                addr: addr.to_string(),
-            })
-            .await?;
-        progress(format!("node {id} added as a learner (log index {index})"));
+        let members = self.members().await?;
+        match members.members.iter().find(|m| m.id == id) {
+            Some(m) if m.voter => return Ok(()),
+            Some(_) => {}
+            None => {
+                let index = self
+                    .change(MembershipChange::AddLearner {
+                        id,
+                        addr: addr.to_string(),
+                    })
+                    .await?;
+                progress(format!("node {id} added as a learner (log index {index})"));
+            }
+        }
         self.caught_up(id).await?;
         progress(format!("node {id} holds the committed log"));
         let index = self.change(MembershipChange::PromoteLearner(id)).await?;
@@ -336,9 +363,16 @@ enum Step<T> {
     Fail(AdminError),
 }
 
-/// Refusals that waiting cures: the previous change or transfer still finishing.
+/// Refusals that waiting cures: the previous change or transfer still finishing, a learner
+/// that fell behind again as the log moved on.
 fn is_transient(reason: &str) -> bool {
-    reason.contains("still uncommitted") || reason.contains("transfer is in progress")
+    [
+        "still uncommitted",
+        "transfer is in progress",
+        "has not caught up",
+    ]
+    .iter()
+    .any(|r| reason.contains(r))
 }
 
 /// A membership change in words, for errors.

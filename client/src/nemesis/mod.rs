@@ -44,6 +44,7 @@
 
 pub mod kill;
 mod kinds;
+pub mod membership;
 pub mod partition;
 pub mod pause;
 mod runner;
