@@ -164,6 +164,18 @@ impl Applied {
     }
 }
 
+/// Where the membership nemeses send operator requests.
+struct AdminTarget {
+    client: Arc<ClientConnector>,
+    nodes: Vec<(NodeId, String)>,
+}
+
+impl AdminTarget {
+    fn admin(&self) -> Admin<'_> {
+        Admin::new(&self.client, self.nodes.clone(), MEMBERSHIP_STEP)
+    }
+}
+
 struct Runner {
     ctx: NemesisContext,
     nodes: Vec<NodeId>,
@@ -297,9 +309,8 @@ impl Runner {
             Fault::PacketLoss | Fault::Latency => self.degrade(index, kind),
             Fault::RemoveMember { node } => {
                 let result = match self.admin() {
-                    Ok((client, nodes)) => {
-                        let admin = Admin::new(&client, nodes, MEMBERSHIP_STEP);
-                        membership::remove(&admin, &self.ctx.recorder, *node).await
+                    Ok(target) => {
+                        membership::remove(&target.admin(), &self.ctx.recorder, *node).await
                     }
                     Err(e) => Err(e),
                 };
@@ -316,9 +327,8 @@ impl Runner {
                     .filter(|&id| self.active.values().any(|a| a.takes_down(id)))
                     .collect();
                 let result = match self.admin() {
-                    Ok((client, nodes)) => {
-                        let admin = Admin::new(&client, nodes, MEMBERSHIP_STEP);
-                        membership::transfer(&admin, &self.ctx.recorder, *to, |id| {
+                    Ok(target) => {
+                        membership::transfer(&target.admin(), &self.ctx.recorder, *to, |id| {
                             down.contains(&id)
                         })
                         .await
@@ -338,7 +348,7 @@ impl Runner {
     }
 
     /// The client and the nodes' addresses operator requests go to.
-    fn admin(&self) -> Result<(Arc<ClientConnector>, Vec<(NodeId, String)>), String> {
+    fn admin(&self) -> Result<AdminTarget, String> {
         let client = self
             .ctx
             .client
@@ -350,19 +360,19 @@ impl Runner {
             .into_iter()
             .map(|n| (n.id, n.addr))
             .collect();
-        Ok((client, nodes))
+        Ok(AdminTarget { client, nodes })
     }
 
     /// Adds a removed node back (learner, caught up, promoted).
     async fn add_back(&mut self, node: NodeId) -> Result<(), String> {
-        let (client, nodes) = self.admin()?;
-        let addr = nodes
+        let target = self.admin()?;
+        let addr = target
+            .nodes
             .iter()
             .find(|(id, _)| *id == node)
             .map(|(_, addr)| addr.clone())
             .ok_or_else(|| format!("node {node} is not in the cluster"))?;
-        let admin = Admin::new(&client, nodes, MEMBERSHIP_STEP);
-        membership::add_back(&admin, &self.ctx.recorder, node, &addr).await
+        membership::add_back(&target.admin(), &self.ctx.recorder, node, &addr).await
     }
 
     /// Starts `freeze-leader`: cuts the leader (`fallback` without one, or when the leader
