@@ -62,8 +62,6 @@ pub struct TransportOptions {
     pub inbound_queue: usize,
     /// Client requests queued for the runtime before new ones are refused.
     pub client_queue: usize,
-    /// Most messages in one frame.
-    pub max_batch: usize,
     /// First reconnection delay (then doubling, with jitter).
     pub backoff_min: Duration,
     /// Longest reconnection delay.
@@ -78,7 +76,6 @@ impl Default for TransportOptions {
             peer_queue: 4096,
             inbound_queue: 8192,
             client_queue: 4096,
-            max_batch: 512,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),
@@ -109,7 +106,8 @@ impl Transport {
     }
 
     /// Loads `ca.pem` and `node-<me>.pem/.key` from `certs_dir`, binds `me`'s address from
-    /// `config` (a host name is resolved, IPv4 preferred), and starts serving and dialling.
+    /// `config` (a host name is resolved, IPv4 preferred), and starts serving and dialling,
+    /// within the bounds of `config`'s `[transport]` section.
     pub async fn start_with(
         config: &ClusterConfig,
         me: NodeId,
@@ -160,6 +158,7 @@ impl Transport {
             peer_tx,
             client_tx,
             events.clone(),
+            config.transport.clone(),
         ));
 
         let mut tasks = vec![
@@ -167,7 +166,9 @@ impl Transport {
         ];
         let link_options = LinkOptions {
             queue: options.peer_queue,
-            max_batch: options.max_batch.max(1),
+            max_batch: config.transport.max_batch,
+            max_frame: config.transport.max_frame_bytes,
+            max_message: config.transport.max_message_bytes,
             backoff_min: options.backoff_min,
             backoff_max: options.backoff_max,
             connect_timeout: options.connect_timeout,
