@@ -336,21 +336,23 @@ impl Sender {
                 &PeerFrameRef::Messages(&batch[lo..hi]),
                 max,
             ) {
-                Ok(bytes) => stream.write_all(&bytes).await,
+                Ok(bytes) => stream.write_all(&bytes).await.map_err(|e| e.to_string()),
                 Err(FrameError::TooLarge { .. }) if hi - lo > 1 => {
                     let mid = lo + (hi - lo) / 2;
                     todo.push((mid, hi));
                     todo.push((lo, mid));
                     continue;
                 }
-                Err(FrameError::TooLarge { .. }) => match self.chunk_frames(&batch[lo]) {
-                    Ok(frames) => write_all(stream, frames).await,
-                    Err(e) => {
-                        error!(peer = self.peer, kind = batch[lo].body.name(), reason = %e, "dropping a message too large to send even in chunks");
-                        self.state.drop_n(1);
-                        continue;
+                Err(FrameError::TooLarge { .. }) => {
+                    match chunks::encode_message(&batch[lo], self.options.max_message) {
+                        Ok(message) => write_chunks(stream, &message, max).await,
+                        Err(e) => {
+                            error!(peer = self.peer, kind = batch[lo].body.name(), reason = %e, "dropping a message too large to send even in chunks");
+                            self.state.drop_n(1);
+                            continue;
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     error!(peer = self.peer, kind = batch[lo].body.name(), reason = %e, "dropping a message that cannot be framed");
                     self.state.drop_n(hi - lo);
@@ -368,23 +370,22 @@ impl Sender {
         }
         Ok(())
     }
-
-    /// The chunk frames of one message too large for a frame, all encoded before any is
-    /// written, so that a message is sent whole or not at all.
-    fn chunk_frames(&self, msg: &Message<Command>) -> Result<Vec<Vec<u8>>, FrameError> {
-        let max = self.options.max_frame;
-        let bytes = chunks::encode_message(msg, self.options.max_message)?;
-        chunks::frames(&bytes, max, |ChunkRef { total, data }| {
-            framing::encode_limited(&PeerFrameRef::Chunk { total, data }, max)
-        })
-        .collect()
-    }
 }
 
-/// Writes `frames` one after the other.
-async fn write_all(stream: &mut SendStream, frames: Vec<Vec<u8>>) -> Result<(), quinn::WriteError> {
+/// Writes `message` (a postcard encoding) as its run of chunk frames of at most `max_frame`
+/// bytes. A failure part-way leaves the run unfinished, which the receiver cannot resume:
+/// the caller gives up the stream.
+async fn write_chunks(
+    stream: &mut SendStream,
+    message: &[u8],
+    max_frame: usize,
+) -> Result<(), String> {
+    let frames = chunks::frames(message, max_frame, |ChunkRef { total, data }| {
+        framing::encode_limited(&PeerFrameRef::Chunk { total, data }, max_frame)
+    });
     for frame in frames {
-        stream.write_all(&frame).await?;
+        let frame = frame.map_err(|e| format!("a chunk: {e}"))?;
+        stream.write_all(&frame).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
