@@ -187,4 +187,27 @@ mod tests {
         );
         assert!(encode_message(&vec![0u8; 200], 100).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_run_of_chunks_is_put_together_within_the_bound_or_refused(
+            chunks in proptest::collection::vec((0u64..300, 0usize..120), 0..20),
+        ) {
+            let max = 200;
+            let mut r = Reassembly::new(max);
+            for (total, len) in chunks {
+                match r.push(total, vec![7; len]) {
+                    Ok(Some(bytes)) => proptest::prop_assert_eq!(bytes.len() as u64, total),
+                    Ok(None) => {}
+                    // A refused run ends the stream.
+                    Err(e) => {
+                        proptest::prop_assert!(!e.to_string().is_empty());
+                        break;
+                    }
+                }
+                let held = r.partial.as_ref().map_or(0, |(_, b)| b.len());
+                proptest::prop_assert!(held <= max);
+            }
+        }
+    }
 }
