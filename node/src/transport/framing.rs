@@ -9,11 +9,11 @@
 //! Each kind of frame has its own limit (a Hello, a client request, a response, a peer frame
 //! whose limit comes from the configuration), checked against the length before anything
 //! else is read; the body buffer grows only as bytes actually arrive, so a peer cannot make
-//! a node allocate gigabytes by announcing them, and a reader can give a frame a deadline
-//! so that a stalled sender cannot hold even that buffer forever. A frame of another protocol version, one that does not decode, one with
-//! bytes left over after its value, or a stream that ends inside a frame (even inside the
-//! 4-byte length) is an error that closes the stream, never a panic. Only an end of stream
-//! exactly between two frames is a clean end.
+//! a node allocate gigabytes by announcing them, and a reader can give a frame a deadline so
+//! that a stalled sender cannot hold even that buffer forever. A frame of another protocol
+//! version, one that does not decode, one with bytes left over after its value, or a stream
+//! that ends inside a frame (even inside the 4-byte length) is an error that closes the
+//! stream, never a panic. Only an end of stream exactly between two frames is a clean end.
 
 use crate::protocol::PROTOCOL_VERSION;
 use serde::de::DeserializeOwned;
@@ -172,25 +172,18 @@ pub async fn read_body_within<R: AsyncRead + Unpin>(
     deadline: Deadline,
 ) -> Result<Option<Vec<u8>>, FrameError> {
     let mut prefix = [0u8; LEN_BYTES];
-    let started = match deadline {
-        Deadline::Now => tokio::time::Instant::now(),
+    let filled = match deadline {
+        Deadline::Now => 0,
         Deadline::FirstByte => {
             if input.read(&mut prefix[..1]).await? == 0 {
                 return Ok(None);
             }
-            tokio::time::Instant::now()
+            1
         }
     };
-    let filled = match deadline {
-        Deadline::Now => 0,
-        Deadline::FirstByte => 1,
-    };
-    tokio::time::timeout_at(
-        started + timeout,
-        read_body_from(input, prefix, filled, max),
-    )
-    .await
-    .map_err(|_| FrameError::TimedOut(timeout))?
+    tokio::time::timeout(timeout, read_body_from(input, prefix, filled, max))
+        .await
+        .map_err(|_| FrameError::TimedOut(timeout))?
 }
 
 /// Reads the rest of a frame whose first `filled` prefix bytes are already in `prefix`.
