@@ -200,6 +200,7 @@ pub struct TransportSettings {
     pub max_client_streams: u32,
     /// Once a stream is open (a client's request) or a frame has started (a peer's), the
     /// whole frame must arrive within this; else the stream is closed and its memory freed.
+    /// A client must likewise take its answer within this.
     pub stream_timeout_ms: u64,
     /// Handshakes in progress beyond which a new connection attempt must first prove it
     /// can receive at its source address (a QUIC Retry round trip), so that spoofed

@@ -1062,6 +1062,51 @@ async fn stalled_streams_are_closed_after_the_stream_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_does_not_read_its_answer_loses_the_stream_after_the_timeout() {
+    init_logs();
+    let lab = Lab::with_settings("unread", 1, "[transport]\nstream_timeout_ms = 50\n");
+    let (t1, mut inbound) = lab.start(1).await;
+    // An answer far bigger than the client lets the node send.
+    tokio::spawn(async move {
+        while let Some(call) = inbound.clients.recv().await {
+            let _ = call.reply.send(Response::Refused("x".repeat(1 << 20)));
+        }
+    });
+    let roots = Arc::new(certs::load_roots(&lab.certs()).unwrap());
+    let mut config =
+        tls::lab_client_config(roots, certs::load_client_identity(&lab.certs()).unwrap()).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(1024u32.into());
+    config.transport_config(Arc::new(transport));
+    let endpoint = raw_endpoint();
+    let conn = raw_connect(&endpoint, config, &t1, 1).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&framing::encode(&Request::Status).unwrap())
+        .await
+        .unwrap();
+    let _ = send.finish();
+    // The client reads nothing: the node's answer stalls on flow control until the node
+    // gives the stream up.
+    until(&t1, "the stalled answer given up", |t| {
+        t.stats().timed_out_streams == 1
+    })
+    .await;
+    let got = tokio::time::timeout(PATIENCE, framing::read_frame::<_, Response>(&mut recv))
+        .await
+        .unwrap();
+    match got {
+        Err(FrameError::Io(e)) => {
+            let reset = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<quinn::ReadError>())
+                .cloned();
+            assert_eq!(reset, Some(quinn::ReadError::Reset(CLOSE_TIMEOUT.into())));
+        }
+        other => panic!("expected the stream to be reset, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn oversized_peer_frames_and_batches_are_refused_before_decoding() {
     init_logs();
     let lab = Lab::with_settings(

@@ -24,7 +24,8 @@
 //! - no stream at all before a connection is authorized; then one peer stream per peer
 //!   connection, and `max_client_streams` concurrent requests per client connection;
 //! - a deadline per frame: a client's request must arrive whole within `stream_timeout`
-//!   of its stream opening, a peer's Hello likewise, and each later peer frame (and the
+//!   of its stream opening (and its answer be taken within `stream_timeout` too), a peer's
+//!   Hello likewise, and each later peer frame (and the
 //!   next chunk of a message in chunks) within `stream_timeout` of its first byte; a
 //!   stalled stream is closed with [`CLOSE_TIMEOUT`] and its buffer freed;
 //! - a peer frame of at most `max_frame_bytes`, and a `Messages` frame of at most
@@ -85,7 +86,8 @@ pub struct InboundStats {
     pub rejected: u64,
     /// Peer connections closed because a newer one from the same node replaced them.
     pub replaced_connections: u64,
-    /// Streams closed because a frame did not arrive whole within the stream timeout.
+    /// Streams closed because a frame did not arrive whole, or an answer was not taken,
+    /// within the stream timeout.
     pub timed_out_streams: u64,
     /// Connection attempts answered with a QUIC Retry (address validation).
     pub retries: u64,
@@ -573,11 +575,19 @@ async fn serve_call(
         }
         Err(TrySendError::Closed(_)) => Response::Refused("node is shutting down".into()),
     };
-    if let Err(e) = framing::write_frame(&mut send, &response).await {
-        debug!(%remote, reason = %e, "could not answer the client");
-        return;
+    // A client that does not read its answer (QUIC flow control) must not hold the stream
+    // and the answer forever either.
+    match tokio::time::timeout(timeout, framing::write_frame(&mut send, &response)).await {
+        Ok(Ok(())) => {
+            let _ = send.finish();
+        }
+        Ok(Err(e)) => debug!(%remote, reason = %e, "could not answer the client"),
+        Err(_) => {
+            warn!(%remote, ?timeout, "client did not take its answer in time; closing the stream");
+            shared.timed_out();
+            let _ = send.reset(CLOSE_TIMEOUT.into());
+        }
     }
-    let _ = send.finish();
 }
 
 /// An I/O error that only says the stream or connection went away (not a bad frame).
