@@ -1,7 +1,8 @@
 //! `docs/deploy.md`, followed step by step, with network namespaces standing in for the
 //! machines. The guide refers to this test: when a step of the guide changes, change it here.
 //!
-//! Three namespaces (`NetnsHosts::create(3)`) are the "machines"; `ip netns exec {host} sh -c`
+//! Four namespaces (`NetnsHosts::create(4)`: three in the cluster, one waiting for §10) are
+//! the "machines"; `ip netns exec {host} sh -c`
 //! replaces `ssh {host}` in `cluster.toml`'s `[remote]` section, the only difference. What it
 //! proves, section by section:
 //!
@@ -23,7 +24,12 @@
 //!   running; `cluster down` stops it;
 //! - §4 the `ExecStart=` line of `deploy/raft-node@.service` (paths moved to the temporary
 //!   folder) runs each node on the same data (the value written before is still there), and
-//!   the unit's `KillSignal` stops each cleanly within its `TimeoutStopSec`.
+//!   the unit's `KillSignal` stops each cleanly within its `TimeoutStopSec`;
+//! - §10-12 `cluster add` brings node 4 in on the fourth machine (certificate issued, started
+//!   there, learner, voter), `cluster members` shows four voters, `cluster remove` takes the
+//!   leader out (leadership moves first) and retires its id (a second `add` of it is
+//!   refused), `cluster transfer` makes every remaining voter lead in turn, each reading
+//!   back what was written.
 //!
 //! Not exercised: copying files between machines, `useradd`, `systemctl` and `journalctl`
 //! (no systemd here). Needs root, iproute2 and nftables: without them the test prints why
@@ -395,7 +401,7 @@ type Step = fn(&mut Deployment);
 fn cluster_toml(machines: &NetnsHosts, dir: &Path, raft_node: &Path) -> String {
     let var_lib = dir.join("var/lib/raftlab");
     let mut toml = String::new();
-    for (i, host) in machines.hosts().iter().enumerate() {
+    for (i, host) in machines.hosts().iter().take(3).enumerate() {
         let _ = writeln!(
             toml,
             "[[node]]\nid = {}\naddr = \"{}:{PORT}\"\nhost = {:?}\n",
@@ -460,7 +466,8 @@ fn the_deployment_guide_works_step_by_step() {
     eprintln!("deployment test folder: {}", dir.display());
 
     // §1: three machines and one cluster.toml.
-    let machines = NetnsHosts::create(3).unwrap_or_else(|e| panic!("{e}"));
+    // A fourth machine waits outside the cluster for §10.
+    let machines = NetnsHosts::create(4).unwrap_or_else(|e| panic!("{e}"));
     let raft_node = support::raft_node();
     let config = dir.join("cluster.toml");
     std::fs::write(&config, cluster_toml(&machines, &dir, &raft_node)).unwrap();
@@ -476,7 +483,7 @@ fn the_deployment_guide_works_step_by_step() {
     assert_eq!(loaded.nodes[0].control_host(), d.ns(1));
     assert_eq!(loaded.data_dir(2), d.var_lib().join("node-2"));
 
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("§2 certificates", certificates),
         ("§3 firewall", firewall),
         ("§6 cluster up, §5 status and kv", up_status_and_kv),
@@ -484,6 +491,7 @@ fn the_deployment_guide_works_step_by_step() {
         ("§6 raft-lab run --cluster", run_under_faults),
         ("§6 cluster down", down),
         ("§4 the systemd unit's command line", systemd_unit_command),
+        ("§10-12 add, remove, transfer", membership),
     ];
     for (name, step) in steps {
         let at = Instant::now();
@@ -754,6 +762,113 @@ fn down(d: &mut Deployment) {
     for id in 1..=3 {
         assert!(out.contains(&format!("node {id} stopped")), "{out}");
         assert_eq!(remote.pid(id).unwrap(), None, "node {id} is gone");
+    }
+}
+
+/// §10-12: the cluster up again; node 4 added on the fourth machine (certificate issued,
+/// started there through the template, learner, caught up, voter); the first leader removed
+/// (leadership moves first) and its id retired; leadership moved by hand; every voter leads
+/// in turn and reads the data back; `cluster down` stops the nodes the file now lists.
+fn membership(d: &mut Deployment) {
+    d.lab_ok(&["cluster", "up", "--config", "cluster.toml"]);
+    d.wait_healthy("a leader before changing the membership", Pids::Shown);
+    d.put("membership", "before");
+    let addr = d.addr(4);
+    let host = d.ns(4).to_string();
+    let out = d.lab_ok(&[
+        "cluster",
+        "add",
+        "--config",
+        "cluster.toml",
+        "--id",
+        "4",
+        "--addr",
+        &addr,
+        "--host",
+        &host,
+    ]);
+    for step in [
+        "certificate for node 4 issued",
+        "node 4 started",
+        "node 4 added as a learner",
+        "node 4 is a voter",
+    ] {
+        assert!(
+            out.contains(step),
+            "cluster add: {step}:
+{out}"
+        );
+    }
+    assert!(d.dir.join("certs/node-4.pem").is_file());
+    let members = d.lab_ok(&["cluster", "members", "--config", "cluster.toml"]);
+    let leader: u64 = members
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("leader node "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "cluster members names the leader:
+{members}"
+            )
+        });
+    for id in 1..=4 {
+        assert!(
+            members
+                .lines()
+                .any(|l| l.starts_with(&format!("node {id} ")) && l.contains("voter")),
+            "node {id} a voter:
+{members}"
+        );
+    }
+    d.put("membership", "four voters");
+
+    let out = d.lab_ok(&[
+        "cluster",
+        "remove",
+        "--config",
+        "cluster.toml",
+        "--id",
+        &leader.to_string(),
+    ]);
+    assert!(out.contains(&format!("node {leader} removed")), "{out}");
+    assert!(out.contains("its id retired"), "{out}");
+    let config = ClusterConfig::load(&d.config).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.node(leader).is_none() && config.removed.contains(&leader));
+    let err = d.lab(&[
+        "cluster",
+        "add",
+        "--config",
+        "cluster.toml",
+        "--id",
+        &leader.to_string(),
+        "--addr",
+        &d.addr(leader),
+    ]);
+    assert!(!err.status.success());
+    assert!(
+        text(&err.stderr).contains("never reused"),
+        "{}",
+        show("add", &err)
+    );
+
+    let voters: Vec<u64> = config.ids().collect();
+    for &to in &voters {
+        let out = d.lab_ok(&[
+            "cluster",
+            "transfer",
+            "--config",
+            "cluster.toml",
+            "--to",
+            &to.to_string(),
+        ]);
+        assert!(out.contains(&format!("node {to} leads")), "{out}");
+        assert_eq!(d.kv(&["get", "membership"]), "\"four voters\"");
+    }
+    let out = d.lab_ok(&["cluster", "down", "--config", "cluster.toml"]);
+    for id in voters {
+        assert!(out.contains(&format!("node {id} stopped")), "{out}");
     }
 }
 

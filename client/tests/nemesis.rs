@@ -175,7 +175,7 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
         &cluster.ids(),
         ScheduleOptions {
             interval: Duration::from_millis(700),
-            duration: Duration::from_secs(9),
+            duration: Duration::from_secs(12),
             fault_min: Duration::from_millis(300),
             fault_max: Duration::from_millis(700),
         },
@@ -246,6 +246,10 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     assert_eq!(count("kill"), count("start"));
     assert_eq!(count("pause"), count("resume"));
     assert_eq!(count("start-partition"), count("stop-partition"));
+    // A member removed is added back; a transfer is one event.
+    assert_eq!(count("remove-member"), planned(&[NemesisKind::Membership]));
+    assert_eq!(count("add-member"), count("remove-member"));
+    assert_eq!(count("transfer"), planned(&[NemesisKind::Transfer]));
     if partitions.is_none() {
         // Leader faults record the leader they found: `null` only when none answered in
         // time (right after a power cut, say), so at least one of them found it.
@@ -316,6 +320,14 @@ async fn every_fault_kind_on_a_real_cluster_is_applied_recorded_and_healed() {
     }
     let leader = cluster.leader(&client, PATIENCE).await.unwrap();
     let all: Vec<(u64, String)> = cluster.node_addrs();
+    let members = client::kv::admin::Admin::new(&client, all.clone(), PATIENCE)
+        .members()
+        .await
+        .unwrap();
+    assert!(
+        members.members.iter().all(|m| m.voter) && members.members.len() == 3,
+        "every node a voter again: {members:?}"
+    );
     let statuses = status::status_all(&client, &all, Duration::from_secs(2)).await;
     let deadline = std::time::Instant::now() + PATIENCE;
     let mut statuses = statuses;

@@ -30,6 +30,15 @@
 //!                              # request; `raft-node certs --fingerprint FILE` prints them;
 //!                              # a running node re-reads the list on SIGHUP
 //!
+//! [transport]                  # optional: bounds on what one connection may hold
+//! max_batch = 512              # most Raft messages in one peer frame
+//! max_frame_bytes = 4194304    # largest peer frame; bigger messages travel in chunks
+//! max_message_bytes = 268435456 # largest Raft message reassembled from chunks (a snapshot)
+//! max_client_streams = 64      # concurrent requests on one client connection
+//! stream_timeout_ms = 10000    # a started frame must arrive whole within this
+//! retry_above_handshakes = 32  # beyond this many handshakes in progress, new ones must
+//!                              # prove their address first (QUIC Retry)
+//!
 //! [sessions]                   # optional: every node must have the same values
 //! expire_after_ms = 3600000    # a client session unused this long (log time) is removed
 //! max_value_bytes = 1048576    # largest value a write or cas stores, and largest string an
@@ -195,6 +204,84 @@ impl Default for Tls {
     }
 }
 
+/// `[transport]`: how much one connection may make a node hold. A peer or client that
+/// exceeds a bound loses its stream or connection; the node keeps serving the others.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSettings {
+    /// Most Raft messages in one peer frame; a frame announcing more is refused before its
+    /// messages are decoded (decoded messages take many times their wire size).
+    pub max_batch: usize,
+    /// Largest peer frame in bytes. A Raft message that does not fit (an InstallSnapshot)
+    /// is sent as a sequence of chunk frames of at most this size.
+    pub max_frame_bytes: usize,
+    /// Largest Raft message a node reassembles from chunks: bounds a snapshot in transit.
+    pub max_message_bytes: usize,
+    /// Requests one client connection may have open at once (QUIC stream limit).
+    pub max_client_streams: u32,
+    /// Once a stream is open (a client's request) or a frame has started (a peer's), the
+    /// whole frame must arrive within this; else the stream is closed and its memory freed.
+    /// A client must likewise take its answer within this.
+    pub stream_timeout_ms: u64,
+    /// Handshakes in progress beyond which a new connection attempt must first prove it
+    /// can receive at its source address (a QUIC Retry round trip), so that spoofed
+    /// packets cannot pile up handshake state.
+    pub retry_above_handshakes: usize,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            max_batch: 512,
+            max_frame_bytes: 4 << 20,
+            max_message_bytes: 256 << 20,
+            max_client_streams: 64,
+            stream_timeout_ms: 10_000,
+            retry_above_handshakes: 32,
+        }
+    }
+}
+
+impl TransportSettings {
+    /// See [`Self::stream_timeout_ms`].
+    pub fn stream_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        use crate::transport::framing::{MAX_FRAME, MIN_PEER_FRAME};
+        if self.max_batch == 0 {
+            return Err("transport.max_batch must be at least 1".into());
+        }
+        if !(MIN_PEER_FRAME..=MAX_FRAME).contains(&self.max_frame_bytes) {
+            return Err(format!(
+                "transport.max_frame_bytes must be {MIN_PEER_FRAME}..={MAX_FRAME}, got {}",
+                self.max_frame_bytes
+            ));
+        }
+        if self.max_message_bytes < self.max_frame_bytes {
+            return Err(format!(
+                "transport.max_message_bytes ({}) must be at least transport.max_frame_bytes ({})",
+                self.max_message_bytes, self.max_frame_bytes
+            ));
+        }
+        if !(1..=MAX_CLIENT_STREAMS).contains(&self.max_client_streams) {
+            return Err(format!(
+                "transport.max_client_streams must be 1..={MAX_CLIENT_STREAMS}, got {}",
+                self.max_client_streams
+            ));
+        }
+        if self.stream_timeout_ms == 0 {
+            return Err("transport.stream_timeout_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// More concurrent requests per client connection than this buys nothing (the runtime
+/// queues at most a few thousand) and only lets one client hold more of the node.
+const MAX_CLIENT_STREAMS: u32 = 4096;
+
 /// The `[sessions]` section: the state machine's client sessions and value limit. They
 /// decide what applying a command does, so every node must have the same ones.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -237,6 +324,8 @@ struct File {
     #[serde(default)]
     tls: Tls,
     #[serde(default)]
+    transport: TransportSettings,
+    #[serde(default)]
     sessions: Sessions,
     #[serde(default)]
     raft: RaftSettings,
@@ -258,6 +347,7 @@ pub struct ClusterConfig {
     pub timing: Timing,
     pub storage: Storage,
     pub tls: Tls,
+    pub transport: TransportSettings,
     pub sessions: Sessions,
     pub raft: RaftSettings,
     /// `[remote]`, with `config` and `dir` filled in.
@@ -371,6 +461,7 @@ impl ClusterConfig {
                 "raft.max_batch and raft.max_inflight must be at least 1".into(),
             ));
         }
+        file.transport.validate().map_err(invalid)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let remote = match file.remote {
             None => None,
@@ -403,6 +494,7 @@ impl ClusterConfig {
             timing: file.timing,
             storage,
             tls,
+            transport: file.transport,
             sessions: file.sessions,
             raft: file.raft,
             remote,
@@ -505,6 +597,7 @@ addr = "db3.example.net:15003"
         let c = parse(THREE).unwrap();
         assert_eq!(c.ids().collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(c.timing, Timing::default());
+        assert_eq!(c.transport, TransportSettings::default());
         assert_eq!(c.data_dir(2), PathBuf::from("/etc/raftlab/data/node-2"));
         assert_eq!(c.tls.certs_dir, PathBuf::from("/etc/raftlab/certs"));
         assert!(c.storage.fsync);
@@ -542,6 +635,26 @@ addr = "db3.example.net:15003"
             (
                 "[[node]]\nid = 1\naddr = \"x:1\"\n[remote]\nbogus = 1",
                 "bogus",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[transport]\nmax_batch = 0",
+                "transport.max_batch",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[transport]\nmax_frame_bytes = 1",
+                "transport.max_frame_bytes",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[transport]\nmax_message_bytes = 65536\nmax_frame_bytes = 131072",
+                "transport.max_message_bytes",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[transport]\nmax_client_streams = 0",
+                "transport.max_client_streams",
+            ),
+            (
+                "[[node]]\nid = 1\naddr = \"x:1\"\n[transport]\nstream_timeout_ms = 0",
+                "transport.stream_timeout_ms",
             ),
         ];
         for (text, needle) in cases {

@@ -23,6 +23,27 @@ pub enum PeerFrame {
     Hello { from: NodeId },
     /// A batch of Raft messages, all from the sender.
     Messages(Vec<Message<Command>>),
+    /// A piece of one Raft message too large for a frame (an InstallSnapshot carrying the
+    /// whole state machine): the postcard encoding of the message, cut into consecutive
+    /// chunks sent back to back, each announcing the total so that the receiver can refuse
+    /// an oversized message at its first chunk. No other frame comes between the chunks of
+    /// one message.
+    Chunk { total: u64, data: Vec<u8> },
+}
+
+/// The postcard variant index of [`PeerFrame::Messages`].
+const MESSAGES_VARIANT: u32 = 1;
+
+/// How many messages a peer frame's payload announces, if it is a `Messages` frame, read
+/// before anything is decoded: postcard writes the variant index, then the vector's length,
+/// both as varints. Lets a receiver refuse an oversized batch before decoding it, since
+/// decoded messages take many times their wire size.
+pub fn announced_messages(payload: &[u8]) -> Option<u64> {
+    let (variant, rest) = postcard::take_from_bytes::<u32>(payload).ok()?;
+    if variant != MESSAGES_VARIANT {
+        return None;
+    }
+    postcard::take_from_bytes::<u64>(rest).ok().map(|(n, _)| n)
 }
 
 /// Client to node, one request per bidirectional stream.
@@ -100,4 +121,34 @@ pub struct PeerStatus {
     pub match_index: Option<u64>,
     /// Messages dropped because the peer's queue was full or it was unreachable.
     pub dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::core::Body;
+
+    #[test]
+    fn the_announced_count_is_the_batch_length_and_only_messages_announce_one() {
+        let msg = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: Body::TimeoutNow,
+        };
+        for n in [0usize, 1, 127, 128, 300, 70_000] {
+            let bytes =
+                postcard::to_allocvec(&PeerFrame::Messages(vec![msg.clone(); n])).expect("encodes");
+            assert_eq!(announced_messages(&bytes), Some(n as u64), "{n}");
+        }
+        let hello = postcard::to_allocvec(&PeerFrame::Hello { from: 300 }).expect("encodes");
+        assert_eq!(announced_messages(&hello), None);
+        let chunk = PeerFrame::Chunk {
+            total: 5,
+            data: vec![1; 5],
+        };
+        let chunk = postcard::to_allocvec(&chunk).expect("encodes");
+        assert_eq!(announced_messages(&chunk), None);
+        assert_eq!(announced_messages(&[]), None);
+    }
 }

@@ -13,11 +13,12 @@ use model::kv::{Command, Operation, Outcome, Value};
 use node::certs::{self, CertError};
 use node::config::ClusterConfig;
 use node::protocol::{
-    NodeStatus, PeerFrame, PeerStatus, Request, Response, ALPN_CLIENT, PROTOCOL_VERSION,
+    self, NodeStatus, PeerFrame, PeerStatus, Request, Response, ALPN_CLIENT, PROTOCOL_VERSION,
 };
-use node::transport::framing::{self, FrameError, MAX_FRAME};
+use node::transport::framing::{self, Deadline, FrameError, MAX_FRAME};
 use node::transport::{
     tls, CallError, ClientConnector, Inbound, Transport, CLOSE_PROTOCOL, CLOSE_REFUSED,
+    CLOSE_REPLACED, CLOSE_TIMEOUT,
 };
 use proptest::prelude::*;
 use std::os::unix::fs::PermissionsExt;
@@ -84,6 +85,11 @@ struct Lab {
 
 impl Lab {
     fn new(label: &str, n: u64) -> Lab {
+        Lab::with_settings(label, n, "")
+    }
+
+    /// A lab whose `cluster.toml` ends with `settings` (a `[transport]` section, say).
+    fn with_settings(label: &str, n: u64, settings: &str) -> Lab {
         let dir = TempDir::new(label);
         let mut toml = String::new();
         for id in 1..=n {
@@ -92,6 +98,7 @@ impl Lab {
                 free_port()
             );
         }
+        toml += settings;
         let path = dir.path().join("cluster.toml");
         std::fs::write(&path, toml).unwrap();
         let config = ClusterConfig::load(&path).unwrap();
@@ -854,10 +861,475 @@ async fn a_malformed_request_is_reported_as_not_sent() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+// ----- resource bounds --------------------------------------------------------------------
+
+/// The configuration of node 2's certificate, to act as node 2 by hand.
+fn as_node_2(lab: &Lab) -> quinn::ClientConfig {
+    let roots = Arc::new(certs::load_roots(&lab.certs()).unwrap());
+    tls::peer_client_config(roots, certs::load_node_identity(&lab.certs(), 2).unwrap()).unwrap()
+}
+
+fn as_client(lab: &Lab) -> quinn::ClientConfig {
+    let roots = Arc::new(certs::load_roots(&lab.certs()).unwrap());
+    tls::lab_client_config(roots, certs::load_client_identity(&lab.certs()).unwrap()).unwrap()
+}
+
+/// How `conn` was closed by the node: its application code and reason.
+async fn closed_by_node(conn: &quinn::Connection) -> (u32, String) {
+    match tokio::time::timeout(PATIENCE, conn.closed())
+        .await
+        .expect("timed out waiting for the node to close the connection")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => (
+            u32::try_from(u64::from(close.error_code)).unwrap(),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+/// A peer stream to the node on `conn`, past its Hello from node 2.
+async fn peer_stream(conn: &quinn::Connection) -> quinn::SendStream {
+    let mut stream = conn.open_uni().await.unwrap();
+    framing::write_frame(&mut stream, &PeerFrame::Hello { from: 2 })
+        .await
+        .unwrap();
+    stream
+}
+
+/// Whether opening a stream would have to wait for the node to allow more (checked with a
+/// single poll: no time passes).
+async fn must_wait<T>(open: impl std::future::Future<Output = T>) -> bool {
+    tokio::time::timeout(Duration::ZERO, open).await.is_err()
+}
+
+#[tokio::test]
+async fn a_newer_connection_from_a_peer_replaces_the_older_one() {
+    init_logs();
+    let lab = Lab::new("replace", 2);
+    let (t1, mut in1) = lab.start(1).await;
+    let endpoint = raw_endpoint();
+    let config = as_node_2(&lab);
+
+    let mut older = raw_connect(&endpoint, config.clone(), &t1, 1)
+        .await
+        .unwrap();
+    let mut stream = peer_stream(&older).await;
+    framing::write_frame(&mut stream, &PeerFrame::Messages(vec![heartbeat(2, 1, 1)]))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut in1.peers).await, heartbeat(2, 1, 1));
+    for term in 2..=6 {
+        let newer = raw_connect(&endpoint, config.clone(), &t1, 1)
+            .await
+            .unwrap();
+        let (code, reason) = closed_by_node(&older).await;
+        assert_eq!(code, CLOSE_REPLACED, "{reason}");
+        let mut stream = peer_stream(&newer).await;
+        framing::write_frame(
+            &mut stream,
+            &PeerFrame::Messages(vec![heartbeat(2, 1, term)]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(recv(&mut in1.peers).await, heartbeat(2, 1, term));
+        older = newer;
+    }
+    assert_eq!(t1.stats().replaced_connections, 5);
+    assert_eq!(older.close_reason(), None, "the newest connection stays up");
+}
+
+#[tokio::test]
+async fn streams_per_connection_are_bounded_and_other_clients_are_served() {
+    init_logs();
+    const LIMIT: u32 = 4;
+    // A timeout that never fires within the test: the streams stay held.
+    let lab = Lab::with_settings(
+        "stream-limit",
+        2,
+        &format!("[transport]\nmax_client_streams = {LIMIT}\nstream_timeout_ms = 600000\n"),
+    );
+    let (t1, inbound) = lab.start(1).await;
+    let calls = stub_runtime(inbound, 1);
+    let endpoint = raw_endpoint();
+
+    // A client holds LIMIT requests half-sent; it may not open one more.
+    let conn = raw_connect(&endpoint, as_client(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..LIMIT {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0, 0]).await.unwrap();
+        held.push((send, recv));
+    }
+    assert!(
+        must_wait(conn.open_bi()).await,
+        "a stream over the limit was allowed"
+    );
+
+    // Another client is served meanwhile.
+    let client = ClientConnector::new(&lab.certs()).unwrap();
+    let got = client
+        .call(1, &lab.addr(1), &Request::Status, CALL_TIMEOUT)
+        .await;
+    assert_eq!(got.unwrap(), Response::Status(status(1)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A peer connection gets one stream, and no bidirectional ones.
+    let peer = raw_connect(&endpoint, as_node_2(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let _stream = peer_stream(&peer).await;
+    assert!(
+        must_wait(peer.open_uni()).await,
+        "a second peer stream was allowed"
+    );
+    assert!(
+        must_wait(peer.open_bi()).await,
+        "a peer opened a request stream"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn stalled_streams_are_closed_after_the_stream_timeout() {
+    init_logs();
+    const LIMIT: u32 = 8;
+    const STREAMS: usize = 256;
+    let lab = Lab::with_settings(
+        "stall",
+        2,
+        &format!("[transport]\nmax_client_streams = {LIMIT}\nstream_timeout_ms = 50\n"),
+    );
+    let (t1, inbound) = lab.start(1).await;
+    let calls = stub_runtime(inbound, 1);
+    let endpoint = raw_endpoint();
+
+    // Many times the limit of requests, each stalling inside its frame (in the length, in
+    // the body): each is reset by the node, which frees room for the next ones.
+    let conn = raw_connect(&endpoint, as_client(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let valid = framing::encode(&Request::Status).unwrap();
+    let mut stalled = tokio::task::JoinSet::new();
+    for i in 0..STREAMS {
+        let (mut send, mut recv) = tokio::time::timeout(PATIENCE, conn.open_bi())
+            .await
+            .expect("the node never freed a stalled stream")
+            .unwrap();
+        let cut = 1 + i % (valid.len() - 1);
+        send.write_all(&valid[..cut]).await.unwrap();
+        stalled.spawn(async move {
+            let got = framing::read_frame::<_, Response>(&mut recv).await;
+            drop(send);
+            got
+        });
+    }
+    while let Some(got) = tokio::time::timeout(PATIENCE, stalled.join_next())
+        .await
+        .unwrap()
+    {
+        match got.unwrap() {
+            Err(FrameError::Io(e)) => {
+                let reset = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<quinn::ReadError>())
+                    .cloned();
+                assert_eq!(reset, Some(quinn::ReadError::Reset(CLOSE_TIMEOUT.into())));
+            }
+            other => panic!("expected the stalled stream to be reset, got {other:?}"),
+        }
+    }
+    until(&t1, "stalled streams counted", |t| {
+        t.stats().timed_out_streams == STREAMS as u64
+    })
+    .await;
+    // The connection itself still works, and nothing was handed on.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&valid).await.unwrap();
+    let _ = send.finish();
+    let got: Option<Response> = framing::read_frame(&mut recv).await.unwrap();
+    assert_eq!(got, Some(Response::Status(status(1))));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A peer that sends no Hello, or stops inside a frame, loses its connection.
+    let peer = raw_connect(&endpoint, as_node_2(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let mut silent = peer.open_uni().await.unwrap();
+    silent.write_all(&[0]).await.unwrap();
+    assert_eq!(closed_by_node(&peer).await.0, CLOSE_TIMEOUT);
+    let peer = raw_connect(&endpoint, as_node_2(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let mut stream = peer_stream(&peer).await;
+    stream.write_all(&[0, 0, 1]).await.unwrap();
+    assert_eq!(closed_by_node(&peer).await.0, CLOSE_TIMEOUT);
+    assert_eq!(t1.stats().timed_out_streams, STREAMS as u64 + 2);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answer_loses_the_stream_after_the_timeout() {
+    init_logs();
+    let lab = Lab::with_settings("unread", 1, "[transport]\nstream_timeout_ms = 50\n");
+    let (t1, mut inbound) = lab.start(1).await;
+    // An answer far bigger than the client lets the node send.
+    tokio::spawn(async move {
+        while let Some(call) = inbound.clients.recv().await {
+            let _ = call.reply.send(Response::Refused("x".repeat(1 << 20)));
+        }
+    });
+    let roots = Arc::new(certs::load_roots(&lab.certs()).unwrap());
+    let mut config =
+        tls::lab_client_config(roots, certs::load_client_identity(&lab.certs()).unwrap()).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(1024u32.into());
+    config.transport_config(Arc::new(transport));
+    let endpoint = raw_endpoint();
+    let conn = raw_connect(&endpoint, config, &t1, 1).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&framing::encode(&Request::Status).unwrap())
+        .await
+        .unwrap();
+    let _ = send.finish();
+    // The client reads nothing: the node's answer stalls on flow control until the node
+    // gives the stream up.
+    until(&t1, "the stalled answer given up", |t| {
+        t.stats().timed_out_streams == 1
+    })
+    .await;
+    let got = tokio::time::timeout(PATIENCE, framing::read_frame::<_, Response>(&mut recv))
+        .await
+        .unwrap();
+    match got {
+        Err(FrameError::Io(e)) => {
+            let reset = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<quinn::ReadError>())
+                .cloned();
+            assert_eq!(reset, Some(quinn::ReadError::Reset(CLOSE_TIMEOUT.into())));
+        }
+        other => panic!("expected the stream to be reset, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_peer_frames_and_batches_are_refused_before_decoding() {
+    init_logs();
+    let lab = Lab::with_settings(
+        "oversized",
+        2,
+        "[transport]\nmax_batch = 4\nmax_frame_bytes = 65536\n",
+    );
+    let (t1, mut in1) = lab.start(1).await;
+    let endpoint = raw_endpoint();
+    let config = as_node_2(&lab);
+
+    // Within the bounds: delivered.
+    let conn = raw_connect(&endpoint, config.clone(), &t1, 1)
+        .await
+        .unwrap();
+    let mut stream = peer_stream(&conn).await;
+    let four: Vec<_> = (1..=4).map(|term| heartbeat(2, 1, term)).collect();
+    framing::write_frame(&mut stream, &PeerFrame::Messages(four.clone()))
+        .await
+        .unwrap();
+    for expected in four {
+        assert_eq!(recv(&mut in1.peers).await, expected);
+    }
+
+    // Five messages: one more than max_batch.
+    let five: Vec<_> = (1..=5).map(|term| heartbeat(2, 1, term)).collect();
+    framing::write_frame(&mut stream, &PeerFrame::Messages(five))
+        .await
+        .unwrap();
+    let (code, reason) = closed_by_node(&conn).await;
+    assert_eq!(code, CLOSE_PROTOCOL);
+    assert!(reason.contains("announces 5 messages"), "{reason}");
+
+    // A frame announcing a million messages in a few bytes is refused for its count, not
+    // for failing to decode.
+    let conn = raw_connect(&endpoint, config.clone(), &t1, 1)
+        .await
+        .unwrap();
+    let mut stream = peer_stream(&conn).await;
+    let mut body = vec![PROTOCOL_VERSION, 1];
+    body.extend(postcard::to_allocvec(&1_000_000u64).unwrap());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    stream.write_all(&frame).await.unwrap();
+    let (code, reason) = closed_by_node(&conn).await;
+    assert_eq!(code, CLOSE_PROTOCOL);
+    assert!(reason.contains("announces 1000000 messages"), "{reason}");
+
+    // A frame over max_frame_bytes is refused from its length.
+    let conn = raw_connect(&endpoint, config, &t1, 1).await.unwrap();
+    let mut stream = peer_stream(&conn).await;
+    let big = vec![append(2, 1, 1, &"k".repeat(70_000))];
+    stream
+        .write_all(&framing::encode(&PeerFrame::Messages(big)).unwrap())
+        .await
+        .unwrap();
+    let (code, reason) = closed_by_node(&conn).await;
+    assert_eq!(code, CLOSE_PROTOCOL);
+    assert!(reason.contains("65536-byte limit"), "{reason}");
+    assert!(
+        in1.peers.try_recv().is_err(),
+        "a refused message got through"
+    );
+    assert_eq!(t1.stats().bad_frames, 3);
+}
+
+fn install_snapshot(from: NodeId, to: NodeId, bytes: usize) -> Message<Command> {
+    Message {
+        from,
+        to,
+        term: 3,
+        body: Body::InstallSnapshot {
+            snapshot: Snapshot {
+                meta: SnapshotMeta {
+                    index: 40,
+                    term: 2,
+                    membership: Membership::default(),
+                },
+                data: Arc::new((0..bytes).map(|i| (i % 251) as u8).collect()),
+            },
+            read_round: 1,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_larger_than_a_frame_travels_in_chunks() {
+    init_logs();
+    let lab = Lab::with_settings(
+        "chunks",
+        2,
+        "[transport]\nmax_frame_bytes = 65536\nmax_message_bytes = 1048576\n",
+    );
+    let (t1, _in1) = lab.start(1).await;
+    let (t2, mut in2) = lab.start(2).await;
+    until(&t1, "node 1 connected to 2", |t| link(t, 2).connected).await;
+
+    // Around a big snapshot, ordinary messages keep their order.
+    let snapshot = install_snapshot(1, 2, 600_000);
+    t1.send(
+        2,
+        vec![heartbeat(1, 2, 3), snapshot.clone(), heartbeat(1, 2, 4)],
+    );
+    assert_eq!(recv(&mut in2.peers).await, heartbeat(1, 2, 3));
+    assert_eq!(recv(&mut in2.peers).await, snapshot);
+    assert_eq!(recv(&mut in2.peers).await, heartbeat(1, 2, 4));
+
+    // One too big to put back together is not sent at all; the link carries on.
+    t1.send(2, vec![install_snapshot(1, 2, 2 << 20), heartbeat(1, 2, 5)]);
+    assert_eq!(recv(&mut in2.peers).await, heartbeat(1, 2, 5));
+    assert_eq!(link(&t1, 2).dropped, 1);
+    assert_eq!(t2.stats().bad_frames, 0);
+
+    // By hand, as node 2 (the real one is stopped first: its reconnections would replace
+    // the hand-made connections): a total over the bound, and a batch inside a chunked
+    // message, are refused.
+    t2.shutdown().await;
+    let endpoint = raw_endpoint();
+    let conn = raw_connect(&endpoint, as_node_2(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let mut stream = peer_stream(&conn).await;
+    let chunk = PeerFrame::Chunk {
+        total: 2 << 20,
+        data: vec![0; 100],
+    };
+    framing::write_frame(&mut stream, &chunk).await.unwrap();
+    let (code, reason) = closed_by_node(&conn).await;
+    assert_eq!(code, CLOSE_PROTOCOL);
+    assert!(reason.contains("1048576-byte limit"), "{reason}");
+    let conn = raw_connect(&endpoint, as_node_2(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let mut stream = peer_stream(&conn).await;
+    let chunk = PeerFrame::Chunk {
+        total: 1000,
+        data: vec![0; 100],
+    };
+    framing::write_frame(&mut stream, &chunk).await.unwrap();
+    framing::write_frame(&mut stream, &PeerFrame::Messages(vec![heartbeat(2, 1, 9)]))
+        .await
+        .unwrap();
+    let (code, reason) = closed_by_node(&conn).await;
+    assert_eq!(code, CLOSE_PROTOCOL);
+    assert!(reason.contains("inside a message in chunks"), "{reason}");
+}
+
+#[tokio::test]
+async fn under_a_pile_of_handshakes_new_ones_must_validate_their_address() {
+    init_logs();
+    // Zero handshakes allowed without validation: every new connection gets a Retry.
+    let lab = Lab::with_settings("retry", 1, "[transport]\nretry_above_handshakes = 0\n");
+    let (t1, inbound) = lab.start(1).await;
+    stub_runtime(inbound, 1);
+    let client = ClientConnector::new(&lab.certs()).unwrap();
+    let got = client
+        .call(1, &lab.addr(1), &Request::Status, CALL_TIMEOUT)
+        .await;
+    assert_eq!(got.unwrap(), Response::Status(status(1)));
+    assert!(t1.stats().retries >= 1, "{:?}", t1.stats());
+    assert_eq!(t1.stats().refused_connections, 0);
+}
+
+#[tokio::test]
+async fn a_connection_is_not_followed_to_another_address() {
+    init_logs();
+    let lab = Lab::new("migration", 1);
+    let (t1, inbound) = lab.start(1).await;
+    stub_runtime(inbound, 1);
+    let endpoint = raw_endpoint();
+    let conn = raw_connect(&endpoint, as_client(&lab), &t1, 1)
+        .await
+        .unwrap();
+    let valid = framing::encode(&Request::Status).unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&valid).await.unwrap();
+    let _ = send.finish();
+    let got: Option<Response> = framing::read_frame(&mut recv).await.unwrap();
+    assert_eq!(got, Some(Response::Status(status(1))));
+
+    // The client moves to another port: the node does not follow, so the request goes
+    // unanswered and the connection ends (a stateless reset, or the idle timeout).
+    endpoint
+        .rebind(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&valid).await.unwrap();
+    let _ = send.finish();
+    let got = tokio::time::timeout(PATIENCE, framing::read_frame::<_, Response>(&mut recv))
+        .await
+        .expect("the connection neither answered nor ended");
+    assert!(got.is_err(), "the node followed the connection: {got:?}");
+    assert!(
+        matches!(
+            conn.close_reason(),
+            Some(quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset)
+        ),
+        "{:?}",
+        conn.close_reason()
+    );
+}
+
 // ----- framing properties ----------------------------------------------------------------
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A runtime with a clock, for readers with a deadline.
+fn block_on_timed<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap()
         .block_on(f)
@@ -1165,6 +1637,40 @@ proptest! {
                 }
             }
         });
+    }
+
+    #[test]
+    fn arbitrary_bytes_on_a_peer_stream_give_frames_or_one_clear_error(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        // The node's path for a peer stream: the frame under its limit and deadline, the
+        // announced count, then the decode.
+        let errors = block_on_timed(async {
+            let mut input = &bytes[..];
+            let mut errors = Vec::new();
+            for _ in 0..bytes.len() + 1 {
+                let read = framing::read_body_within(&mut input, 256, PATIENCE, Deadline::FirstByte).await;
+                let body = match read {
+                    Ok(Some(body)) => body,
+                    Ok(None) => break,
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        break;
+                    }
+                };
+                let decoded = framing::payload(&body).and_then(|payload| {
+                    let _ = protocol::announced_messages(payload);
+                    framing::decode_exact::<PeerFrame>(payload)
+                });
+                if let Err(e) = decoded {
+                    errors.push(e.to_string());
+                }
+            }
+            errors
+        });
+        for error in errors {
+            prop_assert!(!error.is_empty() && !error.contains('\n'), "{:?}", error);
+        }
     }
 
     #[test]

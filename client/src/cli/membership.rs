@@ -12,7 +12,7 @@ use crate::db::remote::RemoteCluster;
 use crate::db::{cluster_file, Db};
 use crate::kv::admin::{Admin, Members};
 use anyhow::{anyhow, bail, Context, Result};
-use model::core::{MembershipChange, NodeId};
+use model::core::NodeId;
 use node::config::ClusterConfig;
 use node::transport::ClientConnector;
 use std::path::Path;
@@ -57,38 +57,33 @@ pub async fn add(config: &Path, id: NodeId, addr: &str, host: Option<&str>) -> R
     }
     let client = connector(&after)?;
     let admin = Admin::new(&client, nodes(&after), STEP_TIMEOUT);
-    let joined = async {
-        start(&after, id).await?;
-        println!("node {id} started");
-        let index = admin
-            .change(MembershipChange::AddLearner {
-                id,
-                addr: addr.to_string(),
-            })
-            .await?;
-        println!("node {id} added as a learner (log index {index})");
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = joined {
-        // Not a member: the file goes back to what it was, and the node stops.
-        let _ = crate::control::files::write_atomically(config, &original);
-        let _ = stop(&after, id).await;
-        client.close().await;
-        return Err(e.context(format!("adding node {id} (cluster.toml restored)")));
-    }
-    let promoted = async {
-        admin.caught_up(id).await?;
-        println!("node {id} holds the committed log");
-        let index = admin.change(MembershipChange::PromoteLearner(id)).await?;
-        println!("node {id} is a voter (log index {index})");
-        anyhow::Ok(())
-    }
-    .await;
+    let mut learner = false;
+    let result = match start(&after, id).await {
+        Ok(()) => {
+            println!("node {id} started");
+            admin
+                .add_member(id, addr, |step| {
+                    learner = true;
+                    println!("{step}");
+                })
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e),
+    };
     client.close().await;
-    promoted.with_context(|| {
-        format!("node {id} stays a learner: remove it with `raft-lab cluster remove --id {id}`")
-    })
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if learner => Err(e.context(format!(
+            "node {id} stays a learner: remove it with `raft-lab cluster remove --id {id}`"
+        ))),
+        Err(e) => {
+            // Not a member: the file goes back to what it was, and the node stops.
+            let _ = crate::control::files::write_atomically(config, &original);
+            let _ = stop(&after, id).await;
+            Err(e.context(format!("adding node {id} (cluster.toml restored)")))
+        }
+    }
 }
 
 /// `cluster remove`: node `id` leaves the cluster (leadership moves first if it leads),
@@ -100,19 +95,7 @@ pub async fn remove(config: &Path, id: NodeId) -> Result<()> {
     }
     let client = connector(&loaded)?;
     let admin = Admin::new(&client, nodes(&loaded), STEP_TIMEOUT);
-    let result = async {
-        let members = admin.members().await?;
-        if members.leader == id {
-            let to = successor(&members, id)
-                .ok_or_else(|| anyhow!("node {id} is the only voter: it cannot be removed"))?;
-            admin.transfer(to).await?;
-            println!("leadership moved from node {id} to node {to}");
-        }
-        let index = admin.change(MembershipChange::Remove(id)).await?;
-        println!("node {id} removed (log index {index})");
-        anyhow::Ok(())
-    }
-    .await;
+    let result = admin.remove_member(id, |step| println!("{step}")).await;
     client.close().await;
     result?;
     // A dead machine cannot be stopped; the change is committed all the same.
@@ -175,16 +158,6 @@ pub fn format_members(m: &Members) -> String {
         ));
     }
     out
-}
-
-/// The voter that takes over from `leaving`: the most caught-up other voter.
-fn successor(members: &Members, leaving: NodeId) -> Option<NodeId> {
-    members
-        .members
-        .iter()
-        .filter(|m| m.voter && m.id != leaving)
-        .max_by_key(|m| (m.match_index, std::cmp::Reverse(m.id)))
-        .map(|m| m.id)
 }
 
 fn nodes(config: &ClusterConfig) -> Vec<(NodeId, String)> {

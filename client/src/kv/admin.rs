@@ -124,6 +124,25 @@ impl<'a> Admin<'a> {
         .await
     }
 
+    /// Asks the leader to hand leadership to voter `to`, without waiting for the election;
+    /// returns the node asked.
+    pub async fn request_transfer(&self, to: NodeId) -> Result<NodeId, AdminError> {
+        self.until_done(
+            &format!("ask for leadership to move to node {to}"),
+            |leader, answer| match answer {
+                Response::Transferring => Step::Done(leader),
+                Response::Refused(reason) if is_transient(&reason) => Step::Again(reason),
+                Response::Refused(reason) => Step::Fail(AdminError::Refused {
+                    node: leader,
+                    reason,
+                }),
+                other => Step::Again(format!("{other:?}")),
+            },
+            &Request::TransferLeadership(to),
+        )
+        .await
+    }
+
     /// Hands leadership to voter `to` and waits until a majority follows it.
     pub async fn transfer(&self, to: NodeId) -> Result<(), AdminError> {
         let started = Instant::now();
@@ -161,6 +180,57 @@ impl<'a> Admin<'a> {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Node `id` at `addr` (running, empty or with its old data) becomes a voter: added as a
+    /// learner, caught up with the committed log, promoted. Picks up where an earlier,
+    /// interrupted call stopped (a learner already). `progress` hears each step done.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        addr: &str,
+        mut progress: impl FnMut(String),
+    ) -> Result<(), AdminError> {
+        let members = self.members().await?;
+        match members.members.iter().find(|m| m.id == id) {
+            Some(m) if m.voter => return Ok(()),
+            Some(_) => {}
+            None => {
+                let index = self
+                    .change(MembershipChange::AddLearner {
+                        id,
+                        addr: addr.to_string(),
+                    })
+                    .await?;
+                progress(format!("node {id} added as a learner (log index {index})"));
+            }
+        }
+        self.caught_up(id).await?;
+        progress(format!("node {id} holds the committed log"));
+        let index = self.change(MembershipChange::PromoteLearner(id)).await?;
+        progress(format!("node {id} is a voter (log index {index})"));
+        Ok(())
+    }
+
+    /// Node `id` leaves the membership; if it leads, leadership moves first to the most
+    /// caught-up other voter. `progress` hears each step done.
+    pub async fn remove_member(
+        &self,
+        id: NodeId,
+        mut progress: impl FnMut(String),
+    ) -> Result<(), AdminError> {
+        let members = self.members().await?;
+        if members.leader == id {
+            let to = successor(&members, id).ok_or_else(|| AdminError::Refused {
+                node: id,
+                reason: format!("node {id} is the only voter: it cannot be removed"),
+            })?;
+            self.transfer(to).await?;
+            progress(format!("leadership moved from node {id} to node {to}"));
+        }
+        let index = self.change(MembershipChange::Remove(id)).await?;
+        progress(format!("node {id} removed (log index {index})"));
+        Ok(())
     }
 
     /// Waits until the leader has replicated its whole committed log to node `id`.
@@ -276,6 +346,16 @@ impl<'a> Admin<'a> {
     }
 }
 
+/// The voter that takes over from `leaving`: the most caught-up other voter.
+fn successor(members: &Members, leaving: NodeId) -> Option<NodeId> {
+    members
+        .members
+        .iter()
+        .filter(|m| m.voter && m.id != leaving)
+        .max_by_key(|m| (m.match_index, std::cmp::Reverse(m.id)))
+        .map(|m| m.id)
+}
+
 /// What one answer means for [`Admin::until_done`].
 enum Step<T> {
     Done(T),
@@ -283,9 +363,16 @@ enum Step<T> {
     Fail(AdminError),
 }
 
-/// Refusals that waiting cures: the previous change or transfer still finishing.
+/// Refusals that waiting cures: the previous change or transfer still finishing, a learner
+/// that fell behind again as the log moved on.
 fn is_transient(reason: &str) -> bool {
-    reason.contains("still uncommitted") || reason.contains("transfer is in progress")
+    [
+        "still uncommitted",
+        "transfer is in progress",
+        "has not caught up",
+    ]
+    .iter()
+    .any(|r| reason.contains(r))
 }
 
 /// A membership change in words, for errors.

@@ -25,10 +25,12 @@ pub enum NemesisKind {
     KillAll,
     Latency,
     PacketLoss,
+    Membership,
+    Transfer,
 }
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 12] = [
+    pub const ALL: [NemesisKind; 14] = [
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::KillLeader,
@@ -41,6 +43,8 @@ impl NemesisKind {
         NemesisKind::IsolateLeader,
         NemesisKind::FreezeLeader,
         NemesisKind::PartitionOne,
+        NemesisKind::Membership,
+        NemesisKind::Transfer,
     ];
 
     /// Kinds that need nodes with network interfaces of their own (not in [`Self::ALL`]).
@@ -71,6 +75,8 @@ impl NemesisKind {
             NemesisKind::KillAll => "kill-all",
             NemesisKind::Latency => "latency",
             NemesisKind::PacketLoss => "packet-loss",
+            NemesisKind::Membership => "membership",
+            NemesisKind::Transfer => "transfer",
         }
     }
 
@@ -79,8 +85,8 @@ impl NemesisKind {
         NemesisKind::PARTITIONS.contains(&self) || self == NemesisKind::FreezeLeader
     }
 
-    /// Takes one node down (killed or paused) while it lasts: counts for the minority rule.
-    /// (`kill-all` takes every node down and runs alone.)
+    /// Takes one node down (killed, paused, or out of the membership) while it lasts:
+    /// counts for the minority rule. (`kill-all` takes every node down and runs alone.)
     pub fn takes_node_down(self) -> bool {
         matches!(
             self,
@@ -89,6 +95,7 @@ impl NemesisKind {
                 | NemesisKind::KillLeader
                 | NemesisKind::PauseLeader
                 | NemesisKind::FreezeLeader
+                | NemesisKind::Membership
         )
     }
 
@@ -102,10 +109,25 @@ impl NemesisKind {
         self.is_partition() || matches!(self, NemesisKind::PacketLoss | NemesisKind::Latency)
     }
 
+    /// Runs alone among the faults that need every link or cut them: network faults, and
+    /// `membership` (a returning member catches up over the links, and the runner waits for
+    /// it before it heals anything else).
+    pub fn needs_the_links_alone(self) -> bool {
+        self.needs_network() || self == NemesisKind::Membership
+    }
+
     /// What this kind asks of the cluster, for [`Db::supports`].
     pub fn needs(self) -> Needs {
         Needs {
-            processes: self.takes_node_down() || self == NemesisKind::KillAll,
+            processes: matches!(
+                self,
+                NemesisKind::Kill
+                    | NemesisKind::Pause
+                    | NemesisKind::KillLeader
+                    | NemesisKind::PauseLeader
+                    | NemesisKind::FreezeLeader
+                    | NemesisKind::KillAll
+            ),
             network: self.needs_network(),
             own_interfaces: self.needs_own_interfaces(),
         }

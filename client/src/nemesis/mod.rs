@@ -13,7 +13,9 @@
 //! takes down more than a minority, so it runs alone); `packet-loss` (10 % of the packets on
 //! every link between nodes dropped at random, by nftables); `latency` (`tc` delay on every
 //! node's interface, see [`netem`]: only on hosts with interfaces of their own, i.e. `--hosts
-//! netns` or a remote cluster). Lists also accept `all` (every kind but `latency`),
+//! netns` or a remote cluster); `membership` and `transfer` (a voter out of the membership
+//! and back, a leadership hand-over: see [`membership`]). Lists also accept `all` (every kind
+//! but `latency`),
 //! `partitions` (the five pure partition shapes) and `none` ([`parse_kinds`]). Network faults
 //! (partitions, `freeze-leader`, `packet-loss`, `latency`) run one at a time; `freeze-leader`
 //! also takes a node down (the minority rule of kills and pauses applies to it).
@@ -36,7 +38,8 @@
 //! `start-partition` (`{"nemesis", "groups", "views", "description"}`; `isolate-leader` and
 //! `freeze-leader` add `"leader"`: the leader found, `null` when the fallback node was taken),
 //! `stop-partition` (`{"nemesis", "description"}`), `kill`, `start`, `pause`, `resume`
-//! (`{"node": N}`). `packet-loss` and `latency` are recorded as `start-partition` and
+//! (`{"node": N}`), `remove-member`, `add-member` (`{"node": N}`), `transfer`
+//! (`{"from": N, "to": M}`). `packet-loss` and `latency` are recorded as `start-partition` and
 //! `stop-partition` too (network faults: `{"nemesis", "description"}`, the description saying
 //! what was installed). `freeze-leader` records three steps: `start-partition` then `pause` of
 //! the isolated node at its start, `resume` at its wake-up, `stop-partition` at its end (a
@@ -44,6 +47,7 @@
 
 pub mod kill;
 mod kinds;
+pub mod membership;
 pub mod partition;
 pub mod pause;
 mod runner;

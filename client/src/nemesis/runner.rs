@@ -4,9 +4,10 @@
 
 use super::partition::{self, Grouping};
 use super::schedule::{Action, Fault, Schedule};
-use super::{kill, pause, NemesisKind};
+use super::{kill, membership, pause, NemesisKind};
 use crate::db::Db;
 use crate::history::Recorder;
+use crate::kv::admin::Admin;
 use crate::kv::status::{likely_leader, status_all};
 use crate::net::netem;
 use crate::net::Network;
@@ -24,6 +25,10 @@ use tracing::{debug, info, warn};
 /// How long `isolate-leader` and the other leader faults wait for status answers before
 /// taking their fallback node.
 const LEADER_LOOKUP: Duration = Duration::from_millis(300);
+
+/// How long each step of a membership change or transfer may take (an election, a
+/// catch-up, a commit).
+const MEMBERSHIP_STEP: Duration = Duration::from_secs(10);
 
 /// A network fault without a network from [`preflight`].
 const NO_NETWORK: &str =
@@ -111,6 +116,8 @@ enum Applied {
     Partitioned(Grouping),
     /// `packet-loss` or `latency`.
     Degraded(NemesisKind),
+    /// `membership`: the node is out of the cluster's membership (still running).
+    Removed(NodeId),
     /// `freeze-leader`: `node` cut off by `grouping` (while `cut`) and SIGSTOPped (while
     /// `paused`). Ending it resumes the node if it is still paused, then heals the cut.
     Frozen {
@@ -127,6 +134,7 @@ impl Applied {
             Applied::Killed(n) => format!("kill n{n}"),
             Applied::KilledAll(nodes) => format!("kill-all {nodes:?}"),
             Applied::Paused(n) => format!("pause n{n}"),
+            Applied::Removed(n) => format!("membership: n{n} removed"),
             Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
             Applied::Degraded(kind) => kind.to_string(),
             Applied::Frozen {
@@ -146,10 +154,25 @@ impl Applied {
     /// Whether this fault keeps node `id` down (leader faults pick another node then).
     fn takes_down(&self, id: NodeId) -> bool {
         match self {
-            Applied::Killed(n) | Applied::Paused(n) | Applied::Frozen { node: n, .. } => *n == id,
+            Applied::Killed(n)
+            | Applied::Paused(n)
+            | Applied::Removed(n)
+            | Applied::Frozen { node: n, .. } => *n == id,
             Applied::KilledAll(nodes) => nodes.contains(&id),
             Applied::Partitioned(_) | Applied::Degraded(_) => false,
         }
+    }
+}
+
+/// Where the membership nemeses send operator requests.
+struct AdminTarget {
+    client: Arc<ClientConnector>,
+    nodes: Vec<(NodeId, String)>,
+}
+
+impl AdminTarget {
+    fn admin(&self) -> Admin<'_> {
+        Admin::new(&self.client, self.nodes.clone(), MEMBERSHIP_STEP)
     }
 }
 
@@ -188,11 +211,11 @@ pub async fn run_nemesis(
         match step.action {
             Action::Start => runner.start(step.fault, &planned.fault).await,
             Action::Wake => runner.wake(step.fault),
-            Action::Stop => runner.stop(step.fault),
+            Action::Stop => runner.stop(step.fault).await,
         }
         runner.publish();
     }
-    runner.heal_all();
+    runner.heal_all().await;
     runner.report.finish();
     info!(applied = ?runner.report.applied, healed = runner.report.healed, "nemesis done");
     std::mem::take(&mut runner.report)
@@ -284,7 +307,72 @@ impl Runner {
             }
             Fault::FreezeLeader { fallback } => self.freeze(index, *fallback).await,
             Fault::PacketLoss | Fault::Latency => self.degrade(index, kind),
+            Fault::RemoveMember { node } => {
+                let result = match self.admin() {
+                    Ok(target) => {
+                        membership::remove(&target.admin(), &self.ctx.recorder, *node).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => self.applied(index, kind, Applied::Removed(*node)),
+                    Err(e) => self.failed(format!("{kind}: removing node {node}: {e}")),
+                }
+            }
+            Fault::Transfer { to } => {
+                let down: Vec<NodeId> = self
+                    .nodes
+                    .iter()
+                    .copied()
+                    .filter(|&id| self.active.values().any(|a| a.takes_down(id)))
+                    .collect();
+                let result = match self.admin() {
+                    Ok(target) => {
+                        membership::transfer(&target.admin(), &self.ctx.recorder, *to, |id| {
+                            down.contains(&id)
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok((from, to)) => {
+                        // Nothing to undo: counted, never active.
+                        *self.report.applied.entry(kind).or_default() += 1;
+                        info!(fault = index, "nemesis: transfer n{from} -> n{to}");
+                    }
+                    Err(e) => self.failed(format!("{kind}: {e}")),
+                }
+            }
         }
+    }
+
+    /// The client and the nodes' addresses operator requests go to.
+    fn admin(&self) -> Result<AdminTarget, String> {
+        let client = self
+            .ctx
+            .client
+            .clone()
+            .ok_or_else(|| "no client to reach the cluster with".to_string())?;
+        let nodes = self
+            .control()
+            .nodes()
+            .into_iter()
+            .map(|n| (n.id, n.addr))
+            .collect();
+        Ok(AdminTarget { client, nodes })
+    }
+
+    /// Adds a removed node back (learner, caught up, promoted).
+    async fn add_back(&mut self, node: NodeId) -> Result<(), String> {
+        let target = self.admin()?;
+        let addr = target
+            .nodes
+            .iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, addr)| addr.clone())
+            .ok_or_else(|| format!("node {node} is not in the cluster"))?;
+        membership::add_back(&target.admin(), &self.ctx.recorder, node, &addr).await
     }
 
     /// Starts `freeze-leader`: cuts the leader (`fallback` without one, or when the leader
@@ -466,7 +554,23 @@ impl Runner {
     }
 
     /// Ends fault `index` if it is in effect; a failed heal stays active for [`Self::heal_all`].
-    fn stop(&mut self, index: usize) {
+    async fn stop(&mut self, index: usize) {
+        if let Some(Applied::Removed(node)) = self.active.get(&index) {
+            let node = *node;
+            match self.add_back(node).await {
+                Ok(()) => {
+                    self.active.remove(&index);
+                }
+                Err(e) => self.failed(format!("membership: adding node {node} back: {e}")),
+            }
+            return;
+        }
+        self.stop_now(index);
+    }
+
+    /// [`Self::stop`] without waiting on the cluster: everything but adding a removed member
+    /// back (which needs the cluster's answers; it then stays to do).
+    fn stop_now(&mut self, index: usize) {
         let Some(mut applied) = self.active.remove(&index) else {
             return;
         };
@@ -490,6 +594,9 @@ impl Runner {
             }
             Applied::Paused(node) => pause::resume(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
+            Applied::Removed(node) => Err(format!(
+                "node {node} stays out of the membership: the nemesis was cancelled"
+            )),
             Applied::Degraded(kind) => {
                 let result = match self.ctx.network.as_mut() {
                     Some(network) if *kind == NemesisKind::Latency => {
@@ -554,17 +661,37 @@ impl Runner {
     }
 
     /// Ends every fault in effect (retrying failed heals once: the killed started, the
-    /// paused and frozen resumed, the cuts healed) and flushes the partition rules.
-    fn heal_all(&mut self) {
+    /// paused and frozen resumed, removed members added back, the cuts healed) and flushes
+    /// the partition rules.
+    async fn heal_all(&mut self) {
         if self.healed {
             return;
         }
         for _attempt in 0..2 {
             let indices: Vec<usize> = self.active.keys().copied().collect();
             for index in indices {
-                self.stop(index);
+                self.stop(index).await;
             }
         }
+        self.finish_healing();
+    }
+
+    /// [`Self::heal_all`] without waiting on the cluster, for a runner dropped midway.
+    fn heal_now(&mut self) {
+        if self.healed {
+            return;
+        }
+        for _attempt in 0..2 {
+            let indices: Vec<usize> = self.active.keys().copied().collect();
+            for index in indices {
+                self.stop_now(index);
+            }
+        }
+        self.finish_healing();
+    }
+
+    /// Flushes the partition rules and settles the report.
+    fn finish_healing(&mut self) {
         let mut flushed = true;
         if self.partitioned_ever {
             if let Some(network) = self.ctx.network.as_mut() {
@@ -596,7 +723,7 @@ impl Runner {
 impl Drop for Runner {
     fn drop(&mut self) {
         // Cancelled midway (the future was dropped): heal before the table goes away.
-        self.heal_all();
+        self.heal_now();
     }
 }
 
@@ -864,7 +991,7 @@ mod tests {
         assert_eq!(fake.lock().unwrap().calls.len(), 2);
 
         // The end: healed, not resumed again.
-        runner.stop(0);
+        runner.stop(0).await;
         runner.publish();
         assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
         assert_eq!(*net.lock().unwrap(), ["cut 4", "heal"]);
@@ -877,7 +1004,7 @@ mod tests {
         assert!(healed.get("error").is_none());
         assert!(runner.active.is_empty());
         assert_eq!(*state.borrow(), "none");
-        runner.heal_all();
+        runner.heal_all().await;
         assert!(runner.report.healed);
     }
 
@@ -887,7 +1014,7 @@ mod tests {
         let (schedule, ctx, fake, net, recorder) = frozen_setup(100, 500);
         let mut runner = Runner::new(&schedule, ctx);
         runner.start(0, &schedule.faults[0].fault).await;
-        runner.stop(0);
+        runner.stop(0).await;
         assert_eq!(fake.lock().unwrap().calls, ["pause 2", "resume 2"]);
         assert!(fake.lock().unwrap().down.is_empty());
         assert_eq!(*net.lock().unwrap(), ["cut 4", "heal"]);
@@ -899,7 +1026,7 @@ mod tests {
         runner.wake(0);
         assert_eq!(fake.lock().unwrap().calls.len(), 2);
 
-        // Through heal_all, as when the runner is dropped midway.
+        // Through heal_now, as when the runner is dropped midway.
         let (schedule, ctx, fake, net, recorder) = frozen_setup(100, 500);
         let mut runner = Runner::new(&schedule, ctx);
         runner.start(0, &schedule.faults[0].fault).await;

@@ -54,6 +54,11 @@ pub enum Fault {
     /// it at [`PlannedFault::wake_at`], links still cut; heal at the end. `fallback` (a node
     /// not down when planned) is frozen instead when no leader is known then.
     FreezeLeader { fallback: NodeId },
+    /// Remove the voter from the cluster (it keeps running); add it back at the end.
+    RemoveMember { node: NodeId },
+    /// Hand leadership to this voter (another one if it leads or is down then); nothing to
+    /// undo at the end.
+    Transfer { to: NodeId },
 }
 
 impl Fault {
@@ -69,6 +74,8 @@ impl Fault {
             Fault::Partition(g) => g.kind,
             Fault::IsolateLeader { .. } => NemesisKind::IsolateLeader,
             Fault::FreezeLeader { .. } => NemesisKind::FreezeLeader,
+            Fault::RemoveMember { .. } => NemesisKind::Membership,
+            Fault::Transfer { .. } => NemesisKind::Transfer,
         }
     }
 
@@ -79,7 +86,8 @@ impl Fault {
             // keeps the schedule's minority rule for the planned nodes.)
             Fault::Kill { node, .. }
             | Fault::Pause { node, .. }
-            | Fault::FreezeLeader { fallback: node } => Some(*node),
+            | Fault::FreezeLeader { fallback: node }
+            | Fault::RemoveMember { node } => Some(*node),
             _ => None,
         }
     }
@@ -213,7 +221,9 @@ impl Schedule {
             let end = (t + rng.range(fault_min, fault_max)).min(duration);
             let active: Vec<&PlannedFault> =
                 schedule.faults.iter().filter(|f| ms(f.end) > t).collect();
-            let partitioned = active.iter().any(|f| f.fault.kind().needs_network());
+            let partitioned = active
+                .iter()
+                .any(|f| f.fault.kind().needs_the_links_alone());
             let down: BTreeSet<NodeId> =
                 active.iter().filter_map(|f| f.fault.down_node()).collect();
             let power_cut = active.iter().any(|f| f.fault == Fault::KillAll);
@@ -226,7 +236,7 @@ impl Schedule {
                 } else if power_cut {
                     false
                 } else {
-                    (!k.needs_network() || !partitioned)
+                    (!k.needs_the_links_alone() || !partitioned)
                         && (!k.takes_node_down() || down.len() < max_down)
                 }
             };
@@ -283,6 +293,10 @@ impl Schedule {
                 NemesisKind::FreezeLeader => {
                     pick(&mut rng, &up).map(|fallback| Fault::FreezeLeader { fallback })
                 }
+                NemesisKind::Membership => {
+                    pick(&mut rng, &up).map(|node| Fault::RemoveMember { node })
+                }
+                NemesisKind::Transfer => Some(Fault::Transfer { to: order[0] }),
             };
             if let Some(fault) = fault {
                 schedule.faults.push(PlannedFault {
@@ -406,7 +420,7 @@ mod tests {
                 for step in s.steps() {
                     let f = &s.faults[step.fault];
                     assert!(f.start < f.end && f.end <= s.options.duration);
-                    if f.fault.kind().needs_network() {
+                    if f.fault.kind().needs_the_links_alone() {
                         partitions += match step.action {
                             Action::Start => 1,
                             Action::Stop => -1,

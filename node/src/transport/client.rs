@@ -13,9 +13,9 @@
 //! [`CallError::NoAnswer`].
 
 use super::endpoint::TransportError;
-use super::framing::{self, MAX_FRAME};
+use super::framing::{self, MAX_RESPONSE_FRAME};
 use super::tls;
-use super::{CLOSE_PROTOCOL, CLOSE_REFUSED};
+use super::{CLOSE_PROTOCOL, CLOSE_REFUSED, CLOSE_TIMEOUT};
 use crate::certs;
 use crate::protocol::{Request, Response};
 use model::core::NodeId;
@@ -126,27 +126,25 @@ impl ClientConnector {
         let exchange = async {
             match send.write_all(&bytes).await {
                 Ok(()) => {}
-                Err(quinn::WriteError::Stopped(code)) if code == CLOSE_PROTOCOL.into() => {
-                    return Err(Failure::Malformed)
+                Err(quinn::WriteError::Stopped(code)) if unread(code) => {
+                    return Err(Failure::Unread)
                 }
                 Err(e) => return Err(Failure::Other(format!("writing the request: {e}"))),
             }
             let _ = send.finish();
-            match framing::read_frame_limited::<_, Response>(&mut recv, MAX_FRAME).await {
+            match framing::read_frame_limited::<_, Response>(&mut recv, MAX_RESPONSE_FRAME).await {
                 Ok(Some(response)) => Ok(response),
                 Ok(None) => Err(Failure::Other(
                     "the node closed the stream without answering".into(),
                 )),
-                Err(framing::FrameError::Io(e)) if reset_as_malformed(&e) => {
-                    Err(Failure::Malformed)
-                }
+                Err(framing::FrameError::Io(e)) if reset_unread(&e) => Err(Failure::Unread),
                 Err(e) => Err(Failure::Other(format!("reading the response: {e}"))),
             }
         };
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(Failure::Malformed)) => Err(not_sent(
-                "the node refused the request frame as malformed".into(),
+            Ok(Err(Failure::Unread)) => Err(not_sent(
+                "the node refused the request frame as malformed or not arriving in time".into(),
             )),
             Ok(Err(Failure::Other(reason))) => match refused(&conn) {
                 Some(why) => Err(not_sent(why)),
@@ -225,18 +223,22 @@ impl ClientConnector {
 
 /// How the exchange on a stream failed.
 enum Failure {
-    /// The node stopped or reset the stream with [`CLOSE_PROTOCOL`]: it found the request
-    /// frame malformed and never handed it on.
-    Malformed,
+    /// The node stopped or reset the stream with [`CLOSE_PROTOCOL`] or [`CLOSE_TIMEOUT`]:
+    /// the request frame was malformed or did not arrive in time, and was never handed on.
+    Unread,
     Other(String),
 }
 
-/// The node reset the response stream with [`CLOSE_PROTOCOL`]: it found the request frame
-/// malformed and never handed it on.
-fn reset_as_malformed(e: &std::io::Error) -> bool {
+/// A stream error code saying the node never handed the request on.
+fn unread(code: quinn::VarInt) -> bool {
+    code == CLOSE_PROTOCOL.into() || code == CLOSE_TIMEOUT.into()
+}
+
+/// The node reset the response stream with an [`unread`] code.
+fn reset_unread(e: &std::io::Error) -> bool {
     matches!(
         e.get_ref().and_then(|inner| inner.downcast_ref::<quinn::ReadError>()),
-        Some(quinn::ReadError::Reset(code)) if *code == quinn::VarInt::from(CLOSE_PROTOCOL)
+        Some(quinn::ReadError::Reset(code)) if unread(*code)
     )
 }
 

@@ -63,8 +63,6 @@ pub struct TransportOptions {
     pub inbound_queue: usize,
     /// Client requests queued for the runtime before new ones are refused.
     pub client_queue: usize,
-    /// Most messages in one frame.
-    pub max_batch: usize,
     /// First reconnection delay (then doubling, with jitter).
     pub backoff_min: Duration,
     /// Longest reconnection delay.
@@ -79,7 +77,6 @@ impl Default for TransportOptions {
             peer_queue: 4096,
             inbound_queue: 8192,
             client_queue: 4096,
-            max_batch: 512,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),
@@ -113,8 +110,9 @@ impl Transport {
         Transport::start_with(config, me, certs_dir, TransportOptions::default()).await
     }
 
-    /// Loads `ca.pem` and `node-<me>.pem/.key` from `certs_dir` (and the deny-list), binds `me`'s address from
-    /// `config` (a host name is resolved, IPv4 preferred), and starts serving and dialling.
+    /// Loads `ca.pem` and `node-<me>.pem/.key` from `certs_dir` (and the deny-list), binds
+    /// `me`'s address from `config` (a host name is resolved, IPv4 preferred), and starts
+    /// serving and dialling, within the bounds of `config`'s `[transport]` section.
     pub async fn start_with(
         config: &ClusterConfig,
         me: NodeId,
@@ -164,13 +162,16 @@ impl Transport {
             client_tx,
             events.clone(),
             credentials.clone(),
+            config.transport.clone(),
         ));
 
         let accept_task =
             tokio::spawn(inbound::accept_loop(endpoint.clone(), shared.clone())).abort_handle();
         let link_options = LinkOptions {
             queue: options.peer_queue,
-            max_batch: options.max_batch.max(1),
+            max_batch: config.transport.max_batch,
+            max_frame: config.transport.max_frame_bytes,
+            max_message: config.transport.max_message_bytes,
             backoff_min: options.backoff_min,
             backoff_max: options.backoff_max,
             connect_timeout: options.connect_timeout,

@@ -6,25 +6,37 @@
 //! └──────────────┴─────────┴──────────────────────────┘
 //! ```
 //!
-//! The length is checked against a maximum before anything is read, and the body buffer
-//! grows only as bytes actually arrive, so a peer cannot make a node allocate gigabytes by
-//! announcing them. A frame of another protocol version, one that does not decode, one with
-//! bytes left over after its value, or a stream that ends inside a frame (even inside the
-//! 4-byte length) is an error that closes the stream, never a panic. Only an end of stream
-//! exactly between two frames is a clean end.
+//! Each kind of frame has its own limit (a Hello, a client request, a response, a peer frame
+//! whose limit comes from the configuration), checked against the length before anything
+//! else is read; the body buffer grows only as bytes actually arrive, so a peer cannot make
+//! a node allocate gigabytes by announcing them, and a reader can give a frame a deadline so
+//! that a stalled sender cannot hold even that buffer forever. A frame of another protocol
+//! version, one that does not decode, one with bytes left over after its value, or a stream
+//! that ends inside a frame (even inside the 4-byte length) is an error that closes the
+//! stream, never a panic. Only an end of stream exactly between two frames is a clean end.
 
 use crate::protocol::PROTOCOL_VERSION;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest frame accepted between nodes (snapshots travel in one frame).
-pub const MAX_FRAME: usize = 256 << 20;
+/// Largest frame of any kind: what [`encode`] and [`read_frame`] accept, and the most a
+/// configuration may allow for a peer frame.
+pub const MAX_FRAME: usize = 64 << 20;
+/// Smallest peer frame limit a configuration may set: room for a full batch of ordinary
+/// messages, and for chunks that are not absurdly many.
+pub const MIN_PEER_FRAME: usize = 64 << 10;
+/// Largest `Hello`: it carries one node id, so anything bigger is not a Hello.
+pub const MAX_HELLO_FRAME: usize = 64;
 /// Largest client request a node accepts: requests are small, so a client gets a much
 /// tighter limit than a peer; room for the largest value allowed
 /// ([`crate::config::MAX_VALUE_BYTES`]) and 64 KiB of key and envelope.
 pub const MAX_REQUEST_FRAME: usize = (1 << 20) + (64 << 10);
+/// Largest response a client accepts: a read answers with the whole value (at most
+/// `[sessions] max_value_bytes` on a node of this version, more on an older one).
+pub const MAX_RESPONSE_FRAME: usize = MAX_FRAME;
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
 
@@ -43,6 +55,8 @@ pub enum FrameError {
     Trailing(usize),
     #[error("stream ended inside a frame")]
     Truncated,
+    #[error("frame not complete within {0:?}")]
+    TimedOut(Duration),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,30 +64,43 @@ pub enum FrameError {
 /// Encodes `value` as one frame (length, version, payload); frames over [`MAX_FRAME`] are
 /// refused.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    encode_limited(value, MAX_FRAME)
+}
+
+/// Encodes `value` as one frame of at most `max` bytes (the length prefix not counted).
+pub fn encode_limited<T: Serialize>(value: &T, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut frame = vec![0u8; LEN_BYTES + 1];
     frame[LEN_BYTES] = PROTOCOL_VERSION;
     let mut frame = postcard::to_extend(value, frame)?;
     let len = frame.len() - LEN_BYTES;
-    let prefix =
-        u32::try_from(len)
-            .ok()
-            .filter(|_| len <= MAX_FRAME)
-            .ok_or(FrameError::TooLarge {
-                len,
-                max: MAX_FRAME,
-            })?;
+    let max = max.min(MAX_FRAME);
+    let prefix = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= max)
+        .ok_or(FrameError::TooLarge { len, max })?;
     frame[..LEN_BYTES].copy_from_slice(&prefix.to_be_bytes());
     Ok(frame)
+}
+
+/// The payload of a frame body (version byte + payload), once its version is checked:
+/// lets a reader look at what a payload announces before decoding it.
+pub fn payload(body: &[u8]) -> Result<&[u8], FrameError> {
+    let (&version, payload) = body.split_first().ok_or(FrameError::Empty)?;
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::Version { got: version });
+    }
+    Ok(payload)
 }
 
 /// Decodes a frame body (version byte + payload, without the length prefix). The payload
 /// must be exactly one value.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    let (&version, payload) = body.split_first().ok_or(FrameError::Empty)?;
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::Version { got: version });
-    }
-    let (value, rest) = postcard::take_from_bytes(payload)?;
+    decode_exact(payload(body)?)
+}
+
+/// Decodes `bytes` as exactly one postcard value.
+pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
     if !rest.is_empty() {
         return Err(FrameError::Trailing(rest.len()));
     }
@@ -118,8 +145,55 @@ pub async fn read_frame_limited<R: AsyncRead + Unpin, T: DeserializeOwned>(
     input: &mut R,
     max: usize,
 ) -> Result<Option<T>, FrameError> {
+    match read_body_from(input, [0; LEN_BYTES], 0, max).await? {
+        Some(body) => decode_body(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// When the time allowed for a frame starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// Now: the frame must have arrived whole within the timeout (a client's request,
+    /// a peer's Hello).
+    Now,
+    /// At the frame's first byte: waiting between frames is free (a peer stream is idle
+    /// between batches), but a frame once started must complete within the timeout.
+    FirstByte,
+}
+
+/// Reads one frame body (version byte + payload) of at most `max` bytes, undecoded, within
+/// `timeout` counted from `deadline`; `Ok(None)` at a clean end of stream between frames.
+/// A frame that does not complete in time is [`FrameError::TimedOut`]: a stalled sender
+/// cannot hold the reader's buffer forever.
+pub async fn read_body_within<R: AsyncRead + Unpin>(
+    input: &mut R,
+    max: usize,
+    timeout: Duration,
+    deadline: Deadline,
+) -> Result<Option<Vec<u8>>, FrameError> {
     let mut prefix = [0u8; LEN_BYTES];
-    let mut filled = 0;
+    let filled = match deadline {
+        Deadline::Now => 0,
+        Deadline::FirstByte => {
+            if input.read(&mut prefix[..1]).await? == 0 {
+                return Ok(None);
+            }
+            1
+        }
+    };
+    tokio::time::timeout(timeout, read_body_from(input, prefix, filled, max))
+        .await
+        .map_err(|_| FrameError::TimedOut(timeout))?
+}
+
+/// Reads the rest of a frame whose first `filled` prefix bytes are already in `prefix`.
+async fn read_body_from<R: AsyncRead + Unpin>(
+    input: &mut R,
+    mut prefix: [u8; LEN_BYTES],
+    mut filled: usize,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
     while filled < LEN_BYTES {
         match input.read(&mut prefix[filled..]).await? {
             0 if filled == 0 => return Ok(None),
@@ -137,7 +211,7 @@ pub async fn read_frame_limited<R: AsyncRead + Unpin, T: DeserializeOwned>(
     if body.len() < len {
         return Err(FrameError::Truncated);
     }
-    decode_body(&body).map(Some)
+    Ok(Some(body))
 }
 
 fn body_len(prefix: [u8; LEN_BYTES], max: usize) -> Result<usize, FrameError> {

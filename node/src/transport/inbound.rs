@@ -19,18 +19,37 @@
 //!
 //! A malformed frame closes the peer connection, or the client's stream (the client's
 //! other requests carry on), with [`CLOSE_PROTOCOL`] and a warning.
+//!
+//! What one remote end can make the node hold is bounded (`[transport]` settings):
+//! - one connection per peer id: a newer connection from the same node replaces the older
+//!   one (a restarted peer must not wait for its old connection to time out), so a peer
+//!   cannot pile up connections;
+//! - no stream at all before a connection is authorized; then one peer stream per peer
+//!   connection, and `max_client_streams` concurrent requests per client connection;
+//! - a deadline per frame: a client's request must arrive whole within `stream_timeout`
+//!   of its stream opening (and its answer be taken within `stream_timeout` too), a peer's
+//!   Hello likewise, and each later peer frame (and the
+//!   next chunk of a message in chunks) within `stream_timeout` of its first byte; a
+//!   stalled stream is closed with [`CLOSE_TIMEOUT`] and its buffer freed;
+//! - a peer frame of at most `max_frame_bytes`, and a `Messages` frame of at most
+//!   `max_batch` messages, checked before it is decoded; a message in chunks of at most
+//!   `max_message_bytes`;
+//! - when more than `retry_above_handshakes` handshakes are in progress, a new connection
+//!   attempt must first prove its source address with a QUIC Retry.
 
+use super::chunks::Reassembly;
 use super::credentials::{Caller, Credentials};
-use super::framing::{self, FrameError};
+use super::framing::{self, Deadline, FrameError};
 use super::tls::{self, Authorized};
-use super::{Events, CLOSE_PROTOCOL, CLOSE_REFUSED};
-use crate::protocol::{PeerFrame, Request, Response};
+use super::{Events, CLOSE_PROTOCOL, CLOSE_REFUSED, CLOSE_REPLACED, CLOSE_TIMEOUT};
+use crate::config::TransportSettings;
+use crate::protocol::{self, PeerFrame, Request, Response};
 use model::core::{Message, NodeId};
 use model::kv::Command;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -69,7 +88,18 @@ pub struct InboundStats {
     /// Peer messages dropped because they were not from the authenticated peer or not for
     /// this node.
     pub rejected: u64,
+    /// Peer connections closed because a newer one from the same node replaced them.
+    pub replaced_connections: u64,
+    /// Streams closed because a frame did not arrive whole, or an answer was not taken,
+    /// within the stream timeout.
+    pub timed_out_streams: u64,
+    /// Connection attempts answered with a QUIC Retry (address validation).
+    pub retries: u64,
 }
+
+/// Concurrent streams of one peer connection: a peer sends everything on one stream, and
+/// reconnects (a new connection) when it fails.
+const PEER_STREAMS: u32 = 1;
 
 /// State shared by the accept loop and its connection tasks.
 pub(crate) struct Shared {
@@ -81,11 +111,19 @@ pub(crate) struct Shared {
     pub events: Events,
     /// The deny-list and the client id namespaces, checked on every client request.
     pub credentials: Arc<Credentials>,
+    limits: TransportSettings,
+    /// The live inbound connection of each peer id.
+    peer_conns: Mutex<HashMap<NodeId, quinn::Connection>>,
+    /// Connection attempts accepted whose handshake has not finished.
+    handshakes: AtomicUsize,
     refused: AtomicU64,
     bad_frames: AtomicU64,
     dropped: AtomicU64,
     rejected: AtomicU64,
     delivered: AtomicU64,
+    replaced: AtomicU64,
+    timed_out: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl Shared {
@@ -96,6 +134,7 @@ impl Shared {
         client_tx: mpsc::Sender<ClientCall>,
         events: Events,
         credentials: Arc<Credentials>,
+        limits: TransportSettings,
     ) -> Shared {
         Shared {
             me,
@@ -104,18 +143,35 @@ impl Shared {
             client_tx,
             events,
             credentials,
+            limits,
+            peer_conns: Mutex::new(HashMap::new()),
+            handshakes: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
         }
     }
 
-    /// Replaces the set of admitted peers.
+    /// Replaces the set of admitted peers; the connections of those no longer in it close.
     pub(crate) fn set_peers(&self, peers: BTreeSet<NodeId>) {
+        let departed: Vec<quinn::Connection> = self
+            .peer_conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(id, _)| !peers.contains(id))
+            .map(|(_, conn)| conn.clone())
+            .collect();
         // A poisoned lock only means a reader panicked; the set itself is always whole.
         *self.peers.write().unwrap_or_else(|e| e.into_inner()) = peers;
+        for conn in departed {
+            self.refuse(&conn, "no longer a member of this cluster");
+        }
     }
 
     fn is_peer(&self, id: NodeId) -> bool {
@@ -132,7 +188,51 @@ impl Shared {
             delivered: self.delivered.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            replaced_connections: self.replaced.load(Ordering::Relaxed),
+            timed_out_streams: self.timed_out.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
         }
+    }
+
+    /// Makes `conn` the one connection of the peer ids its certificate names, closing the
+    /// connection it replaces, if any.
+    fn register_peer(&self, conn: &quinn::Connection, ids: &[NodeId]) {
+        let mut replaced = Vec::new();
+        {
+            let mut conns = self.peer_conns.lock().unwrap_or_else(|p| p.into_inner());
+            for &id in ids {
+                if let Some(old) = conns.insert(id, conn.clone()) {
+                    if old.stable_id() != conn.stable_id()
+                        && !replaced
+                            .iter()
+                            .any(|r: &quinn::Connection| r.stable_id() == old.stable_id())
+                    {
+                        replaced.push(old);
+                    }
+                }
+            }
+        }
+        for old in replaced {
+            info!(remote = %old.remote_address(), newer = %conn.remote_address(), ?ids, "closing a peer connection: replaced by a newer connection from the same node");
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+            self.events.bump();
+            old.close(CLOSE_REPLACED.into(), b"replaced by a newer connection");
+        }
+    }
+
+    /// Forgets `conn` as the connection of `ids`, unless a newer one took its place.
+    fn unregister_peer(&self, conn: &quinn::Connection, ids: &[NodeId]) {
+        let mut conns = self.peer_conns.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if conns.get(id).map(quinn::Connection::stable_id) == Some(conn.stable_id()) {
+                conns.remove(id);
+            }
+        }
+    }
+
+    fn timed_out(&self) {
+        self.timed_out.fetch_add(1, Ordering::Relaxed);
+        self.events.bump();
     }
 
     /// Closes `conn` as refused, with a warning.
@@ -195,7 +295,10 @@ pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    conns.spawn(serve_connection(incoming, shared.clone()));
+                    if let Some(incoming) = validate_if_busy(incoming, &shared) {
+                        let handshake = Handshake::start(&shared);
+                        conns.spawn(serve_connection(incoming, handshake, shared.clone()));
+                    }
                 }
                 None => break,
             },
@@ -205,9 +308,58 @@ pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
     debug!("endpoint closed; accept loop ends");
 }
 
-async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+/// Under a pile of handshakes, answers a connection attempt whose source address is not
+/// yet proven with a QUIC Retry (returns `None`): a spoofed source never sees the Retry, so
+/// it cannot come back and cost the node handshake state. Otherwise hands it back to serve.
+fn validate_if_busy(incoming: quinn::Incoming, shared: &Shared) -> Option<quinn::Incoming> {
+    let busy = shared.handshakes.load(Ordering::Relaxed) >= shared.limits.retry_above_handshakes;
+    if !busy || incoming.remote_address_validated() {
+        return Some(incoming);
+    }
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
+    match incoming.retry() {
+        Ok(()) => {
+            debug!(%remote, "many handshakes in progress: asked the new connection to validate its address (QUIC Retry)");
+            shared.retries.fetch_add(1, Ordering::Relaxed);
+            shared.events.bump();
+            None
+        }
+        // Retry is not possible for this attempt; serve it like any other.
+        Err(e) => Some(e.into_incoming()),
+    }
+}
+
+/// Counts a handshake in progress from its acceptance until it is dropped.
+struct Handshake(Option<Arc<Shared>>);
+
+impl Handshake {
+    fn start(shared: &Arc<Shared>) -> Handshake {
+        shared.handshakes.fetch_add(1, Ordering::Relaxed);
+        Handshake(Some(shared.clone()))
+    }
+
+    fn finish(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.handshakes.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    mut handshake: Handshake,
+    shared: Arc<Shared>,
+) {
+    let remote = incoming.remote_address();
+    let done = incoming.await;
+    handshake.finish();
+    let conn = match done {
         Ok(conn) => conn,
         Err(e) => {
             warn!(%remote, reason = %e, "refused connection: TLS handshake failed");
@@ -222,7 +374,11 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     };
     let alpn = tls::negotiated_alpn(&conn);
     match tls::authorize(alpn.as_deref(), &cert.names, |id| shared.is_peer(id)) {
-        Ok(Authorized::Peer(ids)) => serve_peer(conn, ids, shared).await,
+        Ok(Authorized::Peer(ids)) => {
+            shared.register_peer(&conn, &ids);
+            serve_peer(conn.clone(), ids.clone(), shared.clone()).await;
+            shared.unregister_peer(&conn, &ids);
+        }
         Ok(Authorized::Client(identity)) => {
             serve_client(conn, Arc::new(Caller { identity, cert }), shared).await
         }
@@ -231,8 +387,9 @@ async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
 }
 
 async fn serve_peer(conn: quinn::Connection, ids: Vec<NodeId>, shared: Arc<Shared>) {
-    // Peers talk on unidirectional streams only.
-    conn.set_max_concurrent_bi_streams(0u32.into());
+    // No stream could be opened before this point; peers talk on one unidirectional
+    // stream only.
+    conn.set_max_concurrent_uni_streams(PEER_STREAMS.into());
     debug!(remote = %conn.remote_address(), ?ids, "peer connection");
     let mut streams = JoinSet::new();
     loop {
@@ -258,17 +415,29 @@ async fn serve_peer_stream(
     shared: Arc<Shared>,
 ) {
     let remote = conn.remote_address();
-    let protocol_error = |why: &str| {
-        warn!(%remote, reason = %why, "bad frame from peer; closing the connection");
-        shared.bad_frame();
-        conn.close(CLOSE_PROTOCOL.into(), truncate(why).as_bytes());
+    let limits = &shared.limits;
+    let timeout = limits.stream_timeout();
+    let close = |code: u32, why: &str| {
+        conn.close(code.into(), truncate(why).as_bytes());
     };
-    let from = match framing::read_frame::<_, PeerFrame>(&mut recv).await {
+    let hello =
+        framing::read_body_within(&mut recv, framing::MAX_HELLO_FRAME, timeout, Deadline::Now)
+            .await
+            .and_then(|body| {
+                body.map(|b| framing::decode_body::<PeerFrame>(&b))
+                    .transpose()
+            });
+    let from = match hello {
         Ok(Some(PeerFrame::Hello { from })) => from,
-        Ok(Some(PeerFrame::Messages(_))) => return protocol_error("first frame is not Hello"),
+        Ok(Some(_)) => return peer_protocol_error(&shared, &conn, "first frame is not Hello"),
         Ok(None) => return,
         Err(FrameError::Io(e)) if is_connection_loss(&e) => return,
-        Err(e) => return protocol_error(&e.to_string()),
+        Err(e @ FrameError::TimedOut(_)) => {
+            warn!(%remote, reason = %e, "peer sent no Hello in time; closing the connection");
+            shared.timed_out();
+            return close(CLOSE_TIMEOUT, &e.to_string());
+        }
+        Err(e) => return peer_protocol_error(&shared, &conn, &e.to_string()),
     };
     if !ids.contains(&from) {
         let reason = format!(
@@ -281,10 +450,31 @@ async fn serve_peer_stream(
         return shared.refuse(&conn, &reason);
     }
     info!(%remote, peer = from, "peer stream open");
+    let mut chunks = Reassembly::new(limits.max_message_bytes);
     loop {
-        match framing::read_frame::<_, PeerFrame>(&mut recv).await {
-            Ok(Some(PeerFrame::Messages(batch))) => shared.deliver(from, remote, batch),
-            Ok(Some(PeerFrame::Hello { .. })) => return protocol_error("a second Hello"),
+        // Between batches a peer stream may idle; inside a message in chunks, the next
+        // chunk is due at once.
+        let deadline = if chunks.in_progress() {
+            Deadline::Now
+        } else {
+            Deadline::FirstByte
+        };
+        let body = match framing::read_body_within(
+            &mut recv,
+            limits.max_frame_bytes,
+            timeout,
+            deadline,
+        )
+        .await
+        {
+            Ok(Some(body)) => body,
+            Ok(None) if chunks.in_progress() => {
+                return peer_protocol_error(
+                    &shared,
+                    &conn,
+                    "stream ended inside a message in chunks",
+                )
+            }
             Ok(None) => {
                 debug!(%remote, peer = from, "peer stream finished");
                 return;
@@ -293,14 +483,66 @@ async fn serve_peer_stream(
                 debug!(%remote, peer = from, reason = %e, "peer stream ended");
                 return;
             }
-            Err(e) => return protocol_error(&e.to_string()),
+            Err(e @ FrameError::TimedOut(_)) => {
+                warn!(%remote, peer = from, reason = %e, "peer frame stalled; closing the connection");
+                shared.timed_out();
+                return close(CLOSE_TIMEOUT, &e.to_string());
+            }
+            Err(e) => return peer_protocol_error(&shared, &conn, &e.to_string()),
+        };
+        match decode_peer_frame(&body, limits.max_batch) {
+            Ok(PeerFrame::Messages(_)) | Ok(PeerFrame::Hello { .. }) if chunks.in_progress() => {
+                return peer_protocol_error(
+                    &shared,
+                    &conn,
+                    "another frame inside a message in chunks",
+                )
+            }
+            Ok(PeerFrame::Messages(batch)) => shared.deliver(from, remote, batch),
+            Ok(PeerFrame::Chunk { total, data }) => match chunks.push(total, data) {
+                Ok(None) => {}
+                Ok(Some(bytes)) => match framing::decode_exact::<Message<Command>>(&bytes) {
+                    Ok(msg) => shared.deliver(from, remote, vec![msg]),
+                    Err(e) => {
+                        let why = format!("message in chunks: {e}");
+                        return peer_protocol_error(&shared, &conn, &why);
+                    }
+                },
+                Err(e) => return peer_protocol_error(&shared, &conn, &e.to_string()),
+            },
+            Ok(PeerFrame::Hello { .. }) => {
+                return peer_protocol_error(&shared, &conn, "a second Hello")
+            }
+            Err(why) => return peer_protocol_error(&shared, &conn, &why),
         }
     }
 }
 
+/// Decodes a peer frame body, refusing a `Messages` frame that announces more than
+/// `max_batch` messages before decoding any of them.
+fn decode_peer_frame(body: &[u8], max_batch: usize) -> Result<PeerFrame, String> {
+    let payload = framing::payload(body).map_err(|e| e.to_string())?;
+    if let Some(n) = protocol::announced_messages(payload) {
+        if n > max_batch as u64 {
+            return Err(format!(
+                "Messages frame announces {n} messages, more than max_batch {max_batch}"
+            ));
+        }
+    }
+    framing::decode_exact(payload).map_err(|e| e.to_string())
+}
+
+/// A peer sent something malformed: its connection is closed, with a warning.
+fn peer_protocol_error(shared: &Shared, conn: &quinn::Connection, why: &str) {
+    warn!(remote = %conn.remote_address(), reason = %why, "bad frame from peer; closing the connection");
+    shared.bad_frame();
+    conn.close(CLOSE_PROTOCOL.into(), truncate(why).as_bytes());
+}
+
 async fn serve_client(conn: quinn::Connection, caller: Arc<Caller>, shared: Arc<Shared>) {
-    // Clients talk on bidirectional streams only.
-    conn.set_max_concurrent_uni_streams(0u32.into());
+    // No stream could be opened before this point; clients talk on bidirectional streams
+    // only, a bounded number at a time.
+    conn.set_max_concurrent_bi_streams(shared.limits.max_client_streams.into());
     let remote = conn.remote_address();
     debug!(%remote, "client connection");
     let mut calls = JoinSet::new();
@@ -327,12 +569,18 @@ async fn serve_call(
     caller: Arc<Caller>,
     shared: Arc<Shared>,
 ) {
-    let request = match framing::read_frame_limited::<_, Request>(
+    let timeout = shared.limits.stream_timeout();
+    let request = match framing::read_body_within(
         &mut recv,
         framing::MAX_REQUEST_FRAME,
+        timeout,
+        Deadline::Now,
     )
     .await
-    {
+    .and_then(|body| {
+        body.map(|b| framing::decode_body::<Request>(&b))
+            .transpose()
+    }) {
         Ok(Some(request)) => request,
         Ok(None) => {
             debug!(%remote, "client stream closed without a request");
@@ -340,6 +588,13 @@ async fn serve_call(
         }
         Err(FrameError::Io(e)) if is_connection_loss(&e) => {
             debug!(%remote, reason = %e, "client stream ended");
+            return;
+        }
+        Err(e @ FrameError::TimedOut(_)) => {
+            warn!(%remote, reason = %e, "client request stalled; closing the stream");
+            shared.timed_out();
+            let _ = recv.stop(CLOSE_TIMEOUT.into());
+            let _ = send.reset(CLOSE_TIMEOUT.into());
             return;
         }
         Err(e) => {
@@ -371,11 +626,19 @@ async fn serve_call(
         }
         Err(TrySendError::Closed(_)) => Response::Refused("node is shutting down".into()),
     };
-    if let Err(e) = framing::write_frame(&mut send, &response).await {
-        debug!(%remote, reason = %e, "could not answer the client");
-        return;
+    // A client that does not read its answer (QUIC flow control) must not hold the stream
+    // and the answer forever either.
+    match tokio::time::timeout(timeout, framing::write_frame(&mut send, &response)).await {
+        Ok(Ok(())) => {
+            let _ = send.finish();
+        }
+        Ok(Err(e)) => debug!(%remote, reason = %e, "could not answer the client"),
+        Err(_) => {
+            warn!(%remote, ?timeout, "client did not take its answer in time; closing the stream");
+            shared.timed_out();
+            let _ = send.reset(CLOSE_TIMEOUT.into());
+        }
     }
-    let _ = send.finish();
 }
 
 /// An I/O error that only says the stream or connection went away (not a bad frame).

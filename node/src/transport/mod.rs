@@ -16,7 +16,10 @@
 //!  lab: client.rs ClientConnector ── one connection per node, one bidi stream per call
 //! ```
 //!
-//! - [`framing`]: length + version + postcard frames, size limits, decoding errors.
+//! - [`framing`]: length + version + postcard frames, size limits, read deadlines,
+//!   decoding errors.
+//! - `chunks`: a Raft message too large for one frame, cut into chunk frames and put back
+//!   together under a bound.
 //! - [`tls`]: rustls/quinn configurations and the identity rules.
 //! - [`credentials`]: the node's certificate, key, CA and deny-list, reloadable.
 //! - `peers`: outbound links (queues, batching, reconnect with backoff).
@@ -26,9 +29,12 @@
 //! - `client`: [`ClientConnector`], what the lab uses.
 //!
 //! Anything malformed (garbage, truncated, oversized or unknown-version frames, a Hello
-//! that does not match the certificate) closes that stream or connection with a
-//! `tracing::warn!` naming the reason and the remote address; the node keeps serving.
+//! that does not match the certificate) or stalled (a frame not complete within the stream
+//! timeout) closes that stream or connection with a `tracing::warn!` naming the reason and
+//! the remote address; the node keeps serving. The bounds on what one connection may hold
+//! are listed in `inbound`.
 
+mod chunks;
 mod client;
 pub mod credentials;
 mod endpoint;
@@ -53,6 +59,12 @@ pub const CLOSE_SHUTDOWN: u32 = 0;
 pub const CLOSE_REFUSED: u32 = 1;
 /// QUIC application close / stream error code: a malformed frame.
 pub const CLOSE_PROTOCOL: u32 = 2;
+/// QUIC application close / stream error code: a frame did not arrive whole within the
+/// stream timeout. Nothing of it was acted on.
+pub const CLOSE_TIMEOUT: u32 = 3;
+/// QUIC application close code: a newer connection from the same peer took this one's
+/// place.
+pub const CLOSE_REPLACED: u32 = 4;
 
 /// A counter bumped on every observable change of the transport (a link up or down, a
 /// refused connection, a bad frame): lets status readers and tests wait for a change

@@ -6,6 +6,8 @@
 //!                                                              │ open one uni stream, write Hello
 //!                                                              │ loop: take everything queued (≤ max_batch)
 //!                                                              │       write it as ONE Messages frame
+//!                                                              │       (a message too big for a frame:
+//!                                                              │        as a run of Chunk frames)
 //!                                                              └ on error: drop, back off, redial
 //! ```
 //!
@@ -16,6 +18,7 @@
 //! core. Reconnection backs off exponentially from `backoff_min` to `backoff_max` with
 //! jitter from a cheap per-link xorshift generator.
 
+use super::chunks::{self, ChunkRef};
 use super::framing::{self, FrameError};
 use super::Events;
 use crate::certs;
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-/// A frame borrowing its batch: encodes exactly like [`PeerFrame`] (postcard writes a
+/// A frame borrowing its contents: encodes exactly like [`PeerFrame`] (postcard writes a
 /// slice and a `Vec` the same way; a test checks it), without moving the messages into a
 /// frame so that an oversized batch can still be split.
 #[derive(Serialize)]
@@ -41,6 +44,10 @@ enum PeerFrameRef<'a> {
         from: NodeId,
     },
     Messages(&'a [Message<Command>]),
+    Chunk {
+        total: u64,
+        data: &'a [u8],
+    },
 }
 
 /// How one peer link is doing, for status reports and tests.
@@ -85,7 +92,12 @@ impl LinkState {
 #[derive(Clone, Debug)]
 pub(crate) struct LinkOptions {
     pub queue: usize,
+    /// Most messages in one frame.
     pub max_batch: usize,
+    /// Largest frame; a bigger message goes in chunks.
+    pub max_frame: usize,
+    /// Largest message in chunks (the peer refuses bigger ones).
+    pub max_message: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub connect_timeout: Duration,
@@ -314,39 +326,73 @@ impl Sender {
     }
 
     /// Writes `batch` as one frame, or as several if it exceeds the frame limit; a single
-    /// message too large for any frame is dropped with an error log.
+    /// message too large for any frame goes as a run of chunk frames, and one too large for
+    /// the peer to put back together is dropped with an error log.
     async fn send_batch(
         &self,
         stream: &mut SendStream,
         batch: &[Message<Command>],
     ) -> Result<(), String> {
+        let max = self.options.max_frame;
         // Ranges still to send, last to send first.
         let mut todo = vec![(0, batch.len())];
         while let Some((lo, hi)) = todo.pop() {
-            match framing::encode(&PeerFrameRef::Messages(&batch[lo..hi])) {
-                Ok(bytes) => {
-                    if let Err(e) = stream.write_all(&bytes).await {
-                        let lost = hi - lo + todo.iter().map(|(l, h)| h - l).sum::<usize>();
-                        self.state.drop_n(lost);
-                        return Err(format!("writing to the stream: {e}"));
-                    }
-                    self.state
-                        .sent
-                        .fetch_add((hi - lo) as u64, Ordering::Relaxed);
-                }
+            let written = match framing::encode_limited(
+                &PeerFrameRef::Messages(&batch[lo..hi]),
+                max,
+            ) {
+                Ok(bytes) => stream.write_all(&bytes).await.map_err(|e| e.to_string()),
                 Err(FrameError::TooLarge { .. }) if hi - lo > 1 => {
                     let mid = lo + (hi - lo) / 2;
                     todo.push((mid, hi));
                     todo.push((lo, mid));
+                    continue;
+                }
+                Err(FrameError::TooLarge { .. }) => {
+                    match chunks::encode_message(&batch[lo], self.options.max_message) {
+                        Ok(message) => write_chunks(stream, &message, max).await,
+                        Err(e) => {
+                            error!(peer = self.peer, kind = batch[lo].body.name(), reason = %e, "dropping a message too large to send even in chunks");
+                            self.state.drop_n(1);
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => {
                     error!(peer = self.peer, kind = batch[lo].body.name(), reason = %e, "dropping a message that cannot be framed");
                     self.state.drop_n(hi - lo);
+                    continue;
                 }
+            };
+            if let Err(e) = written {
+                let lost = hi - lo + todo.iter().map(|(l, h)| h - l).sum::<usize>();
+                self.state.drop_n(lost);
+                return Err(format!("writing to the stream: {e}"));
             }
+            self.state
+                .sent
+                .fetch_add((hi - lo) as u64, Ordering::Relaxed);
         }
         Ok(())
     }
+}
+
+/// Writes `message` (a postcard encoding) as its run of chunk frames of at most `max_frame`
+/// bytes. A failure part-way leaves the run unfinished, which the receiver cannot resume:
+/// the caller gives up the stream.
+async fn write_chunks(
+    stream: &mut SendStream,
+    message: &[u8],
+    max_frame: usize,
+) -> Result<(), String> {
+    let frames = chunks::frames(message, max_frame, |ChunkRef { total, data }| {
+        framing::encode_limited(&PeerFrameRef::Chunk { total, data }, max_frame)
+    });
+    for frame in frames {
+        let frame = frame.map_err(|e| format!("a chunk: {e}"))?;
+        stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Resolves `addr` (host names allowed), preferring the endpoint's address family.
@@ -428,6 +474,15 @@ mod tests {
         assert_eq!(
             framing::encode(&PeerFrameRef::Hello { from: 7 }).unwrap(),
             framing::encode(&PeerFrame::Hello { from: 7 }).unwrap()
+        );
+        let data = vec![1u8, 2, 3];
+        assert_eq!(
+            framing::encode(&PeerFrameRef::Chunk {
+                total: 9,
+                data: &data
+            })
+            .unwrap(),
+            framing::encode(&PeerFrame::Chunk { total: 9, data }).unwrap()
         );
     }
 

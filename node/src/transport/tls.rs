@@ -55,8 +55,8 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 /// QUIC settings shared by every connection: keep-alives so an idle link stays up and a
-/// dead one is noticed within [`IDLE_TIMEOUT`], and stream limits sized for one peer
-/// stream per connection and many concurrent client requests.
+/// dead one is noticed within [`IDLE_TIMEOUT`], and no stream allowed until the listener
+/// has authorized the connection (it then grants streams by kind; a dialler grants none).
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
@@ -65,8 +65,8 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     t.initial_rtt(Duration::from_millis(100));
     // Infallible for a few seconds (the limit is 2^62 ms).
     t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
-    t.max_concurrent_uni_streams(8u32.into());
-    t.max_concurrent_bidi_streams(1024u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_concurrent_bidi_streams(0u32.into());
     t.stream_receive_window((8u32 << 20).into());
     t.receive_window((32u32 << 20).into());
     t.send_window(32 << 20);
@@ -90,6 +90,9 @@ pub fn node_server_config(credentials: Arc<Credentials>) -> Result<quinn::Server
     let crypto = QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport_config());
+    // Nodes and the lab do not move: a packet of a connection from another address is
+    // dropped rather than followed.
+    config.migration(false);
     Ok(config)
 }
 
