@@ -241,6 +241,8 @@ fn show(v: Option<&Value>) -> String {
 /// within a process and practically never across runs against the same cluster; in the
 /// namespace of the shared client certificate, the one the lab presents (nodes refuse ids
 /// outside the namespace of the certificate they come with, `node::certs::client_namespace`).
+/// A [`KvClient`]'s id names it in logs and picks the first node it tries; the session id its
+/// requests carry comes from the cluster when it registers.
 pub fn fresh_client_id() -> u64 {
     static BASE: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -422,6 +424,7 @@ pub struct KvClient {
 const HOME_DOWN: Duration = Duration::from_secs(1);
 
 impl KvClient {
+    /// The client's own id (see [`fresh_client_id`]), not its session's.
     pub fn id(&self) -> u64 {
         self.id
     }
