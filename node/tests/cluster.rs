@@ -1,9 +1,10 @@
 //! Real `raft-node` processes on loopback: elections, replication, SIGKILL of the leader,
-//! catching up by log and by snapshot, foreign certificates, garbage on the wire.
+//! catching up by log and by snapshot, foreign certificates, garbage on the wire, client
+//! sessions (unknown ids, the value limit, sessions restored from a snapshot).
 
 mod support;
 
-use model::kv::Value;
+use model::kv::{Command, Operation, Outcome, Value};
 use node::protocol::{Request, Response};
 use node::transport::ClientConnector;
 use std::time::Duration;
@@ -157,4 +158,96 @@ async fn a_node_with_a_foreign_ca_is_refused_and_garbage_leaves_nodes_serving() 
     }
     cluster.write("a", 3).await;
     assert_eq!(cluster.read("a").await, Some(Value::Int(3)));
+}
+
+/// Runs `command` on the one-node `cluster` to its outcome.
+async fn call(cluster: &Cluster, command: Command) -> Outcome {
+    let mut target = 1;
+    support::op_via(
+        &cluster.client,
+        &cluster.addrs,
+        &cluster.dir,
+        command,
+        &mut target,
+    )
+    .await
+    .0
+}
+
+/// A request under a session the cluster never registered is answered "session expired" and
+/// not applied; a value above the limit is refused naming it; and a session restored from a
+/// snapshot after a crash still answers a retry with the remembered result, without applying
+/// it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_refuse_unknown_ids_and_big_values_and_survive_a_restart_from_a_snapshot() {
+    let mut cluster = Cluster::start("sessions", 1, 3).await;
+    cluster.leader(&[1]).await;
+    let shared = node::certs::SHARED_CLIENT_NAMESPACE;
+    let command = |client, seq, op| Command {
+        client,
+        seq,
+        op,
+        time_ms: 0,
+    };
+    let mut target = 1;
+
+    let stranger = node::certs::client_id(shared, 1 << 39);
+    let write = Operation::Write {
+        key: "k".into(),
+        value: Value::Int(1),
+    };
+    assert_eq!(
+        call(&cluster, command(stranger, 1, write)).await,
+        Outcome::SessionExpired
+    );
+
+    let session = support::register_via(
+        &cluster.client,
+        &cluster.addrs,
+        &cluster.dir,
+        shared,
+        &mut target,
+    )
+    .await;
+    let limit = model::kv::DEFAULT_MAX_VALUE_BYTES;
+    let big = Operation::Write {
+        key: "big".into(),
+        value: Value::Str("x".repeat(limit as usize + 1)),
+    };
+    assert_eq!(
+        call(&cluster, command(session, 1, big)).await,
+        Outcome::TooLarge {
+            size: limit + 1,
+            limit
+        }
+    );
+    let append = command(
+        session,
+        2,
+        Operation::Append {
+            key: "s".into(),
+            suffix: "ab".into(),
+        },
+    );
+    assert_eq!(
+        call(&cluster, append.clone()).await,
+        Outcome::Appended { len: 2 }
+    );
+    let after_append = cluster.status(1).await.expect("node answers").applied_index;
+    // Enough entries for the node to compact (snapshot_every = 3) past the append.
+    for i in 0..6 {
+        cluster.write("w", i).await;
+    }
+    cluster.kill(1);
+    cluster.restart(1);
+    cluster.leader(&[1]).await;
+    let status = cluster.status(1).await.expect("node answers");
+    assert!(
+        status.snapshot_index >= after_append,
+        "restarted from a snapshot covering the append: {status:?}"
+    );
+    assert_eq!(call(&cluster, append).await, Outcome::Appended { len: 2 });
+    assert_eq!(cluster.read("k").await, None);
+    assert_eq!(cluster.read("big").await, None);
+    assert_eq!(cluster.read("s").await, Some(Value::Str("ab".into())));
 }
