@@ -157,8 +157,8 @@ pub struct KvConfig {
     /// Largest value a write or cas may store, and largest string an append may produce.
     pub max_value_bytes: u64,
     /// Session ids that exist from the start without registering and never expire. Only the
-    /// model checker and the simulator use them, to keep registration out of their state
-    /// space; a real cluster has none.
+    /// model checker uses them, to keep registration out of its state space; a real cluster
+    /// (and the simulator) has none.
     pub preregistered: Range<u64>,
 }
 

@@ -12,6 +12,11 @@
 //!   `NotLeader`, `Refused` or `Dropped` (none of them can still commit), or it is a read;
 //! * `info` when it gives up while some attempt might still take effect. The process then
 //!   continues as a new process with a new client id, as in Jepsen.
+//!
+//! A process registers a session (a log entry, not recorded in the history) before its first
+//! operation and after every new identity. An operation answered "session expired" was not
+//! applied: it is a `fail` unless an earlier attempt may still have been (then `info`), and
+//! the process registers again.
 
 use super::history::History;
 use super::rng::Rng;
@@ -72,7 +77,8 @@ struct Attempt {
 
 #[derive(Clone, Debug)]
 struct Current {
-    gen: GenOp,
+    /// The operation; none for a session registration.
+    gen: Option<GenOp>,
     seq: u64,
     attempts: BTreeMap<u64, Attempt>,
     /// The newest attempt (only its timeout matters).
@@ -85,8 +91,8 @@ struct Current {
 struct Process {
     /// The history's process id.
     process: u64,
-    /// The session id the servers see.
-    client: u64,
+    /// The session id the servers gave it, once registered.
+    session: Option<u64>,
     seq: u64,
     leader: NodeId,
     current: Option<Current>,
@@ -101,7 +107,6 @@ pub struct Clients {
     workload: Workload,
     rng: Rng,
     next_process: u64,
-    next_client: u64,
     next_attempt: u64,
     /// Attempt id -> process slot, for attempts whose replies still matter.
     owners: BTreeMap<u64, usize>,
@@ -122,7 +127,6 @@ impl Clients {
             workload,
             rng,
             next_process: 0,
-            next_client: 1,
             next_attempt: 1,
             owners: BTreeMap::new(),
             stopped: false,
@@ -134,8 +138,8 @@ impl Clients {
             let leader = clients.random_node(None);
             let process = clients.fresh_identity();
             clients.procs.push(Process {
-                process: process.0,
-                client: process.1,
+                process,
+                session: None,
                 seq: 0,
                 leader,
                 current: None,
@@ -168,11 +172,9 @@ impl Clients {
         self.workload.keys()
     }
 
-    fn fresh_identity(&mut self) -> (u64, u64) {
-        let id = (self.next_process, self.next_client);
+    fn fresh_identity(&mut self) -> u64 {
         self.next_process += 1;
-        self.next_client += 1;
-        id
+        self.next_process - 1
     }
 
     fn random_node(&mut self, except: Option<NodeId>) -> NodeId {
@@ -196,6 +198,19 @@ impl Clients {
                 if self.stopped {
                     return out;
                 }
+                if proc_.session.is_none() {
+                    if let Some(p) = self.procs.get_mut(slot) {
+                        p.current = Some(Current {
+                            gen: None,
+                            seq: 0,
+                            attempts: BTreeMap::new(),
+                            newest: 0,
+                            retry_scheduled: false,
+                        });
+                    }
+                    self.send_attempt(slot, now, &mut out);
+                    return out;
+                }
                 let gen = self.workload.next(&mut self.rng);
                 let Some(p) = self.procs.get_mut(slot) else {
                     return out;
@@ -213,7 +228,7 @@ impl Clients {
                 );
                 if let Some(p) = self.procs.get_mut(slot) {
                     p.current = Some(Current {
-                        gen,
+                        gen: Some(gen),
                         seq,
                         attempts: BTreeMap::new(),
                         newest: 0,
@@ -254,10 +269,15 @@ impl Clients {
             .attempts
             .insert(attempt, Attempt { node, live: true });
         current.newest = attempt;
+        let (client, op) = match &current.gen {
+            Some(gen) => (p.session.unwrap_or(0), gen.op.clone()),
+            // The simulated clients are all in namespace 0.
+            None => (0, Operation::Register),
+        };
         let command = Command {
-            client: p.client,
+            client,
             seq: current.seq,
-            op: current.gen.op.clone(),
+            op,
             // The server stamps its own time.
             time_ms: 0,
         };
@@ -311,6 +331,14 @@ impl Clients {
         let is_newest = current.newest == attempt;
         let hint = match reply {
             Reply::Done(outcome) => {
+                if let Some(a) = self
+                    .procs
+                    .get_mut(slot)
+                    .and_then(|p| p.current.as_mut())
+                    .and_then(|c| c.attempts.get_mut(&attempt))
+                {
+                    a.live = false;
+                }
                 self.complete(slot, outcome, now);
                 self.schedule_next(slot, now, &mut out);
                 return out;
@@ -354,7 +382,8 @@ impl Clients {
         out
     }
 
-    /// Records the operation's completion from a server's outcome.
+    /// Records the operation's completion from a server's outcome (the answered attempt is
+    /// already marked as no longer live).
     fn complete(&mut self, slot: usize, outcome: Outcome, now: u64) {
         let Some(p) = self.procs.get_mut(slot) else {
             return;
@@ -365,9 +394,21 @@ impl Clients {
         for attempt in current.attempts.keys() {
             self.owners.remove(attempt);
         }
-        let gen = &current.gen;
+        let Some(gen) = current.gen else {
+            // A registration: not an operation of the history.
+            if let Outcome::Registered { session } = outcome {
+                p.session = Some(session);
+                p.seq = 0;
+            }
+            return;
+        };
+        let expired = outcome == Outcome::SessionExpired;
+        // Another attempt of this operation might still be applied.
+        let other_live = current.attempts.values().any(|a| a.live);
         let (kind, value) = match (&gen.op, outcome) {
             (Operation::Read { .. }, Outcome::Value(v)) => (EventType::Ok, value_json(&v)),
+            // A read has no effect: whatever else it got, it is a `fail`.
+            (Operation::Read { .. }, _) => (EventType::Fail, Json::Null),
             (Operation::Write { .. }, Outcome::Written) => (EventType::Ok, gen.value.clone()),
             (Operation::Cas { .. }, Outcome::Written) => (EventType::Ok, gen.value.clone()),
             (Operation::Cas { .. }, Outcome::CasMismatch { .. }) => {
@@ -377,19 +418,20 @@ impl Clients {
                 (EventType::Ok, gen.value.clone())
             }
             (Operation::Append { .. }, Outcome::NotAString) => (EventType::Fail, gen.value.clone()),
+            (_, Outcome::TooLarge { .. }) => (EventType::Fail, gen.value.clone()),
+            // Not applied, and no later copy will be: certain unless an earlier attempt
+            // may still be.
+            (_, Outcome::SessionExpired) if !other_live => (EventType::Fail, gen.value.clone()),
             // Anything else (e.g. `Stale`) says nothing certain about this operation.
-            (Operation::Read { .. }, _) => (EventType::Fail, Json::Null),
             _ => (EventType::Info, gen.value.clone()),
         };
         let process = p.process;
+        if expired {
+            p.session = None;
+        }
         if kind == EventType::Info {
             self.workload.indeterminate(&gen.key);
-            let (process, client) = self.fresh_identity();
-            if let Some(p) = self.procs.get_mut(slot) {
-                p.process = process;
-                p.client = client;
-                p.seq = 0;
-            }
+            self.new_identity(slot);
         }
         if kind == EventType::Ok && self.healed_at.is_some_and(|t| now >= t) {
             self.ok_after_heal += 1;
@@ -398,7 +440,20 @@ impl Clients {
             .client(now, process, kind, gen.f, &gen.key, value);
     }
 
+    /// After an `info`: a new process id, and a new session to register (the old one may
+    /// still have the operation in flight).
+    fn new_identity(&mut self, slot: usize) {
+        let process = self.fresh_identity();
+        if let Some(p) = self.procs.get_mut(slot) {
+            p.process = process;
+            p.session = None;
+            p.seq = 0;
+        }
+    }
+
     /// Gives up on the current operation: `fail` if it certainly had no effect, else `info`.
+    /// A registration that gives up is tried again (one that took effect after all leaves a
+    /// session nobody uses, which expires).
     fn give_up(&mut self, slot: usize, now: u64, out: &mut Vec<ClientAction>) {
         let Some(p) = self.procs.get_mut(slot) else {
             return;
@@ -409,10 +464,13 @@ impl Clients {
         for attempt in current.attempts.keys() {
             self.owners.remove(attempt);
         }
-        let read = matches!(current.gen.op, Operation::Read { .. });
+        let Some(gen) = current.gen else {
+            self.schedule_next(slot, now, out);
+            return;
+        };
+        let read = matches!(gen.op, Operation::Read { .. });
         let certain = read || current.attempts.values().all(|a| !a.live);
         let process = p.process;
-        let gen = current.gen;
         if certain {
             let value = if read { Json::Null } else { gen.value };
             self.history
@@ -421,12 +479,7 @@ impl Clients {
             self.workload.indeterminate(&gen.key);
             self.history
                 .client(now, process, EventType::Info, gen.f, &gen.key, gen.value);
-            let (process, client) = self.fresh_identity();
-            if let Some(p) = self.procs.get_mut(slot) {
-                p.process = process;
-                p.client = client;
-                p.seq = 0;
-            }
+            self.new_identity(slot);
         }
         self.schedule_next(slot, now, out);
     }

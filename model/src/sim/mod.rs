@@ -76,6 +76,9 @@ pub struct SimConfig {
     pub network: NetworkFaults,
     pub nemesis: NemesisConfig,
     pub timing: ClientTiming,
+    /// Simulated milliseconds after which an unused client session expires (the servers'
+    /// `KvConfig::expire_after_ms`; the leader stamps commands with simulated time).
+    pub session_expiry: u64,
     /// Check the recorded history with the linearizability checker at the end.
     pub check_history: bool,
     /// Keep a description of the last this many events (0: none) for the report.
@@ -111,6 +114,7 @@ impl SimConfig {
             },
             nemesis: NemesisConfig::all(nodes),
             timing: ClientTiming::default(),
+            session_expiry: crate::kv::DEFAULT_EXPIRE_AFTER_MS,
             check_history: true,
             trace: 0,
             max_events: 2_000_000,
@@ -350,6 +354,8 @@ pub struct Stats {
     pub elections: u64,
     pub snapshots_installed: u64,
     pub compactions: u64,
+    /// Requests answered "session expired".
+    pub sessions_expired: u64,
     pub messages: u64,
     pub dropped: u64,
     pub duplicated: u64,

@@ -269,7 +269,7 @@ impl World {
                 self.ids.iter().copied(),
                 self.config.compact_every,
             )
-            .with_kv_config(kv_config());
+            .with_kv_config(kv_config(&self.config));
             self.servers[node].replica = Some(replica);
             self.invariants.restarted(self.servers[node].id);
             let phase = self.fault_rng.range(0, self.servers[node].tick);
@@ -824,6 +824,9 @@ impl World {
 
     fn reply_to_client(&mut self, attempt: u64, reply: Reply) {
         self.liveness.answered(attempt);
+        if reply == Reply::Done(Outcome::SessionExpired) {
+            self.stats.sessions_expired += 1;
+        }
         for delay in self.net.delays(&mut self.net_rng) {
             self.schedule(
                 self.now + delay,
@@ -993,7 +996,9 @@ impl World {
         let restored = server.storage.restored();
         let id = server.id;
         match Replica::restore(config, restored, self.config.compact_every) {
-            Ok(replica) => server.replica = Some(replica.with_kv_config(kv_config())),
+            Ok(replica) => {
+                server.replica = Some(replica.with_kv_config(kv_config(&self.config)));
+            }
             Err(err) => {
                 self.fail("Durability", format!("server {id} cannot restart: {err}"));
                 return;
@@ -1079,13 +1084,11 @@ fn check_history(history: &str) -> (Option<Verdict>, Option<String>) {
     }
 }
 
-/// The simulated servers' state machine settings: every client id the simulated clients
-/// hand out is a session from the start (they never register, and their sessions never
-/// expire), which keeps the simulated clients as they were; registration and expiry are
-/// covered by the replica's and the state machine's own tests.
-fn kv_config() -> KvConfig {
+/// The simulated servers' state machine settings: the clients register, and their sessions
+/// expire after the configured simulated time.
+fn kv_config(config: &SimConfig) -> KvConfig {
     KvConfig {
-        preregistered: 1..u64::MAX,
+        expire_after_ms: config.session_expiry,
         ..KvConfig::default()
     }
 }
