@@ -22,7 +22,8 @@ use std::ops::Range;
 
 /// Bits of a session id taken from its registration's log index; the bits above them come
 /// from the registering command's `client` field (the node binds them to the client's
-/// certificate), so a registration never yields an id outside its caller's namespace.
+/// certificate), so a registration never yields an id outside its caller's namespace. Ids
+/// within a namespace repeat only after 2^40 log entries, long after the first one expired.
 pub const SESSION_INDEX_BITS: u32 = 40;
 const INDEX_MASK: u64 = (1 << SESSION_INDEX_BITS) - 1;
 
