@@ -12,7 +12,7 @@
 //! malformed (never handed to the core). Anything after the first byte was written is
 //! [`CallError::NoAnswer`].
 
-use super::endpoint::TransportError;
+use super::error::TransportError;
 use super::framing::{self, MAX_RESPONSE_FRAME};
 use super::tls;
 use super::{CLOSE_PROTOCOL, CLOSE_REFUSED, CLOSE_TIMEOUT};
