@@ -68,13 +68,23 @@ impl ClientConnector {
     /// Loads `ca.pem`, `client.pem` and `client.key` from `certs_dir` and binds an
     /// ephemeral IPv4 UDP port. Must be called inside a tokio runtime.
     pub fn new(certs_dir: &Path) -> Result<ClientConnector, TransportError> {
+        ClientConnector::as_client(certs_dir, None)
+    }
+
+    /// [`ClientConnector::new`] presenting `client-NAME.pem` (`name`) instead of the shared
+    /// client certificate.
+    pub fn as_client(
+        certs_dir: &Path,
+        name: Option<&str>,
+    ) -> Result<ClientConnector, TransportError> {
+        let subject = certs::Subject::Client(name.map(str::to_string));
         let roots = Arc::new(certs::load_roots(certs_dir)?);
-        let identity = certs::load_client_identity(certs_dir)?;
+        let identity = certs::load_subject_identity(certs_dir, &subject)?;
         let config = tls::lab_client_config(roots, identity).map_err(|source| {
             let what = format!(
                 "{} with {}",
-                certs_dir.join(certs::CLIENT_CERT).display(),
-                certs_dir.join(certs::CLIENT_KEY).display()
+                certs_dir.join(subject.cert_file()).display(),
+                certs_dir.join(subject.key_file()).display()
             );
             TransportError::Tls { what, source }
         })?;
