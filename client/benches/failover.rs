@@ -107,6 +107,11 @@ async fn bench(trials: usize, nodes: usize, clients: usize, seed: u64) -> Result
     );
     let mut db = LocalCluster::create(&dir, &opts).context("starting the cluster")?;
     let kv = KvCluster::connect(db.config()).context("connecting")?;
+    let t = kv.timing();
+    println!(
+        "client timing (defaults): connect timeout {:?}, attempt timeout {:?}, node back-off {:?}",
+        t.connect_timeout, t.attempt_timeout, t.node_backoff
+    );
     let connector = kv.connector().clone();
     db.leader(&connector, Duration::from_secs(20))
         .await
