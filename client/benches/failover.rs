@@ -92,7 +92,9 @@ fn main() -> Result<()> {
 }
 
 async fn bench(trials: usize, nodes: usize, clients: usize, seed: u64) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("raftlab-failover-{}", std::process::id()));
+    // Under target/, where no other program's clean-up of the temporary directory reaches.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("failover-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = ClusterOptions {
         nodes,

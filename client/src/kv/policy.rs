@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 pub struct Timing {
     /// Longest wait for a new connection to a node (QUIC and TLS handshake).
     pub connect_timeout: Duration,
-    /// Longest wait for the answer to an attempt; each further unanswered attempt of one
-    /// operation at the same node waits twice as long (up to the node's own request timeout),
-    /// so that a leader that is slow, not dead, still gets to answer.
+    /// Longest wait for the answer to an attempt. The first attempt at a node that already
+    /// left one unanswered waits as long (it is the cheap check whether the node is dead or
+    /// slow, made while the others elect a leader); each further one waits twice as long as
+    /// the one before (up to the node's own request timeout), so that a leader that is slow,
+    /// not dead, still gets to answer.
     pub attempt_timeout: Duration,
     /// How long a node that just failed (no connection, no answer, outcome unknown) is not
     /// asked first; twice as long after each further failure in a row, up to
@@ -46,8 +48,9 @@ impl Timing {
     /// How long to wait for an attempt at a node that has already left `unanswered` attempts of
     /// this operation unanswered; never more than `limit`.
     pub fn attempt_timeout(&self, unanswered: u32, limit: Duration) -> Duration {
+        let doublings = unanswered.saturating_sub(1).min(16);
         self.attempt_timeout
-            .saturating_mul(1u32 << unanswered.min(16))
+            .saturating_mul(1u32 << doublings)
             .min(limit)
     }
 }
@@ -261,9 +264,10 @@ mod tests {
         let t = Timing::default();
         let limit = Duration::from_secs(4);
         assert_eq!(t.attempt_timeout(0, limit), Duration::from_millis(300));
-        assert_eq!(t.attempt_timeout(1, limit), Duration::from_millis(600));
-        assert_eq!(t.attempt_timeout(2, limit), Duration::from_millis(1200));
-        assert_eq!(t.attempt_timeout(5, limit), limit);
+        assert_eq!(t.attempt_timeout(1, limit), Duration::from_millis(300));
+        assert_eq!(t.attempt_timeout(2, limit), Duration::from_millis(600));
+        assert_eq!(t.attempt_timeout(3, limit), Duration::from_millis(1200));
+        assert_eq!(t.attempt_timeout(6, limit), limit);
         assert_eq!(t.attempt_timeout(u32::MAX, limit), limit);
         assert_eq!(
             t.attempt_timeout(0, Duration::from_millis(50)),
@@ -399,9 +403,12 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, vec![2, 3, 4, 5]);
-        // Unanimous: node 1 may be slow rather than dead; it is asked again, for longer.
+        // Unanimous: node 1 may be slow rather than dead; it is asked again, and longer each
+        // time it leaves the operation unanswered.
         assert_eq!(step, Some(1));
         let t = Timing::default();
+        assert_eq!(w.timeout(1, &t, 4 * SECOND), Duration::from_millis(300));
+        w.unanswered(1);
         assert_eq!(w.timeout(1, &t, 4 * SECOND), Duration::from_millis(600));
         assert_eq!(w.timeout(2, &t, 4 * SECOND), Duration::from_millis(300));
     }

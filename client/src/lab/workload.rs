@@ -10,7 +10,7 @@
 //! op_timeout = 5                   # seconds an operation may take (retries included) before `info`
 //! connect_timeout = 0.3            # seconds a client waits for a connection to a node before the next
 //! attempt_timeout = 0.3            # seconds a client waits for a node's answer before the next
-//!                                  # (doubling per unanswered attempt at the same node)
+//!                                  # (doubling from the third unanswered attempt at one node)
 //! node_backoff = 1                 # seconds a node that failed is not asked first (doubling, at most 4x)
 //! ops = { read = 2, write = 1, cas = 1 }   # op mix (relative weights; omitted = 0)
 //! keys = "independent"             # or "single": one register for the whole run
