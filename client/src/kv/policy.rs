@@ -22,10 +22,10 @@ pub struct Timing {
     /// the one before (up to the node's own request timeout), so that a leader that is slow,
     /// not dead, still gets to answer.
     pub attempt_timeout: Duration,
-    /// How long a node that just failed (no connection, no answer, outcome unknown) is not
-    /// asked first; twice as long after each further failure in a row, up to
-    /// [`MAX_BACKOFF_DOUBLINGS`] doublings, and never longer: a node that comes back is asked
-    /// again.
+    /// How long a node that just failed (no connection, no answer, refused, outcome unknown)
+    /// is not asked first. It does not grow with repeated failures: a client bound to a node
+    /// that comes back (a leader woken from a freeze, a restarted process) is there again
+    /// within this time, which is what lets the lab see what such a node answers.
     pub node_backoff: Duration,
 }
 
@@ -41,9 +41,6 @@ impl Default for Timing {
     }
 }
 
-/// A failed node's back-off doubles at most this many times (1 s grows to at most 4 s).
-pub const MAX_BACKOFF_DOUBLINGS: u32 = 2;
-
 impl Timing {
     /// How long to wait for an attempt at a node that has already left `unanswered` attempts of
     /// this operation unanswered; never more than `limit`.
@@ -55,33 +52,17 @@ impl Timing {
     }
 }
 
-/// A node that failed recently: until when it is skipped, and how many times in a row it
-/// failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Suspicion {
-    until: Instant,
-    strikes: u32,
-}
-
-/// Nodes that failed recently (shared by the clients of one cluster, so that one client's
-/// discovery spares the others the wait).
+/// Nodes that failed recently, each with the end of its back-off (shared by the clients of
+/// one cluster, so that one client's discovery spares the others the wait).
 #[derive(Clone, Debug, Default)]
 pub struct Suspects {
-    nodes: BTreeMap<NodeId, Suspicion>,
+    nodes: BTreeMap<NodeId, Instant>,
 }
 
 impl Suspects {
-    /// `node` failed at `now`: skip it for `backoff`, doubled for each failure in a row.
+    /// `node` failed at `now`: skip it for `backoff` from now.
     pub fn fail(&mut self, node: NodeId, now: Instant, backoff: Duration) {
-        let strikes = self.nodes.get(&node).map_or(0, |s| s.strikes + 1);
-        let wait = backoff.saturating_mul(1u32 << strikes.min(MAX_BACKOFF_DOUBLINGS));
-        self.nodes.insert(
-            node,
-            Suspicion {
-                until: now + wait,
-                strikes,
-            },
-        );
+        self.nodes.insert(node, now + backoff);
     }
 
     /// `node` answered: trust it again.
@@ -91,15 +72,12 @@ impl Suspects {
 
     /// Whether `node` is still being skipped at `now`.
     pub fn is_suspect(&self, node: NodeId, now: Instant) -> bool {
-        self.nodes.get(&node).is_some_and(|s| now < s.until)
+        self.nodes.get(&node).is_some_and(|until| now < *until)
     }
 
     /// When `node` may be asked again (`None`: it may now).
     fn until(&self, node: NodeId, now: Instant) -> Option<Instant> {
-        self.nodes
-            .get(&node)
-            .map(|s| s.until)
-            .filter(|until| now < *until)
+        self.nodes.get(&node).copied().filter(|until| now < *until)
     }
 }
 
@@ -285,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_node_is_skipped_for_a_growing_but_bounded_time() {
+    fn a_failed_node_is_skipped_for_the_back_off_only() {
         let t0 = Instant::now();
         let mut s = Suspects::default();
         s.fail(3, t0, SECOND);
@@ -293,22 +271,17 @@ mod tests {
         assert!(s.is_suspect(3, t0 + SECOND - Duration::from_millis(1)));
         assert!(!s.is_suspect(3, t0 + SECOND));
         assert!(!s.is_suspect(2, t0));
-        // Failing again in a row doubles the back-off, at most MAX_BACKOFF_DOUBLINGS times.
-        let t1 = t0 + SECOND;
-        s.fail(3, t1, SECOND);
-        assert!(s.is_suspect(3, t1 + SECOND));
-        assert!(!s.is_suspect(3, t1 + 2 * SECOND));
-        let mut t = t1 + 2 * SECOND;
+        // Failing again and again never makes it longer: the node is never given up on.
+        let mut t = t0;
         for _ in 0..10 {
             s.fail(3, t, SECOND);
-            t += 4 * SECOND;
+            t += SECOND;
             assert!(!s.is_suspect(3, t), "never skipped for good");
         }
-        // An answer clears it at once, and the next failure starts from the short back-off.
+        // An answer clears it at once.
+        s.fail(3, t, SECOND);
         s.clear(3);
         assert!(!s.is_suspect(3, t));
-        s.fail(3, t, SECOND);
-        assert!(!s.is_suspect(3, t + SECOND));
     }
 
     #[test]

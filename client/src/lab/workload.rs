@@ -11,7 +11,7 @@
 //! connect_timeout = 0.3            # seconds a client waits for a connection to a node before the next
 //! attempt_timeout = 0.3            # seconds a client waits for a node's answer before the next
 //!                                  # (doubling from the third unanswered attempt at one node)
-//! node_backoff = 1                 # seconds a node that failed is not asked first (doubling, at most 4x)
+//! node_backoff = 1                 # seconds a node that failed is not asked first
 //! ops = { read = 2, write = 1, cas = 1 }   # op mix (relative weights; omitted = 0)
 //! keys = "independent"             # or "single": one register for the whole run
 //! ops_per_key = 100                # independent: ops a key group does before taking a fresh key
