@@ -313,6 +313,7 @@ impl KvCluster {
             seq: 0,
             rr: (id as usize) % self.nodes.len().max(1),
             home: home.filter(|h| self.nodes.iter().any(|n| n.id == *h)),
+            home_failed: Suspects::default(),
             op_timeout,
         }
     }
@@ -411,6 +412,8 @@ pub struct KvClient {
     rr: usize,
     /// The node each operation starts at, if bound to one.
     home: Option<NodeId>,
+    /// This client's own memory of failures at `home` (see [`Walk::start`]).
+    home_failed: Suspects,
     op_timeout: Duration,
 }
 
@@ -446,7 +449,10 @@ impl KvClient {
         let first = {
             let suspects = self.cluster.suspects();
             let view = view(&self.cluster.ids, &suspects);
-            walk.start(&view, self.home, self.cluster.known_leader(), &mut self.rr)
+            let home = self
+                .home
+                .filter(|&h| !self.home_failed.is_suspect(h, view.now));
+            walk.start(&view, home, self.cluster.known_leader(), &mut self.rr)
         };
         let Some(mut node) = first else {
             return OpResult::Fail {
@@ -483,6 +489,7 @@ impl KvClient {
             match classifier.observe(attempt) {
                 Next::Finish(result) => {
                     self.cluster.suspects().clear(node);
+                    self.home_failed.clear(node);
                     // Only a write proves leadership: a buggy follower may serve reads.
                     let proves = !read
                         && matches!(
@@ -504,10 +511,15 @@ impl KvClient {
                     let leader = hint.as_ref().map(|(l, _)| *l);
                     let step = {
                         let mut suspects = self.cluster.suspects();
+                        let now = std::time::Instant::now();
                         if suspect {
-                            suspects.fail(node, std::time::Instant::now(), timing.node_backoff);
+                            suspects.fail(node, now, timing.node_backoff);
+                            if Some(node) == self.home {
+                                self.home_failed.fail(node, now, timing.node_backoff);
+                            }
                         } else {
                             suspects.clear(node);
+                            self.home_failed.clear(node);
                         }
                         let view = view(&self.cluster.ids, &suspects);
                         walk.next(&view, node, !suspect, leader, &mut self.rr)

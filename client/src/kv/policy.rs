@@ -150,8 +150,11 @@ pub struct Step {
 }
 
 impl Walk {
-    /// The node an operation starts at: its home, else the known leader, else the next node
-    /// round-robin; suspects last.
+    /// The node an operation starts at: `home`, else the known leader, else the next node
+    /// round-robin; suspects last. Whether the home node is in its back-off is the client's
+    /// own memory, not the shared one (the caller passes `None` then): processes bound to one
+    /// node then come back to it each at its own time rather than all together, so that one
+    /// of them is likely there when the node wakes up.
     pub fn start(
         &mut self,
         view: &View<'_>,
@@ -159,7 +162,10 @@ impl Walk {
         leader: Option<NodeId>,
         rr: &mut usize,
     ) -> Option<NodeId> {
-        let node = view.pick(&[home, leader], &BTreeSet::new(), rr)?;
+        let node = match home.filter(|h| view.nodes.contains(h)) {
+            Some(h) => h,
+            None => view.pick(&[leader], &BTreeSet::new(), rr)?,
+        };
         self.asked.insert(node);
         Some(node)
     }
@@ -287,40 +293,28 @@ mod tests {
     #[test]
     fn an_operation_starts_at_home_then_the_leader_then_round_robin_skipping_suspects() {
         let now = Instant::now();
-        let mut s = Suspects::default();
+        let mut shared = Suspects::default();
+        let mut own = Suspects::default();
         let mut rr = 0;
-        assert_eq!(
-            Walk::default().start(&view(&s, now), Some(2), Some(4), &mut rr),
-            Some(2)
-        );
-        s.fail(2, now, SECOND);
-        assert_eq!(
-            Walk::default().start(&view(&s, now), Some(2), Some(4), &mut rr),
-            Some(4)
-        );
-        s.fail(4, now, SECOND);
-        assert_eq!(
-            Walk::default().start(&view(&s, now), Some(2), Some(4), &mut rr),
-            Some(1)
-        );
-        assert_eq!(
-            Walk::default().start(&view(&s, now), Some(2), Some(4), &mut rr),
-            Some(3)
-        );
-        assert_eq!(
-            Walk::default().start(&view(&s, now), Some(2), Some(4), &mut rr),
-            Some(5)
-        );
-        assert_eq!(
-            Walk::default().start(&view(&s, now), Some(2), Some(4), &mut rr),
-            Some(1)
-        );
+        let start = |shared: &Suspects, own: &Suspects, now, rr: &mut usize| {
+            let home = Some(2).filter(|&h| !own.is_suspect(h, now));
+            Walk::default().start(&view(shared, now), home, Some(4), rr)
+        };
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(2));
+        // Another client's failure at node 2 does not keep this one from its home...
+        shared.fail(2, now, SECOND);
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(2));
+        // ...its own does.
+        own.fail(2, now, SECOND);
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(4));
+        shared.fail(4, now, SECOND);
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(1));
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(3));
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(5));
+        assert_eq!(start(&shared, &own, now, &mut rr), Some(1));
         // Once the back-off is over, home comes first again.
         let later = now + SECOND;
-        assert_eq!(
-            Walk::default().start(&view(&s, later), Some(2), Some(4), &mut rr),
-            Some(2)
-        );
+        assert_eq!(start(&shared, &own, later, &mut rr), Some(2));
     }
 
     #[test]
@@ -332,7 +326,7 @@ mod tests {
         }
         let mut rr = 0;
         assert_eq!(
-            Walk::default().start(&view(&s, now), Some(1), None, &mut rr),
+            Walk::default().start(&view(&s, now), None, Some(1), &mut rr),
             Some(5)
         );
     }
