@@ -52,8 +52,9 @@ impl Timing {
     }
 }
 
-/// Nodes that failed recently, each with the end of its back-off (shared by the clients of
-/// one cluster, so that one client's discovery spares the others the wait).
+/// Nodes that failed recently, each with the end of its back-off. The clients of one cluster
+/// share one (so that one client's discovery spares the others the wait); each client keeps
+/// another for its home node alone (see [`Walk::start`]).
 #[derive(Clone, Debug, Default)]
 pub struct Suspects {
     nodes: BTreeMap<NodeId, Instant>,
