@@ -115,6 +115,21 @@ impl ClientConnector {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, CallError> {
+        self.call_with(node, addr, request, timeout, timeout).await
+    }
+
+    /// Like [`ClientConnector::call`], but gives up on a connection that is not up within
+    /// `connect_timeout` (a dead or unreachable node answers no handshake; without a
+    /// shorter bound the whole `timeout` would go into waiting for it). Nothing has been
+    /// sent then: the error is [`CallError::NotSent`].
+    pub async fn call_with(
+        &self,
+        node: NodeId,
+        addr: &str,
+        request: &Request,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         let not_sent = |reason: String| CallError::NotSent {
             node,
             addr: addr.to_string(),
@@ -126,12 +141,19 @@ impl ClientConnector {
             reason,
         };
         let bytes = framing::encode(request).map_err(|e| not_sent(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let connect_by = start + connect_timeout.min(timeout);
         let (conn, mut send, mut recv) =
-            match tokio::time::timeout_at(deadline, self.open(node, addr)).await {
+            match tokio::time::timeout_at(connect_by, self.open(node, addr)).await {
                 Ok(Ok(opened)) => opened,
                 Ok(Err(reason)) => return Err(not_sent(reason)),
-                Err(_) => return Err(not_sent(format!("no connection within {timeout:?}"))),
+                Err(_) => {
+                    return Err(not_sent(format!(
+                        "no connection within {:?}",
+                        connect_by - start
+                    )))
+                }
             };
         let exchange = async {
             match send.write_all(&bytes).await {
