@@ -302,6 +302,10 @@ async fn dispatch(command: Command) -> Result<u8> {
             Ok(matrix.exit_code)
         }
         Command::Kv { config, command } => {
+            if command.len() == 1 && command[0] == "help" {
+                println!("{}", client::cli::kv::HELP);
+                return Ok(0);
+            }
             let command = client::cli::kv::parse(&command).map_err(anyhow::Error::msg)?;
             let cluster = connect(&config)?;
             let answer = client::cli::kv::execute(&cluster, command).await;

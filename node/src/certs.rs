@@ -33,6 +33,7 @@
 //! (`force`), because replacing it invalidates every certificate already handed out.
 
 use crate::config::{ClusterConfig, NodeEntry};
+use crate::revocation::{hex, strip_zeros, Revocation};
 use model::core::NodeId;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -40,7 +41,6 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde::Deserialize;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -266,88 +266,11 @@ impl CertInfo {
     pub fn serial_number(&self) -> String {
         format!("serial:{}", hex(&self.serial))
     }
-}
 
-/// One entry of `[tls] revoked`: a certificate by the SHA-256 of its DER
-/// (`sha256:<64 hex digits>`, colons allowed, as `raft-node certs --fingerprint` prints it)
-/// or by serial number (`serial:<hex>`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum Revocation {
-    Sha256([u8; 32]),
-    Serial(Vec<u8>),
-}
-
-impl Revocation {
-    /// Whether this entry names `cert`.
-    pub fn matches(&self, cert: &CertInfo) -> bool {
-        match self {
-            Revocation::Sha256(sum) => *sum == cert.sha256,
-            Revocation::Serial(serial) => *serial == cert.serial,
-        }
+    /// Whether `[tls] revoked` entry `entry` names this certificate.
+    pub fn is_named_by(&self, entry: &Revocation) -> bool {
+        entry.matches(&self.sha256, &self.serial)
     }
-}
-
-impl fmt::Display for Revocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Revocation::Sha256(sum) => write!(f, "sha256:{}", hex(sum)),
-            Revocation::Serial(serial) => write!(f, "serial:{}", hex(serial)),
-        }
-    }
-}
-
-impl FromStr for Revocation {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| format!("revoked entry {s:?}: {why}");
-        let (kind, digits) = s
-            .split_once(':')
-            .ok_or_else(|| bad("expected sha256:<hex> or serial:<hex>"))?;
-        let bytes = unhex(digits).ok_or_else(|| bad("not hexadecimal"))?;
-        match kind {
-            "sha256" => bytes
-                .try_into()
-                .map(Revocation::Sha256)
-                .map_err(|_| bad("a SHA-256 fingerprint has 64 hex digits")),
-            "serial" if !strip_zeros(&bytes).is_empty() => {
-                Ok(Revocation::Serial(strip_zeros(&bytes)))
-            }
-            "serial" => Err(bad("empty serial number")),
-            _ => Err(bad("expected sha256:<hex> or serial:<hex>")),
-        }
-    }
-}
-
-impl TryFrom<String> for Revocation {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hex digits, colons ignored; `None` if anything else or an odd count.
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = s
-        .bytes()
-        .filter(|&b| b != b':')
-        .map(|b| (b as char).to_digit(16).map(|d| d as u8))
-        .collect::<Option<_>>()?;
-    if digits.is_empty() || digits.len() % 2 != 0 {
-        return None;
-    }
-    Some(digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect())
-}
-
-fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
-    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    bytes[first..].to_vec()
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
@@ -1228,11 +1151,11 @@ mod tests {
         };
         let by_sum: Revocation = cert.fingerprint().parse().unwrap();
         let by_serial: Revocation = cert.serial_number().parse().unwrap();
-        assert!(by_sum.matches(&cert) && by_serial.matches(&cert));
+        assert!(cert.is_named_by(&by_sum) && cert.is_named_by(&by_serial));
         assert_eq!(by_sum.to_string(), cert.fingerprint());
         let colons: Revocation = "serial:00:1F:02".parse().unwrap();
-        assert!(colons.matches(&cert));
-        assert!(!Revocation::Serial(vec![0x1f]).matches(&cert));
+        assert!(cert.is_named_by(&colons));
+        assert!(!cert.is_named_by(&Revocation::Serial(vec![0x1f])));
         assert_eq!(format_utc(86_400 * 365), "1971-01-01 00:00 UTC");
     }
 }

@@ -66,7 +66,7 @@
 //! its snapshot's), and a member that joined through the log is reached at the address its
 //! entry carries, whatever the file says.
 
-use crate::certs::Revocation;
+use crate::revocation::Revocation;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod config;
 pub mod protocol;
+pub mod revocation;
 pub mod runtime;
 pub mod storage;
 pub mod transport;

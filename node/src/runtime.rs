@@ -261,15 +261,7 @@ impl CoreTask {
                 let _ = call.reply.send(Response::Status(self.status()));
             }
             Request::Op(command) => {
-                let id = self.next_request;
-                self.next_request += 1;
-                self.waiting.insert(
-                    id,
-                    Waiting {
-                        reply: call.reply,
-                        deadline: Instant::now() + self.request_timeout,
-                    },
-                );
+                let id = self.wait_for(call.reply);
                 if let Some(reply) = self.replica.request(id, command, wall_clock_ms()) {
                     self.answer(id, self.response(reply));
                 }
@@ -279,15 +271,7 @@ impl CoreTask {
                     let _ = call.reply.send(Response::Refused(why));
                     return;
                 }
-                let id = self.next_request;
-                self.next_request += 1;
-                self.waiting.insert(
-                    id,
-                    Waiting {
-                        reply: call.reply,
-                        deadline: Instant::now() + self.request_timeout,
-                    },
-                );
+                let id = self.wait_for(call.reply);
                 if let Err(refused) = self.replica.propose_membership(change, Some(id)) {
                     self.answer(id, self.refusal(refused));
                 }
@@ -300,6 +284,20 @@ impl CoreTask {
                 let _ = call.reply.send(response);
             }
         }
+    }
+
+    /// Registers a request that the core answers later (or the deadline does); its id.
+    fn wait_for(&mut self, reply: oneshot::Sender<Response>) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.waiting.insert(
+            id,
+            Waiting {
+                reply,
+                deadline: Instant::now() + self.request_timeout,
+            },
+        );
+        id
     }
 
     /// A new member must come with an address its peers can dial.

@@ -20,8 +20,13 @@
 //!   or the request was sent and no answer came), and no later attempt told us the outcome
 //!   before the deadline. A "stale" or "session expired" answer after such an attempt is
 //!   `Info` too: that copy was not applied, but the earlier one may have been.
+//!
+//! Where each attempt goes and how long it may take is the pure [`policy`]: an attempt that
+//! gets no connection or no answer within a short time sends the client on to the next node,
+//! and a node that just failed is not asked first again for a short back-off.
 
 pub mod admin;
+pub mod policy;
 pub mod status;
 
 use model::core::NodeId;
@@ -30,6 +35,7 @@ use model::sim::rng::mix;
 use node::config::{ClusterConfig, NodeEntry};
 use node::protocol::{NodeStatus, Request, Response};
 use node::transport::{CallError, ClientConnector};
+use policy::{Suspects, Timing, View, Walk};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -92,12 +98,14 @@ impl From<Result<Response, CallError>> for Attempt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
     Finish(OpResult),
-    /// Try again with the same `(client, seq)`.
+    /// Try again with the same `(client, seq)`; the node asked is not (or no longer) the
+    /// leader to go to first.
     Retry {
         /// The leader the node named, if any (its address when the node knew it).
         hint: Option<(NodeId, Option<String>)>,
-        /// The node asked is not (or no longer) a good target: do not ask it first again.
-        forget: bool,
+        /// The node gave no usable answer (no connection, no answer, refused, outcome
+        /// unknown): skip it for a while. A redirect is an answer from a live node.
+        suspect: bool,
     },
 }
 
@@ -125,7 +133,10 @@ impl Classifier {
     }
 
     pub fn observe(&mut self, attempt: Attempt) -> Next {
-        let retry = |forget| Next::Retry { hint: None, forget };
+        let retry = |suspect| Next::Retry {
+            hint: None,
+            suspect,
+        };
         match attempt {
             Attempt::Reply(Response::Done(outcome)) => match outcome {
                 Outcome::Value(_)
@@ -169,7 +180,7 @@ impl Classifier {
                 };
                 Next::Retry {
                     hint: leader.map(|l| (l, addr)),
-                    forget: true,
+                    suspect: false,
                 }
             }
             Attempt::Reply(Response::Refused(why)) => {
@@ -258,14 +269,18 @@ pub fn fresh_client_id() -> u64 {
 }
 
 /// A cluster as clients see it: one shared connector (one QUIC connection per node), the
-/// nodes' addresses, and the last leader anybody found.
+/// nodes' addresses, the last leader anybody found, and the nodes that just failed somebody.
 #[derive(Clone)]
 pub struct KvCluster {
     connector: Arc<ClientConnector>,
     nodes: Arc<Vec<NodeEntry>>,
+    /// The nodes' ids, in configuration order (what the policy picks from).
+    ids: Arc<Vec<NodeId>>,
     leader: Arc<Mutex<Option<NodeId>>>,
+    suspects: Arc<Mutex<Suspects>>,
     /// Longest single call (the node answers `Unknown` after its request timeout).
     call_timeout: Duration,
+    timing: Timing,
 }
 
 impl KvCluster {
@@ -281,9 +296,22 @@ impl KvCluster {
         KvCluster {
             connector,
             nodes: Arc::new(config.nodes.clone()),
+            ids: Arc::new(config.nodes.iter().map(|n| n.id).collect()),
             leader: Arc::new(Mutex::new(None)),
+            suspects: Arc::new(Mutex::new(Suspects::default())),
             call_timeout: config.request_timeout() + Duration::from_secs(1),
+            timing: Timing::default(),
         }
+    }
+
+    /// The same cluster, whose clients wait on a node as `timing` says.
+    pub fn with_timing(mut self, timing: Timing) -> KvCluster {
+        self.timing = timing;
+        self
+    }
+
+    pub fn timing(&self) -> &Timing {
+        &self.timing
     }
 
     pub fn nodes(&self) -> &[NodeEntry] {
@@ -304,7 +332,8 @@ impl KvCluster {
     /// A client bound to node `home` (Jepsen's clients: one node per process): each
     /// operation goes to `home` first and follows its redirect, so followers and deposed
     /// leaders get requests too (a node that serves what it should refuse is caught). While
-    /// `home` is unreachable, operations start at the last known leader instead.
+    /// `home` is in its back-off after a failure, operations start at the last known leader
+    /// instead.
     pub fn client_at(&self, home: Option<NodeId>, op_timeout: Duration) -> KvClient {
         let id = fresh_client_id();
         KvClient {
@@ -315,7 +344,7 @@ impl KvCluster {
             seq: 0,
             rr: (id as usize) % self.nodes.len().max(1),
             home: home.filter(|h| self.nodes.iter().any(|n| n.id == *h)),
-            home_down_until: None,
+            home_failed: Suspects::default(),
             op_timeout,
         }
     }
@@ -393,6 +422,10 @@ impl KvCluster {
         }
     }
 
+    fn suspects(&self) -> std::sync::MutexGuard<'_, Suspects> {
+        self.suspects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn addr_of(&self, node: NodeId) -> Option<String> {
         self.nodes
             .iter()
@@ -411,17 +444,14 @@ pub struct KvClient {
     /// Some attempt of the last call was answered "session expired".
     expired_session: bool,
     seq: u64,
-    /// Next node to try when no leader is known.
+    /// Where the round-robin over the nodes continues when no leader is known.
     rr: usize,
     /// The node each operation starts at, if bound to one.
     home: Option<NodeId>,
-    /// `home` did not answer: skip it until then.
-    home_down_until: Option<Instant>,
+    /// This client's own memory of failures at `home` (see [`Walk::start`]).
+    home_failed: Suspects,
     op_timeout: Duration,
 }
-
-/// How long a client bypasses its unreachable home node.
-const HOME_DOWN: Duration = Duration::from_secs(1);
 
 impl KvClient {
     /// The client's own id (see [`fresh_client_id`]), not its session's.
@@ -445,7 +475,8 @@ impl KvClient {
 
     /// Runs `op` to completion: registers a session first if the client has none, then
     /// finds the leader, follows redirects, retries the same `(session, seq)` until an
-    /// answer or the operation deadline.
+    /// answer or the operation deadline; each attempt at a node waits only as long as the
+    /// [`Timing`] allows before the next node is tried.
     pub async fn execute(&mut self, op: Operation) -> OpResult {
         let deadline = Instant::now() + self.op_timeout;
         let session = match self.session {
@@ -504,38 +535,48 @@ impl KvClient {
     async fn call(&mut self, command: Command, read: bool, deadline: Instant) -> OpResult {
         self.expired_session = false;
         let request = Request::Op(command);
+        let timing = self.cluster.timing;
         let mut classifier = Classifier::new(read);
-        let mut target: Option<(NodeId, String)> = self.home_target();
+        let mut walk = Walk::default();
+        let first = {
+            let suspects = self.cluster.suspects();
+            let view = view(&self.cluster.ids, &suspects);
+            let home = self
+                .home
+                .filter(|&h| !self.home_failed.is_suspect(h, view.now));
+            walk.start(&view, home, self.cluster.known_leader(), &mut self.rr)
+        };
+        let Some(mut node) = first else {
+            return OpResult::Fail {
+                reason: "the cluster has no nodes".into(),
+                outcome: None,
+            };
+        };
+        // The address a redirect named for `node`, which wins over the configuration's.
+        let mut hinted_addr: Option<String> = None;
         let mut misses: u32 = 0;
         loop {
             let now = Instant::now();
             if now >= deadline {
                 return classifier.give_up();
             }
-            let (node, addr) = match target.take() {
-                Some(t) => t,
-                None => match self.next_target() {
-                    Some(t) => t,
-                    None => {
-                        return OpResult::Fail {
-                            reason: "the cluster has no nodes".into(),
-                            outcome: None,
-                        }
-                    }
-                },
+            let Some(addr) = hinted_addr.take().or_else(|| self.cluster.addr_of(node)) else {
+                return OpResult::Fail {
+                    reason: format!("node {node} has no address"),
+                    outcome: None,
+                };
             };
-            let timeout = (deadline - now).min(self.cluster.call_timeout);
+            let limit = (deadline - now).min(self.cluster.call_timeout);
+            let timeout = walk.timeout(node, &timing, limit);
             let attempt: Attempt = self
                 .cluster
                 .connector
-                .call(node, &addr, &request, timeout)
+                .call_with(node, &addr, &request, timing.connect_timeout, timeout)
                 .await
                 .into();
             trace!(client = self.id, seq = self.seq, node, ?attempt, "attempt");
-            if matches!(attempt, Attempt::NotSent(_) | Attempt::NoAnswer(_))
-                && Some(node) == self.home
-            {
-                self.home_down_until = Some(Instant::now() + HOME_DOWN);
+            if matches!(attempt, Attempt::NoAnswer(_)) {
+                walk.unanswered(node);
             }
             self.expired_session |= matches!(
                 attempt,
@@ -543,6 +584,8 @@ impl KvClient {
             );
             match classifier.observe(attempt) {
                 Next::Finish(result) => {
+                    self.cluster.suspects().clear(node);
+                    self.home_failed.clear(node);
                     // Only a write proves leadership: a buggy follower may serve reads.
                     let proves = !read
                         && matches!(
@@ -558,67 +601,67 @@ impl KvClient {
                     }
                     return result;
                 }
-                Next::Retry { hint, forget } => {
-                    if forget {
-                        self.cluster.forget(node);
-                    }
+                Next::Retry { hint, suspect } => {
+                    self.cluster.forget(node);
                     misses += 1;
-                    let redirect = hint.and_then(|(leader, hinted_addr)| {
-                        let a = hinted_addr.or_else(|| self.cluster.addr_of(leader))?;
-                        Some((leader, a))
-                    });
-                    match redirect {
-                        Some((leader, a)) if leader != node => {
-                            self.cluster.remember(Some(leader));
-                            target = Some((leader, a));
-                            // Follow a fresh hint at once, but do not ping-pong forever.
-                            if misses > 3 {
-                                backoff(misses, deadline).await;
+                    let leader = hint.as_ref().map(|(l, _)| *l);
+                    let step = {
+                        let mut suspects = self.cluster.suspects();
+                        let now = std::time::Instant::now();
+                        if suspect {
+                            suspects.fail(node, now, timing.node_backoff);
+                            if Some(node) == self.home {
+                                self.home_failed.fail(node, now, timing.node_backoff);
                             }
+                        } else {
+                            suspects.clear(node);
+                            self.home_failed.clear(node);
                         }
-                        _ => {
-                            debug!(client = self.id, seq = self.seq, node, "retrying elsewhere");
+                        let view = view(&self.cluster.ids, &suspects);
+                        walk.next(&view, node, !suspect, leader, &mut self.rr)
+                    };
+                    let Some(step) = step else {
+                        return classifier.give_up();
+                    };
+                    if step.at_once {
+                        // A fresh leader hint: follow it at once, but do not ping-pong
+                        // between two nodes that name each other forever.
+                        self.cluster.remember(Some(step.node));
+                        hinted_addr = hint.and_then(|(l, a)| a.filter(|_| l == step.node));
+                        if misses > 3 {
                             backoff(misses, deadline).await;
                         }
+                    } else {
+                        debug!(
+                            client = self.id,
+                            seq = self.seq,
+                            node,
+                            next = step.node,
+                            "retrying elsewhere"
+                        );
+                        backoff(misses, deadline).await;
                     }
+                    node = step.node;
                 }
             }
         }
     }
+}
 
-    /// The home node, unless it was recently unreachable.
-    fn home_target(&mut self) -> Option<(NodeId, String)> {
-        let home = self.home?;
-        if let Some(until) = self.home_down_until {
-            if Instant::now() < until {
-                return None;
-            }
-            self.home_down_until = None;
-        }
-        Some((home, self.cluster.addr_of(home)?))
-    }
-
-    /// The known leader, else the next node round-robin.
-    fn next_target(&mut self) -> Option<(NodeId, String)> {
-        if let Some(l) = self.cluster.known_leader() {
-            if let Some(a) = self.cluster.addr_of(l) {
-                return Some((l, a));
-            }
-        }
-        let n = self.cluster.nodes.len();
-        if n == 0 {
-            return None;
-        }
-        let entry = self.cluster.nodes.get(self.rr % n)?;
-        self.rr = (self.rr + 1) % n;
-        Some((entry.id, entry.addr.clone()))
+/// What the policy sees now.
+fn view<'a>(nodes: &'a [NodeId], suspects: &'a Suspects) -> View<'a> {
+    View {
+        nodes,
+        suspects,
+        now: std::time::Instant::now(),
     }
 }
 
-/// Exponential backoff from 10 ms to 200 ms, never past the deadline.
+/// Exponential backoff from 10 ms to 100 ms, never past the deadline: short, because while a
+/// new leader is being elected the next node's redirect is the fastest way to learn of it.
 async fn backoff(misses: u32, deadline: Instant) {
     let ms = 10u64 << misses.min(5).saturating_sub(1);
-    let until = (Instant::now() + Duration::from_millis(ms.min(200))).min(deadline);
+    let until = (Instant::now() + Duration::from_millis(ms.min(100))).min(deadline);
     tokio::time::sleep_until(until).await;
 }
 
@@ -771,7 +814,7 @@ mod tests {
             c.observe(not_leader(Some(4))),
             Next::Retry {
                 hint: Some((4, Some("127.0.0.4:1".into()))),
-                forget: true
+                suspect: false
             }
         );
         assert!(!c.is_uncertain());
@@ -780,6 +823,48 @@ mod tests {
             Next::Retry { hint: None, .. }
         ));
         assert!(c.is_uncertain());
+    }
+
+    #[test]
+    fn only_a_redirect_leaves_the_node_trusted() {
+        let suspect = |a: Attempt| match Classifier::new(false).observe(a) {
+            Next::Retry { suspect, .. } => suspect,
+            Next::Finish(r) => panic!("finished: {r:?}"),
+        };
+        assert!(!suspect(not_leader(Some(2))));
+        assert!(!suspect(not_leader(None)));
+        assert!(suspect(not_sent()));
+        assert!(suspect(no_answer()));
+        assert!(suspect(unknown()));
+        assert!(suspect(refused()));
+    }
+
+    #[test]
+    fn an_attempt_abandoned_for_another_node_keeps_the_outcome_open() {
+        // Sent to the old leader, given up on after the attempt timeout: a possible effect.
+        // The next node's answer for the same (client, seq) tells the outcome.
+        assert!(is_ok(&classify(
+            false,
+            [no_answer(), not_leader(Some(3)), done(Outcome::Written)]
+        )));
+        assert!(is_fail(&classify(
+            false,
+            [
+                no_answer(),
+                not_leader(Some(3)),
+                done(Outcome::CasMismatch { current: None })
+            ]
+        )));
+        // Nobody tells it before the deadline: info, never fail.
+        assert!(is_info(&classify(
+            false,
+            [
+                no_answer(),
+                not_leader(Some(1)),
+                not_sent(),
+                not_leader(None)
+            ]
+        )));
     }
 
     #[test]

@@ -357,7 +357,9 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     };
     let config = cluster.config().clone();
     // Hand the cluster to `ctx` (which always stops it) before any `?`.
-    let kv = KvCluster::connect(&config).map_err(anyhow::Error::from);
+    let kv = KvCluster::connect(&config)
+        .map(|kv| kv.with_timing(w.timing))
+        .map_err(anyhow::Error::from);
     let mut stop = ctx.stop.clone();
     let leader = match &kv {
         Ok(kv) => tokio::select! {

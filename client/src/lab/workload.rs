@@ -8,6 +8,10 @@
 //! rate = 100                       # operations per second, all processes together; 0 = unlimited
 //! time_limit = 30                  # seconds of workload (faults included), before recovery
 //! op_timeout = 5                   # seconds an operation may take (retries included) before `info`
+//! connect_timeout = 0.3            # seconds a client waits for a connection to a node before the next
+//! attempt_timeout = 0.3            # seconds a client waits for a node's answer before the next
+//!                                  # (doubling from the third unanswered attempt at one node)
+//! node_backoff = 1                 # seconds a node that failed is not asked first
 //! ops = { read = 2, write = 1, cas = 1 }   # op mix (relative weights; omitted = 0)
 //! keys = "independent"             # or "single": one register for the whole run
 //! ops_per_key = 100                # independent: ops a key group does before taking a fresh key
@@ -28,6 +32,7 @@
 //! file and line. Command-line flags ([`Overrides`]) win over the file.
 
 use crate::control::one_line;
+use crate::kv::policy::Timing;
 use crate::nemesis::NemesisKind;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -241,6 +246,9 @@ struct File {
     rate: Option<Spanned<f64>>,
     time_limit: Option<Spanned<f64>>,
     op_timeout: Option<Spanned<f64>>,
+    connect_timeout: Option<Spanned<f64>>,
+    attempt_timeout: Option<Spanned<f64>>,
+    node_backoff: Option<Spanned<f64>>,
     ops: Option<Spanned<OpMix>>,
     keys: Option<Spanned<KeysField>>,
     ops_per_key: Option<Spanned<i64>>,
@@ -300,6 +308,8 @@ pub struct Workload {
     pub rate: f64,
     pub time_limit: Duration,
     pub op_timeout: Duration,
+    /// How long clients wait on one node before they try the next.
+    pub timing: Timing,
     pub mix: OpMix,
     pub keys: KeyShape,
     pub values: ValueShape,
@@ -491,6 +501,27 @@ impl Workload {
             time_limit = t;
         }
         let op_timeout = seconds(&file.op_timeout, "op_timeout", false, 5.0)?;
+        let defaults = Timing::default();
+        let timing = Timing {
+            connect_timeout: Duration::from_secs_f64(seconds(
+                &file.connect_timeout,
+                "connect_timeout",
+                false,
+                defaults.connect_timeout.as_secs_f64(),
+            )?),
+            attempt_timeout: Duration::from_secs_f64(seconds(
+                &file.attempt_timeout,
+                "attempt_timeout",
+                false,
+                defaults.attempt_timeout.as_secs_f64(),
+            )?),
+            node_backoff: Duration::from_secs_f64(seconds(
+                &file.node_backoff,
+                "node_backoff",
+                true,
+                defaults.node_backoff.as_secs_f64(),
+            )?),
+        };
 
         let mix = match &file.ops {
             None => OpMix::default(),
@@ -600,6 +631,7 @@ impl Workload {
             rate,
             time_limit: Duration::from_secs_f64(time_limit),
             op_timeout: Duration::from_secs_f64(op_timeout),
+            timing,
             mix,
             keys,
             values,
@@ -755,6 +787,17 @@ mod tests {
                 processes_per_key: 2
             }
         );
+    }
+
+    #[test]
+    fn client_timing_defaults_and_keys() {
+        assert_eq!(parse("").unwrap().timing, Timing::default());
+        let w = parse("connect_timeout = 0.2\nattempt_timeout = 0.25\nnode_backoff = 0").unwrap();
+        assert_eq!(w.timing.connect_timeout, Duration::from_millis(200));
+        assert_eq!(w.timing.attempt_timeout, Duration::from_millis(250));
+        assert_eq!(w.timing.node_backoff, Duration::ZERO);
+        assert!(parse("attempt_timeout = 0").is_err());
+        assert!(parse("connect_timeout = -1").is_err());
     }
 
     #[test]

@@ -119,15 +119,9 @@ impl NemesisKind {
     /// What this kind asks of the cluster, for [`Db::supports`].
     pub fn needs(self) -> Needs {
         Needs {
-            processes: matches!(
-                self,
-                NemesisKind::Kill
-                    | NemesisKind::Pause
-                    | NemesisKind::KillLeader
-                    | NemesisKind::PauseLeader
-                    | NemesisKind::FreezeLeader
-                    | NemesisKind::KillAll
-            ),
+            // Everything that takes nodes down does so by signal, but a membership change.
+            processes: (self.takes_node_down() || self == NemesisKind::KillAll)
+                && self != NemesisKind::Membership,
             network: self.needs_network(),
             own_interfaces: self.needs_own_interfaces(),
         }

@@ -14,8 +14,9 @@
 //! Recorded as `remove-member`, `add-member` (`{"node": N}`) and `transfer`
 //! (`{"from": N, "to": M}`), with `"error"` when the change failed.
 
+use super::record;
 use crate::history::Recorder;
-use crate::kv::admin::{Admin, AdminError};
+use crate::kv::admin::Admin;
 use model::core::NodeId;
 use serde_json::json;
 use tracing::info;
@@ -69,16 +70,4 @@ pub async fn transfer(
         &result,
     );
     result.map(|()| (from, to)).map_err(|e| e.to_string())
-}
-
-fn record(
-    recorder: &Recorder,
-    f: &str,
-    mut value: serde_json::Value,
-    result: &Result<(), AdminError>,
-) {
-    if let (Err(e), Some(map)) = (result, value.as_object_mut()) {
-        map.insert("error".into(), json!(e.to_string()));
-    }
-    recorder.nemesis(f, value);
 }

@@ -83,7 +83,12 @@ pub fn preflight(
 }
 
 /// Records nemesis event `f`, adding the error if the action failed.
-fn record(recorder: &Recorder, f: &str, mut value: Json, result: &Result<(), DbError>) {
+fn record<E: std::fmt::Display>(
+    recorder: &Recorder,
+    f: &str,
+    mut value: Json,
+    result: &Result<(), E>,
+) {
     if let (Err(e), Some(map)) = (result, value.as_object_mut()) {
         map.insert("error".into(), json!(e.to_string()));
     }

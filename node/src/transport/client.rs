@@ -12,7 +12,7 @@
 //! malformed (never handed to the core). Anything after the first byte was written is
 //! [`CallError::NoAnswer`].
 
-use super::endpoint::TransportError;
+use super::error::TransportError;
 use super::framing::{self, MAX_RESPONSE_FRAME};
 use super::tls;
 use super::{CLOSE_PROTOCOL, CLOSE_REFUSED, CLOSE_TIMEOUT};
@@ -68,13 +68,23 @@ impl ClientConnector {
     /// Loads `ca.pem`, `client.pem` and `client.key` from `certs_dir` and binds an
     /// ephemeral IPv4 UDP port. Must be called inside a tokio runtime.
     pub fn new(certs_dir: &Path) -> Result<ClientConnector, TransportError> {
+        ClientConnector::as_client(certs_dir, None)
+    }
+
+    /// [`ClientConnector::new`] presenting `client-NAME.pem` (`name`) instead of the shared
+    /// client certificate.
+    pub fn as_client(
+        certs_dir: &Path,
+        name: Option<&str>,
+    ) -> Result<ClientConnector, TransportError> {
+        let subject = certs::Subject::Client(name.map(str::to_string));
         let roots = Arc::new(certs::load_roots(certs_dir)?);
-        let identity = certs::load_client_identity(certs_dir)?;
+        let identity = certs::load_subject_identity(certs_dir, &subject)?;
         let config = tls::lab_client_config(roots, identity).map_err(|source| {
             let what = format!(
                 "{} with {}",
-                certs_dir.join(certs::CLIENT_CERT).display(),
-                certs_dir.join(certs::CLIENT_KEY).display()
+                certs_dir.join(subject.cert_file()).display(),
+                certs_dir.join(subject.key_file()).display()
             );
             TransportError::Tls { what, source }
         })?;
@@ -105,6 +115,21 @@ impl ClientConnector {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, CallError> {
+        self.call_with(node, addr, request, timeout, timeout).await
+    }
+
+    /// Like [`ClientConnector::call`], but gives up on a connection that is not up within
+    /// `connect_timeout` (a dead or unreachable node answers no handshake; without a
+    /// shorter bound the whole `timeout` would go into waiting for it). Nothing has been
+    /// sent then: the error is [`CallError::NotSent`].
+    pub async fn call_with(
+        &self,
+        node: NodeId,
+        addr: &str,
+        request: &Request,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         let not_sent = |reason: String| CallError::NotSent {
             node,
             addr: addr.to_string(),
@@ -116,12 +141,19 @@ impl ClientConnector {
             reason,
         };
         let bytes = framing::encode(request).map_err(|e| not_sent(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let connect_by = start + connect_timeout.min(timeout);
         let (conn, mut send, mut recv) =
-            match tokio::time::timeout_at(deadline, self.open(node, addr)).await {
+            match tokio::time::timeout_at(connect_by, self.open(node, addr)).await {
                 Ok(Ok(opened)) => opened,
                 Ok(Err(reason)) => return Err(not_sent(reason)),
-                Err(_) => return Err(not_sent(format!("no connection within {timeout:?}"))),
+                Err(_) => {
+                    return Err(not_sent(format!(
+                        "no connection within {:?}",
+                        connect_by - start
+                    )))
+                }
             };
         let exchange = async {
             match send.write_all(&bytes).await {

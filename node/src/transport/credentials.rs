@@ -17,11 +17,12 @@
 //! outside the namespace of the certificate it came with ([`crate::certs::client_namespace`])
 //! is refused, so one client cannot use another's exactly-once session.
 
-use super::endpoint::TransportError;
+use super::error::TransportError;
 use super::tls::{self, ClientIdentity, TlsError};
-use crate::certs::{self, CertError, CertInfo, Identity, Revocation};
+use crate::certs::{self, CertError, CertInfo, Identity};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::protocol::Request;
+use crate::revocation::Revocation;
 use model::core::NodeId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
@@ -189,7 +190,7 @@ impl Credentials {
         self.current()
             .revoked
             .iter()
-            .find(|r| r.matches(cert))
+            .find(|r| cert.is_named_by(r))
             .cloned()
     }
 

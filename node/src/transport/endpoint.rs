@@ -10,49 +10,25 @@
 //! packets of its peers' and clients' old connections are answered with a valid stateless
 //! reset and those connections end at once instead of waiting out the idle timeout.
 
-use super::credentials::Credentials;
+use super::credentials::{Credentials, Dialling, Listening};
+use super::error::TransportError;
 use super::inbound::{self, Inbound, InboundStats, Shared};
 use super::peers::{LinkOptions, PeerLink, PeerLinkStatus};
-use super::tls::{self, TlsError};
+use super::tls;
 use super::{Events, CLOSE_SHUTDOWN};
-use crate::certs::{self, CertError, Identity};
+use crate::certs::{self, Identity};
 use crate::config::ClusterConfig;
 use model::core::{Message, NodeId};
 use model::kv::Command;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
-
-/// Why a transport could not start.
-#[derive(Debug, Error)]
-pub enum TransportError {
-    #[error("node {0} is not in the cluster configuration")]
-    UnknownNode(NodeId),
-    #[error(transparent)]
-    Cert(#[from] CertError),
-    #[error("{what}: {source}")]
-    Tls { what: String, source: TlsError },
-    #[error("{path}: the certificate does not name {expected} (it names {names:?}); was it made for another node or cluster?")]
-    WrongIdentity {
-        path: PathBuf,
-        expected: String,
-        names: Vec<String>,
-    },
-    #[error("cannot resolve {addr}: {message}")]
-    Resolve { addr: String, message: String },
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
 
 /// Queue sizes and timings; the defaults suit a cluster on one machine or a LAN.
 #[derive(Clone, Debug)]
@@ -129,9 +105,16 @@ impl Transport {
             certs_dir.join(certs::node_cert_file(me)).display(),
             certs_dir.join(certs::node_key_file(me)).display()
         );
-        let server =
-            tls::node_server_config(credentials.clone()).map_err(tls_err(cert_files.clone()))?;
-        let client = tls::node_peer_config(credentials.clone()).map_err(tls_err(cert_files))?;
+        let server = tls::node_server_config(
+            Arc::new(Listening(credentials.clone())),
+            Arc::new(Listening(credentials.clone())),
+        )
+        .map_err(tls_err(cert_files.clone()))?;
+        let client = tls::node_peer_config(
+            Arc::new(Dialling(credentials.clone())),
+            Arc::new(Dialling(credentials.clone())),
+        )
+        .map_err(tls_err(cert_files))?;
 
         let bind_addr = resolve_bind(&entry.addr).await?;
         let socket =

@@ -38,13 +38,15 @@ mod chunks;
 mod client;
 pub mod credentials;
 mod endpoint;
+mod error;
 pub mod framing;
 mod inbound;
 mod peers;
 pub mod tls;
 
 pub use client::{CallError, ClientConnector};
-pub use endpoint::{Transport, TransportError, TransportOptions};
+pub use endpoint::{Transport, TransportOptions};
+pub use error::TransportError;
 pub use inbound::{ClientCall, Inbound, InboundStats};
 pub use peers::PeerLinkStatus;
 

@@ -9,8 +9,9 @@
 //!   was dialled with; the transport dials peer N as `node-N.raftlab`, so the handshake
 //!   itself proves it reached N.
 //!
-//!   Both take the node's [`Credentials`] and ask them at every handshake, so that a reload
-//!   (SIGHUP) changes what new connections present and accept.
+//!   Both take a verifier and a certificate resolver: the node passes its credentials
+//!   (`super::credentials`), asked at every handshake, so that a reload (SIGHUP) changes what
+//!   new connections present and accept.
 //! - [`lab_client_config`]: the lab's client. Presents a client certificate; verifies nodes
 //!   the same way (without a deny-list: the lab trusts the CA). [`peer_client_config`] is
 //!   the same with a node's certificate, for tests that act as a peer.
@@ -23,14 +24,17 @@
 //! client), which fixes the client ids it may use. No 0-RTT (replayable) and no session
 //! resumption: every connection does a full handshake with a fresh certificate check.
 
-use super::credentials::{Credentials, Dialling, Listening};
 use crate::certs::{self, CertInfo, Identity};
 use crate::protocol::{ALPN_CLIENT, ALPN_PEER};
 use model::core::NodeId;
 use quinn::crypto::rustls::{
     HandshakeData, NoInitialCipherSuite, QuicClientConfig, QuicServerConfig,
 };
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::ResolvesServerCert;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
@@ -80,11 +84,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The listener of a node: presents the node's current certificate, requires a CA-signed,
 /// unrevoked client certificate, offers both ALPNs.
-pub fn node_server_config(credentials: Arc<Credentials>) -> Result<quinn::ServerConfig, TlsError> {
+pub fn node_server_config(
+    verifier: Arc<dyn ClientCertVerifier>,
+    certificate: Arc<dyn ResolvesServerCert>,
+) -> Result<quinn::ServerConfig, TlsError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(Listening(credentials.clone())))
-        .with_cert_resolver(Arc::new(Listening(credentials)));
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(certificate);
     tls.alpn_protocols = vec![ALPN_PEER.to_vec(), ALPN_CLIENT.to_vec()];
     tls.max_early_data_size = 0;
     let crypto = QuicServerConfig::try_from(tls)?;
@@ -98,12 +105,15 @@ pub fn node_server_config(credentials: Arc<Credentials>) -> Result<quinn::Server
 
 /// A node dialing its peers: presents the node's current certificate, verifies the peer's
 /// against the current CA and deny-list, ALPN [`ALPN_PEER`].
-pub fn node_peer_config(credentials: Arc<Credentials>) -> Result<quinn::ClientConfig, TlsError> {
+pub fn node_peer_config(
+    verifier: Arc<dyn ServerCertVerifier>,
+    certificate: Arc<dyn ResolvesClientCert>,
+) -> Result<quinn::ClientConfig, TlsError> {
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Dialling(credentials.clone())))
-        .with_client_cert_resolver(Arc::new(Dialling(credentials)));
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(certificate);
     finish_client(tls, ALPN_PEER)
 }
 
