@@ -98,7 +98,7 @@ impl From<Result<Response, CallError>> for Attempt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
     Finish(OpResult),
-    /// Try again with the same `(client, seq)`; the node asked is not (or no longer) the
+    /// Try again with the same `(session, seq)`; the node asked is not (or no longer) the
     /// leader to go to first.
     Retry {
         /// The leader the node named, if any (its address when the node knew it).
