@@ -29,7 +29,8 @@
 //!   there, learner, voter), `cluster members` shows four voters, `cluster remove` takes the
 //!   leader out (leadership moves first) and retires its id (a second `add` of it is
 //!   refused), `cluster transfer` makes every remaining voter lead in turn, each reading
-//!   back what was written.
+//!   back what was written; §8 one node's certificate is renewed and picked up on SIGHUP
+//!   without a restart (revocation is exercised by `node/tests/certs.rs`).
 //!
 //! Not exercised: copying files between machines, `useradd`, `systemctl` and `journalctl`
 //! (no systemd here). Needs root, iproute2 and nftables: without them the test prints why
@@ -491,7 +492,7 @@ fn the_deployment_guide_works_step_by_step() {
         ("§6 raft-lab run --cluster", run_under_faults),
         ("§6 cluster down", down),
         ("§4 the systemd unit's command line", systemd_unit_command),
-        ("§10-12 add, remove, transfer", membership),
+        ("§10-12 add, remove, transfer; §8 renew", membership),
     ];
     for (name, step) in steps {
         let at = Instant::now();
@@ -765,10 +766,11 @@ fn down(d: &mut Deployment) {
     }
 }
 
-/// §10-12: the cluster up again; node 4 added on the fourth machine (certificate issued,
-/// started there through the template, learner, caught up, voter); the first leader removed
-/// (leadership moves first) and its id retired; leadership moved by hand; every voter leads
-/// in turn and reads the data back; `cluster down` stops the nodes the file now lists.
+/// §10-12 and §8: the cluster up again; node 4 added on the fourth machine (certificate
+/// issued, started there through the template, learner, caught up, voter); the first leader
+/// removed (leadership moves first) and its id retired; leadership moved by hand; every voter
+/// leads in turn and reads the data back; one node's certificate renewed and reloaded on
+/// SIGHUP without a restart; `cluster down` stops the nodes the file now lists.
 fn membership(d: &mut Deployment) {
     d.lab_ok(&["cluster", "up", "--config", "cluster.toml"]);
     d.wait_healthy("a leader before changing the membership", Pids::Shown);
@@ -866,6 +868,44 @@ fn membership(d: &mut Deployment) {
         assert!(out.contains(&format!("node {to} leads")), "{out}");
         assert_eq!(d.kv(&["get", "membership"]), "\"four voters\"");
     }
+
+    // §8: one node's certificate renewed and picked up on SIGHUP, without a restart.
+    let renewed = *voters.last().expect("a voter");
+    let subject = format!("node-{renewed}");
+    let raft_node = d.raft_node.clone();
+    let out = d.run(
+        &raft_node,
+        &["certs", "--config", "cluster.toml", "--renew", &subject],
+        COMMAND_LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        show("raft-node certs --renew", &out)
+    );
+    let pid_file = d.var_lib().join(format!("pids/node-{renewed}.pid"));
+    let pid_before = std::fs::read_to_string(&pid_file).expect("pid file");
+    on_machine_ok(
+        d.ns(renewed),
+        &format!("kill -HUP $(cat '{}')", pid_file.display()),
+    );
+    let log = d.var_lib().join(format!("node-{renewed}.log"));
+    wait_until("the renewed certificate reloaded", PATIENCE, || {
+        let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+        if text.contains("SIGHUP: reloaded TLS material") && !text.contains("nothing changed") {
+            Ok(())
+        } else {
+            Err(format!("{} has no reload line yet", log.display()))
+        }
+    });
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file"),
+        pid_before,
+        "renewed without a restart"
+    );
+    d.put("membership", "renewed");
+    assert_eq!(d.kv(&["get", "membership"]), "\"renewed\"");
+
     let out = d.lab_ok(&["cluster", "down", "--config", "cluster.toml"]);
     for id in voters {
         assert!(out.contains(&format!("node {id} stopped")), "{out}");
