@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 use client::kv::KvCluster;
 use client::lab::workload::{parse_nemesis_list, Concurrency, Overrides};
 use node::config::ClusterConfig;
+use node::transport::ClientConnector;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// A Jepsen-style linearizability testing lab for raftlab clusters.
 #[derive(Parser, Debug)]
@@ -107,6 +109,10 @@ enum Command {
     Kv {
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+        /// Present certs/client-NAME.pem (from `raft-node certs --client NAME`) instead of
+        /// the shared client certificate.
+        #[arg(long, value_name = "NAME")]
+        client: Option<String>,
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         command: Vec<String>,
     },
@@ -119,6 +125,9 @@ enum Command {
     Console {
         #[arg(long, default_value = "cluster.toml")]
         config: PathBuf,
+        /// Present certs/client-NAME.pem instead of the shared client certificate.
+        #[arg(long, value_name = "NAME")]
+        client: Option<String>,
     },
     /// Browse the runs over HTTP: a page listing every run, newest first, and their files.
     Serve {
@@ -301,20 +310,24 @@ async fn dispatch(command: Command) -> Result<u8> {
             }
             Ok(matrix.exit_code)
         }
-        Command::Kv { config, command } => {
+        Command::Kv {
+            config,
+            client,
+            command,
+        } => {
             if command.len() == 1 && command[0] == "help" {
                 println!("{}", client::cli::kv::HELP);
                 return Ok(0);
             }
             let command = client::cli::kv::parse(&command).map_err(anyhow::Error::msg)?;
-            let cluster = connect(&config)?;
+            let cluster = connect(&config, client.as_deref())?;
             let answer = client::cli::kv::execute(&cluster, command).await;
             println!("{}", answer.text);
             cluster.close().await;
             Ok(answer.code)
         }
-        Command::Console { config } => {
-            client::cli::console::run(connect(&config)?).await?;
+        Command::Console { config, client } => {
+            client::cli::console::run(connect(&config, client.as_deref())?).await?;
             Ok(0)
         }
         Command::Cluster { action } => cluster_action(action).await,
@@ -356,10 +369,16 @@ fn command_line() -> String {
     words.join(" ")
 }
 
-fn connect(config: &Path) -> Result<KvCluster> {
+/// The cluster of `config`, reached with the shared client certificate or `client-NAME`'s.
+fn connect(config: &Path, client: Option<&str>) -> Result<KvCluster> {
     let config = ClusterConfig::load(config)?;
-    KvCluster::connect(&config)
-        .with_context(|| format!("certificates in {}", config.tls.certs_dir.display()))
+    let certs = &config.tls.certs_dir;
+    let connector = ClientConnector::as_client(certs, client)
+        .with_context(|| format!("certificates in {}", certs.display()))?;
+    let subject = node::certs::Subject::Client(client.map(str::to_string));
+    let namespace = node::certs::client_namespace(&subject.identity())
+        .with_context(|| format!("{subject}: not a client identity"))?;
+    Ok(KvCluster::with_connector(Arc::new(connector), &config).with_namespace(namespace))
 }
 
 async fn cluster_action(action: ClusterAction) -> Result<u8> {

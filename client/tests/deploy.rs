@@ -30,7 +30,8 @@
 //!   leader out (leadership moves first) and retires its id (a second `add` of it is
 //!   refused), `cluster transfer` makes every remaining voter lead in turn, each reading
 //!   back what was written; §8 one node's certificate is renewed and picked up on SIGHUP
-//!   without a restart (revocation is exercised by `node/tests/certs.rs`).
+//!   without a restart; §9 a named client's certificate, revoked in `cluster.toml` and
+//!   SIGHUP, is refused while the shared client is still served.
 //!
 //! Not exercised: copying files between machines, `useradd`, `systemctl` and `journalctl`
 //! (no systemd here). Needs root, iproute2 and nftables: without them the test prints why
@@ -492,7 +493,10 @@ fn the_deployment_guide_works_step_by_step() {
         ("§6 raft-lab run --cluster", run_under_faults),
         ("§6 cluster down", down),
         ("§4 the systemd unit's command line", systemd_unit_command),
-        ("§10-12 add, remove, transfer; §8 renew", membership),
+        (
+            "§10-12 add, remove, transfer; §8 renew; §9 revoke",
+            membership,
+        ),
     ];
     for (name, step) in steps {
         let at = Instant::now();
@@ -770,7 +774,8 @@ fn down(d: &mut Deployment) {
 /// issued, started there through the template, learner, caught up, voter); the first leader
 /// removed (leadership moves first) and its id retired; leadership moved by hand; every voter
 /// leads in turn and reads the data back; one node's certificate renewed and reloaded on
-/// SIGHUP without a restart; `cluster down` stops the nodes the file now lists.
+/// SIGHUP without a restart; a client's certificate revoked; `cluster down` stops the nodes
+/// the file now lists.
 fn membership(d: &mut Deployment) {
     d.lab_ok(&["cluster", "up", "--config", "cluster.toml"]);
     d.wait_healthy("a leader before changing the membership", Pids::Shown);
@@ -905,6 +910,62 @@ fn membership(d: &mut Deployment) {
     );
     d.put("membership", "renewed");
     assert_eq!(d.kv(&["get", "membership"]), "\"renewed\"");
+
+    // §9: a named client's certificate revoked on the running cluster.
+    let out = d.run(
+        &raft_node,
+        &["certs", "--config", "cluster.toml", "--client", "alice"],
+        COMMAND_LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        show("raft-node certs --client", &out)
+    );
+    assert_eq!(d.kv(&["--client", "alice", "put", "who", "alice"]), "ok");
+    let out = d.run(
+        &raft_node,
+        &["certs", "--fingerprint", "certs/client-alice.pem"],
+        COMMAND_LIMIT,
+    );
+    let fingerprint = text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("sha256:"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{}", show("raft-node certs --fingerprint", &out)));
+    let mut toml = std::fs::read_to_string(&d.config).expect("cluster.toml");
+    toml.push_str(&format!("\n[tls]\nrevoked = [\"{fingerprint}\"]\n"));
+    std::fs::write(&d.config, toml).expect("cluster.toml");
+    for &id in &voters {
+        let pid_file = d.var_lib().join(format!("pids/node-{id}.pid"));
+        on_machine_ok(
+            d.ns(id),
+            &format!("kill -HUP $(cat '{}')", pid_file.display()),
+        );
+    }
+    wait_until("alice refused", PATIENCE, || {
+        let out = d.lab(&[
+            "kv",
+            "--config",
+            "cluster.toml",
+            "--client",
+            "alice",
+            "put",
+            "who",
+            "again",
+        ]);
+        let said = text(&out.stdout);
+        if out.status.code() == Some(1) && said.to_lowercase().contains("revoked") {
+            Ok(())
+        } else {
+            Err(show("raft-lab kv --client alice", &out))
+        }
+    });
+    assert_eq!(
+        d.kv(&["get", "who"]),
+        "\"alice\"",
+        "nothing of alice's after the revocation"
+    );
 
     let out = d.lab_ok(&["cluster", "down", "--config", "cluster.toml"]);
     for id in voters {

@@ -281,6 +281,8 @@ pub struct KvCluster {
     /// Longest single call (the node answers `Unknown` after its request timeout).
     call_timeout: Duration,
     timing: Timing,
+    /// The client id namespace of the certificate presented: sessions are registered in it.
+    namespace: u64,
 }
 
 impl KvCluster {
@@ -301,7 +303,15 @@ impl KvCluster {
             suspects: Arc::new(Mutex::new(Suspects::default())),
             call_timeout: config.request_timeout() + Duration::from_secs(1),
             timing: Timing::default(),
+            namespace: node::certs::SHARED_CLIENT_NAMESPACE,
         }
+    }
+
+    /// The same cluster, reached with a certificate whose client id namespace is `namespace`
+    /// (`node::certs::client_namespace` of its identity).
+    pub fn with_namespace(mut self, namespace: u64) -> KvCluster {
+        self.namespace = namespace;
+        self
     }
 
     /// The same cluster, whose clients wait on a node as `timing` says.
@@ -512,7 +522,7 @@ impl KvClient {
     /// session, which is never used and expires.
     async fn register(&mut self, deadline: Instant) -> Result<u64, String> {
         let command = Command {
-            client: node::certs::client_id(node::certs::SHARED_CLIENT_NAMESPACE, 0),
+            client: node::certs::client_id(self.cluster.namespace, 0),
             seq: 0,
             op: Operation::Register,
             time_ms: 0,
