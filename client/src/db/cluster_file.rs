@@ -107,12 +107,13 @@ pub fn remove_node(path: &Path, id: NodeId) -> Result<ClusterConfig, FileEditErr
     save(path, doc)
 }
 
+/// The file, read once: validated, and as an editable document.
 fn open(path: &Path) -> Result<(ClusterConfig, DocumentMut), FileEditError> {
-    let config = ClusterConfig::load(path)?;
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
         error,
     })?;
+    let config = ClusterConfig::parse(path, &text)?;
     let doc = text
         .parse::<DocumentMut>()
         .map_err(|e| ConfigError::Invalid {

@@ -502,25 +502,28 @@ impl Workload {
         }
         let op_timeout = seconds(&file.op_timeout, "op_timeout", false, 5.0)?;
         let defaults = Timing::default();
+        let duration = |value, key, zero_ok, default: Duration| {
+            seconds(value, key, zero_ok, default.as_secs_f64()).map(Duration::from_secs_f64)
+        };
         let timing = Timing {
-            connect_timeout: Duration::from_secs_f64(seconds(
+            connect_timeout: duration(
                 &file.connect_timeout,
                 "connect_timeout",
                 false,
-                defaults.connect_timeout.as_secs_f64(),
-            )?),
-            attempt_timeout: Duration::from_secs_f64(seconds(
+                defaults.connect_timeout,
+            )?,
+            attempt_timeout: duration(
                 &file.attempt_timeout,
                 "attempt_timeout",
                 false,
-                defaults.attempt_timeout.as_secs_f64(),
-            )?),
-            node_backoff: Duration::from_secs_f64(seconds(
+                defaults.attempt_timeout,
+            )?,
+            node_backoff: duration(
                 &file.node_backoff,
                 "node_backoff",
                 true,
-                defaults.node_backoff.as_secs_f64(),
-            )?),
+                defaults.node_backoff,
+            )?,
         };
 
         let mix = match &file.ops {

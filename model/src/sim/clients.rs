@@ -329,16 +329,17 @@ impl Clients {
         };
         let node = sent.node;
         let is_newest = current.newest == attempt;
+        // Answered: this attempt can no longer take effect later.
+        if let Some(a) = self
+            .procs
+            .get_mut(slot)
+            .and_then(|p| p.current.as_mut())
+            .and_then(|c| c.attempts.get_mut(&attempt))
+        {
+            a.live = false;
+        }
         let hint = match reply {
             Reply::Done(outcome) => {
-                if let Some(a) = self
-                    .procs
-                    .get_mut(slot)
-                    .and_then(|p| p.current.as_mut())
-                    .and_then(|c| c.attempts.get_mut(&attempt))
-                {
-                    a.live = false;
-                }
                 self.complete(slot, outcome, now);
                 self.schedule_next(slot, now, &mut out);
                 return out;
@@ -348,14 +349,6 @@ impl Clients {
             Reply::Refused(_) | Reply::Dropped | Reply::Committed(_) => None,
         };
         // This attempt certainly had no effect.
-        if let Some(a) = self
-            .procs
-            .get_mut(slot)
-            .and_then(|p| p.current.as_mut())
-            .and_then(|c| c.attempts.get_mut(&attempt))
-        {
-            a.live = false;
-        }
         if !is_newest {
             return out;
         }
