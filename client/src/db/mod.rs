@@ -10,6 +10,7 @@
 //! signal like a raft node, its status (and leader) asked over its client address.
 
 pub mod cluster_file;
+pub mod etcd;
 pub mod local;
 pub mod netns;
 pub mod remote;
