@@ -180,11 +180,6 @@ impl EtcdCluster {
         self.members.keys().copied().collect()
     }
 
-    /// The directory of certificates, data and logs.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// `DIR/certs`: the CA, and the client certificate a client of this cluster presents.
     pub fn certs_dir(&self) -> PathBuf {
         self.dir.join("certs")
@@ -194,15 +189,6 @@ impl EtcdCluster {
     pub fn client_addr(&self, id: NodeId) -> Option<SocketAddr> {
         let member = self.members.get(&id)?;
         Some(SocketAddr::new(IpAddr::V4(member.ip), self.client_port))
-    }
-
-    /// Every member's client URL, in id order (what a client connects to).
-    pub fn client_urls(&self) -> Vec<String> {
-        self.ids()
-            .into_iter()
-            .filter_map(|id| self.client_addr(id))
-            .map(|a| format!("https://{a}"))
-            .collect()
     }
 
     /// `DIR/node-N.log`.
