@@ -14,9 +14,11 @@
 //! stopped, by [`EtcdCluster::stop_all`], by `Drop` and by [`cleanup::run_all`] (Ctrl-C).
 //! The leader is read from etcd's own status API ([`status`]).
 //!
-//! Partitions are refused: an etcd member dials its peers from the loopback's primary address
+//! Partitions: an etcd member dials its peers from the loopback's primary address
 //! (127.0.0.1), not from its own, so nftables rules by address cannot tell members apart.
-//! Cutting their links needs one network namespace per member.
+//! Each member therefore runs under a group id of its own (which needs root), and the run's
+//! nftables table matches packets by the group of the process sending them
+//! ([`Nft::by_group`]).
 
 mod error;
 mod status;
@@ -28,6 +30,7 @@ use super::local::local_node_ip;
 use super::{Db, DbError, DbNode, LeaderFuture, Needs};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::{locked, process};
+use crate::net::nft::Nft;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::core::NodeId;
 use nix::sys::signal::{kill as send_signal, Signal};
@@ -37,8 +40,10 @@ use node::transport::ClientConnector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -52,11 +57,16 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long one status call may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Why partitions cannot be applied to an etcd cluster on loopback.
-pub const PARTITION_NEEDS_NAMESPACES: &str =
+/// Why partitions cannot be applied when the members do not run under groups of their own.
+pub const PARTITION_NEEDS_GROUPS: &str =
     "etcd members on loopback dial their peers from 127.0.0.1, not from their own address, \
-     so nftables rules by address cannot cut the link between two members; partitions of an \
-     etcd cluster need one network namespace per member";
+     so their links are cut by the group id each member runs under, and starting a member \
+     under another group needs root";
+/// First group id of the members' groups (member N of cluster C of process P runs under
+/// `GROUP_BASE + (P mod 1000000) * 100 + (C mod 10) * 10 + N`).
+const GROUP_BASE: u32 = 1_000_000_000;
+/// Clusters made by this process, for their group ids.
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 
 /// Base ports held by the etcd clusters of this process.
 static RESERVED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
@@ -110,6 +120,8 @@ pub fn etcd_binary(explicit: Option<&Path>) -> Result<PathBuf, EtcdError> {
 #[derive(Debug)]
 struct Member {
     ip: Ipv4Addr,
+    /// The group id the member runs under; `None` once it could not be set (not root).
+    gid: Option<u32>,
     child: Option<Child>,
     paused: bool,
     /// SIGKILLs the process on Ctrl-C, until it is reaped.
@@ -148,6 +160,8 @@ impl EtcdCluster {
         std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
         let ips: Vec<Ipv4Addr> = (1..=opts.members as NodeId).map(local_node_ip).collect();
         let client_port = reserve_ports(&ips, opts.base_port)?;
+        let cluster_index = CLUSTERS.fetch_add(1, Ordering::Relaxed) % 10;
+        let group_base = GROUP_BASE + (std::process::id() % 1_000_000) * 100 + cluster_index * 10;
         let mut cluster = EtcdCluster {
             members: ips
                 .iter()
@@ -155,6 +169,7 @@ impl EtcdCluster {
                 .map(|(i, ip)| {
                     let member = Member {
                         ip: *ip,
+                        gid: Some(group_base + i as u32 + 1),
                         child: None,
                         paused: false,
                         kill_on_exit: None,
@@ -281,11 +296,7 @@ impl EtcdCluster {
             let path = path.to_path_buf();
             move |source| EtcdError::Io { what, path, source }
         };
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io("open log", &log_path))?;
+        let mut log = log_file(&log_path)?;
         let _ = writeln!(log, "=== raft-lab: starting etcd member {id} ===");
         let stdout = log.try_clone().map_err(io("open log", &log_path))?;
         let mut command = self.command(id, ip);
@@ -294,7 +305,25 @@ impl EtcdCluster {
             .stdout(stdout)
             .stderr(log)
             .current_dir(&self.dir);
-        let child = command.spawn().map_err(|source| EtcdError::Spawn {
+        let gid = self.member(id)?.gid;
+        if let Some(gid) = gid {
+            command.gid(gid);
+        }
+        let spawned = match command.spawn() {
+            // Not root: the member runs under our own group, and cannot be partitioned.
+            Err(e) if gid.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                debug!(id, "cannot start the member under a group of its own: {e}");
+                self.member(id)?.gid = None;
+                self.command(id, ip)
+                    .stdin(Stdio::null())
+                    .stdout(log_file(&log_path)?)
+                    .stderr(log_file(&log_path)?)
+                    .current_dir(&self.dir)
+                    .spawn()
+            }
+            other => other,
+        };
+        let child = spawned.map_err(|source| EtcdError::Spawn {
             id,
             binary: self.etcd.clone(),
             source,
@@ -469,6 +498,16 @@ impl EtcdCluster {
     }
 }
 
+impl EtcdCluster {
+    /// Every member's client address and group id; `None` when some member has no group.
+    fn groups(&self) -> Option<BTreeMap<SocketAddr, u32>> {
+        self.ids()
+            .into_iter()
+            .map(|id| Some((self.client_addr(id)?, self.members.get(&id)?.gid?)))
+            .collect()
+    }
+}
+
 /// The lab's id of the leader a majority of the answers names, or why there is none.
 fn agreed_leader(
     answers: &[(NodeId, Result<MemberStatus, String>)],
@@ -602,19 +641,26 @@ impl Db for EtcdCluster {
         EtcdCluster::resume(self, id).map_err(DbError::of("resume", id))
     }
 
-    /// Signals work (the members are our children); cutting links does not (see the module).
+    /// Signals work (the members are our children); cutting links needs every member under a
+    /// group of its own (see the module).
     fn supports(&self, needs: Needs) -> Result<(), String> {
         if needs.own_interfaces {
             Err(LATENCY_NEEDS_HOSTS.into())
-        } else if needs.network {
-            Err(PARTITION_NEEDS_NAMESPACES.into())
+        } else if needs.network && self.groups().is_none() {
+            Err(PARTITION_NEEDS_GROUPS.into())
         } else {
             Ok(())
         }
     }
 
+    /// The run's own nftables table, telling members apart by their groups.
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
-        Err(NetError::Setup(PARTITION_NEEDS_NAMESPACES.into()))
+        let groups = self
+            .groups()
+            .ok_or_else(|| NetError::Setup(PARTITION_NEEDS_GROUPS.into()))?;
+        Nft::by_group(groups)
+            .map(|nft| Box::new(nft) as Box<dyn Network>)
+            .map_err(NetError::Nftables)
     }
 
     /// From etcd's status API; the raftlab client connector is not used.
@@ -634,6 +680,19 @@ impl Db for EtcdCluster {
         }
         Ok(())
     }
+}
+
+/// `path` opened for appending (created if missing).
+fn log_file(path: &Path) -> Result<std::fs::File, EtcdError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| EtcdError::Io {
+            what: "open log",
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Polls `done` until it holds (true) or `patience` passes (false).
