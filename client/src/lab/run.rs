@@ -15,7 +15,7 @@
 //!    point `results/latest` at the run, print the verdict line.
 
 use crate::control::cleanup;
-use crate::db::etcd::{etcd_binary, EtcdOptions};
+use crate::db::etcd::{etcd_binary, etcd_version, EtcdOptions};
 use crate::db::local::ClusterOptions;
 use crate::db::Db;
 use crate::history::Recorder;
@@ -177,7 +177,10 @@ pub async fn run_detailed(
             run_dir: &run_dir,
             cluster: match (&overrides.cluster, overrides.hosts, workload.db) {
                 (Some(p), _, _) => p.display().to_string(),
-                (None, _, DbKind::Etcd) => "etcd (local)".to_string(),
+                (None, _, DbKind::Etcd) => etcd_binary(overrides.etcd_bin.as_deref())
+                    .ok()
+                    .and_then(|etcd| etcd_version(&etcd))
+                    .map_or("etcd (local)".to_string(), |v| format!("etcd {v} (local)")),
                 (None, HostsMode::Local, DbKind::Raftlab) => "local".to_string(),
                 (None, HostsMode::Netns, DbKind::Raftlab) => "netns".to_string(),
             },

@@ -218,16 +218,6 @@ pub enum DbKind {
     Etcd,
 }
 
-impl DbKind {
-    /// The name in workload files and in `results.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DbKind::Raftlab => "raftlab",
-            DbKind::Etcd => "etcd",
-        }
-    }
-}
-
 /// Where a process sends an operation first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -842,6 +832,19 @@ mod tests {
             parse("nodes = 3\nconcurrency = \"7\"").unwrap().concurrency,
             7
         );
+    }
+
+    #[test]
+    fn the_system_under_test_from_the_file_or_the_flag() {
+        assert_eq!(parse("nodes = 3").unwrap().db, DbKind::Raftlab);
+        assert_eq!(parse("db = \"etcd\"").unwrap().db, DbKind::Etcd);
+        assert!(parse("db = \"zookeeper\"").is_err());
+        let flag = Overrides {
+            db: Some(DbKind::Raftlab),
+            ..Overrides::default()
+        };
+        let w = Workload::parse(Path::new("x.toml"), "db = \"etcd\"", &flag).unwrap();
+        assert_eq!(w.db, DbKind::Raftlab);
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub fn etcd_binary(explicit: Option<&Path>) -> Result<PathBuf, EtcdError> {
         })
 }
 
+/// The version `etcd --version` reports (`None` when it does not run or says none).
+pub fn etcd_version(etcd: &Path) -> Option<String> {
+    let out = Command::new(etcd).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .map(|v| v.trim().to_string())
+}
+
 /// One member and its process.
 #[derive(Debug)]
 struct Member {
