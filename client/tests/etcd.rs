@@ -1,18 +1,23 @@
-//! An etcd cluster as the system under test, through the `Db` trait: three members from the
+//! An etcd cluster as the system under test. Through the `Db` trait: three members from the
 //! `etcd` on `PATH`, with the lab's certificates; one is killed and restarted, one paused and
 //! resumed, the leader cut off from the others (as root with nftables), and a leader is
 //! found from etcd's status API each time. Skipped (saying why) without `etcd` (the
 //! partition part without root or nft), unless `RAFTLAB_REQUIRE_ETCD=1`, where that is a
-//! failure.
+//! failure. End to end: `raft-lab run ci --db etcd` under kills and partitions is judged
+//! linearizable, and its results name etcd.
 
 use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
 use client::db::{Db, Needs};
+use client::lab::workload::{parse_nemesis_list, DbKind, Overrides};
 use client::net::nft::NftError;
 use client::net::NetError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One etcd cluster at a time: the two tests would otherwise share two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn required() -> bool {
     std::env::var_os("RAFTLAB_REQUIRE_ETCD").is_some_and(|v| v == "1")
@@ -34,6 +39,7 @@ fn etcd() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_killed_restarted_paused_and_led() {
     let Some(etcd) = etcd() else { return };
+    let _serial = SERIAL.lock().await;
     let dir = std::env::temp_dir().join(format!("raftlab-etcd-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut opts = EtcdOptions::new(3, etcd);
@@ -138,4 +144,45 @@ async fn three_members_killed_restarted_paused_and_led() {
     }
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ci_workload_against_etcd_is_linearizable() {
+    if etcd().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let nemesis = if client::net::nft::Nft::new().is_ok() {
+        "kill,partition-halves"
+    } else if required() {
+        panic!("RAFTLAB_REQUIRE_ETCD=1 but nftables is unavailable for partitions");
+    } else {
+        eprintln!("nftables unavailable: testing etcd with kills only");
+        "kill"
+    };
+    let root = std::env::temp_dir().join(format!("raftlab-etcd-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let overrides = Overrides {
+        db: Some(DbKind::Etcd),
+        time_limit: Some(10.0),
+        nemesis: Some(parse_nemesis_list(nemesis)),
+        seed: Some(7),
+        results: Some(root.clone()),
+        quiet: true,
+        ..Overrides::default()
+    };
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
+    let outcome = client::lab::run::run_detailed(&workload, &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    assert!(summary.counts["all"].ok > 100, "{summary:?}");
+    assert!(summary.cluster.starts_with("etcd"), "{}", summary.cluster);
+    let applied: u64 = summary.nemesis.applied.values().sum();
+    assert!(applied >= 2, "faults were applied: {:?}", summary.nemesis);
+    for file in ["report.html", "results.json", "cluster/node-1.log"] {
+        assert!(outcome.run_dir.join(file).is_file(), "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }
