@@ -55,6 +55,8 @@ async fn three_members_killed_restarted_paused_and_led() {
         assert_eq!(ip, format!("127.0.0.{}", 10 + node.id));
     }
     let leader = cluster.leader(PATIENCE).await.expect("a leader");
+    let probe = Db::leader_probe(&cluster, Duration::from_secs(1)).expect("a status API");
+    assert_eq!(probe.await, Some(leader), "the nemesis's quick look agrees");
     assert!(dir.join(format!("data/node-{leader}")).is_dir());
 
     // The leader killed: the other two elect one of themselves.
@@ -153,7 +155,7 @@ async fn the_ci_workload_against_etcd_is_linearizable() {
     }
     let _serial = SERIAL.lock().await;
     let nemesis = if client::net::nft::Nft::new().is_ok() {
-        "kill,partition-halves"
+        "kill,partition-halves,isolate-leader"
     } else if required() {
         panic!("RAFTLAB_REQUIRE_ETCD=1 but nftables is unavailable for partitions");
     } else {

@@ -16,7 +16,7 @@ use crate::db::etcd::{EtcdCluster, EtcdOptions};
 use crate::db::local::{ClusterOptions, LocalCluster};
 use crate::db::netns::NetnsCluster;
 use crate::db::remote::RemoteCluster;
-use crate::db::{Db, DbError, DbNode, LeaderFuture, Needs};
+use crate::db::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
 use crate::net::{NetError, Network};
 use model::core::NodeId;
 use node::config::ClusterConfig;
@@ -142,6 +142,9 @@ impl Db for RunCluster {
     }
     fn leader<'a>(&'a self, client: &'a ClientConnector, timeout: Duration) -> LeaderFuture<'a> {
         self.db.leader(client, timeout)
+    }
+    fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
+        self.db.leader_probe(timeout)
     }
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
         self.db.teardown(owned, logs_dir)

@@ -27,7 +27,7 @@ pub use error::{EtcdError, MAX_MEMBERS};
 pub use status::{MemberStatus, StatusClient};
 
 use super::local::local_node_ip;
-use super::{Db, DbError, DbNode, LeaderFuture, Needs};
+use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::{locked, process};
 use crate::net::nft::Nft;
@@ -471,27 +471,22 @@ impl EtcdCluster {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Every member's client address, by id.
+    fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.ids()
+            .into_iter()
+            .filter_map(|id| Some((id, self.client_addr(id)?)))
+            .collect()
+    }
+
     /// Waits until a majority of the members names one leader that is itself a member
     /// answering, polling every running member's status each 50 ms.
     pub async fn leader(&self, timeout: Duration) -> Result<NodeId, EtcdError> {
         let start = Instant::now();
-        let members: Vec<(NodeId, SocketAddr)> = self
-            .ids()
-            .into_iter()
-            .filter_map(|id| Some((id, self.client_addr(id)?)))
-            .collect();
+        let members = self.client_addrs();
         let majority = members.len() / 2 + 1;
         loop {
-            let client = self.status.clone();
-            let asked = members.clone();
-            let answers = tokio::task::spawn_blocking(move || {
-                asked
-                    .iter()
-                    .map(|(id, addr)| (*id, client.status(*addr, STATUS_TIMEOUT)))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+            let answers = ask_all(self.status.clone(), members.clone(), STATUS_TIMEOUT).await;
             let detail = match agreed_leader(&answers, majority) {
                 Ok(id) => return Ok(id),
                 Err(why) => why,
@@ -515,6 +510,44 @@ impl EtcdCluster {
             .map(|id| Some((self.client_addr(id)?, self.members.get(&id)?.gid?)))
             .collect()
     }
+}
+
+/// Every member's status, asked one after another on a blocking thread.
+async fn ask_all(
+    client: StatusClient,
+    members: Vec<(NodeId, SocketAddr)>,
+    timeout: Duration,
+) -> Vec<(NodeId, Result<MemberStatus, String>)> {
+    tokio::task::spawn_blocking(move || {
+        members
+            .iter()
+            .map(|(id, addr)| (*id, client.status(*addr, timeout)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// The member most likely leading: the one that says it leads (the highest term if a deposed
+/// leader has not noticed yet), else the leader most members name.
+fn likely_leader(answers: &[(NodeId, Result<MemberStatus, String>)]) -> Option<NodeId> {
+    let ok: Vec<(NodeId, &MemberStatus)> = answers
+        .iter()
+        .filter_map(|(id, a)| Some((*id, a.as_ref().ok()?)))
+        .collect();
+    let self_declared = ok
+        .iter()
+        .filter(|(_, s)| s.leader != 0 && s.leader == s.member_id)
+        .max_by_key(|(_, s)| s.term)
+        .map(|(id, _)| *id);
+    self_declared.or_else(|| {
+        let ids: BTreeMap<u64, NodeId> = ok.iter().map(|(id, s)| (s.member_id, *id)).collect();
+        let mut named: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for leader in ok.iter().filter_map(|(_, s)| ids.get(&s.leader)) {
+            *named.entry(*leader).or_default() += 1;
+        }
+        named.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
+    })
 }
 
 /// The lab's id of the leader a majority of the answers names, or why there is none.
@@ -681,6 +714,14 @@ impl Db for EtcdCluster {
         })
     }
 
+    /// One round of etcd's status calls.
+    fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
+        let (client, members) = (self.status.clone(), self.client_addrs());
+        Some(Box::pin(async move {
+            likely_leader(&ask_all(client, members, timeout).await)
+        }))
+    }
+
     /// Stops the members; their logs are in the cluster folder already.
     fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
         if owned {
@@ -723,7 +764,39 @@ mod tests {
     use super::*;
 
     fn status(member_id: u64, leader: u64) -> Result<MemberStatus, String> {
-        Ok(MemberStatus { member_id, leader })
+        Ok(MemberStatus {
+            member_id,
+            leader,
+            term: 1,
+        })
+    }
+
+    #[test]
+    fn the_likely_leader_says_it_leads_or_is_named_most() {
+        let deposed = MemberStatus {
+            member_id: 100,
+            leader: 100,
+            term: 1,
+        };
+        let answers = [
+            (1, Ok(deposed)),
+            (
+                2,
+                Ok(MemberStatus {
+                    member_id: 200,
+                    leader: 200,
+                    term: 2,
+                }),
+            ),
+        ];
+        assert_eq!(likely_leader(&answers), Some(2));
+        let named = [
+            (1, status(100, 300)),
+            (2, status(200, 300)),
+            (3, status(300, 0)),
+        ];
+        assert_eq!(likely_leader(&named), Some(3));
+        assert_eq!(likely_leader(&[(1, Err("refused".to_string()))]), None);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct MemberStatus {
     pub member_id: u64,
     /// The leader's member id; 0 when the member knows no leader.
     pub leader: u64,
+    /// The member's Raft term.
+    pub term: u64,
 }
 
 impl StatusClient {
@@ -139,7 +141,12 @@ fn parse_status(body: &str) -> Result<MemberStatus, String> {
         .and_then(as_u64)
         .ok_or_else(|| format!("no header.member_id in {}", body.trim()))?;
     let leader = json.get("leader").and_then(as_u64).unwrap_or(0);
-    Ok(MemberStatus { member_id, leader })
+    let term = json.get("raftTerm").and_then(as_u64).unwrap_or(0);
+    Ok(MemberStatus {
+        member_id,
+        leader,
+        term,
+    })
 }
 
 #[cfg(test)]
@@ -153,7 +160,8 @@ mod tests {
             parse_status(body),
             Ok(MemberStatus {
                 member_id: 10276657743932975437,
-                leader: 10276657743932975437
+                leader: 10276657743932975437,
+                term: 2
             })
         );
         let no_leader = r#"{"header":{"member_id":"7"}}"#;
@@ -161,7 +169,8 @@ mod tests {
             parse_status(no_leader),
             Ok(MemberStatus {
                 member_id: 7,
-                leader: 0
+                leader: 0,
+                term: 0
             })
         );
         assert!(parse_status("<html>").is_err());
