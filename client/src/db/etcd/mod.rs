@@ -12,7 +12,7 @@
 //! `:P+1` for its peers (the same two ports on every member's address; `P` is the first free
 //! pair from `--base-port`, 2379 by default). Members are children of this process: always
 //! stopped, by [`EtcdCluster::stop_all`], by `Drop` and by [`cleanup::run_all`] (Ctrl-C).
-//! The leader is read from etcd's own status API ([`status`]).
+//! The leader is read from etcd's own status API (`POST /v3/maintenance/status`).
 //!
 //! Partitions: an etcd member dials its peers from the loopback's primary address
 //! (127.0.0.1), not from its own, so nftables rules by address cannot tell members apart.
