@@ -63,6 +63,13 @@ enum Command {
         /// Linux network namespace per node (root; enables the latency nemesis).
         #[arg(long, value_enum, default_value_t = client::lab::cluster::HostsMode::Local)]
         hosts: client::lab::cluster::HostsMode,
+        /// The system under test: raftlab's nodes, or an etcd v3 cluster started from the
+        /// `etcd` binary (overrides the workload's `db`).
+        #[arg(long, value_enum)]
+        db: Option<client::lab::workload::DbKind>,
+        /// The `etcd` binary for `--db etcd` (default: `etcd` on PATH).
+        #[arg(long)]
+        etcd_bin: Option<PathBuf>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -255,6 +262,8 @@ async fn dispatch(command: Command) -> Result<u8> {
             bug,
             cluster,
             hosts,
+            db,
+            etcd_bin,
             quiet,
         } => {
             let concurrency = concurrency
@@ -273,6 +282,8 @@ async fn dispatch(command: Command) -> Result<u8> {
                 bug,
                 cluster,
                 hosts,
+                db,
+                etcd_bin,
                 quiet,
                 silent: false,
             };

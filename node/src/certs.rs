@@ -390,6 +390,19 @@ pub fn generate_with(
     force: bool,
     validity: &Validity,
 ) -> Result<(), CertError> {
+    generate_with_extra_ips(config, out, force, validity, &[])
+}
+
+/// [`generate_with`], every node certificate also naming `extra_ips`: for servers that check
+/// a connecting peer's address against its certificate (etcd does) when peers dial from an
+/// address other than their own (on loopback, from 127.0.0.1).
+pub fn generate_with_extra_ips(
+    config: &ClusterConfig,
+    out: &Path,
+    force: bool,
+    validity: &Validity,
+    extra_ips: &[IpAddr],
+) -> Result<(), CertError> {
     for existing in [CA_CERT, CA_KEY].map(|f| out.join(f)) {
         if !force && existing.exists() {
             return Err(CertError::CaExists { path: existing });
@@ -420,7 +433,13 @@ pub fn generate_with(
     };
 
     let mut files: Vec<(String, String, u32)> = Vec::new();
-    for (id, sans) in node_sans {
+    for (id, mut sans) in node_sans {
+        for ip in extra_ips {
+            let san = SanType::IpAddress(*ip);
+            if !sans.contains(&san) {
+                sans.push(san);
+            }
+        }
         let subject = Subject::Node(id);
         let key = KeyPair::generate().map_err(generate_err(&subject.to_string()))?;
         let (cert, _) = ca.sign(&subject, sans, &key, validity.days)?;

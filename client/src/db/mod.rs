@@ -10,6 +10,7 @@
 //! signal like a raft node, its status (and leader) asked over its client address.
 
 pub mod cluster_file;
+pub mod etcd;
 pub mod local;
 pub mod netns;
 pub mod remote;
@@ -80,6 +81,10 @@ impl DbError {
 /// What [`Db::leader`] returns.
 pub type LeaderFuture<'a> = Pin<Box<dyn Future<Output = Result<NodeId, DbError>> + Send + 'a>>;
 
+/// What [`Db::leader_probe`] returns: the node most likely leading, from one round of status
+/// calls (`None`: nobody named one).
+pub type ProbeFuture = Pin<Box<dyn Future<Output = Option<NodeId>> + Send + 'static>>;
+
 /// What a fault asks of a cluster, for [`Db::supports`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
@@ -121,6 +126,13 @@ pub trait Db: Send + Sync {
                 .await
                 .map_err(DbError::cluster("find the leader"))
         })
+    }
+    /// One quick round of asking who leads, for the nemesis (`kill-leader`,
+    /// `isolate-leader`), when the system has a status API of its own; `None` (the default):
+    /// the nemesis asks raftlab's status call.
+    fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
+        let _ = timeout;
+        None
     }
     /// The end of a run: stops the nodes if the run started them (`owned`; a cluster it only
     /// opened keeps running), copies node logs that are not in the run folder yet into

@@ -26,8 +26,10 @@
 //! and a node that just failed is not asked first again for a short back-off.
 
 pub mod admin;
+pub mod etcd;
 pub mod policy;
 pub mod status;
+pub mod system;
 
 use model::core::NodeId;
 use model::kv::{Command, Operation, Outcome, Value};

@@ -5,20 +5,23 @@
 //! - **remote**: `--cluster cluster.toml` with a `[remote]` section: nodes on other machines,
 //!   controlled through the command template ([`RemoteCluster`]); left running afterwards;
 //! - **netns**: `--hosts netns`: a fresh cluster, one network namespace per node
-//!   ([`NetnsCluster`]); stopped and torn down afterwards.
+//!   ([`NetnsCluster`]); stopped and torn down afterwards;
+//! - **etcd**: `--db etcd`: a fresh etcd cluster on loopback addresses ([`EtcdCluster`]).
 //!
 //! Each is a [`Db`]: the nemesis drives it through that trait, and so does the run (the leader
-//! before the workload, the tear-down after it). The run's clients need the cluster file.
+//! before the workload, the tear-down after it). The run's clients reach it through
+//! [`Access`]: raftlab's cluster file, or etcd's client URLs and certificates.
 
+use crate::db::etcd::{EtcdCluster, EtcdOptions};
 use crate::db::local::{ClusterOptions, LocalCluster};
 use crate::db::netns::NetnsCluster;
 use crate::db::remote::RemoteCluster;
-use crate::db::{Db, DbError, DbNode, LeaderFuture, Needs};
+use crate::db::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
 use crate::net::{NetError, Network};
 use model::core::NodeId;
 use node::config::ClusterConfig;
 use node::transport::ClientConnector;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where the nodes of a run live (`raft-lab run --hosts`).
@@ -31,10 +34,32 @@ pub enum HostsMode {
     Netns,
 }
 
-/// A run's cluster: the system under test, and the `cluster.toml` its clients use.
+/// How the run's clients reach the system under test.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// raftlab nodes, through their `cluster.toml`.
+    Raftlab(Box<ClusterConfig>),
+    /// etcd members: `(id, client URL)`, and the directory of the CA and client certificate.
+    Etcd {
+        members: Vec<(NodeId, String)>,
+        certs: PathBuf,
+    },
+}
+
+impl Access {
+    /// The directory of the CA and the client certificate.
+    pub fn certs_dir(&self) -> &Path {
+        match self {
+            Access::Raftlab(config) => &config.tls.certs_dir,
+            Access::Etcd { certs, .. } => certs,
+        }
+    }
+}
+
+/// A run's cluster: the system under test, and how its clients reach it.
 pub struct RunCluster {
     db: Box<dyn Db>,
-    config: ClusterConfig,
+    access: Access,
 }
 
 impl RunCluster {
@@ -63,15 +88,33 @@ impl RunCluster {
         Ok(RunCluster::new(netns.config().clone(), netns))
     }
 
+    /// Starts a fresh etcd cluster in `dir`.
+    pub fn create_etcd(dir: &Path, opts: &EtcdOptions) -> anyhow::Result<RunCluster> {
+        let etcd = EtcdCluster::create(dir, opts)?;
+        let members = etcd
+            .ids()
+            .into_iter()
+            .filter_map(|id| Some((id, format!("https://{}", etcd.client_addr(id)?))))
+            .collect();
+        let access = Access::Etcd {
+            members,
+            certs: etcd.certs_dir(),
+        };
+        Ok(RunCluster {
+            db: Box::new(etcd),
+            access,
+        })
+    }
+
     fn new(config: ClusterConfig, db: impl Db + 'static) -> RunCluster {
         RunCluster {
             db: Box::new(db),
-            config,
+            access: Access::Raftlab(Box::new(config)),
         }
     }
 
-    pub fn config(&self) -> &ClusterConfig {
-        &self.config
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 }
 
@@ -99,6 +142,9 @@ impl Db for RunCluster {
     }
     fn leader<'a>(&'a self, client: &'a ClientConnector, timeout: Duration) -> LeaderFuture<'a> {
         self.db.leader(client, timeout)
+    }
+    fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
+        self.db.leader_probe(timeout)
     }
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
         self.db.teardown(owned, logs_dir)

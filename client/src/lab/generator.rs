@@ -16,7 +16,8 @@
 //!   process slot, so a seed reproduces the same sequence of choices per process.
 
 use crate::history::{EventType, Recorder, Who};
-use crate::kv::{KvClient, KvCluster, OpResult};
+use crate::kv::system::{Clients, SystemClient};
+use crate::kv::OpResult;
 use crate::lab::workload::{KeyShape, OpMix, Route, ValueShape, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::core::NodeId;
@@ -302,7 +303,7 @@ impl SlotPlan {
 /// State shared by the process tasks.
 struct Shared {
     recorder: Recorder,
-    cluster: KvCluster,
+    cluster: Clients,
     progress: Arc<Progress>,
     concurrency: usize,
     op_timeout: Duration,
@@ -320,7 +321,7 @@ pub struct Slot {
     /// The node this slot's clients are bound to (`route = "node"`).
     pub home: Option<NodeId>,
     pub plan: SlotPlan,
-    client: KvClient,
+    client: SystemClient,
 }
 
 /// An operation about to be invoked.
@@ -363,7 +364,7 @@ impl Generator {
         workload: &Workload,
         seed: u64,
         key_prefix: String,
-        cluster: KvCluster,
+        cluster: Clients,
         recorder: Recorder,
         progress: Arc<Progress>,
     ) -> Generator {
@@ -401,8 +402,8 @@ impl Generator {
             let home = match self.shared.route {
                 Route::Leader => None,
                 Route::Node => {
-                    let nodes = self.shared.cluster.nodes();
-                    nodes.get(index % nodes.len().max(1)).map(|n| n.id)
+                    let nodes = self.shared.cluster.node_ids();
+                    nodes.get(index % nodes.len().max(1)).copied()
                 }
             };
             let slot = Slot {

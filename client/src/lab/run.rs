@@ -4,8 +4,8 @@
 //!    run (root + `nft`) before anything starts.
 //! 2. Create `results/<workload>/<timestamp>/` and start a cluster in its `cluster/` folder
 //!    (certificates, data, one log per node): local processes, or with `--hosts netns` one
-//!    network namespace per node; or open `--cluster FILE` (local, or remote through its
-//!    `[remote]` command template: see [`RunCluster`]).
+//!    network namespace per node, or with `--db etcd` etcd members; or open `--cluster FILE`
+//!    (local, or remote through its `[remote]` command template: see [`RunCluster`]).
 //! 3. Wait for a leader; run the nemesis schedule and the generator together until the time
 //!    limit; heal everything; wait `recovery_time`; final reads.
 //! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the
@@ -15,20 +15,24 @@
 //!    point `results/latest` at the run, print the verdict line.
 
 use crate::control::cleanup;
+use crate::db::etcd::{etcd_binary, etcd_version, EtcdOptions};
 use crate::db::local::ClusterOptions;
 use crate::db::Db;
 use crate::history::Recorder;
+use crate::kv::etcd::EtcdKv;
+use crate::kv::system::Clients;
 use crate::kv::KvCluster;
-use crate::lab::cluster::{HostsMode, RunCluster};
+use crate::lab::cluster::{Access, HostsMode, RunCluster};
 use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
 use crate::lab::summary::{summarize, SummaryInput};
-use crate::lab::workload::{Overrides, Workload};
+use crate::lab::workload::{DbKind, Overrides, Workload};
 use crate::nemesis::{self, NemesisContext, NemesisKind, NemesisReport, Schedule, ScheduleOptions};
 use crate::report::results::{self, RunSummary};
 use anyhow::{anyhow, bail, Context};
 use checker::Verdict;
 use model::core::NodeId;
 use node::config::ClusterConfig;
+use node::transport::ClientConnector;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -171,10 +175,14 @@ pub async fn run_detailed(
             seed,
             started_at,
             run_dir: &run_dir,
-            cluster: match (&overrides.cluster, overrides.hosts) {
-                (Some(p), _) => p.display().to_string(),
-                (None, HostsMode::Local) => "local".to_string(),
-                (None, HostsMode::Netns) => "netns".to_string(),
+            cluster: match (&overrides.cluster, overrides.hosts, workload.db) {
+                (Some(p), _, _) => p.display().to_string(),
+                (None, _, DbKind::Etcd) => etcd_binary(overrides.etcd_bin.as_deref())
+                    .ok()
+                    .and_then(|etcd| etcd_version(&etcd))
+                    .map_or("etcd (local)".to_string(), |v| format!("etcd {v} (local)")),
+                (None, HostsMode::Local, DbKind::Raftlab) => "local".to_string(),
+                (None, HostsMode::Netns, DbKind::Raftlab) => "netns".to_string(),
             },
             workload_start_ns: ctx.workload_start_ns,
             workload_s: ctx.workload_s,
@@ -270,6 +278,9 @@ fn plan_nemesis(
 
 /// Checks that cannot wait until the cluster runs.
 fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
+    if workload.db == DbKind::Etcd {
+        return preflight_etcd(workload, overrides);
+    }
     if let Some(bug) = &workload.bug {
         bug.parse::<model::bugs::Bug>()
             .map_err(|e| anyhow!("--bug: {e}"))?;
@@ -320,6 +331,24 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `--db etcd` cannot combine with, said before anything starts.
+fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
+    if workload.bug.is_some() {
+        bail!("--bug names raftlab's catalogue bugs; it cannot be used with --db etcd");
+    }
+    if overrides.cluster.is_some() {
+        bail!("--db etcd starts a fresh etcd cluster; it cannot be combined with --cluster");
+    }
+    if overrides.hosts != HostsMode::Local {
+        bail!("--db etcd runs its members on loopback addresses; --hosts netns is not supported");
+    }
+    if workload.mix.append > 0 {
+        bail!("etcd has no append operation: set `append = 0` in the workload's ops");
+    }
+    etcd_binary(overrides.etcd_bin.as_deref()).map_err(|e| anyhow!("--db etcd: {e}"))?;
+    Ok(())
+}
+
 /// Cluster up, workload + nemesis, heal, recovery, final reads. The cluster is left in
 /// `ctx.cluster` for the caller to stop.
 async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
@@ -338,6 +367,15 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
                 .context("opening the cluster")?
                 .map_err(|e| anyhow!("--cluster: {e:#}"))?
         }
+        None if w.db == DbKind::Etcd => {
+            let etcd = etcd_binary(ctx.overrides.etcd_bin.as_deref())?;
+            let opts = EtcdOptions::new(w.nodes, etcd);
+            let dir = ctx.run_dir.join("cluster");
+            tokio::task::spawn_blocking(move || RunCluster::create_etcd(&dir, &opts))
+                .await
+                .context("starting the etcd cluster")?
+                .context("starting the etcd cluster")?
+        }
         None => {
             let opts = ClusterOptions {
                 nodes: w.nodes,
@@ -355,15 +393,13 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
             .context("starting the cluster")?
         }
     };
-    let config = cluster.config().clone();
+    let access = cluster.access().clone();
     // Hand the cluster to `ctx` (which always stops it) before any `?`.
-    let kv = KvCluster::connect(&config)
-        .map(|kv| kv.with_timing(w.timing))
-        .map_err(anyhow::Error::from);
+    let kv = clients(&access, w);
     let mut stop = ctx.stop.clone();
     let leader = match &kv {
-        Ok(kv) => tokio::select! {
-            r = cluster.leader(kv.connector(), LEADER_TIMEOUT) => r.map_err(anyhow::Error::from),
+        Ok((_, connector)) => tokio::select! {
+            r = cluster.leader(connector, LEADER_TIMEOUT) => r.map_err(anyhow::Error::from),
             _ = stop.wait_for(|s| *s) => Err(anyhow!("interrupted")),
         },
         Err(_) => Ok(0),
@@ -371,7 +407,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let network = nemesis::preflight(&kinds, &cluster);
     let cluster = Arc::new(Mutex::new(cluster));
     ctx.cluster = Some(cluster.clone());
-    let kv = kv?;
+    let (kv, connector) = kv?;
     let leader = leader?;
     let network = network?;
     info!(leader, "cluster ready");
@@ -394,7 +430,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     );
     let control: Arc<Mutex<dyn crate::db::Db>> = cluster;
     let nemesis_ctx = NemesisContext::new(control, ctx.recorder.clone())
-        .with_client(kv.connector().clone())
+        .with_client(connector.clone())
         .with_network(network);
     let mut state = nemesis_ctx.state();
     let progress = ctx.progress.clone();
@@ -442,11 +478,31 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         generator.final_reads(slots, ctx.stop.clone()).await;
     }
     view.finish();
-    kv.close().await;
+    if let Clients::Raftlab(kv) = &kv {
+        kv.close().await;
+    }
     if *stop.borrow() {
         bail!("interrupted");
     }
     Ok(())
+}
+
+/// The run's clients of the system under test, and the raftlab connector the nemesis and
+/// `Db::leader` take (made from the same certificates; an etcd cluster does not use it).
+fn clients(access: &Access, w: &Workload) -> anyhow::Result<(Clients, Arc<ClientConnector>)> {
+    match access {
+        Access::Raftlab(config) => {
+            let kv = KvCluster::connect(config)?.with_timing(w.timing);
+            let connector = kv.connector().clone();
+            Ok((Clients::Raftlab(kv), connector))
+        }
+        Access::Etcd { members, certs } => {
+            let kv = EtcdKv::new(members.clone(), certs)?;
+            let connector = ClientConnector::new(certs)
+                .map_err(|e| anyhow!("the client certificate in {}: {e}", certs.display()))?;
+            Ok((Clients::Etcd(kv), Arc::new(connector)))
+        }
+    }
 }
 
 /// Stops the nodes we started (`owned`; an opened `--cluster` is left running), copies a

@@ -207,6 +207,17 @@ pub enum ValueShape {
     Range(u64),
 }
 
+/// The system under test (`db` in workload files, `--db`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    /// raftlab's own nodes (`raft-node`).
+    #[default]
+    Raftlab,
+    /// An etcd v3 cluster (the `etcd` binary).
+    Etcd,
+}
+
 /// Where a process sends an operation first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -241,6 +252,7 @@ enum KeysField {
 struct File {
     name: Option<Spanned<String>>,
     description: Option<String>,
+    db: Option<DbKind>,
     nodes: Option<Spanned<i64>>,
     concurrency: Option<Spanned<Concurrency>>,
     rate: Option<Spanned<f64>>,
@@ -287,6 +299,10 @@ pub struct Overrides {
     pub cluster: Option<PathBuf>,
     /// `--hosts local|netns`: where a fresh cluster's nodes run.
     pub hosts: crate::lab::cluster::HostsMode,
+    /// `--db raftlab|etcd`: the system under test.
+    pub db: Option<DbKind>,
+    /// `--etcd-bin PATH`: the `etcd` binary (default: `etcd` on `PATH`).
+    pub etcd_bin: Option<PathBuf>,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
     /// Print nothing at all (no verdict line, no warnings): the caller reports the run
@@ -300,6 +316,8 @@ pub struct Workload {
     pub name: String,
     pub path: PathBuf,
     pub description: Option<String>,
+    /// The system under test.
+    pub db: DbKind,
     pub nodes: usize,
     /// As written (for the report), and resolved against `nodes`.
     pub concurrency_spec: Concurrency,
@@ -628,6 +646,7 @@ impl Workload {
             name,
             path: path.to_path_buf(),
             description: file.description,
+            db: overrides.db.or(file.db).unwrap_or_default(),
             nodes,
             concurrency_spec,
             concurrency,
@@ -816,6 +835,19 @@ mod tests {
             parse("nodes = 3\nconcurrency = \"7\"").unwrap().concurrency,
             7
         );
+    }
+
+    #[test]
+    fn the_system_under_test_from_the_file_or_the_flag() {
+        assert_eq!(parse("nodes = 3").unwrap().db, DbKind::Raftlab);
+        assert_eq!(parse("db = \"etcd\"").unwrap().db, DbKind::Etcd);
+        assert!(parse("db = \"zookeeper\"").is_err());
+        let flag = Overrides {
+            db: Some(DbKind::Raftlab),
+            ..Overrides::default()
+        };
+        let w = Workload::parse(Path::new("x.toml"), "db = \"etcd\"", &flag).unwrap();
+        assert_eq!(w.db, DbKind::Raftlab);
     }
 
     #[test]

@@ -488,6 +488,10 @@ impl Runner {
     /// one with the highest term if a deposed leader has not noticed yet), else the leader
     /// most nodes name. One round keeps the schedule on time.
     async fn current_leader(&self) -> Option<NodeId> {
+        let probe = self.control().leader_probe(LEADER_LOOKUP);
+        if let Some(probe) = probe {
+            return probe.await;
+        }
         let client = self.ctx.client.clone()?;
         let nodes: Vec<(NodeId, String)> = self
             .control()

@@ -19,10 +19,17 @@
 //!   are never touched.
 //! - Needs the `nft` binary and CAP_NET_ADMIN (root): without them [`Nft::new`] fails with a
 //!   message saying so, and the lab refuses partition nemeses (kill and pause still work).
+//! - **Processes told apart by group** ([`Nft::by_group`]): for nodes that do not send from
+//!   their own address (etcd members on loopback dial their peers from 127.0.0.1), each node
+//!   runs under a group id of its own. An output-hook chain `stamp` marks every connection a
+//!   node opens with its group id as conntrack mark; a cut link from A to B drops A's packets
+//!   to B's address (`meta skgid A ip daddr B`) and A's packets on connections B opened
+//!   (`meta skgid A ct mark B`), in an output-hook chain `drops`.
 
 use super::{Network, LATENCY_NEEDS_HOSTS};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::process;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -35,6 +42,8 @@ use tracing::{debug, info, warn};
 pub const TABLE_PREFIX: &str = "raftlab_";
 /// The chain in each table.
 pub const CHAIN: &str = "input";
+/// The drop chain of a table that tells nodes apart by group ([`Nft::by_group`]).
+pub const GROUP_CHAIN: &str = "drops";
 
 /// Why nftables cannot be used.
 #[derive(Debug, Error)]
@@ -57,6 +66,8 @@ pub struct Nft {
     rules: usize,
     /// Deletes the table on Ctrl-C; `None` once deleted.
     undo: Option<Cleanup>,
+    /// Each node's group id, by its address, when nodes are told apart by group.
+    groups: Option<BTreeMap<SocketAddr, u32>>,
 }
 
 impl Network for Nft {
@@ -86,6 +97,16 @@ impl Nft {
     /// Checks `nft` and permissions, deletes stale tables of dead runs, and creates a fresh
     /// table with an empty input chain.
     pub fn new() -> Result<Nft, NftError> {
+        Nft::create(None)
+    }
+
+    /// Like [`Nft::new`], for nodes told apart by the group id their process runs under
+    /// (`groups`: each node's address and group id); see the module.
+    pub fn by_group(groups: BTreeMap<SocketAddr, u32>) -> Result<Nft, NftError> {
+        Nft::create(Some(groups))
+    }
+
+    fn create(groups: Option<BTreeMap<SocketAddr, u32>>) -> Result<Nft, NftError> {
         let table = format!(
             "{TABLE_PREFIX}{}_{}",
             std::process::id(),
@@ -99,10 +120,11 @@ impl Nft {
                 Err(e) => warn!(table = %stale, "cannot delete a stale nftables table: {e}"),
             }
         }
-        run_nft_script(
-            &create_script(&table),
-            &format!("create table inet {table}"),
-        )?;
+        let script = match &groups {
+            None => create_script(&table),
+            Some(groups) => create_group_script(&table, groups),
+        };
+        run_nft_script(&script, &format!("create table inet {table}"))?;
         let undo = {
             let table = table.clone();
             cleanup::register(move || {
@@ -116,6 +138,7 @@ impl Nft {
             table,
             rules: 0,
             undo: Some(undo),
+            groups,
         })
     }
 
@@ -135,7 +158,10 @@ impl Nft {
         drops: &[(SocketAddr, SocketAddr)],
         loss_percent: Option<u8>,
     ) -> Result<(), NftError> {
-        let script = apply_script(&self.table, drops, loss_percent);
+        let script = match &self.groups {
+            None => apply_script(&self.table, drops, loss_percent),
+            Some(groups) => apply_group_script(&self.table, groups, drops, loss_percent),
+        };
         run_nft_script(
             &script,
             &format!("apply a partition in table inet {}", self.table),
@@ -155,8 +181,13 @@ impl Nft {
             self.rules = 0;
             return Ok(());
         }
+        let chain = if self.groups.is_some() {
+            GROUP_CHAIN
+        } else {
+            CHAIN
+        };
         run_nft_script(
-            &heal_script(&self.table),
+            &format!("flush chain inet {} {chain}\n", self.table),
             &format!("flush chain of table inet {}", self.table),
         )?;
         self.rules = 0;
@@ -242,6 +273,59 @@ pub fn apply_script(
             to.ip(),
             to.port()
         );
+    }
+    script
+}
+
+/// Creates (or recreates empty) `table` for nodes told apart by group: the `mark` chain that
+/// stamps each node's new connections with its group id, and the empty drop chain.
+pub fn create_group_script(table: &str, groups: &BTreeMap<SocketAddr, u32>) -> String {
+    let mut script = format!(
+        "add table inet {table}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
+         \tchain stamp {{\n\
+         \t\ttype filter hook output priority -1; policy accept;\n"
+    );
+    for gid in groups.values() {
+        let _ = writeln!(
+            script,
+            "\t\tct state new meta skgid {gid} ct mark set {gid}"
+        );
+    }
+    let _ = write!(
+        script,
+        "\t}}\n\
+         \tchain {GROUP_CHAIN} {{\n\
+         \t\ttype filter hook output priority 0; policy accept;\n\
+         \t}}\n\
+         }}\n"
+    );
+    script
+}
+
+/// Flushes the drop chain and adds, per cut pair `(A, B)`, the drops of A's packets to B's
+/// address and on connections B opened, in one transaction. Pairs naming a node without a
+/// group are left out.
+pub fn apply_group_script(
+    table: &str,
+    groups: &BTreeMap<SocketAddr, u32>,
+    drops: &[(SocketAddr, SocketAddr)],
+    loss_percent: Option<u8>,
+) -> String {
+    let mut script = format!("flush chain inet {table} {GROUP_CHAIN}\n");
+    let verdict = match loss_percent {
+        None => "drop".to_string(),
+        Some(p) => format!("numgen random mod 100 < {p} drop"),
+    };
+    for (from, to) in drops {
+        let (Some(a), Some(b)) = (groups.get(from), groups.get(to)) else {
+            continue;
+        };
+        let family = if to.is_ipv4() { "ip" } else { "ip6" };
+        let rule = format!("add rule inet {table} {GROUP_CHAIN} meta skgid {a}");
+        let _ = writeln!(script, "{rule} {family} daddr {} {verdict}", to.ip());
+        let _ = writeln!(script, "{rule} ct mark {b} {verdict}");
     }
     script
 }
@@ -355,6 +439,33 @@ mod tests {
         assert_eq!(
             apply_script("raftlab_42_0", &[], None),
             "flush chain inet raftlab_42_0 input\n"
+        );
+    }
+
+    #[test]
+    fn group_scripts_mark_connections_and_cut_both_ways_of_a_link() {
+        let groups: BTreeMap<SocketAddr, u32> = [
+            (addr("127.0.0.11:2379"), 101),
+            (addr("127.0.0.12:2379"), 102),
+        ]
+        .into();
+        let create = create_group_script("raftlab_1_0", &groups);
+        assert!(create.contains("type filter hook output priority -1"));
+        assert!(create.contains("ct state new meta skgid 102 ct mark set 102"));
+        let apply = apply_group_script(
+            "raftlab_1_0",
+            &groups,
+            &[
+                (addr("127.0.0.11:2379"), addr("127.0.0.12:2379")),
+                (addr("127.0.0.11:2379"), addr("127.0.0.99:1")),
+            ],
+            None,
+        );
+        assert_eq!(
+            apply,
+            "flush chain inet raftlab_1_0 drops\n\
+             add rule inet raftlab_1_0 drops meta skgid 101 ip daddr 127.0.0.12 drop\n\
+             add rule inet raftlab_1_0 drops meta skgid 101 ct mark 102 drop\n"
         );
     }
 

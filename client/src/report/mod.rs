@@ -88,6 +88,7 @@ fn page(
             format!("{} ({})", summary.workload, summary.workload_file),
         ),
         ("started", summary.started_at.clone()),
+        ("cluster", summary.cluster.clone()),
         ("nodes", summary.nodes.to_string()),
         ("concurrency", summary.concurrency.to_string()),
         ("seed", summary.seed.to_string()),

@@ -128,7 +128,8 @@ pub struct RunSummary {
     /// `"node"` or `"leader"`: where processes send operations first.
     pub route: String,
     pub bug: Option<String>,
-    /// `"local"` (started by the lab in `<run>/cluster/`) or the `--cluster` file used.
+    /// `"local"` (started by the lab in `<run>/cluster/`), `"netns"`, `"etcd VERSION (local)"`
+    /// (`--db etcd`), or the `--cluster` file used.
     pub cluster: String,
     /// Per `f`, and `"all"`.
     pub counts: BTreeMap<String, Counts>,

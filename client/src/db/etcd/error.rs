@@ -1,0 +1,58 @@
+//! What can go wrong with an etcd cluster run by the lab; every error names the member, file
+//! or process.
+
+use model::core::NodeId;
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Most members of an etcd cluster the lab starts (member N lives on 127.0.0.(10+N)).
+pub const MAX_MEMBERS: usize = 9;
+
+/// What went wrong with an etcd cluster.
+#[derive(Debug, Error)]
+pub enum EtcdError {
+    #[error(
+        "the etcd binary was not found (tried {tried}): install it (Debian: \
+         `apt-get install etcd-server`) or pass --etcd-bin"
+    )]
+    BinaryNotFound { tried: String },
+    #[error("an etcd cluster of the lab has 1..={max} members, not {0}", max = MAX_MEMBERS)]
+    MemberCount(usize),
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} already exists: an etcd cluster needs a fresh directory")]
+    Exists(PathBuf),
+    #[error("no free TCP ports for {members} etcd members on 127.0.0.11..: tried {tried}")]
+    NoFreePorts { members: usize, tried: String },
+    #[error("cannot make the certificates in {dir}: {reason}")]
+    Certs { dir: PathBuf, reason: String },
+    #[error("member {id}: cannot start {binary}: {source}")]
+    Spawn {
+        id: NodeId,
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no member {0} in this etcd cluster")]
+    UnknownMember(NodeId),
+    #[error("member {0} is not running")]
+    NotRunning(NodeId),
+    #[error("member {0}: not started: the lab was interrupted and is cleaning up")]
+    Interrupted(NodeId),
+    #[error("member {id} (pid {pid}): cannot send {signal}: {source}")]
+    Signal {
+        id: NodeId,
+        pid: i32,
+        signal: Signal,
+        source: nix::errno::Errno,
+    },
+    #[error("the client certificate in {dir}: {reason}")]
+    ClientTls { dir: PathBuf, reason: String },
+    #[error("no leader agreed by a majority of the members after {waited:?}: {detail}")]
+    NoLeader { waited: Duration, detail: String },
+}

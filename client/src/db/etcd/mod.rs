@@ -1,0 +1,824 @@
+//! An etcd v3 cluster as a system under test: `etcd` processes on this machine, each member on
+//! its own loopback address, with mutual TLS between members and towards clients, from
+//! certificates made by the lab's own tooling (`node::certs`).
+//!
+//! ```text
+//! DIR/certs/              CA, node-N.pem/.key (IP SAN 127.0.0.(10+N)), client.pem/.key
+//! DIR/data/node-N/        member N's data directory
+//! DIR/node-N.log          member N's stdout and stderr, appended across restarts
+//! ```
+//!
+//! Member N is named `node-N` and listens on `https://127.0.0.(10+N):P` for clients and on
+//! `:P+1` for its peers (the same two ports on every member's address; `P` is the first free
+//! pair from `--base-port`, 2379 by default). Members are children of this process: always
+//! stopped, by [`EtcdCluster::stop_all`], by `Drop` and by [`cleanup::run_all`] (Ctrl-C).
+//! The leader is read from etcd's own status API (`POST /v3/maintenance/status`).
+//!
+//! Partitions: an etcd member dials its peers from the loopback's primary address
+//! (127.0.0.1), not from its own, so nftables rules by address cannot tell members apart.
+//! Each member therefore runs under a group id of its own (which needs root), and the run's
+//! nftables table matches packets by the group of the process sending them
+//! ([`Nft::by_group`]).
+
+mod error;
+mod status;
+
+pub use error::{EtcdError, MAX_MEMBERS};
+pub use status::{MemberStatus, StatusClient};
+
+use super::local::local_node_ip;
+use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
+use crate::control::cleanup::{self, Cleanup};
+use crate::control::{locked, process};
+use crate::net::nft::Nft;
+use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
+use model::core::NodeId;
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::unistd::Pid;
+use node::config::ClusterConfig;
+use node::transport::ClientConnector;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// etcd's registered client port; the peer port is the next one.
+pub const DEFAULT_BASE_PORT: u16 = 2379;
+/// How many port pairs (10 apart) are tried when ports are taken.
+const PORT_ATTEMPTS: u16 = 32;
+/// Interval of every wait-for-a-condition loop on processes, and of leader polls.
+const POLL: Duration = Duration::from_millis(50);
+/// How long one status call may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why partitions cannot be applied when the members do not run under groups of their own.
+pub const PARTITION_NEEDS_GROUPS: &str =
+    "etcd members on loopback dial their peers from 127.0.0.1, not from their own address, \
+     so their links are cut by the group id each member runs under, and starting a member \
+     under another group needs root";
+/// First group id of the members' groups (member N of cluster C of process P runs under
+/// `GROUP_BASE + (P mod 1000000) * 100 + (C mod 10) * 10 + N`).
+const GROUP_BASE: u32 = 1_000_000_000;
+/// Clusters made by this process, for their group ids.
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+
+/// Base ports held by the etcd clusters of this process.
+static RESERVED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// How to start an etcd cluster.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    pub members: usize,
+    /// The `etcd` binary (see [`etcd_binary`]).
+    pub etcd: PathBuf,
+    /// Client port tried first (its peer port is the next one).
+    pub base_port: u16,
+    /// How long [`EtcdCluster::stop_all`] waits after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl EtcdOptions {
+    pub fn new(members: usize, etcd: PathBuf) -> EtcdOptions {
+        EtcdOptions {
+            members,
+            etcd,
+            base_port: DEFAULT_BASE_PORT,
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Finds the `etcd` binary: `explicit` if given (it must exist), else `etcd` on `PATH`.
+pub fn etcd_binary(explicit: Option<&Path>) -> Result<PathBuf, EtcdError> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(EtcdError::BinaryNotFound {
+                tried: path.display().to_string(),
+            })
+        };
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("etcd"))
+                .find(|candidate| candidate.is_file())
+        })
+        .ok_or_else(|| EtcdError::BinaryNotFound {
+            tried: "etcd on PATH".into(),
+        })
+}
+
+/// The version `etcd --version` reports (`None` when it does not run or says none).
+pub fn etcd_version(etcd: &Path) -> Option<String> {
+    let out = Command::new(etcd).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// One member and its process.
+#[derive(Debug)]
+struct Member {
+    ip: Ipv4Addr,
+    /// The group id the member runs under; `None` once it could not be set (not root).
+    gid: Option<u32>,
+    child: Option<Child>,
+    paused: bool,
+    /// SIGKILLs the process on Ctrl-C, until it is reaped.
+    kill_on_exit: Option<Cleanup>,
+    /// SIGCONTs it on Ctrl-C while we hold it paused.
+    resume_on_exit: Option<Cleanup>,
+}
+
+/// An etcd cluster of child processes on this machine.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    dir: PathBuf,
+    etcd: PathBuf,
+    client_port: u16,
+    stop_grace: Duration,
+    members: BTreeMap<NodeId, Member>,
+    status: StatusClient,
+}
+
+impl EtcdCluster {
+    /// Makes the certificates in `dir/certs` and starts every member. `dir` must not hold
+    /// certificates yet.
+    pub fn create(dir: &Path, opts: &EtcdOptions) -> Result<EtcdCluster, EtcdError> {
+        if opts.members == 0 || opts.members > MAX_MEMBERS {
+            return Err(EtcdError::MemberCount(opts.members));
+        }
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| EtcdError::Io { what, path, source }
+        };
+        let dir = std::path::absolute(dir).map_err(io("resolve", dir))?;
+        let certs = dir.join("certs");
+        if certs.exists() {
+            return Err(EtcdError::Exists(certs));
+        }
+        std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
+        let ips: Vec<Ipv4Addr> = (1..=opts.members as NodeId).map(local_node_ip).collect();
+        let client_port = reserve_ports(&ips, opts.base_port)?;
+        let cluster_index = CLUSTERS.fetch_add(1, Ordering::Relaxed) % 10;
+        let group_base = GROUP_BASE + (std::process::id() % 1_000_000) * 100 + cluster_index * 10;
+        let mut cluster = EtcdCluster {
+            members: ips
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| {
+                    let member = Member {
+                        ip: *ip,
+                        gid: Some(group_base + i as u32 + 1),
+                        child: None,
+                        paused: false,
+                        kill_on_exit: None,
+                        resume_on_exit: None,
+                    };
+                    (i as NodeId + 1, member)
+                })
+                .collect(),
+            etcd: opts.etcd.clone(),
+            client_port,
+            stop_grace: opts.stop_grace,
+            status: make_certs(&dir, &ips, client_port)?,
+            dir,
+        };
+        for id in cluster.ids() {
+            cluster.start(id)?;
+        }
+        info!(dir = %cluster.dir.display(), members = opts.members, "etcd cluster started");
+        Ok(cluster)
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.members.keys().copied().collect()
+    }
+
+    /// `DIR/certs`: the CA, and the client certificate a client of this cluster presents.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// Member `id`'s client address.
+    pub fn client_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        let member = self.members.get(&id)?;
+        Some(SocketAddr::new(IpAddr::V4(member.ip), self.client_port))
+    }
+
+    /// `DIR/node-N.log`.
+    pub fn log_path(&self, id: NodeId) -> PathBuf {
+        self.dir.join(format!("node-{id}.log"))
+    }
+
+    fn peer_url(&self, ip: Ipv4Addr) -> String {
+        format!("https://{ip}:{}", self.client_port + 1)
+    }
+
+    fn member(&mut self, id: NodeId) -> Result<&mut Member, EtcdError> {
+        self.members
+            .get_mut(&id)
+            .ok_or(EtcdError::UnknownMember(id))
+    }
+
+    /// Whether member `id`'s process is alive (a paused member is alive).
+    pub fn is_running(&mut self, id: NodeId) -> bool {
+        self.members
+            .get_mut(&id)
+            .and_then(|m| m.child.as_mut())
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The `etcd` command line of member `id`.
+    fn command(&self, id: NodeId, ip: Ipv4Addr) -> Command {
+        let certs = self.certs_dir();
+        let cert = certs.join(node::certs::node_cert_file(id));
+        let key = certs.join(node::certs::node_key_file(id));
+        let ca = certs.join(node::certs::CA_CERT);
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|(id, m)| format!("node-{id}={}", self.peer_url(m.ip)))
+            .collect();
+        let client_url = format!("https://{ip}:{}", self.client_port);
+        let mut command = Command::new(&self.etcd);
+        command
+            .arg("--name")
+            .arg(format!("node-{id}"))
+            .arg("--data-dir")
+            .arg(self.dir.join("data").join(format!("node-{id}")))
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(self.peer_url(ip))
+            .arg("--initial-advertise-peer-urls")
+            .arg(self.peer_url(ip))
+            .arg("--initial-cluster")
+            .arg(initial.join(","))
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg(format!("raftlab-{}", self.dir.display()));
+        for (flag, path) in [
+            ("--cert-file", &cert),
+            ("--key-file", &key),
+            ("--trusted-ca-file", &ca),
+            ("--peer-cert-file", &cert),
+            ("--peer-key-file", &key),
+            ("--peer-trusted-ca-file", &ca),
+        ] {
+            command.arg(flag).arg(path);
+        }
+        command
+            .arg("--client-cert-auth")
+            .arg("--peer-client-cert-auth")
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-outputs")
+            .arg("stderr");
+        command
+    }
+
+    /// Starts member `id` (no-op if it runs); its output is appended to [`Self::log_path`].
+    pub fn start(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let ip = self.member(id)?.ip;
+        if self.is_running(id) {
+            debug!(id, "start: already running");
+            return Ok(());
+        }
+        if cleanup::ran() {
+            return Err(EtcdError::Interrupted(id));
+        }
+        let log_path = self.log_path(id);
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| EtcdError::Io { what, path, source }
+        };
+        let mut log = log_file(&log_path)?;
+        let _ = writeln!(log, "=== raft-lab: starting etcd member {id} ===");
+        let stdout = log.try_clone().map_err(io("open log", &log_path))?;
+        let mut command = self.command(id, ip);
+        command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(log)
+            .current_dir(&self.dir);
+        let gid = self.member(id)?.gid;
+        if let Some(gid) = gid {
+            command.gid(gid);
+        }
+        let spawned = match command.spawn() {
+            // Not root: the member runs under our own group, and cannot be partitioned.
+            Err(e) if gid.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                debug!(id, "cannot start the member under a group of its own: {e}");
+                self.member(id)?.gid = None;
+                self.command(id, ip)
+                    .stdin(Stdio::null())
+                    .stdout(log_file(&log_path)?)
+                    .stderr(log_file(&log_path)?)
+                    .current_dir(&self.dir)
+                    .spawn()
+            }
+            other => other,
+        };
+        let child = spawned.map_err(|source| EtcdError::Spawn {
+            id,
+            binary: self.etcd.clone(),
+            source,
+        })?;
+        // Pids fit in i32 on every unix.
+        let pid = Pid::from_raw(child.id() as i32);
+        let member = self.member(id)?;
+        member.kill_on_exit = Some(cleanup::register(move || {
+            let _ = send_signal(pid, Signal::SIGCONT);
+            let _ = send_signal(pid, Signal::SIGKILL);
+        }));
+        member.child = Some(child);
+        member.paused = false;
+        member.resume_on_exit = None;
+        info!(id, pid = pid.as_raw(), "etcd member started");
+        Ok(())
+    }
+
+    /// The pid of member `id` if it runs.
+    fn live_pid(&mut self, id: NodeId) -> Result<Pid, EtcdError> {
+        self.member(id)?;
+        if !self.is_running(id) {
+            return Err(EtcdError::NotRunning(id));
+        }
+        self.members
+            .get(&id)
+            .and_then(|m| m.child.as_ref())
+            .map(|c| Pid::from_raw(c.id() as i32))
+            .ok_or(EtcdError::NotRunning(id))
+    }
+
+    fn send(id: NodeId, pid: Pid, signal: Signal) -> Result<(), EtcdError> {
+        send_signal(pid, signal).map_err(|source| EtcdError::Signal {
+            id,
+            pid: pid.as_raw(),
+            signal,
+            source,
+        })
+    }
+
+    /// SIGKILLs member `id` and reaps it.
+    pub fn kill(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let pid = self.live_pid(id)?;
+        Self::send(id, pid, Signal::SIGKILL)?;
+        let member = self.member(id)?;
+        if let Some(mut child) = member.child.take() {
+            // SIGKILL cannot be ignored: the wait is short.
+            let _ = child.wait();
+        }
+        member.kill_on_exit = None;
+        member.resume_on_exit = None;
+        member.paused = false;
+        info!(id, "etcd member killed");
+        Ok(())
+    }
+
+    /// SIGSTOPs member `id` and waits (briefly) until the kernel reports it stopped.
+    pub fn pause(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let pid = self.live_pid(id)?;
+        Self::send(id, pid, Signal::SIGSTOP)?;
+        let member = self.member(id)?;
+        member.paused = true;
+        member.resume_on_exit = Some(cleanup::register(move || {
+            let _ = send_signal(pid, Signal::SIGCONT);
+        }));
+        wait_for(Duration::from_secs(1), || {
+            process::state(pid.as_raw().unsigned_abs()).is_none_or(|s| s == 'T')
+        });
+        info!(id, "etcd member paused");
+        Ok(())
+    }
+
+    /// SIGCONTs member `id`.
+    pub fn resume(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let pid = self.live_pid(id)?;
+        Self::send(id, pid, Signal::SIGCONT)?;
+        let member = self.member(id)?;
+        member.paused = false;
+        member.resume_on_exit = None;
+        info!(id, "etcd member resumed");
+        Ok(())
+    }
+
+    /// Stops every member: SIGCONT, SIGTERM, up to the grace period, then SIGKILL; reaps them.
+    /// Returns the first failure (after trying every member).
+    pub fn stop_all(&mut self) -> Result<(), EtcdError> {
+        let running: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.child.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &running {
+            if let Some(child) = self.members.get(id).and_then(|m| m.child.as_ref()) {
+                let pid = Pid::from_raw(child.id() as i32);
+                let _ = send_signal(pid, Signal::SIGCONT);
+                let _ = send_signal(pid, Signal::SIGTERM);
+            }
+        }
+        let grace = self.stop_grace;
+        wait_for(grace, || running.iter().all(|id| !self.is_running(*id)));
+        let mut first_error = None;
+        for &id in &running {
+            let Some(member) = self.members.get_mut(&id) else {
+                continue;
+            };
+            let Some(mut child) = member.child.take() else {
+                continue;
+            };
+            if matches!(child.try_wait(), Ok(None)) {
+                warn!(id, ?grace, "etcd member ignored SIGTERM; sending SIGKILL");
+                let pid = Pid::from_raw(child.id() as i32);
+                match send_signal(pid, Signal::SIGKILL) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {
+                        let _ = child.wait();
+                    }
+                    Err(source) => {
+                        first_error.get_or_insert(EtcdError::Signal {
+                            id,
+                            pid: pid.as_raw(),
+                            signal: Signal::SIGKILL,
+                            source,
+                        });
+                        member.child = Some(child);
+                        continue;
+                    }
+                }
+            }
+            member.kill_on_exit = None;
+            member.resume_on_exit = None;
+            member.paused = false;
+        }
+        if !running.is_empty() {
+            info!(members = running.len(), "etcd members stopped");
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Every member's client address, by id.
+    fn client_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.ids()
+            .into_iter()
+            .filter_map(|id| Some((id, self.client_addr(id)?)))
+            .collect()
+    }
+
+    /// Waits until a majority of the members names one leader that is itself a member
+    /// answering, polling every running member's status each 50 ms.
+    pub async fn leader(&self, timeout: Duration) -> Result<NodeId, EtcdError> {
+        let start = Instant::now();
+        let members = self.client_addrs();
+        let majority = members.len() / 2 + 1;
+        loop {
+            let answers = ask_all(self.status.clone(), members.clone(), STATUS_TIMEOUT).await;
+            let detail = match agreed_leader(&answers, majority) {
+                Ok(id) => return Ok(id),
+                Err(why) => why,
+            };
+            if start.elapsed() >= timeout {
+                return Err(EtcdError::NoLeader {
+                    waited: start.elapsed(),
+                    detail: format!("{detail}; member logs in {}", self.dir.display()),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl EtcdCluster {
+    /// Every member's client address and group id; `None` when some member has no group.
+    fn groups(&self) -> Option<BTreeMap<SocketAddr, u32>> {
+        self.ids()
+            .into_iter()
+            .map(|id| Some((self.client_addr(id)?, self.members.get(&id)?.gid?)))
+            .collect()
+    }
+}
+
+/// Every member's status, asked one after another on a blocking thread.
+async fn ask_all(
+    client: StatusClient,
+    members: Vec<(NodeId, SocketAddr)>,
+    timeout: Duration,
+) -> Vec<(NodeId, Result<MemberStatus, String>)> {
+    tokio::task::spawn_blocking(move || {
+        members
+            .iter()
+            .map(|(id, addr)| (*id, client.status(*addr, timeout)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// The member most likely leading: the one that says it leads (the highest term if a deposed
+/// leader has not noticed yet), else the leader most members name.
+fn likely_leader(answers: &[(NodeId, Result<MemberStatus, String>)]) -> Option<NodeId> {
+    let ok: Vec<(NodeId, &MemberStatus)> = answers
+        .iter()
+        .filter_map(|(id, a)| Some((*id, a.as_ref().ok()?)))
+        .collect();
+    let self_declared = ok
+        .iter()
+        .filter(|(_, s)| s.leader != 0 && s.leader == s.member_id)
+        .max_by_key(|(_, s)| s.term)
+        .map(|(id, _)| *id);
+    self_declared.or_else(|| {
+        let ids: BTreeMap<u64, NodeId> = ok.iter().map(|(id, s)| (s.member_id, *id)).collect();
+        let mut named: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for leader in ok.iter().filter_map(|(_, s)| ids.get(&s.leader)) {
+            *named.entry(*leader).or_default() += 1;
+        }
+        named.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
+    })
+}
+
+/// The lab's id of the leader a majority of the answers names, or why there is none.
+fn agreed_leader(
+    answers: &[(NodeId, Result<MemberStatus, String>)],
+    majority: usize,
+) -> Result<NodeId, String> {
+    let ids: BTreeMap<u64, NodeId> = answers
+        .iter()
+        .filter_map(|(id, a)| Some((a.as_ref().ok()?.member_id, *id)))
+        .collect();
+    let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
+    for status in answers.iter().filter_map(|(_, a)| a.as_ref().ok()) {
+        if status.leader != 0 {
+            *votes.entry(status.leader).or_default() += 1;
+        }
+    }
+    if let Some((leader, _)) = votes.iter().find(|(_, n)| **n >= majority) {
+        if let Some(id) = ids.get(leader) {
+            return Ok(*id);
+        }
+    }
+    let described: Vec<String> = answers
+        .iter()
+        .map(|(id, a)| match a {
+            Ok(s) if s.leader == 0 => format!("member {id}: no leader"),
+            Ok(s) => format!(
+                "member {id}: leader {}",
+                ids.get(&s.leader)
+                    .map_or(format!("{:x} (not answering)", s.leader), |l| l.to_string())
+            ),
+            Err(e) => format!("member {id}: {e}"),
+        })
+        .collect();
+    Err(described.join("; "))
+}
+
+/// Finds a client port `P` (and peer port `P+1`) free on every address, from `base` on in
+/// steps of 10, and holds it for this process.
+fn reserve_ports(ips: &[Ipv4Addr], base: u16) -> Result<u16, EtcdError> {
+    let mut reserved = locked(&RESERVED);
+    let mut tried = Vec::new();
+    for attempt in 0..PORT_ATTEMPTS {
+        let Some(port) = base.checked_add(attempt * 10).filter(|p| *p < u16::MAX) else {
+            break;
+        };
+        tried.push(port.to_string());
+        if reserved.contains(&port) {
+            continue;
+        }
+        let free = ips.iter().all(|ip| {
+            [port, port + 1]
+                .iter()
+                .all(|p| TcpListener::bind((*ip, *p)).is_ok())
+        });
+        if free {
+            reserved.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(EtcdError::NoFreePorts {
+        members: ips.len(),
+        tried: tried.join(", "),
+    })
+}
+
+/// Makes the CA, one certificate per member (its IP as a SAN, for both its ports, and
+/// 127.0.0.1) and the client certificate in `dir/certs`, with the lab's certificate tooling; returns the status
+/// client that uses them.
+fn make_certs(dir: &Path, ips: &[Ipv4Addr], port: u16) -> Result<StatusClient, EtcdError> {
+    let certs = dir.join("certs");
+    let certs_err = |reason: String| EtcdError::Certs {
+        dir: certs.clone(),
+        reason,
+    };
+    // The lab's cluster-file format names each member's address, from which the
+    // certificate tooling takes the SANs; the file itself is never written.
+    let mut text = String::from("[tls]\ncerts_dir = \"certs\"\n");
+    for (i, ip) in ips.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[node]]\nid = {}\naddr = \"{ip}:{port}\"\n",
+            i + 1
+        ));
+    }
+    let config = ClusterConfig::parse(&dir.join("members.toml"), &text)
+        .map_err(|e| certs_err(e.to_string()))?;
+    // etcd checks a connecting peer's address against the IP SANs of its certificate, and
+    // members on loopback dial their peers from 127.0.0.1.
+    let loopback = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let validity = node::certs::Validity::default();
+    node::certs::generate_with_extra_ips(&config, &certs, false, &validity, &loopback)
+        .map_err(|e| certs_err(e.to_string()))?;
+    StatusClient::new(&certs)
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_all() {
+            warn!("stopping the etcd cluster in {}: {e}", self.dir.display());
+        }
+        locked(&RESERVED).remove(&self.client_port);
+    }
+}
+
+impl Db for EtcdCluster {
+    fn nodes(&self) -> Vec<DbNode> {
+        self.ids()
+            .into_iter()
+            .map(|id| {
+                let socket = self.client_addr(id);
+                DbNode {
+                    id,
+                    addr: socket.map(|s| s.to_string()).unwrap_or_default(),
+                    socket,
+                }
+            })
+            .collect()
+    }
+
+    fn kill(&mut self, id: NodeId) -> Result<(), DbError> {
+        EtcdCluster::kill(self, id).map_err(DbError::of("kill", id))
+    }
+
+    fn start(&mut self, id: NodeId) -> Result<(), DbError> {
+        EtcdCluster::start(self, id).map_err(DbError::of("start", id))
+    }
+
+    fn pause(&mut self, id: NodeId) -> Result<(), DbError> {
+        EtcdCluster::pause(self, id).map_err(DbError::of("pause", id))
+    }
+
+    fn resume(&mut self, id: NodeId) -> Result<(), DbError> {
+        EtcdCluster::resume(self, id).map_err(DbError::of("resume", id))
+    }
+
+    /// Signals work (the members are our children); cutting links needs every member under a
+    /// group of its own (see the module).
+    fn supports(&self, needs: Needs) -> Result<(), String> {
+        if needs.own_interfaces {
+            Err(LATENCY_NEEDS_HOSTS.into())
+        } else if needs.network && self.groups().is_none() {
+            Err(PARTITION_NEEDS_GROUPS.into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The run's own nftables table, telling members apart by their groups.
+    fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        let groups = self
+            .groups()
+            .ok_or_else(|| NetError::Setup(PARTITION_NEEDS_GROUPS.into()))?;
+        Nft::by_group(groups)
+            .map(|nft| Box::new(nft) as Box<dyn Network>)
+            .map_err(NetError::Nftables)
+    }
+
+    /// From etcd's status API; the raftlab client connector is not used.
+    fn leader<'a>(&'a self, _client: &'a ClientConnector, timeout: Duration) -> LeaderFuture<'a> {
+        Box::pin(async move {
+            EtcdCluster::leader(self, timeout)
+                .await
+                .map_err(DbError::cluster("find the leader"))
+        })
+    }
+
+    /// One round of etcd's status calls.
+    fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
+        let (client, members) = (self.status.clone(), self.client_addrs());
+        Some(Box::pin(async move {
+            likely_leader(&ask_all(client, members, timeout).await)
+        }))
+    }
+
+    /// Stops the members; their logs are in the cluster folder already.
+    fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
+        if owned {
+            self.stop_all()
+                .map_err(DbError::cluster("stop the etcd cluster"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `path` opened for appending (created if missing).
+fn log_file(path: &Path) -> Result<std::fs::File, EtcdError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| EtcdError::Io {
+            what: "open log",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Polls `done` until it holds (true) or `patience` passes (false).
+fn wait_for(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(member_id: u64, leader: u64) -> Result<MemberStatus, String> {
+        Ok(MemberStatus {
+            member_id,
+            leader,
+            term: 1,
+        })
+    }
+
+    #[test]
+    fn the_likely_leader_says_it_leads_or_is_named_most() {
+        let deposed = MemberStatus {
+            member_id: 100,
+            leader: 100,
+            term: 1,
+        };
+        let answers = [
+            (1, Ok(deposed)),
+            (
+                2,
+                Ok(MemberStatus {
+                    member_id: 200,
+                    leader: 200,
+                    term: 2,
+                }),
+            ),
+        ];
+        assert_eq!(likely_leader(&answers), Some(2));
+        let named = [
+            (1, status(100, 300)),
+            (2, status(200, 300)),
+            (3, status(300, 0)),
+        ];
+        assert_eq!(likely_leader(&named), Some(3));
+        assert_eq!(likely_leader(&[(1, Err("refused".to_string()))]), None);
+    }
+
+    #[test]
+    fn a_leader_needs_a_majority_and_an_answering_member() {
+        let agreed = [
+            (1, status(100, 300)),
+            (2, status(200, 300)),
+            (3, status(300, 300)),
+        ];
+        assert_eq!(agreed_leader(&agreed, 2), Ok(3));
+        let minority = [
+            (1, status(100, 300)),
+            (2, status(200, 0)),
+            (3, Err("refused".to_string())),
+        ];
+        assert!(agreed_leader(&minority, 2).is_err());
+        let silent_leader = [
+            (1, status(100, 300)),
+            (2, status(200, 300)),
+            (3, Err("refused".to_string())),
+        ];
+        let why = agreed_leader(&silent_leader, 2).unwrap_err();
+        assert!(why.contains("not answering"), "{why}");
+    }
+}

@@ -1,0 +1,190 @@
+//! An etcd cluster as the system under test. Through the `Db` trait: three members from the
+//! `etcd` on `PATH`, with the lab's certificates; one is killed and restarted, one paused and
+//! resumed, the leader cut off from the others (as root with nftables), and a leader is
+//! found from etcd's status API each time. Skipped (saying why) without `etcd` (the
+//! partition part without root or nft), unless `RAFTLAB_REQUIRE_ETCD=1`, where that is a
+//! failure. End to end: `raft-lab run ci --db etcd` under kills and partitions is judged
+//! linearizable, and its results name etcd.
+
+use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
+use client::db::{Db, Needs};
+use client::lab::workload::{parse_nemesis_list, DbKind, Overrides};
+use client::net::nft::NftError;
+use client::net::NetError;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One etcd cluster at a time: the two tests would otherwise share two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn required() -> bool {
+    std::env::var_os("RAFTLAB_REQUIRE_ETCD").is_some_and(|v| v == "1")
+}
+
+fn etcd() -> Option<PathBuf> {
+    match etcd_binary(None) {
+        Ok(path) => Some(path),
+        Err(e) if required() => {
+            panic!("RAFTLAB_REQUIRE_ETCD=1 but {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED the etcd test: {e}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_killed_restarted_paused_and_led() {
+    let Some(etcd) = etcd() else { return };
+    let _serial = SERIAL.lock().await;
+    let dir = std::env::temp_dir().join(format!("raftlab-etcd-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut opts = EtcdOptions::new(3, etcd);
+    opts.base_port = 24379;
+    let mut cluster = EtcdCluster::create(&dir, &opts).expect("the etcd cluster starts");
+    for file in ["certs/ca.pem", "certs/node-2.pem", "certs/client.key"] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let nodes = Db::nodes(&cluster);
+    assert_eq!(nodes.len(), 3);
+    for node in &nodes {
+        let ip = node.socket.expect("a client address").ip().to_string();
+        assert_eq!(ip, format!("127.0.0.{}", 10 + node.id));
+    }
+    let leader = cluster.leader(PATIENCE).await.expect("a leader");
+    let probe = Db::leader_probe(&cluster, Duration::from_secs(1)).expect("a status API");
+    assert_eq!(probe.await, Some(leader), "the nemesis's quick look agrees");
+    assert!(dir.join(format!("data/node-{leader}")).is_dir());
+
+    // The leader killed: the other two elect one of themselves.
+    Db::kill(&mut cluster, leader).expect("kill");
+    assert!(!cluster.is_running(leader));
+    let next = cluster.leader(PATIENCE).await.expect("a new leader");
+    assert_ne!(next, leader);
+
+    // Restarted from its data directory: it rejoins, and a majority agrees on a leader.
+    Db::start(&mut cluster, leader).expect("restart");
+    assert!(cluster.is_running(leader));
+    cluster
+        .leader(PATIENCE)
+        .await
+        .expect("a leader after the restart");
+
+    // A follower paused and resumed.
+    let follower = (1..=3).find(|&id| id != next).unwrap_or(1);
+    Db::pause(&mut cluster, follower).expect("pause");
+    cluster
+        .leader(PATIENCE)
+        .await
+        .expect("a leader with one paused");
+    Db::resume(&mut cluster, follower).expect("resume");
+
+    // The leader cut off from the others (members run under groups of their own, which
+    // needs root, and nftables): the other two elect one of themselves. Without root or
+    // nft, partitions are refused with the reason.
+    let partition = Needs {
+        network: true,
+        ..Needs::default()
+    };
+    // Members under groups of their own (root): the network must work, unless nft is
+    // missing.
+    let network = match Db::supports(&cluster, partition) {
+        Ok(()) => match Db::network(&cluster) {
+            Ok(network) => Ok(network),
+            Err(e @ NetError::Nftables(NftError::NotInstalled(_))) => Err(e.to_string()),
+            Err(e) => panic!("partitions are supported but the network fails: {e}"),
+        },
+        Err(why) => Err(why),
+    };
+    match network {
+        Ok(mut network) => {
+            let old = cluster
+                .leader(PATIENCE)
+                .await
+                .expect("a leader before the cut");
+            let nodes = Db::nodes(&cluster);
+            let socket = |id| nodes.iter().find(|n| n.id == id).and_then(|n| n.socket);
+            let mut drops = Vec::new();
+            for other in (1..=3).filter(|&id| id != old) {
+                let (a, b) = (socket(old).unwrap(), socket(other).unwrap());
+                drops.extend([(a, b), (b, a)]);
+            }
+            network.cut(&drops, None).expect("cut");
+            let mut new = old;
+            let deadline = std::time::Instant::now() + PATIENCE;
+            while new == old && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                new = cluster
+                    .leader(PATIENCE)
+                    .await
+                    .expect("a leader during the cut");
+            }
+            assert_ne!(new, old, "the majority side elects a leader of its own");
+            network.heal().expect("heal");
+            cluster
+                .leader(PATIENCE)
+                .await
+                .expect("a leader after the heal");
+        }
+        Err(why) if required() => panic!("RAFTLAB_REQUIRE_ETCD=1 but {why}"),
+        Err(why) => eprintln!("partition part SKIPPED: {why}"),
+    }
+    let signals = Needs {
+        processes: true,
+        ..Needs::default()
+    };
+    assert_eq!(Db::supports(&cluster, signals), Ok(()));
+
+    Db::teardown(&mut cluster, true, &dir).expect("teardown");
+    for id in 1..=3 {
+        assert!(!cluster.is_running(id), "member {id} stopped");
+        let log = std::fs::read_to_string(dir.join(format!("node-{id}.log"))).unwrap_or_default();
+        assert!(log.contains("starting etcd member"), "member {id}'s log");
+    }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ci_workload_against_etcd_is_linearizable() {
+    if etcd().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let nemesis = if client::net::nft::Nft::new().is_ok() {
+        "kill,partition-halves,isolate-leader"
+    } else if required() {
+        panic!("RAFTLAB_REQUIRE_ETCD=1 but nftables is unavailable for partitions");
+    } else {
+        eprintln!("nftables unavailable: testing etcd with kills only");
+        "kill"
+    };
+    let root = std::env::temp_dir().join(format!("raftlab-etcd-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let overrides = Overrides {
+        db: Some(DbKind::Etcd),
+        time_limit: Some(10.0),
+        nemesis: Some(parse_nemesis_list(nemesis)),
+        seed: Some(7),
+        results: Some(root.clone()),
+        quiet: true,
+        ..Overrides::default()
+    };
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
+    let outcome = client::lab::run::run_detailed(&workload, &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    assert!(summary.counts["all"].ok > 100, "{summary:?}");
+    assert!(summary.cluster.starts_with("etcd"), "{}", summary.cluster);
+    let applied: u64 = summary.nemesis.applied.values().sum();
+    assert!(applied >= 2, "faults were applied: {:?}", summary.nemesis);
+    for file in ["report.html", "results.json", "cluster/node-1.log"] {
+        assert!(outcome.run_dir.join(file).is_file(), "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
