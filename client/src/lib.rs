@@ -6,7 +6,8 @@
 //! The modules are layered after Jepsen's; each imports only the layers below it:
 //!
 //! ```text
-//! cli      the binary's subcommands (kv, console, cluster up/down/status)
+//! cli      the binary's subcommands (kv, console, cluster up/down/status, bench flags)
+//! bench    raftlab and etcd side by side under one closed-loop load: cells, CPU, tables
 //! matrix   bugs × nemeses × seeds, detection, tables
 //! lab      workload files, generator, the cluster a run drives, one run
 //! report   results folder, statistics, HTML, timeline, plots, serve
@@ -17,6 +18,7 @@
 //! control  running commands: template, processes, shell quoting, cleanup on Ctrl-C
 //! ```
 
+pub mod bench;
 pub mod cli;
 pub mod control;
 pub mod db;

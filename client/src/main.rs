@@ -111,6 +111,11 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// raftlab and etcd side by side: the same closed-loop load (write, read, cas, cas-shared
+    /// at 1, 8, 32, 128 clients) on fresh 3-node clusters of each, TLS and fsync on, in
+    /// interleaved rounds. Prints the table; writes bench.json and bench.md to
+    /// results/bench/<timestamp>/ (or --out).
+    Bench(client::cli::bench::BenchArgs),
     /// One command against a running cluster: get KEY | put KEY VALUE | cas KEY OLD NEW |
     /// append KEY SUFFIX | status | leader.
     Kv {
@@ -321,6 +326,10 @@ async fn dispatch(command: Command) -> Result<u8> {
             }
             Ok(matrix.exit_code)
         }
+        Command::Bench(args) => {
+            client::cli::bench::run(args, command_line()).await?;
+            Ok(0)
+        }
         Command::Kv {
             config,
             client,
@@ -358,7 +367,7 @@ async fn dispatch(command: Command) -> Result<u8> {
     }
 }
 
-/// The command line as typed (arguments with spaces quoted), for `matrix.md`.
+/// The command line as typed (arguments with spaces quoted), for `matrix.md` and `bench.md`.
 fn command_line() -> String {
     let mut words: Vec<String> = std::env::args()
         .map(|a| {

@@ -35,6 +35,14 @@ pub struct EtcdClientError {
     pub reason: String,
 }
 
+/// A connection to an etcd cluster could not be set up.
+#[derive(Debug, Error)]
+#[error("cannot connect to etcd at {endpoints}: {reason}")]
+pub struct EtcdConnectError {
+    pub endpoints: String,
+    pub reason: String,
+}
+
 /// An etcd cluster as its clients see it: the members' client URLs and the TLS settings.
 #[derive(Clone)]
 pub struct EtcdKv {
@@ -65,20 +73,67 @@ impl EtcdKv {
         self.members.iter().map(|(id, _)| *id).collect()
     }
 
-    /// A client of member `home` only, or of every member.
-    pub fn client_at(&self, home: Option<NodeId>, op_timeout: Duration) -> EtcdKvClient {
-        let endpoints: Vec<String> = self
-            .members
+    /// The client URLs of member `home` only, or of every member.
+    fn endpoints(&self, home: Option<NodeId>) -> Vec<String> {
+        self.members
             .iter()
             .filter(|(id, _)| home.is_none_or(|h| h == *id))
             .map(|(_, url)| url.clone())
-            .collect();
+            .collect()
+    }
+
+    /// A client of member `home` only, or of every member.
+    pub fn client_at(&self, home: Option<NodeId>, op_timeout: Duration) -> EtcdKvClient {
         EtcdKvClient {
-            endpoints,
+            endpoints: self.endpoints(home),
             tls: self.tls.clone(),
             client: None,
             op_timeout,
         }
+    }
+
+    /// A gRPC connection to member `home` only, or to every member, for several clients to
+    /// share ([`EtcdKv::client_on`]).
+    pub async fn connect(
+        &self,
+        home: Option<NodeId>,
+        op_timeout: Duration,
+    ) -> Result<Client, EtcdConnectError> {
+        let endpoints = self.endpoints(home);
+        connect(endpoints.clone(), self.tls.clone(), op_timeout)
+            .await
+            .map_err(|reason| EtcdConnectError {
+                endpoints: endpoints.join(","),
+                reason,
+            })
+    }
+
+    /// A client whose requests go over `connection` (from [`EtcdKv::connect`]), which other
+    /// clients may share.
+    pub fn client_on(&self, connection: Client, op_timeout: Duration) -> EtcdKvClient {
+        EtcdKvClient {
+            endpoints: Vec::new(),
+            tls: self.tls.clone(),
+            client: Some(connection),
+            op_timeout,
+        }
+    }
+}
+
+/// Connects to `endpoints` within [`CONNECT_TIMEOUT`]; why not, when it fails.
+async fn connect(
+    endpoints: Vec<String>,
+    tls: TlsOptions,
+    op_timeout: Duration,
+) -> Result<Client, String> {
+    let options = ConnectOptions::new()
+        .with_tls(tls)
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_timeout(op_timeout);
+    match timeout(CONNECT_TIMEOUT, Client::connect(endpoints, Some(options))).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!("connect: {e}")),
+        Err(_) => Err("connect: timed out".into()),
     }
 }
 
@@ -106,16 +161,9 @@ impl EtcdKvClient {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let options = ConnectOptions::new()
-            .with_tls(self.tls.clone())
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(self.op_timeout);
-        let connect = Client::connect(self.endpoints.clone(), Some(options));
-        let client = match timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(Failure::NotSent(format!("connect: {e}"))),
-            Err(_) => return Err(Failure::NotSent("connect: timed out".into())),
-        };
+        let client = connect(self.endpoints.clone(), self.tls.clone(), self.op_timeout)
+            .await
+            .map_err(Failure::NotSent)?;
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -215,6 +215,11 @@ impl EtcdCluster {
         Some(SocketAddr::new(IpAddr::V4(member.ip), self.client_port))
     }
 
+    /// The pid of member `id`'s process, if it was started and not killed since.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.members.get(&id)?.child.as_ref().map(Child::id)
+    }
+
     /// `DIR/node-N.log`.
     pub fn log_path(&self, id: NodeId) -> PathBuf {
         self.dir.join(format!("node-{id}.log"))
