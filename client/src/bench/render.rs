@@ -51,6 +51,8 @@ pub struct Settings {
     pub ops: Vec<BenchOp>,
     pub systems: Vec<SystemKind>,
     pub nodes: usize,
+    /// Worker threads of the load generator's tokio runtime (1 for a current-thread one).
+    pub generator_workers: usize,
 }
 
 impl Settings {
@@ -64,6 +66,8 @@ impl Settings {
             ops: opts.ops.clone(),
             systems: opts.systems.clone(),
             nodes: opts.nodes,
+            generator_workers: tokio::runtime::Handle::try_current()
+                .map_or(0, |h| h.metrics().num_workers()),
         }
     }
 }
@@ -314,8 +318,15 @@ pub fn markdown(bench: &Bench, kept: bool) -> String {
         md,
         "Started {}; {} round(s), systems in turn (order flipped every round); per cell {} s \
          warm-up then {} s measured; {} nodes each on this machine ({} CPUs); closed loop, \
-         one sequential client per key (`cas-shared`: one key for all).\n",
-        bench.started_at, s.rounds, s.warmup_secs, s.secs, s.nodes, bench.machine.cpus
+         one sequential client per key (`cas-shared`: one key for all); load generator on {} \
+         thread(s).\n",
+        bench.started_at,
+        s.rounds,
+        s.warmup_secs,
+        s.secs,
+        s.nodes,
+        bench.machine.cpus,
+        s.generator_workers
     );
     for sys in &bench.systems {
         let _ = writeln!(

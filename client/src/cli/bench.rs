@@ -43,9 +43,28 @@ pub struct BenchArgs {
     /// The results folder (default: results/bench/<timestamp>/).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Worker threads of the load generator's tokio runtime; 0: one thread (a
+    /// current-thread runtime, which wakes a sequential client without a cross-thread hop).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub generator_threads: usize,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl BenchArgs {
+    /// The tokio runtime the bench runs on (see `--generator-threads`).
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self.generator_threads {
+            0 => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            n => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build(),
+        }
+    }
 }
 
 /// Checks the flags and finds the binaries, runs the bench, prints the table and where the
