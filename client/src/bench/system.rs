@@ -8,7 +8,11 @@
 //!   is looked up, and each [`KvClient`](crate::kv::KvClient) sends to the last known leader
 //!   first: leader-direct, with a session per client, exactly what the node crate's load
 //!   bench did, through the lab's own client (its per-operation overhead, a policy step
-//!   under two uncontended locks, is noise beside a QUIC round trip and an fsync).
+//!   under two uncontended locks, is noise beside a QUIC round trip and an fsync). Its
+//!   failover timing is the one thing set apart: an attempt waits for the leader's answer
+//!   as long as the operation may take ([`BENCH_TIMING`]), rather than moving on to another
+//!   node after 0.3 s as the lab's clients do to ride out faults, so that a slow moment of
+//!   a healthy leader costs latency, not a detour.
 //! - **etcd**: [`EtcdCluster`] (members from the `etcd` binary, mutual TLS from the lab's
 //!   certificates; etcd always fsyncs) and the lab's [`EtcdKv`] clients, sent to the leader
 //!   only (`benchmark --target-leader`) over shared gRPC connections: one per 10 clients,
@@ -19,6 +23,7 @@ use super::{BenchError, SystemKind};
 use crate::db::etcd::{EtcdCluster, EtcdOptions, StatusClient};
 use crate::db::local::{ClusterOptions, LocalCluster};
 use crate::kv::etcd::EtcdKv;
+use crate::kv::policy::Timing;
 use crate::kv::system::{Clients, SystemClient};
 use crate::kv::KvCluster;
 use model::core::NodeId;
@@ -35,6 +40,12 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// etcd clients per shared gRPC connection.
 const ETCD_CLIENTS_PER_CONNECTION: usize = 10;
+/// How raftlab clients wait on a node: the whole operation's time for an answer.
+const BENCH_TIMING: Timing = Timing {
+    connect_timeout: Duration::from_secs(2),
+    attempt_timeout: OP_TIMEOUT,
+    node_backoff: Duration::from_secs(1),
+};
 
 /// What a system is started from.
 #[derive(Clone, Debug)]
@@ -81,7 +92,8 @@ impl System {
                 }
                 let connector =
                     ClientConnector::new(&db.config().tls.certs_dir).map_err(|e| failed(&e))?;
-                let kv = KvCluster::with_connector(Arc::new(connector), db.config());
+                let kv = KvCluster::with_connector(Arc::new(connector), db.config())
+                    .with_timing(BENCH_TIMING);
                 Ok(System::Raftlab { db, kv })
             }
             SystemKind::Etcd => {
