@@ -27,26 +27,9 @@ pub struct Cluster {
     target: u64,
 }
 
-/// Settings of a cluster started by [`Cluster::start_with`].
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub tick_ms: u64,
-    pub request_timeout_ms: u64,
-    pub snapshot_every: u64,
-    /// `storage.fsync`; keep it on unless measuring what it costs.
-    pub fsync: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            tick_ms: 20,
-            request_timeout_ms: 2000,
-            snapshot_every: 10_000,
-            fsync: true,
-        }
-    }
-}
+/// Timing of every test cluster.
+const TICK_MS: u64 = 20;
+const REQUEST_TIMEOUT_MS: u64 = 2000;
 
 /// Free UDP ports on loopback (bound then released; the kernel rarely reuses them at once).
 fn free_ports(n: usize) -> Vec<u16> {
@@ -67,25 +50,6 @@ impl Cluster {
     /// Writes `cluster.toml` and certificates for `n` nodes in a fresh directory, and starts
     /// every node.
     pub async fn start(name: &str, n: u64, snapshot_every: u64) -> Cluster {
-        Cluster::start_with(
-            name,
-            n,
-            Options {
-                snapshot_every,
-                ..Options::default()
-            },
-        )
-        .await
-    }
-
-    /// [`Cluster::start`] with any [`Options`].
-    pub async fn start_with(name: &str, n: u64, options: Options) -> Cluster {
-        let Options {
-            tick_ms,
-            request_timeout_ms,
-            snapshot_every,
-            fsync,
-        } = options;
         let dir = std::env::temp_dir().join(format!("raftlab-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -99,8 +63,8 @@ impl Cluster {
             addrs.push((id, addr));
         }
         toml.push_str(&format!(
-            "[timing]\ntick_ms = {tick_ms}\nrequest_timeout_ms = {request_timeout_ms}\n\
-             [storage]\nsnapshot_every = {snapshot_every}\nfsync = {fsync}\n"
+            "[timing]\ntick_ms = {TICK_MS}\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n\
+             [storage]\nsnapshot_every = {snapshot_every}\n"
         ));
         let config = dir.join("cluster.toml");
         std::fs::write(&config, toml).expect("write cluster.toml");
