@@ -57,11 +57,11 @@ pub struct Binaries {
 /// One running system under test.
 pub enum System {
     Raftlab {
-        db: LocalCluster,
+        db: Box<LocalCluster>,
         kv: KvCluster,
     },
     Etcd {
-        db: EtcdCluster,
+        db: Box<EtcdCluster>,
         kv: EtcdKv,
         status: StatusClient,
     },
@@ -94,7 +94,10 @@ impl System {
                     ClientConnector::new(&db.config().tls.certs_dir).map_err(|e| failed(&e))?;
                 let kv = KvCluster::with_connector(Arc::new(connector), db.config())
                     .with_timing(BENCH_TIMING);
-                Ok(System::Raftlab { db, kv })
+                Ok(System::Raftlab {
+                    db: Box::new(db),
+                    kv,
+                })
             }
             SystemKind::Etcd => {
                 let db = EtcdCluster::create(dir, &EtcdOptions::new(nodes, binaries.etcd.clone()))
@@ -106,7 +109,11 @@ impl System {
                     .collect();
                 let kv = EtcdKv::new(members, &db.certs_dir()).map_err(|e| failed(&e))?;
                 let status = StatusClient::new(&db.certs_dir()).map_err(|e| failed(&e))?;
-                Ok(System::Etcd { db, kv, status })
+                Ok(System::Etcd {
+                    db: Box::new(db),
+                    kv,
+                    status,
+                })
             }
         }
     }
