@@ -341,7 +341,8 @@ pub fn markdown(bench: &Bench, kept: bool) -> String {
     let _ = writeln!(
         md,
         "- load average before {}, after {}; \"other load\": cores the rest of the machine \
-         used during the window (compare rows with similar other load)\n",
+         used during the window, the idle other system included (compare rows with similar \
+         other load)\n",
         bench.machine.load_average_before, bench.machine.load_average_after
     );
     if s.rounds > 1 {
