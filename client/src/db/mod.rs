@@ -94,6 +94,10 @@ pub struct Needs {
     pub network: bool,
     /// Nodes with network interfaces of their own (`tc netem` on them).
     pub own_interfaces: bool,
+    /// A member taken out of the membership and added back (`membership`).
+    pub membership: bool,
+    /// Leadership handed to a chosen member (`transfer`).
+    pub transfer: bool,
 }
 
 /// The lifecycle of the system under test, as the nemesis and the run drive it. Implemented
@@ -133,6 +137,11 @@ pub trait Db: Send + Sync {
     fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
         let _ = timeout;
         None
+    }
+    /// Directories on this machine holding the nodes' data (not their logs) that the run
+    /// made, which a valid run drops once the nodes are stopped; none by default.
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
     }
     /// The end of a run: stops the nodes if the run started them (`owned`; a cluster it only
     /// opened keeps running), copies node logs that are not in the run folder yet into

@@ -146,6 +146,9 @@ impl Db for RunCluster {
     fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
         self.db.leader_probe(timeout)
     }
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        self.db.data_dirs()
+    }
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
         self.db.teardown(owned, logs_dir)
     }

@@ -29,7 +29,8 @@ pub use status::{MemberStatus, StatusClient};
 use super::local::local_node_ip;
 use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
 use crate::control::cleanup::{self, Cleanup};
-use crate::control::{locked, process};
+use crate::control::locked;
+use crate::control::process::{self, wait_for};
 use crate::net::nft::Nft;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::core::NodeId;
@@ -57,6 +58,14 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long one status call may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Why `transfer` is refused.
+pub const TRANSFER_UNSUPPORTED: &str =
+    "the lab asks for a leadership transfer through raftlab's operator requests; \
+     etcd's (MoveLeader) is not wired in";
+/// Why `membership` is refused.
+pub const MEMBERSHIP_UNSUPPORTED: &str =
+    "the lab changes the membership through raftlab's operator requests; etcd's member API \
+     is not wired in";
 /// Why partitions cannot be applied when the members do not run under groups of their own.
 pub const PARTITION_NEEDS_GROUPS: &str =
     "etcd members on loopback dial their peers from 127.0.0.1, not from their own address, \
@@ -79,6 +88,8 @@ pub struct EtcdOptions {
     pub etcd: PathBuf,
     /// Client port tried first (its peer port is the next one).
     pub base_port: u16,
+    /// Use `base_port` or fail (`--etcd-port`): no search for free ports.
+    pub fixed_port: bool,
     /// How long [`EtcdCluster::stop_all`] waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
 }
@@ -89,6 +100,7 @@ impl EtcdOptions {
             members,
             etcd,
             base_port: DEFAULT_BASE_PORT,
+            fixed_port: false,
             stop_grace: Duration::from_secs(5),
         }
     }
@@ -116,13 +128,96 @@ pub fn etcd_binary(explicit: Option<&Path>) -> Result<PathBuf, EtcdError> {
         })
 }
 
-/// The version `etcd --version` reports (`None` when it does not run or says none).
-pub fn etcd_version(etcd: &Path) -> Option<String> {
-    let out = Command::new(etcd).arg("--version").output().ok()?;
+/// The oldest etcd the lab drives (`major`, `minor`): learners and the `/v3/` JSON gateway
+/// the lab's status and member calls use came with 3.4.
+pub const MIN_VERSION: (u32, u32) = (3, 4);
+
+/// The version `etcd --version` reports, if it is [`MIN_VERSION`] or later.
+pub fn check_version(etcd: &Path) -> Result<String, EtcdError> {
+    let unreadable = |detail: String| EtcdError::VersionUnreadable {
+        binary: etcd.to_path_buf(),
+        detail,
+    };
+    let out = Command::new(etcd)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| unreadable(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
+    let Some(found) = parse_version(&text) else {
+        let said =
+            crate::control::one_line(&format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(unreadable(format!("no `etcd Version:` line in {said:?}")));
+    };
+    match numeric_version(&found) {
+        Some(v) if v >= MIN_VERSION => Ok(found),
+        _ => Err(EtcdError::TooOld {
+            binary: etcd.to_path_buf(),
+            found,
+        }),
+    }
+}
+
+/// The version on the `etcd Version: X.Y.Z` line of `etcd --version`.
+fn parse_version(text: &str) -> Option<String> {
     text.lines()
-        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .find_map(|l| l.trim().strip_prefix("etcd Version:"))
         .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `(major, minor)` of `X.Y[.Z...]` (`None` when they are not numbers).
+fn numeric_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether a fault with these needs can be applied to an etcd cluster on loopback whose
+/// members can (`groups`) or cannot run under group ids of their own; the reason when not.
+pub fn supports(needs: Needs, groups: bool) -> Result<(), String> {
+    if needs.own_interfaces {
+        Err(LATENCY_NEEDS_HOSTS.into())
+    } else if needs.network && !groups {
+        Err(PARTITION_NEEDS_GROUPS.into())
+    } else if needs.transfer {
+        Err(TRANSFER_UNSUPPORTED.into())
+    } else if needs.membership {
+        Err(MEMBERSHIP_UNSUPPORTED.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether members can run under group ids of their own here: root can set them (this
+/// process's `/proc/self` belongs to its effective user).
+pub fn groups_possible() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Checks that client port `port` and peer port `port + 1` are free on the address of every
+/// one of `members` members.
+pub fn check_ports(members: usize, port: u16) -> Result<(), EtcdError> {
+    let ips: Vec<Ipv4Addr> = (1..=members as NodeId).map(local_node_ip).collect();
+    ports_free(&ips, port)
+}
+
+/// [`check_ports`] on these addresses; the first one taken is named.
+fn ports_free(ips: &[Ipv4Addr], port: u16) -> Result<(), EtcdError> {
+    let peer = port.checked_add(1).ok_or(EtcdError::PortRange(port))?;
+    for ip in ips {
+        for p in [port, peer] {
+            if let Err(source) = TcpListener::bind((*ip, p)) {
+                return Err(EtcdError::PortInUse {
+                    addr: SocketAddr::new(IpAddr::V4(*ip), p),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One member and its process.
@@ -168,7 +263,7 @@ impl EtcdCluster {
         }
         std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
         let ips: Vec<Ipv4Addr> = (1..=opts.members as NodeId).map(local_node_ip).collect();
-        let client_port = reserve_ports(&ips, opts.base_port)?;
+        let client_port = reserve_ports(&ips, opts.base_port, opts.fixed_port)?;
         let cluster_index = CLUSTERS.fetch_add(1, Ordering::Relaxed) % 10;
         let group_base = GROUP_BASE + (std::process::id() % 1_000_000) * 100 + cluster_index * 10;
         let mut cluster = EtcdCluster {
@@ -419,21 +514,18 @@ impl EtcdCluster {
     /// Stops every member: SIGCONT, SIGTERM, up to the grace period, then SIGKILL; reaps them.
     /// Returns the first failure (after trying every member).
     pub fn stop_all(&mut self) -> Result<(), EtcdError> {
-        let running: Vec<NodeId> = self
+        let procs: Vec<(NodeId, Pid)> = self
             .members
-            .iter()
-            .filter(|(_, m)| m.child.is_some())
-            .map(|(id, _)| *id)
+            .iter_mut()
+            .filter_map(|(id, m)| {
+                let pid = Pid::from_raw(m.child.as_ref()?.id() as i32);
+                m.resume_on_exit = None;
+                Some((*id, pid))
+            })
             .collect();
-        for id in &running {
-            if let Some(child) = self.members.get(id).and_then(|m| m.child.as_ref()) {
-                let pid = Pid::from_raw(child.id() as i32);
-                let _ = send_signal(pid, Signal::SIGCONT);
-                let _ = send_signal(pid, Signal::SIGTERM);
-            }
-        }
+        let running: Vec<NodeId> = procs.iter().map(|(id, _)| *id).collect();
         let grace = self.stop_grace;
-        wait_for(grace, || running.iter().all(|id| !self.is_running(*id)));
+        let stubborn = process::terminate(&procs, grace, |id| !self.is_running(id));
         let mut first_error = None;
         for &id in &running {
             let Some(member) = self.members.get_mut(&id) else {
@@ -442,7 +534,7 @@ impl EtcdCluster {
             let Some(mut child) = member.child.take() else {
                 continue;
             };
-            if matches!(child.try_wait(), Ok(None)) {
+            if stubborn.contains(&id) {
                 warn!(id, ?grace, "etcd member ignored SIGTERM; sending SIGKILL");
                 let pid = Pid::from_raw(child.id() as i32);
                 match send_signal(pid, Signal::SIGKILL) {
@@ -586,9 +678,17 @@ fn agreed_leader(
 }
 
 /// Finds a client port `P` (and peer port `P+1`) free on every address, from `base` on in
-/// steps of 10, and holds it for this process.
-fn reserve_ports(ips: &[Ipv4Addr], base: u16) -> Result<u16, EtcdError> {
+/// steps of 10 (only `base` when `fixed`), and holds it for this process.
+fn reserve_ports(ips: &[Ipv4Addr], base: u16, fixed: bool) -> Result<u16, EtcdError> {
     let mut reserved = locked(&RESERVED);
+    if fixed {
+        if reserved.contains(&base) {
+            return Err(EtcdError::PortReserved(base));
+        }
+        ports_free(ips, base)?;
+        reserved.insert(base);
+        return Ok(base);
+    }
     let mut tried = Vec::new();
     for attempt in 0..PORT_ATTEMPTS {
         let Some(port) = base.checked_add(attempt * 10).filter(|p| *p < u16::MAX) else {
@@ -598,12 +698,7 @@ fn reserve_ports(ips: &[Ipv4Addr], base: u16) -> Result<u16, EtcdError> {
         if reserved.contains(&port) {
             continue;
         }
-        let free = ips.iter().all(|ip| {
-            [port, port + 1]
-                .iter()
-                .all(|p| TcpListener::bind((*ip, *p)).is_ok())
-        });
-        if free {
+        if ports_free(ips, port).is_ok() {
             reserved.insert(port);
             return Ok(port);
         }
@@ -686,13 +781,7 @@ impl Db for EtcdCluster {
     /// Signals work (the members are our children); cutting links needs every member under a
     /// group of its own (see the module).
     fn supports(&self, needs: Needs) -> Result<(), String> {
-        if needs.own_interfaces {
-            Err(LATENCY_NEEDS_HOSTS.into())
-        } else if needs.network && self.groups().is_none() {
-            Err(PARTITION_NEEDS_GROUPS.into())
-        } else {
-            Ok(())
-        }
+        supports(needs, self.groups().is_some())
     }
 
     /// The run's own nftables table, telling members apart by their groups.
@@ -722,6 +811,11 @@ impl Db for EtcdCluster {
         }))
     }
 
+    /// `DIR/data`: the members' data directories (write-ahead logs of 64 MB each).
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        vec![self.dir.join("data")]
+    }
+
     /// Stops the members; their logs are in the cluster folder already.
     fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
         if owned {
@@ -745,20 +839,6 @@ fn log_file(path: &Path) -> Result<std::fs::File, EtcdError> {
         })
 }
 
-/// Polls `done` until it holds (true) or `patience` passes (false).
-fn wait_for(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + patience;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,6 +849,39 @@ mod tests {
             leader,
             term: 1,
         })
+    }
+
+    #[test]
+    fn versions_are_read_from_etcd_version_lines() {
+        let text = "etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n";
+        assert_eq!(parse_version(text).as_deref(), Some("3.4.23"));
+        assert_eq!(parse_version("etcd Version: \n"), None);
+        assert_eq!(parse_version("usage: etcd"), None);
+        assert_eq!(numeric_version("3.4.23"), Some((3, 4)));
+        assert_eq!(numeric_version("v3.10.0"), Some((3, 10)));
+        assert!(numeric_version("3.3.25") < Some(MIN_VERSION));
+        assert!(numeric_version("3.10.0") > Some(MIN_VERSION));
+        assert_eq!(numeric_version("three"), None);
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let ip = local_node_ip(1);
+        let taken = TcpListener::bind((ip, 0)).expect("a port on 127.0.0.11");
+        let port = taken.local_addr().expect("bound").port();
+        // The client port taken, or the peer port (the one below it free or not).
+        let err = ports_free(&[ip], port).unwrap_err().to_string();
+        assert!(err.contains(&format!("{ip}:{port}")), "{err}");
+        let err = ports_free(&[ip], port - 1).unwrap_err().to_string();
+        assert!(err.contains(&format!("{ip}:")), "{err}");
+        assert!(matches!(
+            reserve_ports(&[ip], port, true),
+            Err(EtcdError::PortInUse { .. })
+        ));
+        assert!(matches!(
+            ports_free(&[ip], u16::MAX),
+            Err(EtcdError::PortRange(_))
+        ));
     }
 
     #[test]
