@@ -805,7 +805,6 @@ mod tests {
             let refused = match kind {
                 NemesisKind::Latency => Some("network interfaces of their own"),
                 NemesisKind::Transfer => Some("MoveLeader"),
-                NemesisKind::Membership => Some("member API"),
                 k if k.needs_network() && !root_user => Some("group id"),
                 _ => None,
             };

@@ -21,13 +21,15 @@
 //! ([`Nft::by_group`]).
 
 mod error;
+mod members;
 mod status;
 
 pub use error::{EtcdError, MAX_MEMBERS};
+pub use members::EtcdMember;
 pub use status::{MemberStatus, StatusClient};
 
 use super::local::local_node_ip;
-use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
+use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture, MEMBERSHIP_STEP};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::locked;
 use crate::control::process::{self, wait_for};
@@ -62,10 +64,11 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 pub const TRANSFER_UNSUPPORTED: &str =
     "the lab asks for a leadership transfer through raftlab's operator requests; \
      etcd's (MoveLeader) is not wired in";
-/// Why `membership` is refused.
-pub const MEMBERSHIP_UNSUPPORTED: &str =
-    "the lab changes the membership through raftlab's operator requests; etcd's member API \
-     is not wired in";
+/// How long etcd may refuse a membership change (a member connected only just, a learner
+/// still catching up) before the change fails.
+const CHANGE_PATIENCE: Duration = Duration::from_secs(30);
+/// Between two attempts at a membership change.
+const CHANGE_POLL: Duration = Duration::from_millis(200);
 /// Why partitions cannot be applied when the members do not run under groups of their own.
 pub const PARTITION_NEEDS_GROUPS: &str =
     "etcd members on loopback dial their peers from 127.0.0.1, not from their own address, \
@@ -183,8 +186,6 @@ pub fn supports(needs: Needs, groups: bool) -> Result<(), String> {
         Err(PARTITION_NEEDS_GROUPS.into())
     } else if needs.transfer {
         Err(TRANSFER_UNSUPPORTED.into())
-    } else if needs.membership {
-        Err(MEMBERSHIP_UNSUPPORTED.into())
     } else {
         Ok(())
     }
@@ -228,6 +229,9 @@ struct Member {
     gid: Option<u32>,
     child: Option<Child>,
     paused: bool,
+    /// The `--initial-cluster` of a member added back to a running cluster (it starts with
+    /// `--initial-cluster-state existing`); `None` for a founding member.
+    joins: Option<String>,
     /// SIGKILLs the process on Ctrl-C, until it is reaped.
     kill_on_exit: Option<Cleanup>,
     /// SIGCONTs it on Ctrl-C while we hold it paused.
@@ -276,6 +280,7 @@ impl EtcdCluster {
                         gid: Some(group_base + i as u32 + 1),
                         child: None,
                         paused: false,
+                        joins: None,
                         kill_on_exit: None,
                         resume_on_exit: None,
                     };
@@ -335,6 +340,7 @@ impl EtcdCluster {
 
     /// The `etcd` command line of member `id`.
     fn command(&self, id: NodeId, ip: Ipv4Addr) -> Command {
+        let joins = self.members.get(&id).and_then(|m| m.joins.clone());
         let certs = self.certs_dir();
         let cert = certs.join(node::certs::node_cert_file(id));
         let key = certs.join(node::certs::node_key_file(id));
@@ -360,9 +366,9 @@ impl EtcdCluster {
             .arg("--initial-advertise-peer-urls")
             .arg(self.peer_url(ip))
             .arg("--initial-cluster")
-            .arg(initial.join(","))
+            .arg(joins.as_deref().unwrap_or(&initial.join(",")))
             .arg("--initial-cluster-state")
-            .arg("new")
+            .arg(if joins.is_some() { "existing" } else { "new" })
             .arg("--initial-cluster-token")
             .arg(format!("raftlab-{}", self.dir.display()));
         for (flag, path) in [
@@ -509,6 +515,163 @@ impl EtcdCluster {
         member.resume_on_exit = None;
         info!(id, "etcd member resumed");
         Ok(())
+    }
+
+    /// Takes member `id` out of the membership through etcd's member API (asking the other
+    /// members), stops it and wipes its data: it can only come back as a new member
+    /// ([`Self::add_member_back`]).
+    pub fn remove_member(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let ip = self.member(id)?.ip;
+        let peer = self.peer_url(ip);
+        self.change_until(
+            id,
+            |members| (!members.iter().any(|m| m.peer_urls.contains(&peer))).then_some(()),
+            |client, addr, members| match members.iter().find(|m| m.peer_urls.contains(&peer)) {
+                Some(member) => client.member_remove(addr, member.id, MEMBERSHIP_STEP),
+                None => Ok(()),
+            },
+        )?;
+        // A removed member shuts itself down once it learns it; it may be gone already.
+        match self.kill(id) {
+            Ok(()) | Err(EtcdError::NotRunning(_)) => {}
+            Err(EtcdError::Signal {
+                source: nix::errno::Errno::ESRCH,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        self.wipe(id)?;
+        info!(
+            id,
+            "etcd member removed from the membership, its data wiped"
+        );
+        Ok(())
+    }
+
+    /// Adds member `id` back after [`Self::remove_member`]: as a learner (etcd's member API),
+    /// started with a fresh data directory and `--initial-cluster-state existing`, then
+    /// promoted to a voter once it has caught up.
+    pub fn add_member_back(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let ip = self.member(id)?.ip;
+        let peer = self.peer_url(ip);
+        let members = self.change_until(
+            id,
+            |members| {
+                members
+                    .iter()
+                    .any(|m| m.peer_urls.contains(&peer))
+                    .then(|| members.to_vec())
+            },
+            |client, addr, _| {
+                client
+                    .member_add(addr, &peer, true, MEMBERSHIP_STEP)
+                    .map(drop)
+            },
+        )?;
+        if !self.is_running(id) {
+            let names: BTreeMap<String, NodeId> = self
+                .members
+                .iter()
+                .map(|(id, m)| (self.peer_url(m.ip), *id))
+                .collect();
+            let initial: Vec<String> = members
+                .iter()
+                .filter_map(|m| {
+                    let url = m.peer_urls.first()?;
+                    Some(format!("node-{}={url}", names.get(url)?))
+                })
+                .collect();
+            self.wipe(id)?;
+            self.member(id)?.joins = Some(initial.join(","));
+            self.start(id)?;
+        }
+        self.change_until(
+            id,
+            |members| {
+                members
+                    .iter()
+                    .any(|m| m.peer_urls.contains(&peer) && !m.learner)
+                    .then_some(())
+            },
+            |client, addr, members| match members.iter().find(|m| m.peer_urls.contains(&peer)) {
+                Some(member) => client.member_promote(addr, member.id, MEMBERSHIP_STEP),
+                None => Err("no longer a member".into()),
+            },
+        )?;
+        info!(id, "etcd member added back as a voter");
+        Ok(())
+    }
+
+    /// Lists the members and, until `done` finds what it wants in the list, tries `attempt`
+    /// on it, through the members but `id`, for up to [`CHANGE_PATIENCE`]: etcd refuses a
+    /// change while some member has been connected for less than its health interval
+    /// ("unhealthy cluster"), and a learner's promotion until it has caught up.
+    fn change_until<T>(
+        &mut self,
+        id: NodeId,
+        done: impl Fn(&[EtcdMember]) -> Option<T>,
+        attempt: impl Fn(&StatusClient, SocketAddr, &[EtcdMember]) -> Result<(), String>,
+    ) -> Result<T, EtcdError> {
+        let deadline = Instant::now() + CHANGE_PATIENCE;
+        loop {
+            let tried = self
+                .ask_others(id, |c, addr| c.member_list(addr, MEMBERSHIP_STEP))
+                .and_then(|members| match done(&members) {
+                    Some(found) => Ok(Some(found)),
+                    None => self
+                        .ask_others(id, |c, addr| attempt(c, addr, &members))
+                        .map(|()| None),
+                });
+            match tried {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(e) => debug!(id, "membership change not done yet: {e}"),
+            }
+            std::thread::sleep(CHANGE_POLL);
+        }
+    }
+
+    /// Removes member `id`'s data directory (it must not run).
+    fn wipe(&self, id: NodeId) -> Result<(), EtcdError> {
+        let data = self.dir.join("data").join(format!("node-{id}"));
+        match std::fs::remove_dir_all(&data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EtcdError::Io {
+                what: "remove",
+                path: data,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `call` on the client address of each running member but `except`, in id order, until
+    /// one answers.
+    fn ask_others<T>(
+        &mut self,
+        except: NodeId,
+        call: impl Fn(&StatusClient, SocketAddr) -> Result<T, String>,
+    ) -> Result<T, EtcdError> {
+        let mut failures = Vec::new();
+        for id in self.ids() {
+            if id == except || !self.is_running(id) {
+                continue;
+            }
+            let Some(addr) = self.client_addr(id) else {
+                continue;
+            };
+            match call(&self.status, addr) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => failures.push(format!("member {id}: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            failures.push("no other member runs".into());
+        }
+        Err(EtcdError::MemberApi {
+            id: except,
+            detail: failures.join("; "),
+        })
     }
 
     /// Stops every member: SIGCONT, SIGTERM, up to the grace period, then SIGKILL; reaps them.
@@ -809,6 +972,24 @@ impl Db for EtcdCluster {
         Some(Box::pin(async move {
             likely_leader(&ask_all(client, members, timeout).await)
         }))
+    }
+
+    /// Through etcd's member API ([`EtcdCluster::remove_member`]); `client` is not used.
+    fn remove_member(
+        &mut self,
+        _client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        EtcdCluster::remove_member(self, id).map_err(DbError::of("remove member", id))
+    }
+
+    /// Through etcd's member API ([`EtcdCluster::add_member_back`]).
+    fn add_member_back(
+        &mut self,
+        _client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        EtcdCluster::add_member_back(self, id).map_err(DbError::of("add member", id))
     }
 
     /// `DIR/data`: the members' data directories (write-ahead logs of 64 MB each).
