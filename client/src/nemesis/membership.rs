@@ -24,40 +24,40 @@ use node::transport::ClientConnector;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
-/// Removes `node` from the membership ([`Db::remove_member`], `client` for raftlab's
-/// operator requests).
-pub async fn remove(
-    control: &Arc<Mutex<dyn Db>>,
-    client: Option<Arc<ClientConnector>>,
-    recorder: &Recorder,
-    node: NodeId,
-) -> Result<(), String> {
-    let result = change(control, client, move |db, client| {
-        db.remove_member(client, node)
-    })
-    .await;
-    record(recorder, "remove-member", json!({ "node": node }), &result);
-    result
+/// A change of one member's membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Out of the membership ([`Db::remove_member`]), recorded as `remove-member`.
+    Remove,
+    /// Back in as a voter ([`Db::add_member_back`]), recorded as `add-member`.
+    AddBack,
 }
 
-/// Adds `node` back as a voter ([`Db::add_member_back`]).
-pub async fn add_back(
+/// Makes `change` to `node` through the cluster (`client` for raftlab's operator requests)
+/// and records it.
+pub async fn change(
     control: &Arc<Mutex<dyn Db>>,
     client: Option<Arc<ClientConnector>>,
     recorder: &Recorder,
     node: NodeId,
+    change: Change,
 ) -> Result<(), String> {
-    let result = change(control, client, move |db, client| {
-        db.add_member_back(client, node)
+    let result = blocking(control, client, move |db, client| match change {
+        Change::Remove => db.remove_member(client, node),
+        Change::AddBack => db.add_member_back(client, node),
     })
     .await;
-    record(recorder, "add-member", json!({ "node": node }), &result);
+    let event = match change {
+        Change::Remove => "remove-member",
+        Change::AddBack => "add-member",
+    };
+    record(recorder, event, json!({ "node": node }), &result);
     result
 }
 
 /// Runs a membership change on a blocking thread (it waits on the cluster, and may stop and
 /// start a member), holding the cluster meanwhile.
-async fn change(
+async fn blocking(
     control: &Arc<Mutex<dyn Db>>,
     client: Option<Arc<ClientConnector>>,
     f: impl FnOnce(&mut dyn Db, Option<&ClientConnector>) -> Result<(), DbError> + Send + 'static,

@@ -2,9 +2,10 @@
 //! network (`dyn Network`), records every action in the history, and heals everything before
 //! it returns, also when its future is dropped midway.
 
+use super::membership::{self, Change};
 use super::partition::{self, Grouping};
 use super::schedule::{Action, Fault, Schedule};
-use super::{kill, membership, pause, NemesisKind};
+use super::{kill, pause, NemesisKind};
 use crate::db::{Db, MEMBERSHIP_STEP};
 use crate::history::Recorder;
 use crate::kv::admin::Admin;
@@ -304,11 +305,12 @@ impl Runner {
             Fault::FreezeLeader { fallback } => self.freeze(index, *fallback).await,
             Fault::PacketLoss | Fault::Latency => self.degrade(index, kind),
             Fault::RemoveMember { node } => {
-                let result = membership::remove(
+                let result = membership::change(
                     &self.ctx.control,
                     self.ctx.client.clone(),
                     &self.ctx.recorder,
                     *node,
+                    Change::Remove,
                 )
                 .await;
                 match result {
@@ -362,11 +364,12 @@ impl Runner {
 
     /// Adds a removed node back.
     async fn add_back(&mut self, node: NodeId) -> Result<(), String> {
-        membership::add_back(
+        membership::change(
             &self.ctx.control,
             self.ctx.client.clone(),
             &self.ctx.recorder,
             node,
+            Change::AddBack,
         )
         .await
     }

@@ -56,9 +56,7 @@ impl StatusClient {
         id: u64,
         timeout: Duration,
     ) -> Result<(), String> {
-        let request = json!({ "ID": id.to_string() }).to_string();
-        self.post(addr, "/v3/cluster/member/remove", &request, timeout)
-            .map(drop)
+        self.on_member(addr, "remove", id, timeout)
     }
 
     /// Makes learner `id` a voter (refused until it has caught up with the leader).
@@ -68,9 +66,20 @@ impl StatusClient {
         id: u64,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.on_member(addr, "promote", id, timeout)
+    }
+
+    /// `POST /v3/cluster/member/{action}` of member `id`.
+    fn on_member(
+        &self,
+        addr: SocketAddr,
+        action: &str,
+        id: u64,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let request = json!({ "ID": id.to_string() }).to_string();
-        self.post(addr, "/v3/cluster/member/promote", &request, timeout)
-            .map(drop)
+        let path = format!("/v3/cluster/member/{action}");
+        self.post(addr, &path, &request, timeout).map(drop)
     }
 }
 
