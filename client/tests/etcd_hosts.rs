@@ -3,10 +3,14 @@
 //! added back as a learner that is promoted, the leader found each time; a short
 //! `raft-lab run --db etcd` under kills and membership changes is judged valid and leaves a
 //! small run folder (the members' data dropped, their logs kept), or keeps the data with
-//! `--keep-data`. Skipped (saying why) without `etcd`, unless `RAFTLAB_REQUIRE_ETCD=1`.
+//! `--keep-data`. With `--hosts netns` (one network namespace per member: root and `ip`;
+//! `RAFTLAB_REQUIRE_NETNS=1` makes their absence a failure) a short run under partitions,
+//! kills and latency is judged valid and leaves no namespace behind. Skipped (saying why)
+//! without `etcd`, unless `RAFTLAB_REQUIRE_ETCD=1`.
 
 use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
 use client::db::Db;
+use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, DbKind, Overrides};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -152,4 +156,74 @@ async fn a_valid_run_under_kills_and_membership_leaves_a_small_folder() {
         }
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Namespaces need root and `ip`: skipped (saying why) without them, unless
+/// `RAFTLAB_REQUIRE_NETNS=1`, where that is a failure.
+fn netns_available() -> bool {
+    match client::net::netns::check_available() {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
+            panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED the etcd namespace test: {e}");
+            false
+        }
+    }
+}
+
+/// This process's namespaces still present.
+fn own_namespaces() -> Vec<String> {
+    let prefix = format!("rl{:x}x", std::process::id());
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output();
+    let listing = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_in_namespaces_pass_under_partitions_kills_and_latency() {
+    if etcd().is_none() || !netns_available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let root = std::env::temp_dir().join(format!("raftlab-etcd-netns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let seed = 21;
+    eprintln!("seed {seed}");
+    let overrides = Overrides {
+        db: Some(DbKind::Etcd),
+        hosts: HostsMode::Netns,
+        time_limit: Some(16.0),
+        nemesis: Some(parse_nemesis_list(
+            "partition-halves,isolate-leader,kill,latency",
+        )),
+        seed: Some(seed),
+        results: Some(root.clone()),
+        quiet: true,
+        ..Overrides::default()
+    };
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
+    let outcome = client::lab::run::run_detailed(&workload, &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    assert!(summary.cluster.starts_with("etcd"), "{}", summary.cluster);
+    assert!(summary.cluster.ends_with("(netns)"), "{}", summary.cluster);
+    let applied: u64 = summary.nemesis.applied.values().sum();
+    assert!(applied >= 3, "faults were applied: {:?}", summary.nemesis);
+    assert!(own_namespaces().is_empty(), "{:?}", own_namespaces());
+    if std::env::var_os("RAFTLAB_KEEP_RUN").is_none() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -182,10 +182,16 @@ pub async fn run_detailed(
             run_dir: &run_dir,
             cluster: match (&overrides.cluster, overrides.hosts, workload.db) {
                 (Some(p), _, _) => p.display().to_string(),
-                (None, _, DbKind::Etcd) => etcd_binary(overrides.etcd_bin.as_deref())
-                    .ok()
-                    .and_then(|etcd| check_version(&etcd).ok())
-                    .map_or("etcd (local)".to_string(), |v| format!("etcd {v} (local)")),
+                (None, hosts, DbKind::Etcd) => {
+                    let place = match hosts {
+                        HostsMode::Local => "local",
+                        HostsMode::Netns => "netns",
+                    };
+                    etcd_binary(overrides.etcd_bin.as_deref())
+                        .ok()
+                        .and_then(|etcd| check_version(&etcd).ok())
+                        .map_or(format!("etcd ({place})"), |v| format!("etcd {v} ({place})"))
+                }
                 (None, HostsMode::Local, DbKind::Raftlab) => "local".to_string(),
                 (None, HostsMode::Netns, DbKind::Raftlab) => "netns".to_string(),
             },
@@ -355,8 +361,9 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
     if overrides.cluster.is_some() {
         bail!("--db etcd starts a fresh etcd cluster; it cannot be combined with --cluster");
     }
-    if overrides.hosts != HostsMode::Local {
-        bail!("--db etcd runs its members on loopback addresses; --hosts netns is not supported");
+    let netns = overrides.hosts == HostsMode::Netns;
+    if netns {
+        crate::net::netns::check_available().map_err(|e| anyhow!("--hosts netns: {e}"))?;
     }
     if workload.mix.append > 0 {
         bail!("etcd has no append operation: set `append = 0` in the workload's ops");
@@ -367,13 +374,21 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
     let groups = etcd::groups_possible();
     for name in &workload.nemesis {
         let kind: NemesisKind = name.parse()?;
-        etcd::supports(kind.needs(), groups)
+        etcd::supports(kind.needs(), netns, groups)
             .map_err(|reason| NemesisError::Unsupported { kind, reason })?;
     }
-    if let Some(port) = overrides.etcd_port {
-        etcd::check_ports(workload.nodes, port).map_err(|e| anyhow!("--etcd-port: {e}"))?;
+    match overrides.etcd_port {
+        // Fresh namespaces have every port free.
+        Some(port) if !netns => {
+            etcd::check_ports(workload.nodes, port).map_err(|e| anyhow!("--etcd-port: {e}"))?
+        }
+        _ => {}
     }
-    check_nft(workload)
+    if netns {
+        Ok(())
+    } else {
+        check_nft(workload)
+    }
 }
 
 /// Cluster up, workload + nemesis, heal, recovery, final reads. The cluster is left in
@@ -401,6 +416,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
                 opts.base_port = port;
                 opts.fixed_port = true;
             }
+            opts.netns = ctx.overrides.hosts == HostsMode::Netns;
             let dir = ctx.run_dir.join("cluster");
             tokio::task::spawn_blocking(move || RunCluster::create_etcd(&dir, &opts))
                 .await

@@ -70,6 +70,8 @@ pub enum EtcdError {
     },
     #[error("the client certificate in {dir}: {reason}")]
     ClientTls { dir: PathBuf, reason: String },
+    #[error("the members' network namespaces: {0}")]
+    Netns(String),
     #[error("member {id}: etcd's member API: {detail}")]
     MemberApi { id: NodeId, detail: String },
     #[error("no leader agreed by a majority of the members after {waited:?}: {detail}")]

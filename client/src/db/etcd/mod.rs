@@ -14,7 +14,13 @@
 //! stopped, by [`EtcdCluster::stop_all`], by `Drop` and by [`cleanup::run_all`] (Ctrl-C).
 //! The leader is read from etcd's own status API (`POST /v3/maintenance/status`).
 //!
-//! Partitions: an etcd member dials its peers from the loopback's primary address
+//! With `netns` ([`EtcdOptions::netns`], `raft-lab run --db etcd --hosts netns`) member N
+//! runs instead in a network namespace of its own (`ip netns exec NS etcd ...`, still a
+//! child of this process), at its namespace's address on the lab's bridge
+//! ([`NetnsHosts`]): its links are cut by address in every namespace and `latency` delays
+//! its interface, through the same [`RemoteNetwork`] as raftlab's namespace nodes.
+//!
+//! Partitions on loopback: an etcd member dials its peers from the loopback's primary address
 //! (127.0.0.1), not from its own, so nftables rules by address cannot tell members apart.
 //! Each member therefore runs under a group id of its own (which needs root), and the run's
 //! nftables table matches packets by the group of the process sending them
@@ -33,12 +39,16 @@ use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture, MEMBERSHIP_ST
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::locked;
 use crate::control::process::{self, wait_for};
-use crate::net::nft::Nft;
+use crate::control::template::CommandTemplate;
+use crate::net::netns::{NetnsHosts, EXEC_TEMPLATE};
+use crate::net::nft::{Match, Nft};
+use crate::net::remote::RemoteNetwork;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::core::NodeId;
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use node::config::ClusterConfig;
+use node::config::NodeEntry;
 use node::transport::ClientConnector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -93,6 +103,8 @@ pub struct EtcdOptions {
     pub base_port: u16,
     /// Use `base_port` or fail (`--etcd-port`): no search for free ports.
     pub fixed_port: bool,
+    /// One network namespace per member (see the module) instead of loopback addresses.
+    pub netns: bool,
     /// How long [`EtcdCluster::stop_all`] waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
 }
@@ -104,6 +116,7 @@ impl EtcdOptions {
             etcd,
             base_port: DEFAULT_BASE_PORT,
             fixed_port: false,
+            netns: false,
             stop_grace: Duration::from_secs(5),
         }
     }
@@ -177,15 +190,18 @@ fn numeric_version(version: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Whether a fault with these needs can be applied to an etcd cluster on loopback whose
-/// members can (`groups`) or cannot run under group ids of their own; the reason when not.
-pub fn supports(needs: Needs, groups: bool) -> Result<(), String> {
-    if needs.own_interfaces {
+/// Whether a fault with these needs can be applied to an etcd cluster in namespaces
+/// (`netns`), or on loopback with members that can (`groups`) or cannot run under group ids
+/// of their own; the reason when not.
+pub fn supports(needs: Needs, netns: bool, groups: bool) -> Result<(), String> {
+    if needs.transfer {
+        Err(TRANSFER_UNSUPPORTED.into())
+    } else if netns {
+        Ok(())
+    } else if needs.own_interfaces {
         Err(LATENCY_NEEDS_HOSTS.into())
     } else if needs.network && !groups {
         Err(PARTITION_NEEDS_GROUPS.into())
-    } else if needs.transfer {
-        Err(TRANSFER_UNSUPPORTED.into())
     } else {
         Ok(())
     }
@@ -225,6 +241,8 @@ fn ports_free(ips: &[Ipv4Addr], port: u16) -> Result<(), EtcdError> {
 #[derive(Debug)]
 struct Member {
     ip: Ipv4Addr,
+    /// The network namespace it runs in (`None`: this machine's).
+    ns: Option<String>,
     /// The group id the member runs under; `None` once it could not be set (not root).
     gid: Option<u32>,
     child: Option<Child>,
@@ -244,9 +262,13 @@ pub struct EtcdCluster {
     dir: PathBuf,
     etcd: PathBuf,
     client_port: u16,
+    /// Whether [`RESERVED`] holds `client_port` for this cluster (not in namespaces).
+    reserved: bool,
     stop_grace: Duration,
     members: BTreeMap<NodeId, Member>,
     status: StatusClient,
+    /// The members' namespaces; last, so they go after `Drop` has stopped the members.
+    netns: Option<NetnsHosts>,
 }
 
 impl EtcdCluster {
@@ -266,18 +288,38 @@ impl EtcdCluster {
             return Err(EtcdError::Exists(certs));
         }
         std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
-        let ips: Vec<Ipv4Addr> = (1..=opts.members as NodeId).map(local_node_ip).collect();
-        let client_port = reserve_ports(&ips, opts.base_port, opts.fixed_port)?;
+        let netns = if opts.netns {
+            Some(NetnsHosts::create(opts.members).map_err(|e| EtcdError::Netns(e.to_string()))?)
+        } else {
+            None
+        };
+        let (ips, namespaces): (Vec<Ipv4Addr>, Vec<Option<String>>) = match &netns {
+            Some(net) => net
+                .hosts()
+                .iter()
+                .map(|h| (h.ip, Some(h.name.clone())))
+                .unzip(),
+            None => (1..=opts.members as NodeId)
+                .map(|id| (local_node_ip(id), None))
+                .unzip(),
+        };
+        // Fresh namespaces have every port free; loopback addresses are shared.
+        let client_port = match netns {
+            Some(_) => opts.base_port,
+            None => reserve_ports(&ips, opts.base_port, opts.fixed_port)?,
+        };
         let cluster_index = CLUSTERS.fetch_add(1, Ordering::Relaxed) % 10;
         let group_base = GROUP_BASE + (std::process::id() % 1_000_000) * 100 + cluster_index * 10;
         let mut cluster = EtcdCluster {
             members: ips
                 .iter()
+                .zip(namespaces)
                 .enumerate()
-                .map(|(i, ip)| {
+                .map(|(i, (ip, ns))| {
                     let member = Member {
                         ip: *ip,
-                        gid: Some(group_base + i as u32 + 1),
+                        gid: ns.is_none().then_some(group_base + i as u32 + 1),
+                        ns,
                         child: None,
                         paused: false,
                         joins: None,
@@ -289,9 +331,11 @@ impl EtcdCluster {
                 .collect(),
             etcd: opts.etcd.clone(),
             client_port,
+            reserved: netns.is_none(),
             stop_grace: opts.stop_grace,
             status: make_certs(&dir, &ips, client_port)?,
             dir,
+            netns,
         };
         for id in cluster.ids() {
             cluster.start(id)?;
@@ -351,7 +395,15 @@ impl EtcdCluster {
             .map(|(id, m)| format!("node-{id}={}", self.peer_url(m.ip)))
             .collect();
         let client_url = format!("https://{ip}:{}", self.client_port);
-        let mut command = Command::new(&self.etcd);
+        let ns = self.members.get(&id).and_then(|m| m.ns.as_deref());
+        let mut command = match ns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(&self.etcd);
+                command
+            }
+            None => Command::new(&self.etcd),
+        };
         command
             .arg("--name")
             .arg(format!("node-{id}"))
@@ -906,7 +958,9 @@ impl Drop for EtcdCluster {
         if let Err(e) = self.stop_all() {
             warn!("stopping the etcd cluster in {}: {e}", self.dir.display());
         }
-        locked(&RESERVED).remove(&self.client_port);
+        if self.reserved {
+            locked(&RESERVED).remove(&self.client_port);
+        }
     }
 }
 
@@ -944,11 +998,30 @@ impl Db for EtcdCluster {
     /// Signals work (the members are our children); cutting links needs every member under a
     /// group of its own (see the module).
     fn supports(&self, needs: Needs) -> Result<(), String> {
-        supports(needs, self.groups().is_some())
+        supports(needs, self.netns.is_some(), self.groups().is_some())
     }
 
-    /// The run's own nftables table, telling members apart by their groups.
+    /// In namespaces: a table in each, cutting by address, and `tc netem` on each member's
+    /// interface. On loopback: the run's own nftables table, telling members apart by their
+    /// groups.
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        if let Some(net) = &self.netns {
+            let template = CommandTemplate::parse(EXEC_TEMPLATE)
+                .map_err(|e| NetError::Setup(e.to_string()))?;
+            let nodes: Vec<NodeEntry> = self
+                .nodes()
+                .into_iter()
+                .zip(net.hosts())
+                .map(|(node, host)| NodeEntry {
+                    id: node.id,
+                    addr: node.addr,
+                    host: Some(host.name.clone()),
+                })
+                .collect();
+            let iface = net.hosts().first().map_or("eth0", |h| h.iface.as_str());
+            return RemoteNetwork::create(template, &nodes, iface)
+                .map(|n| Box::new(n.matching(Match::Addresses)) as Box<dyn Network>);
+        }
         let groups = self
             .groups()
             .ok_or_else(|| NetError::Setup(PARTITION_NEEDS_GROUPS.into()))?;
@@ -997,13 +1070,22 @@ impl Db for EtcdCluster {
         vec![self.dir.join("data")]
     }
 
-    /// Stops the members; their logs are in the cluster folder already.
+    /// Stops the members (their logs are in the cluster folder already) and removes their
+    /// namespaces.
     fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
-        if owned {
+        let stopped = if owned {
             self.stop_all()
-                .map_err(DbError::cluster("stop the etcd cluster"))?;
-        }
-        Ok(())
+                .map_err(DbError::cluster("stop the etcd cluster"))
+        } else {
+            Ok(())
+        };
+        let torn = match &mut self.netns {
+            Some(net) => net
+                .destroy()
+                .map_err(DbError::cluster("remove the network namespaces")),
+            None => Ok(()),
+        };
+        stopped.and(torn)
     }
 }
 
