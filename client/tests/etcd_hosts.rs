@@ -8,12 +8,15 @@
 //! kills and latency is judged valid and leaves no namespace behind. Skipped (saying why)
 //! without `etcd`, unless `RAFTLAB_REQUIRE_ETCD=1`.
 
+mod support;
+
 use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
 use client::db::Db;
 use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, DbKind, Overrides};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::{netns_available, own_namespaces};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -158,38 +161,6 @@ async fn a_valid_run_under_kills_and_membership_leaves_a_small_folder() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// Namespaces need root and `ip`: skipped (saying why) without them, unless
-/// `RAFTLAB_REQUIRE_NETNS=1`, where that is a failure.
-fn netns_available() -> bool {
-    match client::net::netns::check_available() {
-        Ok(()) => true,
-        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
-            panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED the etcd namespace test: {e}");
-            false
-        }
-    }
-}
-
-/// This process's namespaces still present.
-fn own_namespaces() -> Vec<String> {
-    let prefix = format!("rl{:x}x", std::process::id());
-    let out = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output();
-    let listing = out
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    listing
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_in_namespaces_pass_under_partitions_kills_and_latency() {
     if etcd().is_none() || !netns_available() {
@@ -223,7 +194,5 @@ async fn members_in_namespaces_pass_under_partitions_kills_and_latency() {
     let applied: u64 = summary.nemesis.applied.values().sum();
     assert!(applied >= 3, "faults were applied: {:?}", summary.nemesis);
     assert!(own_namespaces().is_empty(), "{:?}", own_namespaces());
-    if std::env::var_os("RAFTLAB_KEEP_RUN").is_none() {
-        let _ = std::fs::remove_dir_all(&root);
-    }
+    let _ = std::fs::remove_dir_all(&root);
 }

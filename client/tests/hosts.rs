@@ -7,41 +7,13 @@
 
 mod support;
 
+use support::{netns_available, own_namespaces};
+
 use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, Overrides};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-
-/// Namespaces need root and `ip`: skipped (saying why) without them, unless
-/// `RAFTLAB_REQUIRE_NETNS=1` (CI), where that is a failure.
-fn netns_available() -> bool {
-    match client::net::netns::check_available() {
-        Ok(()) => true,
-        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
-            panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: network namespaces unavailable: {e}");
-            false
-        }
-    }
-}
-
-/// Names of this process's namespaces still present.
-fn own_namespaces() -> Vec<String> {
-    let prefix = format!("rl{:x}x", std::process::id());
-    let out = Command::new("ip").args(["netns", "list"]).output();
-    let listing = out
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    listing
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
