@@ -74,8 +74,8 @@ enum Command {
         /// given, the run refused when it is taken (default: the first free pair from 2379).
         #[arg(long, value_name = "P")]
         etcd_port: Option<u16>,
-        /// Keep the nodes' data directories after a valid run (an invalid or unknown run
-        /// always keeps them).
+        /// Keep etcd members' data directories after a valid run (an invalid or unknown run
+        /// always keeps them; raftlab's nodes always keep theirs).
         #[arg(long)]
         keep_data: bool,
         /// No progress bar.

@@ -306,7 +306,8 @@ pub struct Overrides {
     /// `--etcd-port P`: etcd's client port (peer port `P+1`), used as given or the run
     /// fails; by default the first free pair from 2379.
     pub etcd_port: Option<u16>,
-    /// `--keep-data`: keep the nodes' data directories after a valid run.
+    /// `--keep-data`: keep the nodes' data directories after a valid run (those the
+    /// cluster names in `Db::data_dirs`: etcd's members').
     pub keep_data: bool,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
