@@ -1,6 +1,7 @@
-//! An etcd cluster's membership and disk, live. Three members from the `etcd` on `PATH`: one
-//! is taken out of the membership through etcd's member API (stopped, its data wiped) and
-//! added back as a learner that is promoted, the leader found each time; a short
+//! An etcd cluster's membership, shutdown and disk, live. Three members from the `etcd` on
+//! `PATH`: one is taken out of the membership through etcd's member API (stopped, its data
+//! wiped) and added back as a learner that is promoted, the leader found each time, and all
+//! end on SIGTERM (the leader last, so it does not wait on a stopping follower); a short
 //! `raft-lab run --db etcd` under kills and membership changes is judged valid and leaves a
 //! small run folder (the members' data dropped, their logs kept), or keeps the data with
 //! `--keep-data`. With `--hosts netns` (one network namespace per member: root and `ip`;
@@ -94,7 +95,19 @@ async fn a_member_removed_and_added_back_through_etcds_member_api() {
     let log = std::fs::read_to_string(cluster.log_path(out)).unwrap_or_default();
     assert!(log.contains("existing"), "it joined the running cluster");
 
+    // Every member, the leader too, ends on SIGTERM (it logs its close), none needs SIGKILL.
     Db::teardown(&mut cluster, true, &dir).expect("teardown");
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(cluster.log_path(id)).unwrap_or_default();
+        let last_start = log
+            .rsplit("=== raft-lab: starting")
+            .next()
+            .unwrap_or_default();
+        assert!(
+            last_start.contains("closed etcd server"),
+            "member {id} closed on SIGTERM"
+        );
+    }
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }

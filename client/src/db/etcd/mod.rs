@@ -69,6 +69,8 @@ const PORT_ATTEMPTS: u16 = 32;
 const POLL: Duration = Duration::from_millis(50);
 /// How long one status call may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a status call may take when the members are being stopped.
+const STOP_STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// Why `transfer` is refused.
 pub const TRANSFER_UNSUPPORTED: &str =
@@ -727,7 +729,10 @@ impl EtcdCluster {
     }
 
     /// Stops every member: SIGCONT, SIGTERM, up to the grace period, then SIGKILL; reaps them.
-    /// Returns the first failure (after trying every member).
+    /// The leader goes last: told to stop, an etcd leader first hands its leadership to the
+    /// follower connected longest and waits for it, up to etcd's request timeout (7 s, more
+    /// than the grace) when that follower is stopping too; once the followers are gone it
+    /// finds none and stops at once. Returns the first failure (after trying every member).
     pub fn stop_all(&mut self) -> Result<(), EtcdError> {
         let procs: Vec<(NodeId, Pid)> = self
             .members
@@ -739,8 +744,12 @@ impl EtcdCluster {
             })
             .collect();
         let running: Vec<NodeId> = procs.iter().map(|(id, _)| *id).collect();
+        let leader = (procs.len() > 1).then(|| self.leader_now(&procs)).flatten();
+        let (last, first): (Vec<(NodeId, Pid)>, Vec<(NodeId, Pid)>) =
+            procs.into_iter().partition(|(id, _)| Some(*id) == leader);
         let grace = self.stop_grace;
-        let stubborn = process::terminate(&procs, grace, |id| !self.is_running(id));
+        let mut stubborn = process::terminate(&first, grace, |id| !self.is_running(id));
+        stubborn.extend(process::terminate(&last, grace, |id| !self.is_running(id)));
         let mut first_error = None;
         for &id in &running {
             let Some(member) = self.members.get_mut(&id) else {
@@ -776,6 +785,20 @@ impl EtcdCluster {
             info!(members = running.len(), "etcd members stopped");
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The member that leads now, from one round of status calls to `procs` (resumed first:
+    /// a paused member answers nothing).
+    fn leader_now(&self, procs: &[(NodeId, Pid)]) -> Option<NodeId> {
+        for (_, pid) in procs {
+            let _ = send_signal(*pid, Signal::SIGCONT);
+        }
+        let answers: Vec<(NodeId, Result<MemberStatus, String>)> = procs
+            .iter()
+            .filter_map(|(id, _)| Some((*id, self.client_addr(*id)?)))
+            .map(|(id, addr)| (id, self.status.status(addr, STOP_STATUS_TIMEOUT)))
+            .collect();
+        likely_leader(&answers)
     }
 
     /// Every member's client address, by id.
