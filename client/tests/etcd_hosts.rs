@@ -17,7 +17,7 @@ use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, DbKind, Overrides};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{netns_available, own_namespaces};
+use support::{netns_available, own_namespaces, valid_run};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -133,7 +133,6 @@ async fn a_valid_run_under_kills_and_membership_leaves_a_small_folder() {
     let _serial = SERIAL.lock().await;
     let root = std::env::temp_dir().join(format!("raftlab-etcd-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
     for (seed, keep_data) in [(11, false), (12, true)] {
         eprintln!("seed {seed}, keep_data {keep_data}");
         let overrides = Overrides {
@@ -146,11 +145,8 @@ async fn a_valid_run_under_kills_and_membership_leaves_a_small_folder() {
             quiet: true,
             ..Overrides::default()
         };
-        let outcome = client::lab::run::run_detailed(&workload, &overrides)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let outcome = valid_run("ci", &overrides).await;
         let summary = &outcome.summary;
-        assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
         let cluster = outcome.run_dir.join("cluster");
         assert!(cluster.join("node-1.log").is_file());
         let bytes = size(&outcome.run_dir);
@@ -196,12 +192,8 @@ async fn members_in_namespaces_pass_under_partitions_kills_and_latency() {
         quiet: true,
         ..Overrides::default()
     };
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
-    let outcome = client::lab::run::run_detailed(&workload, &overrides)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome = valid_run("ci", &overrides).await;
     let summary = &outcome.summary;
-    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
     assert!(summary.cluster.starts_with("etcd"), "{}", summary.cluster);
     assert!(summary.cluster.ends_with("(netns)"), "{}", summary.cluster);
     let applied: u64 = summary.nemesis.applied.values().sum();

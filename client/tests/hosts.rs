@@ -7,12 +7,11 @@
 
 mod support;
 
-use support::{netns_available, own_namespaces};
+use support::{netns_available, own_namespaces, valid_run};
 
 use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, Overrides};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +21,6 @@ async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
     }
     support::ensure_raft_node();
     let root = support::results_root("hosts-netns");
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
     let overrides = Overrides {
         nodes: Some(5),
         time_limit: Some(20.0),
@@ -35,11 +33,8 @@ async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
         quiet: true,
         ..Overrides::default()
     };
-    let outcome = client::lab::run::run_detailed(&workload, &overrides)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome = valid_run("ci", &overrides).await;
     let summary = &outcome.summary;
-    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
     assert!(summary.counts["all"].ok > 100, "{summary:?}");
     let applied = &summary.nemesis.applied;
     for kind in ["latency", "packet-loss"] {

@@ -109,3 +109,19 @@ pub fn own_namespaces() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Runs `workloads/NAME.toml` with `overrides` and checks the run is judged valid.
+pub async fn valid_run(
+    name: &str,
+    overrides: &client::lab::workload::Overrides,
+) -> client::lab::run::RunOutcome {
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../workloads")
+        .join(format!("{name}.toml"));
+    let outcome = client::lab::run::run_detailed(&workload, overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    outcome
+}

@@ -745,7 +745,7 @@ impl EtcdCluster {
             .collect();
         let running: Vec<NodeId> = procs.iter().map(|(id, _)| *id).collect();
         let leader = (procs.len() > 1).then(|| self.leader_now(&procs)).flatten();
-        let (last, first): (Vec<(NodeId, Pid)>, Vec<(NodeId, Pid)>) =
+        let (last, first): (Vec<_>, Vec<_>) =
             procs.into_iter().partition(|(id, _)| Some(*id) == leader);
         let grace = self.stop_grace;
         let mut stubborn = process::terminate(&first, grace, |id| !self.is_running(id));
