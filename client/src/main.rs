@@ -70,6 +70,14 @@ enum Command {
         /// The `etcd` binary for `--db etcd` (default: `etcd` on PATH).
         #[arg(long)]
         etcd_bin: Option<PathBuf>,
+        /// etcd's client port for `--db etcd` (the peer port is the next one): used as
+        /// given, the run refused when it is taken (default: the first free pair from 2379).
+        #[arg(long, value_name = "P")]
+        etcd_port: Option<u16>,
+        /// Keep etcd members' data directories after a valid run (an invalid or unknown run
+        /// always keeps them; raftlab's nodes always keep theirs).
+        #[arg(long)]
+        keep_data: bool,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -273,6 +281,8 @@ async fn dispatch(command: Command) -> Result<u8> {
             hosts,
             db,
             etcd_bin,
+            etcd_port,
+            keep_data,
             quiet,
         } => {
             let concurrency = concurrency
@@ -293,6 +303,8 @@ async fn dispatch(command: Command) -> Result<u8> {
                 hosts,
                 db,
                 etcd_bin,
+                etcd_port,
+                keep_data,
                 quiet,
                 silent: false,
             };

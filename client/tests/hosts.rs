@@ -7,41 +7,12 @@
 
 mod support;
 
+use support::{netns_available, own_namespaces, valid_run};
+
 use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, Overrides};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
-
-/// Namespaces need root and `ip`: skipped (saying why) without them, unless
-/// `RAFTLAB_REQUIRE_NETNS=1` (CI), where that is a failure.
-fn netns_available() -> bool {
-    match client::net::netns::check_available() {
-        Ok(()) => true,
-        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
-            panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: network namespaces unavailable: {e}");
-            false
-        }
-    }
-}
-
-/// Names of this process's namespaces still present.
-fn own_namespaces() -> Vec<String> {
-    let prefix = format!("rl{:x}x", std::process::id());
-    let out = Command::new("ip").args(["netns", "list"]).output();
-    let listing = out
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    listing
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
@@ -50,7 +21,6 @@ async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
     }
     support::ensure_raft_node();
     let root = support::results_root("hosts-netns");
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
     let overrides = Overrides {
         nodes: Some(5),
         time_limit: Some(20.0),
@@ -63,11 +33,8 @@ async fn five_nodes_in_namespaces_pass_kv_under_partitions_loss_and_latency() {
         quiet: true,
         ..Overrides::default()
     };
-    let outcome = client::lab::run::run_detailed(&workload, &overrides)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome = valid_run("ci", &overrides).await;
     let summary = &outcome.summary;
-    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
     assert!(summary.counts["all"].ok > 100, "{summary:?}");
     let applied = &summary.nemesis.applied;
     for kind in ["latency", "packet-loss"] {

@@ -15,6 +15,7 @@ pub mod local;
 pub mod netns;
 pub mod remote;
 
+use crate::kv::admin::Admin;
 use crate::kv::status;
 use crate::net::{NetError, Network};
 use model::core::NodeId;
@@ -78,6 +79,9 @@ impl DbError {
     }
 }
 
+/// How long each step of a membership change may take (an election, a catch-up, a commit).
+pub const MEMBERSHIP_STEP: Duration = Duration::from_secs(10);
+
 /// What [`Db::leader`] returns.
 pub type LeaderFuture<'a> = Pin<Box<dyn Future<Output = Result<NodeId, DbError>> + Send + 'a>>;
 
@@ -94,6 +98,10 @@ pub struct Needs {
     pub network: bool,
     /// Nodes with network interfaces of their own (`tc netem` on them).
     pub own_interfaces: bool,
+    /// A member taken out of the membership and added back (`membership`).
+    pub membership: bool,
+    /// Leadership handed to a chosen member (`transfer`).
+    pub transfer: bool,
 }
 
 /// The lifecycle of the system under test, as the nemesis and the run drive it. Implemented
@@ -134,10 +142,72 @@ pub trait Db: Send + Sync {
         let _ = timeout;
         None
     }
+    /// Takes member `id` out of the membership, to come back with [`Db::add_member_back`].
+    /// Blocking: the nemesis calls it on a blocking thread of its runtime. By default through
+    /// raftlab's operator requests (the leader hands its leadership on first if it is the
+    /// one), sent with `client`; the node keeps running and keeps its data, refused by its
+    /// former peers. Another system changes its membership through its own member API.
+    fn remove_member(
+        &mut self,
+        client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        let admin = raftlab_admin(self, client, "remove member", id)?;
+        let step = |step: String| tracing::info!("nemesis: {step}");
+        tokio::runtime::Handle::try_current()
+            .map_err(DbError::of("remove member", id))?
+            .block_on(admin.remove_member(id, step))
+            .map_err(DbError::of("remove member", id))
+    }
+    /// Adds member `id`, removed by [`Db::remove_member`], back as a voter. By default through
+    /// raftlab's operator requests: as a learner, caught up, then promoted.
+    fn add_member_back(
+        &mut self,
+        client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        let admin = raftlab_admin(self, client, "add member", id)?;
+        let addr = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.id == id)
+            .map(|n| n.addr)
+            .ok_or_else(|| DbError {
+                action: "add member",
+                node: Some(id),
+                reason: "not a node of this cluster".into(),
+            })?;
+        let step = |step: String| tracing::info!("nemesis: {step}");
+        tokio::runtime::Handle::try_current()
+            .map_err(DbError::of("add member", id))?
+            .block_on(admin.add_member(id, &addr, step))
+            .map_err(DbError::of("add member", id))
+    }
+    /// Directories on this machine holding the nodes' data (not their logs) that the run
+    /// made, which a valid run drops once the nodes are stopped; none by default.
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// The end of a run: stops the nodes if the run started them (`owned`; a cluster it only
     /// opened keeps running), copies node logs that are not in the run folder yet into
     /// `logs_dir`, and removes what set-up made. Tries every step; returns the first error.
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError>;
+}
+
+/// raftlab's operator requests to every node of `db`, sent with `client`.
+fn raftlab_admin<'a, D: Db + ?Sized>(
+    db: &D,
+    client: Option<&'a ClientConnector>,
+    action: &'static str,
+    id: NodeId,
+) -> Result<Admin<'a>, DbError> {
+    let client = client.ok_or(DbError {
+        action,
+        node: Some(id),
+        reason: "no client to send raftlab's operator requests with".into(),
+    })?;
+    let nodes = db.nodes().into_iter().map(|n| (n.id, n.addr)).collect();
+    Ok(Admin::new(client, nodes, MEMBERSHIP_STEP))
 }
 
 /// What `cluster up` did ([`local::up`], [`remote::up`]).

@@ -115,7 +115,8 @@ fn netns_cluster_toml(netns: &NetnsHosts, opts: &ClusterOptions) -> String {
     let mut text = local::cluster_toml(&addrs, &hosts, opts);
     let _ = write!(
         text,
-        "\n[remote]\ncommand = \"ip netns exec {{host}} sh -c\"\nraft_node = {:?}\niface = {:?}\n",
+        "\n[remote]\ncommand = {:?}\nraft_node = {:?}\niface = {:?}\n",
+        crate::net::netns::EXEC_TEMPLATE,
         opts.raft_node.display().to_string(),
         netns.hosts().first().map_or("eth0", |h| h.iface.as_str()),
     );

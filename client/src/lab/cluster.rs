@@ -146,6 +146,23 @@ impl Db for RunCluster {
     fn leader_probe(&self, timeout: Duration) -> Option<ProbeFuture> {
         self.db.leader_probe(timeout)
     }
+    fn remove_member(
+        &mut self,
+        client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        self.db.remove_member(client, id)
+    }
+    fn add_member_back(
+        &mut self,
+        client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        self.db.add_member_back(client, id)
+    }
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        self.db.data_dirs()
+    }
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
         self.db.teardown(owned, logs_dir)
     }

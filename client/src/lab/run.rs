@@ -15,7 +15,7 @@
 //!    point `results/latest` at the run, print the verdict line.
 
 use crate::control::cleanup;
-use crate::db::etcd::{etcd_binary, etcd_version, EtcdOptions};
+use crate::db::etcd::{self, check_version, etcd_binary, EtcdOptions};
 use crate::db::local::ClusterOptions;
 use crate::db::Db;
 use crate::history::Recorder;
@@ -26,7 +26,9 @@ use crate::lab::cluster::{Access, HostsMode, RunCluster};
 use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
 use crate::lab::summary::{summarize, SummaryInput};
 use crate::lab::workload::{DbKind, Overrides, Workload};
-use crate::nemesis::{self, NemesisContext, NemesisKind, NemesisReport, Schedule, ScheduleOptions};
+use crate::nemesis::{
+    self, NemesisContext, NemesisError, NemesisKind, NemesisReport, Schedule, ScheduleOptions,
+};
 use crate::report::results::{self, RunSummary};
 use anyhow::{anyhow, bail, Context};
 use checker::Verdict;
@@ -137,6 +139,9 @@ pub async fn run_detailed(
     let driven = drive(&mut ctx).await;
 
     // Always: stop what we started, then save the evidence.
+    let data_dirs = ctx.cluster.as_ref().map_or(Vec::new(), |c| {
+        c.lock().unwrap_or_else(|p| p.into_inner()).data_dirs()
+    });
     let stopped = stop_cluster(
         ctx.cluster.take(),
         overrides.cluster.is_none(),
@@ -177,10 +182,16 @@ pub async fn run_detailed(
             run_dir: &run_dir,
             cluster: match (&overrides.cluster, overrides.hosts, workload.db) {
                 (Some(p), _, _) => p.display().to_string(),
-                (None, _, DbKind::Etcd) => etcd_binary(overrides.etcd_bin.as_deref())
-                    .ok()
-                    .and_then(|etcd| etcd_version(&etcd))
-                    .map_or("etcd (local)".to_string(), |v| format!("etcd {v} (local)")),
+                (None, hosts, DbKind::Etcd) => {
+                    let place = match hosts {
+                        HostsMode::Local => "local",
+                        HostsMode::Netns => "netns",
+                    };
+                    etcd_binary(overrides.etcd_bin.as_deref())
+                        .ok()
+                        .and_then(|etcd| check_version(&etcd).ok())
+                        .map_or(format!("etcd ({place})"), |v| format!("etcd {v} ({place})"))
+                }
                 (None, HostsMode::Local, DbKind::Raftlab) => "local".to_string(),
                 (None, HostsMode::Netns, DbKind::Raftlab) => "netns".to_string(),
             },
@@ -213,6 +224,9 @@ pub async fn run_detailed(
     results::update_latest(&root, &run_dir)
         .with_context(|| format!("updating {}", root.join("latest").display()))?;
 
+    if verdict == Verdict::Valid && stopped.is_ok() && !overrides.keep_data {
+        drop_data(&data_dirs);
+    }
     if !overrides.silent {
         print_verdict(&summary, &report, &run_dir);
     }
@@ -311,9 +325,17 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
              their own: add --hosts netns, or use a remote --cluster"
         );
     }
-    if workload.wants_partitions() && local {
-        // Make (and drop) a table now: without nft or root this says so before anything
-        // starts. The run makes its own table once the cluster is up.
+    if local {
+        check_nft(workload)?;
+    }
+    Ok(())
+}
+
+/// Partitions asked for on this machine: make (and drop) a table now, so that without nft or
+/// root this is said before anything starts. The run makes its own table once the cluster
+/// is up.
+fn check_nft(workload: &Workload) -> anyhow::Result<()> {
+    if workload.wants_partitions() {
         let asked: Vec<&str> = workload
             .nemesis
             .iter()
@@ -339,14 +361,34 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
     if overrides.cluster.is_some() {
         bail!("--db etcd starts a fresh etcd cluster; it cannot be combined with --cluster");
     }
-    if overrides.hosts != HostsMode::Local {
-        bail!("--db etcd runs its members on loopback addresses; --hosts netns is not supported");
+    let netns = overrides.hosts == HostsMode::Netns;
+    if netns {
+        crate::net::netns::check_available().map_err(|e| anyhow!("--hosts netns: {e}"))?;
     }
     if workload.mix.append > 0 {
         bail!("etcd has no append operation: set `append = 0` in the workload's ops");
     }
-    etcd_binary(overrides.etcd_bin.as_deref()).map_err(|e| anyhow!("--db etcd: {e}"))?;
-    Ok(())
+    let binary =
+        etcd_binary(overrides.etcd_bin.as_deref()).map_err(|e| anyhow!("--db etcd: {e}"))?;
+    check_version(&binary).map_err(|e| anyhow!("--db etcd: {e}"))?;
+    let groups = etcd::groups_possible();
+    for name in &workload.nemesis {
+        let kind: NemesisKind = name.parse()?;
+        etcd::supports(kind.needs(), netns, groups)
+            .map_err(|reason| NemesisError::Unsupported { kind, reason })?;
+    }
+    match overrides.etcd_port {
+        // Fresh namespaces have every port free.
+        Some(port) if !netns => {
+            etcd::check_ports(workload.nodes, port).map_err(|e| anyhow!("--etcd-port: {e}"))?
+        }
+        _ => {}
+    }
+    if netns {
+        Ok(())
+    } else {
+        check_nft(workload)
+    }
 }
 
 /// Cluster up, workload + nemesis, heal, recovery, final reads. The cluster is left in
@@ -369,7 +411,12 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         }
         None if w.db == DbKind::Etcd => {
             let etcd = etcd_binary(ctx.overrides.etcd_bin.as_deref())?;
-            let opts = EtcdOptions::new(w.nodes, etcd);
+            let mut opts = EtcdOptions::new(w.nodes, etcd);
+            if let Some(port) = ctx.overrides.etcd_port {
+                opts.base_port = port;
+                opts.fixed_port = true;
+            }
+            opts.netns = ctx.overrides.hosts == HostsMode::Netns;
             let dir = ctx.run_dir.join("cluster");
             tokio::task::spawn_blocking(move || RunCluster::create_etcd(&dir, &opts))
                 .await
@@ -524,6 +571,18 @@ async fn stop_cluster(
     Ok(())
 }
 
+/// Removes the nodes' data directories of a valid run (their logs stay): the evidence of a
+/// valid run is its history and logs, and an etcd member's write-ahead log alone is 64 MB.
+fn drop_data(dirs: &[PathBuf]) {
+    for dir in dirs {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => info!(dir = %dir.display(), "node data removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove the node data in {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// Checks the history with the checker library (on a blocking thread: it uses every core).
 async fn check(
     events: &[crate::history::Record],
@@ -674,6 +733,111 @@ mod tests {
         let err = run(&root.join("missing.toml"), &base).await.unwrap_err();
         assert!(err.to_string().contains("missing.toml"), "{err}");
         assert!(!results.exists(), "no run folder for a refused run");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// `--db etcd` refuses, in one line and before a run folder or a process exists, a missing
+    /// binary, an etcd older than 3.4 (a fake `etcd` script), a fixed port that is taken, and
+    /// every nemesis kind it cannot do, naming the kind and the reason.
+    #[tokio::test]
+    async fn bad_etcd_settings_fail_before_anything_starts() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = std::env::temp_dir().join(format!("raftlab-run-etcd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let fake = |name: &str, says: &str| {
+            let path = root.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho '{says}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let old = fake("etcd-old", "etcd Version: 3.3.25");
+        let mute = fake("etcd-mute", "hello");
+        let good = fake("etcd-good", "etcd Version: 3.4.23");
+        let file = root.join("w.toml");
+        std::fs::write(
+            &file,
+            "db = \"etcd\"\nnodes = 3\ntime_limit = 1\nnemesis = [\"kill\"]\n",
+        )
+        .unwrap();
+        let results = root.join("results");
+        let base = Overrides {
+            results: Some(results.clone()),
+            quiet: true,
+            etcd_bin: Some(good.clone()),
+            ..Overrides::default()
+        };
+        let taken = std::net::TcpListener::bind((crate::db::local::local_node_ip(2), 0)).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let cases: Vec<(Overrides, String)> = vec![
+            (
+                Overrides {
+                    etcd_bin: Some(root.join("no-etcd")),
+                    ..base.clone()
+                },
+                "etcd binary was not found".into(),
+            ),
+            (
+                Overrides {
+                    etcd_bin: Some(old),
+                    ..base.clone()
+                },
+                "is etcd 3.3.25; the lab needs etcd 3.4 or later".into(),
+            ),
+            (
+                Overrides {
+                    etcd_bin: Some(mute),
+                    ..base.clone()
+                },
+                "cannot read the version".into(),
+            ),
+            (
+                Overrides {
+                    etcd_port: Some(port),
+                    ..base.clone()
+                },
+                format!("127.0.0.12:{port} is in use"),
+            ),
+        ];
+        for (o, needle) in cases {
+            let err = run(&file, &o).await.unwrap_err().to_string();
+            assert!(err.contains(&needle), "{needle}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        assert!(!results.exists(), "no run folder for a refused run");
+
+        // Every kind: those etcd cannot do are refused with the kind and the reason.
+        let root_user = etcd::groups_possible();
+        for kind in NemesisKind::ALL
+            .into_iter()
+            .chain(NemesisKind::OWN_INTERFACES)
+        {
+            let o = Overrides {
+                nemesis: Some(vec![kind.name().into()]),
+                ..base.clone()
+            };
+            let workload = Workload::load(&file, &o).unwrap();
+            let result = preflight(&workload, &o);
+            let refused = match kind {
+                NemesisKind::Latency => Some("network interfaces of their own"),
+                NemesisKind::Transfer => Some("MoveLeader"),
+                k if k.needs_network() && !root_user => Some("group id"),
+                _ => None,
+            };
+            match (refused, result) {
+                (None, Ok(())) => {}
+                (Some(reason), Err(e)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(&format!("nemesis {kind} ")), "{e}");
+                    assert!(e.contains(reason), "{kind}: {e}");
+                }
+                (None, Err(e)) if kind.needs_network() => {
+                    // Root without nft: said as such.
+                    assert!(e.to_string().contains("nftables"), "{kind}: {e}")
+                }
+                (refused, result) => panic!("{kind}: expected {refused:?}, got {result:?}"),
+            }
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

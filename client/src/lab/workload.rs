@@ -303,6 +303,12 @@ pub struct Overrides {
     pub db: Option<DbKind>,
     /// `--etcd-bin PATH`: the `etcd` binary (default: `etcd` on `PATH`).
     pub etcd_bin: Option<PathBuf>,
+    /// `--etcd-port P`: etcd's client port (peer port `P+1`), used as given or the run
+    /// fails; by default the first free pair from 2379.
+    pub etcd_port: Option<u16>,
+    /// `--keep-data`: keep the nodes' data directories after a valid run (those the
+    /// cluster names in `Db::data_dirs`: etcd's members').
+    pub keep_data: bool,
     /// Hide the progress bar (tests, non-interactive use).
     pub quiet: bool,
     /// Print nothing at all (no verdict line, no warnings): the caller reports the run

@@ -124,6 +124,8 @@ impl NemesisKind {
                 && self != NemesisKind::Membership,
             network: self.needs_network(),
             own_interfaces: self.needs_own_interfaces(),
+            membership: self == NemesisKind::Membership,
+            transfer: self == NemesisKind::Transfer,
         }
     }
 }

@@ -1,10 +1,11 @@
-//! The `membership` and `transfer` nemeses, through the cluster's operator requests
-//! ([`Admin`]).
+//! The `membership` and `transfer` nemeses.
 //!
-//! `membership` (after Jepsen's etcd member nemesis) removes a voter from the cluster while
-//! it keeps running, and adds it back when the fault ends: as a learner, caught up, then
-//! promoted. The node keeps its data, so it comes back under its own id (a node that lost its
-//! data must take a new one, `raft-lab cluster add`). While it is out, its former peers
+//! `membership` (after Jepsen's etcd member nemesis) removes a voter from the cluster and
+//! adds it back when the fault ends, through the cluster ([`Db::remove_member`],
+//! [`Db::add_member_back`]): on raftlab through its operator requests, the node running on
+//! with its data and coming back under its own id as a learner, caught up, then promoted; on
+//! etcd through its member API, the member stopped and its data wiped, and added back as a
+//! learner under a new member id, started afresh, then promoted. While it is out, its former peers
 //! refuse it and the cluster runs one voter short, so the schedule counts it as a node down:
 //! at most a minority of the original voters is ever out, and a five-node cluster shrinks
 //! to three voters and grows back. `membership` runs alone among the network faults: the
@@ -15,33 +16,61 @@
 //! (`{"from": N, "to": M}`), with `"error"` when the change failed.
 
 use super::record;
+use crate::db::{Db, DbError};
 use crate::history::Recorder;
 use crate::kv::admin::Admin;
 use model::core::NodeId;
+use node::transport::ClientConnector;
 use serde_json::json;
-use tracing::info;
+use std::sync::{Arc, Mutex};
 
-/// Removes `node` from the membership (leadership moves first if it leads).
-pub async fn remove(admin: &Admin<'_>, recorder: &Recorder, node: NodeId) -> Result<(), String> {
-    let result = admin
-        .remove_member(node, |step| info!("nemesis: {step}"))
-        .await;
-    record(recorder, "remove-member", json!({ "node": node }), &result);
-    result.map_err(|e| e.to_string())
+/// A change of one member's membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Out of the membership ([`Db::remove_member`]), recorded as `remove-member`.
+    Remove,
+    /// Back in as a voter ([`Db::add_member_back`]), recorded as `add-member`.
+    AddBack,
 }
 
-/// Adds `node` (listening at `addr`) back as a voter.
-pub async fn add_back(
-    admin: &Admin<'_>,
+/// Makes `change` to `node` through the cluster (`client` for raftlab's operator requests)
+/// and records it.
+pub async fn change(
+    control: &Arc<Mutex<dyn Db>>,
+    client: Option<Arc<ClientConnector>>,
     recorder: &Recorder,
     node: NodeId,
-    addr: &str,
+    change: Change,
 ) -> Result<(), String> {
-    let result = admin
-        .add_member(node, addr, |step| info!("nemesis: {step}"))
-        .await;
-    record(recorder, "add-member", json!({ "node": node }), &result);
-    result.map_err(|e| e.to_string())
+    let result = blocking(control, client, move |db, client| match change {
+        Change::Remove => db.remove_member(client, node),
+        Change::AddBack => db.add_member_back(client, node),
+    })
+    .await;
+    let event = match change {
+        Change::Remove => "remove-member",
+        Change::AddBack => "add-member",
+    };
+    record(recorder, event, json!({ "node": node }), &result);
+    result
+}
+
+/// Runs a membership change on a blocking thread (it waits on the cluster, and may stop and
+/// start a member), holding the cluster meanwhile.
+async fn blocking(
+    control: &Arc<Mutex<dyn Db>>,
+    client: Option<Arc<ClientConnector>>,
+    f: impl FnOnce(&mut dyn Db, Option<&ClientConnector>) -> Result<(), DbError> + Send + 'static,
+) -> Result<(), String> {
+    let control = control.clone();
+    tokio::task::spawn_blocking(move || {
+        // A poisoned lock means a panic elsewhere; the cluster is still there to change.
+        let mut db = control.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut *db, client.as_deref())
+    })
+    .await
+    .map_err(|e| format!("the membership change failed: {e}"))?
+    .map_err(|e| e.to_string())
 }
 
 /// Asks the leader to hand leadership to `planned` if it is a voter that does not lead and

@@ -2,10 +2,11 @@
 //! network (`dyn Network`), records every action in the history, and heals everything before
 //! it returns, also when its future is dropped midway.
 
+use super::membership::{self, Change};
 use super::partition::{self, Grouping};
 use super::schedule::{Action, Fault, Schedule};
-use super::{kill, membership, pause, NemesisKind};
-use crate::db::Db;
+use super::{kill, pause, NemesisKind};
+use crate::db::{Db, MEMBERSHIP_STEP};
 use crate::history::Recorder;
 use crate::kv::admin::Admin;
 use crate::kv::status::{likely_leader, status_all};
@@ -25,10 +26,6 @@ use tracing::{debug, info, warn};
 /// How long `isolate-leader` and the other leader faults wait for status answers before
 /// taking their fallback node.
 const LEADER_LOOKUP: Duration = Duration::from_millis(300);
-
-/// How long each step of a membership change or transfer may take (an election, a
-/// catch-up, a commit).
-const MEMBERSHIP_STEP: Duration = Duration::from_secs(10);
 
 /// A network fault without a network from [`preflight`].
 const NO_NETWORK: &str =
@@ -308,12 +305,14 @@ impl Runner {
             Fault::FreezeLeader { fallback } => self.freeze(index, *fallback).await,
             Fault::PacketLoss | Fault::Latency => self.degrade(index, kind),
             Fault::RemoveMember { node } => {
-                let result = match self.admin() {
-                    Ok(target) => {
-                        membership::remove(&target.admin(), &self.ctx.recorder, *node).await
-                    }
-                    Err(e) => Err(e),
-                };
+                let result = membership::change(
+                    &self.ctx.control,
+                    self.ctx.client.clone(),
+                    &self.ctx.recorder,
+                    *node,
+                    Change::Remove,
+                )
+                .await;
                 match result {
                     Ok(()) => self.applied(index, kind, Applied::Removed(*node)),
                     Err(e) => self.failed(format!("{kind}: removing node {node}: {e}")),
@@ -363,16 +362,16 @@ impl Runner {
         Ok(AdminTarget { client, nodes })
     }
 
-    /// Adds a removed node back (learner, caught up, promoted).
+    /// Adds a removed node back.
     async fn add_back(&mut self, node: NodeId) -> Result<(), String> {
-        let target = self.admin()?;
-        let addr = target
-            .nodes
-            .iter()
-            .find(|(id, _)| *id == node)
-            .map(|(_, addr)| addr.clone())
-            .ok_or_else(|| format!("node {node} is not in the cluster"))?;
-        membership::add_back(&target.admin(), &self.ctx.recorder, node, &addr).await
+        membership::change(
+            &self.ctx.control,
+            self.ctx.client.clone(),
+            &self.ctx.recorder,
+            node,
+            Change::AddBack,
+        )
+        .await
     }
 
     /// Starts `freeze-leader`: cuts the leader (`fallback` without one, or when the leader

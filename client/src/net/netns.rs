@@ -94,6 +94,9 @@ fn registry() -> MutexGuard<'static, Registry> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The command template that runs a command in a node's namespace (`{host}`: its name).
+pub const EXEC_TEMPLATE: &str = "ip netns exec {host} sh -c";
+
 /// Why building, inspecting or tearing down a namespace network failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {

@@ -159,7 +159,7 @@ impl Nft {
         loss_percent: Option<u8>,
     ) -> Result<(), NftError> {
         let script = match &self.groups {
-            None => apply_script(&self.table, drops, loss_percent),
+            None => apply_script(&self.table, drops, loss_percent, Match::UdpPorts),
             Some(groups) => apply_group_script(&self.table, groups, drops, loss_percent),
         };
         run_nft_script(
@@ -246,12 +246,24 @@ pub fn create_script(table: &str) -> String {
     )
 }
 
+/// What a drop rule matches of a `(source, destination)` pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Match {
+    /// UDP between the two addresses and ports (raftlab's QUIC endpoints).
+    #[default]
+    UdpPorts,
+    /// Every packet between the two addresses, whatever the ports (etcd's peers speak TCP
+    /// from ephemeral ports; each node has an address of its own).
+    Addresses,
+}
+
 /// Flushes `table`'s chain and adds one drop rule per pair, in one transaction: dropping
 /// every packet (`loss_percent` `None`: a cut) or a random share of them (`numgen random`).
 pub fn apply_script(
     table: &str,
     drops: &[(SocketAddr, SocketAddr)],
     loss_percent: Option<u8>,
+    matching: Match,
 ) -> String {
     let mut script = format!("flush chain inet {table} {CHAIN}\n");
     let verdict = match loss_percent {
@@ -265,14 +277,19 @@ pub fn apply_script(
             // Different families never talk to each other directly.
             _ => continue,
         };
-        let _ = writeln!(
-            script,
-            "add rule inet {table} {CHAIN} {family} saddr {} udp sport {} {family} daddr {} udp dport {} {verdict}",
-            from.ip(),
-            from.port(),
-            to.ip(),
-            to.port()
-        );
+        let (from_ip, to_ip) = (from.ip(), to.ip());
+        let _ = match matching {
+            Match::UdpPorts => writeln!(
+                script,
+                "add rule inet {table} {CHAIN} {family} saddr {from_ip} udp sport {} {family} daddr {to_ip} udp dport {} {verdict}",
+                from.port(),
+                to.port()
+            ),
+            Match::Addresses => writeln!(
+                script,
+                "add rule inet {table} {CHAIN} {family} saddr {from_ip} {family} daddr {to_ip} {verdict}"
+            ),
+        };
     }
     script
 }
@@ -417,8 +434,15 @@ mod tests {
     #[test]
     fn loss_drops_a_random_share() {
         let drops = [(addr("10.0.0.1:15001"), addr("10.0.0.2:15001"))];
-        assert!(apply_script("raftlab_42_0", &drops, Some(10))
-            .ends_with("udp dport 15001 numgen random mod 100 < 10 drop\n"));
+        assert!(
+            apply_script("raftlab_42_0", &drops, Some(10), Match::UdpPorts)
+                .ends_with("udp dport 15001 numgen random mod 100 < 10 drop\n")
+        );
+        assert_eq!(
+            apply_script("t", &drops, None, Match::Addresses),
+            "flush chain inet t input\n\
+             add rule inet t input ip saddr 10.0.0.1 ip daddr 10.0.0.2 drop\n"
+        );
     }
 
     #[test]
@@ -430,14 +454,14 @@ mod tests {
             (addr("127.0.0.11:15001"), addr("[::1]:15005")),
         ];
         assert_eq!(
-            apply_script("raftlab_42_0", &drops, None),
+            apply_script("raftlab_42_0", &drops, None, Match::UdpPorts),
             "flush chain inet raftlab_42_0 input\n\
              add rule inet raftlab_42_0 input ip saddr 127.0.0.11 udp sport 15001 ip daddr 127.0.0.13 udp dport 15003 drop\n\
              add rule inet raftlab_42_0 input ip saddr 127.0.0.13 udp sport 15003 ip daddr 127.0.0.11 udp dport 15001 drop\n\
              add rule inet raftlab_42_0 input ip6 saddr ::1 udp sport 15004 ip6 daddr ::1 udp dport 15005 drop\n"
         );
         assert_eq!(
-            apply_script("raftlab_42_0", &[], None),
+            apply_script("raftlab_42_0", &[], None, Match::UdpPorts),
             "flush chain inet raftlab_42_0 input\n"
         );
     }

@@ -8,7 +8,9 @@ use crate::control::cleanup::{self, Cleanup};
 use crate::control::concurrently;
 use crate::control::template::{quote_if_needed, CommandTemplate};
 use crate::net::netem::{self, clear_command};
-use crate::net::nft::{apply_script, create_script, delete_script, heal_script, TABLE_PREFIX};
+use crate::net::nft::{
+    apply_script, create_script, delete_script, heal_script, Match, TABLE_PREFIX,
+};
 use crate::net::{NetError, Network};
 use node::config::NodeEntry;
 use std::net::SocketAddr;
@@ -36,6 +38,8 @@ pub struct RemoteNetwork {
     hosts: Vec<NodeEntry>,
     table: String,
     iface: String,
+    /// What the drop rules match.
+    matching: Match,
     /// Shared with the Ctrl-C undo, which must remove the netem discipline too.
     netem_used: Arc<AtomicBool>,
     /// Removes the table on every host on Ctrl-C; `None` once torn down.
@@ -74,6 +78,7 @@ impl RemoteNetwork {
             hosts,
             table,
             iface: iface.to_string(),
+            matching: Match::UdpPorts,
             netem_used,
             undo: Some(undo),
         };
@@ -101,6 +106,13 @@ impl RemoteNetwork {
                 )))
             }
         }
+    }
+
+    /// Drop rules that match what they cut by address and port ([`Match::UdpPorts`], the
+    /// default) or by address alone ([`Match::Addresses`]).
+    pub fn matching(mut self, matching: Match) -> RemoteNetwork {
+        self.matching = matching;
+        self
     }
 
     /// The nftables table (`inet` family) on every host.
@@ -192,7 +204,12 @@ impl Network for RemoteNetwork {
         self.on_every_host(
             &format!("apply drop rules in table inet {}", self.table),
             "nft -f -",
-            Some(&apply_script(&self.table, drops, loss_percent)),
+            Some(&apply_script(
+                &self.table,
+                drops,
+                loss_percent,
+                self.matching,
+            )),
         )?;
         debug!(table = %self.table, drops = drops.len(), ?loss_percent, "drop rules applied on every host");
         Ok(())

@@ -79,3 +79,49 @@ pub fn delivered(from: &UdpSocket, to: &UdpSocket) -> bool {
         }
     }
 }
+
+/// Namespaces need root and `ip`: skipped (saying why) without them, unless
+/// `RAFTLAB_REQUIRE_NETNS=1` (CI), where that is a failure.
+pub fn netns_available() -> bool {
+    match client::net::netns::check_available() {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_NETNS").is_some_and(|v| v == "1") => {
+            panic!("RAFTLAB_REQUIRE_NETNS=1 but network namespaces are unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: network namespaces unavailable: {e}");
+            false
+        }
+    }
+}
+
+/// Names of this process's namespaces still present.
+pub fn own_namespaces() -> Vec<String> {
+    let prefix = format!("rl{:x}x", std::process::id());
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let listing = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `workloads/NAME.toml` with `overrides` and checks the run is judged valid.
+pub async fn valid_run(
+    name: &str,
+    overrides: &client::lab::workload::Overrides,
+) -> client::lab::run::RunOutcome {
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../workloads")
+        .join(format!("{name}.toml"));
+    let outcome = client::lab::run::run_detailed(&workload, overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    outcome
+}

@@ -18,6 +18,23 @@ pub enum EtcdError {
          `apt-get install etcd-server`) or pass --etcd-bin"
     )]
     BinaryNotFound { tried: String },
+    #[error("{binary} --version: cannot read the version: {detail}")]
+    VersionUnreadable { binary: PathBuf, detail: String },
+    #[error(
+        "{binary} is etcd {found}; the lab needs etcd {major}.{minor} or later",
+        major = super::MIN_VERSION.0,
+        minor = super::MIN_VERSION.1
+    )]
+    TooOld { binary: PathBuf, found: String },
+    #[error("etcd port {addr} is in use ({source}): choose another --etcd-port")]
+    PortInUse {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("etcd port {0} is held by another etcd cluster of this process")]
+    PortReserved(u16),
+    #[error("etcd port {0}: the peer port {0}+1 does not fit in 16 bits")]
+    PortRange(u16),
     #[error("an etcd cluster of the lab has 1..={max} members, not {0}", max = MAX_MEMBERS)]
     MemberCount(usize),
     #[error("cannot {what} {path}: {source}")]
@@ -53,6 +70,10 @@ pub enum EtcdError {
     },
     #[error("the client certificate in {dir}: {reason}")]
     ClientTls { dir: PathBuf, reason: String },
+    #[error("the members' network namespaces: {0}")]
+    Netns(String),
+    #[error("member {id}: etcd's member API: {detail}")]
+    MemberApi { id: NodeId, detail: String },
     #[error("no leader agreed by a majority of the members after {waited:?}: {detail}")]
     NoLeader { waited: Duration, detail: String },
 }

@@ -14,28 +14,41 @@
 //! stopped, by [`EtcdCluster::stop_all`], by `Drop` and by [`cleanup::run_all`] (Ctrl-C).
 //! The leader is read from etcd's own status API (`POST /v3/maintenance/status`).
 //!
-//! Partitions: an etcd member dials its peers from the loopback's primary address
+//! With `netns` ([`EtcdOptions::netns`], `raft-lab run --db etcd --hosts netns`) member N
+//! runs instead in a network namespace of its own (`ip netns exec NS etcd ...`, still a
+//! child of this process), at its namespace's address on the lab's bridge
+//! ([`NetnsHosts`]): its links are cut by address in every namespace and `latency` delays
+//! its interface, through the same [`RemoteNetwork`] as raftlab's namespace nodes.
+//!
+//! Partitions on loopback: an etcd member dials its peers from the loopback's primary address
 //! (127.0.0.1), not from its own, so nftables rules by address cannot tell members apart.
 //! Each member therefore runs under a group id of its own (which needs root), and the run's
 //! nftables table matches packets by the group of the process sending them
 //! ([`Nft::by_group`]).
 
 mod error;
+mod members;
 mod status;
 
 pub use error::{EtcdError, MAX_MEMBERS};
+pub use members::EtcdMember;
 pub use status::{MemberStatus, StatusClient};
 
 use super::local::local_node_ip;
-use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
+use super::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture, MEMBERSHIP_STEP};
 use crate::control::cleanup::{self, Cleanup};
-use crate::control::{locked, process};
-use crate::net::nft::Nft;
+use crate::control::locked;
+use crate::control::process::{self, wait_for};
+use crate::control::template::CommandTemplate;
+use crate::net::netns::{NetnsHosts, EXEC_TEMPLATE};
+use crate::net::nft::{Match, Nft};
+use crate::net::remote::RemoteNetwork;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
 use model::core::NodeId;
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::unistd::Pid;
 use node::config::ClusterConfig;
+use node::config::NodeEntry;
 use node::transport::ClientConnector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -56,7 +69,18 @@ const PORT_ATTEMPTS: u16 = 32;
 const POLL: Duration = Duration::from_millis(50);
 /// How long one status call may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a status call may take when the members are being stopped.
+const STOP_STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// Why `transfer` is refused.
+pub const TRANSFER_UNSUPPORTED: &str =
+    "the lab asks for a leadership transfer through raftlab's operator requests; \
+     etcd's (MoveLeader) is not wired in";
+/// How long etcd may refuse a membership change (a member connected only just, a learner
+/// still catching up) before the change fails.
+const CHANGE_PATIENCE: Duration = Duration::from_secs(30);
+/// Between two attempts at a membership change.
+const CHANGE_POLL: Duration = Duration::from_millis(200);
 /// Why partitions cannot be applied when the members do not run under groups of their own.
 pub const PARTITION_NEEDS_GROUPS: &str =
     "etcd members on loopback dial their peers from 127.0.0.1, not from their own address, \
@@ -79,6 +103,10 @@ pub struct EtcdOptions {
     pub etcd: PathBuf,
     /// Client port tried first (its peer port is the next one).
     pub base_port: u16,
+    /// Use `base_port` or fail (`--etcd-port`): no search for free ports.
+    pub fixed_port: bool,
+    /// One network namespace per member (see the module) instead of loopback addresses.
+    pub netns: bool,
     /// How long [`EtcdCluster::stop_all`] waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
 }
@@ -89,6 +117,8 @@ impl EtcdOptions {
             members,
             etcd,
             base_port: DEFAULT_BASE_PORT,
+            fixed_port: false,
+            netns: false,
             stop_grace: Duration::from_secs(5),
         }
     }
@@ -116,23 +146,112 @@ pub fn etcd_binary(explicit: Option<&Path>) -> Result<PathBuf, EtcdError> {
         })
 }
 
-/// The version `etcd --version` reports (`None` when it does not run or says none).
-pub fn etcd_version(etcd: &Path) -> Option<String> {
-    let out = Command::new(etcd).arg("--version").output().ok()?;
+/// The oldest etcd the lab drives (`major`, `minor`): learners and the `/v3/` JSON gateway
+/// the lab's status and member calls use came with 3.4.
+pub const MIN_VERSION: (u32, u32) = (3, 4);
+
+/// The version `etcd --version` reports, if it is [`MIN_VERSION`] or later.
+pub fn check_version(etcd: &Path) -> Result<String, EtcdError> {
+    let unreadable = |detail: String| EtcdError::VersionUnreadable {
+        binary: etcd.to_path_buf(),
+        detail,
+    };
+    let out = Command::new(etcd)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| unreadable(e.to_string()))?;
     let text = String::from_utf8_lossy(&out.stdout);
+    let Some(found) = parse_version(&text) else {
+        let said =
+            crate::control::one_line(&format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(unreadable(format!("no `etcd Version:` line in {said:?}")));
+    };
+    match numeric_version(&found) {
+        Some(v) if v >= MIN_VERSION => Ok(found),
+        _ => Err(EtcdError::TooOld {
+            binary: etcd.to_path_buf(),
+            found,
+        }),
+    }
+}
+
+/// The version on the `etcd Version: X.Y.Z` line of `etcd --version`.
+fn parse_version(text: &str) -> Option<String> {
     text.lines()
-        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .find_map(|l| l.trim().strip_prefix("etcd Version:"))
         .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `(major, minor)` of `X.Y[.Z...]` (`None` when they are not numbers).
+fn numeric_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether a fault with these needs can be applied to an etcd cluster in namespaces
+/// (`netns`), or on loopback with members that can (`groups`) or cannot run under group ids
+/// of their own; the reason when not.
+pub fn supports(needs: Needs, netns: bool, groups: bool) -> Result<(), String> {
+    if needs.transfer {
+        Err(TRANSFER_UNSUPPORTED.into())
+    } else if netns {
+        Ok(())
+    } else if needs.own_interfaces {
+        Err(LATENCY_NEEDS_HOSTS.into())
+    } else if needs.network && !groups {
+        Err(PARTITION_NEEDS_GROUPS.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether members can run under group ids of their own here: root can set them (this
+/// process's `/proc/self` belongs to its effective user).
+pub fn groups_possible() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Checks that client port `port` and peer port `port + 1` are free on the address of every
+/// one of `members` members.
+pub fn check_ports(members: usize, port: u16) -> Result<(), EtcdError> {
+    let ips: Vec<Ipv4Addr> = (1..=members as NodeId).map(local_node_ip).collect();
+    ports_free(&ips, port)
+}
+
+/// [`check_ports`] on these addresses; the first one taken is named.
+fn ports_free(ips: &[Ipv4Addr], port: u16) -> Result<(), EtcdError> {
+    let peer = port.checked_add(1).ok_or(EtcdError::PortRange(port))?;
+    for ip in ips {
+        for p in [port, peer] {
+            if let Err(source) = TcpListener::bind((*ip, p)) {
+                return Err(EtcdError::PortInUse {
+                    addr: SocketAddr::new(IpAddr::V4(*ip), p),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One member and its process.
 #[derive(Debug)]
 struct Member {
     ip: Ipv4Addr,
+    /// The network namespace it runs in (`None`: this machine's).
+    ns: Option<String>,
     /// The group id the member runs under; `None` once it could not be set (not root).
     gid: Option<u32>,
     child: Option<Child>,
     paused: bool,
+    /// The `--initial-cluster` of a member added back to a running cluster (it starts with
+    /// `--initial-cluster-state existing`); `None` for a founding member.
+    joins: Option<String>,
     /// SIGKILLs the process on Ctrl-C, until it is reaped.
     kill_on_exit: Option<Cleanup>,
     /// SIGCONTs it on Ctrl-C while we hold it paused.
@@ -145,9 +264,13 @@ pub struct EtcdCluster {
     dir: PathBuf,
     etcd: PathBuf,
     client_port: u16,
+    /// Whether [`RESERVED`] holds `client_port` for this cluster (not in namespaces).
+    reserved: bool,
     stop_grace: Duration,
     members: BTreeMap<NodeId, Member>,
     status: StatusClient,
+    /// The members' namespaces; last, so they go after `Drop` has stopped the members.
+    netns: Option<NetnsHosts>,
 }
 
 impl EtcdCluster {
@@ -167,20 +290,41 @@ impl EtcdCluster {
             return Err(EtcdError::Exists(certs));
         }
         std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
-        let ips: Vec<Ipv4Addr> = (1..=opts.members as NodeId).map(local_node_ip).collect();
-        let client_port = reserve_ports(&ips, opts.base_port)?;
+        let netns = if opts.netns {
+            Some(NetnsHosts::create(opts.members).map_err(|e| EtcdError::Netns(e.to_string()))?)
+        } else {
+            None
+        };
+        let (ips, namespaces): (Vec<Ipv4Addr>, Vec<Option<String>>) = match &netns {
+            Some(net) => net
+                .hosts()
+                .iter()
+                .map(|h| (h.ip, Some(h.name.clone())))
+                .unzip(),
+            None => (1..=opts.members as NodeId)
+                .map(|id| (local_node_ip(id), None))
+                .unzip(),
+        };
+        // Fresh namespaces have every port free; loopback addresses are shared.
+        let client_port = match netns {
+            Some(_) => opts.base_port,
+            None => reserve_ports(&ips, opts.base_port, opts.fixed_port)?,
+        };
         let cluster_index = CLUSTERS.fetch_add(1, Ordering::Relaxed) % 10;
         let group_base = GROUP_BASE + (std::process::id() % 1_000_000) * 100 + cluster_index * 10;
         let mut cluster = EtcdCluster {
             members: ips
                 .iter()
+                .zip(namespaces)
                 .enumerate()
-                .map(|(i, ip)| {
+                .map(|(i, (ip, ns))| {
                     let member = Member {
                         ip: *ip,
-                        gid: Some(group_base + i as u32 + 1),
+                        gid: ns.is_none().then_some(group_base + i as u32 + 1),
+                        ns,
                         child: None,
                         paused: false,
+                        joins: None,
                         kill_on_exit: None,
                         resume_on_exit: None,
                     };
@@ -189,9 +333,11 @@ impl EtcdCluster {
                 .collect(),
             etcd: opts.etcd.clone(),
             client_port,
+            reserved: netns.is_none(),
             stop_grace: opts.stop_grace,
             status: make_certs(&dir, &ips, client_port)?,
             dir,
+            netns,
         };
         for id in cluster.ids() {
             cluster.start(id)?;
@@ -245,6 +391,7 @@ impl EtcdCluster {
 
     /// The `etcd` command line of member `id`.
     fn command(&self, id: NodeId, ip: Ipv4Addr) -> Command {
+        let joins = self.members.get(&id).and_then(|m| m.joins.clone());
         let certs = self.certs_dir();
         let cert = certs.join(node::certs::node_cert_file(id));
         let key = certs.join(node::certs::node_key_file(id));
@@ -255,7 +402,15 @@ impl EtcdCluster {
             .map(|(id, m)| format!("node-{id}={}", self.peer_url(m.ip)))
             .collect();
         let client_url = format!("https://{ip}:{}", self.client_port);
-        let mut command = Command::new(&self.etcd);
+        let ns = self.members.get(&id).and_then(|m| m.ns.as_deref());
+        let mut command = match ns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(&self.etcd);
+                command
+            }
+            None => Command::new(&self.etcd),
+        };
         command
             .arg("--name")
             .arg(format!("node-{id}"))
@@ -270,9 +425,9 @@ impl EtcdCluster {
             .arg("--initial-advertise-peer-urls")
             .arg(self.peer_url(ip))
             .arg("--initial-cluster")
-            .arg(initial.join(","))
+            .arg(joins.as_deref().unwrap_or(&initial.join(",")))
             .arg("--initial-cluster-state")
-            .arg("new")
+            .arg(if joins.is_some() { "existing" } else { "new" })
             .arg("--initial-cluster-token")
             .arg(format!("raftlab-{}", self.dir.display()));
         for (flag, path) in [
@@ -421,24 +576,185 @@ impl EtcdCluster {
         Ok(())
     }
 
-    /// Stops every member: SIGCONT, SIGTERM, up to the grace period, then SIGKILL; reaps them.
-    /// Returns the first failure (after trying every member).
-    pub fn stop_all(&mut self) -> Result<(), EtcdError> {
-        let running: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.child.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &running {
-            if let Some(child) = self.members.get(id).and_then(|m| m.child.as_ref()) {
-                let pid = Pid::from_raw(child.id() as i32);
-                let _ = send_signal(pid, Signal::SIGCONT);
-                let _ = send_signal(pid, Signal::SIGTERM);
+    /// Takes member `id` out of the membership through etcd's member API (asking the other
+    /// members), stops it and wipes its data: it can only come back as a new member
+    /// ([`Self::add_member_back`]).
+    pub fn remove_member(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let ip = self.member(id)?.ip;
+        let peer = self.peer_url(ip);
+        self.change_until(
+            id,
+            |members| (!members.iter().any(|m| m.peer_urls.contains(&peer))).then_some(()),
+            |client, addr, members| match members.iter().find(|m| m.peer_urls.contains(&peer)) {
+                Some(member) => client.member_remove(addr, member.id, MEMBERSHIP_STEP),
+                None => Ok(()),
+            },
+        )?;
+        // A removed member shuts itself down once it learns it; it may be gone already.
+        match self.kill(id) {
+            Ok(()) | Err(EtcdError::NotRunning(_)) => {}
+            Err(EtcdError::Signal {
+                source: nix::errno::Errno::ESRCH,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        self.wipe(id)?;
+        info!(
+            id,
+            "etcd member removed from the membership, its data wiped"
+        );
+        Ok(())
+    }
+
+    /// Adds member `id` back after [`Self::remove_member`]: as a learner (etcd's member API),
+    /// started with a fresh data directory and `--initial-cluster-state existing`, then
+    /// promoted to a voter once it has caught up.
+    pub fn add_member_back(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        let ip = self.member(id)?.ip;
+        let peer = self.peer_url(ip);
+        let members = self.change_until(
+            id,
+            |members| {
+                members
+                    .iter()
+                    .any(|m| m.peer_urls.contains(&peer))
+                    .then(|| members.to_vec())
+            },
+            |client, addr, _| {
+                client
+                    .member_add(addr, &peer, true, MEMBERSHIP_STEP)
+                    .map(drop)
+            },
+        )?;
+        if !self.is_running(id) {
+            let names: BTreeMap<String, NodeId> = self
+                .members
+                .iter()
+                .map(|(id, m)| (self.peer_url(m.ip), *id))
+                .collect();
+            let initial: Vec<String> = members
+                .iter()
+                .filter_map(|m| {
+                    let url = m.peer_urls.first()?;
+                    Some(format!("node-{}={url}", names.get(url)?))
+                })
+                .collect();
+            self.wipe(id)?;
+            self.member(id)?.joins = Some(initial.join(","));
+            self.start(id)?;
+        }
+        self.change_until(
+            id,
+            |members| {
+                members
+                    .iter()
+                    .any(|m| m.peer_urls.contains(&peer) && !m.learner)
+                    .then_some(())
+            },
+            |client, addr, members| match members.iter().find(|m| m.peer_urls.contains(&peer)) {
+                Some(member) => client.member_promote(addr, member.id, MEMBERSHIP_STEP),
+                None => Err("no longer a member".into()),
+            },
+        )?;
+        info!(id, "etcd member added back as a voter");
+        Ok(())
+    }
+
+    /// Lists the members and, until `done` finds what it wants in the list, tries `attempt`
+    /// on it, through the members but `id`, for up to [`CHANGE_PATIENCE`]: etcd refuses a
+    /// change while some member has been connected for less than its health interval
+    /// ("unhealthy cluster"), and a learner's promotion until it has caught up.
+    fn change_until<T>(
+        &mut self,
+        id: NodeId,
+        done: impl Fn(&[EtcdMember]) -> Option<T>,
+        attempt: impl Fn(&StatusClient, SocketAddr, &[EtcdMember]) -> Result<(), String>,
+    ) -> Result<T, EtcdError> {
+        let deadline = Instant::now() + CHANGE_PATIENCE;
+        loop {
+            let tried = self
+                .ask_others(id, |c, addr| c.member_list(addr, MEMBERSHIP_STEP))
+                .and_then(|members| match done(&members) {
+                    Some(found) => Ok(Some(found)),
+                    None => self
+                        .ask_others(id, |c, addr| attempt(c, addr, &members))
+                        .map(|()| None),
+                });
+            match tried {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(e) => debug!(id, "membership change not done yet: {e}"),
+            }
+            std::thread::sleep(CHANGE_POLL);
+        }
+    }
+
+    /// Removes member `id`'s data directory (it must not run).
+    fn wipe(&self, id: NodeId) -> Result<(), EtcdError> {
+        let data = self.dir.join("data").join(format!("node-{id}"));
+        match std::fs::remove_dir_all(&data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EtcdError::Io {
+                what: "remove",
+                path: data,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `call` on the client address of each running member but `except`, in id order, until
+    /// one answers.
+    fn ask_others<T>(
+        &mut self,
+        except: NodeId,
+        call: impl Fn(&StatusClient, SocketAddr) -> Result<T, String>,
+    ) -> Result<T, EtcdError> {
+        let mut failures = Vec::new();
+        for id in self.ids() {
+            if id == except || !self.is_running(id) {
+                continue;
+            }
+            let Some(addr) = self.client_addr(id) else {
+                continue;
+            };
+            match call(&self.status, addr) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => failures.push(format!("member {id}: {e}")),
             }
         }
+        if failures.is_empty() {
+            failures.push("no other member runs".into());
+        }
+        Err(EtcdError::MemberApi {
+            id: except,
+            detail: failures.join("; "),
+        })
+    }
+
+    /// Stops every member: SIGCONT, SIGTERM, up to the grace period, then SIGKILL; reaps them.
+    /// The leader goes last: told to stop, an etcd leader first hands its leadership to the
+    /// follower connected longest and waits for it, up to etcd's request timeout (7 s, more
+    /// than the grace) when that follower is stopping too; once the followers are gone it
+    /// finds none and stops at once. Returns the first failure (after trying every member).
+    pub fn stop_all(&mut self) -> Result<(), EtcdError> {
+        let procs: Vec<(NodeId, Pid)> = self
+            .members
+            .iter_mut()
+            .filter_map(|(id, m)| {
+                let pid = Pid::from_raw(m.child.as_ref()?.id() as i32);
+                m.resume_on_exit = None;
+                Some((*id, pid))
+            })
+            .collect();
+        let running: Vec<NodeId> = procs.iter().map(|(id, _)| *id).collect();
+        let leader = (procs.len() > 1).then(|| self.leader_now(&procs)).flatten();
+        let (last, first): (Vec<_>, Vec<_>) =
+            procs.into_iter().partition(|(id, _)| Some(*id) == leader);
         let grace = self.stop_grace;
-        wait_for(grace, || running.iter().all(|id| !self.is_running(*id)));
+        let mut stubborn = process::terminate(&first, grace, |id| !self.is_running(id));
+        stubborn.extend(process::terminate(&last, grace, |id| !self.is_running(id)));
         let mut first_error = None;
         for &id in &running {
             let Some(member) = self.members.get_mut(&id) else {
@@ -447,7 +763,7 @@ impl EtcdCluster {
             let Some(mut child) = member.child.take() else {
                 continue;
             };
-            if matches!(child.try_wait(), Ok(None)) {
+            if stubborn.contains(&id) {
                 warn!(id, ?grace, "etcd member ignored SIGTERM; sending SIGKILL");
                 let pid = Pid::from_raw(child.id() as i32);
                 match send_signal(pid, Signal::SIGKILL) {
@@ -474,6 +790,20 @@ impl EtcdCluster {
             info!(members = running.len(), "etcd members stopped");
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The member that leads now, from one round of status calls to `procs` (resumed first:
+    /// a paused member answers nothing).
+    fn leader_now(&self, procs: &[(NodeId, Pid)]) -> Option<NodeId> {
+        for (_, pid) in procs {
+            let _ = send_signal(*pid, Signal::SIGCONT);
+        }
+        let answers: Vec<(NodeId, Result<MemberStatus, String>)> = procs
+            .iter()
+            .filter_map(|(id, _)| Some((*id, self.client_addr(*id)?)))
+            .map(|(id, addr)| (id, self.status.status(addr, STOP_STATUS_TIMEOUT)))
+            .collect();
+        likely_leader(&answers)
     }
 
     /// Every member's client address, by id.
@@ -591,9 +921,17 @@ fn agreed_leader(
 }
 
 /// Finds a client port `P` (and peer port `P+1`) free on every address, from `base` on in
-/// steps of 10, and holds it for this process.
-fn reserve_ports(ips: &[Ipv4Addr], base: u16) -> Result<u16, EtcdError> {
+/// steps of 10 (only `base` when `fixed`), and holds it for this process.
+fn reserve_ports(ips: &[Ipv4Addr], base: u16, fixed: bool) -> Result<u16, EtcdError> {
     let mut reserved = locked(&RESERVED);
+    if fixed {
+        if reserved.contains(&base) {
+            return Err(EtcdError::PortReserved(base));
+        }
+        ports_free(ips, base)?;
+        reserved.insert(base);
+        return Ok(base);
+    }
     let mut tried = Vec::new();
     for attempt in 0..PORT_ATTEMPTS {
         let Some(port) = base.checked_add(attempt * 10).filter(|p| *p < u16::MAX) else {
@@ -603,12 +941,7 @@ fn reserve_ports(ips: &[Ipv4Addr], base: u16) -> Result<u16, EtcdError> {
         if reserved.contains(&port) {
             continue;
         }
-        let free = ips.iter().all(|ip| {
-            [port, port + 1]
-                .iter()
-                .all(|p| TcpListener::bind((*ip, *p)).is_ok())
-        });
-        if free {
+        if ports_free(ips, port).is_ok() {
             reserved.insert(port);
             return Ok(port);
         }
@@ -653,7 +986,9 @@ impl Drop for EtcdCluster {
         if let Err(e) = self.stop_all() {
             warn!("stopping the etcd cluster in {}: {e}", self.dir.display());
         }
-        locked(&RESERVED).remove(&self.client_port);
+        if self.reserved {
+            locked(&RESERVED).remove(&self.client_port);
+        }
     }
 }
 
@@ -691,17 +1026,30 @@ impl Db for EtcdCluster {
     /// Signals work (the members are our children); cutting links needs every member under a
     /// group of its own (see the module).
     fn supports(&self, needs: Needs) -> Result<(), String> {
-        if needs.own_interfaces {
-            Err(LATENCY_NEEDS_HOSTS.into())
-        } else if needs.network && self.groups().is_none() {
-            Err(PARTITION_NEEDS_GROUPS.into())
-        } else {
-            Ok(())
-        }
+        supports(needs, self.netns.is_some(), self.groups().is_some())
     }
 
-    /// The run's own nftables table, telling members apart by their groups.
+    /// In namespaces: a table in each, cutting by address, and `tc netem` on each member's
+    /// interface. On loopback: the run's own nftables table, telling members apart by their
+    /// groups.
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        if let Some(net) = &self.netns {
+            let template = CommandTemplate::parse(EXEC_TEMPLATE)
+                .map_err(|e| NetError::Setup(e.to_string()))?;
+            let nodes: Vec<NodeEntry> = self
+                .nodes()
+                .into_iter()
+                .zip(net.hosts())
+                .map(|(node, host)| NodeEntry {
+                    id: node.id,
+                    addr: node.addr,
+                    host: Some(host.name.clone()),
+                })
+                .collect();
+            let iface = net.hosts().first().map_or("eth0", |h| h.iface.as_str());
+            return RemoteNetwork::create(template, &nodes, iface)
+                .map(|n| Box::new(n.matching(Match::Addresses)) as Box<dyn Network>);
+        }
         let groups = self
             .groups()
             .ok_or_else(|| NetError::Setup(PARTITION_NEEDS_GROUPS.into()))?;
@@ -727,13 +1075,45 @@ impl Db for EtcdCluster {
         }))
     }
 
-    /// Stops the members; their logs are in the cluster folder already.
+    /// Through etcd's member API ([`EtcdCluster::remove_member`]); `client` is not used.
+    fn remove_member(
+        &mut self,
+        _client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        EtcdCluster::remove_member(self, id).map_err(DbError::of("remove member", id))
+    }
+
+    /// Through etcd's member API ([`EtcdCluster::add_member_back`]).
+    fn add_member_back(
+        &mut self,
+        _client: Option<&ClientConnector>,
+        id: NodeId,
+    ) -> Result<(), DbError> {
+        EtcdCluster::add_member_back(self, id).map_err(DbError::of("add member", id))
+    }
+
+    /// `DIR/data`: the members' data directories (write-ahead logs of 64 MB each).
+    fn data_dirs(&self) -> Vec<PathBuf> {
+        vec![self.dir.join("data")]
+    }
+
+    /// Stops the members (their logs are in the cluster folder already) and removes their
+    /// namespaces.
     fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
-        if owned {
+        let stopped = if owned {
             self.stop_all()
-                .map_err(DbError::cluster("stop the etcd cluster"))?;
-        }
-        Ok(())
+                .map_err(DbError::cluster("stop the etcd cluster"))
+        } else {
+            Ok(())
+        };
+        let torn = match &mut self.netns {
+            Some(net) => net
+                .destroy()
+                .map_err(DbError::cluster("remove the network namespaces")),
+            None => Ok(()),
+        };
+        stopped.and(torn)
     }
 }
 
@@ -750,20 +1130,6 @@ fn log_file(path: &Path) -> Result<std::fs::File, EtcdError> {
         })
 }
 
-/// Polls `done` until it holds (true) or `patience` passes (false).
-fn wait_for(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + patience;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,6 +1140,39 @@ mod tests {
             leader,
             term: 1,
         })
+    }
+
+    #[test]
+    fn versions_are_read_from_etcd_version_lines() {
+        let text = "etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n";
+        assert_eq!(parse_version(text).as_deref(), Some("3.4.23"));
+        assert_eq!(parse_version("etcd Version: \n"), None);
+        assert_eq!(parse_version("usage: etcd"), None);
+        assert_eq!(numeric_version("3.4.23"), Some((3, 4)));
+        assert_eq!(numeric_version("v3.10.0"), Some((3, 10)));
+        assert!(numeric_version("3.3.25") < Some(MIN_VERSION));
+        assert!(numeric_version("3.10.0") > Some(MIN_VERSION));
+        assert_eq!(numeric_version("three"), None);
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let ip = local_node_ip(1);
+        let taken = TcpListener::bind((ip, 0)).expect("a port on 127.0.0.11");
+        let port = taken.local_addr().expect("bound").port();
+        // The client port taken, or the peer port (the one below it free or not).
+        let err = ports_free(&[ip], port).unwrap_err().to_string();
+        assert!(err.contains(&format!("{ip}:{port}")), "{err}");
+        let err = ports_free(&[ip], port - 1).unwrap_err().to_string();
+        assert!(err.contains(&format!("{ip}:")), "{err}");
+        assert!(matches!(
+            reserve_ports(&[ip], port, true),
+            Err(EtcdError::PortInUse { .. })
+        ));
+        assert!(matches!(
+            ports_free(&[ip], u16::MAX),
+            Err(EtcdError::PortRange(_))
+        ));
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl StatusClient {
     }
 
     /// One HTTP/1.1 POST with `Connection: close`; returns the body of a 200 answer.
-    fn post(
+    pub(super) fn post(
         &self,
         addr: SocketAddr,
         path: &str,
@@ -123,7 +123,7 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// etcd's JSON gateway writes 64-bit integers as strings.
-fn as_u64(value: &Value) -> Option<u64> {
+pub(super) fn as_u64(value: &Value) -> Option<u64> {
     match value {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => n.as_u64(),

@@ -38,7 +38,7 @@ pub use setup::{cluster_toml, local_node_ip, raft_node_binary, ClusterOptions, D
 
 use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
 use crate::control::cleanup::{self, Cleanup};
-use crate::control::process;
+use crate::control::process::{self, wait_for};
 use crate::kv::status::{find_leader, NoLeader};
 use crate::net::nft::Nft;
 use crate::net::{NetError, Network, LATENCY_NEEDS_HOSTS};
@@ -56,11 +56,9 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
-/// Interval of every wait-for-a-condition loop on processes.
-const PROCESS_POLL: Duration = Duration::from_millis(20);
 /// How long a SIGKILLed or SIGTERMed process may take to disappear before we call it stuck.
 const KILL_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -482,26 +480,21 @@ impl LocalCluster {
     /// period for a clean exit, then SIGKILL; reaps our children and removes the pid files.
     /// Returns the first failure (after trying every node).
     pub fn stop_all(&mut self) -> Result<(), ClusterError> {
-        let ids: Vec<NodeId> = self
+        let procs: Vec<(NodeId, Pid)> = self
             .slots
-            .iter()
-            .filter(|(_, s)| s.proc.is_some())
-            .map(|(id, _)| *id)
+            .iter_mut()
+            .filter_map(|(id, slot)| {
+                let pid = slot.proc.as_ref().map(Proc::pid)?;
+                slot.resume_on_exit = None;
+                Some((*id, pid))
+            })
             .collect();
-        for &id in &ids {
-            if let Some(slot) = self.slots.get_mut(&id) {
-                if let Some(pid) = slot.proc.as_ref().map(Proc::pid) {
-                    let _ = send_signal(pid, Signal::SIGCONT);
-                    slot.resume_on_exit = None;
-                    let _ = send_signal(pid, Signal::SIGTERM);
-                }
-            }
-        }
+        let ids: Vec<NodeId> = procs.iter().map(|(id, _)| *id).collect();
         let grace = self.stop_grace;
-        wait_for(grace, || ids.iter().all(|&id| self.gone(id)));
+        let stubborn = process::terminate(&procs, grace, |id| self.gone(id));
         let mut first_error = None;
         for &id in &ids {
-            if !self.gone(id) {
+            if stubborn.contains(&id) {
                 warn!(id, ?grace, "node ignored SIGTERM; sending SIGKILL");
                 if let Err(e) = self.signal_and_wait(id, Signal::SIGKILL, KILL_PATIENCE) {
                     first_error.get_or_insert(e);
@@ -946,20 +939,6 @@ fn foreign_gone(pid: Pid) -> bool {
     let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
     let pid = pid.as_raw().unsigned_abs();
     !process::alive(pid) || process::state(pid) == Some('Z')
-}
-
-/// Polls `done` every 20 ms until it holds (true) or `patience` passes (false).
-fn wait_for(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + patience;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(PROCESS_POLL);
-    }
 }
 
 #[cfg(test)]
