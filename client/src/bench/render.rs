@@ -98,7 +98,7 @@ impl SystemInfo {
             SystemKind::Etcd => SystemInfo {
                 system: kind,
                 binary: binaries.etcd.display().to_string(),
-                version: crate::db::etcd::etcd_version(&binaries.etcd),
+                version: crate::db::etcd::check_version(&binaries.etcd).ok(),
                 nodes,
                 clients: "gRPC + mutual TLS, fsync on; leader only, one shared connection \
                           per 10 clients"

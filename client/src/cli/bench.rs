@@ -3,7 +3,7 @@
 
 use crate::bench::system::Binaries;
 use crate::bench::{self, BenchOp, BenchOptions, SystemKind};
-use crate::db::etcd::etcd_binary;
+use crate::db::etcd::{check_version, etcd_binary};
 use crate::db::local::raft_node_binary;
 use crate::report::results;
 use anyhow::{Context, Result};
@@ -95,6 +95,7 @@ pub async fn run(args: BenchArgs, command: String) -> Result<()> {
     }
     if opts.systems.contains(&SystemKind::Etcd) {
         opts.binaries.etcd = etcd_binary(args.etcd_bin.as_deref())?;
+        check_version(&opts.binaries.etcd)?;
     }
     opts.out = match args.out {
         Some(dir) => dir,
