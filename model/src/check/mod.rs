@@ -241,7 +241,7 @@ impl Setup {
             format!(
                 "Ready handling: {}",
                 if self.staged {
-                    "staged (durable first; sent, applied and advanced at a later step; input in between)"
+                    "staged (early sends, then durable; sent, applied and advanced at a later step; input in between)"
                 } else {
                     "atomic (persist, send, apply, advance in one step)"
                 }
