@@ -41,8 +41,17 @@ pub struct Persist {
     pub hard_state: Option<HardState>,
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry<Command>>,
+    /// May be sent at once, before the above is durable (a leader's replication).
+    pub early_messages: Vec<Message<Command>>,
     /// Send only after the above is durable.
     pub messages: Vec<Message<Command>>,
+}
+
+impl Persist {
+    /// Whether there is anything to make durable (a caller may skip the fsync otherwise).
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || self.snapshot.is_some() || !self.entries.is_empty()
+    }
 }
 
 /// What [`Replica::advance`] produced: replies to send (by request id) and, when the log was
@@ -241,6 +250,7 @@ impl Replica {
             hard_state,
             snapshot,
             entries,
+            early_messages,
             messages,
             committed,
             read_states,
@@ -249,6 +259,7 @@ impl Replica {
             hard_state,
             snapshot: snapshot.clone(),
             entries,
+            early_messages,
             messages,
         };
         Some((

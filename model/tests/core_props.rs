@@ -338,12 +338,32 @@ impl Sim {
                 hard_state,
                 snapshot,
                 entries,
+                early_messages,
                 messages,
                 committed,
                 read_states,
             } = ready;
+            // 1. the early messages leave before the writes: each promises only what was
+            // durable before this Ready. A crash may strike before the writes.
+            let sent_early = !early_messages.is_empty();
+            for m in &early_messages {
+                check_promise(id, &node.storage, m);
+            }
+            self.net.extend(early_messages);
+            let all_live = self.nodes.values().all(|n| n.raft.is_some());
+            if sent_early && all_live && self.rng.chance(10) {
+                self.trace.push(format!("{id}: crashed before its writes"));
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.raft = None;
+                }
+                return;
+            }
+            let node = self.nodes.get_mut(&id).expect("node");
+            let Some(raft) = node.raft.as_mut() else {
+                return;
+            };
             let storage = &mut node.storage;
-            // 1. persist.
+            // 2. persist.
             if let Some(hs) = hard_state {
                 assert!(
                     hs.term >= storage.hard_state.term,
@@ -378,11 +398,11 @@ impl Sim {
                 storage.entries.retain(|e| e.index < first.index);
                 storage.entries.extend(entries);
             }
-            // 2. the messages may leave: each promises only what is now durable.
+            // 3. the messages may leave: each promises only what is now durable.
             for m in &messages {
                 check_promise(id, storage, m);
             }
-            // 3. apply, in order, only what is durable and committed.
+            // 4. apply, in order, only what is durable and committed.
             for entry in &committed {
                 assert_eq!(entry.index, node.applied + 1, "{id}: applies in order");
                 assert!(
@@ -398,7 +418,7 @@ impl Sim {
                 );
                 node.applied = entry.index;
             }
-            // 4. read states: a released read reflects every write committed before it began
+            // 5. read states: a released read reflects every write committed before it began
             // (that is what makes it linearizable), and never more than the commit index.
             for rs in &read_states {
                 let began = self.reads.remove(&(id, rs.ctx));

@@ -525,6 +525,20 @@ impl Cluster {
             let Some(ready) = raft.ready() else {
                 return;
             };
+            // 0. the early messages leave before the writes: they promise only what was
+            // durable already.
+            if !node.config.bugs.has(Bug::ForgetVote) {
+                for m in &ready.early_messages {
+                    check_durable(&node.storage, m);
+                }
+            }
+            for m in &ready.early_messages {
+                if self.cut.contains(&(m.from, m.to)) {
+                    self.lost += 1;
+                } else {
+                    self.queue.push_back(m.clone());
+                }
+            }
             // 1. persist.
             if let Some(hs) = ready.hard_state {
                 node.storage.hard_state = hs;

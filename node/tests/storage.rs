@@ -175,6 +175,7 @@ fn model_persist(
             hard_state,
             snapshot: snapshot.cloned(),
             entries: entries.to_vec(),
+            early_messages: Vec::new(),
             messages: Vec::new(),
         })
         .unwrap();
@@ -979,6 +980,7 @@ fn against_the_model(
         hard_state,
         snapshot: snapshot.cloned(),
         entries: entries.to_vec(),
+        early_messages: Vec::new(),
         messages: Vec::new(),
     };
     let mut term: Term = 1;

@@ -7,10 +7,13 @@
 //!   [`Ready`](crate::core::Ready) and handles it in the contract's order: the hard state,
 //!   snapshot and entries go to the actor's durable [`Durable`] record (stateright's `Save`,
 //!   which survives crashes), then messages are sent, then `advance` applies and answers.
-//!   With [`Setup::staged`] the Ready is split as the node splits it: it is made durable at
-//!   once, and its messages, replies and `advance` wait for a later *flush* step, so the
-//!   core is stepped between `ready()` and `advance()` (as the node's core task is while its
-//!   storage task syncs), and a crash can strike after the writes and before the sends. A
+//!   With [`Setup::staged`] the Ready is split as the node splits it: its early messages
+//!   (a leader's replication) leave at once; its writes are made durable at once, or, when
+//!   there were early messages, at a later *flush* step; its other messages, replies and
+//!   `advance` wait for the flush. So the core is stepped between `ready()` and `advance()`
+//!   (as the node's core task is while its storage task syncs), and a crash can strike
+//!   after the early sends and before the writes, or after the writes and before the
+//!   other sends. A
 //!   crash (stateright's `max_crashes`) throws away everything but the durable record;
 //!   recovery runs `Replica::restore` from it, exactly as a node restarts.
 //! * **Time** is each server's own clock, a nondeterministic timer (see [`Timer`]): a
@@ -238,7 +241,7 @@ impl Setup {
             format!(
                 "Ready handling: {}",
                 if self.staged {
-                    "staged (durable first; sent, applied and advanced at a later step; input in between)"
+                    "staged (early sends, then durable; sent, applied and advanced at a later step; input in between)"
                 } else {
                     "atomic (persist, send, apply, advance in one step)"
                 }
@@ -377,13 +380,15 @@ pub struct Durable {
     pub installed_snapshot: bool,
 }
 
-/// A Ready whose writes are durable and whose messages, replies and `advance` wait for the
-/// flush step ([`Setup::staged`]). Under `send-before-persist` it is the other way round:
-/// the messages are out, and the writes wait for the flush.
+/// A Ready between its taking and its flush step ([`Setup::staged`]): its messages, replies
+/// and `advance` wait for the flush. Its writes are durable already, unless it had early
+/// messages (a leader's replication, sent when the Ready was taken): then the writes wait
+/// for the flush too, as the node's storage thread syncs while they travel, and a crash in
+/// between loses them. Under `send-before-persist` every message is out and the writes wait.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Staged {
     pub messages: Vec<Message<Command>>,
-    /// `send-before-persist` only: the writes not yet durable.
+    /// The writes not yet durable (early messages were sent, or `send-before-persist`).
     pub writes: Option<Persist>,
     pub pending: Pending,
 }
@@ -1069,12 +1074,26 @@ fn drive(server: &mut ServerState, setup: &ServerSetup, o: &mut Out<RaftActor>) 
     let staged = setup.staged;
     let send_first = staged && server.replica.bugs().has(Bug::SendBeforePersist);
     while let Some((mut persist, pending)) = server.replica.ready() {
+        let early = std::mem::take(&mut persist.early_messages);
         let messages = std::mem::take(&mut persist.messages);
         if send_first {
             // The bug: the messages leave now, the writes become durable at the flush.
+            send(setup, early, o);
             send(setup, messages, o);
             server.staged = Some(Staged {
                 messages: Vec::new(),
+                writes: Some(persist),
+                pending,
+            });
+            o.set_timer(Timer::Flush, model_timeout());
+            return;
+        }
+        let early_sent = !early.is_empty();
+        send(setup, early, o);
+        if staged && early_sent && persist.must_persist() {
+            // The early messages travel while the writes are being made durable.
+            server.staged = Some(Staged {
+                messages,
                 writes: Some(persist),
                 pending,
             });

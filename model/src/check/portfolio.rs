@@ -189,7 +189,7 @@ pub fn portfolio() -> Vec<Scenario> {
         },
         Scenario {
             name: "staged-ready",
-            covers: "each Ready durable first and sent later, input stepped in between, a crash between the writes and the sends",
+            covers: "each Ready staged: a leader's replication sent first, then the writes, the rest sent later; input stepped in between; a crash between any two",
             setup: Setup {
                 staged: true,
                 max_crashes: 1,

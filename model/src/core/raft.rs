@@ -139,6 +139,8 @@ pub struct Raft<C> {
     /// Leader: new entries need broadcasting at the next `ready` (batches proposals).
     broadcast_pending: bool,
     read_round: u64,
+    /// Leader: reads joined `read_round` since the last Ready; its heartbeats are due.
+    read_round_due: bool,
     pending_reads: Vec<PendingRead>,
     read_states: Vec<ReadState>,
     /// Leader: the transfer target and ticks since the transfer started.
@@ -193,6 +195,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             awaiting_advance: false,
             broadcast_pending: false,
             read_round: 0,
+            read_round_due: false,
             pending_reads: Vec::new(),
             read_states: Vec::new(),
             transfer: None,
@@ -430,19 +433,52 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 leader: self.leader,
             });
         }
-        self.read_round += 1;
+        // Every read until the next Ready shares one round: its heartbeats go out when the
+        // Ready is built (`confirm_reads`), so N reads between two Readies cost one round.
+        if !self.read_round_due {
+            self.read_round += 1;
+            self.read_round_due = true;
+        }
         self.pending_reads.push(PendingRead {
             ctx,
             round: self.read_round,
         });
-        // Only a heartbeat that carries the round: a read must not touch replication
-        // pacing (reset probes, take a busy pipeline for a stalled one, resend snapshots).
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        self.release_reads();
+        Ok(())
+    }
+
+    /// Sends the heartbeat round the reads since the last Ready wait for. Only heartbeats:
+    /// a read must not touch replication pacing (reset probes, take a busy pipeline for a
+    /// stalled one, resend snapshots). A peer that this Ready already sends an
+    /// AppendEntries or snapshot carrying the round needs no heartbeat: its answer, success
+    /// or not, confirms the round just as well.
+    fn confirm_reads(&mut self) {
+        if !std::mem::take(&mut self.read_round_due) || self.role != Role::Leader {
+            return;
+        }
+        let (term, round) = (self.term, self.read_round);
+        let carried: BTreeSet<NodeId> = self
+            .messages
+            .iter()
+            .filter(|m| {
+                m.term == term
+                    && matches!(
+                        m.body,
+                        Body::Append { read_round, .. } | Body::InstallSnapshot { read_round, .. }
+                            if read_round == round
+                    )
+            })
+            .map(|m| m.to)
+            .collect();
+        let peers: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|id| !carried.contains(id))
+            .collect();
         for peer in peers {
             self.send_heartbeat(peer);
         }
-        self.release_reads();
-        Ok(())
     }
 
     /// `lease-read` bug: this leader believes in its lease (it committed in its term and
@@ -734,6 +770,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         self.progress.clear();
         self.transfer = None;
         self.broadcast_pending = false;
+        self.read_round_due = false;
         self.reset_election_timer();
     }
 
@@ -1249,6 +1286,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 || self.broadcast_pending
                 || self.log.has_unstable()
                 || self.hard_state() != self.persisted_hard_state
+                || self.read_round_due
                 || self.log.has_committed_to_apply()
                 || (self.acks_before_commit() && self.log.stable_index() > self.log.applied)
                 || (self.applies_uncommitted() && self.log.stable_index() > self.log.applied)
@@ -1265,19 +1303,48 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
             self.announce_commit();
         }
         self.broadcast_pending = false;
+        self.confirm_reads();
         let hard_state = self.hard_state();
         let ahead = self.acks_before_commit() || self.applies_uncommitted();
+        let (early_messages, messages) = self.split_outbox();
         let ready = Ready {
             hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
             snapshot: self.log.take_pending_snapshot(),
             entries: self.log.take_unstable(),
-            messages: std::mem::take(&mut self.messages),
+            early_messages,
+            messages,
             committed: self.log.take_committed(ahead),
             read_states: std::mem::take(&mut self.read_states),
         };
         self.persisted_hard_state = hard_state;
         self.awaiting_advance = true;
         Some(ready)
+    }
+
+    /// Splits the outbox into the messages that may leave before this Ready's writes are
+    /// durable and those that must wait for them (thesis 10.2.1: a leader may write its
+    /// log in parallel with replicating it). Early: what a leader sends in a term already
+    /// durable here (the previous Ready's hard state was made durable before `advance`) —
+    /// AppendEntries, heartbeats, snapshots, TimeoutNow. They promise nothing about this
+    /// server's storage: the leader counts its own copy of an entry only once durable
+    /// (`maybe_commit` takes the stable index) and applies only durable entries
+    /// (`take_committed`). Everything else waits: votes and their answers promise the
+    /// hard state this Ready writes, append answers promise its entries. A message of a
+    /// term this Ready makes durable waits too: after a crash before the write, this
+    /// server could campaign for that term again and, as its leader, send different
+    /// entries under the same term.
+    fn split_outbox(&mut self) -> (Vec<Message<C>>, Vec<Message<C>>) {
+        let durable_term = self.persisted_hard_state.term;
+        let (early, late): (Vec<Message<C>>, Vec<Message<C>>) = std::mem::take(&mut self.messages)
+            .into_iter()
+            .partition(|m| {
+                m.term <= durable_term
+                    && matches!(
+                        m.body,
+                        Body::Append { .. } | Body::InstallSnapshot { .. } | Body::TimeoutNow
+                    )
+            });
+        (early, late)
     }
 
     /// The caller finished the last Ready: what it persisted is durable.
@@ -1297,4 +1364,211 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(id: NodeId) -> Config {
+        let mut config = Config::new(id);
+        config.pre_vote = false;
+        config
+    }
+
+    fn heartbeats(messages: &[Message<u64>]) -> usize {
+        messages
+            .iter()
+            .filter(|m| matches!(&m.body, Body::Append { entries, .. } if entries.is_empty()))
+            .count()
+    }
+
+    fn answer(raft: &mut Raft<u64>, append: &Message<u64>) {
+        let Body::Append {
+            prev_index,
+            ref entries,
+            read_round,
+            ..
+        } = append.body
+        else {
+            panic!("not an AppendEntries: {append:?}");
+        };
+        raft.step(Message {
+            from: append.to,
+            to: append.from,
+            term: append.term,
+            body: Body::AppendResponse {
+                index: prev_index + entries.len() as Index,
+                conflict_term: None,
+                success: true,
+                read_round,
+                prev_index,
+            },
+        });
+    }
+
+    /// Server 1 of {1, 2, 3}, leader of term 1 with its no-op committed, no Ready pending.
+    fn leader() -> Raft<u64> {
+        let mut raft = Raft::new(config(1), [1, 2, 3]);
+        raft.election_timeout();
+        let campaign = raft.ready().expect("campaign Ready");
+        raft.advance();
+        raft.step(Message {
+            from: 2,
+            to: 1,
+            term: 1,
+            body: Body::VoteResponse {
+                campaign: Campaign::Election,
+                granted: true,
+            },
+        });
+        assert_eq!(raft.role(), Role::Leader);
+        assert_eq!(campaign.messages.len(), 2);
+        let ready = raft.ready().expect("the no-op's Ready");
+        raft.advance();
+        for append in &ready.early_messages {
+            answer(&mut raft, append);
+        }
+        while raft.ready().is_some() {
+            raft.advance();
+        }
+        assert_eq!(raft.commit_index(), 1);
+        raft
+    }
+
+    /// Reads between two Readies share one heartbeat round: one heartbeat per follower,
+    /// and one quorum answer releases them all.
+    #[test]
+    fn reads_between_readies_share_one_heartbeat_round() {
+        let mut raft = leader();
+        for ctx in 0..5 {
+            raft.read_index(ctx).expect("leader");
+        }
+        assert!(raft.outbox().is_empty(), "no heartbeat per read");
+        let ready = raft.ready().expect("the round's Ready");
+        assert_eq!(
+            heartbeats(&ready.early_messages),
+            2,
+            "one round: 2 followers"
+        );
+        assert!(ready.messages.is_empty());
+        raft.advance();
+        assert!(raft.ready().is_none());
+        answer(&mut raft, &ready.early_messages[0]);
+        let released = raft.ready().expect("the released reads");
+        let ctxs: Vec<u64> = released.read_states.iter().map(|r| r.ctx).collect();
+        assert_eq!(ctxs, vec![0, 1, 2, 3, 4]);
+        assert!(released.read_states.iter().all(|r| r.index == Some(1)));
+        raft.advance();
+    }
+
+    /// Reads that arrive while a Ready is out wait for the next one, and share its round;
+    /// the earlier round's answer does not release them.
+    #[test]
+    fn reads_during_a_ready_join_the_next_round() {
+        let mut raft = leader();
+        raft.read_index(0).expect("leader");
+        let first = raft.ready().expect("first round");
+        assert_eq!(heartbeats(&first.early_messages), 2);
+        raft.read_index(1).expect("leader");
+        raft.read_index(2).expect("leader");
+        answer(&mut raft, &first.early_messages[0]);
+        raft.advance();
+        let second = raft.ready().expect("second round");
+        assert_eq!(heartbeats(&second.early_messages), 2);
+        let ctxs: Vec<u64> = second.read_states.iter().map(|r| r.ctx).collect();
+        assert_eq!(ctxs, vec![0], "only the read of the answered round");
+        raft.advance();
+        answer(&mut raft, &second.early_messages[1]);
+        let third = raft.ready().expect("released");
+        let ctxs: Vec<u64> = third.read_states.iter().map(|r| r.ctx).collect();
+        assert_eq!(ctxs, vec![1, 2]);
+        raft.advance();
+    }
+
+    /// A follower that gets an AppendEntries carrying the round in the same Ready gets no
+    /// extra heartbeat.
+    #[test]
+    fn an_append_carrying_the_round_replaces_its_heartbeat() {
+        let mut raft = leader();
+        raft.read_index(0).expect("leader");
+        raft.propose(7).expect("leader");
+        let ready = raft.ready().expect("Ready");
+        assert_eq!(heartbeats(&ready.early_messages), 0);
+        assert_eq!(
+            ready.early_messages.len(),
+            2,
+            "one AppendEntries per follower"
+        );
+        raft.advance();
+        answer(&mut raft, &ready.early_messages[0]);
+        let released = raft.ready().expect("released");
+        assert_eq!(released.read_states.len(), 1);
+        raft.advance();
+    }
+
+    /// A leader's replication leaves before its writes; what it promises about its own
+    /// storage (votes, acknowledgements) waits, and so does anything of a term not yet
+    /// durable here.
+    #[test]
+    fn only_a_leaders_replication_in_a_durable_term_leaves_early() {
+        // A candidate's vote requests wait for its vote for itself.
+        let mut raft: Raft<u64> = Raft::new(config(1), [1, 2, 3]);
+        raft.election_timeout();
+        let campaign = raft.ready().expect("campaign");
+        assert!(campaign.early_messages.is_empty());
+        assert_eq!(campaign.messages.len(), 2);
+        // Elected before that Ready's term is durable: its first AppendEntries wait too (a
+        // crash could let it lead term 1 again with another log).
+        raft.step(Message {
+            from: 2,
+            to: 1,
+            term: 1,
+            body: Body::VoteResponse {
+                campaign: Campaign::Election,
+                granted: true,
+            },
+        });
+        raft.advance();
+        let mut fresh: Raft<u64> = Raft::new(config(1), [1, 2, 3]);
+        fresh.election_timeout();
+        fresh.step(Message {
+            from: 2,
+            to: 1,
+            term: 1,
+            body: Body::VoteResponse {
+                campaign: Campaign::Election,
+                granted: true,
+            },
+        });
+        let ready = fresh.ready().expect("Ready");
+        assert!(ready.hard_state.is_some());
+        assert!(ready.early_messages.is_empty());
+        assert!(ready
+            .messages
+            .iter()
+            .any(|m| m.body.name() == "AppendEntries"));
+        // With term 1 durable, the leader's AppendEntries leave before its no-op is.
+        let ready = raft.ready().expect("the no-op");
+        assert_eq!(ready.entries.len(), 1);
+        assert_eq!(ready.early_messages.len(), 2);
+        assert!(ready.messages.is_empty());
+        // The follower's acknowledgement waits for its write.
+        let mut follower: Raft<u64> = Raft::new(config(2), [1, 2, 3]);
+        follower.step(ready.early_messages[0].clone());
+        let acked = follower.ready().expect("follower Ready");
+        assert!(acked.early_messages.is_empty());
+        assert_eq!(acked.messages.len(), 1);
+        assert_eq!(acked.messages[0].body.name(), "AppendResponse");
+        // The followers commit the no-op before the leader's copy is durable: the leader
+        // neither counts nor applies its own copy yet.
+        for append in &ready.early_messages {
+            answer(&mut raft, append);
+        }
+        assert_eq!(raft.commit_index(), 1, "a quorum of followers holds it");
+        raft.advance();
+        let applied = raft.ready().expect("apply");
+        assert_eq!(applied.committed.len(), 1, "durable now, applied now");
+        raft.advance();
+    }
 }

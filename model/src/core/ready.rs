@@ -15,25 +15,34 @@ pub struct ReadState {
 
 /// Work for the caller, to be done in this order:
 ///
-/// 1. make `hard_state`, `snapshot` and `entries` durable (fsync) — `entries` overwrite any
+/// 1. send `early_messages`: they may leave at once, before or while step 2 writes (a
+///    leader's AppendEntries, heartbeats, snapshots and TimeoutNow in a term already
+///    durable here; they promise nothing step 2 writes: see `Raft::split_outbox`);
+/// 2. make `hard_state`, `snapshot` and `entries` durable (fsync) — `entries` overwrite any
 ///    stored entries at or after `entries[0].index`; a `snapshot` replaces the stored
 ///    snapshot and every stored entry up to its index — and every stored entry after it too,
 ///    unless the stored entry at the snapshot's index has the snapshot's term (then the
 ///    suffix still follows on from it and is kept) — and the state machine is restored
 ///    from it;
-/// 2. only then send `messages`: they may promise what step 1 wrote (a vote, an
+/// 3. only then send `messages`: they may promise what step 2 wrote (a vote, an
 ///    acknowledged entry);
-/// 3. apply `committed` to the state machine in order (they are already durable);
-/// 4. serve `read_states` once the state machine has applied their index;
-/// 5. call [`Raft::advance`](super::Raft::advance).
+/// 4. apply `committed` to the state machine in order (they are already durable);
+/// 5. serve `read_states` once the state machine has applied their index;
+/// 6. call [`Raft::advance`](super::Raft::advance).
 ///
-/// Until `advance` the core keeps accepting input but hands out no new batch.
+/// Until `advance` the core keeps accepting input but hands out no new batch. A leader
+/// counts its own copy of an entry toward commitment only after the `advance` of the Ready
+/// that wrote it, and never hands out in `committed` an entry that is not durable here,
+/// even when its followers committed it meanwhile.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use = "a Ready must be persisted, sent and applied, then acknowledged with advance()"]
 pub struct Ready<C> {
     pub hard_state: Option<HardState>,
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry<C>>,
+    /// May be sent before the writes are durable (step 1).
+    pub early_messages: Vec<Message<C>>,
+    /// Sent only once the writes are durable (step 3).
     pub messages: Vec<Message<C>>,
     pub committed: Vec<Entry<C>>,
     pub read_states: Vec<ReadState>,

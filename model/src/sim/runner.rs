@@ -19,7 +19,11 @@
 //! are buffered or the oldest has waited [`FLUSH_MS`] (checked at each tick); a crash loses
 //! the rest.
 //!
-//! Under the `send-before-persist` bug a Ready's messages are sent when the Ready is taken,
+//! A Ready's early messages (a leader's replication, see [`crate::core::Ready`]) are sent
+//! when the Ready is taken, before its fsync delay, as the node sends them: a crash during
+//! the delay loses the leader's writes but not those messages.
+//!
+//! Under the `send-before-persist` bug all of a Ready's messages are sent when it is taken,
 //! before its fsync delay: a crash during the delay loses the writes (the Ready in flight) that
 //! the messages already promised, e.g. a granted vote. The targeted crash after a granted vote
 //! follows the vote's send, so it then strikes inside that window.
@@ -552,14 +556,14 @@ impl World {
                 .filter_map(|index| log.entry(index).cloned())
                 .collect();
             self.watch_leader(node);
-            let must_persist = persist.hard_state.is_some()
-                || persist.snapshot.is_some()
-                || !persist.entries.is_empty();
+            let must_persist = persist.must_persist();
             let mut inflight = InFlight {
                 persist,
                 pending,
                 applied,
             };
+            let early = std::mem::take(&mut inflight.persist.early_messages);
+            self.send_all(early);
             if self.config.bugs.has(Bug::SendBeforePersist) {
                 // The messages leave before the writes they promise are durable.
                 let messages = std::mem::take(&mut inflight.persist.messages);

@@ -110,6 +110,7 @@ impl Storage {
                 hard_state: persist.hard_state,
                 snapshot: None,
                 entries: persist.entries.clone(),
+                early_messages: Vec::new(),
                 messages: Vec::new(),
             });
         }
@@ -202,6 +203,7 @@ mod tests {
             hard_state: None,
             snapshot: None,
             entries,
+            early_messages: Vec::new(),
             messages: Vec::new(),
         }
     }
