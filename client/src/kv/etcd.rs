@@ -1,7 +1,8 @@
 //! The client library for an etcd v3 cluster, on the `etcd-client` crate (gRPC over mutual
 //! TLS): one sequential client per process, classified as Jepsen's etcd client does.
 //!
-//! - read = `Range` (linearizable, etcd's default), write = `Put`, cas = a `Txn` comparing
+//! - read = `Range`: linearizable (etcd's default), or served from the member's own state
+//!   with [`ReadConsistency::Serializable`] (etcd's `serializable` option); write = `Put`, cas = a `Txn` comparing
 //!   the value (or, for an absent key, its version 0) and then putting the new one, else
 //!   reading the current value.
 //! - `Ok`: the answer came. `Fail`: certainly no effect: a read that does not complete (reads
@@ -12,10 +13,11 @@
 //!
 //! Values are stored as text: integers in decimal, strings as they are.
 
+use super::system::ReadConsistency;
 use super::OpResult;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp,
-    TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions,
+    Txn, TxnOp, TxnOpResponse,
 };
 use model::core::NodeId;
 use model::kv::{Operation, Outcome, Value};
@@ -40,6 +42,7 @@ pub struct EtcdClientError {
 pub struct EtcdKv {
     members: Vec<(NodeId, String)>,
     tls: TlsOptions,
+    reads: ReadConsistency,
 }
 
 impl EtcdKv {
@@ -58,7 +61,17 @@ impl EtcdKv {
                 read(node::certs::CLIENT_CERT)?,
                 read(node::certs::CLIENT_KEY)?,
             ));
-        Ok(EtcdKv { members, tls })
+        Ok(EtcdKv {
+            members,
+            tls,
+            reads: ReadConsistency::default(),
+        })
+    }
+
+    /// Reads served as `reads` says (linearizable unless told otherwise).
+    pub fn with_reads(mut self, reads: ReadConsistency) -> EtcdKv {
+        self.reads = reads;
+        self
     }
 
     pub fn node_ids(&self) -> Vec<NodeId> {
@@ -78,6 +91,7 @@ impl EtcdKv {
             tls: self.tls.clone(),
             client: None,
             op_timeout,
+            reads: self.reads,
         }
     }
 }
@@ -88,6 +102,7 @@ pub struct EtcdKvClient {
     tls: TlsOptions,
     client: Option<Client>,
     op_timeout: Duration,
+    reads: ReadConsistency,
 }
 
 /// How a request ended, before classification.
@@ -134,7 +149,11 @@ impl EtcdKvClient {
         let limit = self.op_timeout;
         match op {
             Operation::Read { key } => {
-                let answer = within(limit, client.get(key.as_str(), None)).await?;
+                let options = match self.reads {
+                    ReadConsistency::Linearizable => None,
+                    ReadConsistency::Serializable => Some(GetOptions::new().with_serializable()),
+                };
+                let answer = within(limit, client.get(key.as_str(), options)).await?;
                 let value = answer.kvs().first().map(|kv| decode(kv.value()));
                 Ok(OpResult::Ok(Outcome::Value(value)))
             }
