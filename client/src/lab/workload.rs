@@ -221,6 +221,32 @@ pub enum DbKind {
     Etcd,
 }
 
+impl DbKind {
+    /// The name in workload files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DbKind::Raftlab => "raftlab",
+            DbKind::Etcd => "etcd",
+        }
+    }
+
+    /// Why a local cluster of this system cannot take nemesis `kind`, if it cannot.
+    pub fn refuses(self, kind: NemesisKind) -> Option<&'static str> {
+        match (self, kind) {
+            (DbKind::Raftlab, _) => None,
+            (DbKind::Etcd, NemesisKind::Membership | NemesisKind::Transfer) => Some(
+                "it goes through raftlab's operator requests; the lab does not drive etcd's \
+                 member or leadership API",
+            ),
+            (DbKind::Etcd, k) if k.needs_own_interfaces() => Some(
+                "it needs members with network interfaces of their own; etcd members run on \
+                 loopback addresses",
+            ),
+            (DbKind::Etcd, _) => None,
+        }
+    }
+}
+
 /// Where a process sends an operation first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -604,17 +630,19 @@ impl Workload {
             }
         };
 
+        let db = overrides.db.or(file.db).unwrap_or_default();
         let mut nemesis = Vec::new();
         if let Some(list) = &file.nemesis {
             for kind in list.get_ref() {
-                let expanded = expand_nemesis(kind.get_ref()).map_err(|m| at(kind.span(), m))?;
+                let expanded =
+                    expand_nemesis_for(db, kind.get_ref()).map_err(|m| at(kind.span(), m))?;
                 push_unique(&mut nemesis, expanded);
             }
         }
         if let Some(list) = &overrides.nemesis {
             nemesis.clear();
             for kind in list {
-                let expanded = expand_nemesis(kind).map_err(|message| WorkloadError::Flag {
+                let expanded = expand_nemesis_for(db, kind).map_err(|message| WorkloadError::Flag {
                     flag: "--nemesis",
                     message,
                 })?;
@@ -648,7 +676,6 @@ impl Workload {
             },
         };
 
-        let db = overrides.db.or(file.db).unwrap_or_default();
         let read_consistency = match &file.read_consistency {
             None => ReadConsistency::default(),
             Some(r) if *r.get_ref() == ReadConsistency::Serializable && db == DbKind::Raftlab => {
@@ -719,6 +746,20 @@ fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
                 )
             }),
     }
+}
+
+/// [`expand_nemesis`] for system `db`: a group keeps the kinds `db` takes, a single kind it
+/// refuses is an error saying why.
+fn expand_nemesis_for(db: DbKind, kind: &str) -> Result<Vec<String>, String> {
+    let mut expanded = expand_nemesis(kind)?;
+    let refusal = |k: &str| k.parse::<NemesisKind>().ok().and_then(|k| db.refuses(k));
+    if expanded.len() == 1 && expanded[0] == kind {
+        if let Some(why) = refusal(kind) {
+            return Err(format!("nemesis {kind} cannot run against {}: {why}", db.name()));
+        }
+    }
+    expanded.retain(|k| refusal(k).is_none());
+    Ok(expanded)
 }
 
 fn push_unique(list: &mut Vec<String>, more: Vec<String>) {
@@ -881,6 +922,17 @@ mod tests {
         };
         assert!(Workload::parse(Path::new("x.toml"), serializable, &to_raftlab).is_err());
         assert!(parse("read_consistency = \"sequential\"").is_err());
+        // `all` is every kind the system takes; a kind it cannot take is refused with why.
+        let all = parse("db = \"etcd\"\nnemesis = [\"all\"]").unwrap().nemesis;
+        assert!(all.contains(&"kill-all".to_string()), "{all:?}");
+        assert!(!all.contains(&"membership".to_string()), "{all:?}");
+        assert!(!all.contains(&"transfer".to_string()), "{all:?}");
+        let e = parse("db = \"etcd\"\nnemesis = [\"kill\", \"membership\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":2: nemesis membership cannot run against etcd"), "{e}");
+        let raftlab_all = parse("nemesis = [\"all\"]").unwrap().nemesis;
+        assert_eq!(raftlab_all.len(), NEMESIS_KINDS.len());
         assert_eq!(parse("db = \"etcd\"").unwrap().db, DbKind::Etcd);
         assert!(parse("db = \"zookeeper\"").is_err());
         let flag = Overrides {
