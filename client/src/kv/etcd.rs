@@ -13,14 +13,14 @@
 //!
 //! Values are stored as text: integers in decimal, strings as they are.
 
-use super::system::ReadConsistency;
 use super::OpResult;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions,
-    Txn, TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, TxnOpResponse,
 };
 use model::core::NodeId;
 use model::kv::{Operation, Outcome, Value};
+use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
@@ -28,6 +28,30 @@ use tokio::time::timeout;
 
 /// How long a client may take to set up its connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How reads are served (`read_consistency` in workload files).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// Every read reflects every write completed before it (etcd's default `Range`; the only
+    /// reads raftlab serves).
+    #[default]
+    Linearizable,
+    /// Served from the contacted member's local state, without asking the leader (etcd's
+    /// `serializable` `Range`): a member behind the others, or cut off from them, answers
+    /// with what it has.
+    Serializable,
+}
+
+impl ReadConsistency {
+    /// The name in workload files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Linearizable => "linearizable",
+            ReadConsistency::Serializable => "serializable",
+        }
+    }
+}
 
 /// The client certificate of an etcd cluster could not be read.
 #[derive(Debug, Error)]

@@ -6,32 +6,7 @@ use super::etcd::{EtcdKv, EtcdKvClient};
 use super::{KvClient, KvCluster, OpResult};
 use model::core::NodeId;
 use model::kv::Operation;
-use serde::Deserialize;
 use std::time::Duration;
-
-/// How reads are served (`read_consistency` in workload files).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadConsistency {
-    /// Every read reflects every write completed before it (etcd's default `Range`; the only
-    /// reads raftlab serves).
-    #[default]
-    Linearizable,
-    /// Served from the contacted member's local state, without asking the leader (etcd's
-    /// `serializable` `Range`): a member behind the others, or cut off from them, answers
-    /// with what it has.
-    Serializable,
-}
-
-impl ReadConsistency {
-    /// The name in workload files and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReadConsistency::Linearizable => "linearizable",
-            ReadConsistency::Serializable => "serializable",
-        }
-    }
-}
 
 /// The clients' view of the system under test.
 #[derive(Clone)]

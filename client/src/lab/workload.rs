@@ -34,8 +34,8 @@
 //! file and line. Command-line flags ([`Overrides`]) win over the file.
 
 use crate::control::one_line;
+use crate::kv::etcd::ReadConsistency;
 use crate::kv::policy::Timing;
-use crate::kv::system::ReadConsistency;
 use crate::nemesis::NemesisKind;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -642,10 +642,11 @@ impl Workload {
         if let Some(list) = &overrides.nemesis {
             nemesis.clear();
             for kind in list {
-                let expanded = expand_nemesis_for(db, kind).map_err(|message| WorkloadError::Flag {
-                    flag: "--nemesis",
-                    message,
-                })?;
+                let expanded =
+                    expand_nemesis_for(db, kind).map_err(|message| WorkloadError::Flag {
+                        flag: "--nemesis",
+                        message,
+                    })?;
                 push_unique(&mut nemesis, expanded);
             }
         }
@@ -755,7 +756,10 @@ fn expand_nemesis_for(db: DbKind, kind: &str) -> Result<Vec<String>, String> {
     let refusal = |k: &str| k.parse::<NemesisKind>().ok().and_then(|k| db.refuses(k));
     if expanded.len() == 1 && expanded[0] == kind {
         if let Some(why) = refusal(kind) {
-            return Err(format!("nemesis {kind} cannot run against {}: {why}", db.name()));
+            return Err(format!(
+                "nemesis {kind} cannot run against {}: {why}",
+                db.name()
+            ));
         }
     }
     expanded.retain(|k| refusal(k).is_none());
@@ -915,7 +919,10 @@ mod tests {
         let e = parse("read_consistency = \"serializable\"")
             .unwrap_err()
             .to_string();
-        assert!(e.contains(":1: read_consistency = \"serializable\" needs db = \"etcd\""), "{e}");
+        assert!(
+            e.contains(":1: read_consistency = \"serializable\" needs db = \"etcd\""),
+            "{e}"
+        );
         let to_raftlab = Overrides {
             db: Some(DbKind::Raftlab),
             ..Overrides::default()
@@ -930,7 +937,10 @@ mod tests {
         let e = parse("db = \"etcd\"\nnemesis = [\"kill\", \"membership\"]")
             .unwrap_err()
             .to_string();
-        assert!(e.contains(":2: nemesis membership cannot run against etcd"), "{e}");
+        assert!(
+            e.contains(":2: nemesis membership cannot run against etcd"),
+            "{e}"
+        );
         let raftlab_all = parse("nemesis = [\"all\"]").unwrap().nemesis;
         assert_eq!(raftlab_all.len(), NEMESIS_KINDS.len());
         assert_eq!(parse("db = \"etcd\"").unwrap().db, DbKind::Etcd);

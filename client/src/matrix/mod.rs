@@ -432,7 +432,7 @@ fn definitions() -> BTreeMap<&'static str, &'static str> {
 mod tests {
     use super::detection::{failing_from_json, failing_summary};
     use super::render::{detected_cell, median_cell, BUG_HEADER};
-    use super::run::usable_kinds;
+    use super::run::{bugs_for, correct_rows, usable_kinds};
     use super::*;
     use crate::nemesis::NemesisKind;
     use std::collections::HashMap;
@@ -578,7 +578,8 @@ mod tests {
         assert_eq!(m.below_target, vec!["vote-twice"]);
         assert_eq!(m.exit_code, 0);
         let t = text(&m);
-        let first = t.lines().next().unwrap();
+        assert!(t.starts_with("system under test: raftlab 0.1.0\n\n"), "{t}");
+        let first = t.lines().nth(2).unwrap();
         for h in BUG_HEADER {
             assert!(first.contains(h), "{first}");
         }
@@ -670,6 +671,111 @@ mod tests {
             .to_string();
         assert!(e.starts_with("--bugs: unknown bug \"eat-data\""), "{e}");
         assert!(parse_bug_list(" , ").is_err());
+    }
+
+    #[test]
+    fn catalogue_bugs_do_not_apply_to_etcd() {
+        assert_eq!(
+            bugs_for(DbKind::Raftlab, None).unwrap(),
+            (Bug::ALL.to_vec(), None)
+        );
+        let (bugs, note) = bugs_for(DbKind::Etcd, None).unwrap();
+        assert!(bugs.is_empty());
+        assert!(note.unwrap().contains("cannot apply to etcd"));
+        assert!(bugs_for(DbKind::Etcd, Some(&[])).unwrap().0.is_empty());
+        let e = bugs_for(DbKind::Etcd, Some(&[Bug::StaleRead]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--bugs: stale-read: catalogue bugs"), "{e}");
+    }
+
+    #[test]
+    fn the_correct_column_of_a_system() {
+        let plan = recipes::CorrectPlan {
+            workload: PathBuf::from("ci.toml"),
+            nemesis: vec![
+                NemesisKind::Kill,
+                NemesisKind::Membership,
+                NemesisKind::Pause,
+            ],
+            combined: true,
+            tuning: recipes::Tuning::default(),
+        };
+        let names = |rows: Vec<(String, Vec<NemesisKind>)>| {
+            rows.into_iter()
+                .map(|(n, k)| (n, k.len()))
+                .collect::<Vec<_>>()
+        };
+        // etcd: each kind alone, then every kind it takes together (membership left out).
+        assert_eq!(
+            names(correct_rows(&plan, DbKind::Etcd)),
+            vec![
+                ("kill".to_string(), 1),
+                ("membership".to_string(), 1),
+                ("pause".to_string(), 1),
+                ("all".to_string(), 2)
+            ]
+        );
+        assert!(DbKind::Etcd.refuses(NemesisKind::Membership).is_some());
+        assert_eq!(DbKind::Raftlab.refuses(NemesisKind::Membership), None);
+        assert_eq!(
+            names(correct_rows(&plan, DbKind::Raftlab))
+                .last()
+                .unwrap()
+                .1,
+            3
+        );
+        let alone = recipes::CorrectPlan {
+            combined: false,
+            ..plan
+        };
+        assert_eq!(correct_rows(&alone, DbKind::Etcd).len(), 3);
+    }
+
+    #[test]
+    fn a_system_and_its_known_behaviours_in_the_tables() {
+        let mut m = matrix(
+            Vec::new(),
+            vec![correct_row("kill", vec![run("valid", None, &[])])],
+        );
+        m.db = "etcd".into();
+        m.system = "etcd 3.4.23".into();
+        m.bugs_note = Some("catalogue bugs cannot apply to etcd".into());
+        m.known = vec![bug_row(
+            "serializable-reads",
+            vec![
+                run("invalid", Some(0.5), &["read"]),
+                run("valid", None, &[]),
+            ],
+        )];
+        m.below_target = below_target(&m);
+        assert_eq!(m.below_target, vec!["serializable-reads"]);
+        let t = text(&m);
+        assert!(t.starts_with("system under test: etcd 3.4.23"), "{t}");
+        assert!(
+            t.contains("etcd 3.4.23 as it ships, each nemesis alone:"),
+            "{t}"
+        );
+        assert!(
+            t.contains("no catalogue bug ran: catalogue bugs cannot apply to etcd"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "known behaviours judged invalid in fewer than 9/10 runs: serializable-reads 1/2"
+            ),
+            "{t}"
+        );
+        let md = markdown(&m);
+        assert!(
+            md.starts_with("## Bug catalogue matrix: etcd 3.4.23"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `serializable-reads` | ci.toml | isolate-leader, partition-halves | 1/2 | 0.5 s | read |"),
+            "{md}"
+        );
+        assert!(md.contains("- `serializable-reads`: because"), "{md}");
     }
 
     #[test]

@@ -575,6 +575,61 @@ rate = 0
     }
 
     #[test]
+    fn a_system_its_correct_column_and_its_known_behaviours() {
+        let text = r#"
+db = "etcd"
+
+[etcd]
+nemesis = ["kill", "membership"]
+combined = true
+
+[known.serializable-reads]
+db = "etcd"
+workload = "ci.toml"
+nemesis = ["partition-one"]
+why = "member-local reads"
+"#;
+        let dir = folder("etcd");
+        let r = Recipes::parse(&dir.join("matrix.toml"), text).unwrap();
+        assert_eq!(r.db, Some(DbKind::Etcd));
+        let etcd = r.correct_for(DbKind::Etcd);
+        assert_eq!(
+            etcd.nemesis,
+            vec![NemesisKind::Kill, NemesisKind::Membership]
+        );
+        assert!(etcd.combined);
+        // raftlab keeps [correct] (here the default: every kind, not combined).
+        assert_eq!(
+            r.correct_for(DbKind::Raftlab).nemesis,
+            NemesisKind::ALL.to_vec()
+        );
+        assert!(!r.correct_for(DbKind::Raftlab).combined);
+        assert_eq!(r.known.len(), 1);
+        assert_eq!(r.known[0].name, "serializable-reads");
+        assert_eq!(r.known[0].db, DbKind::Etcd);
+        assert_eq!(r.known[0].recipe.nemesis, vec![NemesisKind::PartitionOne]);
+        // Without [etcd], etcd runs [correct]'s plan.
+        let r = Recipes::parse(
+            &dir.join("matrix.toml"),
+            "[correct]\nnemesis = [\"pause\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.correct_for(DbKind::Etcd).nemesis,
+            vec![NemesisKind::Pause]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A known behaviour names its system; a bug recipe cannot.
+        let text = "[known.x]\nworkload = \"ci.toml\"\nnemesis = [\"kill\"]\nwhy = \"y\"\n";
+        let e = parse("known-without-db", text).unwrap_err().to_string();
+        assert!(e.contains("known.x") && e.contains("db = "), "{e}");
+        let text = "[bug.stale-read]\ndb = \"etcd\"\nworkload = \"ci.toml\"\nnemesis = [\"kill\"]\nwhy = \"y\"\n";
+        let e = parse("bug-with-db", text).unwrap_err().to_string();
+        assert!(e.contains("matrix.toml:2: bug.stale-read.db"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_recipes_parse() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/matrix.toml");
         let r = Recipes::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -596,6 +651,13 @@ rate = 0
                 .is_some_and(|n| n.contains("does not change membership")),
             "{membership:?}"
         );
+        // etcd: its own correct column, every kind together too, and serializable reads as a
+        // known behaviour.
+        assert!(r.correct_for(DbKind::Etcd).combined);
+        assert!(r
+            .known
+            .iter()
+            .any(|k| k.name == "serializable-reads" && k.db == DbKind::Etcd));
     }
 
     #[test]

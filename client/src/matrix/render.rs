@@ -267,10 +267,11 @@ pub(super) fn summary_lines(m: &Matrix) -> Vec<String> {
         let runs: usize = m.correct.iter().map(|r| r.runs.len()).sum();
         if invalid > 0 {
             lines.push(format!(
-                "FALSE ALARMS: {invalid} of {runs} runs of the correct build were judged NOT linearizable: a real bug to fix (see matrix.json for their folders)"
+                "FALSE ALARMS: {invalid} of {runs} runs of {} were judged NOT linearizable: a real bug to fix (see matrix.json for their folders)",
+                correct_name(m)
             ));
         } else {
-            lines.push(format!("correct build: no anomaly in {runs} runs"));
+            lines.push(format!("{}: no anomaly in {runs} runs", correct_name(m)));
         }
     }
     let errors: usize = m
@@ -303,7 +304,12 @@ pub fn text(m: &Matrix) -> String {
         out.push('\n');
     }
     if !m.correct.is_empty() {
-        let _ = writeln!(out, "{}, each nemesis alone{}:", correct_title(m), together(m));
+        let _ = writeln!(
+            out,
+            "{}, each nemesis alone{}:",
+            correct_title(m),
+            together(m)
+        );
         out.push_str(&text_table(&CORRECT_HEADER, &correct_cells(m)));
     }
     out.push('\n');
@@ -356,7 +362,11 @@ pub fn markdown(m: &Matrix) -> String {
         out.push('\n');
     }
     if !m.known.is_empty() {
-        let _ = writeln!(out, "Known behaviours of {} (expected invalid):\n", m.system);
+        let _ = writeln!(
+            out,
+            "Known behaviours of {} (expected invalid):\n",
+            m.system
+        );
         out.push_str(&markdown_table(
             &KNOWN_HEADER,
             &[3, 4],
@@ -372,7 +382,12 @@ pub fn markdown(m: &Matrix) -> String {
         out.push('\n');
     }
     if !m.correct.is_empty() {
-        let _ = writeln!(out, "{}, each nemesis alone{}:\n", correct_title(m), together(m));
+        let _ = writeln!(
+            out,
+            "{}, each nemesis alone{}:\n",
+            correct_title(m),
+            together(m)
+        );
         out.push_str(&markdown_table(
             &CORRECT_HEADER,
             &[2, 3, 4, 5],
@@ -409,6 +424,15 @@ fn correct_title(m: &Matrix) -> String {
         "The correct build (no bug)".to_string()
     } else {
         format!("{} as it ships", m.system)
+    }
+}
+
+/// The correct column's name in a sentence.
+fn correct_name(m: &Matrix) -> String {
+    if m.db == DbKind::Raftlab.name() {
+        "the correct build".to_string()
+    } else {
+        m.system.clone()
     }
 }
 

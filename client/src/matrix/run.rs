@@ -51,7 +51,14 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             Source::File => format!("bug.{bug}"),
             Source::Default => format!("bug.{bug} (default recipe)"),
         };
-        validate(&recipes.path, &key, &recipe.workload, &recipe.tuning, db, opts)?;
+        validate(
+            &recipes.path,
+            &key,
+            &recipe.workload,
+            &recipe.tuning,
+            db,
+            opts,
+        )?;
         plan.bugs.push(BugRow {
             bug: bug.name().to_string(),
             recipe: recipe.source.name().to_string(),
@@ -77,7 +84,14 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
         let recipe = &k.recipe;
         let (kinds, nemesis_note) = usable_kinds(&recipe.nemesis, partitions);
         let key = format!("known.{}", k.name);
-        validate(&recipes.path, &key, &recipe.workload, &recipe.tuning, db, opts)?;
+        validate(
+            &recipes.path,
+            &key,
+            &recipe.workload,
+            &recipe.tuning,
+            db,
+            opts,
+        )?;
         plan.known.push(BugRow {
             bug: k.name.clone(),
             recipe: recipe.source.name().to_string(),
@@ -316,7 +330,8 @@ pub(super) fn bugs_for(
     db: DbKind,
     asked: Option<&[Bug]>,
 ) -> Result<(Vec<Bug>, Option<String>), MatrixError> {
-    const NOT_ETCD: &str = "catalogue bugs are switches in raftlab's nodes and cannot apply to etcd";
+    const NOT_ETCD: &str =
+        "catalogue bugs are switches in raftlab's nodes and cannot apply to etcd";
     match (db, asked) {
         (DbKind::Raftlab, None) => Ok((Bug::ALL.to_vec(), None)),
         (DbKind::Raftlab, Some(bugs)) => Ok((bugs.to_vec(), None)),
@@ -361,8 +376,10 @@ fn system_name(db: DbKind, opts: &MatrixOptions) -> Result<String, MatrixError> 
         DbKind::Etcd => {
             let etcd = crate::db::etcd::etcd_binary(opts.etcd_bin.as_deref())
                 .map_err(|e| MatrixError::Node(format!("--db etcd: {e}")))?;
-            Ok(crate::db::etcd::etcd_version(&etcd)
-                .map_or_else(|| "etcd (version unknown)".to_string(), |v| format!("etcd {v}")))
+            Ok(crate::db::etcd::etcd_version(&etcd).map_or_else(
+                || "etcd (version unknown)".to_string(),
+                |v| format!("etcd {v}"),
+            ))
         }
     }
 }
