@@ -4,7 +4,7 @@
 
 use super::detection::detection;
 use super::models::{hunt, simulate};
-use super::recipes::{CorrectPlan, Recipes, Source, Tuning};
+use super::recipes::{CorrectPlan, Recipe, Recipes, Source, Tuning};
 use super::render::{markdown, model_cell, sim_cell};
 use super::RunRecord;
 use super::{
@@ -60,22 +60,8 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             opts,
         )?;
         plan.bugs.push(BugRow {
-            bug: bug.name().to_string(),
-            recipe: recipe.source.name().to_string(),
-            workload: file_name(&recipe.workload),
-            workload_path: recipe.workload.display().to_string(),
-            nemesis: kinds.iter().map(|k| k.name().to_string()).collect(),
-            nemesis_note,
-            time_limit_s: opts.time_limit.or(recipe.tuning.time_limit),
-            why: recipe.why.clone(),
-            note: recipe.note.clone(),
-            runs: Vec::new(),
-            detected: 0,
-            median_detection_s: None,
-            anomaly_kinds: Vec::new(),
-            simulator: None,
-            raft_model: None,
             hunted: model::check::hunts::hunt(bug).is_some(),
+            ..planned_row(bug.name(), &recipe, &kinds, nemesis_note, opts)
         });
         plan.recipes
             .push((bug, recipe.workload, kinds, recipe.tuning));
@@ -92,24 +78,8 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             db,
             opts,
         )?;
-        plan.known.push(BugRow {
-            bug: k.name.clone(),
-            recipe: recipe.source.name().to_string(),
-            workload: file_name(&recipe.workload),
-            workload_path: recipe.workload.display().to_string(),
-            nemesis: kinds.iter().map(|k| k.name().to_string()).collect(),
-            nemesis_note,
-            time_limit_s: opts.time_limit.or(recipe.tuning.time_limit),
-            why: recipe.why.clone(),
-            note: recipe.note.clone(),
-            runs: Vec::new(),
-            detected: 0,
-            median_detection_s: None,
-            anomaly_kinds: Vec::new(),
-            simulator: None,
-            raft_model: None,
-            hunted: false,
-        });
+        plan.known
+            .push(planned_row(&k.name, recipe, &kinds, nemesis_note, opts));
         plan.known_runs
             .push((recipe.workload.clone(), kinds, recipe.tuning.clone()));
     }
@@ -203,11 +173,9 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             }
             bar.set_message(format!("{bug}, seed {seed}"));
             let overrides = overrides(opts, db, tuning, kinds, seed, &runs_root, Some(*bug));
-            let record = lab_run(workload, overrides).await;
-            if stopped(&interrupt) && record.verdict == "error" {
-                // Cut short by Ctrl-C: not a measurement.
+            let Some(record) = seeded_run(workload, overrides, &interrupt).await else {
                 break 'bugs;
-            }
+            };
             report_run(&bar, opts.quiet, &format!("{bug} seed {seed}"), &record);
             matrix.bugs[row].runs.push(record);
             matrix.bugs[row].tally();
@@ -253,10 +221,9 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             }
             bar.set_message(format!("{name}, seed {seed}"));
             let overrides = overrides(opts, db, tuning, kinds, seed, &runs_root, None);
-            let record = lab_run(workload, overrides).await;
-            if stopped(&interrupt) && record.verdict == "error" {
+            let Some(record) = seeded_run(workload, overrides, &interrupt).await else {
                 break 'known;
-            }
+            };
             report_run(&bar, opts.quiet, &format!("{name} seed {seed}"), &record);
             matrix.known[row].runs.push(record);
             matrix.known[row].tally();
@@ -278,10 +245,9 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
                 }
                 bar.set_message(format!("correct build, {kind}, seed {seed}"));
                 let overrides = overrides(opts, db, &c.tuning, kinds, seed, &runs_root, None);
-                let record = lab_run(&c.workload, overrides).await;
-                if stopped(&interrupt) && record.verdict == "error" {
+                let Some(record) = seeded_run(&c.workload, overrides, &interrupt).await else {
                     break 'correct;
-                }
+                };
                 if record.verdict == "invalid" {
                     bar.suspend(|| {
                         eprintln!(
@@ -322,6 +288,34 @@ pub(super) struct Plan {
     correct: Vec<CorrectRow>,
     /// The kinds of each correct row.
     correct_kinds: Vec<Vec<NemesisKind>>,
+}
+
+/// The row of a bug or known behaviour before its runs (no model columns yet).
+fn planned_row(
+    name: &str,
+    recipe: &Recipe,
+    kinds: &[NemesisKind],
+    nemesis_note: Option<String>,
+    opts: &MatrixOptions,
+) -> BugRow {
+    BugRow {
+        bug: name.to_string(),
+        recipe: recipe.source.name().to_string(),
+        workload: file_name(&recipe.workload),
+        workload_path: recipe.workload.display().to_string(),
+        nemesis: kinds.iter().map(|k| k.name().to_string()).collect(),
+        nemesis_note,
+        time_limit_s: opts.time_limit.or(recipe.tuning.time_limit),
+        why: recipe.why.clone(),
+        note: recipe.note.clone(),
+        runs: Vec::new(),
+        detected: 0,
+        median_detection_s: None,
+        anomaly_kinds: Vec::new(),
+        simulator: None,
+        raft_model: None,
+        hunted: false,
+    }
 }
 
 /// The catalogue bugs to run on `db` (`asked`: `--bugs`, `None` when not given), and why none
@@ -479,6 +473,17 @@ pub(super) fn validate(
             key: key.to_string(),
             message: e.to_string(),
         })
+}
+
+/// One seeded run of the matrix; `None` when Ctrl-C cut it short (not a measurement).
+async fn seeded_run(
+    workload: &Path,
+    overrides: Overrides,
+    interrupt: &watch::Receiver<bool>,
+) -> Option<RunRecord> {
+    let record = lab_run(workload, overrides).await;
+    let cut_short = *interrupt.borrow() && record.verdict == "error";
+    (!cut_short).then_some(record)
 }
 
 /// One lab run, summarised; an error becomes a record with verdict `"error"`.
