@@ -327,7 +327,7 @@ pub fn markdown(m: &Matrix) -> String {
     let _ = writeln!(out, "## Bug catalogue matrix: {}\n", m.system);
     let _ = writeln!(
         out,
-        "`{}` — {}{}; {} seed(s) per bug{}{}.\n",
+        "`{}` — {}{}; {} seed(s) per row{}{}.\n",
         m.command,
         m.started_at,
         m.git_revision.as_ref().map_or(String::new(), |g| format!(
@@ -337,10 +337,10 @@ pub fn markdown(m: &Matrix) -> String {
         m.seeds,
         m.time_limit_s
             .map_or(String::new(), |t| format!(", {t} s per run")),
-        if m.model_columns {
-            format!(", simulator {} seeds per bug", m.sim_seeds)
-        } else {
-            ", model columns skipped".to_string()
+        match (m.bugs.is_empty(), m.model_columns) {
+            (true, _) => String::new(),
+            (false, true) => format!(", simulator {} seeds per bug", m.sim_seeds),
+            (false, false) => ", model columns skipped".to_string(),
         }
     );
     if m.interrupted {
