@@ -771,6 +771,7 @@ mod tests {
             md.starts_with("## Bug catalogue matrix: etcd 3.4.23"),
             "{md}"
         );
+        assert!(md.contains("3 seed(s) per row, 8 s per run.\n"), "{md}");
         assert!(
             md.contains("| `serializable-reads` | ci.toml | isolate-leader, partition-halves | 1/2 | 0.5 s | read |"),
             "{md}"
