@@ -94,9 +94,10 @@ enum Command {
         /// Seconds per run, overriding every recipe and workload.
         #[arg(long, value_name = "S")]
         time_limit: Option<f64>,
-        /// Comma-separated catalogue bug names, "all", or "none" (only the correct build).
-        #[arg(long, default_value = "all", value_name = "LIST")]
-        bugs: String,
+        /// Comma-separated catalogue bug names, "all", or "none" (only the correct build);
+        /// default: all for raftlab, none for etcd (catalogue bugs cannot apply to it).
+        #[arg(long, value_name = "LIST")]
+        bugs: Option<String>,
         /// Run the correct build under every nemesis kind (the default).
         #[arg(long, overrides_with = "no_correct")]
         correct: bool,
@@ -115,6 +116,13 @@ enum Command {
         /// The recipes file (bug -> workload, faults, why).
         #[arg(long, default_value = client::matrix::recipes::DEFAULT_RECIPES, value_name = "FILE")]
         recipes: PathBuf,
+        /// The system under test: raftlab, or etcd (default: the recipes file's `db`, else
+        /// raftlab).
+        #[arg(long, value_enum)]
+        db: Option<client::lab::workload::DbKind>,
+        /// The `etcd` binary for --db etcd (default: `etcd` on PATH).
+        #[arg(long, value_name = "PATH")]
+        etcd_bin: Option<PathBuf>,
         /// No progress bar and no per-run lines: only the table.
         #[arg(long)]
         quiet: bool,
@@ -321,12 +329,18 @@ async fn dispatch(command: Command) -> Result<u8> {
             skip_model,
             sim_seeds,
             recipes,
+            db,
+            etcd_bin,
             quiet,
         } => {
             let mut opts = client::matrix::MatrixOptions::new(command_line());
             opts.seeds = seeds;
             opts.time_limit = time_limit;
-            opts.bugs = client::matrix::parse_bug_list(&bugs)?;
+            opts.bugs = bugs
+                .map(|list| client::matrix::parse_bug_list(&list))
+                .transpose()?;
+            opts.db = db;
+            opts.etcd_bin = etcd_bin;
             opts.correct = !no_correct;
             if let Some(results) = results {
                 opts.results = results;

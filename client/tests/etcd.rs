@@ -4,7 +4,8 @@
 //! found from etcd's status API each time. Skipped (saying why) without `etcd` (the
 //! partition part without root or nft), unless `RAFTLAB_REQUIRE_ETCD=1`, where that is a
 //! failure. End to end: `raft-lab run ci --db etcd` under kills and partitions is judged
-//! linearizable, and its results name etcd.
+//! linearizable, and its results name etcd; with serializable reads
+//! (`workloads/etcd-serializable.toml`) the lab finds stale reads.
 
 use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
 use client::db::{Db, Needs};
@@ -187,4 +188,66 @@ async fn the_ci_workload_against_etcd_is_linearizable() {
         assert!(outcome.run_dir.join(file).is_file(), "{file}");
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `workloads/etcd-serializable.toml`: reads answered from each member's own state, a member
+/// cut off from the others 3 s of every 4. The lab must find the stale reads: at least one of
+/// three seeded runs (each seed printed) is judged not linearizable, with the anomaly
+/// explained. Needs nftables for the cuts (skipped without, unless `RAFTLAB_REQUIRE_ETCD=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_reads_are_caught_stale() {
+    if etcd().is_none() {
+        return;
+    }
+    if let Err(e) = client::net::nft::Nft::new() {
+        if required() {
+            panic!("RAFTLAB_REQUIRE_ETCD=1 but nftables is unavailable for the cuts: {e}");
+        }
+        eprintln!("SKIPPED the serializable-reads test: nftables unavailable: {e}");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let root = std::env::temp_dir().join(format!("raftlab-etcd-serial-{}", std::process::id()));
+    let workload =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/etcd-serializable.toml");
+    let mut caught = None;
+    for seed in 1..=3 {
+        let _ = std::fs::remove_dir_all(&root);
+        let overrides = Overrides {
+            time_limit: Some(8.0),
+            seed: Some(seed),
+            results: Some(root.clone()),
+            quiet: true,
+            ..Overrides::default()
+        };
+        let outcome = client::lab::run::run_detailed(&workload, &overrides)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
+        println!(
+            "seed {seed}: {:?}, {} ok operations",
+            outcome.verdict, outcome.summary.counts["all"].ok
+        );
+        assert!(
+            outcome.summary.cluster.starts_with("etcd"),
+            "{}",
+            outcome.summary.cluster
+        );
+        if outcome.verdict == checker::Verdict::Invalid {
+            caught = Some((seed, outcome.summary.anomalies.clone()));
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let (seed, anomalies) = caught.expect("a stale read judged not linearizable in 3 seeded runs");
+    let first = &anomalies[0];
+    println!("caught with seed {seed}: {}", first["message"]);
+    assert_eq!(
+        first["op"]["f"], "read",
+        "a read is the operation at fault: {first}"
+    );
+    let message = first["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no order"),
+        "the anomaly is explained: {first}"
+    );
 }

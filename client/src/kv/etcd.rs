@@ -1,7 +1,8 @@
 //! The client library for an etcd v3 cluster, on the `etcd-client` crate (gRPC over mutual
 //! TLS): one sequential client per process, classified as Jepsen's etcd client does.
 //!
-//! - read = `Range` (linearizable, etcd's default), write = `Put`, cas = a `Txn` comparing
+//! - read = `Range`: linearizable (etcd's default), or served from the member's own state
+//!   with [`ReadConsistency::Serializable`] (etcd's `serializable` option); write = `Put`, cas = a `Txn` comparing
 //!   the value (or, for an absent key, its version 0) and then putting the new one, else
 //!   reading the current value.
 //! - `Ok`: the answer came. `Fail`: certainly no effect: a read that does not complete (reads
@@ -14,11 +15,12 @@
 
 use super::OpResult;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp,
-    TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp, TxnOpResponse,
 };
 use model::core::NodeId;
 use model::kv::{Operation, Outcome, Value};
+use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
@@ -26,6 +28,30 @@ use tokio::time::timeout;
 
 /// How long a client may take to set up its connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How reads are served (`read_consistency` in workload files).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// Every read reflects every write completed before it (etcd's default `Range`; the only
+    /// reads raftlab serves).
+    #[default]
+    Linearizable,
+    /// Served from the contacted member's local state, without asking the leader (etcd's
+    /// `serializable` `Range`): a member behind the others, or cut off from them, answers
+    /// with what it has.
+    Serializable,
+}
+
+impl ReadConsistency {
+    /// The name in workload files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Linearizable => "linearizable",
+            ReadConsistency::Serializable => "serializable",
+        }
+    }
+}
 
 /// The client certificate of an etcd cluster could not be read.
 #[derive(Debug, Error)]
@@ -48,6 +74,7 @@ pub struct EtcdConnectError {
 pub struct EtcdKv {
     members: Vec<(NodeId, String)>,
     tls: TlsOptions,
+    reads: ReadConsistency,
 }
 
 impl EtcdKv {
@@ -66,7 +93,17 @@ impl EtcdKv {
                 read(node::certs::CLIENT_CERT)?,
                 read(node::certs::CLIENT_KEY)?,
             ));
-        Ok(EtcdKv { members, tls })
+        Ok(EtcdKv {
+            members,
+            tls,
+            reads: ReadConsistency::default(),
+        })
+    }
+
+    /// Reads served as `reads` says (linearizable unless told otherwise).
+    pub fn with_reads(mut self, reads: ReadConsistency) -> EtcdKv {
+        self.reads = reads;
+        self
     }
 
     pub fn node_ids(&self) -> Vec<NodeId> {
@@ -89,6 +126,7 @@ impl EtcdKv {
             tls: self.tls.clone(),
             client: None,
             op_timeout,
+            reads: self.reads,
         }
     }
 
@@ -143,6 +181,7 @@ pub struct EtcdKvClient {
     tls: TlsOptions,
     client: Option<Client>,
     op_timeout: Duration,
+    reads: ReadConsistency,
 }
 
 /// How a request ended, before classification.
@@ -182,7 +221,11 @@ impl EtcdKvClient {
         let limit = self.op_timeout;
         match op {
             Operation::Read { key } => {
-                let answer = within(limit, client.get(key.as_str(), None)).await?;
+                let options = match self.reads {
+                    ReadConsistency::Linearizable => None,
+                    ReadConsistency::Serializable => Some(GetOptions::new().with_serializable()),
+                };
+                let answer = within(limit, client.get(key.as_str(), options)).await?;
                 let value = answer.kvs().first().map(|kv| decode(kv.value()));
                 Ok(OpResult::Ok(Outcome::Value(value)))
             }

@@ -544,7 +544,7 @@ fn clients(access: &Access, w: &Workload) -> anyhow::Result<(Clients, Arc<Client
             Ok((Clients::Raftlab(kv), connector))
         }
         Access::Etcd { members, certs } => {
-            let kv = EtcdKv::new(members.clone(), certs)?;
+            let kv = EtcdKv::new(members.clone(), certs)?.with_reads(w.read_consistency);
             let connector = ClientConnector::new(certs)
                 .map_err(|e| anyhow!("the client certificate in {}: {e}", certs.display()))?;
             Ok((Clients::Etcd(kv), Arc::new(connector)))

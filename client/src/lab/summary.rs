@@ -63,6 +63,7 @@ pub fn summarize(
         recovery_time_s: w.recovery_time.as_secs_f64(),
         final_reads: w.final_reads,
         route: w.route.name().into(),
+        read_consistency: w.read_consistency.name().into(),
         bug: w.bug.clone(),
         cluster: input.cluster,
         counts,
@@ -252,5 +253,6 @@ mod tests {
         assert!(v.get("bug").is_some());
         assert_eq!(v["nodes"], 5);
         assert_eq!(v["route"], "node");
+        assert_eq!(v["read_consistency"], "linearizable");
     }
 }

@@ -24,6 +24,8 @@
 //! final_reads = true               # after recovery, each process reads every key it used
 //! route = "node"                   # "node": process i sends to node i mod n first and follows
 //!                                  # redirects (Jepsen); "leader": straight to the known leader
+//! read_consistency = "linearizable"  # or "serializable": reads from the member's own state
+//!                                  # (db = "etcd" only)
 //! seed = 42                        # optional: the run's seed (default: random, recorded)
 //! check_timeout = 120              # seconds the checker may take before `unknown`
 //! ```
@@ -32,6 +34,7 @@
 //! file and line. Command-line flags ([`Overrides`]) win over the file.
 
 use crate::control::one_line;
+use crate::kv::etcd::ReadConsistency;
 use crate::kv::policy::Timing;
 use crate::nemesis::NemesisKind;
 use serde::de::{self, Deserializer, Visitor};
@@ -218,6 +221,32 @@ pub enum DbKind {
     Etcd,
 }
 
+impl DbKind {
+    /// The name in workload files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DbKind::Raftlab => "raftlab",
+            DbKind::Etcd => "etcd",
+        }
+    }
+
+    /// Why a local cluster of this system cannot take nemesis `kind`, if it cannot.
+    pub fn refuses(self, kind: NemesisKind) -> Option<&'static str> {
+        match (self, kind) {
+            (DbKind::Raftlab, _) => None,
+            (DbKind::Etcd, NemesisKind::Membership | NemesisKind::Transfer) => Some(
+                "it goes through raftlab's operator requests; the lab does not drive etcd's \
+                 member or leadership API",
+            ),
+            (DbKind::Etcd, k) if k.needs_own_interfaces() => Some(
+                "it needs members with network interfaces of their own; etcd members run on \
+                 loopback addresses",
+            ),
+            (DbKind::Etcd, _) => None,
+        }
+    }
+}
+
 /// Where a process sends an operation first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -272,6 +301,7 @@ struct File {
     recovery_time: Option<Spanned<f64>>,
     final_reads: Option<bool>,
     route: Option<Route>,
+    read_consistency: Option<Spanned<ReadConsistency>>,
     seed: Option<Spanned<i64>>,
     check_timeout: Option<Spanned<f64>>,
 }
@@ -344,6 +374,8 @@ pub struct Workload {
     pub recovery_time: Duration,
     pub final_reads: bool,
     pub route: Route,
+    /// How reads are served (serializable only for etcd).
+    pub read_consistency: ReadConsistency,
     pub seed: Option<u64>,
     pub check_timeout: Option<Duration>,
     pub bug: Option<String>,
@@ -604,20 +636,23 @@ impl Workload {
             }
         };
 
+        let db = overrides.db.or(file.db).unwrap_or_default();
         let mut nemesis = Vec::new();
         if let Some(list) = &file.nemesis {
             for kind in list.get_ref() {
-                let expanded = expand_nemesis(kind.get_ref()).map_err(|m| at(kind.span(), m))?;
+                let expanded =
+                    expand_nemesis_for(db, kind.get_ref()).map_err(|m| at(kind.span(), m))?;
                 push_unique(&mut nemesis, expanded);
             }
         }
         if let Some(list) = &overrides.nemesis {
             nemesis.clear();
             for kind in list {
-                let expanded = expand_nemesis(kind).map_err(|message| WorkloadError::Flag {
-                    flag: "--nemesis",
-                    message,
-                })?;
+                let expanded =
+                    expand_nemesis_for(db, kind).map_err(|message| WorkloadError::Flag {
+                        flag: "--nemesis",
+                        message,
+                    })?;
                 push_unique(&mut nemesis, expanded);
             }
         }
@@ -648,11 +683,25 @@ impl Workload {
             },
         };
 
+        let read_consistency = match &file.read_consistency {
+            None => ReadConsistency::default(),
+            Some(r) if *r.get_ref() == ReadConsistency::Serializable && db == DbKind::Raftlab => {
+                return Err(at(
+                    r.span(),
+                    "read_consistency = \"serializable\" needs db = \"etcd\": raftlab serves every \
+                     read through the leader's read index and has no member-local read (the \
+                     catalogue bug stale-read is the nearest thing, as a bug)"
+                        .into(),
+                ))
+            }
+            Some(r) => *r.get_ref(),
+        };
+
         Ok(Workload {
             name,
             path: path.to_path_buf(),
             description: file.description,
-            db: overrides.db.or(file.db).unwrap_or_default(),
+            db,
             nodes,
             concurrency_spec,
             concurrency,
@@ -669,6 +718,7 @@ impl Workload {
             recovery_time: Duration::from_secs_f64(recovery_time),
             final_reads: file.final_reads.unwrap_or(true),
             route: file.route.unwrap_or(Route::Node),
+            read_consistency,
             seed,
             check_timeout: Some(Duration::from_secs_f64(check_timeout)),
             bug: overrides.bug.clone(),
@@ -703,6 +753,23 @@ fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
                 )
             }),
     }
+}
+
+/// [`expand_nemesis`] for system `db`: a group keeps the kinds `db` takes, a single kind it
+/// refuses is an error saying why.
+fn expand_nemesis_for(db: DbKind, kind: &str) -> Result<Vec<String>, String> {
+    let mut expanded = expand_nemesis(kind)?;
+    let refusal = |k: &str| k.parse::<NemesisKind>().ok().and_then(|k| db.refuses(k));
+    if expanded.len() == 1 && expanded[0] == kind {
+        if let Some(why) = refusal(kind) {
+            return Err(format!(
+                "nemesis {kind} cannot run against {}: {why}",
+                db.name()
+            ));
+        }
+    }
+    expanded.retain(|k| refusal(k).is_none());
+    Ok(expanded)
 }
 
 fn push_unique(list: &mut Vec<String>, more: Vec<String>) {
@@ -846,6 +913,42 @@ mod tests {
     #[test]
     fn the_system_under_test_from_the_file_or_the_flag() {
         assert_eq!(parse("nodes = 3").unwrap().db, DbKind::Raftlab);
+        assert_eq!(
+            parse("nodes = 3").unwrap().read_consistency,
+            ReadConsistency::Linearizable
+        );
+        let serializable = "db = \"etcd\"\nread_consistency = \"serializable\"";
+        assert_eq!(
+            parse(serializable).unwrap().read_consistency,
+            ReadConsistency::Serializable
+        );
+        let e = parse("read_consistency = \"serializable\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":1: read_consistency = \"serializable\" needs db = \"etcd\""),
+            "{e}"
+        );
+        let to_raftlab = Overrides {
+            db: Some(DbKind::Raftlab),
+            ..Overrides::default()
+        };
+        assert!(Workload::parse(Path::new("x.toml"), serializable, &to_raftlab).is_err());
+        assert!(parse("read_consistency = \"sequential\"").is_err());
+        // `all` is every kind the system takes; a kind it cannot take is refused with why.
+        let all = parse("db = \"etcd\"\nnemesis = [\"all\"]").unwrap().nemesis;
+        assert!(all.contains(&"kill-all".to_string()), "{all:?}");
+        assert!(!all.contains(&"membership".to_string()), "{all:?}");
+        assert!(!all.contains(&"transfer".to_string()), "{all:?}");
+        let e = parse("db = \"etcd\"\nnemesis = [\"kill\", \"membership\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":2: nemesis membership cannot run against etcd"),
+            "{e}"
+        );
+        let raftlab_all = parse("nemesis = [\"all\"]").unwrap().nemesis;
+        assert_eq!(raftlab_all.len(), NEMESIS_KINDS.len());
         assert_eq!(parse("db = \"etcd\"").unwrap().db, DbKind::Etcd);
         assert!(parse("db = \"zookeeper\"").is_err());
         let flag = Overrides {

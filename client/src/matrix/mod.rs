@@ -11,7 +11,17 @@
 //!    default 20) and the stateright hunt for it (`model::check::hunts::hunt`), which names the
 //!    violated property ("—" for a bug the model has no hunt for).
 //! 3. Unless `--no-correct`, the correct build (no bug) K times under each nemesis kind alone
-//!    (the `[correct]` table of the recipes: every kind by default).
+//!    (the `[correct]` table of the recipes: every kind by default), and with `combined` K
+//!    times under all of them together.
+//! 4. The known behaviours of the system under test (`[known.NAME]` tables naming it), K times
+//!    each: runs expected to be judged invalid, measured like a bug.
+//!
+//! **The system under test** is raftlab unless `--db etcd` (or `db = "etcd"` in the recipes
+//! file). For etcd the correct column is etcd as is (the recipes' `[etcd]` table, else
+//! `[correct]`); kinds etcd cannot take are skipped with the reason in the table
+//! ([`DbKind::refuses`]); catalogue bugs, switches in raftlab's nodes, do not apply: naming one
+//! with `--bugs` is refused, and the table says none ran. The tables name the system and its
+//! version.
 //!
 //! Without nftables or root, network fault kinds (partitions, `freeze-leader`, `packet-loss`)
 //! are left out: a bug recipe keeps its other kinds (or falls back to `kill`), a correct run
@@ -55,6 +65,7 @@ pub use detection::{detection, Detection};
 pub use render::{markdown, text};
 pub use run::run;
 
+use crate::lab::workload::DbKind;
 use model::bugs::Bug;
 use recipes::RecipeError;
 use serde::Serialize;
@@ -83,8 +94,12 @@ pub struct MatrixOptions {
     pub seeds: u64,
     /// Overrides every recipe's and workload's time limit.
     pub time_limit: Option<f64>,
-    /// The bugs to run, in catalogue order.
-    pub bugs: Vec<Bug>,
+    /// The bugs to run, in catalogue order; `None`: every bug for raftlab, none for etcd.
+    pub bugs: Option<Vec<Bug>>,
+    /// The system under test; `None`: the recipes file's `db`, else raftlab.
+    pub db: Option<DbKind>,
+    /// The `etcd` binary for etcd (default: `etcd` on `PATH`).
+    pub etcd_bin: Option<PathBuf>,
     /// Run the correct build under every nemesis kind.
     pub correct: bool,
     /// Results root: the matrix goes to `<results>/matrix/<timestamp>/`.
@@ -107,7 +122,9 @@ impl MatrixOptions {
             recipes: PathBuf::from(recipes::DEFAULT_RECIPES),
             seeds: DEFAULT_SEEDS,
             time_limit: None,
-            bugs: Bug::ALL.to_vec(),
+            bugs: None,
+            db: None,
+            etcd_bin: None,
             correct: true,
             results: PathBuf::from(crate::lab::run::DEFAULT_RESULTS),
             skip_model: false,
@@ -285,6 +302,12 @@ pub struct Matrix {
     /// The matrix folder.
     pub dir: String,
     pub recipes: String,
+    /// The system under test (`raftlab`, `etcd`).
+    pub db: String,
+    /// The system under test and its version (`raftlab 0.1.0`, `etcd 3.4.23`).
+    pub system: String,
+    /// Why no catalogue bug ran, when the system cannot take them.
+    pub bugs_note: Option<String>,
     /// K.
     pub seeds: u64,
     pub time_limit_s: Option<f64>,
@@ -297,7 +320,9 @@ pub struct Matrix {
     pub definitions: BTreeMap<&'static str, &'static str>,
     pub bugs: Vec<BugRow>,
     pub correct: Vec<CorrectRow>,
-    /// Bugs the lab detected in fewer than 9 of 10 runs.
+    /// Known behaviours of the system, expected invalid (the `bug` field names the behaviour).
+    pub known: Vec<BugRow>,
+    /// Bugs and known behaviours the lab detected in fewer than 9 of 10 runs.
     pub below_target: Vec<String>,
     pub interrupted: bool,
     pub exit_code: u8,
@@ -344,9 +369,11 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-/// Bugs with runs that were detected in fewer than 9 of 10 of them.
-fn below_target(rows: &[BugRow]) -> Vec<String> {
-    rows.iter()
+/// Bugs and known behaviours with runs that were detected in fewer than 9 of 10 of them.
+fn below_target(m: &Matrix) -> Vec<String> {
+    m.bugs
+        .iter()
+        .chain(&m.known)
         .filter(|r| !r.runs.is_empty() && r.detected * TARGET.1 < TARGET.0 * r.runs.len())
         .map(|r| r.bug.clone())
         .collect()
@@ -358,6 +385,7 @@ pub fn exit_code(m: &Matrix) -> u8 {
     let all = || {
         m.bugs
             .iter()
+            .chain(&m.known)
             .flat_map(|r| &r.runs)
             .chain(correct.iter().copied())
     };
@@ -404,7 +432,7 @@ fn definitions() -> BTreeMap<&'static str, &'static str> {
 mod tests {
     use super::detection::{failing_from_json, failing_summary};
     use super::render::{detected_cell, median_cell, BUG_HEADER};
-    use super::run::usable_kinds;
+    use super::run::{bugs_for, correct_rows, usable_kinds};
     use super::*;
     use crate::nemesis::NemesisKind;
     use std::collections::HashMap;
@@ -487,6 +515,9 @@ mod tests {
             git_revision: Some("0123456789abcdef".into()),
             dir: "results/matrix/x".into(),
             recipes: "workloads/matrix.toml".into(),
+            db: "raftlab".into(),
+            system: "raftlab 0.1.0".into(),
+            bugs_note: None,
             seeds: 3,
             time_limit_s: Some(8.0),
             sim_seeds: 20,
@@ -495,11 +526,12 @@ mod tests {
             definitions: definitions(),
             bugs,
             correct,
+            known: Vec::new(),
             below_target: Vec::new(),
             interrupted: false,
             exit_code: 0,
         };
-        m.below_target = below_target(&m.bugs);
+        m.below_target = below_target(&m);
         m.exit_code = exit_code(&m);
         m
     }
@@ -546,7 +578,8 @@ mod tests {
         assert_eq!(m.below_target, vec!["vote-twice"]);
         assert_eq!(m.exit_code, 0);
         let t = text(&m);
-        let first = t.lines().next().unwrap();
+        assert!(t.starts_with("system under test: raftlab 0.1.0\n\n"), "{t}");
+        let first = t.lines().nth(2).unwrap();
         for h in BUG_HEADER {
             assert!(first.contains(h), "{first}");
         }
@@ -638,6 +671,112 @@ mod tests {
             .to_string();
         assert!(e.starts_with("--bugs: unknown bug \"eat-data\""), "{e}");
         assert!(parse_bug_list(" , ").is_err());
+    }
+
+    #[test]
+    fn catalogue_bugs_do_not_apply_to_etcd() {
+        assert_eq!(
+            bugs_for(DbKind::Raftlab, None).unwrap(),
+            (Bug::ALL.to_vec(), None)
+        );
+        let (bugs, note) = bugs_for(DbKind::Etcd, None).unwrap();
+        assert!(bugs.is_empty());
+        assert!(note.unwrap().contains("cannot apply to etcd"));
+        assert!(bugs_for(DbKind::Etcd, Some(&[])).unwrap().0.is_empty());
+        let e = bugs_for(DbKind::Etcd, Some(&[Bug::StaleRead]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--bugs: stale-read: catalogue bugs"), "{e}");
+    }
+
+    #[test]
+    fn the_correct_column_of_a_system() {
+        let plan = recipes::CorrectPlan {
+            workload: PathBuf::from("ci.toml"),
+            nemesis: vec![
+                NemesisKind::Kill,
+                NemesisKind::Membership,
+                NemesisKind::Pause,
+            ],
+            combined: true,
+            tuning: recipes::Tuning::default(),
+        };
+        let names = |rows: Vec<(String, Vec<NemesisKind>)>| {
+            rows.into_iter()
+                .map(|(n, k)| (n, k.len()))
+                .collect::<Vec<_>>()
+        };
+        // etcd: each kind alone, then every kind it takes together (membership left out).
+        assert_eq!(
+            names(correct_rows(&plan, DbKind::Etcd)),
+            vec![
+                ("kill".to_string(), 1),
+                ("membership".to_string(), 1),
+                ("pause".to_string(), 1),
+                ("all".to_string(), 2)
+            ]
+        );
+        assert!(DbKind::Etcd.refuses(NemesisKind::Membership).is_some());
+        assert_eq!(DbKind::Raftlab.refuses(NemesisKind::Membership), None);
+        assert_eq!(
+            names(correct_rows(&plan, DbKind::Raftlab))
+                .last()
+                .unwrap()
+                .1,
+            3
+        );
+        let alone = recipes::CorrectPlan {
+            combined: false,
+            ..plan
+        };
+        assert_eq!(correct_rows(&alone, DbKind::Etcd).len(), 3);
+    }
+
+    #[test]
+    fn a_system_and_its_known_behaviours_in_the_tables() {
+        let mut m = matrix(
+            Vec::new(),
+            vec![correct_row("kill", vec![run("valid", None, &[])])],
+        );
+        m.db = "etcd".into();
+        m.system = "etcd 3.4.23".into();
+        m.bugs_note = Some("catalogue bugs cannot apply to etcd".into());
+        m.known = vec![bug_row(
+            "serializable-reads",
+            vec![
+                run("invalid", Some(0.5), &["read"]),
+                run("valid", None, &[]),
+            ],
+        )];
+        m.below_target = below_target(&m);
+        assert_eq!(m.below_target, vec!["serializable-reads"]);
+        let t = text(&m);
+        assert!(t.starts_with("system under test: etcd 3.4.23"), "{t}");
+        assert!(
+            t.contains("etcd 3.4.23 as it ships, each nemesis alone:"),
+            "{t}"
+        );
+        assert!(
+            t.contains("no catalogue bug ran: catalogue bugs cannot apply to etcd"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "known behaviours judged invalid in fewer than 9/10 runs: serializable-reads 1/2"
+            ),
+            "{t}"
+        );
+        let md = markdown(&m);
+        assert!(
+            md.starts_with("## Bug catalogue matrix: etcd 3.4.23"),
+            "{md}"
+        );
+        assert!(md.contains("3 seed(s) per row, 8 s per run.\n"), "{md}");
+        assert!(
+            md.contains("| `serializable-reads` | ci.toml | isolate-leader, partition-halves | 1/2 | 0.5 s | read |"),
+            "{md}"
+        );
+        assert!(md.contains("- `serializable-reads`: because"), "{md}");
     }
 
     #[test]

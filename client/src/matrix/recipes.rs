@@ -3,10 +3,24 @@
 //! (`workloads/matrix.toml` by default):
 //!
 //! ```toml
+//! db = "raftlab"                 # optional: the system under test ("raftlab" or "etcd");
+//!                                # `--db` wins
+//!
 //! [correct]                      # optional; the correct build, once per nemesis kind
 //! workload = "ci.toml"           # default ci.toml (paths are relative to this file)
 //! nemesis = ["kill", "pause"]    # default: every kind the lab knows, each run alone
+//! combined = false               # optional: also one row with all those kinds together
 //! time_limit = 16                # optional, like nodes, concurrency and rate
+//!
+//! [etcd]                         # optional; keys as [correct]: the correct column of etcd
+//! workload = "ci.toml"           # (default: [correct]'s plan)
+//! combined = true
+//!
+//! [known.serializable-reads]     # a known behaviour of a system: expected invalid
+//! db = "etcd"                    # required: the system it is a behaviour of
+//! workload = "etcd-serializable.toml"   # the other keys as in [bug.NAME]
+//! nemesis = ["isolate-leader"]
+//! why = "..."
 //!
 //! [bug.stale-read]               # one table per catalogue bug
 //! workload = "ci.toml"           # required
@@ -22,9 +36,10 @@
 //! Unknown keys, unknown bugs, unknown nemesis kinds, a missing workload file and bad values
 //! are errors naming the file, the line and the key. A catalogue bug without a table gets
 //! [`Recipes::default_recipe`]: the `ci.toml` beside the file with every nemesis kind.
+//! Catalogue bugs are switches in raftlab's nodes: `db` belongs to `[known.NAME]` tables only.
 
 use crate::control::one_line;
-use crate::lab::workload::{line_of, line_text, Concurrency};
+use crate::lab::workload::{line_of, line_text, Concurrency, DbKind};
 use crate::nemesis::{self, NemesisKind};
 use model::bugs::Bug;
 use serde::Deserialize;
@@ -98,33 +113,55 @@ pub struct Recipe {
     pub source: Source,
 }
 
-/// How to run the correct build: the workload once per nemesis kind, each kind alone.
+/// How to run the correct build: the workload once per nemesis kind, each kind alone, and
+/// with `combined` once more with every one of them together.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CorrectPlan {
     pub workload: PathBuf,
     pub nemesis: Vec<NemesisKind>,
+    pub combined: bool,
     pub tuning: Tuning,
+}
+
+/// A known behaviour of a system: a recipe whose runs are expected to be judged invalid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Known {
+    pub name: String,
+    pub db: DbKind,
+    pub recipe: Recipe,
 }
 
 /// The whole recipes file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipes {
     pub path: PathBuf,
+    /// The system the file names (`db`), if it does.
+    pub db: Option<DbKind>,
     pub bugs: BTreeMap<Bug, Recipe>,
     pub correct: CorrectPlan,
+    /// `[etcd]`: the correct column of etcd, if the file has one.
+    pub etcd: Option<CorrectPlan>,
+    /// `[known.NAME]`, in name order.
+    pub known: Vec<Known>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDoc {
+    db: Option<DbKind>,
     correct: Option<CorrectDoc>,
+    etcd: Option<CorrectDoc>,
     #[serde(default)]
     bug: BTreeMap<Spanned<String>, Spanned<RecipeDoc>>,
+    #[serde(default)]
+    known: BTreeMap<Spanned<String>, Spanned<RecipeDoc>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecipeDoc {
+    /// `[known.NAME]` only.
+    db: Option<Spanned<DbKind>>,
     workload: Spanned<String>,
     nemesis: Spanned<Vec<Spanned<String>>>,
     why: Spanned<String>,
@@ -140,6 +177,7 @@ struct RecipeDoc {
 struct CorrectDoc {
     workload: Option<Spanned<String>>,
     nemesis: Option<Spanned<Vec<Spanned<String>>>>,
+    combined: Option<bool>,
     time_limit: Option<Spanned<f64>>,
     nodes: Option<Spanned<i64>>,
     concurrency: Option<Spanned<Concurrency>>,
@@ -189,88 +227,55 @@ impl Recipes {
                 .get_ref()
                 .parse()
                 .map_err(|e: model::bugs::UnknownBug| ctx.at(name.span(), &key, e.to_string()))?;
-            let recipe = recipe.get_ref();
-            let workload = ctx.workload(&recipe.workload, &format!("{key}.workload"))?;
-            let nemesis = ctx.kinds(&recipe.nemesis, &format!("{key}.nemesis"))?;
-            if nemesis.is_empty() {
+            if let Some(db) = &recipe.get_ref().db {
                 return Err(ctx.at(
-                    recipe.nemesis.span(),
-                    &format!("{key}.nemesis"),
-                    "name at least one nemesis kind: a recipe is a fault that exposes the bug"
+                    db.span(),
+                    &format!("{key}.db"),
+                    "catalogue bugs are switches in raftlab's nodes: a bug recipe has no db \
+                     (a system's known behaviour goes in a [known.NAME] table)"
                         .into(),
                 ));
             }
-            let why = recipe.why.get_ref().trim();
-            if why.is_empty() || why.contains('\n') {
-                return Err(ctx.at(
-                    recipe.why.span(),
-                    &format!("{key}.why"),
-                    "must be one non-empty line".into(),
-                ));
-            }
-            bugs.insert(
-                bug,
-                Recipe {
-                    workload,
-                    nemesis,
-                    tuning: ctx.tuning(
-                        TuningDoc {
-                            time_limit: &recipe.time_limit,
-                            nodes: &recipe.nodes,
-                            concurrency: &recipe.concurrency,
-                            rate: &recipe.rate,
-                        },
-                        &key,
-                    )?,
-                    why: why.to_string(),
-                    note: recipe.note.clone(),
-                    source: Source::File,
-                },
-            );
+            bugs.insert(bug, ctx.recipe(recipe.get_ref(), &key)?);
+        }
+        let mut known = Vec::new();
+        for (name, recipe) in &doc.known {
+            let key = format!("known.{}", name.get_ref());
+            let db = recipe.get_ref().db.as_ref().ok_or_else(|| {
+                ctx.at(
+                    recipe.span(),
+                    &key,
+                    "name the system this is a behaviour of: db = \"etcd\" or \"raftlab\"".into(),
+                )
+            })?;
+            known.push(Known {
+                name: name.get_ref().clone(),
+                db: *db.get_ref(),
+                recipe: ctx.recipe(recipe.get_ref(), &key)?,
+            });
         }
 
-        let correct = match &doc.correct {
-            None => CorrectPlan {
-                workload: ctx.default_workload(),
-                nemesis: NemesisKind::ALL.to_vec(),
-                tuning: Tuning::default(),
-            },
-            Some(c) => CorrectPlan {
-                workload: match &c.workload {
-                    Some(w) => ctx.workload(w, "correct.workload")?,
-                    None => ctx.default_workload(),
-                },
-                nemesis: match &c.nemesis {
-                    Some(list) => {
-                        let kinds = ctx.kinds(list, "correct.nemesis")?;
-                        if kinds.is_empty() {
-                            return Err(ctx.at(
-                                list.span(),
-                                "correct.nemesis",
-                                "name at least one nemesis kind (or leave it out: every kind)"
-                                    .into(),
-                            ));
-                        }
-                        kinds
-                    }
-                    None => NemesisKind::ALL.to_vec(),
-                },
-                tuning: ctx.tuning(
-                    TuningDoc {
-                        time_limit: &c.time_limit,
-                        nodes: &c.nodes,
-                        concurrency: &c.concurrency,
-                        rate: &c.rate,
-                    },
-                    "correct",
-                )?,
-            },
-        };
         Ok(Recipes {
             path: path.to_path_buf(),
+            db: doc.db,
             bugs,
-            correct,
+            correct: ctx.correct(doc.correct.as_ref(), "correct")?,
+            etcd: doc
+                .etcd
+                .as_ref()
+                .map(|c| ctx.correct(Some(c), "etcd"))
+                .transpose()?,
+            known,
         })
+    }
+
+    /// The correct column's plan for system `db`: `[etcd]` for etcd when the file has it,
+    /// else `[correct]`.
+    pub fn correct_for(&self, db: DbKind) -> &CorrectPlan {
+        match (db, &self.etcd) {
+            (DbKind::Etcd, Some(plan)) => plan,
+            _ => &self.correct,
+        }
     }
 
     /// The recipe for `bug`: its table, or [`default_recipe`](Self::default_recipe).
@@ -319,6 +324,86 @@ impl Ctx<'_> {
 
     fn default_workload(&self) -> PathBuf {
         folder_of(self.path).join(DEFAULT_WORKLOAD)
+    }
+
+    /// A `[bug.NAME]` or `[known.NAME]` table (`key`) as a recipe.
+    fn recipe(&self, recipe: &RecipeDoc, key: &str) -> Result<Recipe, RecipeError> {
+        let workload = self.workload(&recipe.workload, &format!("{key}.workload"))?;
+        let nemesis = self.kinds(&recipe.nemesis, &format!("{key}.nemesis"))?;
+        if nemesis.is_empty() {
+            return Err(self.at(
+                recipe.nemesis.span(),
+                &format!("{key}.nemesis"),
+                "name at least one nemesis kind: a recipe is a fault that exposes the behaviour"
+                    .into(),
+            ));
+        }
+        let why = recipe.why.get_ref().trim();
+        if why.is_empty() || why.contains('\n') {
+            return Err(self.at(
+                recipe.why.span(),
+                &format!("{key}.why"),
+                "must be one non-empty line".into(),
+            ));
+        }
+        Ok(Recipe {
+            workload,
+            nemesis,
+            tuning: self.tuning(
+                TuningDoc {
+                    time_limit: &recipe.time_limit,
+                    nodes: &recipe.nodes,
+                    concurrency: &recipe.concurrency,
+                    rate: &recipe.rate,
+                },
+                key,
+            )?,
+            why: why.to_string(),
+            note: recipe.note.clone(),
+            source: Source::File,
+        })
+    }
+
+    /// A `[correct]` or `[etcd]` table (`key`), or the default plan when it is absent.
+    fn correct(&self, doc: Option<&CorrectDoc>, key: &str) -> Result<CorrectPlan, RecipeError> {
+        let Some(c) = doc else {
+            return Ok(CorrectPlan {
+                workload: self.default_workload(),
+                nemesis: NemesisKind::ALL.to_vec(),
+                combined: false,
+                tuning: Tuning::default(),
+            });
+        };
+        Ok(CorrectPlan {
+            workload: match &c.workload {
+                Some(w) => self.workload(w, &format!("{key}.workload"))?,
+                None => self.default_workload(),
+            },
+            nemesis: match &c.nemesis {
+                Some(list) => {
+                    let kinds = self.kinds(list, &format!("{key}.nemesis"))?;
+                    if kinds.is_empty() {
+                        return Err(self.at(
+                            list.span(),
+                            &format!("{key}.nemesis"),
+                            "name at least one nemesis kind (or leave it out: every kind)".into(),
+                        ));
+                    }
+                    kinds
+                }
+                None => NemesisKind::ALL.to_vec(),
+            },
+            combined: c.combined.unwrap_or(false),
+            tuning: self.tuning(
+                TuningDoc {
+                    time_limit: &c.time_limit,
+                    nodes: &c.nodes,
+                    concurrency: &c.concurrency,
+                    rate: &c.rate,
+                },
+                key,
+            )?,
+        })
     }
 
     /// A workload path, resolved against the recipes file's folder; it must be a file.
@@ -490,6 +575,61 @@ rate = 0
     }
 
     #[test]
+    fn a_system_its_correct_column_and_its_known_behaviours() {
+        let text = r#"
+db = "etcd"
+
+[etcd]
+nemesis = ["kill", "membership"]
+combined = true
+
+[known.serializable-reads]
+db = "etcd"
+workload = "ci.toml"
+nemesis = ["partition-one"]
+why = "member-local reads"
+"#;
+        let dir = folder("etcd");
+        let r = Recipes::parse(&dir.join("matrix.toml"), text).unwrap();
+        assert_eq!(r.db, Some(DbKind::Etcd));
+        let etcd = r.correct_for(DbKind::Etcd);
+        assert_eq!(
+            etcd.nemesis,
+            vec![NemesisKind::Kill, NemesisKind::Membership]
+        );
+        assert!(etcd.combined);
+        // raftlab keeps [correct] (here the default: every kind, not combined).
+        assert_eq!(
+            r.correct_for(DbKind::Raftlab).nemesis,
+            NemesisKind::ALL.to_vec()
+        );
+        assert!(!r.correct_for(DbKind::Raftlab).combined);
+        assert_eq!(r.known.len(), 1);
+        assert_eq!(r.known[0].name, "serializable-reads");
+        assert_eq!(r.known[0].db, DbKind::Etcd);
+        assert_eq!(r.known[0].recipe.nemesis, vec![NemesisKind::PartitionOne]);
+        // Without [etcd], etcd runs [correct]'s plan.
+        let r = Recipes::parse(
+            &dir.join("matrix.toml"),
+            "[correct]\nnemesis = [\"pause\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.correct_for(DbKind::Etcd).nemesis,
+            vec![NemesisKind::Pause]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A known behaviour names its system; a bug recipe cannot.
+        let text = "[known.x]\nworkload = \"ci.toml\"\nnemesis = [\"kill\"]\nwhy = \"y\"\n";
+        let e = parse("known-without-db", text).unwrap_err().to_string();
+        assert!(e.contains("known.x") && e.contains("db = "), "{e}");
+        let text = "[bug.stale-read]\ndb = \"etcd\"\nworkload = \"ci.toml\"\nnemesis = [\"kill\"]\nwhy = \"y\"\n";
+        let e = parse("bug-with-db", text).unwrap_err().to_string();
+        assert!(e.contains("matrix.toml:2: bug.stale-read.db"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_recipes_parse() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/matrix.toml");
         let r = Recipes::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -511,6 +651,13 @@ rate = 0
                 .is_some_and(|n| n.contains("does not change membership")),
             "{membership:?}"
         );
+        // etcd: its own correct column, every kind together too, and serializable reads as a
+        // known behaviour.
+        assert!(r.correct_for(DbKind::Etcd).combined);
+        assert!(r
+            .known
+            .iter()
+            .any(|k| k.name == "serializable-reads" && k.db == DbKind::Etcd));
     }
 
     #[test]

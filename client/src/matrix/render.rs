@@ -2,6 +2,7 @@
 //! definitions) for `matrix.md` and the README.
 
 use super::{BugRow, Matrix, TARGET};
+use crate::lab::workload::DbKind;
 use std::fmt::Write as _;
 
 const DASH: &str = "—";
@@ -63,6 +64,32 @@ pub(super) const BUG_HEADER: [&str; 8] = [
     "simulator",
     "raft-model",
 ];
+
+const KNOWN_HEADER: [&str; 6] = [
+    "known behaviour",
+    "workload",
+    "nemesis",
+    "invalid",
+    "median time to detection",
+    "anomaly",
+];
+
+/// The known behaviours' rows: the bug table's columns without the model ones.
+fn known_cells(m: &Matrix) -> Vec<Vec<String>> {
+    m.known
+        .iter()
+        .map(|r| {
+            vec![
+                r.bug.clone(),
+                r.workload.clone(),
+                r.nemesis.join(","),
+                detected_cell(r),
+                median_cell(r),
+                anomaly_cell(r),
+            ]
+        })
+        .collect()
+}
 
 const CORRECT_HEADER: [&str; 6] = [
     "nemesis", "workload", "valid", "invalid", "unknown", "errors",
@@ -181,6 +208,9 @@ pub(super) fn markdown_table(header: &[&str], right: &[usize], rows: &[Vec<Strin
 /// The summary lines under the tables.
 pub(super) fn summary_lines(m: &Matrix) -> Vec<String> {
     let mut lines = Vec::new();
+    if let Some(note) = &m.bugs_note {
+        lines.push(format!("no catalogue bug ran: {note}"));
+    }
     let not_run: Vec<&str> = m
         .bugs
         .iter()
@@ -218,20 +248,36 @@ pub(super) fn summary_lines(m: &Matrix) -> Vec<String> {
             ));
         }
     }
+    let weak_known: Vec<String> = m
+        .known
+        .iter()
+        .filter(|r| m.below_target.contains(&r.bug))
+        .map(|r| format!("{} {}", r.bug, detected_cell(r)))
+        .collect();
+    if !weak_known.is_empty() {
+        lines.push(format!(
+            "known behaviours judged invalid in fewer than {}/{} runs: {}",
+            TARGET.0,
+            TARGET.1,
+            weak_known.join(", ")
+        ));
+    }
     if !m.correct.is_empty() {
         let invalid: usize = m.correct.iter().map(|r| r.invalid).sum();
         let runs: usize = m.correct.iter().map(|r| r.runs.len()).sum();
         if invalid > 0 {
             lines.push(format!(
-                "FALSE ALARMS: {invalid} of {runs} runs of the correct build were judged NOT linearizable: a real bug to fix (see matrix.json for their folders)"
+                "FALSE ALARMS: {invalid} of {runs} runs of {} were judged NOT linearizable: a real bug to fix (see matrix.json for their folders)",
+                correct_name(m)
             ));
         } else {
-            lines.push(format!("correct build: no anomaly in {runs} runs"));
+            lines.push(format!("{}: no anomaly in {runs} runs", correct_name(m)));
         }
     }
     let errors: usize = m
         .bugs
         .iter()
+        .chain(&m.known)
         .flat_map(|r| &r.runs)
         .chain(m.correct.iter().flat_map(|r| &r.runs))
         .filter(|r| r.verdict == "error")
@@ -247,15 +293,23 @@ pub(super) fn summary_lines(m: &Matrix) -> Vec<String> {
 
 /// The table printed on stdout at the end.
 pub fn text(m: &Matrix) -> String {
-    let mut out = String::new();
+    let mut out = format!("system under test: {}\n\n", m.system);
     if !m.bugs.is_empty() {
         out.push_str(&text_table(&BUG_HEADER, &bug_cells(m)));
+        out.push('\n');
+    }
+    if !m.known.is_empty() {
+        let _ = writeln!(out, "known behaviours (expected invalid):");
+        out.push_str(&text_table(&KNOWN_HEADER, &known_cells(m)));
+        out.push('\n');
     }
     if !m.correct.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        let _ = writeln!(out, "correct build (no bug), each nemesis alone:");
+        let _ = writeln!(
+            out,
+            "{}, each nemesis alone{}:",
+            correct_title(m),
+            together(m)
+        );
         out.push_str(&text_table(&CORRECT_HEADER, &correct_cells(m)));
     }
     out.push('\n');
@@ -270,10 +324,10 @@ pub fn text(m: &Matrix) -> String {
 /// definitions.
 pub fn markdown(m: &Matrix) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## Bug catalogue matrix\n");
+    let _ = writeln!(out, "## Bug catalogue matrix: {}\n", m.system);
     let _ = writeln!(
         out,
-        "`{}` — {}{}; {} seed(s) per bug{}{}.\n",
+        "`{}` — {}{}; {} seed(s) per row{}{}.\n",
         m.command,
         m.started_at,
         m.git_revision.as_ref().map_or(String::new(), |g| format!(
@@ -283,10 +337,10 @@ pub fn markdown(m: &Matrix) -> String {
         m.seeds,
         m.time_limit_s
             .map_or(String::new(), |t| format!(", {t} s per run")),
-        if m.model_columns {
-            format!(", simulator {} seeds per bug", m.sim_seeds)
-        } else {
-            ", model columns skipped".to_string()
+        match (m.bugs.is_empty(), m.model_columns) {
+            (true, _) => String::new(),
+            (false, true) => format!(", simulator {} seeds per bug", m.sim_seeds),
+            (false, false) => ", model columns skipped".to_string(),
         }
     );
     if m.interrupted {
@@ -307,8 +361,33 @@ pub fn markdown(m: &Matrix) -> String {
         ));
         out.push('\n');
     }
+    if !m.known.is_empty() {
+        let _ = writeln!(
+            out,
+            "Known behaviours of {} (expected invalid):\n",
+            m.system
+        );
+        out.push_str(&markdown_table(
+            &KNOWN_HEADER,
+            &[3, 4],
+            &known_cells(m)
+                .into_iter()
+                .map(|mut row| {
+                    row[0] = format!("`{}`", row[0]);
+                    row[2] = row[2].replace(',', ", ");
+                    row
+                })
+                .collect::<Vec<_>>(),
+        ));
+        out.push('\n');
+    }
     if !m.correct.is_empty() {
-        let _ = writeln!(out, "The correct build (no bug), each nemesis alone:\n");
+        let _ = writeln!(
+            out,
+            "{}, each nemesis alone{}:\n",
+            correct_title(m),
+            together(m)
+        );
         out.push_str(&markdown_table(
             &CORRECT_HEADER,
             &[2, 3, 4, 5],
@@ -319,9 +398,9 @@ pub fn markdown(m: &Matrix) -> String {
     for line in summary_lines(m) {
         let _ = writeln!(out, "{line}.  ");
     }
-    if !m.bugs.is_empty() {
+    if !m.bugs.is_empty() || !m.known.is_empty() {
         let _ = writeln!(out, "\nWhy these faults:\n");
-        for r in &m.bugs {
+        for r in m.bugs.iter().chain(&m.known) {
             let _ = write!(out, "- `{}`: {}", r.bug, r.why);
             if let Some(note) = &r.note {
                 let _ = write!(out, " ({note})");
@@ -337,4 +416,31 @@ pub fn markdown(m: &Matrix) -> String {
         let _ = writeln!(out, "- `{name}`: {meaning}");
     }
     out
+}
+
+/// What the correct column is: raftlab's correct build, or another system as it ships.
+fn correct_title(m: &Matrix) -> String {
+    if m.db == DbKind::Raftlab.name() {
+        "The correct build (no bug)".to_string()
+    } else {
+        format!("{} as it ships", m.system)
+    }
+}
+
+/// The correct column's name in a sentence.
+fn correct_name(m: &Matrix) -> String {
+    if m.db == DbKind::Raftlab.name() {
+        "the correct build".to_string()
+    } else {
+        m.system.clone()
+    }
+}
+
+/// Says what the `all` row of the correct column is, when there is one.
+fn together(m: &Matrix) -> &'static str {
+    if m.correct.iter().any(|r| r.nemesis == "all") {
+        " (all: every one of them together)"
+    } else {
+        ""
+    }
 }

@@ -4,13 +4,13 @@
 
 use super::detection::detection;
 use super::models::{hunt, simulate};
-use super::recipes::{Recipes, Source, Tuning};
+use super::recipes::{CorrectPlan, Recipe, Recipes, Source, Tuning};
 use super::render::{markdown, model_cell, sim_cell};
 use super::RunRecord;
 use super::{
     below_target, definitions, exit_code, BugRow, CorrectRow, Matrix, MatrixError, MatrixOptions,
 };
-use crate::lab::workload::{Overrides, Workload};
+use crate::lab::workload::{DbKind, Overrides, Workload};
 use crate::nemesis::NemesisKind;
 use crate::report::results;
 use crate::report::results::round3;
@@ -30,62 +30,83 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
     if let Some(t) = opts.time_limit.filter(|t| !(t.is_finite() && *t > 0.0)) {
         return Err(MatrixError::TimeLimit(t));
     }
-    if opts.bugs.is_empty() && !opts.correct {
+    let recipes = Recipes::load(&opts.recipes)?;
+    let db = opts.db.or(recipes.db).unwrap_or_default();
+    let (bugs, bugs_note) = bugs_for(db, opts.bugs.as_deref())?;
+    let known = recipes.known.iter().filter(|k| k.db == db);
+    if bugs.is_empty() && known.clone().next().is_none() && !opts.correct {
         return Err(MatrixError::Bugs(
-            "nothing to run: no bug and --no-correct".into(),
+            "nothing to run: no bug, no known behaviour and --no-correct".into(),
         ));
     }
-    let recipes = Recipes::load(&opts.recipes)?;
-    crate::db::local::raft_node_binary().map_err(|e| MatrixError::Node(e.to_string()))?;
+    let system = system_name(db, opts)?;
     let partitions = crate::net::nft::Nft::new().is_ok();
 
     // Plan everything and validate every workload before the first cluster starts.
     let mut plan = Plan::default();
-    for &bug in &opts.bugs {
+    for &bug in &bugs {
         let recipe = recipes.recipe(bug);
         let (kinds, nemesis_note) = usable_kinds(&recipe.nemesis, partitions);
         let key = match recipe.source {
             Source::File => format!("bug.{bug}"),
             Source::Default => format!("bug.{bug} (default recipe)"),
         };
-        validate(&recipes.path, &key, &recipe.workload, &recipe.tuning, opts)?;
+        validate(
+            &recipes.path,
+            &key,
+            &recipe.workload,
+            &recipe.tuning,
+            db,
+            opts,
+        )?;
         plan.bugs.push(BugRow {
-            bug: bug.name().to_string(),
-            recipe: recipe.source.name().to_string(),
-            workload: file_name(&recipe.workload),
-            workload_path: recipe.workload.display().to_string(),
-            nemesis: kinds.iter().map(|k| k.name().to_string()).collect(),
-            nemesis_note,
-            time_limit_s: opts.time_limit.or(recipe.tuning.time_limit),
-            why: recipe.why.clone(),
-            note: recipe.note.clone(),
-            runs: Vec::new(),
-            detected: 0,
-            median_detection_s: None,
-            anomaly_kinds: Vec::new(),
-            simulator: None,
-            raft_model: None,
             hunted: model::check::hunts::hunt(bug).is_some(),
+            ..planned_row(bug.name(), &recipe, &kinds, nemesis_note, opts)
         });
         plan.recipes
             .push((bug, recipe.workload, kinds, recipe.tuning));
     }
+    for k in known {
+        let recipe = &k.recipe;
+        let (kinds, nemesis_note) = usable_kinds(&recipe.nemesis, partitions);
+        let key = format!("known.{}", k.name);
+        validate(
+            &recipes.path,
+            &key,
+            &recipe.workload,
+            &recipe.tuning,
+            db,
+            opts,
+        )?;
+        plan.known
+            .push(planned_row(&k.name, recipe, &kinds, nemesis_note, opts));
+        plan.known_runs
+            .push((recipe.workload.clone(), kinds, recipe.tuning.clone()));
+    }
+    let c = recipes.correct_for(db);
     if opts.correct {
-        let c = &recipes.correct;
-        validate(&recipes.path, "correct", &c.workload, &c.tuning, opts)?;
-        for &kind in &c.nemesis {
+        validate(&recipes.path, "correct", &c.workload, &c.tuning, db, opts)?;
+        for (name, kinds) in correct_rows(c, db) {
+            let skipped = kinds
+                .iter()
+                .find_map(|&k| db.refuses(k))
+                .map(|why| format!("{} cannot take it: {why}", db.name()))
+                .or_else(|| {
+                    (kinds.iter().any(|k| k.needs_network()) && !partitions)
+                        .then(|| "network faults need nftables and root".to_string())
+                });
             plan.correct.push(CorrectRow {
-                nemesis: kind.name().to_string(),
+                nemesis: name,
                 workload: file_name(&c.workload),
                 workload_path: c.workload.display().to_string(),
-                skipped: (kind.needs_network() && !partitions)
-                    .then(|| "network faults need nftables and root".to_string()),
+                skipped,
                 runs: Vec::new(),
                 valid: 0,
                 invalid: 0,
                 unknown: 0,
                 errors: 0,
             });
+            plan.correct_kinds.push(kinds);
         }
     }
 
@@ -102,6 +123,9 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
         git_revision: results::git_revision(),
         dir: dir.display().to_string(),
         recipes: recipes.path.display().to_string(),
+        db: db.name().to_string(),
+        system,
+        bugs_note,
         seeds: opts.seeds,
         time_limit_s: opts.time_limit,
         sim_seeds: if opts.skip_model { 0 } else { opts.sim_seeds },
@@ -110,6 +134,7 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
         definitions: definitions(),
         bugs: plan.bugs,
         correct: plan.correct,
+        known: plan.known,
         below_target: Vec::new(),
         interrupted: false,
         exit_code: 0,
@@ -137,7 +162,7 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
 
     let model_steps = if opts.skip_model { 0 } else { 1 };
     let total = plan.recipes.len() as u64 * (opts.seeds + model_steps)
-        + matrix.correct.len() as u64 * opts.seeds;
+        + (matrix.correct.len() + matrix.known.len()) as u64 * opts.seeds;
     let bar = progress_bar(total, opts.quiet);
     let stopped = |rx: &watch::Receiver<bool>| *rx.borrow();
 
@@ -147,12 +172,10 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
                 break 'bugs;
             }
             bar.set_message(format!("{bug}, seed {seed}"));
-            let overrides = overrides(opts, tuning, kinds, seed, &runs_root, Some(*bug));
-            let record = lab_run(workload, overrides).await;
-            if stopped(&interrupt) && record.verdict == "error" {
-                // Cut short by Ctrl-C: not a measurement.
+            let overrides = overrides(opts, db, tuning, kinds, seed, &runs_root, Some(*bug));
+            let Some(record) = seeded_run(workload, overrides, &interrupt).await else {
                 break 'bugs;
-            }
+            };
             report_run(&bar, opts.quiet, &format!("{bug} seed {seed}"), &record);
             matrix.bugs[row].runs.push(record);
             matrix.bugs[row].tally();
@@ -190,24 +213,41 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
             out.write(&mut matrix)?;
         }
     }
+    'known: for (row, (workload, kinds, tuning)) in plan.known_runs.iter().enumerate() {
+        let name = matrix.known[row].bug.clone();
+        for seed in 1..=opts.seeds {
+            if stopped(&interrupt) {
+                break 'known;
+            }
+            bar.set_message(format!("{name}, seed {seed}"));
+            let overrides = overrides(opts, db, tuning, kinds, seed, &runs_root, None);
+            let Some(record) = seeded_run(workload, overrides, &interrupt).await else {
+                break 'known;
+            };
+            report_run(&bar, opts.quiet, &format!("{name} seed {seed}"), &record);
+            matrix.known[row].runs.push(record);
+            matrix.known[row].tally();
+            bar.inc(1);
+            out.write(&mut matrix)?;
+        }
+    }
     if opts.correct {
-        let c = &recipes.correct;
         'correct: for row in 0..matrix.correct.len() {
             if matrix.correct[row].skipped.is_some() {
                 bar.inc(opts.seeds);
                 continue;
             }
-            let kind: NemesisKind = c.nemesis[row];
+            let kinds = &plan.correct_kinds[row];
+            let kind = matrix.correct[row].nemesis.clone();
             for seed in 1..=opts.seeds {
                 if stopped(&interrupt) {
                     break 'correct;
                 }
                 bar.set_message(format!("correct build, {kind}, seed {seed}"));
-                let overrides = overrides(opts, &c.tuning, &[kind], seed, &runs_root, None);
-                let record = lab_run(&c.workload, overrides).await;
-                if stopped(&interrupt) && record.verdict == "error" {
+                let overrides = overrides(opts, db, &c.tuning, kinds, seed, &runs_root, None);
+                let Some(record) = seeded_run(&c.workload, overrides, &interrupt).await else {
                     break 'correct;
-                }
+                };
                 if record.verdict == "invalid" {
                     bar.suspend(|| {
                         eprintln!(
@@ -243,7 +283,99 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
 pub(super) struct Plan {
     bugs: Vec<BugRow>,
     recipes: Vec<(Bug, PathBuf, Vec<NemesisKind>, Tuning)>,
+    known: Vec<BugRow>,
+    known_runs: Vec<(PathBuf, Vec<NemesisKind>, Tuning)>,
     correct: Vec<CorrectRow>,
+    /// The kinds of each correct row.
+    correct_kinds: Vec<Vec<NemesisKind>>,
+}
+
+/// The row of a bug or known behaviour before its runs (no model columns yet).
+fn planned_row(
+    name: &str,
+    recipe: &Recipe,
+    kinds: &[NemesisKind],
+    nemesis_note: Option<String>,
+    opts: &MatrixOptions,
+) -> BugRow {
+    BugRow {
+        bug: name.to_string(),
+        recipe: recipe.source.name().to_string(),
+        workload: file_name(&recipe.workload),
+        workload_path: recipe.workload.display().to_string(),
+        nemesis: kinds.iter().map(|k| k.name().to_string()).collect(),
+        nemesis_note,
+        time_limit_s: opts.time_limit.or(recipe.tuning.time_limit),
+        why: recipe.why.clone(),
+        note: recipe.note.clone(),
+        runs: Vec::new(),
+        detected: 0,
+        median_detection_s: None,
+        anomaly_kinds: Vec::new(),
+        simulator: None,
+        raft_model: None,
+        hunted: false,
+    }
+}
+
+/// The catalogue bugs to run on `db` (`asked`: `--bugs`, `None` when not given), and why none
+/// run when the system cannot take them.
+pub(super) fn bugs_for(
+    db: DbKind,
+    asked: Option<&[Bug]>,
+) -> Result<(Vec<Bug>, Option<String>), MatrixError> {
+    const NOT_ETCD: &str =
+        "catalogue bugs are switches in raftlab's nodes and cannot apply to etcd";
+    match (db, asked) {
+        (DbKind::Raftlab, None) => Ok((Bug::ALL.to_vec(), None)),
+        (DbKind::Raftlab, Some(bugs)) => Ok((bugs.to_vec(), None)),
+        (DbKind::Etcd, Some(bugs)) if !bugs.is_empty() => {
+            let names: Vec<&str> = bugs.iter().map(|b| b.name()).collect();
+            Err(MatrixError::Bugs(format!(
+                "{}: {NOT_ETCD} (leave --bugs out, or say none)",
+                names.join(",")
+            )))
+        }
+        (DbKind::Etcd, _) => Ok((Vec::new(), Some(NOT_ETCD.to_string()))),
+    }
+}
+
+/// The correct column's rows: each kind alone, then (`combined`) every kind `db` takes
+/// together as `all`.
+pub(super) fn correct_rows(plan: &CorrectPlan, db: DbKind) -> Vec<(String, Vec<NemesisKind>)> {
+    let mut rows: Vec<(String, Vec<NemesisKind>)> = plan
+        .nemesis
+        .iter()
+        .map(|&k| (k.name().to_string(), vec![k]))
+        .collect();
+    let together: Vec<NemesisKind> = plan
+        .nemesis
+        .iter()
+        .copied()
+        .filter(|&k| db.refuses(k).is_none())
+        .collect();
+    if plan.combined && together.len() > 1 {
+        rows.push(("all".to_string(), together));
+    }
+    rows
+}
+
+/// The system under test and its version, checking that it can be started.
+fn system_name(db: DbKind, opts: &MatrixOptions) -> Result<String, MatrixError> {
+    match db {
+        DbKind::Raftlab => {
+            crate::db::local::raft_node_binary().map_err(|e| MatrixError::Node(e.to_string()))?;
+            Ok(format!("raftlab {}", env!("CARGO_PKG_VERSION")))
+        }
+        DbKind::Etcd => {
+            let etcd = crate::db::etcd::etcd_binary(opts.etcd_bin.as_deref())
+                .map_err(|e| MatrixError::Node(format!("--db etcd: {e}")))?;
+            Ok(crate::db::etcd::etcd_version(&etcd).map_or_else(
+                || "etcd (version unknown)".to_string(),
+                |v| format!("etcd {v}"),
+            ))
+        }
+    }
 }
 
 /// Where the matrix writes.
@@ -254,7 +386,7 @@ pub(super) struct Output {
 impl Output {
     /// Refreshes the derived fields and rewrites `matrix.json` and `matrix.md`.
     fn write(&self, matrix: &mut Matrix) -> Result<(), MatrixError> {
-        matrix.below_target = below_target(&matrix.bugs);
+        matrix.below_target = below_target(matrix);
         matrix.exit_code = exit_code(matrix);
         let io = |path: PathBuf| move |error| MatrixError::Io { path, error };
         let json_path = self.dir.join("matrix.json");
@@ -299,6 +431,7 @@ pub(super) fn usable_kinds(
 
 pub(super) fn overrides(
     opts: &MatrixOptions,
+    db: DbKind,
     tuning: &Tuning,
     kinds: &[NemesisKind],
     seed: u64,
@@ -314,6 +447,8 @@ pub(super) fn overrides(
         seed: Some(seed),
         results: Some(runs_root.to_path_buf()),
         bug: bug.map(|b| b.name().to_string()),
+        db: Some(db),
+        etcd_bin: opts.etcd_bin.clone(),
         quiet: true,
         silent: true,
         ..Overrides::default()
@@ -327,9 +462,10 @@ pub(super) fn validate(
     key: &str,
     workload: &Path,
     tuning: &Tuning,
+    db: DbKind,
     opts: &MatrixOptions,
 ) -> Result<(), MatrixError> {
-    let o = overrides(opts, tuning, &[], 1, Path::new("."), None);
+    let o = overrides(opts, db, tuning, &[], 1, Path::new("."), None);
     Workload::load(workload, &o)
         .map(|_| ())
         .map_err(|e| MatrixError::Workload {
@@ -337,6 +473,17 @@ pub(super) fn validate(
             key: key.to_string(),
             message: e.to_string(),
         })
+}
+
+/// One seeded run of the matrix; `None` when Ctrl-C cut it short (not a measurement).
+async fn seeded_run(
+    workload: &Path,
+    overrides: Overrides,
+    interrupt: &watch::Receiver<bool>,
+) -> Option<RunRecord> {
+    let record = lab_run(workload, overrides).await;
+    let cut_short = *interrupt.borrow() && record.verdict == "error";
+    (!cut_short).then_some(record)
 }
 
 /// One lab run, summarised; an error becomes a record with verdict `"error"`.

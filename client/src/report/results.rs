@@ -127,6 +127,8 @@ pub struct RunSummary {
     pub final_reads: bool,
     /// `"node"` or `"leader"`: where processes send operations first.
     pub route: String,
+    /// `"linearizable"` or `"serializable"` (etcd's member-local reads).
+    pub read_consistency: String,
     pub bug: Option<String>,
     /// `"local"` (started by the lab in `<run>/cluster/`), `"netns"`, `"etcd VERSION (local)"`
     /// (`--db etcd`), or the `--cluster` file used.
