@@ -154,6 +154,7 @@ impl EtcdKv {
             tls: self.tls.clone(),
             client: Some(connection),
             op_timeout,
+            reads: self.reads,
         }
     }
 }

@@ -230,19 +230,14 @@ impl DbKind {
         }
     }
 
-    /// Why a local cluster of this system cannot take nemesis `kind`, if it cannot.
-    pub fn refuses(self, kind: NemesisKind) -> Option<&'static str> {
-        match (self, kind) {
-            (DbKind::Raftlab, _) => None,
-            (DbKind::Etcd, NemesisKind::Membership | NemesisKind::Transfer) => Some(
-                "it goes through raftlab's operator requests; the lab does not drive etcd's \
-                 member or leadership API",
-            ),
-            (DbKind::Etcd, k) if k.needs_own_interfaces() => Some(
-                "it needs members with network interfaces of their own; etcd members run on \
-                 loopback addresses",
-            ),
-            (DbKind::Etcd, _) => None,
+    /// Why this system cannot take nemesis `kind` wherever it is placed, if it cannot.
+    /// Limits of a placement (latency needs members with interfaces of their own,
+    /// partitions of loopback members need root) are checked again once the placement is
+    /// known, before the cluster starts.
+    pub fn refuses(self, kind: NemesisKind) -> Option<String> {
+        match self {
+            DbKind::Raftlab => None,
+            DbKind::Etcd => crate::db::etcd::supports(kind.needs(), true, true).err(),
         }
     }
 }

@@ -716,8 +716,9 @@ mod tests {
                 ("all".to_string(), 2)
             ]
         );
-        assert!(DbKind::Etcd.refuses(NemesisKind::Membership).is_some());
-        assert_eq!(DbKind::Raftlab.refuses(NemesisKind::Membership), None);
+        assert!(DbKind::Etcd.refuses(NemesisKind::Transfer).is_some());
+        assert_eq!(DbKind::Etcd.refuses(NemesisKind::Membership), None);
+        assert_eq!(DbKind::Raftlab.refuses(NemesisKind::Transfer), None);
         assert_eq!(
             names(correct_rows(&plan, DbKind::Raftlab))
                 .last()

@@ -370,10 +370,9 @@ fn system_name(db: DbKind, opts: &MatrixOptions) -> Result<String, MatrixError> 
         DbKind::Etcd => {
             let etcd = crate::db::etcd::etcd_binary(opts.etcd_bin.as_deref())
                 .map_err(|e| MatrixError::Node(format!("--db etcd: {e}")))?;
-            Ok(crate::db::etcd::etcd_version(&etcd).map_or_else(
-                || "etcd (version unknown)".to_string(),
-                |v| format!("etcd {v}"),
-            ))
+            let version = crate::db::etcd::check_version(&etcd)
+                .map_err(|e| MatrixError::Node(format!("--db etcd: {e}")))?;
+            Ok(format!("etcd {version}"))
         }
     }
 }
