@@ -933,13 +933,13 @@ mod tests {
         // `all` is every kind the system takes; a kind it cannot take is refused with why.
         let all = parse("db = \"etcd\"\nnemesis = [\"all\"]").unwrap().nemesis;
         assert!(all.contains(&"kill-all".to_string()), "{all:?}");
-        assert!(!all.contains(&"membership".to_string()), "{all:?}");
+        assert!(all.contains(&"membership".to_string()), "{all:?}");
         assert!(!all.contains(&"transfer".to_string()), "{all:?}");
-        let e = parse("db = \"etcd\"\nnemesis = [\"kill\", \"membership\"]")
+        let e = parse("db = \"etcd\"\nnemesis = [\"kill\", \"transfer\"]")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains(":2: nemesis membership cannot run against etcd"),
+            e.contains(":2: nemesis transfer cannot run against etcd"),
             "{e}"
         );
         let raftlab_all = parse("nemesis = [\"all\"]").unwrap().nemesis;

@@ -693,11 +693,7 @@ mod tests {
     fn the_correct_column_of_a_system() {
         let plan = recipes::CorrectPlan {
             workload: PathBuf::from("ci.toml"),
-            nemesis: vec![
-                NemesisKind::Kill,
-                NemesisKind::Membership,
-                NemesisKind::Pause,
-            ],
+            nemesis: vec![NemesisKind::Kill, NemesisKind::Transfer, NemesisKind::Pause],
             combined: true,
             tuning: recipes::Tuning::default(),
         };
@@ -706,12 +702,12 @@ mod tests {
                 .map(|(n, k)| (n, k.len()))
                 .collect::<Vec<_>>()
         };
-        // etcd: each kind alone, then every kind it takes together (membership left out).
+        // etcd: each kind alone, then every kind it takes together (transfer left out).
         assert_eq!(
             names(correct_rows(&plan, DbKind::Etcd)),
             vec![
                 ("kill".to_string(), 1),
-                ("membership".to_string(), 1),
+                ("transfer".to_string(), 1),
                 ("pause".to_string(), 1),
                 ("all".to_string(), 2)
             ]
