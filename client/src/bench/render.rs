@@ -91,9 +91,10 @@ impl SystemInfo {
                 binary: binaries.raft_node.display().to_string(),
                 version: crate::report::results::git_revision(),
                 nodes,
-                clients: "QUIC + mutual TLS, fsync on; leader-direct, one shared connection, \
-                          a session per client"
-                    .into(),
+                clients:
+                    "QUIC + mutual TLS, fsync on; leader-direct, one shared connection per 32 \
+                          clients, a session per client"
+                        .into(),
             },
             SystemKind::Etcd => SystemInfo {
                 system: kind,

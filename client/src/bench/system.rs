@@ -3,8 +3,10 @@
 //! of every cell.
 //!
 //! - **raftlab**: [`LocalCluster`] (release `raft-node` processes, `storage.fsync = true`,
-//!   QUIC + mutual TLS) and the lab's [`KvCluster`] over ONE shared [`ClientConnector`] (one
-//!   QUIC connection per node, carrying every client's streams). Before each cell the leader
+//!   QUIC + mutual TLS) and the lab's [`KvCluster`] over shared [`ClientConnector`]s: one
+//!   per 32 clients (each one QUIC connection per node carrying its clients' streams; a
+//!   node admits 64 concurrent requests per connection by default, `max_client_streams`,
+//!   so one connection would cap a cell at 64 requests in flight). Before each cell the leader
 //!   is looked up, and each [`KvClient`](crate::kv::KvClient) sends to the last known leader
 //!   first: leader-direct, with a session per client, exactly what the node crate's load
 //!   bench did, through the lab's own client (its per-operation overhead, a policy step
@@ -40,6 +42,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// etcd clients per shared gRPC connection.
 const ETCD_CLIENTS_PER_CONNECTION: usize = 10;
+/// raftlab clients per shared connector: half a node's default `max_client_streams`.
+const RAFTLAB_CLIENTS_PER_CONNECTION: usize = 32;
 /// How raftlab clients wait on a node: the whole operation's time for an answer.
 const BENCH_TIMING: Timing = Timing {
     connect_timeout: Duration::from_secs(2),
@@ -169,10 +173,24 @@ impl System {
     /// `n` fresh clients, sending to `leader` first (see the module).
     pub async fn clients(&self, leader: NodeId, n: usize) -> Result<Vec<SystemClient>, BenchError> {
         match self {
-            System::Raftlab { kv, .. } => {
-                let clients = Clients::Raftlab(kv.clone());
+            System::Raftlab { db, kv } => {
+                let mut clusters = vec![kv.clone()];
+                while clusters.len() < n.div_ceil(RAFTLAB_CLIENTS_PER_CONNECTION) {
+                    let connector =
+                        ClientConnector::new(&db.config().tls.certs_dir).map_err(|e| {
+                            BenchError::Cell {
+                                system: SystemKind::Raftlab,
+                                op: None,
+                                reason: e.to_string(),
+                            }
+                        })?;
+                    clusters.push(kv.over(Arc::new(connector)));
+                }
                 Ok((0..n)
-                    .map(|_| clients.client_at(None, OP_TIMEOUT))
+                    .map(|i| {
+                        Clients::Raftlab(clusters[i % clusters.len()].clone())
+                            .client_at(None, OP_TIMEOUT)
+                    })
                     .collect())
             }
             System::Etcd { kv, .. } => {

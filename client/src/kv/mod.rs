@@ -316,6 +316,17 @@ impl KvCluster {
         self
     }
 
+    /// The same cluster (the leader found, the nodes suspected shared with this one),
+    /// reached over another connector: clients made from it use that connector's
+    /// connections. A node admits a bounded number of concurrent requests per connection
+    /// (`transport.max_client_streams`), so a load of many clients spreads over several.
+    pub fn over(&self, connector: Arc<ClientConnector>) -> KvCluster {
+        KvCluster {
+            connector,
+            ..self.clone()
+        }
+    }
+
     /// The same cluster, whose clients wait on a node as `timing` says.
     pub fn with_timing(mut self, timing: Timing) -> KvCluster {
         self.timing = timing;
