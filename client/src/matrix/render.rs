@@ -350,14 +350,7 @@ pub fn markdown(m: &Matrix) -> String {
         out.push_str(&markdown_table(
             &BUG_HEADER,
             &[3, 4, 6],
-            &bug_cells(m)
-                .into_iter()
-                .map(|mut row| {
-                    row[0] = format!("`{}`", row[0]);
-                    row[2] = row[2].replace(',', ", ");
-                    row
-                })
-                .collect::<Vec<_>>(),
+            &in_markdown(bug_cells(m)),
         ));
         out.push('\n');
     }
@@ -370,14 +363,7 @@ pub fn markdown(m: &Matrix) -> String {
         out.push_str(&markdown_table(
             &KNOWN_HEADER,
             &[3, 4],
-            &known_cells(m)
-                .into_iter()
-                .map(|mut row| {
-                    row[0] = format!("`{}`", row[0]);
-                    row[2] = row[2].replace(',', ", ");
-                    row
-                })
-                .collect::<Vec<_>>(),
+            &in_markdown(known_cells(m)),
         ));
         out.push('\n');
     }
@@ -443,4 +429,16 @@ fn together(m: &Matrix) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Rows of the bug and known-behaviour tables as Markdown shows them: the name as code, the
+/// faults separated by ", ".
+fn in_markdown(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|mut row| {
+            row[0] = format!("`{}`", row[0]);
+            row[2] = row[2].replace(',', ", ");
+            row
+        })
+        .collect()
 }
