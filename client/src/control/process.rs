@@ -21,6 +21,19 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// This process's effective uid, from `/proc/self/status`; why not, when it cannot be read.
+pub fn effective_uid() -> Result<u32, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("reading /proc/self/status: {e}"))?;
+    parse_euid(&status).ok_or_else(|| "no `Uid:` line in /proc/self/status".to_string())
+}
+
+/// The effective uid from `/proc/self/status` (`Uid:\treal\teffective\tsaved\tfs`).
+fn parse_euid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// The state letter of process `pid` (`R`, `S`, `T` stopped, `Z` zombie, ...); `None` when
 /// there is no such process.
 pub fn state(pid: u32) -> Option<char> {
@@ -71,6 +84,15 @@ pub fn terminate<K: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn euid_comes_from_the_second_uid_field() {
+        let status =
+            "Name:\traft-lab\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(parse_euid(status), Some(0));
+        assert_eq!(parse_euid("Uid:\t0\t1000\t1000\t1000\n"), Some(1000));
+        assert_eq!(parse_euid("Name:\tx\n"), None);
+    }
     use std::process::{Command, Stdio};
 
     /// A stopped process is resumed, so SIGTERM ends it within the grace; one that ignores

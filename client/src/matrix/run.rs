@@ -46,19 +46,12 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
     let mut plan = Plan::default();
     for &bug in &bugs {
         let recipe = recipes.recipe(bug);
-        let (kinds, nemesis_note) = usable_kinds(&recipe.nemesis, partitions);
         let key = match recipe.source {
             Source::File => format!("bug.{bug}"),
             Source::Default => format!("bug.{bug} (default recipe)"),
         };
-        validate(
-            &recipes.path,
-            &key,
-            &recipe.workload,
-            &recipe.tuning,
-            db,
-            opts,
-        )?;
+        let (kinds, nemesis_note) =
+            plan_recipe(&recipes.path, &key, &recipe, partitions, db, opts)?;
         plan.bugs.push(BugRow {
             hunted: model::check::hunts::hunt(bug).is_some(),
             ..planned_row(bug.name(), &recipe, &kinds, nemesis_note, opts)
@@ -68,16 +61,8 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
     }
     for k in known {
         let recipe = &k.recipe;
-        let (kinds, nemesis_note) = usable_kinds(&recipe.nemesis, partitions);
         let key = format!("known.{}", k.name);
-        validate(
-            &recipes.path,
-            &key,
-            &recipe.workload,
-            &recipe.tuning,
-            db,
-            opts,
-        )?;
+        let (kinds, nemesis_note) = plan_recipe(&recipes.path, &key, recipe, partitions, db, opts)?;
         plan.known
             .push(planned_row(&k.name, recipe, &kinds, nemesis_note, opts));
         plan.known_runs
@@ -291,6 +276,21 @@ pub(super) struct Plan {
 }
 
 /// The row of a bug or known behaviour before its runs (no model columns yet).
+/// A bug's or known behaviour's recipe checked before anything runs: its workload (table
+/// `key` of the recipes file) validated, and the nemesis kinds it can use here, with a note
+/// when some were left out.
+fn plan_recipe(
+    recipes: &Path,
+    key: &str,
+    recipe: &Recipe,
+    partitions: bool,
+    db: DbKind,
+    opts: &MatrixOptions,
+) -> Result<(Vec<NemesisKind>, Option<String>), MatrixError> {
+    validate(recipes, key, &recipe.workload, &recipe.tuning, db, opts)?;
+    Ok(usable_kinds(&recipe.nemesis, partitions))
+}
+
 fn planned_row(
     name: &str,
     recipe: &Recipe,

@@ -139,7 +139,7 @@ pub enum NetnsError {
         stderr: String,
     },
     /// The effective uid could not be read from `/proc/self/status`.
-    #[error("cannot tell whether we are root: reading /proc/self/status: {0}")]
+    #[error("cannot tell whether we are root: {0}")]
     Uid(String),
     /// The node count is outside what one /24 network holds.
     #[error("a namespace network holds 1 to {MAX_NODES} nodes, not {0}")]
@@ -378,9 +378,7 @@ fn bridge_nf_note(bridge: &str) {
 /// uid 0). The error says what to install or do.
 pub fn check_available() -> Result<(), NetnsError> {
     ip(&["-V"])?;
-    let status =
-        std::fs::read_to_string("/proc/self/status").map_err(|e| NetnsError::Uid(e.to_string()))?;
-    let euid = parse_euid(&status).ok_or_else(|| NetnsError::Uid("no `Uid:` line".to_string()))?;
+    let euid = crate::control::process::effective_uid().map_err(NetnsError::Uid)?;
     if euid != 0 {
         return Err(NetnsError::NotRoot { euid });
     }
@@ -735,12 +733,6 @@ fn choose_subnet(listing: &str, taken: &BTreeSet<u8>) -> Option<u8> {
         .find(|x| !used.contains(x) && !taken.contains(x))
 }
 
-/// The effective uid from `/proc/self/status` (`Uid:\treal\teffective\tsaved\tfs`).
-fn parse_euid(status: &str) -> Option<u32> {
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,15 +860,6 @@ mod tests {
         assert_eq!(choose_subnet(plain, &all), None);
         let almost: BTreeSet<u8> = (1..=249).collect();
         assert_eq!(choose_subnet(plain, &almost), Some(250));
-    }
-
-    #[test]
-    fn euid_comes_from_the_second_uid_field() {
-        let status =
-            "Name:\traft-lab\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
-        assert_eq!(parse_euid(status), Some(0));
-        assert_eq!(parse_euid("Uid:\t0\t1000\t1000\t1000\n"), Some(1000));
-        assert_eq!(parse_euid("Name:\tx\n"), None);
     }
 
     #[test]

@@ -209,11 +209,9 @@ pub fn supports(needs: Needs, netns: bool, groups: bool) -> Result<(), String> {
     }
 }
 
-/// Whether members can run under group ids of their own here: root can set them (this
-/// process's `/proc/self` belongs to its effective user).
+/// Whether members can run under group ids of their own here: root can set them.
 pub fn groups_possible() -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    crate::control::process::effective_uid() == Ok(0)
 }
 
 /// Checks that client port `port` and peer port `port + 1` are free on the address of every
