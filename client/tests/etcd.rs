@@ -1,11 +1,12 @@
 //! An etcd cluster as the system under test. Through the `Db` trait: three members from the
 //! `etcd` on `PATH`, with the lab's certificates; one is killed and restarted, one paused and
-//! resumed, the leader cut off from the others (as root with nftables), and a leader is
-//! found from etcd's status API each time. Skipped (saying why) without `etcd` (the
-//! partition part without root or nft), unless `RAFTLAB_REQUIRE_ETCD=1`, where that is a
-//! failure. End to end: `raft-lab run ci --db etcd` under kills and partitions is judged
-//! linearizable, and its results name etcd; with serializable reads
-//! (`workloads/etcd-serializable.toml`) the lab finds stale reads.
+//! resumed, leadership moved to a chosen member (MoveLeader), the leader cut off from the
+//! others (as root with nftables), and a leader is found from etcd's status API each time.
+//! Skipped (saying why) without `etcd` (the partition part without root or nft), unless
+//! `RAFTLAB_REQUIRE_ETCD=1`, where that is a failure. End to end: `raft-lab run ci --db etcd`
+//! under kills, partitions and leadership transfers is judged linearizable, and its results
+//! name etcd; with serializable reads (`workloads/etcd-serializable.toml`) the lab finds stale
+//! reads.
 
 use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
 use client::db::{Db, Needs};
@@ -82,6 +83,22 @@ async fn three_members_killed_restarted_paused_and_led() {
         .await
         .expect("a leader with one paused");
     Db::resume(&mut cluster, follower).expect("resume");
+
+    // Leadership handed to a chosen follower through etcd's MoveLeader, which answers once
+    // the follower leads.
+    let from = cluster.leader(PATIENCE).await.expect("a leader to move");
+    let planned = (1..=3).find(|&id| id != from).unwrap_or(1);
+    let moved =
+        tokio::task::block_in_place(|| Db::transfer_leadership(&mut cluster, None, planned, &[]))
+            .expect("transfer");
+    assert_eq!(moved, (from, planned));
+    assert_eq!(cluster.leader(PATIENCE).await.expect("a leader"), planned);
+    // A planned member that is down is passed over for another voter.
+    let spare = (1..=3).find(|&id| id != planned && id != from).unwrap_or(1);
+    let moved =
+        tokio::task::block_in_place(|| Db::transfer_leadership(&mut cluster, None, from, &[from]))
+            .expect("transfer to another");
+    assert_eq!(moved, (planned, spare));
 
     // The leader cut off from the others (members run under groups of their own, which
     // needs root, and nftables): the other two elect one of themselves. Without root or
@@ -187,6 +204,47 @@ async fn the_ci_workload_against_etcd_is_linearizable() {
     for file in ["report.html", "results.json", "cluster/node-1.log"] {
         assert!(outcome.run_dir.join(file).is_file(), "{file}");
     }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The `transfer` nemesis moves etcd's leadership (MoveLeader) while the workload runs, and
+/// the history stays linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_under_the_transfer_nemesis() {
+    if etcd().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let root = std::env::temp_dir().join(format!("raftlab-etcd-move-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let overrides = Overrides {
+        db: Some(DbKind::Etcd),
+        time_limit: Some(7.0),
+        nemesis: Some(parse_nemesis_list("transfer")),
+        seed: Some(3),
+        results: Some(root.clone()),
+        quiet: true,
+        ..Overrides::default()
+    };
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
+    let outcome = client::lab::run::run_detailed(&workload, &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    let transfers = summary.nemesis.applied.get("transfer").copied();
+    assert!(
+        transfers >= Some(1),
+        "leadership moved: {:?}",
+        summary.nemesis
+    );
+    let history = std::fs::read_to_string(outcome.run_dir.join("history.jsonl")).unwrap();
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains(r#""f":"transfer""#) && l.contains(r#""from":"#)),
+        "the transfer is in the history with whom it moved from"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

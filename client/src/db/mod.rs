@@ -183,6 +183,39 @@ pub trait Db: Send + Sync {
             .block_on(admin.add_member(id, &addr, step))
             .map_err(DbError::of("add member", id))
     }
+    /// Asks the leader to hand its leadership to `planned` if that is a voter that does not
+    /// lead and is not in `down`, else to the first voter that is neither
+    /// ([`transferee`]); returns `(from, to)`. Does not wait for the election to finish.
+    /// Blocking, like the membership changes. By default through raftlab's operator
+    /// requests, sent with `client`; another system through its own API.
+    fn transfer_leadership(
+        &mut self,
+        client: Option<&ClientConnector>,
+        planned: NodeId,
+        down: &[NodeId],
+    ) -> Result<(NodeId, NodeId), DbError> {
+        let admin = raftlab_admin(self, client, "transfer leadership", planned)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(DbError::cluster("transfer leadership"))?;
+        runtime.block_on(async {
+            let members = admin
+                .members()
+                .await
+                .map_err(DbError::cluster("transfer leadership"))?;
+            let voters: Vec<NodeId> = members
+                .members
+                .iter()
+                .filter(|m| m.voter)
+                .map(|m| m.id)
+                .collect();
+            let to = transferee(members.leader, &voters, planned, down)?;
+            admin
+                .request_transfer(to)
+                .await
+                .map_err(DbError::of("transfer leadership", to))?;
+            Ok((members.leader, to))
+        })
+    }
     /// Directories on this machine holding the nodes' data (not their logs) that the run
     /// made, which a valid run drops once the nodes are stopped; none by default.
     fn data_dirs(&self) -> Vec<PathBuf> {
@@ -192,6 +225,26 @@ pub trait Db: Send + Sync {
     /// opened keeps running), copies node logs that are not in the run folder yet into
     /// `logs_dir`, and removes what set-up made. Tries every step; returns the first error.
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError>;
+}
+
+/// Whom a leadership transfer goes to: `planned` if it is one of the `voters`, does not lead
+/// and is not `down`, else the first voter that is neither.
+pub fn transferee(
+    leader: NodeId,
+    voters: &[NodeId],
+    planned: NodeId,
+    down: &[NodeId],
+) -> Result<NodeId, DbError> {
+    let eligible = |id: &NodeId| *id != leader && !down.contains(id);
+    std::iter::once(planned)
+        .filter(|id| voters.contains(id))
+        .chain(voters.iter().copied())
+        .find(eligible)
+        .ok_or_else(|| DbError {
+            action: "transfer leadership",
+            node: None,
+            reason: format!("no voter but node {leader} (the leader) is up"),
+        })
 }
 
 /// raftlab's operator requests to every node of `db`, sent with `client`.

@@ -160,6 +160,14 @@ impl Db for RunCluster {
     ) -> Result<(), DbError> {
         self.db.add_member_back(client, id)
     }
+    fn transfer_leadership(
+        &mut self,
+        client: Option<&ClientConnector>,
+        planned: NodeId,
+        down: &[NodeId],
+    ) -> Result<(NodeId, NodeId), DbError> {
+        self.db.transfer_leadership(client, planned, down)
+    }
     fn data_dirs(&self) -> Vec<PathBuf> {
         self.db.data_dirs()
     }

@@ -738,7 +738,7 @@ mod tests {
 
     /// `--db etcd` refuses, in one line and before a run folder or a process exists, a missing
     /// binary, an etcd older than 3.4 (a fake `etcd` script), a fixed port that is taken, and
-    /// every nemesis kind it cannot do, naming the kind and the reason.
+    /// every nemesis kind its members on loopback cannot take, naming the kind and the reason.
     #[tokio::test]
     async fn bad_etcd_settings_fail_before_anything_starts() {
         use std::os::unix::fs::PermissionsExt as _;
@@ -806,7 +806,7 @@ mod tests {
         }
         assert!(!results.exists(), "no run folder for a refused run");
 
-        // Every kind: those etcd cannot do are refused with the kind and the reason.
+        // Every kind: those etcd on loopback cannot take are refused with the kind and why.
         let root_user = etcd::groups_possible();
         for kind in NemesisKind::ALL
             .into_iter()
@@ -816,14 +816,12 @@ mod tests {
                 nemesis: Some(vec![kind.name().into()]),
                 ..base.clone()
             };
-            // A kind etcd can never take is refused with the workload; the others when the
-            // placement is known.
+            // Refused once the placement (loopback here) is known.
             let result = Workload::load(&file, &o)
                 .map_err(anyhow::Error::from)
                 .and_then(|workload| preflight(&workload, &o));
             let refused = match kind {
                 NemesisKind::Latency => Some("network interfaces of their own"),
-                NemesisKind::Transfer => Some("MoveLeader"),
                 k if k.needs_network() && !root_user => Some("group id"),
                 _ => None,
             };

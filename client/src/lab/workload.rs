@@ -229,17 +229,6 @@ impl DbKind {
             DbKind::Etcd => "etcd",
         }
     }
-
-    /// Why this system cannot take nemesis `kind` wherever it is placed, if it cannot.
-    /// Limits of a placement (latency needs members with interfaces of their own,
-    /// partitions of loopback members need root) are checked again once the placement is
-    /// known, before the cluster starts.
-    pub fn refuses(self, kind: NemesisKind) -> Option<String> {
-        match self {
-            DbKind::Raftlab => None,
-            DbKind::Etcd => crate::db::etcd::supports(kind.needs(), true, true).err(),
-        }
-    }
 }
 
 /// Where a process sends an operation first.
@@ -635,19 +624,17 @@ impl Workload {
         let mut nemesis = Vec::new();
         if let Some(list) = &file.nemesis {
             for kind in list.get_ref() {
-                let expanded =
-                    expand_nemesis_for(db, kind.get_ref()).map_err(|m| at(kind.span(), m))?;
+                let expanded = expand_nemesis(kind.get_ref()).map_err(|m| at(kind.span(), m))?;
                 push_unique(&mut nemesis, expanded);
             }
         }
         if let Some(list) = &overrides.nemesis {
             nemesis.clear();
             for kind in list {
-                let expanded =
-                    expand_nemesis_for(db, kind).map_err(|message| WorkloadError::Flag {
-                        flag: "--nemesis",
-                        message,
-                    })?;
+                let expanded = expand_nemesis(kind).map_err(|message| WorkloadError::Flag {
+                    flag: "--nemesis",
+                    message,
+                })?;
                 push_unique(&mut nemesis, expanded);
             }
         }
@@ -748,23 +735,6 @@ fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
                 )
             }),
     }
-}
-
-/// [`expand_nemesis`] for system `db`: a group keeps the kinds `db` takes, a single kind it
-/// refuses is an error saying why.
-fn expand_nemesis_for(db: DbKind, kind: &str) -> Result<Vec<String>, String> {
-    let mut expanded = expand_nemesis(kind)?;
-    let refusal = |k: &str| k.parse::<NemesisKind>().ok().and_then(|k| db.refuses(k));
-    if expanded.len() == 1 && expanded[0] == kind {
-        if let Some(why) = refusal(kind) {
-            return Err(format!(
-                "nemesis {kind} cannot run against {}: {why}",
-                db.name()
-            ));
-        }
-    }
-    expanded.retain(|k| refusal(k).is_none());
-    Ok(expanded)
 }
 
 fn push_unique(list: &mut Vec<String>, more: Vec<String>) {
@@ -930,20 +900,11 @@ mod tests {
         };
         assert!(Workload::parse(Path::new("x.toml"), serializable, &to_raftlab).is_err());
         assert!(parse("read_consistency = \"sequential\"").is_err());
-        // `all` is every kind the system takes; a kind it cannot take is refused with why.
+        // `all` is every kind, for etcd as for raftlab (transfer through etcd's MoveLeader).
         let all = parse("db = \"etcd\"\nnemesis = [\"all\"]").unwrap().nemesis;
-        assert!(all.contains(&"kill-all".to_string()), "{all:?}");
-        assert!(all.contains(&"membership".to_string()), "{all:?}");
-        assert!(!all.contains(&"transfer".to_string()), "{all:?}");
-        let e = parse("db = \"etcd\"\nnemesis = [\"kill\", \"transfer\"]")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains(":2: nemesis transfer cannot run against etcd"),
-            "{e}"
-        );
+        assert_eq!(all.len(), NEMESIS_KINDS.len(), "{all:?}");
         let raftlab_all = parse("nemesis = [\"all\"]").unwrap().nemesis;
-        assert_eq!(raftlab_all.len(), NEMESIS_KINDS.len());
+        assert_eq!(raftlab_all, all);
         assert_eq!(parse("db = \"etcd\"").unwrap().db, DbKind::Etcd);
         assert!(parse("db = \"zookeeper\"").is_err());
         let flag = Overrides {

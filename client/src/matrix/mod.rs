@@ -702,31 +702,21 @@ mod tests {
                 .map(|(n, k)| (n, k.len()))
                 .collect::<Vec<_>>()
         };
-        // etcd: each kind alone, then every kind it takes together (transfer left out).
+        // Each kind alone, then all of them together.
         assert_eq!(
-            names(correct_rows(&plan, DbKind::Etcd)),
+            names(correct_rows(&plan)),
             vec![
                 ("kill".to_string(), 1),
                 ("transfer".to_string(), 1),
                 ("pause".to_string(), 1),
-                ("all".to_string(), 2)
+                ("all".to_string(), 3)
             ]
-        );
-        assert!(DbKind::Etcd.refuses(NemesisKind::Transfer).is_some());
-        assert_eq!(DbKind::Etcd.refuses(NemesisKind::Membership), None);
-        assert_eq!(DbKind::Raftlab.refuses(NemesisKind::Transfer), None);
-        assert_eq!(
-            names(correct_rows(&plan, DbKind::Raftlab))
-                .last()
-                .unwrap()
-                .1,
-            3
         );
         let alone = recipes::CorrectPlan {
             combined: false,
             ..plan
         };
-        assert_eq!(correct_rows(&alone, DbKind::Etcd).len(), 3);
+        assert_eq!(correct_rows(&alone).len(), 3);
     }
 
     #[test]

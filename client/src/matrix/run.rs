@@ -71,15 +71,9 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
     let c = recipes.correct_for(db);
     if opts.correct {
         validate(&recipes.path, "correct", &c.workload, &c.tuning, db, opts)?;
-        for (name, kinds) in correct_rows(c, db) {
-            let skipped = kinds
-                .iter()
-                .find_map(|&k| db.refuses(k))
-                .map(|why| format!("{} cannot take it: {why}", db.name()))
-                .or_else(|| {
-                    (kinds.iter().any(|k| k.needs_network()) && !partitions)
-                        .then(|| "network faults need nftables and root".to_string())
-                });
+        for (name, kinds) in correct_rows(c) {
+            let skipped = (kinds.iter().any(|k| k.needs_network()) && !partitions)
+                .then(|| "network faults need nftables and root".to_string());
             plan.correct.push(CorrectRow {
                 nemesis: name,
                 workload: file_name(&c.workload),
@@ -340,22 +334,16 @@ pub(super) fn bugs_for(
     }
 }
 
-/// The correct column's rows: each kind alone, then (`combined`) every kind `db` takes
-/// together as `all`.
-pub(super) fn correct_rows(plan: &CorrectPlan, db: DbKind) -> Vec<(String, Vec<NemesisKind>)> {
+/// The correct column's rows: each kind alone, then (`combined`) all of them together as
+/// `all`.
+pub(super) fn correct_rows(plan: &CorrectPlan) -> Vec<(String, Vec<NemesisKind>)> {
     let mut rows: Vec<(String, Vec<NemesisKind>)> = plan
         .nemesis
         .iter()
         .map(|&k| (k.name().to_string(), vec![k]))
         .collect();
-    let together: Vec<NemesisKind> = plan
-        .nemesis
-        .iter()
-        .copied()
-        .filter(|&k| db.refuses(k).is_none())
-        .collect();
-    if plan.combined && together.len() > 1 {
-        rows.push(("all".to_string(), together));
+    if plan.combined && plan.nemesis.len() > 1 {
+        rows.push(("all".to_string(), plan.nemesis.clone()));
     }
     rows
 }

@@ -18,7 +18,6 @@
 use super::record;
 use crate::db::{Db, DbError};
 use crate::history::Recorder;
-use crate::kv::admin::Admin;
 use model::core::NodeId;
 use node::transport::ClientConnector;
 use serde_json::json;
@@ -55,13 +54,13 @@ pub async fn change(
     result
 }
 
-/// Runs a membership change on a blocking thread (it waits on the cluster, and may stop and
-/// start a member), holding the cluster meanwhile.
-async fn blocking(
+/// Runs a change on a blocking thread (it waits on the cluster, and may stop and start a
+/// member), holding the cluster meanwhile.
+async fn blocking<T: Send + 'static>(
     control: &Arc<Mutex<dyn Db>>,
     client: Option<Arc<ClientConnector>>,
-    f: impl FnOnce(&mut dyn Db, Option<&ClientConnector>) -> Result<(), DbError> + Send + 'static,
-) -> Result<(), String> {
+    f: impl FnOnce(&mut dyn Db, Option<&ClientConnector>) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, String> {
     let control = control.clone();
     tokio::task::spawn_blocking(move || {
         // A poisoned lock means a panic elsewhere; the cluster is still there to change.
@@ -73,30 +72,24 @@ async fn blocking(
     .map_err(|e| e.to_string())
 }
 
-/// Asks the leader to hand leadership to `planned` if it is a voter that does not lead and
-/// is not `down`, else to the first voter that is neither; returns `(from, to)`. Does not
-/// wait for the election: the schedule goes on meanwhile.
+/// Asks the cluster's leader to hand leadership to `planned`, or to another voter that is not
+/// `down` ([`Db::transfer_leadership`]), and records it; returns `(from, to)`. Does not wait
+/// for the election: the schedule goes on meanwhile.
 pub async fn transfer(
-    admin: &Admin<'_>,
+    control: &Arc<Mutex<dyn Db>>,
+    client: Option<Arc<ClientConnector>>,
     recorder: &Recorder,
     planned: NodeId,
-    down: impl Fn(NodeId) -> bool,
+    down: Vec<NodeId>,
 ) -> Result<(NodeId, NodeId), String> {
-    let members = admin.members().await.map_err(|e| e.to_string())?;
-    let from = members.leader;
-    let eligible = |id: NodeId| id != from && !down(id);
-    let voters = members.members.iter().filter(|m| m.voter).map(|m| m.id);
-    let to = std::iter::once(planned)
-        .filter(|&id| members.members.iter().any(|m| m.id == id && m.voter))
-        .chain(voters)
-        .find(|&id| eligible(id))
-        .ok_or_else(|| format!("no voter but node {from} (the leader) is up"))?;
-    let result = admin.request_transfer(to).await.map(|_| ());
-    record(
-        recorder,
-        "transfer",
-        json!({ "from": from, "to": to }),
-        &result,
-    );
-    result.map(|()| (from, to)).map_err(|e| e.to_string())
+    let result = blocking(control, client, move |db, client| {
+        db.transfer_leadership(client, planned, &down)
+    })
+    .await;
+    let value = match &result {
+        Ok((from, to)) => json!({ "from": from, "to": to }),
+        Err(_) => json!({ "to": planned }),
+    };
+    record(recorder, "transfer", value, &result.as_ref().map(drop));
+    result
 }

@@ -6,9 +6,8 @@ use super::membership::{self, Change};
 use super::partition::{self, Grouping};
 use super::schedule::{Action, Fault, Schedule};
 use super::{kill, pause, NemesisKind};
-use crate::db::{Db, MEMBERSHIP_STEP};
+use crate::db::Db;
 use crate::history::Recorder;
-use crate::kv::admin::Admin;
 use crate::kv::status::{likely_leader, status_all};
 use crate::net::netem;
 use crate::net::Network;
@@ -158,18 +157,6 @@ impl Applied {
             Applied::KilledAll(nodes) => nodes.contains(&id),
             Applied::Partitioned(_) | Applied::Degraded(_) => false,
         }
-    }
-}
-
-/// Where the membership nemeses send operator requests.
-struct AdminTarget {
-    client: Arc<ClientConnector>,
-    nodes: Vec<(NodeId, String)>,
-}
-
-impl AdminTarget {
-    fn admin(&self) -> Admin<'_> {
-        Admin::new(&self.client, self.nodes.clone(), MEMBERSHIP_STEP)
     }
 }
 
@@ -325,15 +312,14 @@ impl Runner {
                     .copied()
                     .filter(|&id| self.active.values().any(|a| a.takes_down(id)))
                     .collect();
-                let result = match self.admin() {
-                    Ok(target) => {
-                        membership::transfer(&target.admin(), &self.ctx.recorder, *to, |id| {
-                            down.contains(&id)
-                        })
-                        .await
-                    }
-                    Err(e) => Err(e),
-                };
+                let result = membership::transfer(
+                    &self.ctx.control,
+                    self.ctx.client.clone(),
+                    &self.ctx.recorder,
+                    *to,
+                    down,
+                )
+                .await;
                 match result {
                     Ok((from, to)) => {
                         // Nothing to undo: counted, never active.
@@ -344,22 +330,6 @@ impl Runner {
                 }
             }
         }
-    }
-
-    /// The client and the nodes' addresses operator requests go to.
-    fn admin(&self) -> Result<AdminTarget, String> {
-        let client = self
-            .ctx
-            .client
-            .clone()
-            .ok_or_else(|| "no client to reach the cluster with".to_string())?;
-        let nodes = self
-            .control()
-            .nodes()
-            .into_iter()
-            .map(|n| (n.id, n.addr))
-            .collect();
-        Ok(AdminTarget { client, nodes })
     }
 
     /// Adds a removed node back.

@@ -1,6 +1,7 @@
 //! etcd's member API as the lab calls it: `POST /v3/cluster/member/{list,add,remove,promote}`
-//! on a member's client URL, through the same JSON gateway and client certificate as the
-//! status calls ([`StatusClient`]).
+//! and `POST /v3/maintenance/transfer-leadership` (MoveLeader) on a member's client URL,
+//! through the same JSON gateway and client certificate as the status calls
+//! ([`StatusClient`]).
 
 use super::status::{as_u64, StatusClient};
 use serde_json::{json, Value};
@@ -67,6 +68,24 @@ impl StatusClient {
         timeout: Duration,
     ) -> Result<(), String> {
         self.on_member(addr, "promote", id, timeout)
+    }
+
+    /// Asks the leader at `addr` to hand its leadership to member `target` (etcd's id);
+    /// etcd answers once `target` has taken over.
+    pub fn move_leader(
+        &self,
+        addr: SocketAddr,
+        target: u64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let request = json!({ "targetID": target.to_string() }).to_string();
+        self.post(
+            addr,
+            "/v3/maintenance/transfer-leadership",
+            &request,
+            timeout,
+        )
+        .map(drop)
     }
 
     /// `POST /v3/cluster/member/{action}` of member `id`.

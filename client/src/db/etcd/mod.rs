@@ -29,6 +29,7 @@
 mod error;
 mod members;
 mod status;
+mod transfer;
 
 pub use error::{EtcdError, MAX_MEMBERS};
 pub use members::EtcdMember;
@@ -72,10 +73,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a status call may take when the members are being stopped.
 const STOP_STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Why `transfer` is refused.
-pub const TRANSFER_UNSUPPORTED: &str =
-    "the lab asks for a leadership transfer through raftlab's operator requests; \
-     etcd's (MoveLeader) is not wired in";
 /// How long etcd may refuse a membership change (a member connected only just, a learner
 /// still catching up) before the change fails.
 const CHANGE_PATIENCE: Duration = Duration::from_secs(30);
@@ -196,9 +193,7 @@ fn numeric_version(version: &str) -> Option<(u32, u32)> {
 /// (`netns`), or on loopback with members that can (`groups`) or cannot run under group ids
 /// of their own; the reason when not.
 pub fn supports(needs: Needs, netns: bool, groups: bool) -> Result<(), String> {
-    if needs.transfer {
-        Err(TRANSFER_UNSUPPORTED.into())
-    } else if netns {
+    if netns {
         Ok(())
     } else if needs.own_interfaces {
         Err(LATENCY_NEEDS_HOSTS.into())
@@ -1089,6 +1084,16 @@ impl Db for EtcdCluster {
         id: NodeId,
     ) -> Result<(), DbError> {
         EtcdCluster::add_member_back(self, id).map_err(DbError::of("add member", id))
+    }
+
+    /// Through etcd's MoveLeader ([`EtcdCluster::transfer_leadership`]).
+    fn transfer_leadership(
+        &mut self,
+        _client: Option<&ClientConnector>,
+        planned: NodeId,
+        down: &[NodeId],
+    ) -> Result<(NodeId, NodeId), DbError> {
+        EtcdCluster::transfer_leadership(self, planned, down)
     }
 
     /// `DIR/data`: the members' data directories (write-ahead logs of 64 MB each).
