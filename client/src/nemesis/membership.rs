@@ -10,10 +10,12 @@
 //! at most a minority of the original voters is ever out, and a five-node cluster shrinks
 //! to three voters and grows back. `membership` runs alone among the network faults: the
 //! runner waits for the returning member to catch up, which needs the links. `transfer` asks
-//! the leader to hand leadership to another voter.
+//! the leader to hand leadership to another voter ([`Db::transfer_leadership`]: raftlab's
+//! operator request, etcd's MoveLeader).
 //!
 //! Recorded as `remove-member`, `add-member` (`{"node": N}`) and `transfer`
-//! (`{"from": N, "to": M}`), with `"error"` when the change failed.
+//! (`{"from": N, "to": M}`, or `{"to": M}` when it failed before the leader was known), with
+//! `"error"` when the change failed.
 
 use super::record;
 use crate::db::{Db, DbError};
