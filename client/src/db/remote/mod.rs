@@ -239,6 +239,11 @@ impl<P: Program> RemoteCluster<P> {
         self.endpoints.get(&id).copied()
     }
 
+    /// What runs on the hosts.
+    pub fn program(&self) -> &P {
+        &self.program
+    }
+
     /// What runs on the hosts, to change how later (re)starts run.
     pub fn program_mut(&mut self) -> &mut P {
         &mut self.program
