@@ -187,7 +187,8 @@ async fn a_run_on_hosts_is_valid_under_kills_pauses_and_membership() {
     let overrides = Overrides {
         db: Some(DbKind::Etcd),
         cluster: Some(file),
-        time_limit: Some(10.0),
+        // Faults at 3, 6 and 9 s: one of each kind.
+        time_limit: Some(13.0),
         nemesis: Some(parse_nemesis_list("kill,pause,membership")),
         seed: Some(31),
         results: Some(root.join("results")),
@@ -201,8 +202,14 @@ async fn a_run_on_hosts_is_valid_under_kills_pauses_and_membership() {
         "{}",
         summary.cluster
     );
-    let applied: u64 = summary.nemesis.applied.values().sum();
-    assert!(applied >= 2, "faults were applied: {:?}", summary.nemesis);
+    eprintln!("applied: {:?}", summary.nemesis.applied);
+    for kind in ["kill", "pause", "membership"] {
+        assert!(
+            summary.nemesis.applied.contains_key(kind),
+            "{kind} applied: {:?}",
+            summary.nemesis
+        );
+    }
     for id in 1..=3 {
         let log = outcome.run_dir.join(format!("cluster/node-{id}.log"));
         assert!(log.is_file(), "member {id}'s log fetched");
@@ -245,7 +252,7 @@ async fn a_run_on_namespace_hosts_is_valid_under_partitions_by_address() {
         db: Some(DbKind::Etcd),
         cluster: Some(file),
         time_limit: Some(12.0),
-        nemesis: Some(parse_nemesis_list("partition-halves,isolate-leader,kill")),
+        nemesis: Some(parse_nemesis_list("partition-halves,isolate-leader")),
         seed: Some(32),
         results: Some(root.join("results")),
         quiet: true,
@@ -253,6 +260,7 @@ async fn a_run_on_namespace_hosts_is_valid_under_partitions_by_address() {
     };
     let outcome = valid_run("ci", &overrides).await;
     let applied = &outcome.summary.nemesis.applied;
+    eprintln!("applied: {applied:?}");
     assert!(
         applied
             .keys()
@@ -347,6 +355,7 @@ async fn bad_hosts_are_refused_before_anything_starts() {
             .await
             .expect_err(&needle)
             .to_string();
+        eprintln!("refused: {err}");
         assert!(err.contains(&needle), "{needle}: {err}");
         assert!(!err.contains('\n'), "one line: {err}");
         assert!(!results.exists(), "no run folder for a refused run");
