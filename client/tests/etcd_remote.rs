@@ -43,7 +43,7 @@ fn free_pair(ip: Ipv4Addr, base: u16) -> u16 {
 /// `command`, `etcd` and `dir` = `root/hosts`.
 fn write_cluster(
     root: &Path,
-    members: &[(SocketAddr, Option<String>)],
+    members: &[Member],
     command: &str,
     etcd: &str,
     iface: &str,
@@ -65,9 +65,12 @@ fn write_cluster(
     path
 }
 
+/// A member's client address and, if not its address's host, where the template reaches it.
+type Member = (SocketAddr, Option<String>);
+
 /// Three members on 127.0.0.31-33 through the local template.
 fn loopback_cluster(root: &Path, etcd: &str) -> PathBuf {
-    let members: Vec<(SocketAddr, Option<String>)> = (1..=3)
+    let members: Vec<Member> = (1..=3)
         .map(|n| {
             let ip = Ipv4Addr::new(127, 0, 0, 30 + n);
             (SocketAddr::new(ip.into(), free_pair(ip, 27379)), None)
@@ -235,7 +238,7 @@ async fn a_run_on_namespace_hosts_is_valid_under_partitions_by_address() {
     let _serial = SERIAL.lock().await;
     let root = fresh_root("netns");
     let net = NetnsHosts::create(3).expect("three namespaces");
-    let members: Vec<(SocketAddr, Option<String>)> = net
+    let members: Vec<Member> = net
         .hosts()
         .iter()
         .map(|h| (SocketAddr::new(h.ip.into(), 2379), Some(h.name.clone())))
@@ -281,7 +284,7 @@ async fn bad_hosts_are_refused_before_anything_starts() {
     std::fs::write(&old, "#!/bin/sh\necho 'etcd Version: 3.3.25'\n").expect("fake etcd");
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let old = old.display().to_string();
-    let members = |base: u16| -> Vec<(SocketAddr, Option<String>)> {
+    let members = |base: u16| -> Vec<Member> {
         (1..=3u16)
             .map(|n| {
                 (
@@ -293,12 +296,12 @@ async fn bad_hosts_are_refused_before_anything_starts() {
     };
     let unreachable =
         "env RAFTLAB_HOST={host} sh -c 'echo ssh: connect to host {host} port 22: Connection refused >&2; exit 255'";
-    let collided: Vec<(SocketAddr, Option<String>)> = vec![
+    let collided: Vec<Member> = vec![
         ("127.0.0.31:27400".parse().expect("addr"), None),
         ("127.0.0.31:27401".parse().expect("addr"), None),
         ("127.0.0.31:27410".parse().expect("addr"), None),
     ];
-    let cases: Vec<(Vec<(SocketAddr, Option<String>)>, &str, &str, &str, String)> = vec![
+    let cases: Vec<(Vec<Member>, &str, &str, &str, String)> = vec![
         (
             members(27500),
             TEMPLATE,
