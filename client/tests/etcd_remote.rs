@@ -68,15 +68,31 @@ fn write_cluster(
 /// A member's client address and, if not its address's host, where the template reaches it.
 type Member = (SocketAddr, Option<String>);
 
-/// Three members on 127.0.0.31-33 through the local template.
-fn loopback_cluster(root: &Path, etcd: &str) -> PathBuf {
+/// A fresh folder `name` and its `cluster.toml`: three members on 127.0.0.31-33 through the
+/// local template, running `etcd`.
+fn loopback_cluster(name: &str, etcd: &Path) -> (PathBuf, PathBuf) {
+    let root = fresh_root(name);
+    let etcd = etcd.display().to_string();
     let members: Vec<Member> = (1..=3)
         .map(|n| {
             let ip = Ipv4Addr::new(127, 0, 0, 30 + n);
             (SocketAddr::new(ip.into(), free_pair(ip, 27379)), None)
         })
         .collect();
-    write_cluster(root, &members, TEMPLATE, etcd, "lo")
+    let file = write_cluster(&root, &members, TEMPLATE, &etcd, "lo");
+    (root, file)
+}
+
+/// `raft-lab run --db etcd --cluster FILE --nemesis NEMESIS --results RESULTS --quiet`.
+fn on_hosts(file: PathBuf, nemesis: &str, results: PathBuf) -> Overrides {
+    Overrides {
+        db: Some(DbKind::Etcd),
+        cluster: Some(file),
+        nemesis: Some(parse_nemesis_list(nemesis)),
+        results: Some(results),
+        quiet: true,
+        ..Overrides::default()
+    }
 }
 
 fn fresh_root(name: &str) -> PathBuf {
@@ -111,8 +127,7 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 async fn members_on_hosts_are_started_led_killed_paused_stopped_and_logged() {
     let Some(etcd) = etcd() else { return };
     let _serial = SERIAL.lock().await;
-    let root = fresh_root("lifecycle");
-    let file = loopback_cluster(&root, &etcd.display().to_string());
+    let (root, file) = loopback_cluster("lifecycle", &etcd);
     let hosts_dir = root.join("hosts").display().to_string();
     let config = ClusterConfig::load(&file).expect("cluster.toml");
     let lab = root.join("lab");
@@ -185,18 +200,12 @@ async fn members_on_hosts_are_started_led_killed_paused_stopped_and_logged() {
 async fn a_run_on_hosts_is_valid_under_kills_pauses_and_membership() {
     let Some(etcd) = etcd() else { return };
     let _serial = SERIAL.lock().await;
-    let root = fresh_root("run");
-    let file = loopback_cluster(&root, &etcd.display().to_string());
+    let (root, file) = loopback_cluster("run", &etcd);
+    // Faults at 3, 6 and 9 s: one of each kind.
     let overrides = Overrides {
-        db: Some(DbKind::Etcd),
-        cluster: Some(file),
-        // Faults at 3, 6 and 9 s: one of each kind.
         time_limit: Some(13.0),
-        nemesis: Some(parse_nemesis_list("kill,pause,membership")),
         seed: Some(31),
-        results: Some(root.join("results")),
-        quiet: true,
-        ..Overrides::default()
+        ..on_hosts(file, "kill,pause,membership", root.join("results"))
     };
     let outcome = valid_run("ci", &overrides).await;
     let summary = &outcome.summary;
@@ -252,14 +261,13 @@ async fn a_run_on_namespace_hosts_is_valid_under_partitions_by_address() {
         &iface,
     );
     let overrides = Overrides {
-        db: Some(DbKind::Etcd),
-        cluster: Some(file),
         time_limit: Some(12.0),
-        nemesis: Some(parse_nemesis_list("partition-halves,isolate-leader")),
         seed: Some(32),
-        results: Some(root.join("results")),
-        quiet: true,
-        ..Overrides::default()
+        ..on_hosts(
+            file,
+            "partition-halves,isolate-leader",
+            root.join("results"),
+        )
     };
     let outcome = valid_run("ci", &overrides).await;
     let applied = &outcome.summary.nemesis.applied;
@@ -345,13 +353,8 @@ async fn bad_hosts_are_refused_before_anything_starts() {
         let file = write_cluster(&dir, &members, command, etcd, "lo");
         let results = dir.join("results");
         let overrides = Overrides {
-            db: Some(DbKind::Etcd),
-            cluster: Some(file),
             time_limit: Some(1.0),
-            nemesis: Some(parse_nemesis_list(nemesis)),
-            results: Some(results.clone()),
-            quiet: true,
-            ..Overrides::default()
+            ..on_hosts(file, nemesis, results.clone())
         };
         let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
         let err = client::lab::run::run(&workload, &overrides)

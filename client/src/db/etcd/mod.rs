@@ -327,16 +327,12 @@ impl EtcdCluster {
         if opts.members == 0 || opts.members > MAX_MEMBERS {
             return Err(EtcdError::MemberCount(opts.members));
         }
-        let io = |what, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EtcdError::Io { what, path, source }
-        };
-        let dir = std::path::absolute(dir).map_err(io("resolve", dir))?;
-        let certs = dir.join("certs");
-        if certs.exists() {
-            return Err(EtcdError::Exists(certs));
-        }
-        std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
+        let dir = fresh_dir(dir)?;
+        std::fs::create_dir_all(dir.join("data")).map_err(|source| EtcdError::Io {
+            what: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
         let netns = if opts.netns {
             Some(NetnsHosts::create(opts.members).map_err(|e| EtcdError::Netns(e.to_string()))?)
         } else {
@@ -392,17 +388,9 @@ impl EtcdCluster {
     pub fn create_remote(dir: &Path, config: ClusterConfig) -> Result<EtcdCluster, EtcdError> {
         let addrs = member_addrs(&config)?;
         let hosts = EtcdHosts::open(config, true)?;
-        let dir = std::path::absolute(dir).map_err(|source| EtcdError::Io {
-            what: "resolve",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let certs = dir.join("certs");
-        if certs.exists() {
-            return Err(EtcdError::Exists(certs));
-        }
+        let dir = fresh_dir(dir)?;
         let status = make_certs(&dir, &addrs)?;
-        hosts.ship_certs(&certs)?;
+        hosts.ship_certs(&dir.join("certs"))?;
         let members = addrs
             .iter()
             .filter_map(|(id, addr)| match addr.ip() {
@@ -1094,6 +1082,20 @@ fn reserve_ports(ips: &[Ipv4Addr], base: u16, fixed: bool) -> Result<u16, EtcdEr
         members: ips.len(),
         tried: tried.join(", "),
     })
+}
+
+/// `dir` made absolute; refused when it holds certificates already (another cluster's).
+fn fresh_dir(dir: &Path) -> Result<PathBuf, EtcdError> {
+    let dir = std::path::absolute(dir).map_err(|source| EtcdError::Io {
+        what: "resolve",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let certs = dir.join("certs");
+    if certs.exists() {
+        return Err(EtcdError::Exists(certs));
+    }
+    Ok(dir)
 }
 
 /// Every address at one port.
