@@ -369,3 +369,51 @@ async fn bad_hosts_are_refused_before_anything_starts() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The Ctrl-C cleanup is process-wide and final (owned clusters start nothing after it), so
+/// it runs in a child process of its own.
+#[test]
+fn ctrl_c_kills_the_members_on_their_hosts() {
+    if etcd().is_none() {
+        return;
+    }
+    let _serial = SERIAL.blocking_lock();
+    let status = std::process::Command::new(std::env::current_exe().expect("this test"))
+        .args([
+            "--exact",
+            "ctrl_c_in_this_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .status()
+        .expect("the child test runs");
+    assert!(status.success(), "the child test failed: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by ctrl_c_kills_the_members_on_their_hosts"]
+async fn ctrl_c_in_this_process() {
+    let Some(etcd) = etcd() else { return };
+    let (root, file) = loopback_cluster("ctrlc", &etcd);
+    let hosts_dir = root.join("hosts").display().to_string();
+    let config = ClusterConfig::load(&file).expect("cluster.toml");
+    let lab = root.join("lab");
+    let mut cluster = tokio::task::spawn_blocking(move || EtcdCluster::create_remote(&lab, config))
+        .await
+        .expect("the start thread")
+        .expect("the members start on their hosts");
+    let leader = cluster.leader(PATIENCE).await.expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.pause(follower).expect("pause");
+    assert_eq!(processes_mentioning(&hosts_dir).len(), 3);
+
+    client::control::cleanup::run_all();
+    eventually("every member killed", || {
+        processes_mentioning(&hosts_dir).is_empty()
+    });
+    let refused = cluster.start(follower).expect_err("no start after Ctrl-C");
+    assert!(refused.to_string().contains("interrupted"), "{refused}");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}

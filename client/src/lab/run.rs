@@ -5,7 +5,8 @@
 //! 2. Create `results/<workload>/<timestamp>/` and start a cluster in its `cluster/` folder
 //!    (certificates, data, one log per node): local processes, or with `--hosts netns` one
 //!    network namespace per node, or with `--db etcd` etcd members; or open `--cluster FILE`
-//!    (local, or remote through its `[remote]` command template: see [`RunCluster`]).
+//!    (local, or remote through its `[remote]` command template: see [`RunCluster`]); with
+//!    `--db etcd --cluster FILE`, start fresh etcd members on the hosts FILE names.
 //! 3. Wait for a leader; run the nemesis schedule and the generator together until the time
 //!    limit; heal everything; wait `recovery_time`; final reads.
 //! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the

@@ -132,6 +132,8 @@ impl EtcdHosts {
         };
         let mut nodes = RemoteCluster::with_program(config, program).map_err(remote)?;
         nodes.set_owned(owned);
+        // Members a run started must not outlive it, even when it is interrupted.
+        nodes.kill_on_ctrl_c();
         Ok(EtcdHosts { nodes })
     }
 

@@ -1,6 +1,6 @@
 //! The shell commands a remote cluster runs on a node's host through the command template
-//! (probe, start, kill, stop, pause, resume, logs, files installed), each a POSIX `sh` script that answers in
-//! one word or a few `key value` lines, and the parsing of those answers.
+//! (probe, start, kill, stop, pause, resume, logs, files installed), each a POSIX `sh` script
+//! that answers in one word or a few `key value` lines, and the parsing of those answers.
 //!
 //! A node's process is its pid AND its start time ([`NodeProcess`], both from the probe, which
 //! also checked its command line). The kill, stop and pause commands re-check the start time

@@ -8,14 +8,17 @@
 //! DIR/node-N.log          node N's stdout and stderr, appended across restarts
 //! DIR/pids/node-N.pid     node N's pid, written when the lab starts it
 //! ```
-//! A pid file is believed only if `/proc/PID/cmdline` there is `raft-node ... run ... --id N`
-//! and `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
+//! What runs there is a [`program::Program`]: `raft-node` by default, or an etcd member
+//! ([`crate::db::etcd`]). A pid file is believed only if `/proc/PID/cmdline` there is the
+//! program's node N (`raft-node ... run ... --id N`, `etcd ... --name node-N`) and
+//! `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
 //!
 //! Network faults on the hosts are [`crate::net::remote::RemoteNetwork`]'s.
 //!
 //! Ctrl-C: every node paused by this process registers its SIGCONT in [`cleanup`] (as every
-//! network registers its removal), which runs them all at once, each within a bounded time;
-//! afterwards owned clusters start no nodes. Stopping the nodes of an owned
+//! network registers its removal), and with [`RemoteCluster::kill_on_ctrl_c`] every node it
+//! started its SIGKILL, which [`cleanup::run_all`] runs all at once, each within a bounded
+//! time; afterwards owned clusters start no nodes. Otherwise stopping the nodes of an owned
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
 mod commands;
@@ -58,6 +61,8 @@ const PAUSE_WAIT_MS: u64 = 1000;
 const LOG_TIMEOUT: Duration = Duration::from_secs(120);
 /// Each command of the Ctrl-C cleanup ([`cleanup::run_all`] runs them all at once).
 const EMERGENCY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node killed on Ctrl-C may take to disappear (within [`EMERGENCY_TIMEOUT`]).
+const EMERGENCY_PATIENCE_MS: u64 = 2000;
 /// Exit status of the log command when the log does not exist.
 const NO_LOG_STATUS: i32 = 3;
 
@@ -149,6 +154,10 @@ pub struct RemoteCluster<P: Program = RaftNode> {
     paused: BTreeMap<NodeId, bool>,
     /// SIGCONTs a node on Ctrl-C while we hold it paused.
     resume_on_exit: BTreeMap<NodeId, Cleanup>,
+    /// Whether a node this cluster starts is SIGKILLed on Ctrl-C ([`Self::kill_on_ctrl_c`]).
+    kills_on_ctrl_c: bool,
+    /// SIGKILLs a node this cluster started on Ctrl-C, until it is killed or stopped.
+    kill_on_exit: BTreeMap<NodeId, Cleanup>,
     endpoints: BTreeMap<NodeId, SocketAddr>,
     /// `stop_all` succeeded and nothing was started since.
     stopped: bool,
@@ -214,6 +223,8 @@ impl<P: Program> RemoteCluster<P> {
         Ok(RemoteCluster {
             paused: config.ids().map(|id| (id, false)).collect(),
             resume_on_exit: BTreeMap::new(),
+            kills_on_ctrl_c: false,
+            kill_on_exit: BTreeMap::new(),
             template,
             program,
             dir,
@@ -364,6 +375,10 @@ impl<P: Program> RemoteCluster<P> {
         loop {
             let probe = self.probe(&node)?;
             if let Some(process) = believed(&probe, &self.program, id) {
+                if self.kills_on_ctrl_c {
+                    let undo = self.emergency_kill(&node, process);
+                    self.kill_on_exit.insert(id, undo);
+                }
                 info!(id, %host, pid = process.pid, "node started");
                 return Ok(());
             }
@@ -425,6 +440,7 @@ impl<P: Program> RemoteCluster<P> {
             CONTROL_TIMEOUT + Duration::from_millis(KILL_PATIENCE_MS),
         )?;
         self.resume_on_exit.remove(&id);
+        self.kill_on_exit.remove(&id);
         self.paused.insert(id, false);
         match String::from_utf8_lossy(&output.stdout).trim() {
             "gone" => {
@@ -450,6 +466,25 @@ impl<P: Program> RemoteCluster<P> {
                 answer: other.to_string(),
             }),
         }
+    }
+
+    /// From now on, every node this cluster starts is SIGKILLed by the Ctrl-C cleanup (until
+    /// it is killed or stopped the ordinary way): for nodes that nothing else stops then (not
+    /// in namespaces of the run's own) and that must not outlive the run.
+    pub fn kill_on_ctrl_c(&mut self) {
+        self.kills_on_ctrl_c = true;
+    }
+
+    /// The Ctrl-C undo of starting `process` of `node`: SIGCONT + SIGKILL on its host (the
+    /// start time checked first, as for every signal).
+    fn emergency_kill(&self, node: &NodeEntry, process: NodeProcess) -> Cleanup {
+        let (template, node) = (self.template.clone(), node.clone());
+        let command = kill_command(&self.dir, node.id, process, EMERGENCY_PATIENCE_MS);
+        cleanup::register(move || {
+            if let Err(e) = template.run(&node, &command, None, EMERGENCY_TIMEOUT) {
+                warn!("killing node {} on Ctrl-C: {e}", node.id);
+            }
+        })
     }
 
     /// SIGSTOPs node `id` and waits (briefly, on its host) until it is stopped.
@@ -565,6 +600,7 @@ impl<P: Program> RemoteCluster<P> {
         });
         for ((node, process), result) in running.iter().zip(results) {
             self.resume_on_exit.remove(&node.id);
+            self.kill_on_exit.remove(&node.id);
             let host = node.control_host().to_string();
             let id = node.id;
             match result {
