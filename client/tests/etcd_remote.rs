@@ -99,6 +99,16 @@ fn fresh_root(name: &str) -> PathBuf {
     support::results_root(&format!("etcd-remote-{name}"))
 }
 
+/// The etcd cluster of `file` started on its hosts, its lab folder `root/lab`.
+async fn start_on_hosts(root: &Path, file: &Path) -> EtcdCluster {
+    let config = ClusterConfig::load(file).expect("cluster.toml");
+    let lab = root.join("lab");
+    tokio::task::spawn_blocking(move || EtcdCluster::create_remote(&lab, config))
+        .await
+        .expect("the start thread")
+        .expect("the members start on their hosts")
+}
+
 /// Pids of live processes whose command line mentions `text` (our host folder).
 fn processes_mentioning(text: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -129,12 +139,7 @@ async fn members_on_hosts_are_started_led_killed_paused_stopped_and_logged() {
     let _serial = SERIAL.lock().await;
     let (root, file) = loopback_cluster("lifecycle", &etcd);
     let hosts_dir = root.join("hosts").display().to_string();
-    let config = ClusterConfig::load(&file).expect("cluster.toml");
-    let lab = root.join("lab");
-    let mut cluster = tokio::task::spawn_blocking(move || EtcdCluster::create_remote(&lab, config))
-        .await
-        .expect("the start thread")
-        .expect("the members start on their hosts");
+    let mut cluster = start_on_hosts(&root, &file).await;
     assert!(
         root.join("hosts/certs/node-2.key").is_file(),
         "certificates copied"
@@ -397,12 +402,7 @@ async fn ctrl_c_in_this_process() {
     let Some(etcd) = etcd() else { return };
     let (root, file) = loopback_cluster("ctrlc", &etcd);
     let hosts_dir = root.join("hosts").display().to_string();
-    let config = ClusterConfig::load(&file).expect("cluster.toml");
-    let lab = root.join("lab");
-    let mut cluster = tokio::task::spawn_blocking(move || EtcdCluster::create_remote(&lab, config))
-        .await
-        .expect("the start thread")
-        .expect("the members start on their hosts");
+    let mut cluster = start_on_hosts(&root, &file).await;
     let leader = cluster.leader(PATIENCE).await.expect("a leader");
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     cluster.pause(follower).expect("pause");
