@@ -9,7 +9,8 @@
 //! network namespace per member, made by the test: root and `ip`; `RAFTLAB_REQUIRE_NETNS=1`
 //! makes their absence a failure) a run under partitions by address is judged valid. Bad
 //! input (etcd missing or too old on a host, a host that does not answer, a nemesis etcd
-//! cannot take) is refused in one line before anything starts. Skipped (saying why) without
+//! cannot take, colliding ports, flags for members on this machine) is refused in one line
+//! before anything starts. The Ctrl-C cleanup kills the members on their hosts. Skipped (saying why) without
 //! `etcd`, unless `RAFTLAB_REQUIRE_ETCD=1`.
 
 mod support;
@@ -93,6 +94,18 @@ fn on_hosts(file: PathBuf, nemesis: &str, results: PathBuf) -> Overrides {
         quiet: true,
         ..Overrides::default()
     }
+}
+
+/// `raft-lab run workloads/ci.toml` with `overrides` refused, in one line holding `needle`.
+async fn refused(overrides: &Overrides, needle: &str) {
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
+    let err = client::lab::run::run(&workload, overrides)
+        .await
+        .expect_err(needle)
+        .to_string();
+    eprintln!("refused: {err}");
+    assert!(err.contains(needle), "{needle}: {err}");
+    assert!(!err.contains('\n'), "one line: {err}");
 }
 
 fn fresh_root(name: &str) -> PathBuf {
@@ -361,16 +374,33 @@ async fn bad_hosts_are_refused_before_anything_starts() {
             time_limit: Some(1.0),
             ..on_hosts(file, nemesis, results.clone())
         };
-        let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
-        let err = client::lab::run::run(&workload, &overrides)
-            .await
-            .expect_err(&needle)
-            .to_string();
-        eprintln!("refused: {err}");
-        assert!(err.contains(&needle), "{needle}: {err}");
-        assert!(!err.contains('\n'), "one line: {err}");
+        refused(&overrides, &needle).await;
         assert!(!results.exists(), "no run folder for a refused run");
         assert!(!dir.join("hosts/pids").exists(), "nothing started");
+    }
+    // Flags for members on this machine do not mix with the file's hosts.
+    let file = write_cluster(&root, &members(27500), TEMPLATE, "etcd", "lo");
+    for (overrides, needle) in [
+        (
+            Overrides {
+                etcd_port: Some(2379),
+                ..on_hosts(file.clone(), "kill", root.join("results"))
+            },
+            "--etcd-port",
+        ),
+        (
+            Overrides {
+                hosts: client::lab::cluster::HostsMode::Netns,
+                ..on_hosts(file.clone(), "kill", root.join("results"))
+            },
+            "--hosts",
+        ),
+    ] {
+        refused(&overrides, needle).await;
+        assert!(
+            !root.join("results").exists(),
+            "no run folder for a refused run"
+        );
     }
     let _ = std::fs::remove_dir_all(&root);
 }
