@@ -10,8 +10,8 @@
 //! makes their absence a failure) a run under partitions by address is judged valid. Bad
 //! input (etcd missing or too old on a host, a host that does not answer, a nemesis etcd
 //! cannot take, colliding ports, flags for members on this machine) is refused in one line
-//! before anything starts. The Ctrl-C cleanup kills the members on their hosts. Skipped (saying why) without
-//! `etcd`, unless `RAFTLAB_REQUIRE_ETCD=1`.
+//! before anything starts. The Ctrl-C cleanup kills the members on their hosts. Skipped
+//! (saying why) without `etcd`, unless `RAFTLAB_REQUIRE_ETCD=1`.
 
 mod support;
 
