@@ -56,7 +56,9 @@ enum Command {
         bug: Option<String>,
         /// Use the running cluster this cluster.toml describes instead of starting one (with
         /// a [remote] section: nodes on other machines, controlled through its command
-        /// template).
+        /// template). With --db etcd: start a fresh etcd cluster on the machines it names
+        /// (member N at its addr, peer port addr's + 1; remote.etcd, remote.dir), stopped at
+        /// the end.
         #[arg(long)]
         cluster: Option<PathBuf>,
         /// Where a fresh cluster's nodes run: local processes on loopback addresses, or one

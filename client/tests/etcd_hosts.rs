@@ -11,31 +11,18 @@
 
 mod support;
 
-use client::db::etcd::{etcd_binary, EtcdCluster, EtcdOptions};
+use client::db::etcd::{EtcdCluster, EtcdOptions};
 use client::db::Db;
 use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, DbKind, Overrides};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use support::{netns_available, own_namespaces, valid_run};
+use support::{etcd, netns_available, own_namespaces, valid_run};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One etcd cluster at a time: two would share two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn etcd() -> Option<PathBuf> {
-    match etcd_binary(None) {
-        Ok(path) => Some(path),
-        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_ETCD").is_some_and(|v| v == "1") => {
-            panic!("RAFTLAB_REQUIRE_ETCD=1 but {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED the etcd test: {e}");
-            None
-        }
-    }
-}
 
 /// The voters and learners etcd lists, asked through any member but `except`.
 fn voters_and_learners(cluster: &EtcdCluster, certs: &Path, except: u64) -> (usize, usize) {

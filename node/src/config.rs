@@ -54,6 +54,7 @@
 //! command = "ssh {host}"       # runs a shell command there: the command is appended as ONE
 //!                              # shell-quoted word ({host}, {id} are substituted)
 //! raft_node = "raft-node"      # the binary on the hosts
+//! etcd = "etcd"                # etcd on the hosts (`raft-lab run --db etcd --cluster`)
 //! config = "/etc/raftlab/cluster.toml"  # this file's path on the hosts (default: its path here)
 //! dir = "/var/lib/raftlab"     # pid files and node logs on the hosts (default: this file's dir)
 //! iface = "eth0"               # the nodes' network interface (tc netem nemeses)
@@ -126,6 +127,10 @@ pub struct Remote {
     /// The `raft-node` binary on the hosts.
     #[serde(default = "Remote::default_raft_node")]
     pub raft_node: String,
+    /// The `etcd` binary on the hosts, when the lab runs etcd members there
+    /// (`raft-lab run --db etcd --cluster`).
+    #[serde(default = "Remote::default_etcd")]
+    pub etcd: String,
     /// This file's path on the hosts (default: its path on this machine).
     pub config: Option<PathBuf>,
     /// Pid files and node logs on the hosts (default: this file's directory).
@@ -141,6 +146,9 @@ impl Remote {
     }
     fn default_raft_node() -> String {
         "raft-node".into()
+    }
+    fn default_etcd() -> String {
+        "etcd".into()
     }
     fn default_iface() -> String {
         "eth0".into()
@@ -472,9 +480,12 @@ impl ClusterConfig {
                         r.command
                     )));
                 }
-                if r.raft_node.trim().is_empty() || r.iface.trim().is_empty() {
+                if r.raft_node.trim().is_empty()
+                    || r.etcd.trim().is_empty()
+                    || r.iface.trim().is_empty()
+                {
                     return Err(invalid(
-                        "remote.raft_node and remote.iface must not be empty".into(),
+                        "remote.raft_node, remote.etcd and remote.iface must not be empty".into(),
                     ));
                 }
                 r.config = Some(r.config.unwrap_or_else(|| path.to_path_buf()));
@@ -679,6 +690,7 @@ addr = "db3.example.net:15003"
         let remote = c.remote.unwrap();
         assert_eq!(remote.command, "ssh {host}");
         assert_eq!(remote.raft_node, "raft-node");
+        assert_eq!(remote.etcd, "etcd");
         assert_eq!(remote.iface, "eth0");
         assert_eq!(remote.dir, Some(PathBuf::from("/srv/rl")));
         assert_eq!(

@@ -221,6 +221,11 @@ pub trait Db: Send + Sync {
     fn data_dirs(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// Removes the nodes' data (not their logs) once a valid run stopped them: by default the
+    /// directories of [`Db::data_dirs`] on this machine.
+    fn drop_data(&mut self) {
+        remove_dirs(&self.data_dirs());
+    }
     /// The end of a run: stops the nodes if the run started them (`owned`; a cluster it only
     /// opened keeps running), copies node logs that are not in the run folder yet into
     /// `logs_dir`, and removes what set-up made. Tries every step; returns the first error.
@@ -245,6 +250,19 @@ pub fn transferee(
             node: None,
             reason: format!("no voter but node {leader} (the leader) is up"),
         })
+}
+
+/// Removes `dirs` and what they hold (a missing one is fine; a failure only warns): the nodes'
+/// data of a valid run, whose evidence is its history and logs (an etcd member's
+/// write-ahead log alone is 64 MB).
+pub fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => tracing::info!(dir = %dir.display(), "node data removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove the node data in {}: {e}", dir.display()),
+        }
+    }
 }
 
 /// raftlab's operator requests to every node of `db`, sent with `client`.

@@ -6,7 +6,9 @@
 //!   controlled through the command template ([`RemoteCluster`]); left running afterwards;
 //! - **netns**: `--hosts netns`: a fresh cluster, one network namespace per node
 //!   ([`NetnsCluster`]); stopped and torn down afterwards;
-//! - **etcd**: `--db etcd`: a fresh etcd cluster on loopback addresses ([`EtcdCluster`]).
+//! - **etcd**: `--db etcd`: a fresh etcd cluster on loopback addresses or in namespaces
+//!   ([`EtcdCluster`]), or with `--cluster cluster.toml` on the hosts its `[remote]` section
+//!   reaches; stopped afterwards.
 //!
 //! Each is a [`Db`]: the nemesis drives it through that trait, and so does the run (the leader
 //! before the workload, the tear-down after it). The run's clients reach it through
@@ -90,7 +92,17 @@ impl RunCluster {
 
     /// Starts a fresh etcd cluster in `dir`.
     pub fn create_etcd(dir: &Path, opts: &EtcdOptions) -> anyhow::Result<RunCluster> {
-        let etcd = EtcdCluster::create(dir, opts)?;
+        Ok(RunCluster::etcd(EtcdCluster::create(dir, opts)?))
+    }
+
+    /// Starts a fresh etcd cluster on the hosts of `file` (with `[remote]`); its certificates
+    /// and, at the end, its members' logs in `dir`.
+    pub fn create_etcd_remote(dir: &Path, file: &Path) -> anyhow::Result<RunCluster> {
+        let config = ClusterConfig::load(file)?;
+        Ok(RunCluster::etcd(EtcdCluster::create_remote(dir, config)?))
+    }
+
+    fn etcd(etcd: EtcdCluster) -> RunCluster {
         let members = etcd
             .ids()
             .into_iter()
@@ -100,10 +112,10 @@ impl RunCluster {
             members,
             certs: etcd.certs_dir(),
         };
-        Ok(RunCluster {
+        RunCluster {
             db: Box::new(etcd),
             access,
-        })
+        }
     }
 
     fn new(config: ClusterConfig, db: impl Db + 'static) -> RunCluster {
@@ -170,6 +182,9 @@ impl Db for RunCluster {
     }
     fn data_dirs(&self) -> Vec<PathBuf> {
         self.db.data_dirs()
+    }
+    fn drop_data(&mut self) {
+        self.db.drop_data()
     }
     fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
         self.db.teardown(owned, logs_dir)

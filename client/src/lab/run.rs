@@ -5,7 +5,8 @@
 //! 2. Create `results/<workload>/<timestamp>/` and start a cluster in its `cluster/` folder
 //!    (certificates, data, one log per node): local processes, or with `--hosts netns` one
 //!    network namespace per node, or with `--db etcd` etcd members; or open `--cluster FILE`
-//!    (local, or remote through its `[remote]` command template: see [`RunCluster`]).
+//!    (local, or remote through its `[remote]` command template: see [`RunCluster`]); with
+//!    `--db etcd --cluster FILE`, start fresh etcd members on the hosts FILE names.
 //! 3. Wait for a leader; run the nemesis schedule and the generator together until the time
 //!    limit; heal everything; wait `recovery_time`; final reads.
 //! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the
@@ -138,16 +139,11 @@ pub async fn run_detailed(
     };
     let driven = drive(&mut ctx).await;
 
-    // Always: stop what we started, then save the evidence.
-    let data_dirs = ctx.cluster.as_ref().map_or(Vec::new(), |c| {
-        c.lock().unwrap_or_else(|p| p.into_inner()).data_dirs()
-    });
-    let stopped = stop_cluster(
-        ctx.cluster.take(),
-        overrides.cluster.is_none(),
-        run_dir.join("cluster"),
-    )
-    .await;
+    // Always: stop what we started (an etcd cluster on the hosts of --cluster is this run's
+    // own), then save the evidence.
+    let cluster = ctx.cluster.take();
+    let owned = overrides.cluster.is_none() || workload.db == DbKind::Etcd;
+    let stopped = stop_cluster(cluster.clone(), owned, run_dir.join("cluster")).await;
     if let Err(e) = &stopped {
         ctx.errors.push(format!("stopping the cluster: {e}"));
     }
@@ -181,6 +177,7 @@ pub async fn run_detailed(
             started_at,
             run_dir: &run_dir,
             cluster: match (&overrides.cluster, overrides.hosts, workload.db) {
+                (Some(p), _, DbKind::Etcd) => format!("etcd (the hosts of {})", p.display()),
                 (Some(p), _, _) => p.display().to_string(),
                 (None, hosts, DbKind::Etcd) => {
                     let place = match hosts {
@@ -225,7 +222,16 @@ pub async fn run_detailed(
         .with_context(|| format!("updating {}", root.join("latest").display()))?;
 
     if verdict == Verdict::Valid && stopped.is_ok() && !overrides.keep_data {
-        drop_data(&data_dirs);
+        if let Some(cluster) = cluster {
+            tokio::task::spawn_blocking(move || {
+                cluster
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .drop_data()
+            })
+            .await
+            .context("removing the nodes' data")?;
+        }
     }
     if !overrides.silent {
         print_verdict(&summary, &report, &run_dir);
@@ -358,16 +364,14 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
     if workload.bug.is_some() {
         bail!("--bug names raftlab's catalogue bugs; it cannot be used with --db etcd");
     }
-    if overrides.cluster.is_some() {
-        bail!("--db etcd starts a fresh etcd cluster; it cannot be combined with --cluster");
+    if let Some(file) = &overrides.cluster {
+        return preflight_etcd_hosts(workload, overrides, file);
     }
     let netns = overrides.hosts == HostsMode::Netns;
     if netns {
         crate::net::netns::check_available().map_err(|e| anyhow!("--hosts netns: {e}"))?;
     }
-    if workload.mix.append > 0 {
-        bail!("etcd has no append operation: set `append = 0` in the workload's ops");
-    }
+    check_etcd_ops(workload)?;
     let binary =
         etcd_binary(overrides.etcd_bin.as_deref()).map_err(|e| anyhow!("--db etcd: {e}"))?;
     check_version(&binary).map_err(|e| anyhow!("--db etcd: {e}"))?;
@@ -391,6 +395,43 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
     }
 }
 
+fn check_etcd_ops(workload: &Workload) -> anyhow::Result<()> {
+    if workload.mix.append > 0 {
+        bail!("etcd has no append operation: set `append = 0` in the workload's ops");
+    }
+    Ok(())
+}
+
+/// What `--db etcd --cluster FILE` needs, said before anything starts: `[remote]` in the
+/// file, members at IPv4 addresses with free peer ports, etcd 3.4+ on every host (asked
+/// through the template, which also shows the hosts answer), nemesis kinds etcd can take.
+fn preflight_etcd_hosts(
+    workload: &Workload,
+    overrides: &Overrides,
+    file: &Path,
+) -> anyhow::Result<()> {
+    if overrides.hosts != HostsMode::Local {
+        bail!("--hosts makes a fresh cluster here; with --cluster the etcd members run on the file's hosts");
+    }
+    if overrides.etcd_bin.is_some() || overrides.etcd_port.is_some() {
+        bail!("--etcd-bin and --etcd-port are for members on this machine; with --cluster, name etcd in remote.etcd and the ports in each member's addr");
+    }
+    check_etcd_ops(workload)?;
+    let config = ClusterConfig::load(file).map_err(|e| anyhow!("--cluster: {e}"))?;
+    etcd::member_addrs(&config).map_err(|e| anyhow!("--cluster {}: {e}", file.display()))?;
+    for name in &workload.nemesis {
+        let kind: NemesisKind = name.parse()?;
+        etcd::supports(kind.needs(), true, false)
+            .map_err(|reason| NemesisError::Unsupported { kind, reason })?;
+    }
+    let hosts = etcd::EtcdHosts::open(config, false).map_err(|e| anyhow!("--cluster: {e}"))?;
+    let versions = hosts
+        .check_versions()
+        .map_err(|e| anyhow!("--db etcd --cluster {}: {e}", file.display()))?;
+    info!(?versions, "etcd on every member's host");
+    Ok(())
+}
+
 /// Cluster up, workload + nemesis, heal, recovery, final reads. The cluster is left in
 /// `ctx.cluster` for the caller to stop.
 async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
@@ -402,6 +443,13 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
 
     ctx.progress.set_phase("starting the cluster");
     let cluster = match &ctx.overrides.cluster {
+        Some(file) if w.db == DbKind::Etcd => {
+            let (dir, file) = (ctx.run_dir.join("cluster"), file.clone());
+            tokio::task::spawn_blocking(move || RunCluster::create_etcd_remote(&dir, &file))
+                .await
+                .context("starting the etcd cluster on its hosts")?
+                .context("starting the etcd cluster on its hosts")?
+        }
         Some(file) => {
             let file = file.clone();
             tokio::task::spawn_blocking(move || RunCluster::open(&file))
@@ -461,7 +509,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
 
     let view = ProgressView::start(ctx.progress.clone(), w.time_limit, ctx.overrides.quiet);
     ctx.progress.set_phase("workload");
-    let prefix = if ctx.overrides.cluster.is_some() {
+    let prefix = if ctx.overrides.cluster.is_some() && w.db == DbKind::Raftlab {
         // A reused cluster keeps earlier runs' keys: this run's keys must be its own.
         format!("r{}-", crate::kv::fresh_client_id() % 1_000_000_007)
     } else {
@@ -569,18 +617,6 @@ async fn stop_cluster(
     .await
     .context("stopping the cluster")??;
     Ok(())
-}
-
-/// Removes the nodes' data directories of a valid run (their logs stay): the evidence of a
-/// valid run is its history and logs, and an etcd member's write-ahead log alone is 64 MB.
-fn drop_data(dirs: &[PathBuf]) {
-    for dir in dirs {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => info!(dir = %dir.display(), "node data removed"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("cannot remove the node data in {}: {e}", dir.display()),
-        }
-    }
 }
 
 /// Checks the history with the checker library (on a blocking thread: it uses every core).

@@ -110,6 +110,21 @@ pub fn own_namespaces() -> Vec<String> {
         .collect()
 }
 
+/// The `etcd` on `PATH`; `None` (saying why) without one, unless `RAFTLAB_REQUIRE_ETCD=1`
+/// (CI), where that is a failure.
+pub fn etcd() -> Option<PathBuf> {
+    match client::db::etcd::etcd_binary(None) {
+        Ok(path) => Some(path),
+        Err(e) if std::env::var_os("RAFTLAB_REQUIRE_ETCD").is_some_and(|v| v == "1") => {
+            panic!("RAFTLAB_REQUIRE_ETCD=1 but {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED the etcd test: {e}");
+            None
+        }
+    }
+}
+
 /// Runs `workloads/NAME.toml` with `overrides` and checks the run is judged valid.
 pub async fn valid_run(
     name: &str,

@@ -74,6 +74,30 @@ pub enum EtcdError {
     Netns(String),
     #[error("member {id}: etcd's member API: {detail}")]
     MemberApi { id: NodeId, detail: String },
+    #[error(
+        "member {id}: {binary} not found on {host} ({detail}): install etcd 3.4 or later there, \
+         or name it in remote.etcd of cluster.toml"
+    )]
+    NotOnHost {
+        id: NodeId,
+        host: String,
+        binary: String,
+        detail: String,
+    },
+    #[error("member {id}: addr {addr}: {reason}")]
+    MemberAddr {
+        id: NodeId,
+        addr: String,
+        reason: String,
+    },
+    #[error(
+        "{0}: no [remote] section: etcd members on hosts of their own need `[remote]` with the \
+         command template (e.g. command = \"ssh {{host}}\", dir, etcd)"
+    )]
+    NoRemote(PathBuf),
+    /// Driving the members on their hosts failed (boxed: it is large).
+    #[error(transparent)]
+    Remote(Box<crate::db::remote::RemoteError>),
     #[error("no leader agreed by a majority of the members after {waited:?}: {detail}")]
     NoLeader { waited: Duration, detail: String },
 }

@@ -20,6 +20,12 @@
 //! ([`NetnsHosts`]): its links are cut by address in every namespace and `latency` delays
 //! its interface, through the same [`RemoteNetwork`] as raftlab's namespace nodes.
 //!
+//! With `--cluster cluster.toml` (a `[remote]` section, [`EtcdCluster::create_remote`]) member
+//! N runs on its host instead, reached through the command template, at the `addr` of its
+//! `[[node]]` entry ([`hosts`] says what goes where on the hosts); its certificate and the CA
+//! are copied there, its log fetched back at the end, and its links cut by address on the
+//! hosts ([`RemoteNetwork`]).
+//!
 //! Partitions on loopback: an etcd member dials its peers from the loopback's primary address
 //! (127.0.0.1), not from its own, so nftables rules by address cannot tell members apart.
 //! Each member therefore runs under a group id of its own (which needs root), and the run's
@@ -27,11 +33,13 @@
 //! ([`Nft::by_group`]).
 
 mod error;
+mod hosts;
 mod members;
 mod status;
 mod transfer;
 
 pub use error::{EtcdError, MAX_MEMBERS};
+pub use hosts::{member_addrs, EtcdHosts, EtcdProgram};
 pub use members::EtcdMember;
 pub use status::{MemberStatus, StatusClient};
 
@@ -158,11 +166,21 @@ pub fn check_version(etcd: &Path) -> Result<String, EtcdError> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| unreadable(e.to_string()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(found) = parse_version(&text) else {
-        let said =
-            crate::control::one_line(&format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
-        return Err(unreadable(format!("no `etcd Version:` line in {said:?}")));
+    judge_version(
+        etcd,
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The version `etcd --version` of `etcd` printed, if it is [`MIN_VERSION`] or later.
+fn judge_version(etcd: &Path, stdout: &str, stderr: &str) -> Result<String, EtcdError> {
+    let Some(found) = parse_version(stdout) else {
+        let said = crate::control::one_line(&format!("{stdout}{stderr}"));
+        return Err(EtcdError::VersionUnreadable {
+            binary: etcd.to_path_buf(),
+            detail: format!("no `etcd Version:` line in {said:?}"),
+        });
     };
     match numeric_version(&found) {
         Some(v) if v >= MIN_VERSION => Ok(found),
@@ -171,6 +189,11 @@ pub fn check_version(etcd: &Path) -> Result<String, EtcdError> {
             found,
         }),
     }
+}
+
+/// Member `id`'s etcd name, `node-N`.
+fn member_name(id: NodeId) -> String {
+    format!("node-{id}")
 }
 
 /// The version on the `etcd Version: X.Y.Z` line of `etcd --version`.
@@ -189,11 +212,12 @@ fn numeric_version(version: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Whether a fault with these needs can be applied to an etcd cluster in namespaces
-/// (`netns`), or on loopback with members that can (`groups`) or cannot run under group ids
-/// of their own; the reason when not.
-pub fn supports(needs: Needs, netns: bool, groups: bool) -> Result<(), String> {
-    if netns {
+/// Whether a fault with these needs can be applied to an etcd cluster whose members have
+/// addresses and interfaces of their own (`own_hosts`: in namespaces or on remote hosts), or
+/// on loopback with members that can (`groups`) or cannot run under group ids of their own;
+/// the reason when not.
+pub fn supports(needs: Needs, own_hosts: bool, groups: bool) -> Result<(), String> {
+    if own_hosts {
         Ok(())
     } else if needs.own_interfaces {
         Err(LATENCY_NEEDS_HOSTS.into())
@@ -232,10 +256,12 @@ fn ports_free(ips: &[Ipv4Addr], port: u16) -> Result<(), EtcdError> {
     Ok(())
 }
 
-/// One member and its process.
+/// One member and its process (on a remote host: only its addresses and how it joins).
 #[derive(Debug)]
 struct Member {
     ip: Ipv4Addr,
+    /// Its client port; the peer port is the next one.
+    port: u16,
     /// The network namespace it runs in (`None`: this machine's).
     ns: Option<String>,
     /// The group id the member runs under; `None` once it could not be set (not root).
@@ -251,7 +277,28 @@ struct Member {
     resume_on_exit: Option<Cleanup>,
 }
 
-/// An etcd cluster of child processes on this machine.
+impl Member {
+    fn new(ip: Ipv4Addr, port: u16, ns: Option<String>, gid: Option<u32>) -> Member {
+        Member {
+            ip,
+            port,
+            ns,
+            gid,
+            child: None,
+            paused: false,
+            joins: None,
+            kill_on_exit: None,
+            resume_on_exit: None,
+        }
+    }
+
+    /// `https://IP:PORT+1`, where its peers reach it.
+    fn peer_url(&self) -> String {
+        format!("https://{}:{}", self.ip, u32::from(self.port) + 1)
+    }
+}
+
+/// An etcd cluster: child processes on this machine, or members on hosts of their own.
 #[derive(Debug)]
 pub struct EtcdCluster {
     dir: PathBuf,
@@ -262,6 +309,8 @@ pub struct EtcdCluster {
     stop_grace: Duration,
     members: BTreeMap<NodeId, Member>,
     status: StatusClient,
+    /// The members' hosts, when they run on hosts of their own (`None`: children here).
+    hosts: Option<EtcdHosts>,
     /// The members' namespaces; last, so they go after `Drop` has stopped the members.
     netns: Option<NetnsHosts>,
 }
@@ -273,16 +322,12 @@ impl EtcdCluster {
         if opts.members == 0 || opts.members > MAX_MEMBERS {
             return Err(EtcdError::MemberCount(opts.members));
         }
-        let io = |what, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EtcdError::Io { what, path, source }
-        };
-        let dir = std::path::absolute(dir).map_err(io("resolve", dir))?;
-        let certs = dir.join("certs");
-        if certs.exists() {
-            return Err(EtcdError::Exists(certs));
-        }
-        std::fs::create_dir_all(dir.join("data")).map_err(io("create directory", &dir))?;
+        let dir = fresh_dir(dir)?;
+        std::fs::create_dir_all(dir.join("data")).map_err(|source| EtcdError::Io {
+            what: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
         let netns = if opts.netns {
             Some(NetnsHosts::create(opts.members).map_err(|e| EtcdError::Netns(e.to_string()))?)
         } else {
@@ -311,24 +356,16 @@ impl EtcdCluster {
                 .zip(namespaces)
                 .enumerate()
                 .map(|(i, (ip, ns))| {
-                    let member = Member {
-                        ip: *ip,
-                        gid: ns.is_none().then_some(group_base + i as u32 + 1),
-                        ns,
-                        child: None,
-                        paused: false,
-                        joins: None,
-                        kill_on_exit: None,
-                        resume_on_exit: None,
-                    };
-                    (i as NodeId + 1, member)
+                    let gid = ns.is_none().then_some(group_base + i as u32 + 1);
+                    (i as NodeId + 1, Member::new(*ip, client_port, ns, gid))
                 })
                 .collect(),
             etcd: opts.etcd.clone(),
             client_port,
             reserved: netns.is_none(),
             stop_grace: opts.stop_grace,
-            status: make_certs(&dir, &ips, client_port)?,
+            status: make_certs(&dir, &addrs_of(&ips, client_port))?,
+            hosts: None,
             dir,
             netns,
         };
@@ -336,6 +373,42 @@ impl EtcdCluster {
             cluster.start(id)?;
         }
         info!(dir = %cluster.dir.display(), members = opts.members, "etcd cluster started");
+        Ok(cluster)
+    }
+
+    /// Makes the certificates in `dir/certs` (this machine), copies each member's to its host
+    /// and starts every member of `config` (which must have `[remote]`) there, through the
+    /// command template. `dir` must not hold certificates yet; it receives the members' logs
+    /// at [`Db::teardown`].
+    pub fn create_remote(dir: &Path, config: ClusterConfig) -> Result<EtcdCluster, EtcdError> {
+        let addrs = member_addrs(&config)?;
+        let hosts = EtcdHosts::open(config, true)?;
+        let dir = fresh_dir(dir)?;
+        let status = make_certs(&dir, &addrs)?;
+        hosts.ship_certs(&dir.join("certs"))?;
+        let members = addrs
+            .iter()
+            .filter_map(|(id, addr)| match addr.ip() {
+                IpAddr::V4(ip) => Some((*id, Member::new(ip, addr.port(), None, None))),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let mut cluster = EtcdCluster {
+            members,
+            etcd: PathBuf::from(hosts.binary()),
+            client_port: 0,
+            reserved: false,
+            // Members on hosts are stopped with the remote cluster's own grace period.
+            stop_grace: Duration::ZERO,
+            status,
+            hosts: Some(hosts),
+            dir,
+            netns: None,
+        };
+        for id in cluster.ids() {
+            cluster.start(id)?;
+        }
+        info!(dir = %cluster.dir.display(), members = cluster.members.len(), "etcd cluster started on its hosts");
         Ok(cluster)
     }
 
@@ -348,24 +421,31 @@ impl EtcdCluster {
         self.dir.join("certs")
     }
 
+    /// The lab's id of each member by its peer URL (how etcd's member list tells them apart).
+    fn ids_by_peer_url(&self) -> BTreeMap<String, NodeId> {
+        self.members
+            .iter()
+            .map(|(id, m)| (m.peer_url(), *id))
+            .collect()
+    }
+
     /// Member `id`'s client address.
     pub fn client_addr(&self, id: NodeId) -> Option<SocketAddr> {
         let member = self.members.get(&id)?;
-        Some(SocketAddr::new(IpAddr::V4(member.ip), self.client_port))
+        Some(SocketAddr::new(IpAddr::V4(member.ip), member.port))
     }
 
     /// The pid of member `id`'s process, if it was started and not killed since.
     pub fn pid(&self, id: NodeId) -> Option<u32> {
+        if let Some(hosts) = &self.hosts {
+            return hosts.pid(id);
+        }
         self.members.get(&id)?.child.as_ref().map(Child::id)
     }
 
-    /// `DIR/node-N.log`.
+    /// `DIR/node-N.log` (members on hosts of their own: once fetched at [`Db::teardown`]).
     pub fn log_path(&self, id: NodeId) -> PathBuf {
         self.dir.join(format!("node-{id}.log"))
-    }
-
-    fn peer_url(&self, ip: Ipv4Addr) -> String {
-        format!("https://{ip}:{}", self.client_port + 1)
     }
 
     fn member(&mut self, id: NodeId) -> Result<&mut Member, EtcdError> {
@@ -376,25 +456,84 @@ impl EtcdCluster {
 
     /// Whether member `id`'s process is alive (a paused member is alive).
     pub fn is_running(&mut self, id: NodeId) -> bool {
+        if let Some(hosts) = &self.hosts {
+            return hosts.is_running(id);
+        }
         self.members
             .get_mut(&id)
             .and_then(|m| m.child.as_mut())
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// The `etcd` command line of member `id`.
-    fn command(&self, id: NodeId, ip: Ipv4Addr) -> Command {
-        let joins = self.members.get(&id).and_then(|m| m.joins.clone());
-        let certs = self.certs_dir();
-        let cert = certs.join(node::certs::node_cert_file(id));
-        let key = certs.join(node::certs::node_key_file(id));
-        let ca = certs.join(node::certs::CA_CERT);
+    /// The arguments of `etcd` for member `id`, its certificates in `certs` and its data in
+    /// `data/node-N` on the machine it runs on.
+    fn member_args(&self, id: NodeId, certs: &Path, data: &Path) -> Vec<String> {
+        let Some(member) = self.members.get(&id) else {
+            return Vec::new();
+        };
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        let cert = path(certs.join(node::certs::node_cert_file(id)));
+        let key = path(certs.join(node::certs::node_key_file(id)));
+        let ca = path(certs.join(node::certs::CA_CERT));
         let initial: Vec<String> = self
             .members
             .iter()
-            .map(|(id, m)| format!("node-{id}={}", self.peer_url(m.ip)))
+            .map(|(id, m)| format!("{}={}", member_name(*id), m.peer_url()))
             .collect();
-        let client_url = format!("https://{ip}:{}", self.client_port);
+        let client_url = format!("https://{}:{}", member.ip, member.port);
+        let state = if member.joins.is_some() {
+            "existing"
+        } else {
+            "new"
+        };
+        let mut args: Vec<String> = [
+            "--name",
+            &member_name(id),
+            "--data-dir",
+            &path(data.join(member_name(id))),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &member.peer_url(),
+            "--initial-advertise-peer-urls",
+            &member.peer_url(),
+            "--initial-cluster",
+            member.joins.as_deref().unwrap_or(&initial.join(",")),
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            &format!("raftlab-{}", self.dir.display()),
+        ]
+        .map(str::to_string)
+        .to_vec();
+        for (flag, path) in [
+            ("--cert-file", &cert),
+            ("--key-file", &key),
+            ("--trusted-ca-file", &ca),
+            ("--peer-cert-file", &cert),
+            ("--peer-key-file", &key),
+            ("--peer-trusted-ca-file", &ca),
+        ] {
+            args.extend([flag.to_string(), path.clone()]);
+        }
+        args.extend(
+            [
+                "--client-cert-auth",
+                "--peer-client-cert-auth",
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stderr",
+            ]
+            .map(str::to_string),
+        );
+        args
+    }
+
+    /// The `etcd` command line of member `id` on this machine (in its namespace, if any).
+    fn command(&self, id: NodeId) -> Command {
         let ns = self.members.get(&id).and_then(|m| m.ns.as_deref());
         let mut command = match ns {
             Some(ns) => {
@@ -404,48 +543,20 @@ impl EtcdCluster {
             }
             None => Command::new(&self.etcd),
         };
-        command
-            .arg("--name")
-            .arg(format!("node-{id}"))
-            .arg("--data-dir")
-            .arg(self.dir.join("data").join(format!("node-{id}")))
-            .arg("--listen-client-urls")
-            .arg(&client_url)
-            .arg("--advertise-client-urls")
-            .arg(&client_url)
-            .arg("--listen-peer-urls")
-            .arg(self.peer_url(ip))
-            .arg("--initial-advertise-peer-urls")
-            .arg(self.peer_url(ip))
-            .arg("--initial-cluster")
-            .arg(joins.as_deref().unwrap_or(&initial.join(",")))
-            .arg("--initial-cluster-state")
-            .arg(if joins.is_some() { "existing" } else { "new" })
-            .arg("--initial-cluster-token")
-            .arg(format!("raftlab-{}", self.dir.display()));
-        for (flag, path) in [
-            ("--cert-file", &cert),
-            ("--key-file", &key),
-            ("--trusted-ca-file", &ca),
-            ("--peer-cert-file", &cert),
-            ("--peer-key-file", &key),
-            ("--peer-trusted-ca-file", &ca),
-        ] {
-            command.arg(flag).arg(path);
-        }
-        command
-            .arg("--client-cert-auth")
-            .arg("--peer-client-cert-auth")
-            .arg("--logger")
-            .arg("zap")
-            .arg("--log-outputs")
-            .arg("stderr");
+        command.args(self.member_args(id, &self.certs_dir(), &self.dir.join("data")));
         command
     }
 
     /// Starts member `id` (no-op if it runs); its output is appended to [`Self::log_path`].
     pub fn start(&mut self, id: NodeId) -> Result<(), EtcdError> {
-        let ip = self.member(id)?.ip;
+        self.member(id)?;
+        if let Some(dir) = self.hosts.as_ref().map(|h| h.dir().to_path_buf()) {
+            let args = self.member_args(id, &dir.join("certs"), &dir.join("data"));
+            return match &mut self.hosts {
+                Some(hosts) => hosts.start(id, args),
+                None => Ok(()),
+            };
+        }
         if self.is_running(id) {
             debug!(id, "start: already running");
             return Ok(());
@@ -461,7 +572,7 @@ impl EtcdCluster {
         let mut log = log_file(&log_path)?;
         let _ = writeln!(log, "=== raft-lab: starting etcd member {id} ===");
         let stdout = log.try_clone().map_err(io("open log", &log_path))?;
-        let mut command = self.command(id, ip);
+        let mut command = self.command(id);
         command
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -476,7 +587,7 @@ impl EtcdCluster {
             Err(e) if gid.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied => {
                 debug!(id, "cannot start the member under a group of its own: {e}");
                 self.member(id)?.gid = None;
-                self.command(id, ip)
+                self.command(id)
                     .stdin(Stdio::null())
                     .stdout(log_file(&log_path)?)
                     .stderr(log_file(&log_path)?)
@@ -528,6 +639,9 @@ impl EtcdCluster {
 
     /// SIGKILLs member `id` and reaps it.
     pub fn kill(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        if let Some(hosts) = &mut self.hosts {
+            return hosts.kill(id);
+        }
         let pid = self.live_pid(id)?;
         Self::send(id, pid, Signal::SIGKILL)?;
         let member = self.member(id)?;
@@ -544,6 +658,9 @@ impl EtcdCluster {
 
     /// SIGSTOPs member `id` and waits (briefly) until the kernel reports it stopped.
     pub fn pause(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        if let Some(hosts) = &mut self.hosts {
+            return hosts.pause(id);
+        }
         let pid = self.live_pid(id)?;
         Self::send(id, pid, Signal::SIGSTOP)?;
         let member = self.member(id)?;
@@ -560,6 +677,9 @@ impl EtcdCluster {
 
     /// SIGCONTs member `id`.
     pub fn resume(&mut self, id: NodeId) -> Result<(), EtcdError> {
+        if let Some(hosts) = &mut self.hosts {
+            return hosts.resume(id);
+        }
         let pid = self.live_pid(id)?;
         Self::send(id, pid, Signal::SIGCONT)?;
         let member = self.member(id)?;
@@ -573,8 +693,7 @@ impl EtcdCluster {
     /// members), stops it and wipes its data: it can only come back as a new member
     /// ([`Self::add_member_back`]).
     pub fn remove_member(&mut self, id: NodeId) -> Result<(), EtcdError> {
-        let ip = self.member(id)?.ip;
-        let peer = self.peer_url(ip);
+        let peer = self.member(id)?.peer_url();
         self.change_until(
             id,
             |members| (!members.iter().any(|m| m.peer_urls.contains(&peer))).then_some(()),
@@ -604,8 +723,7 @@ impl EtcdCluster {
     /// started with a fresh data directory and `--initial-cluster-state existing`, then
     /// promoted to a voter once it has caught up.
     pub fn add_member_back(&mut self, id: NodeId) -> Result<(), EtcdError> {
-        let ip = self.member(id)?.ip;
-        let peer = self.peer_url(ip);
+        let peer = self.member(id)?.peer_url();
         let members = self.change_until(
             id,
             |members| {
@@ -621,11 +739,7 @@ impl EtcdCluster {
             },
         )?;
         if !self.is_running(id) {
-            let names: BTreeMap<String, NodeId> = self
-                .members
-                .iter()
-                .map(|(id, m)| (self.peer_url(m.ip), *id))
-                .collect();
+            let names = self.ids_by_peer_url();
             let initial: Vec<String> = members
                 .iter()
                 .filter_map(|m| {
@@ -686,6 +800,9 @@ impl EtcdCluster {
 
     /// Removes member `id`'s data directory (it must not run).
     fn wipe(&self, id: NodeId) -> Result<(), EtcdError> {
+        if let Some(hosts) = &self.hosts {
+            return hosts.wipe(id);
+        }
         let data = self.dir.join("data").join(format!("node-{id}"));
         match std::fs::remove_dir_all(&data) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EtcdError::Io {
@@ -732,6 +849,9 @@ impl EtcdCluster {
     /// than the grace) when that follower is stopping too; once the followers are gone it
     /// finds none and stops at once. Returns the first failure (after trying every member).
     pub fn stop_all(&mut self) -> Result<(), EtcdError> {
+        if self.hosts.is_some() {
+            return self.stop_on_hosts();
+        }
         let procs: Vec<(NodeId, Pid)> = self
             .members
             .iter_mut()
@@ -783,6 +903,24 @@ impl EtcdCluster {
             info!(members = running.len(), "etcd members stopped");
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// [`Self::stop_all`] of members on their hosts: the followers, then the leader.
+    fn stop_on_hosts(&mut self) -> Result<(), EtcdError> {
+        let answers: Vec<(NodeId, Result<MemberStatus, String>)> = self
+            .client_addrs()
+            .into_iter()
+            .map(|(id, addr)| (id, self.status.status(addr, STOP_STATUS_TIMEOUT)))
+            .collect();
+        let leader = likely_leader(&answers);
+        let (last, first): (Vec<NodeId>, Vec<NodeId>) =
+            self.ids().into_iter().partition(|id| Some(*id) == leader);
+        let Some(hosts) = &mut self.hosts else {
+            return Ok(());
+        };
+        let followers = hosts.stop(&first);
+        let stopped = hosts.stop(&last);
+        followers.and(stopped)
     }
 
     /// The member that leads now, from one round of status calls to `procs` (resumed first:
@@ -945,10 +1083,32 @@ fn reserve_ports(ips: &[Ipv4Addr], base: u16, fixed: bool) -> Result<u16, EtcdEr
     })
 }
 
+/// `dir` made absolute; refused when it holds certificates already (another cluster's).
+fn fresh_dir(dir: &Path) -> Result<PathBuf, EtcdError> {
+    let dir = std::path::absolute(dir).map_err(|source| EtcdError::Io {
+        what: "resolve",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let certs = dir.join("certs");
+    if certs.exists() {
+        return Err(EtcdError::Exists(certs));
+    }
+    Ok(dir)
+}
+
+/// Every address at one port.
+fn addrs_of(ips: &[Ipv4Addr], port: u16) -> Vec<(NodeId, SocketAddr)> {
+    ips.iter()
+        .enumerate()
+        .map(|(i, ip)| (i as NodeId + 1, SocketAddr::new(IpAddr::V4(*ip), port)))
+        .collect()
+}
+
 /// Makes the CA, one certificate per member (its IP as a SAN, for both its ports, and
-/// 127.0.0.1) and the client certificate in `dir/certs`, with the lab's certificate tooling; returns the status
-/// client that uses them.
-fn make_certs(dir: &Path, ips: &[Ipv4Addr], port: u16) -> Result<StatusClient, EtcdError> {
+/// 127.0.0.1) and the client certificate in `dir/certs`, with the lab's certificate tooling;
+/// returns the status client that uses them.
+fn make_certs(dir: &Path, members: &[(NodeId, SocketAddr)]) -> Result<StatusClient, EtcdError> {
     let certs = dir.join("certs");
     let certs_err = |reason: String| EtcdError::Certs {
         dir: certs.clone(),
@@ -957,11 +1117,8 @@ fn make_certs(dir: &Path, ips: &[Ipv4Addr], port: u16) -> Result<StatusClient, E
     // The lab's cluster-file format names each member's address, from which the
     // certificate tooling takes the SANs; the file itself is never written.
     let mut text = String::from("[tls]\ncerts_dir = \"certs\"\n");
-    for (i, ip) in ips.iter().enumerate() {
-        text.push_str(&format!(
-            "\n[[node]]\nid = {}\naddr = \"{ip}:{port}\"\n",
-            i + 1
-        ));
+    for (id, addr) in members {
+        text.push_str(&format!("\n[[node]]\nid = {id}\naddr = \"{addr}\"\n"));
     }
     let config = ClusterConfig::parse(&dir.join("members.toml"), &text)
         .map_err(|e| certs_err(e.to_string()))?;
@@ -1016,16 +1173,20 @@ impl Db for EtcdCluster {
         EtcdCluster::resume(self, id).map_err(DbError::of("resume", id))
     }
 
-    /// Signals work (the members are our children); cutting links needs every member under a
-    /// group of its own (see the module).
+    /// Signals work (the members are our children, or through the template); cutting links
+    /// on loopback needs every member under a group of its own (see the module).
     fn supports(&self, needs: Needs) -> Result<(), String> {
-        supports(needs, self.netns.is_some(), self.groups().is_some())
+        let own_hosts = self.netns.is_some() || self.hosts.is_some();
+        supports(needs, own_hosts, self.groups().is_some())
     }
 
     /// In namespaces: a table in each, cutting by address, and `tc netem` on each member's
     /// interface. On loopback: the run's own nftables table, telling members apart by their
     /// groups.
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
+        if let Some(hosts) = &self.hosts {
+            return hosts.network().map(|n| Box::new(n) as Box<dyn Network>);
+        }
         if let Some(net) = &self.netns {
             let template = CommandTemplate::parse(EXEC_TEMPLATE)
                 .map_err(|e| NetError::Setup(e.to_string()))?;
@@ -1096,20 +1257,43 @@ impl Db for EtcdCluster {
         EtcdCluster::transfer_leadership(self, planned, down)
     }
 
-    /// `DIR/data`: the members' data directories (write-ahead logs of 64 MB each).
+    /// `DIR/data`: the members' data directories (write-ahead logs of 64 MB each); none here
+    /// when the members run on hosts of their own.
     fn data_dirs(&self) -> Vec<PathBuf> {
-        vec![self.dir.join("data")]
+        match self.hosts {
+            Some(_) => Vec::new(),
+            None => vec![self.dir.join("data")],
+        }
     }
 
-    /// Stops the members (their logs are in the cluster folder already) and removes their
-    /// namespaces.
-    fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
+    /// The data directories here, or on the members' hosts through the template.
+    fn drop_data(&mut self) {
+        match &self.hosts {
+            Some(hosts) => {
+                if let Err(e) = hosts.remove_data() {
+                    warn!("cannot remove the etcd data on the members' hosts: {e}");
+                }
+            }
+            None => super::remove_dirs(&self.data_dirs()),
+        }
+    }
+
+    /// Stops the members, fetches their logs from their hosts (members here log into the
+    /// cluster folder already) and removes their namespaces.
+    fn teardown(&mut self, owned: bool, logs_dir: &Path) -> Result<(), DbError> {
         let stopped = if owned {
             self.stop_all()
                 .map_err(DbError::cluster("stop the etcd cluster"))
         } else {
             Ok(())
         };
+        let logs = match &self.hosts {
+            Some(hosts) => hosts
+                .collect_logs(logs_dir)
+                .map_err(DbError::cluster("collect the etcd members' logs")),
+            None => Ok(()),
+        };
+        let stopped = stopped.and(logs);
         let torn = match &mut self.netns {
             Some(net) => net
                 .destroy()

@@ -35,11 +35,7 @@ impl EtcdCluster {
             .status
             .member_list(leader_addr, MEMBERSHIP_STEP)
             .map_err(DbError::of("transfer leadership", from))?;
-        let by_peer_url: BTreeMap<String, NodeId> = self
-            .members
-            .iter()
-            .map(|(id, m)| (self.peer_url(m.ip), *id))
-            .collect();
+        let by_peer_url = self.ids_by_peer_url();
         let voters: BTreeMap<NodeId, u64> = members
             .iter()
             .filter(|m| !m.learner)

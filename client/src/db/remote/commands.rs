@@ -1,12 +1,13 @@
 //! The shell commands a remote cluster runs on a node's host through the command template
-//! (probe, start, kill, stop, pause, resume, logs), each a POSIX `sh` script that answers in
-//! one word or a few `key value` lines, and the parsing of those answers.
+//! (probe, start, kill, stop, pause, resume, logs, files installed), each a POSIX `sh` script
+//! that answers in one word or a few `key value` lines, and the parsing of those answers.
 //!
 //! A node's process is its pid AND its start time ([`NodeProcess`], both from the probe, which
 //! also checked its command line). The kill, stop and pause commands re-check the start time
 //! in the same shell right before each signal: if the node died since the probe and its pid
 //! now names another process, that process is never signalled (they answer `other`).
 
+use super::program::Program;
 use super::NO_LOG_STATUS;
 use crate::control::template::shell_quote;
 use model::core::NodeId;
@@ -87,41 +88,30 @@ pub(super) fn wait_gone(ms: u64) -> String {
     )
 }
 
-/// Starts node `id` in the background on its host: the banner line, then
-/// `nohup RAFT_NODE run --config CONFIG --id N [--bug B]...` appending to the log, its pid to
-/// the pid file.
-pub fn start_command(
-    raft_node: &str,
-    config: &Path,
-    dir: &Path,
-    id: NodeId,
-    bugs: &[String],
-) -> String {
+/// Starts node `id` of `program` in the background on its host: the banner line, then
+/// `nohup PROGRAM ...` appending to the log, its pid to the pid file.
+pub fn start_command(program: &dyn Program, dir: &Path, id: NodeId) -> String {
     let log = quoted(&log_file(dir, id));
-    let banner = format!(
-        "=== raft-lab: starting node {id}{} ===",
-        if bugs.is_empty() {
-            String::new()
-        } else {
-            format!(" with bugs {}", bugs.join(","))
-        }
-    );
-    let mut node = format!(
-        "nohup {} run --config {} --id {id}",
-        shell_quote(raft_node),
-        quoted(config)
-    );
-    for bug in bugs {
-        node.push_str(" --bug ");
-        node.push_str(&shell_quote(bug));
-    }
     format!(
         "mkdir -p {pids} && cd {dir} && echo {banner} >> {log} || exit 1; \
-         {node} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
+         nohup {node} >> {log} 2>&1 < /dev/null & echo $! > {pid_file}",
         pids = quoted(&dir.join("pids")),
         dir = quoted(dir),
-        banner = shell_quote(&banner),
+        banner = shell_quote(&program.banner(id)),
+        node = program.command(id),
         pid_file = quoted(&pid_file(dir, id)),
+    )
+}
+
+/// Writes standard input to `path` (its directory made first, the file readable by its
+/// owner only, replaced whole through a temporary of this shell's own beside it).
+pub fn install_command(path: &Path) -> String {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = format!("{}.tmp.$$", quoted(path));
+    format!(
+        "mkdir -p {dir} && umask 077 && cat > {tmp} && mv -f {tmp} {path}",
+        dir = quoted(dir),
+        path = quoted(path),
     )
 }
 
@@ -226,34 +216,14 @@ pub fn parse_probe(output: &str) -> Probe {
     probe
 }
 
-/// Whether `args` is `raft-node ... run ... --id N`: the program (first argument) named
-/// `raft-node*` or like `raft_node`'s file name. Not `nohup raft-node ...`: that process has
-/// not become the node yet (or failed to).
-pub fn is_node_cmdline(args: &[String], raft_node: &str, id: NodeId) -> bool {
-    let Some(program) = args.first().map(|a| Path::new(a).file_name()) else {
-        return false;
-    };
-    let named = program.is_some_and(|n| n.to_string_lossy().contains("raft-node"))
-        || (program.is_some() && program == Path::new(raft_node).file_name());
-    let Some(run) = args.iter().position(|a| a == "run") else {
-        return false;
-    };
-    let id = id.to_string();
-    let has_id = args[run..].windows(2).any(|w| w[0] == "--id" && w[1] == id)
-        || args[run..]
-            .iter()
-            .any(|a| a.strip_prefix("--id=") == Some(id.as_str()));
-    named && has_id
-}
-
-/// The probe's process if it is a live (not zombie) raft-node of node `id`.
-pub fn believed(probe: &Probe, raft_node: &str, id: NodeId) -> Option<NodeProcess> {
+/// The probe's process if it is a live (not zombie) process of node `id` of `program`.
+pub fn believed(probe: &Probe, program: &dyn Program, id: NodeId) -> Option<NodeProcess> {
     let node = NodeProcess {
         pid: probe.pid?,
         start: probe.start?,
     };
     let alive = matches!(probe.state, Some(s) if s != 'Z' && s != 'X');
-    (alive && is_node_cmdline(&probe.args, raft_node, id)).then_some(node)
+    (alive && program.is_node(&probe.args, id)).then_some(node)
 }
 
 /// `path` made absolute against this process's working directory (`""` is that directory).

@@ -8,17 +8,21 @@
 //! DIR/node-N.log          node N's stdout and stderr, appended across restarts
 //! DIR/pids/node-N.pid     node N's pid, written when the lab starts it
 //! ```
-//! A pid file is believed only if `/proc/PID/cmdline` there is `raft-node ... run ... --id N`
-//! and `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
+//! What runs there is a [`program::Program`]: `raft-node` by default, or an etcd member
+//! ([`crate::db::etcd`]). A pid file is believed only if `/proc/PID/cmdline` there is the
+//! program's node N (`raft-node ... run ... --id N`, `etcd ... --name node-N`) and
+//! `/proc/PID/stat` does not say zombie (PID 1 of some containers never reaps orphans).
 //!
 //! Network faults on the hosts are [`crate::net::remote::RemoteNetwork`]'s.
 //!
 //! Ctrl-C: every node paused by this process registers its SIGCONT in [`cleanup`] (as every
-//! network registers its removal), which runs them all at once, each within a bounded time;
-//! afterwards owned clusters start no nodes. Stopping the nodes of an owned
+//! network registers its removal), and with [`RemoteCluster::kill_on_ctrl_c`] every node it
+//! started its SIGKILL, which [`cleanup::run_all`] runs all at once, each within a bounded
+//! time; afterwards owned clusters start no nodes. Otherwise stopping the nodes of an owned
 //! cluster is left to [`RemoteCluster::stop_all`] (or, for namespaces, to deleting them).
 
 mod commands;
+pub mod program;
 
 use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
 use crate::control::cleanup::{self, Cleanup};
@@ -27,12 +31,13 @@ use crate::control::template::{output_line, CommandTemplate, TemplateError};
 use crate::net::remote::RemoteNetwork;
 use crate::net::{NetError, Network};
 use commands::{
-    believed, kill_command, local_absolute, log_command, log_file, log_tail_command, parse_probe,
-    path_str, pause_command, pid_file, probe_command, resolve, resume_command, start_command,
-    stop_command, NodeProcess, Probe,
+    believed, install_command, kill_command, local_absolute, log_command, log_file,
+    log_tail_command, parse_probe, path_str, pause_command, pid_file, probe_command, resolve,
+    resume_command, start_command, stop_command, NodeProcess, Probe,
 };
 use model::core::NodeId;
 use node::config::{ClusterConfig, NodeEntry};
+use program::{Program, RaftNode};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +61,8 @@ const PAUSE_WAIT_MS: u64 = 1000;
 const LOG_TIMEOUT: Duration = Duration::from_secs(120);
 /// Each command of the Ctrl-C cleanup ([`cleanup::run_all`] runs them all at once).
 const EMERGENCY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node killed on Ctrl-C may take to disappear (within [`EMERGENCY_TIMEOUT`]).
+const EMERGENCY_PATIENCE_MS: u64 = 2000;
 /// Exit status of the log command when the log does not exist.
 const NO_LOG_STATUS: i32 = 3;
 
@@ -79,11 +86,12 @@ pub enum RemoteError {
     #[error("no node {id} in {config}")]
     UnknownNode { id: NodeId, config: PathBuf },
     #[error(
-        "node {id} on {host} is not running (no live raft-node of node {id} named by {pid_file})"
+        "node {id} on {host} is not running (no live {program} of node {id} named by {pid_file})"
     )]
     NotRunning {
         id: NodeId,
         host: String,
+        program: String,
         pid_file: String,
     },
     #[error("node {id} on {host}: not started: the lab was interrupted and is cleaning up")]
@@ -131,35 +139,66 @@ impl From<TemplateError> for RemoteError {
     }
 }
 
-/// Nodes on their hosts, controlled through the command template. All methods block.
+/// Nodes on their hosts, controlled through the command template: `raft-node` by default,
+/// or another [`Program`]. All methods block.
 #[derive(Debug)]
-pub struct RemoteCluster {
+pub struct RemoteCluster<P: Program = RaftNode> {
     config: ClusterConfig,
     template: CommandTemplate,
-    /// `remote.raft_node`: the binary on the hosts.
-    raft_node: String,
-    /// `remote.config`: `cluster.toml` on the hosts.
-    host_config: PathBuf,
+    /// What runs on the hosts.
+    program: P,
     /// `remote.dir`: pid files and logs on the hosts.
     dir: PathBuf,
     iface: String,
-    bugs: Vec<String>,
     owned: bool,
     paused: BTreeMap<NodeId, bool>,
     /// SIGCONTs a node on Ctrl-C while we hold it paused.
     resume_on_exit: BTreeMap<NodeId, Cleanup>,
+    /// Whether a node this cluster starts is SIGKILLed on Ctrl-C ([`Self::kill_on_ctrl_c`]).
+    kills_on_ctrl_c: bool,
+    /// SIGKILLs a node this cluster started on Ctrl-C, until it is killed or stopped.
+    kill_on_exit: BTreeMap<NodeId, Cleanup>,
     endpoints: BTreeMap<NodeId, SocketAddr>,
     /// `stop_all` succeeded and nothing was started since.
     stopped: bool,
 }
 
-impl RemoteCluster {
-    /// A cluster from `config`, which must have a `[remote]` section. Contacts no host.
-    /// Not owned: set [`Self::set_owned`] when this run started the nodes and must stop them.
+impl RemoteCluster<RaftNode> {
+    /// A cluster of `raft-node`s from `config`, which must have a `[remote]` section.
+    /// Contacts no host. Not owned: set [`Self::set_owned`] when this run started the nodes
+    /// and must stop them.
     pub fn open(config: ClusterConfig) -> Result<RemoteCluster, RemoteError> {
-        let remote = config.remote.clone().ok_or_else(|| RemoteError::NoRemote {
-            path: config.path.clone(),
-        })?;
+        let remote = remote_section(&config)?;
+        let host_config = match remote.config {
+            Some(path) if path != config.path => path,
+            _ => local_absolute(&config.path),
+        };
+        let program = RaftNode {
+            binary: remote.raft_node,
+            config: host_config,
+            bugs: Vec::new(),
+        };
+        RemoteCluster::with_program(config, program)
+    }
+
+    /// The `--bug` flags of later (re)starts (checked by `raft-node` itself).
+    pub fn set_bugs(&mut self, bugs: Vec<String>) {
+        self.program.bugs = bugs;
+    }
+}
+
+/// `config`'s `[remote]` section.
+fn remote_section(config: &ClusterConfig) -> Result<node::config::Remote, RemoteError> {
+    config.remote.clone().ok_or_else(|| RemoteError::NoRemote {
+        path: config.path.clone(),
+    })
+}
+
+impl<P: Program> RemoteCluster<P> {
+    /// A cluster running `program` on the hosts of `config`, which must have a `[remote]`
+    /// section. Contacts no host. Not owned (see [`Self::set_owned`]).
+    pub fn with_program(config: ClusterConfig, program: P) -> Result<Self, RemoteError> {
+        let remote = remote_section(&config)?;
         let template =
             CommandTemplate::parse(&remote.command).map_err(|source| RemoteError::BadTemplate {
                 path: config.path.clone(),
@@ -172,10 +211,6 @@ impl RemoteCluster {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let host_config = match remote.config {
-            Some(path) if path != config.path => path,
-            _ => local_absolute(&config.path),
-        };
         let dir = match remote.dir {
             Some(dir) if dir != default_dir => dir,
             _ => local_absolute(&default_dir),
@@ -188,12 +223,12 @@ impl RemoteCluster {
         Ok(RemoteCluster {
             paused: config.ids().map(|id| (id, false)).collect(),
             resume_on_exit: BTreeMap::new(),
+            kills_on_ctrl_c: false,
+            kill_on_exit: BTreeMap::new(),
             template,
-            raft_node: remote.raft_node,
-            host_config,
+            program,
             dir,
             iface: remote.iface,
-            bugs: Vec::new(),
             owned: false,
             endpoints,
             stopped: false,
@@ -210,9 +245,42 @@ impl RemoteCluster {
         &self.dir
     }
 
-    /// The `--bug` flags of later (re)starts (checked by `raft-node` itself).
-    pub fn set_bugs(&mut self, bugs: Vec<String>) {
-        self.bugs = bugs;
+    /// Node `id`'s client address, resolved (IPv4 preferred); `None`: unknown or unresolved.
+    pub fn endpoint(&self, id: NodeId) -> Option<SocketAddr> {
+        self.endpoints.get(&id).copied()
+    }
+
+    /// What runs on the hosts.
+    pub fn program(&self) -> &P {
+        &self.program
+    }
+
+    /// What runs on the hosts, to change how later (re)starts run.
+    pub fn program_mut(&mut self) -> &mut P {
+        &mut self.program
+    }
+
+    /// The command template of `[remote]`.
+    pub fn template(&self) -> &CommandTemplate {
+        &self.template
+    }
+
+    /// Runs `command` on node `id`'s host (`stdin` fed to it); fails unless it exits 0.
+    pub fn run_on(
+        &self,
+        id: NodeId,
+        command: &str,
+        stdin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<std::process::Output, RemoteError> {
+        let node = self.node(id)?;
+        Ok(self.template.run(node, command, stdin, timeout)?)
+    }
+
+    /// Writes `contents` to `path` on node `id`'s host, readable by its owner only.
+    pub fn install(&self, id: NodeId, path: &Path, contents: &str) -> Result<(), RemoteError> {
+        self.run_on(id, &install_command(path), Some(contents), CONTROL_TIMEOUT)
+            .map(drop)
     }
 
     /// Owned clusters are stopped at the end of a run (and on `Drop`); others are left
@@ -263,10 +331,10 @@ impl RemoteCluster {
 
     fn probe_process(&self, node: &NodeEntry) -> Result<Option<NodeProcess>, RemoteError> {
         let probe = self.probe(node)?;
-        let process = believed(&probe, &self.raft_node, node.id);
+        let process = believed(&probe, &self.program, node.id);
         if process.is_none() {
             if let Some(stale) = probe.pid {
-                debug!(id = node.id, pid = stale, state = ?probe.state, "pid file names no live raft-node of this node");
+                debug!(id = node.id, pid = stale, state = ?probe.state, program = self.program.name(), "pid file names no live process of this node");
             }
         }
         Ok(process)
@@ -277,7 +345,7 @@ impl RemoteCluster {
     pub fn process(&self, id: NodeId) -> Result<(Option<u32>, bool), RemoteError> {
         let node = self.node(id)?;
         let probe = self.probe(node)?;
-        let pid = believed(&probe, &self.raft_node, node.id).map(|p| p.pid);
+        let pid = believed(&probe, &self.program, node.id).map(|p| p.pid);
         Ok((pid, pid.is_some() && probe.state == Some('T')))
     }
 
@@ -298,13 +366,7 @@ impl RemoteCluster {
         if self.owned && cleanup::ran() {
             return Err(RemoteError::Interrupted { id, host });
         }
-        let command = start_command(
-            &self.raft_node,
-            &self.host_config,
-            &self.dir,
-            id,
-            &self.bugs,
-        );
+        let command = start_command(&self.program, &self.dir, id);
         self.template.run(&node, &command, None, CONTROL_TIMEOUT)?;
         self.stopped = false;
         self.paused.insert(id, false);
@@ -312,7 +374,11 @@ impl RemoteCluster {
         let deadline = started + START_PATIENCE;
         loop {
             let probe = self.probe(&node)?;
-            if let Some(process) = believed(&probe, &self.raft_node, id) {
+            if let Some(process) = believed(&probe, &self.program, id) {
+                if self.kills_on_ctrl_c {
+                    let undo = self.emergency_kill(&node, process);
+                    self.kill_on_exit.insert(id, undo);
+                }
                 info!(id, %host, pid = process.pid, "node started");
                 return Ok(());
             }
@@ -340,7 +406,8 @@ impl RemoteCluster {
                         "it exited at once".into()
                     } else {
                         format!(
-                            "no raft-node of node {id} runs {:?} later",
+                            "no {} of node {id} runs {:?} later",
+                            self.program.name(),
                             started.elapsed()
                         )
                     },
@@ -373,6 +440,7 @@ impl RemoteCluster {
             CONTROL_TIMEOUT + Duration::from_millis(KILL_PATIENCE_MS),
         )?;
         self.resume_on_exit.remove(&id);
+        self.kill_on_exit.remove(&id);
         self.paused.insert(id, false);
         match String::from_utf8_lossy(&output.stdout).trim() {
             "gone" => {
@@ -398,6 +466,25 @@ impl RemoteCluster {
                 answer: other.to_string(),
             }),
         }
+    }
+
+    /// From now on, every node this cluster starts is SIGKILLed by the Ctrl-C cleanup (until
+    /// it is killed or stopped the ordinary way): for nodes that nothing else stops then (not
+    /// in namespaces of the run's own) and that must not outlive the run.
+    pub fn kill_on_ctrl_c(&mut self) {
+        self.kills_on_ctrl_c = true;
+    }
+
+    /// The Ctrl-C undo of starting `process` of `node`: SIGCONT + SIGKILL on its host (the
+    /// start time checked first, as for every signal).
+    fn emergency_kill(&self, node: &NodeEntry, process: NodeProcess) -> Cleanup {
+        let (template, node) = (self.template.clone(), node.clone());
+        let command = kill_command(&self.dir, node.id, process, EMERGENCY_PATIENCE_MS);
+        cleanup::register(move || {
+            if let Err(e) = template.run(&node, &command, None, EMERGENCY_TIMEOUT) {
+                warn!("killing node {} on Ctrl-C: {e}", node.id);
+            }
+        })
     }
 
     /// SIGSTOPs node `id` and waits (briefly, on its host) until it is stopped.
@@ -427,6 +514,7 @@ impl RemoteCluster {
             return Err(RemoteError::NotRunning {
                 id,
                 host: node.control_host().to_string(),
+                program: self.program.name().to_string(),
                 pid_file: path_str(&self.pid_file(id)),
             });
         }
@@ -460,6 +548,7 @@ impl RemoteCluster {
                 Err(RemoteError::NotRunning {
                     id,
                     host: node.control_host().to_string(),
+                    program: self.program.name().to_string(),
                     pid_file: path_str(&self.pid_file(id)),
                 })
             }
@@ -469,7 +558,21 @@ impl RemoteCluster {
     /// Stops every running node, all hosts at once: SIGCONT + SIGTERM, up to 5 s for a clean
     /// exit, then SIGKILL; removes the pid files. Reports every failure together.
     pub fn stop_all(&mut self) -> Result<(), RemoteError> {
-        let nodes = self.config.nodes.clone();
+        let ids: Vec<NodeId> = self.config.ids().collect();
+        self.stop(&ids)?;
+        self.stopped = true;
+        Ok(())
+    }
+
+    /// [`Self::stop_all`] of nodes `ids` only.
+    pub fn stop(&mut self, ids: &[NodeId]) -> Result<(), RemoteError> {
+        let nodes: Vec<NodeEntry> = self
+            .config
+            .nodes
+            .iter()
+            .filter(|n| ids.contains(&n.id))
+            .cloned()
+            .collect();
         let probes = concurrently(&nodes, |n| self.probe_process(n));
         let mut errors = Vec::new();
         let mut running = Vec::new();
@@ -497,6 +600,7 @@ impl RemoteCluster {
         });
         for ((node, process), result) in running.iter().zip(results) {
             self.resume_on_exit.remove(&node.id);
+            self.kill_on_exit.remove(&node.id);
             let host = node.control_host().to_string();
             let id = node.id;
             match result {
@@ -526,14 +630,13 @@ impl RemoteCluster {
                 },
             }
         }
-        for paused in self.paused.values_mut() {
+        for (_, paused) in self.paused.iter_mut().filter(|(id, _)| ids.contains(id)) {
             *paused = false;
         }
         if !running.is_empty() {
             info!(nodes = running.len(), "remote nodes stopped");
         }
         if errors.is_empty() {
-            self.stopped = true;
             Ok(())
         } else {
             Err(RemoteError::Several {
@@ -605,7 +708,7 @@ impl RemoteCluster {
     }
 }
 
-impl Drop for RemoteCluster {
+impl<P: Program> Drop for RemoteCluster<P> {
     fn drop(&mut self) {
         if self.owned {
             if !self.stopped {
@@ -728,7 +831,7 @@ pub fn down(config: ClusterConfig) -> Result<DownReport, RemoteError> {
 
 #[cfg(test)]
 mod tests {
-    use super::commands::is_node_cmdline;
+    use super::program::is_node_cmdline;
     use super::*;
     use crate::control::process::state;
     use crate::control::template::shell_quote;
@@ -756,6 +859,14 @@ mod tests {
         }
     }
 
+    fn raft_node() -> RaftNode {
+        RaftNode {
+            binary: "raft-node".into(),
+            config: "c.toml".into(),
+            bugs: Vec::new(),
+        }
+    }
+
     fn sleeper() -> Child {
         Command::new("sleep").arg("30").spawn().unwrap()
     }
@@ -770,12 +881,19 @@ mod tests {
 
     #[test]
     fn start_command_text() {
+        let raft_node = |binary: &str, config: &str, bugs: &[&str]| RaftNode {
+            binary: binary.into(),
+            config: config.into(),
+            bugs: bugs.iter().map(|b| b.to_string()).collect(),
+        };
         let cmd = start_command(
-            "/opt/raft lab/raft-node",
-            Path::new("/etc/raftlab/cluster.toml"),
+            &raft_node(
+                "/opt/raft lab/raft-node",
+                "/etc/raftlab/cluster.toml",
+                &["stale-read", "skip-fsync"],
+            ),
             Path::new("/var/lib/raftlab"),
             2,
-            &["stale-read".into(), "skip-fsync".into()],
         );
         assert_eq!(
             cmd,
@@ -786,7 +904,7 @@ mod tests {
              >> '/var/lib/raftlab/node-2.log' 2>&1 < /dev/null & echo $! > \
              '/var/lib/raftlab/pids/node-2.pid'"
         );
-        let plain = start_command("raft-node", Path::new("c.toml"), Path::new("/d"), 1, &[]);
+        let plain = start_command(&raft_node("raft-node", "c.toml", &[]), Path::new("/d"), 1);
         assert!(
             plain.contains("'=== raft-lab: starting node 1 ==='"),
             "{plain}"
@@ -801,13 +919,12 @@ mod tests {
         let fake = dir.join("fake-raft-node");
         std::fs::write(&fake, "#!/bin/sh\necho \"args: $*\"\nexec sleep 30\n").unwrap();
         sh(&format!("chmod +x {}", shell_quote(&path_str(&fake))));
-        let out = sh(&start_command(
-            &path_str(&fake),
-            &dir.join("cluster.toml"),
-            &dir,
-            3,
-            &["x".into()],
-        ));
+        let program = RaftNode {
+            binary: path_str(&fake),
+            config: dir.join("cluster.toml"),
+            bugs: vec!["x".into()],
+        };
+        let out = sh(&start_command(&program, &dir, 3));
         assert_eq!(out, "");
         let pid: u32 = std::fs::read_to_string(pid_file(&dir, 3))
             .unwrap()
@@ -840,7 +957,7 @@ mod tests {
         assert!(matches!(probe.state, Some('S' | 'R')), "{probe:?}");
         assert_eq!(probe.args, args(&["sleep", "30"]));
         // Not a raft-node: not believed.
-        assert_eq!(believed(&probe, "raft-node", 1), None);
+        assert_eq!(believed(&probe, &raft_node(), 1), None);
         let process = process_of(&probe);
 
         assert_eq!(sh(&pause_command(process, 1000)).trim(), "T");
@@ -964,29 +1081,29 @@ mod tests {
         assert_eq!(probe.start, Some(777));
         assert_eq!(probe.args.len(), 7);
         assert_eq!(
-            believed(&probe, "raft-node", 2),
+            believed(&probe, &raft_node(), 2),
             Some(NodeProcess {
                 pid: 42,
                 start: 777
             })
         );
-        assert_eq!(believed(&probe, "raft-node", 3), None);
+        assert_eq!(believed(&probe, &raft_node(), 3), None);
         let no_start = Probe {
             start: None,
             ..probe.clone()
         };
-        assert_eq!(believed(&no_start, "raft-node", 2), None);
+        assert_eq!(believed(&no_start, &raft_node(), 2), None);
         let zombie = Probe {
             state: Some('Z'),
             ..probe.clone()
         };
-        assert_eq!(believed(&zombie, "raft-node", 2), None);
+        assert_eq!(believed(&zombie, &raft_node(), 2), None);
         let gone = Probe {
             state: None,
             args: Vec::new(),
             ..probe.clone()
         };
-        assert_eq!(believed(&gone, "raft-node", 2), None);
+        assert_eq!(believed(&gone, &raft_node(), 2), None);
         assert_eq!(parse_probe(""), Probe::default());
     }
 
@@ -1050,7 +1167,7 @@ mod tests {
         let cluster = RemoteCluster::open(config).unwrap();
         assert!(cluster.dir().is_absolute(), "{:?}", cluster.dir());
         assert!(cluster.dir().ends_with("rel"));
-        assert!(cluster.host_config.is_absolute());
+        assert!(cluster.program.config.is_absolute());
         assert!(!cluster.owned());
         let nodes = cluster.nodes();
         assert_eq!(nodes[0].socket, Some("127.0.0.1:15001".parse().unwrap()));
