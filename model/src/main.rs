@@ -118,8 +118,8 @@ struct ModelArgs {
     /// Leadership transfers the operator may ask each leader for.
     #[arg(long)]
     transfers: Option<u8>,
-    /// Split each Ready: early messages sent at once, writes made durable, the rest sent and
-    /// advanced at a later step.
+    /// Split each Ready: early messages sent at once (and a writing Ready's commits applied
+    /// and answered), writes made durable, the rest sent and advanced at a later step.
     #[arg(long)]
     staged: bool,
     /// The network may lose messages.

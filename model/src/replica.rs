@@ -101,6 +101,17 @@ impl Pending {
     pub fn committed(&self) -> &[Entry<Command>] {
         &self.committed
     }
+
+    /// Whether [`Replica::apply`] may take this before the Ready's `Persist` is durable.
+    /// Committed entries are durable here already (the core hands out only entries a
+    /// previous Ready wrote) and committed by a quorum, and a read was confirmed by a
+    /// quorum in a term durable here: nothing they answer depends on this Ready's writes,
+    /// so a caller may answer them while the disk syncs (etcd applies concurrently with its
+    /// WAL write the same way) instead of one fsync later. A snapshot to install is the
+    /// exception: the state machine must not take state that a crash would lose.
+    pub fn applies_before_durable(&self) -> bool {
+        self.snapshot.is_none()
+    }
 }
 
 impl Replica {
@@ -273,8 +284,21 @@ impl Replica {
     }
 
     /// Everything in the `Persist` of the same Ready is durable and its messages were sent:
-    /// apply, answer, and let the core continue.
+    /// apply, answer, and let the core continue ([`apply`](Self::apply), then
+    /// [`advance_applied`](Self::advance_applied)).
     pub fn advance(&mut self, pending: Pending) -> Result<Advanced, BadSnapshot> {
+        let replies = self.apply(pending)?;
+        Ok(Advanced {
+            replies,
+            snapshot: self.advance_applied(),
+        })
+    }
+
+    /// Steps 4 and 5 of a Ready: applies its committed entries (and snapshot) to the state
+    /// machine and serves its reads; the answers, by request id. Once its `Persist` is
+    /// durable, or before when [`Pending::applies_before_durable`]; either way
+    /// [`advance_applied`](Self::advance_applied) follows once the `Persist` is durable.
+    pub fn apply(&mut self, pending: Pending) -> Result<Vec<(RequestId, Reply)>, BadSnapshot> {
         let mut replies: Vec<(RequestId, Reply)> = self
             .overwritten
             .drain(..)
@@ -334,11 +358,14 @@ impl Replica {
             }
             !ready
         });
+        Ok(replies)
+    }
+
+    /// Step 6 of a Ready, once its `Persist` is durable and its `Pending` applied: lets the
+    /// core go on; the snapshot to persist when this compacted the log.
+    pub fn advance_applied(&mut self) -> Option<Snapshot> {
         self.raft.advance();
-        Ok(Advanced {
-            replies,
-            snapshot: self.compact_if_due(),
-        })
+        self.compact_if_due()
     }
 
     fn compact_if_due(&mut self) -> Option<Snapshot> {

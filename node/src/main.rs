@@ -294,6 +294,12 @@ fn run(
     })
 }
 
+// A node allocates and frees small buffers for every packet, message and request (quinn's
+// frames, postcard encodings, entries, channel nodes); glibc's malloc took about a tenth of
+// a node's CPU under load, mimalloc takes much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Resolves on SIGTERM or SIGINT, naming it.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};

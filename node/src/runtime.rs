@@ -16,8 +16,11 @@
 //! nothing about this server's storage) go to the transport first, so that followers write
 //! the entries while the leader does (thesis 10.2.1); the other messages leave only when
 //! the storage thread reports the writes durable, and only then is the core told `advance`.
-//! One Ready is in flight at a time, so everything proposed meanwhile lands in the next
-//! fsync (group commit).
+//! What the Ready commits (entries a previous Ready made durable) is applied and answered
+//! before the writes are handed over, not after they are durable: under load every Ready
+//! both commits and writes, and waiting would add one fsync to every answer. One Ready is
+//! in flight at a time, so everything proposed meanwhile lands in the next fsync (group
+//! commit).
 //!
 //! Under the `send-before-persist` catalogue bug every message leaves as soon as the Ready is
 //! taken, before the storage thread has made its writes durable: a crash in between loses a
@@ -52,15 +55,17 @@ pub enum RuntimeError {
 /// Work for the storage thread.
 enum StorageJob {
     /// Boxed: a Ready is large next to a snapshot handle, and one allocation per Ready is
-    /// nothing beside its fsync.
-    Persist(Box<(Persist, Pending)>),
+    /// nothing beside its fsync. The `Pending` is there when it must wait for the writes
+    /// (see [`Pending::applies_before_durable`]).
+    Persist(Box<(Persist, Option<Pending>)>),
     SaveSnapshot(Snapshot),
 }
 
 /// The storage thread's answer: the Ready's durable part is on disk.
 struct Persisted {
     messages: Vec<Message<Command>>,
-    pending: Pending,
+    /// Still to apply (already applied while the writes synced: `None`).
+    pending: Option<Pending>,
 }
 
 /// A client request waiting for the core.
@@ -195,7 +200,7 @@ impl CoreTask {
                 // Nothing to make durable: the messages may leave now.
                 self.persisted(Persisted {
                     messages: persist.messages,
-                    pending,
+                    pending: Some(pending),
                 })?;
             } else {
                 if self.replica.bugs().has(Bug::SendBeforePersist) {
@@ -203,6 +208,14 @@ impl CoreTask {
                     // messages to hand back).
                     self.send(std::mem::take(&mut persist.messages));
                 }
+                // What this Ready commits is answered while its own writes sync, not one
+                // fsync later: under load every Ready both commits and writes.
+                let pending = if pending.applies_before_durable() {
+                    self.apply(pending)?;
+                    None
+                } else {
+                    Some(pending)
+                };
                 self.persisting = true;
                 self.jobs
                     .send(StorageJob::Persist(Box::new((persist, pending))))
@@ -212,18 +225,26 @@ impl CoreTask {
         Ok(())
     }
 
-    /// The durable part of a Ready is on disk: send, apply, answer, advance.
+    /// The durable part of a Ready is on disk: send, apply (unless done already), answer,
+    /// advance.
     fn persisted(&mut self, persisted: Persisted) -> Result<(), RuntimeError> {
         self.persisting = false;
         self.send(persisted.messages);
-        let advanced = self.replica.advance(persisted.pending)?;
-        for (id, reply) in advanced.replies {
-            self.answer(id, self.response(reply));
+        if let Some(pending) = persisted.pending {
+            self.apply(pending)?;
         }
-        if let Some(snapshot) = advanced.snapshot {
+        if let Some(snapshot) = self.replica.advance_applied() {
             self.jobs
                 .send(StorageJob::SaveSnapshot(snapshot))
                 .map_err(|_| RuntimeError::StorageThread("it exited".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies a Ready's committed entries and reads, and answers their requests.
+    fn apply(&mut self, pending: Pending) -> Result<(), RuntimeError> {
+        for (id, reply) in self.replica.apply(pending)? {
+            self.answer(id, self.response(reply));
         }
         Ok(())
     }

@@ -8,9 +8,11 @@
 //!   snapshot and entries go to the actor's durable [`Durable`] record (stateright's `Save`,
 //!   which survives crashes), then messages are sent, then `advance` applies and answers.
 //!   With [`Setup::staged`] the Ready is split as the node splits it: its early messages
-//!   (a leader's replication) leave at once; its writes are made durable at once, or, when
-//!   there were early messages, at a later *flush* step; its other messages, replies and
-//!   `advance` wait for the flush. So the core is stepped between `ready()` and `advance()`
+//!   (a leader's replication) leave at once, and so do the answers of what it commits when
+//!   it writes anything (the node applies while its disk syncs; otherwise they wait for
+//!   the flush); its writes are made durable at once, or, when either left early, at a
+//!   later *flush* step; its other messages and `advance` wait for the flush. So the core
+//!   is stepped between `ready()` and `advance()`
 //!   (as the node's core task is while its storage task syncs), and a crash can strike
 //!   after the early sends and before the writes, or after the writes and before the
 //!   other sends. A
@@ -241,7 +243,7 @@ impl Setup {
             format!(
                 "Ready handling: {}",
                 if self.staged {
-                    "staged (early sends, then durable; sent, applied and advanced at a later step; input in between)"
+                    "staged (early sends and a writing Ready's commits applied, then durable; the rest sent and advanced at a later step; input in between)"
                 } else {
                     "atomic (persist, send, apply, advance in one step)"
                 }
@@ -380,17 +382,20 @@ pub struct Durable {
     pub installed_snapshot: bool,
 }
 
-/// A Ready between its taking and its flush step ([`Setup::staged`]): its messages, replies
-/// and `advance` wait for the flush. Its writes are durable already, unless it had early
-/// messages (a leader's replication, sent when the Ready was taken): then the writes wait
-/// for the flush too, as the node's storage thread syncs while they travel, and a crash in
-/// between loses them. Under `send-before-persist` every message is out and the writes wait.
+/// A Ready between its taking and its flush step ([`Setup::staged`]): its messages and
+/// `advance` wait for the flush. Its writes are durable already, unless it had early
+/// messages (a leader's replication, sent when the Ready was taken) or its commits were
+/// applied and answered when it was taken: then the writes wait for the flush too, as the
+/// node's storage thread syncs meanwhile, and a crash in between loses them. Under
+/// `send-before-persist` every message is out and the writes wait.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Staged {
     pub messages: Vec<Message<Command>>,
     /// The writes not yet durable (early messages were sent, or `send-before-persist`).
     pub writes: Option<Persist>,
-    pub pending: Pending,
+    /// What the Ready commits, unless applied when it was taken (as the node applies it
+    /// while its writes sync: [`Pending::applies_before_durable`]).
+    pub pending: Option<Pending>,
 }
 
 /// A server actor's state.
@@ -1075,23 +1080,26 @@ fn drive(server: &mut ServerState, setup: &ServerSetup, o: &mut Out<RaftActor>) 
     let send_first = staged && server.replica.bugs().has(Bug::SendBeforePersist);
     while let Some((mut persist, pending)) = server.replica.ready() {
         let early = std::mem::take(&mut persist.early_messages);
-        let messages = std::mem::take(&mut persist.messages);
-        if send_first {
-            // The bug: the messages leave now, the writes become durable at the flush.
-            send(setup, early, o);
-            send(setup, messages, o);
-            server.staged = Some(Staged {
-                messages: Vec::new(),
-                writes: Some(persist),
-                pending,
-            });
-            o.set_timer(Timer::Flush, model_timeout());
-            return;
-        }
+        let mut messages = std::mem::take(&mut persist.messages);
         let early_sent = !early.is_empty();
         send(setup, early, o);
-        if staged && early_sent && persist.must_persist() {
-            // The early messages travel while the writes are being made durable.
+        if send_first {
+            // The bug: the messages leave now, the writes become durable at the flush.
+            send(setup, std::mem::take(&mut messages), o);
+        }
+        // The node applies what a writing Ready commits while the writes sync.
+        let pending = if staged && persist.must_persist() && pending.applies_before_durable() {
+            if !apply(server, pending, o) {
+                return;
+            }
+            None
+        } else {
+            Some(pending)
+        };
+        let applied_early = pending.is_none();
+        if send_first || (staged && (early_sent || applied_early) && persist.must_persist()) {
+            // The early messages travel, and the answers of what it commits, while the
+            // writes are being made durable (under the bug, every message does).
             server.staged = Some(Staged {
                 messages,
                 writes: Some(persist),
@@ -1164,17 +1172,32 @@ fn keep_after_snapshot(durable: &mut Durable, snapshot: Snapshot) {
     durable.snapshot = snapshot;
 }
 
-/// Steps 2-5 of a Ready whose writes are durable: send, apply, answer, advance; then make
-/// a compaction durable. Returns false if the server failed (a snapshot that does not
-/// apply).
+/// Steps 2-5 of a Ready whose writes are durable: send, apply (unless done when it was
+/// taken), answer, advance; then make a compaction durable. Returns false if the server
+/// failed (a snapshot that does not apply).
 fn finish(
     server: &mut ServerState,
     setup: &ServerSetup,
     messages: Vec<Message<Command>>,
-    pending: Pending,
+    pending: Option<Pending>,
     o: &mut Out<RaftActor>,
 ) -> bool {
     send(setup, messages, o);
+    if let Some(pending) = pending {
+        if !apply(server, pending, o) {
+            return false;
+        }
+    }
+    if let Some(snapshot) = server.replica.advance_applied() {
+        keep_after_snapshot(&mut server.durable, snapshot);
+        o.save(server.durable.clone());
+    }
+    true
+}
+
+/// Steps 4-5 of a Ready: apply, answer, and note what was applied in the durable record's
+/// ghost. Returns false if the server failed (a snapshot that does not apply).
+fn apply(server: &mut ServerState, pending: Pending, o: &mut Out<RaftActor>) -> bool {
     let durable = &mut server.durable;
     let mut save = false;
     for entry in pending.committed() {
@@ -1191,22 +1214,18 @@ fn finish(
         }
         save = true;
     }
-    let advanced = match server.replica.advance(pending) {
-        Ok(advanced) => advanced,
+    let replies = match server.replica.apply(pending) {
+        Ok(replies) => replies,
         Err(e) => {
             server.fault = Some(format!("cannot apply a snapshot: {e}"));
             o.save(server.durable.clone());
             return false;
         }
     };
-    if let Some(snapshot) = advanced.snapshot {
-        keep_after_snapshot(&mut server.durable, snapshot);
-        save = true;
-    }
     if save {
         o.save(server.durable.clone());
     }
-    for (request, reply) in advanced.replies {
+    for (request, reply) in replies {
         let client = Id::from((request >> 32) as usize);
         let seq = request & 0xFFFF_FFFF;
         o.send(

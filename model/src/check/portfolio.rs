@@ -189,7 +189,7 @@ pub fn portfolio() -> Vec<Scenario> {
         },
         Scenario {
             name: "staged-ready",
-            covers: "each Ready staged: a leader's replication sent first, then the writes, the rest sent later; input stepped in between; a crash between any two",
+            covers: "each Ready staged: a leader's replication sent and a writing Ready's commits answered first, then the writes, the rest sent later; input stepped in between; a crash between any two",
             setup: Setup {
                 staged: true,
                 max_crashes: 1,

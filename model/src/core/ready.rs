@@ -28,6 +28,11 @@ pub struct ReadState {
 ///    acknowledged entry);
 /// 4. apply `committed` to the state machine in order (they are already durable);
 /// 5. serve `read_states` once the state machine has applied their index;
+///
+///    steps 4 and 5 may also come before step 2 is done (between 1 and 3), as long as
+///    there is no `snapshot`: the committed entries were written by an earlier Ready and a
+///    quorum holds them, the reads were confirmed in a term durable here, so their answers
+///    promise nothing step 2 writes;
 /// 6. call [`Raft::advance`](super::Raft::advance).
 ///
 /// Until `advance` the core keeps accepting input but hands out no new batch. A leader

@@ -8,8 +8,13 @@
 //!
 //! The tail is preallocated: it is extended (sparsely, with `set_len`) to `segment_bytes`
 //! when created, so an append writes inside the file and its fdatasync need not commit a
-//! new file size (about half the latency on ext4). Zeros after the last record of the tail
-//! are therefore normal: a record never has length 0. A segment is cut back to its last
+//! new file size (about half the latency on ext4). When syncing, the space just after the
+//! last record is also written with zeros, [`ZERO_AHEAD`] bytes at a time, so that an
+//! append does not allocate blocks either: an fdatasync that must also commit a block
+//! allocation writes the inode too (ext4 measured here: a 2 KiB append's fdatasync 0.20 ms
+//! into a hole, 0.11 ms over written zeros; writing 1 MiB of zeros and syncing, 1.5 ms once
+//! per MiB). Zeros after the last record of the tail, written or not, are therefore
+//! normal: a record never has length 0. A segment is cut back to its last
 //! record before the next one is started, so only the tail has unused space.
 //!
 //! Durability rules, each chosen so that a crash at any point leaves a log that recovery
@@ -37,6 +42,13 @@ use std::path::{Path, PathBuf};
 /// Bytes in front of each record's payload: length and checksum.
 const HEADER: usize = 8;
 
+/// Zeros written ahead of the tail's last record at a time (see the module doc).
+const ZERO_AHEAD: u64 = 1 << 20;
+
+/// What those writes copy from: a static (untouched zero pages) rather than a fresh
+/// allocation, which cost a page-clearing fault on every use.
+static ZEROS: [u8; ZERO_AHEAD as usize] = [0; ZERO_AHEAD as usize];
+
 /// One segment file, as the log knows it.
 #[derive(Debug)]
 struct Segment {
@@ -49,6 +61,8 @@ struct Segment {
     terms: Vec<Term>,
     /// End of the last record (the file may be longer: preallocated zeros).
     bytes: u64,
+    /// End of the zeros written after the last record (blocks allocated up to here).
+    zeroed: u64,
 }
 
 impl Segment {
@@ -324,6 +338,7 @@ impl Wal {
                 terms: scanned.entries.iter().map(|e| e.term).collect(),
                 offsets: scanned.offsets,
                 bytes: scanned.valid,
+                zeroed: scanned.valid,
             });
             entries.extend(scanned.entries);
         }
@@ -462,6 +477,14 @@ impl Wal {
         file.write_all_at(bytes, seg.bytes)
             .map_err(io_err(&seg.path, "write"))?;
         if self.fsync {
+            let end = seg.bytes + bytes.len() as u64;
+            if end > seg.zeroed {
+                // Synced with this append: the next ones write over allocated blocks.
+                let to = (end + ZERO_AHEAD).min(self.segment_bytes).max(end);
+                file.write_all_at(&ZEROS[..(to - end) as usize], end)
+                    .map_err(io_err(&seg.path, "write zeros to"))?;
+                seg.zeroed = to;
+            }
             file.sync_data().map_err(io_err(&seg.path, "fsync"))?;
         }
         seg.bytes += bytes.len() as u64;
@@ -499,6 +522,7 @@ impl Wal {
             offsets: Vec::new(),
             terms: Vec::new(),
             bytes: 0,
+            zeroed: 0,
         });
         self.tail = Some(file);
         Ok(())
@@ -539,6 +563,7 @@ impl Wal {
             seg.offsets.truncate(keep_entries);
             seg.terms.truncate(keep_entries);
             seg.bytes = cut;
+            seg.zeroed = cut;
         }
         Ok(())
     }
@@ -661,5 +686,36 @@ mod tests {
             .is_some());
         let bytes = record(&entry(9));
         assert!(scan(Path::new("seg"), &bytes, 5, true).is_err());
+    }
+
+    #[test]
+    fn a_synced_append_writes_zeros_ahead_which_recovery_reads_as_unused_space() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("raftlab-wal-zeros-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let segment_bytes = 4 * ZERO_AHEAD;
+        let (mut wal, _) = Wal::open(&dir, true, segment_bytes).unwrap();
+        wal.append(&[entry(1)]).unwrap();
+        let path = dir.join(segment_name(1));
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(
+            meta.len(),
+            segment_bytes,
+            "still preallocated to the segment size"
+        );
+        // Blocks allocated for the record and the zeros after it (512-byte units), not for
+        // the rest of the segment.
+        let allocated = meta.blocks() * 512;
+        assert!(
+            allocated >= ZERO_AHEAD && allocated < segment_bytes,
+            "{allocated} bytes allocated"
+        );
+        wal.append(&[entry(2), entry(3)]).unwrap();
+        drop(wal);
+        let (wal, entries) = Wal::open(&dir, true, segment_bytes).unwrap();
+        assert_eq!(entries, vec![entry(1), entry(2), entry(3)]);
+        assert_eq!(wal.next_index(), Some(4));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -71,11 +71,25 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
     t.max_concurrent_uni_streams(0u32.into());
     t.max_concurrent_bidi_streams(0u32.into());
+    // Every node-to-node connection carries data one way only (each node dials its own
+    // link to each peer, and answers travel on the peer's link), so a receiver's ACKs never
+    // ride on data: by default every second packet costs the receiver an ACK-only packet and
+    // the sender a wake-up to read it. Ask the other side to ACK only every
+    // `ACK_ELICITING_THRESHOLD + 1` packets, or after its max_ack_delay (unchanged, so the
+    // loss-detection timeout is too); a gap that makes a packet count as lost is still
+    // ACKed at once (the extension's default reordering threshold).
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into());
+    t.ack_frequency_config(Some(acks));
     t.stream_receive_window((8u32 << 20).into());
     t.receive_window((32u32 << 20).into());
     t.send_window(32 << 20);
     Arc::new(t)
 }
+
+/// Ack-eliciting packets a QUIC receiver may take before it must ACK (see
+/// [`transport_config`]).
+const ACK_ELICITING_THRESHOLD: u32 = 7;
 
 /// Interval of QUIC keep-alive packets.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
