@@ -180,23 +180,8 @@ async fn the_ci_workload_against_etcd_is_linearizable() {
         eprintln!("nftables unavailable: testing etcd with kills only");
         "kill"
     };
-    let root = std::env::temp_dir().join(format!("raftlab-etcd-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let overrides = Overrides {
-        db: Some(DbKind::Etcd),
-        time_limit: Some(10.0),
-        nemesis: Some(parse_nemesis_list(nemesis)),
-        seed: Some(7),
-        results: Some(root.clone()),
-        quiet: true,
-        ..Overrides::default()
-    };
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml");
-    let outcome = client::lab::run::run_detailed(&workload, &overrides)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (root, outcome) = valid_ci_run("run", nemesis, 10.0, 7).await;
     let summary = &outcome.summary;
-    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
     assert!(summary.counts["all"].ok > 100, "{summary:?}");
     assert!(summary.cluster.starts_with("etcd"), "{}", summary.cluster);
     let applied: u64 = summary.nemesis.applied.values().sum();
@@ -207,21 +192,21 @@ async fn the_ci_workload_against_etcd_is_linearizable() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// The `transfer` nemesis moves etcd's leadership (MoveLeader) while the workload runs, and
-/// the history stays linearizable.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leadership_moves_under_the_transfer_nemesis() {
-    if etcd().is_none() {
-        return;
-    }
-    let _serial = SERIAL.lock().await;
-    let root = std::env::temp_dir().join(format!("raftlab-etcd-move-{}", std::process::id()));
+/// `workloads/ci.toml` against etcd for `secs` seconds under `nemesis` with `seed`, its
+/// results in a fresh folder named after `name`; the run must be judged linearizable.
+async fn valid_ci_run(
+    name: &str,
+    nemesis: &str,
+    secs: f64,
+    seed: u64,
+) -> (PathBuf, client::lab::run::RunOutcome) {
+    let root = std::env::temp_dir().join(format!("raftlab-etcd-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let overrides = Overrides {
         db: Some(DbKind::Etcd),
-        time_limit: Some(7.0),
-        nemesis: Some(parse_nemesis_list("transfer")),
-        seed: Some(3),
+        time_limit: Some(secs),
+        nemesis: Some(parse_nemesis_list(nemesis)),
+        seed: Some(seed),
         results: Some(root.clone()),
         quiet: true,
         ..Overrides::default()
@@ -232,6 +217,19 @@ async fn leadership_moves_under_the_transfer_nemesis() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     let summary = &outcome.summary;
     assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    (root, outcome)
+}
+
+/// The `transfer` nemesis moves etcd's leadership (MoveLeader) while the workload runs, and
+/// the history stays linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_under_the_transfer_nemesis() {
+    if etcd().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (root, outcome) = valid_ci_run("move", "transfer", 7.0, 3).await;
+    let summary = &outcome.summary;
     let transfers = summary.nemesis.applied.get("transfer").copied();
     assert!(
         transfers >= Some(1),
