@@ -1,0 +1,295 @@
+//! The lazy layer against a model of "what must survive": random operations on a few
+//! names, checking the merged view after each and the backing directory after each power cut.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create(usize),
+    Write {
+        name: usize,
+        offset: u64,
+        len: usize,
+        byte: u8,
+    },
+    SetLen {
+        name: usize,
+        len: u64,
+    },
+    Fsync(usize),
+    Rename(usize, usize),
+    Unlink(usize),
+    FsyncDir,
+    Lose,
+    Checkpoint,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let name = 0..NAMES.len();
+    prop_oneof![
+        name.clone().prop_map(Op::Create),
+        (
+            name.clone(),
+            0u64..3 * PAGE as u64,
+            1usize..2 * PAGE,
+            any::<u8>()
+        )
+            .prop_map(|(name, offset, len, byte)| Op::Write {
+                name,
+                offset,
+                len,
+                byte
+            }),
+        (name.clone(), 0u64..3 * PAGE as u64).prop_map(|(name, len)| Op::SetLen { name, len }),
+        name.clone().prop_map(Op::Fsync),
+        name.clone().prop_map(Op::Fsync),
+        (name.clone(), name.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+        name.prop_map(Op::Unlink),
+        Just(Op::FsyncDir),
+        Just(Op::Lose),
+        Just(Op::Checkpoint),
+    ]
+}
+
+/// Files by identity: what a process sees, and what a power cut leaves.
+#[derive(Default)]
+struct Model {
+    visible: BTreeMap<&'static str, usize>,
+    durable: BTreeMap<&'static str, usize>,
+    content: HashMap<usize, Vec<u8>>,
+    synced: HashMap<usize, Vec<u8>>,
+    next: usize,
+}
+
+impl Model {
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Create(n) => {
+                if !self.visible.contains_key(NAMES[n]) {
+                    self.visible.insert(NAMES[n], self.next);
+                    self.content.insert(self.next, Vec::new());
+                    self.synced.insert(self.next, Vec::new());
+                    self.next += 1;
+                }
+            }
+            Op::Write {
+                name,
+                offset,
+                len,
+                byte,
+            } => {
+                if let Some(id) = self.visible.get(NAMES[name]) {
+                    let c = self.content.entry(*id).or_default();
+                    let end = offset as usize + len;
+                    if c.len() < end {
+                        c.resize(end, 0);
+                    }
+                    c[offset as usize..end].fill(byte);
+                }
+            }
+            Op::SetLen { name, len } => {
+                if let Some(id) = self.visible.get(NAMES[name]) {
+                    self.content.entry(*id).or_default().resize(len as usize, 0);
+                }
+            }
+            Op::Fsync(n) => {
+                if let Some(id) = self.visible.get(NAMES[n]) {
+                    let c = self.content[id].clone();
+                    self.synced.insert(*id, c);
+                }
+            }
+            Op::Rename(a, b) => {
+                if let Some(id) = self.visible.remove(NAMES[a]) {
+                    self.visible.insert(NAMES[b], id);
+                }
+            }
+            Op::Unlink(n) => {
+                self.visible.remove(NAMES[n]);
+            }
+            Op::FsyncDir => self.durable = self.visible.clone(),
+            Op::Lose => {
+                self.visible = self.durable.clone();
+                for id in self.visible.values() {
+                    let s = self.synced[id].clone();
+                    self.content.insert(*id, s);
+                }
+            }
+            Op::Checkpoint => {
+                for id in self.visible.values() {
+                    let c = self.content[id].clone();
+                    self.synced.insert(*id, c);
+                }
+                self.durable = self.visible.clone();
+            }
+        }
+    }
+}
+
+fn apply(lazy: &mut Lazy, op: &Op) {
+    let name = |n: usize| OsStr::new(NAMES[n]);
+    let ino = |lazy: &Lazy, n: usize| lazy.lookup(ROOT, name(n)).ok();
+    match *op {
+        Op::Create(n) => {
+            let _ = lazy.create(ROOT, name(n));
+        }
+        Op::Write {
+            name: n,
+            offset,
+            len,
+            byte,
+        } => {
+            if let Some(ino) = ino(lazy, n) {
+                lazy.write(ino, offset, &vec![byte; len]).unwrap();
+            }
+        }
+        Op::SetLen { name: n, len } => {
+            if let Some(ino) = ino(lazy, n) {
+                lazy.set_len(ino, len).unwrap();
+            }
+        }
+        Op::Fsync(n) => {
+            if let Some(ino) = ino(lazy, n) {
+                lazy.sync(ino).unwrap();
+            }
+        }
+        Op::Rename(a, b) => {
+            if ino(lazy, a).is_some() {
+                lazy.rename(ROOT, name(a), ROOT, name(b)).unwrap();
+            }
+        }
+        Op::Unlink(n) => {
+            let _ = lazy.unlink(ROOT, name(n));
+        }
+        Op::FsyncDir => lazy.sync(ROOT).unwrap(),
+        Op::Lose => lazy.lose_unsynced(),
+        Op::Checkpoint => lazy.checkpoint().unwrap(),
+    }
+}
+
+fn visible_of(lazy: &Lazy) -> BTreeMap<String, Vec<u8>> {
+    lazy.readdir(ROOT)
+        .unwrap()
+        .into_iter()
+        .map(|(name, attr)| {
+            let data = lazy.read(attr.ino, 0, attr.size as usize).unwrap();
+            (name.to_string_lossy().into_owned(), data)
+        })
+        .collect()
+}
+
+fn backing_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn expected(
+    names: &BTreeMap<&'static str, usize>,
+    data: &HashMap<usize, Vec<u8>>,
+) -> BTreeMap<String, Vec<u8>> {
+    names
+        .iter()
+        .map(|(n, id)| (n.to_string(), data[id].clone()))
+        .collect()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lazyfs-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn survives_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = temp_dir("prop");
+        let mut lazy = Lazy::open(&dir, 7).unwrap();
+        let mut model = Model::default();
+        for op in &ops {
+            apply(&mut lazy, op);
+            model.apply(op);
+            prop_assert_eq!(visible_of(&lazy), expected(&model.visible, &model.content), "after {:?}", op);
+            if matches!(op, Op::Lose | Op::Checkpoint) {
+                prop_assert_eq!(backing_of(&dir), expected(&model.durable, &model.synced), "backing after {:?}", op);
+            }
+        }
+        lazy.lose_unsynced();
+        prop_assert_eq!(backing_of(&dir), expected(&model.durable, &model.synced));
+        // A fresh layer over the backing directory (a restart) sees the same.
+        prop_assert_eq!(visible_of(&Lazy::open(&dir, 7).unwrap()), expected(&model.durable, &model.synced));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn tear_keeps_a_seeded_subset_of_the_last_write() {
+    let dir = temp_dir("tear");
+    let mut lazy = Lazy::open(&dir, 3).unwrap();
+    let ino = lazy.create(ROOT, OsStr::new("f")).unwrap();
+    lazy.sync(ROOT).unwrap();
+    lazy.write(ino, 0, &vec![1u8; 8 * PAGE]).unwrap();
+    lazy.sync(ino).unwrap();
+    lazy.write(ino, 0, &vec![2u8; 8 * PAGE]).unwrap();
+    let (kept, dropped) = lazy.tear().unwrap();
+    assert_eq!(kept + dropped, 8);
+    let on_disk = fs::read(dir.join("f")).unwrap();
+    let torn = on_disk
+        .chunks(PAGE)
+        .filter(|p| p.iter().all(|&b| b == 2))
+        .count();
+    assert_eq!(torn, kept);
+    assert!(on_disk
+        .chunks(PAGE)
+        .all(|p| p.iter().all(|&b| b == 1) || p.iter().all(|&b| b == 2)));
+    // The same seed tears the same way.
+    let again = temp_dir("tear-again");
+    let mut other = Lazy::open(&again, 3).unwrap();
+    let ino = other.create(ROOT, OsStr::new("f")).unwrap();
+    other.sync(ROOT).unwrap();
+    other.write(ino, 0, &vec![1u8; 8 * PAGE]).unwrap();
+    other.sync(ino).unwrap();
+    other.write(ino, 0, &vec![2u8; 8 * PAGE]).unwrap();
+    assert_eq!(other.tear().unwrap(), (kept, dropped));
+    assert_eq!(fs::read(again.join("f")).unwrap(), on_disk);
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&again).unwrap();
+}
+
+#[test]
+fn subdirectories_need_their_parent_synced() {
+    let dir = temp_dir("subdir");
+    let mut lazy = Lazy::open(&dir, 1).unwrap();
+    let sub = lazy.mkdir(ROOT, OsStr::new("wal")).unwrap();
+    let f = lazy.create(sub, OsStr::new("seg")).unwrap();
+    lazy.write(f, 0, b"hello").unwrap();
+    lazy.sync(f).unwrap();
+    lazy.sync(ROOT).unwrap();
+    lazy.sync(sub).unwrap();
+    let g = lazy.create(sub, OsStr::new("lost")).unwrap();
+    lazy.sync(g).unwrap();
+    lazy.lose_unsynced();
+    assert_eq!(fs::read(dir.join("wal/seg")).unwrap(), b"hello");
+    assert!(!dir.join("wal/lost").exists());
+    assert_eq!(lazy.status(), Status::default());
+    // rmdir of a synced directory reaches the disk with the parent's sync.
+    lazy.unlink(sub, OsStr::new("seg")).unwrap();
+    lazy.rmdir(ROOT, OsStr::new("wal")).unwrap();
+    assert_eq!(lazy.status().held_entries, 1 + 1);
+    lazy.sync(ROOT).unwrap();
+    assert!(!dir.join("wal").exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
