@@ -1,0 +1,215 @@
+//! Real mounts: what survives `lose-unsynced` through the kernel, and node's `Storage`
+//! recovering exactly what it synced. Skipped (with the reason printed) where /dev/fuse or
+//! `fusermount3` is missing, unless `RAFTLAB_REQUIRE_FUSE=1`.
+
+use lazyfs::control::request;
+use lazyfs::fs::{spawn, Mount};
+use model::core::{Entry, EntryKind, HardState};
+use node::storage::{Storage, StorageOptions};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why FUSE cannot be used here, if it cannot.
+fn fuse_missing() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
+        return Some("fusermount3 is not on PATH (Debian package fuse3)".into());
+    }
+    None
+}
+
+/// Whether to run: panics when FUSE is required and missing.
+fn fuse_usable(test: &str) -> bool {
+    match fuse_missing() {
+        None => true,
+        Some(reason) if std::env::var("RAFTLAB_REQUIRE_FUSE").as_deref() == Ok("1") => {
+            panic!("{test}: RAFTLAB_REQUIRE_FUSE=1 but {reason}")
+        }
+        Some(reason) => {
+            eprintln!("skipping {test}: {reason}");
+            false
+        }
+    }
+}
+
+/// A backing directory, a mount point and a control socket, in a fresh temporary folder.
+struct Lab {
+    root: PathBuf,
+    backing: PathBuf,
+    mnt: PathBuf,
+    control: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let root = std::env::temp_dir().join(format!("lazyfs-mount-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let lab = Lab {
+            backing: root.join("backing"),
+            mnt: root.join("mnt"),
+            control: root.join("control.sock"),
+            root,
+        };
+        fs::create_dir_all(&lab.backing).unwrap();
+        fs::create_dir_all(&lab.mnt).unwrap();
+        lab
+    }
+
+    fn mount(&self) -> Mount {
+        spawn(&self.backing, &self.mnt, &self.control, 11).unwrap()
+    }
+
+    fn command(&self, command: &str) -> String {
+        request(&self.control, command).unwrap()
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    File::open(dir).unwrap().sync_all().unwrap();
+}
+
+#[test]
+fn lose_unsynced_keeps_only_what_was_synced() {
+    if !fuse_usable("lose_unsynced_keeps_only_what_was_synced") {
+        return;
+    }
+    let lab = Lab::new("lose");
+    let mount = lab.mount();
+    let m = &lab.mnt;
+    // Synced data and entry.
+    let mut kept = File::create(m.join("kept")).unwrap();
+    kept.write_all(b"durable").unwrap();
+    kept.sync_data().unwrap();
+    sync_dir(m);
+    // Appended but not synced.
+    kept.write_all(b" and lost").unwrap();
+    // Data synced, entry never synced.
+    fs::create_dir(m.join("sub")).unwrap();
+    sync_dir(m);
+    let mut orphan = File::create(m.join("sub/orphan")).unwrap();
+    orphan.write_all(b"synced data, unsynced name").unwrap();
+    orphan.sync_all().unwrap();
+    // Atomic replace without the directory sync: the old version survives.
+    fs::write(m.join("config"), b"v1").unwrap();
+    File::open(m.join("config")).unwrap().sync_all().unwrap();
+    sync_dir(m);
+    fs::write(m.join("config.tmp"), b"v2").unwrap();
+    File::open(m.join("config.tmp"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    fs::rename(m.join("config.tmp"), m.join("config")).unwrap();
+    assert_eq!(fs::read(m.join("config")).unwrap(), b"v2");
+    assert_eq!(fs::read(m.join("kept")).unwrap(), b"durable and lost");
+    assert!(lab.command("status").starts_with("ok held_pages=1 "));
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    drop((kept, orphan));
+    assert_eq!(fs::read(m.join("kept")).unwrap(), b"durable");
+    assert_eq!(fs::read(m.join("config")).unwrap(), b"v1");
+    assert!(m.join("sub").is_dir());
+    assert!(!m.join("sub/orphan").exists());
+    assert!(!m.join("config.tmp").exists());
+    assert_eq!(
+        lab.command("status"),
+        "ok held_pages=0 held_bytes=0 held_entries=0 held_truncations=0"
+    );
+    // The backing directory is what a restart of the filesystem sees.
+    assert_eq!(fs::read(lab.backing.join("kept")).unwrap(), b"durable");
+    assert!(lab.command("bogus").starts_with("error unknown command"));
+
+    // checkpoint makes everything durable.
+    fs::write(m.join("late"), b"checkpointed").unwrap();
+    assert_eq!(lab.command("checkpoint"), "ok");
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    assert_eq!(fs::read(m.join("late")).unwrap(), b"checkpointed");
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+fn noops(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry<model::kv::Command>> {
+    indexes
+        .map(|index| Entry {
+            term,
+            index,
+            kind: EntryKind::Noop,
+        })
+        .collect()
+}
+
+#[test]
+fn node_storage_recovers_exactly_what_it_synced() {
+    if !fuse_usable("node_storage_recovers_exactly_what_it_synced") {
+        return;
+    }
+    let lab = Lab::new("storage");
+    let mount = lab.mount();
+    let data = lab.mnt.join("data");
+    let synced = HardState {
+        term: 1,
+        voted_for: Some(1),
+    };
+    {
+        let (mut storage, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+        assert!(restored.entries.is_empty());
+        storage
+            .persist(Some(synced.clone()), None, &noops(1..=5, 1))
+            .unwrap();
+    }
+    {
+        // The same process, forgetting to sync: nothing of this may survive a power cut.
+        let unsynced = StorageOptions {
+            fsync: false,
+            ..StorageOptions::default()
+        };
+        let (mut storage, restored) = Storage::open(&data, unsynced).unwrap();
+        assert_eq!(restored.entries.len(), 5);
+        let later = HardState {
+            term: 2,
+            voted_for: Some(2),
+        };
+        storage
+            .persist(Some(later), None, &noops(6..=10, 2))
+            .unwrap();
+    }
+    let (_, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+    assert_eq!(
+        restored.entries.len(),
+        10,
+        "before the power cut, all is visible"
+    );
+    drop(restored);
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    let (_, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+    assert_eq!(restored.hard_state, synced);
+    let got: Vec<(u64, u64)> = restored.entries.iter().map(|e| (e.index, e.term)).collect();
+    let want: Vec<(u64, u64)> = (1..=5).map(|i| (i, 1)).collect();
+    assert_eq!(got, want);
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// The LOCK file's flock is kept by the kernel per mount: a second open is refused.
+#[test]
+fn flock_on_the_mount_excludes_a_second_storage() {
+    if !fuse_usable("flock_on_the_mount_excludes_a_second_storage") {
+        return;
+    }
+    let lab = Lab::new("flock");
+    let mount = lab.mount();
+    let data = lab.mnt.join("data");
+    let first = Storage::open(&data, StorageOptions::default()).unwrap();
+    let second = Storage::open(&data, StorageOptions::default());
+    assert!(
+        matches!(second, Err(node::storage::StorageError::Locked { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
