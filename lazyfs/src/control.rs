@@ -11,11 +11,22 @@
 //! Anything else, or a command that fails, answers `error <reason>`. A connection may send
 //! any number of commands; commands are applied between FUSE requests (the layer is locked).
 
-use crate::fs::{lock, Shared};
 use crate::layer::Lazy;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The layer shared by the FUSE session and the control socket.
+pub type Shared = Arc<Mutex<Lazy>>;
+
+/// Locks the layer; a panic elsewhere while holding it leaves a consistent-enough layer
+/// (every operation validates before mutating), so poisoning is ignored.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, Lazy> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Applies one command line to the layer and returns the answer line (without newline).
 pub fn execute(lazy: &mut Lazy, line: &str) -> String {

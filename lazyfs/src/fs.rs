@@ -11,7 +11,7 @@
 //! `log` records into `tracing`). Permissions are not kept: files show mode 0644,
 //! directories 0755, owned by the backing directory's owner.
 
-use crate::control;
+use crate::control::{self, lock, Shared};
 use crate::layer::{Attr, Kind, LayerError, Lazy};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
@@ -22,7 +22,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Nothing is cached by the kernel: a power cut must be visible at once.
@@ -41,17 +41,6 @@ pub enum MountError {
     },
 }
 
-/// The layer shared by the FUSE session and the control socket.
-pub type Shared = Arc<Mutex<Lazy>>;
-
-/// Locks the layer; a panic elsewhere while holding it leaves a consistent-enough layer
-/// (every operation validates before mutating), so poisoning is ignored.
-pub fn lock(shared: &Shared) -> MutexGuard<'_, Lazy> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The FUSE filesystem over a shared layer.
 pub struct LazyFs {
     layer: Shared,
@@ -62,8 +51,6 @@ pub struct LazyFs {
 /// A running mount: the FUSE session (in its own thread) and the control socket's thread.
 pub struct Mount {
     session: fuser::BackgroundSession,
-    /// The layer, for callers that want to inspect it directly.
-    pub layer: Shared,
 }
 
 impl Mount {
@@ -128,7 +115,7 @@ pub fn spawn(
         path: mountpoint.to_path_buf(),
         source,
     })?;
-    Ok(Mount { session, layer })
+    Ok(Mount { session })
 }
 
 fn errno(e: &LayerError) -> Errno {
@@ -169,6 +156,13 @@ impl LazyFs {
         }
     }
 
+    fn reply_attr(&self, result: Result<Attr, LayerError>, reply: ReplyAttr) {
+        match result {
+            Ok(a) => reply.attr(&TTL, &self.file_attr(a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn reply_empty(result: Result<(), LayerError>, reply: ReplyEmpty) {
         match result {
             Ok(()) => reply.ok(),
@@ -185,10 +179,7 @@ impl Filesystem for LazyFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match lock(&self.layer).attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_attr(lock(&self.layer).attr(ino.0), reply);
     }
 
     fn setattr(
@@ -225,10 +216,7 @@ impl Filesystem for LazyFs {
             Some(len) => layer.set_len(ino.0, len),
             None => Ok(()),
         };
-        match result.and_then(|()| layer.attr(ino.0)) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.reply_attr(result.and_then(|()| layer.attr(ino.0)), reply);
     }
 
     fn mkdir(
@@ -410,13 +398,14 @@ impl Filesystem for LazyFs {
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
+        fh: FileHandle,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::reply_empty(lock(&self.layer).sync(ino.0), reply);
+        // The layer syncs a file or a directory alike.
+        self.fsync(req, ino, fh, datasync, reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -581,8 +580,16 @@ impl Lazy {
                 match &mut self.node_mut(ino)?.body {
                     Body::File(f) => {
                         let content = f.orphan.take().unwrap_or_default();
-                        let mut file = File::create(&to).map_err(io_err("create", &to))?;
-                        file.write_all(&content).map_err(io_err("write", &to))?;
+                        let file = File::create(&to).map_err(io_err("create", &to))?;
+                        // Sparse like the file it stands for: zero pages stay holes.
+                        file.set_len(content.len() as u64)
+                            .map_err(io_err("truncate", &to))?;
+                        for (no, chunk) in content.chunks(PAGE).enumerate() {
+                            if chunk.iter().any(|&b| b != 0) {
+                                file.write_all_at(chunk, (no * PAGE) as u64)
+                                    .map_err(io_err("write", &to))?;
+                            }
+                        }
                         file.sync_all().map_err(io_err("fsync", &to))?;
                     }
                     Body::Dir(d) => {

@@ -23,14 +23,14 @@ fn fuse_missing() -> Option<String> {
 }
 
 /// Whether to run: panics when FUSE is required and missing.
-fn fuse_usable(test: &str) -> bool {
+fn fuse_usable(tag: &str) -> bool {
     match fuse_missing() {
         None => true,
         Some(reason) if std::env::var("RAFTLAB_REQUIRE_FUSE").as_deref() == Ok("1") => {
-            panic!("{test}: RAFTLAB_REQUIRE_FUSE=1 but {reason}")
+            panic!("{tag}: RAFTLAB_REQUIRE_FUSE=1 but {reason}")
         }
         Some(reason) => {
-            eprintln!("skipping {test}: {reason}");
+            eprintln!("skipping the {tag} mount test: {reason}");
             false
         }
     }
@@ -59,8 +59,14 @@ impl Lab {
         lab
     }
 
-    fn mount(&self) -> Mount {
-        spawn(&self.backing, &self.mnt, &self.control, 11).unwrap()
+    /// A fresh lab, mounted; `None` (after saying why) where FUSE cannot be used.
+    fn mounted(tag: &str) -> Option<(Lab, Mount)> {
+        if !fuse_usable(tag) {
+            return None;
+        }
+        let lab = Lab::new(tag);
+        let mount = spawn(&lab.backing, &lab.mnt, &lab.control, 11).unwrap();
+        Some((lab, mount))
     }
 
     fn command(&self, command: &str) -> String {
@@ -74,11 +80,9 @@ fn sync_dir(dir: &Path) {
 
 #[test]
 fn lose_unsynced_keeps_only_what_was_synced() {
-    if !fuse_usable("lose_unsynced_keeps_only_what_was_synced") {
+    let Some((lab, mount)) = Lab::mounted("lose") else {
         return;
-    }
-    let lab = Lab::new("lose");
-    let mount = lab.mount();
+    };
     let m = &lab.mnt;
     // Synced data and entry.
     let mut kept = File::create(m.join("kept")).unwrap();
@@ -143,11 +147,9 @@ fn noops(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry<model::
 
 #[test]
 fn node_storage_recovers_exactly_what_it_synced() {
-    if !fuse_usable("node_storage_recovers_exactly_what_it_synced") {
+    let Some((lab, mount)) = Lab::mounted("storage") else {
         return;
-    }
-    let lab = Lab::new("storage");
-    let mount = lab.mount();
+    };
     let data = lab.mnt.join("data");
     let synced = HardState {
         term: 1,
@@ -157,7 +159,7 @@ fn node_storage_recovers_exactly_what_it_synced() {
         let (mut storage, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
         assert!(restored.entries.is_empty());
         storage
-            .persist(Some(synced.clone()), None, &noops(1..=5, 1))
+            .persist(Some(synced), None, &noops(1..=5, 1))
             .unwrap();
     }
     {
@@ -197,11 +199,9 @@ fn node_storage_recovers_exactly_what_it_synced() {
 /// The LOCK file's flock is kept by the kernel per mount: a second open is refused.
 #[test]
 fn flock_on_the_mount_excludes_a_second_storage() {
-    if !fuse_usable("flock_on_the_mount_excludes_a_second_storage") {
+    let Some((lab, mount)) = Lab::mounted("flock") else {
         return;
-    }
-    let lab = Lab::new("flock");
-    let mount = lab.mount();
+    };
     let data = lab.mnt.join("data");
     let first = Storage::open(&data, StorageOptions::default()).unwrap();
     let second = Storage::open(&data, StorageOptions::default());
