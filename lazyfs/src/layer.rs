@@ -54,6 +54,8 @@ pub enum LayerError {
     IsDir,
     #[error("directory not empty")]
     NotEmpty,
+    #[error("a directory cannot move into itself")]
+    IntoItself,
 }
 
 impl LayerError {
@@ -66,6 +68,7 @@ impl LayerError {
             LayerError::NotDir => libc::ENOTDIR,
             LayerError::IsDir => libc::EISDIR,
             LayerError::NotEmpty => libc::ENOTEMPTY,
+            LayerError::IntoItself => libc::EINVAL,
         }
     }
 }
@@ -364,6 +367,9 @@ impl Lazy {
     ) -> Result<(), LayerError> {
         let ino = self.lookup(parent, name)?;
         self.dir(new_parent)?;
+        if self.visibly_under(new_parent, ino) {
+            return Err(LayerError::IntoItself);
+        }
         if let Ok(old) = self.lookup(new_parent, new_name) {
             if old == ino {
                 return Ok(());
@@ -383,6 +389,16 @@ impl Lazy {
             .visible
             .insert(new_name.to_owned(), ino);
         Ok(())
+    }
+
+    /// Whether `ino` is `dir` or visibly inside it.
+    fn visibly_under(&self, ino: Ino, dir: Ino) -> bool {
+        ino == dir
+            || self.dir(dir).is_ok_and(|d| {
+                d.visible
+                    .values()
+                    .any(|&child| self.visibly_under(ino, child))
+            })
     }
 
     /// Notes an open handle on `ino` (an unlinked file stays readable while open).

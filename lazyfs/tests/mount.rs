@@ -131,6 +131,26 @@ fn lose_unsynced_keeps_only_what_was_synced() {
     assert_eq!(lab.command("checkpoint"), "ok");
     assert_eq!(lab.command("lose-unsynced"), "ok");
     assert_eq!(fs::read(m.join("late")).unwrap(), b"checkpointed");
+
+    // tear: some pages of the last unsynced write reach the disk, the rest do not.
+    let page = lazyfs::layer::PAGE;
+    fs::write(m.join("late"), vec![b'x'; 4 * page]).unwrap();
+    let answer = lab.command("tear");
+    let kept: usize = answer
+        .strip_prefix("ok kept=")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected answer {answer:?}"));
+    assert!(
+        answer.ends_with(&format!("dropped={}", 4 - kept)),
+        "{answer}"
+    );
+    let after = fs::read(m.join("late")).unwrap();
+    let torn = after
+        .chunks(page)
+        .filter(|p| p.iter().all(|&b| b == b'x'))
+        .count();
+    assert_eq!(torn, kept, "{answer}");
     mount.unmount().unwrap();
     fs::remove_dir_all(&lab.root).unwrap();
 }

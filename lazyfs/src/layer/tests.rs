@@ -287,6 +287,13 @@ fn subdirectories_need_their_parent_synced() {
     assert_eq!(fs::read(dir.join("wal/seg")).unwrap(), b"hello");
     assert!(!dir.join("wal/lost").exists());
     assert_eq!(lazy.status(), Status::default());
+    // A directory cannot move into itself.
+    let inner = lazy.mkdir(sub, OsStr::new("inner")).unwrap();
+    assert!(matches!(
+        lazy.rename(ROOT, OsStr::new("wal"), inner, OsStr::new("x")),
+        Err(LayerError::IntoItself)
+    ));
+    lazy.rmdir(sub, OsStr::new("inner")).unwrap();
     // rmdir of a synced directory reaches the disk with the parent's sync.
     lazy.unlink(sub, OsStr::new("seg")).unwrap();
     lazy.rmdir(ROOT, OsStr::new("wal")).unwrap();
