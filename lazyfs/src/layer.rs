@@ -469,12 +469,17 @@ impl Lazy {
         let mut touched = Vec::new();
         if !data.is_empty() {
             for no in offset / page..=(end - 1) / page {
-                if !self.file(ino)?.dirty.contains_key(&no) {
-                    let current = self.read_page(ino, no)?;
-                    self.file_mut(ino)?.dirty.insert(no, current);
-                }
                 let start = (no * page).max(offset);
                 let stop = ((no + 1) * page).min(end);
+                if !self.file(ino)?.dirty.contains_key(&no) {
+                    // A page the write covers whole need not be read first.
+                    let current = if stop - start == page {
+                        vec![0; PAGE]
+                    } else {
+                        self.read_page(ino, no)?
+                    };
+                    self.file_mut(ino)?.dirty.insert(no, current);
+                }
                 let f = self.file_mut(ino)?;
                 if let Some(p) = f.dirty.get_mut(&no) {
                     p[(start - no * page) as usize..(stop - no * page) as usize].copy_from_slice(
