@@ -571,16 +571,20 @@ impl Lazy {
         let d = self.dir(dir)?;
         let visible = d.visible.clone();
         let durable = d.durable.clone();
-        // Entries leaving their names are moved aside first, so swaps and chains work.
-        let mut staged: HashMap<Ino, PathBuf> = HashMap::new();
+        // Entries leaving their names are moved aside first (keeping their durable entry,
+        // under a staging name, so that what is under them stays reachable), so that swaps,
+        // chains and moves out of a removed directory work.
+        let mut staged = Vec::new();
         for (name, &ino) in &durable {
             if visible.get(name) != Some(&ino) {
+                let stage = OsString::from(format!("{STAGE_PREFIX}{ino}"));
                 let from = dir_path.join(name);
-                let to = dir_path.join(format!("{STAGE_PREFIX}{ino}"));
-                fs::rename(&from, &to).map_err(io_err("rename", &from))?;
-                staged.insert(ino, to);
-                self.dir_mut(dir)?.durable.remove(name);
-                self.node_mut(ino)?.durable_at = None;
+                fs::rename(&from, dir_path.join(&stage)).map_err(io_err("rename", &from))?;
+                let d = self.dir_mut(dir)?;
+                d.durable.remove(name);
+                d.durable.insert(stage.clone(), ino);
+                self.node_mut(ino)?.durable_at = Some((dir, stage.clone()));
+                staged.push((ino, stage));
             }
         }
         let mut other_dirs = HashSet::new();
@@ -589,14 +593,14 @@ impl Lazy {
                 continue;
             }
             let to = dir_path.join(name);
-            if let Some(from) = staged.remove(&ino) {
-                fs::rename(&from, &to).map_err(io_err("rename", &from))?;
-            } else if let (Some(from), Some((p, n))) =
+            if let (Some(from), Some((p, n))) =
                 (self.durable_path(ino), self.node(ino)?.durable_at.clone())
             {
                 fs::rename(&from, &to).map_err(io_err("rename", &from))?;
                 self.dir_mut(p)?.durable.remove(&n);
-                other_dirs.insert(p);
+                if p != dir {
+                    other_dirs.insert(p);
+                }
             } else {
                 match &mut self.node_mut(ino)?.body {
                     Body::File(f) => {
@@ -622,8 +626,13 @@ impl Lazy {
             self.node_mut(ino)?.durable_at = Some((dir, name.clone()));
             self.dir_mut(dir)?.durable.insert(name.clone(), ino);
         }
-        for (ino, path) in staged {
+        for (ino, stage) in staged {
+            if self.dir(dir)?.durable.get(&stage) != Some(&ino) {
+                continue; // placed under a visible name above
+            }
+            let path = dir_path.join(&stage);
             self.forget_durable(ino, &path)?;
+            self.dir_mut(dir)?.durable.remove(&stage);
             let removed = if path.is_dir() {
                 fs::remove_dir_all(&path)
             } else {

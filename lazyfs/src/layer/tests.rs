@@ -302,3 +302,29 @@ fn subdirectories_need_their_parent_synced() {
     assert!(!dir.join("wal").exists());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_file_moved_out_of_a_removed_directory_keeps_its_data() {
+    let dir = temp_dir("move-out");
+    let mut lazy = Lazy::open(&dir, 1).unwrap();
+    let sub = lazy.mkdir(ROOT, OsStr::new("x")).unwrap();
+    let f = lazy.create(sub, OsStr::new("y")).unwrap();
+    lazy.write(f, 0, b"payload").unwrap();
+    lazy.sync(f).unwrap();
+    lazy.sync(ROOT).unwrap();
+    lazy.sync(sub).unwrap();
+    lazy.rename(sub, OsStr::new("y"), ROOT, OsStr::new("y"))
+        .unwrap();
+    lazy.rmdir(ROOT, OsStr::new("x")).unwrap();
+    lazy.sync(ROOT).unwrap();
+    lazy.lose_unsynced();
+    assert_eq!(fs::read(dir.join("y")).unwrap(), b"payload");
+    assert!(!dir.join("x").exists());
+    assert_eq!(visible_of(&lazy).keys().collect::<Vec<_>>(), ["y"]);
+    assert_eq!(
+        backing_of(&dir).len(),
+        1,
+        "no staging names are left behind"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
