@@ -1,65 +1,86 @@
 //! The lazy layer against a model of "what must survive": random operations on a few
-//! names, checking the merged view after each and the backing directory after each power cut.
+//! names in two directories, checking the merged view after each and the backing directory
+//! after each power cut.
 
 use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+/// The subdirectory, durable from the start.
+const SUB: &str = "s";
+/// File slots: names `a`..`d` in the root (0..4) and in [`SUB`] (4..8).
+const SLOTS: usize = 8;
+
+fn slot_path(slot: usize) -> String {
+    let name = ["a", "b", "c", "d"][slot % 4];
+    if slot < 4 {
+        name.to_string()
+    } else {
+        format!("{SUB}/{name}")
+    }
+}
+
+/// 0: the root, 1: [`SUB`].
+fn slot_dir(slot: usize) -> usize {
+    slot / 4
+}
 
 #[derive(Clone, Debug)]
 enum Op {
     Create(usize),
     Write {
-        name: usize,
+        slot: usize,
         offset: u64,
         len: usize,
         byte: u8,
     },
     SetLen {
-        name: usize,
+        slot: usize,
         len: u64,
     },
     Fsync(usize),
     Rename(usize, usize),
     Unlink(usize),
-    FsyncDir,
+    FsyncDir(usize),
     Lose,
     Checkpoint,
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let name = 0..NAMES.len();
+    let slot = 0..SLOTS;
     prop_oneof![
-        name.clone().prop_map(Op::Create),
+        slot.clone().prop_map(Op::Create),
         (
-            name.clone(),
+            slot.clone(),
             0u64..3 * PAGE as u64,
             1usize..2 * PAGE,
             any::<u8>()
         )
-            .prop_map(|(name, offset, len, byte)| Op::Write {
-                name,
+            .prop_map(|(slot, offset, len, byte)| Op::Write {
+                slot,
                 offset,
                 len,
                 byte
             }),
-        (name.clone(), 0u64..3 * PAGE as u64).prop_map(|(name, len)| Op::SetLen { name, len }),
-        name.clone().prop_map(Op::Fsync),
-        name.clone().prop_map(Op::Fsync),
-        (name.clone(), name.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
-        name.prop_map(Op::Unlink),
-        Just(Op::FsyncDir),
+        (slot.clone(), 0u64..3 * PAGE as u64).prop_map(|(slot, len)| Op::SetLen { slot, len }),
+        slot.clone().prop_map(Op::Fsync),
+        slot.clone().prop_map(Op::Fsync),
+        (slot.clone(), slot.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+        slot.prop_map(Op::Unlink),
+        (0usize..2).prop_map(Op::FsyncDir),
+        (0usize..2).prop_map(Op::FsyncDir),
         Just(Op::Lose),
         Just(Op::Checkpoint),
     ]
 }
 
-/// Files by identity: what a process sees, and what a power cut leaves.
+/// Files by identity: what a process sees, and what a power cut leaves. A directory sync
+/// makes its visible entries durable, taking a file moved in from the other directory out
+/// of that one's durable entries.
 #[derive(Default)]
 struct Model {
-    visible: BTreeMap<&'static str, usize>,
-    durable: BTreeMap<&'static str, usize>,
+    visible: BTreeMap<usize, usize>,
+    durable: BTreeMap<usize, usize>,
     content: HashMap<usize, Vec<u8>>,
     synced: HashMap<usize, Vec<u8>>,
     next: usize,
@@ -68,21 +89,21 @@ struct Model {
 impl Model {
     fn apply(&mut self, op: &Op) {
         match *op {
-            Op::Create(n) => {
-                if !self.visible.contains_key(NAMES[n]) {
-                    self.visible.insert(NAMES[n], self.next);
+            Op::Create(slot) => {
+                if !self.visible.contains_key(&slot) {
+                    self.visible.insert(slot, self.next);
                     self.content.insert(self.next, Vec::new());
                     self.synced.insert(self.next, Vec::new());
                     self.next += 1;
                 }
             }
             Op::Write {
-                name,
+                slot,
                 offset,
                 len,
                 byte,
             } => {
-                if let Some(id) = self.visible.get(NAMES[name]) {
+                if let Some(id) = self.visible.get(&slot) {
                     let c = self.content.entry(*id).or_default();
                     let end = offset as usize + len;
                     if c.len() < end {
@@ -91,26 +112,37 @@ impl Model {
                     c[offset as usize..end].fill(byte);
                 }
             }
-            Op::SetLen { name, len } => {
-                if let Some(id) = self.visible.get(NAMES[name]) {
+            Op::SetLen { slot, len } => {
+                if let Some(id) = self.visible.get(&slot) {
                     self.content.entry(*id).or_default().resize(len as usize, 0);
                 }
             }
-            Op::Fsync(n) => {
-                if let Some(id) = self.visible.get(NAMES[n]) {
+            Op::Fsync(slot) => {
+                if let Some(id) = self.visible.get(&slot) {
                     let c = self.content[id].clone();
                     self.synced.insert(*id, c);
                 }
             }
             Op::Rename(a, b) => {
-                if let Some(id) = self.visible.remove(NAMES[a]) {
-                    self.visible.insert(NAMES[b], id);
+                if let Some(id) = self.visible.remove(&a) {
+                    self.visible.insert(b, id);
                 }
             }
-            Op::Unlink(n) => {
-                self.visible.remove(NAMES[n]);
+            Op::Unlink(slot) => {
+                self.visible.remove(&slot);
             }
-            Op::FsyncDir => self.durable = self.visible.clone(),
+            Op::FsyncDir(dir) => {
+                let now: BTreeMap<usize, usize> = self
+                    .visible
+                    .iter()
+                    .filter(|(slot, _)| slot_dir(**slot) == dir)
+                    .map(|(s, id)| (*s, *id))
+                    .collect();
+                let ids: HashSet<usize> = now.values().copied().collect();
+                self.durable
+                    .retain(|slot, id| slot_dir(*slot) != dir && !ids.contains(id));
+                self.durable.extend(now);
+            }
             Op::Lose => {
                 self.visible = self.durable.clone();
                 for id in self.visible.values() {
@@ -130,77 +162,104 @@ impl Model {
 }
 
 fn apply(lazy: &mut Lazy, op: &Op) {
-    let name = |n: usize| OsStr::new(NAMES[n]);
-    let ino = |lazy: &Lazy, n: usize| lazy.lookup(ROOT, name(n)).ok();
+    let sub = lazy.lookup(ROOT, OsStr::new(SUB)).unwrap();
+    let place = |slot: usize| {
+        let name = slot_path(slot);
+        let name = name.rsplit('/').next().unwrap_or_default().to_string();
+        (
+            if slot_dir(slot) == 0 { ROOT } else { sub },
+            OsString::from(name),
+        )
+    };
+    let ino = |lazy: &Lazy, slot: usize| {
+        let (dir, name) = place(slot);
+        lazy.lookup(dir, &name).ok()
+    };
     match *op {
-        Op::Create(n) => {
-            let _ = lazy.create(ROOT, name(n));
+        Op::Create(slot) => {
+            let (dir, name) = place(slot);
+            let _ = lazy.create(dir, &name);
         }
         Op::Write {
-            name: n,
+            slot,
             offset,
             len,
             byte,
         } => {
-            if let Some(ino) = ino(lazy, n) {
+            if let Some(ino) = ino(lazy, slot) {
                 lazy.write(ino, offset, &vec![byte; len]).unwrap();
             }
         }
-        Op::SetLen { name: n, len } => {
-            if let Some(ino) = ino(lazy, n) {
+        Op::SetLen { slot, len } => {
+            if let Some(ino) = ino(lazy, slot) {
                 lazy.set_len(ino, len).unwrap();
             }
         }
-        Op::Fsync(n) => {
-            if let Some(ino) = ino(lazy, n) {
+        Op::Fsync(slot) => {
+            if let Some(ino) = ino(lazy, slot) {
                 lazy.sync(ino).unwrap();
             }
         }
         Op::Rename(a, b) => {
             if ino(lazy, a).is_some() {
-                lazy.rename(ROOT, name(a), ROOT, name(b)).unwrap();
+                let ((da, na), (db, nb)) = (place(a), place(b));
+                lazy.rename(da, &na, db, &nb).unwrap();
             }
         }
-        Op::Unlink(n) => {
-            let _ = lazy.unlink(ROOT, name(n));
+        Op::Unlink(slot) => {
+            let (dir, name) = place(slot);
+            let _ = lazy.unlink(dir, &name);
         }
-        Op::FsyncDir => lazy.sync(ROOT).unwrap(),
+        Op::FsyncDir(dir) => lazy.sync(if dir == 0 { ROOT } else { sub }).unwrap(),
         Op::Lose => lazy.lose_unsynced(),
         Op::Checkpoint => lazy.checkpoint().unwrap(),
     }
 }
 
+/// Every file of the merged view, by path, with its content.
 fn visible_of(lazy: &Lazy) -> BTreeMap<String, Vec<u8>> {
-    lazy.readdir(ROOT)
-        .unwrap()
-        .into_iter()
-        .map(|(name, attr)| {
-            let data = lazy.read(attr.ino, 0, attr.size as usize).unwrap();
-            (name.to_string_lossy().into_owned(), data)
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![(ROOT, String::new())];
+    while let Some((dir, prefix)) = dirs.pop() {
+        for (name, attr) in lazy.readdir(dir).unwrap() {
+            let path = format!("{prefix}{}", name.to_string_lossy());
+            match attr.kind {
+                Kind::Dir => dirs.push((attr.ino, format!("{path}/"))),
+                Kind::File => {
+                    let data = lazy.read(attr.ino, 0, attr.size as usize).unwrap();
+                    out.insert(path, data);
+                }
+            }
+        }
+    }
+    out
 }
 
+/// Every file under `dir` on disk, by path, with its content.
 fn backing_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, prefix)) = dirs.pop() {
+        for e in fs::read_dir(&path).unwrap() {
             let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            if e.file_type().unwrap().is_dir() {
+                dirs.push((e.path(), format!("{name}/")));
+            } else {
+                out.insert(name, fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
 }
 
 fn expected(
-    names: &BTreeMap<&'static str, usize>,
+    slots: &BTreeMap<usize, usize>,
     data: &HashMap<usize, Vec<u8>>,
 ) -> BTreeMap<String, Vec<u8>> {
-    names
+    slots
         .iter()
-        .map(|(n, id)| (n.to_string(), data[id].clone()))
+        .map(|(slot, id)| (slot_path(*slot), data[id].clone()))
         .collect()
 }
 
@@ -212,25 +271,39 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
     fn survives_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = temp_dir("prop");
+        fs::create_dir(dir.join(SUB)).unwrap();
         let mut lazy = Lazy::open(&dir, 7).unwrap();
         let mut model = Model::default();
         for op in &ops {
             apply(&mut lazy, op);
             model.apply(op);
-            prop_assert_eq!(visible_of(&lazy), expected(&model.visible, &model.content), "after {:?}", op);
+            prop_assert_eq!(
+                visible_of(&lazy),
+                expected(&model.visible, &model.content),
+                "after {:?}",
+                op
+            );
             if matches!(op, Op::Lose | Op::Checkpoint) {
-                prop_assert_eq!(backing_of(&dir), expected(&model.durable, &model.synced), "backing after {:?}", op);
+                prop_assert_eq!(
+                    backing_of(&dir),
+                    expected(&model.durable, &model.synced),
+                    "backing after {:?}",
+                    op
+                );
             }
         }
         lazy.lose_unsynced();
         prop_assert_eq!(backing_of(&dir), expected(&model.durable, &model.synced));
         // A fresh layer over the backing directory (a restart) sees the same.
-        prop_assert_eq!(visible_of(&Lazy::open(&dir, 7).unwrap()), expected(&model.durable, &model.synced));
+        prop_assert_eq!(
+            visible_of(&Lazy::open(&dir, 7).unwrap()),
+            expected(&model.durable, &model.synced)
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
