@@ -31,13 +31,14 @@ const TTL: Duration = Duration::ZERO;
 /// Why mounting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("opening the backing directory: {0}")]
+    #[error(transparent)]
     Layer(#[from] LayerError),
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{}: cannot {op}: {error}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        /// Not a `source`: the message already ends with it.
+        error: std::io::Error,
     },
 }
 
@@ -73,10 +74,10 @@ pub fn spawn(
     control: &Path,
     seed: u64,
 ) -> Result<Mount, MountError> {
-    let meta = std::fs::metadata(backing).map_err(|source| MountError::Io {
+    let meta = std::fs::metadata(backing).map_err(|error| MountError::Io {
         op: "stat",
         path: backing.to_path_buf(),
-        source,
+        error,
     })?;
     let layer: Shared = Arc::new(Mutex::new(Lazy::open(backing, seed)?));
     match std::fs::remove_file(control) {
@@ -84,24 +85,24 @@ pub fn spawn(
             return Err(MountError::Io {
                 op: "remove stale socket",
                 path: control.to_path_buf(),
-                source: e,
+                error: e,
             })
         }
         _ => {}
     }
-    let listener = UnixListener::bind(control).map_err(|source| MountError::Io {
+    let listener = UnixListener::bind(control).map_err(|error| MountError::Io {
         op: "bind",
         path: control.to_path_buf(),
-        source,
+        error,
     })?;
     let served = Arc::clone(&layer);
     std::thread::Builder::new()
         .name("lazyfs-control".into())
         .spawn(move || control::serve(&listener, &served))
-        .map_err(|source| MountError::Io {
+        .map_err(|error| MountError::Io {
             op: "spawn control thread for",
             path: control.to_path_buf(),
-            source,
+            error,
         })?;
     let fs = LazyFs {
         layer: Arc::clone(&layer),
@@ -110,10 +111,10 @@ pub fn spawn(
     };
     let mut config = fuser::Config::default();
     config.mount_options = vec![fuser::MountOption::FSName("raft-lazyfs".into())];
-    let session = fuser::spawn_mount(fs, mountpoint, &config).map_err(|source| MountError::Io {
+    let session = fuser::spawn_mount(fs, mountpoint, &config).map_err(|error| MountError::Io {
         op: "mount",
         path: mountpoint.to_path_buf(),
-        source,
+        error,
     })?;
     Ok(Mount { session })
 }

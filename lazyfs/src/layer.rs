@@ -38,11 +38,12 @@ pub type Ino = u64;
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{}: cannot {op}: {error}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        /// Not a `source`: the message already ends with it.
+        error: std::io::Error,
     },
     #[error("no such file or directory")]
     NotFound,
@@ -62,7 +63,7 @@ impl LayerError {
     /// The errno a system call reports for this error.
     pub fn errno(&self) -> i32 {
         match self {
-            LayerError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            LayerError::Io { error, .. } => error.raw_os_error().unwrap_or(libc::EIO),
             LayerError::NotFound => libc::ENOENT,
             LayerError::Exists => libc::EEXIST,
             LayerError::NotDir => libc::ENOTDIR,
@@ -75,7 +76,7 @@ impl LayerError {
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LayerError {
     let path = path.to_path_buf();
-    move |source| LayerError::Io { op, path, source }
+    move |error| LayerError::Io { op, path, error }
 }
 
 /// A file or a directory.

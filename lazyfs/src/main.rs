@@ -1,9 +1,12 @@
 //! `raft-lazyfs`: mounts a backing directory through the lazy filesystem (see the `lazyfs`
 //! library) and serves its control socket until the mount is unmounted (`fusermount3 -u`).
+//! Exit codes as every raftlab binary: 0 success, 3 bad usage or an error (one line on
+//! stderr). Log filter: `RAFTLAB_LOG`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -34,15 +37,37 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(3);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            tracing_subscriber::EnvFilter::try_from_env("RAFTLAB_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .init();
-    match Cli::parse().command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raft-lazyfs: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Mount {
             backing,
             mountpoint,
@@ -51,7 +76,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             let mount = lazyfs::fs::spawn(&backing, &mountpoint, &control, seed)
                 .with_context(|| format!("mounting {}", backing.display()))?;
-            tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), control = %control.display(), "mounted");
+            tracing::info!(
+                backing = %backing.display(),
+                mountpoint = %mountpoint.display(),
+                control = %control.display(),
+                "mounted"
+            );
             mount.join().context("running the FUSE session")?;
         }
     }
