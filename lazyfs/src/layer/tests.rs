@@ -344,16 +344,23 @@ fn tear_keeps_a_seeded_subset_of_the_last_write() {
     assert_eq!(torn("tear-again", 3), ((kept, dropped), on_disk));
 }
 
-#[test]
-fn subdirectories_need_their_parent_synced() {
-    let dir = temp_dir("subdir");
+/// A fresh layer in which `sub/file` holds `data`, all of it synced; returns the backing
+/// directory, the layer and the subdirectory's inode.
+fn durable_file_in_subdir(tag: &str, sub: &str, file: &str, data: &[u8]) -> (PathBuf, Lazy, Ino) {
+    let dir = temp_dir(tag);
     let mut lazy = Lazy::open(&dir, 1).unwrap();
-    let sub = lazy.mkdir(ROOT, OsStr::new("wal")).unwrap();
-    let f = lazy.create(sub, OsStr::new("seg")).unwrap();
-    lazy.write(f, 0, b"hello").unwrap();
+    let sub = lazy.mkdir(ROOT, OsStr::new(sub)).unwrap();
+    let f = lazy.create(sub, OsStr::new(file)).unwrap();
+    lazy.write(f, 0, data).unwrap();
     lazy.sync(f).unwrap();
     lazy.sync(ROOT).unwrap();
     lazy.sync(sub).unwrap();
+    (dir, lazy, sub)
+}
+
+#[test]
+fn subdirectories_need_their_parent_synced() {
+    let (dir, mut lazy, sub) = durable_file_in_subdir("subdir", "wal", "seg", b"hello");
     let g = lazy.create(sub, OsStr::new("lost")).unwrap();
     lazy.sync(g).unwrap();
     lazy.lose_unsynced();
@@ -378,14 +385,7 @@ fn subdirectories_need_their_parent_synced() {
 
 #[test]
 fn a_file_moved_out_of_a_removed_directory_keeps_its_data() {
-    let dir = temp_dir("move-out");
-    let mut lazy = Lazy::open(&dir, 1).unwrap();
-    let sub = lazy.mkdir(ROOT, OsStr::new("x")).unwrap();
-    let f = lazy.create(sub, OsStr::new("y")).unwrap();
-    lazy.write(f, 0, b"payload").unwrap();
-    lazy.sync(f).unwrap();
-    lazy.sync(ROOT).unwrap();
-    lazy.sync(sub).unwrap();
+    let (dir, mut lazy, sub) = durable_file_in_subdir("move-out", "x", "y", b"payload");
     lazy.rename(sub, OsStr::new("y"), ROOT, OsStr::new("y"))
         .unwrap();
     lazy.rmdir(ROOT, OsStr::new("x")).unwrap();
