@@ -7,8 +7,8 @@
 //! unlink, rmdir, rename (without flags), open, read, write, flush, release, fsync,
 //! opendir, readdir, releasedir, fsyncdir, statfs and access. `flock` and POSIX locks are
 //! not forwarded: the kernel then keeps them itself, per mount, which is what one data
-//! directory's LOCK needs. Everything else answers ENOSYS (fuser logs it; the binary routes
-//! `log` records into `tracing`). Permissions are not kept: files show mode 0644,
+//! directory's LOCK needs. Everything else answers ENOSYS and is logged (symlink and link
+//! here; the rest by fuser's defaults, whose `log` records the binary routes into `tracing`). Permissions are not kept: files show mode 0644,
 //! directories 0755, owned by the backing directory's owner.
 
 use crate::control::{self, lock, Shared};
@@ -407,6 +407,30 @@ impl Filesystem for LazyFs {
     ) {
         // The layer syncs a file or a directory alike.
         self.fsync(req, ino, fh, datasync, reply);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        tracing::warn!(parent = parent.0, ?link_name, "symlink is not supported");
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        tracing::warn!(ino = ino.0, ?newname, "hard links are not supported");
+        reply.error(Errno::ENOSYS);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
