@@ -1,0 +1,290 @@
+//! Real mounts: what survives `lose-unsynced` through the kernel, and node's `Storage`
+//! recovering exactly what it synced. Skipped (with the reason printed) where /dev/fuse or
+//! `fusermount3` is missing, unless `RAFTLAB_REQUIRE_FUSE=1`.
+
+use lazyfs::control::request;
+use lazyfs::fs::{spawn, Mount};
+use model::core::{Entry, EntryKind, HardState};
+use node::storage::{Storage, StorageOptions};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why FUSE cannot be used here, if it cannot.
+fn fuse_missing() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
+        return Some("fusermount3 is not on PATH (Debian package fuse3)".into());
+    }
+    None
+}
+
+/// Whether to run: panics when FUSE is required and missing.
+fn fuse_usable(tag: &str) -> bool {
+    match fuse_missing() {
+        None => true,
+        Some(reason) if std::env::var("RAFTLAB_REQUIRE_FUSE").as_deref() == Ok("1") => {
+            panic!("{tag}: RAFTLAB_REQUIRE_FUSE=1 but {reason}")
+        }
+        Some(reason) => {
+            eprintln!("skipping the {tag} mount test: {reason}");
+            false
+        }
+    }
+}
+
+/// A backing directory, a mount point and a control socket, in a fresh temporary folder.
+struct Lab {
+    root: PathBuf,
+    backing: PathBuf,
+    mnt: PathBuf,
+    control: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let root = std::env::temp_dir().join(format!("lazyfs-mount-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let lab = Lab {
+            backing: root.join("backing"),
+            mnt: root.join("mnt"),
+            control: root.join("control.sock"),
+            root,
+        };
+        fs::create_dir_all(&lab.backing).unwrap();
+        fs::create_dir_all(&lab.mnt).unwrap();
+        lab
+    }
+
+    /// A fresh lab, mounted; `None` (after saying why) where FUSE cannot be used.
+    fn mounted(tag: &str) -> Option<(Lab, Mount)> {
+        if !fuse_usable(tag) {
+            return None;
+        }
+        let lab = Lab::new(tag);
+        let mount = spawn(&lab.backing, &lab.mnt, &lab.control, 11).unwrap();
+        Some((lab, mount))
+    }
+
+    fn command(&self, command: &str) -> String {
+        request(&self.control, command).unwrap()
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    File::open(dir).unwrap().sync_all().unwrap();
+}
+
+#[test]
+fn lose_unsynced_keeps_only_what_was_synced() {
+    let Some((lab, mount)) = Lab::mounted("lose") else {
+        return;
+    };
+    let m = &lab.mnt;
+    // Synced data and entry.
+    let mut kept = File::create(m.join("kept")).unwrap();
+    kept.write_all(b"durable").unwrap();
+    kept.sync_data().unwrap();
+    sync_dir(m);
+    // Appended but not synced.
+    kept.write_all(b" and lost").unwrap();
+    // Data synced, entry never synced.
+    fs::create_dir(m.join("sub")).unwrap();
+    sync_dir(m);
+    let mut orphan = File::create(m.join("sub/orphan")).unwrap();
+    orphan.write_all(b"synced data, unsynced name").unwrap();
+    orphan.sync_all().unwrap();
+    // Atomic replace without the directory sync: the old version survives.
+    fs::write(m.join("config"), b"v1").unwrap();
+    File::open(m.join("config")).unwrap().sync_all().unwrap();
+    sync_dir(m);
+    fs::write(m.join("config.tmp"), b"v2").unwrap();
+    File::open(m.join("config.tmp"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    fs::rename(m.join("config.tmp"), m.join("config")).unwrap();
+    assert_eq!(fs::read(m.join("config")).unwrap(), b"v2");
+    assert_eq!(fs::read(m.join("kept")).unwrap(), b"durable and lost");
+    assert!(lab.command("status").starts_with("ok held_pages=1 "));
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    drop((kept, orphan));
+    assert_eq!(fs::read(m.join("kept")).unwrap(), b"durable");
+    assert_eq!(fs::read(m.join("config")).unwrap(), b"v1");
+    assert!(m.join("sub").is_dir());
+    assert!(!m.join("sub/orphan").exists());
+    assert!(!m.join("config.tmp").exists());
+    assert_eq!(
+        lab.command("status"),
+        "ok held_pages=0 held_bytes=0 held_entries=0 held_truncations=0"
+    );
+    // The backing directory is what a restart of the filesystem sees.
+    assert_eq!(fs::read(lab.backing.join("kept")).unwrap(), b"durable");
+    assert!(lab.command("bogus").starts_with("error unknown command"));
+
+    // checkpoint makes everything durable.
+    fs::write(m.join("late"), b"checkpointed").unwrap();
+    assert_eq!(lab.command("checkpoint"), "ok");
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    assert_eq!(fs::read(m.join("late")).unwrap(), b"checkpointed");
+
+    // tear: some pages of the last unsynced write reach the disk, the rest do not.
+    let page = lazyfs::layer::PAGE;
+    fs::write(m.join("late"), vec![b'x'; 4 * page]).unwrap();
+    let answer = lab.command("tear");
+    let kept: usize = answer
+        .strip_prefix("ok kept=")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected answer {answer:?}"));
+    assert!(
+        answer.ends_with(&format!("dropped={}", 4 - kept)),
+        "{answer}"
+    );
+    let after = fs::read(m.join("late")).unwrap();
+    let torn = after
+        .chunks(page)
+        .filter(|p| p.iter().all(|&b| b == b'x'))
+        .count();
+    assert_eq!(torn, kept, "{answer}");
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+fn noops(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry<model::kv::Command>> {
+    indexes
+        .map(|index| Entry {
+            term,
+            index,
+            kind: EntryKind::Noop,
+        })
+        .collect()
+}
+
+#[test]
+fn node_storage_recovers_exactly_what_it_synced() {
+    let Some((lab, mount)) = Lab::mounted("storage") else {
+        return;
+    };
+    let data = lab.mnt.join("data");
+    let synced = HardState {
+        term: 1,
+        voted_for: Some(1),
+    };
+    {
+        let (mut storage, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+        assert!(restored.entries.is_empty());
+        storage
+            .persist(Some(synced), None, &noops(1..=5, 1))
+            .unwrap();
+    }
+    {
+        // The same process, forgetting to sync: nothing of this may survive a power cut.
+        let unsynced = StorageOptions {
+            fsync: false,
+            ..StorageOptions::default()
+        };
+        let (mut storage, restored) = Storage::open(&data, unsynced).unwrap();
+        assert_eq!(restored.entries.len(), 5);
+        let later = HardState {
+            term: 2,
+            voted_for: Some(2),
+        };
+        storage
+            .persist(Some(later), None, &noops(6..=10, 2))
+            .unwrap();
+    }
+    let (_, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+    assert_eq!(
+        restored.entries.len(),
+        10,
+        "before the power cut, all is visible"
+    );
+    drop(restored);
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    let (_, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+    assert_eq!(restored.hard_state, synced);
+    let got: Vec<(u64, u64)> = restored.entries.iter().map(|e| (e.index, e.term)).collect();
+    let want: Vec<(u64, u64)> = (1..=5).map(|i| (i, 1)).collect();
+    assert_eq!(got, want);
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// The LOCK file's flock is kept by the kernel per mount: a second open is refused.
+#[test]
+fn flock_on_the_mount_excludes_a_second_storage() {
+    let Some((lab, mount)) = Lab::mounted("flock") else {
+        return;
+    };
+    let data = lab.mnt.join("data");
+    let first = Storage::open(&data, StorageOptions::default()).unwrap();
+    let second = Storage::open(&data, StorageOptions::default());
+    assert!(
+        matches!(second, Err(node::storage::StorageError::Locked { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// Entries of about 3 KiB each, so that one append spans many pages.
+fn big(indexes: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry<model::kv::Command>> {
+    indexes
+        .map(|index| Entry {
+            term,
+            index,
+            kind: EntryKind::Command(model::kv::Command {
+                client: 1,
+                seq: index,
+                op: model::kv::Operation::Read {
+                    key: "k".repeat(3000),
+                },
+                time_ms: 0,
+            }),
+        })
+        .collect()
+}
+
+/// A torn unsynced append (some of its pages on disk, in any order): recovery should keep
+/// every synced entry and at most a prefix of the torn ones. Today `Storage::open` refuses
+/// the data directory instead ("zero-length record, yet a valid record follows"): a page
+/// of the append is missing and a later one reached the disk, which a power cut between a
+/// write and its fdatasync can leave. Nothing acknowledged is lost, but the node cannot
+/// restart. Run with `--ignored` to see it.
+#[test]
+#[ignore = "node's Storage refuses a torn, never-acknowledged append (a found bug, not fixed here)"]
+fn node_storage_recovers_from_a_torn_append() {
+    let Some((lab, mount)) = Lab::mounted("torn") else {
+        return;
+    };
+    let data = lab.mnt.join("data");
+    {
+        let (mut storage, _) = Storage::open(&data, StorageOptions::default()).unwrap();
+        storage.persist(None, None, &big(1..=5, 1)).unwrap();
+    }
+    {
+        let unsynced = StorageOptions {
+            fsync: false,
+            ..StorageOptions::default()
+        };
+        let (mut storage, _) = Storage::open(&data, unsynced).unwrap();
+        storage.persist(None, None, &big(6..=20, 1)).unwrap();
+    }
+    let answer = lab.command("tear");
+    let restored = Storage::open(&data, StorageOptions::default());
+    let (_, restored) = restored.unwrap_or_else(|e| panic!("after {answer}: {e}"));
+    let got: Vec<u64> = restored.entries.iter().map(|e| e.index).collect();
+    assert!(
+        got.len() >= 5 && got.iter().copied().eq(1..=got.len() as u64),
+        "{got:?}"
+    );
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
