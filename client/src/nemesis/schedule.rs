@@ -26,7 +26,8 @@
 //! overlap: the cluster may be unavailable for a while, never for good. The exception is
 //! `kill-all`, a power cut of the whole cluster: it starts only when no other fault is in
 //! effect, and nothing else starts until every node is back. Network faults (partitions,
-//! `freeze-leader`, `packet-loss`, `latency`) count as one family: at most one at a time.
+//! `freeze-leader`, `packet-loss`, `latency`) and `membership` count as one family: at most
+//! one at a time.
 //! `freeze-leader` is both a network fault and a process fault (it cuts a node off and
 //! pauses it): it starts only when both limits leave room.
 //!
