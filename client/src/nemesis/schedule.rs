@@ -3,9 +3,22 @@
 //!
 //! Fault starts are `interval` apart on average (uniform in `[interval/2, 3·interval/2]`), the
 //! first one after `interval`; each fault lasts uniform in `[fault_min, fault_max]` and ends
-//! no later than `duration`: everything is healed when the schedule ends. Kinds are taken in
-//! seeded shuffled rounds (every kind once per round), so every requested kind appears once
-//! there is room for as many faults as kinds.
+//! no later than `duration`: everything is healed when the schedule ends.
+//!
+//! Kinds are drawn in shuffled rounds: every kind once per round, in the round's order, and a
+//! new round only when the last one is used up. A kind that does not fit at its turn (the
+//! limits below) stays first in line and is tried again at the next start; the first kind of
+//! the round that fits starts instead. So in a schedule of `K` faults of `N` kinds, every
+//! kind appears `floor(K/N)` or `ceil(K/N)` times, whatever the limits (they change the order
+//! within a round and how many faults fit, never the counts' evenness: with nothing in effect
+//! every kind fits).
+//!
+//! A run has room for about `k = (duration - fault_min) / interval` faults, often fewer than
+//! kinds (30 s of `kv.toml`: 4 of 14). So that seeded runs in a row (a soak) cover every kind
+//! rather than redraw the same few, consecutive seeds share their first round: seeds
+//! `c·m .. c·m + m` (`m = ceil(N/k)`) take the round shuffled for cycle `c`, seed `c·m + j`
+//! starting `j·k` kinds into it. Those `m` runs thus start with every kind once between them
+//! (when each has room for `k` faults); later rounds of a run are shuffled by its own seed.
 //!
 //! Faults may overlap, within limits that keep the cluster able to recover: at most one
 //! partition at a time, and at most a minority `(n-1)/2` of the nodes killed or paused at once
@@ -13,7 +26,8 @@
 //! overlap: the cluster may be unavailable for a while, never for good. The exception is
 //! `kill-all`, a power cut of the whole cluster: it starts only when no other fault is in
 //! effect, and nothing else starts until every node is back. Network faults (partitions,
-//! `freeze-leader`, `packet-loss`, `latency`) count as one family: at most one at a time.
+//! `freeze-leader`, `packet-loss`, `latency`) and `membership` count as one family: at most
+//! one at a time.
 //! `freeze-leader` is both a network fault and a process fault (it cuts a node off and
 //! pauses it): it starts only when both limits leave room.
 //!
@@ -163,6 +177,23 @@ pub struct Schedule {
     pub faults: Vec<PlannedFault>,
 }
 
+/// The first round of seed `seed`: the round of its cycle (shuffled by the cycle's number
+/// alone, so the cycle's seeds share it), rotated so that each of the cycle's seeds starts
+/// where the previous one's `per_run` faults end (see the module doc).
+fn first_round(seed: u64, kinds: &[NemesisKind], per_run: usize) -> Vec<NemesisKind> {
+    let per_run = per_run.clamp(1, kinds.len().max(1));
+    let seeds_per_cycle = kinds.len().div_ceil(per_run) as u64;
+    let (cycle, place) = (seed / seeds_per_cycle, seed % seeds_per_cycle);
+    let mut round = kinds.to_vec();
+    // Forked so that the cycle's stream is not the stream of the seed equal to its number.
+    Rng::new(cycle).fork(FIRST_ROUND_STREAM).shuffle(&mut round);
+    round.rotate_left(place as usize * per_run);
+    round
+}
+
+/// The label of the stream that shuffles a cycle's first round.
+const FIRST_ROUND_STREAM: u64 = 1;
+
 impl Schedule {
     /// A schedule of `kinds` over `nodes` within `duration`, faults `interval` apart on average.
     pub fn new(
@@ -215,7 +246,8 @@ impl Schedule {
         let interval = ms(options.interval).max(1);
         let (fault_min, fault_max) = (ms(options.fault_min).max(1), ms(options.fault_max).max(1));
         let duration = ms(options.duration);
-        let mut round: Vec<NemesisKind> = Vec::new();
+        let per_run = duration.saturating_sub(fault_min) / interval;
+        let mut round = first_round(seed, &kinds, per_run as usize);
         let mut t = interval;
         while t + fault_min <= duration {
             let end = (t + rng.range(fault_min, fault_max)).min(duration);
@@ -387,14 +419,162 @@ mod tests {
         assert_ne!(a.faults, c.faults);
     }
 
+    /// `kv.toml`'s timing over 30 s: faults 6 s apart on average, 3 s long (room for 4).
+    fn kv_30s() -> ScheduleOptions {
+        ScheduleOptions {
+            interval: secs(6),
+            duration: secs(30),
+            fault_min: secs(3),
+            fault_max: secs(3),
+        }
+    }
+
+    /// Every kind `floor(K/N)` or `ceil(K/N)` times in a schedule of `K` faults.
+    fn assert_even(s: &Schedule, what: &str) {
+        let k = s.faults.len();
+        let n = s.kinds.len();
+        for (kind, count) in s.counts() {
+            assert!(
+                count == k / n || count == k.div_ceil(n),
+                "{what}: {kind} {count} times in {k} faults of {n} kinds: {:?}",
+                s.counts()
+            );
+        }
+    }
+
     #[test]
-    fn every_kind_appears() {
-        for seed in 0..20 {
+    fn every_kind_appears_evenly_whatever_the_limits() {
+        // Roomy (every fault alone) and crowded (overlaps: the limits defer kinds).
+        let roomy = |duration| ScheduleOptions {
+            interval: secs(2),
+            duration,
+            fault_min: secs(1),
+            fault_max: secs(1),
+        };
+        let crowded = |duration| ScheduleOptions {
+            interval: Duration::from_millis(500),
+            duration,
+            fault_min: Duration::from_millis(200),
+            fault_max: secs(3),
+        };
+        for seed in 0..40 {
+            for duration in [secs(10), secs(30), secs(61), secs(120)] {
+                for (name, options) in [("roomy", roomy(duration)), ("crowded", crowded(duration))]
+                {
+                    for nodes in [&[1, 2, 3][..], &[1, 2, 3, 4, 5]] {
+                        let s = Schedule::with_options(seed, &NemesisKind::ALL, nodes, options)
+                            .unwrap();
+                        assert_even(&s, &format!("{name} seed {seed} {duration:?}"));
+                    }
+                }
+            }
             let s = Schedule::new(seed, &NemesisKind::ALL, &[1, 2, 3], secs(1), secs(30)).unwrap();
             for (kind, count) in s.counts() {
                 assert!(count > 0, "seed {seed}: no {kind}: {:?}", s.faults);
             }
         }
+    }
+
+    #[test]
+    fn a_kind_that_does_not_fit_is_tried_again_at_the_next_start() {
+        // Faults overlap (4 s long, 1 s apart on average): a network fault in effect defers
+        // the next one, which then starts first once the links are free, before any
+        // kind after it in the round repeats.
+        let kinds = [
+            NemesisKind::PartitionHalves,
+            NemesisKind::PacketLoss,
+            NemesisKind::Kill,
+            NemesisKind::Transfer,
+        ];
+        let options = ScheduleOptions {
+            interval: secs(1),
+            duration: secs(60),
+            fault_min: secs(4),
+            fault_max: secs(4),
+        };
+        let mut during_network_faults = 0;
+        for seed in 0..20 {
+            let s = Schedule::with_options(seed, &kinds, &[1, 2, 3, 4, 5], options).unwrap();
+            assert_even(&s, &format!("seed {seed}"));
+            let order: Vec<NemesisKind> = s.faults.iter().map(|f| f.fault.kind()).collect();
+            // Every round (4 faults in a row, from the start) holds every kind once.
+            for round in order.chunks_exact(kinds.len()) {
+                let set: BTreeSet<NemesisKind> = round.iter().copied().collect();
+                assert_eq!(set.len(), kinds.len(), "seed {seed}: {order:?}");
+            }
+            during_network_faults += s
+                .faults
+                .iter()
+                .filter(|f| {
+                    s.faults.iter().any(|n| {
+                        n.fault.kind().needs_network() && n.start < f.start && f.start < n.end
+                    })
+                })
+                .count();
+        }
+        // The limits were in play: faults started while a network fault was in effect, when
+        // the other network kind, if next in line, had to wait.
+        assert!(during_network_faults > 0);
+    }
+
+    #[test]
+    fn consecutive_seeds_cover_every_kind_between_them() {
+        // 30 s of kv.toml has room for about 4 faults: a cycle is ceil(14/4) = 4 seeds, whose
+        // first 4 faults each are 16 draws along one shuffled round (every kind, 2 twice). A
+        // run with room for fewer leaves the rest of its share undrawn.
+        let per_run = 4;
+        let cycle = NemesisKind::ALL.len().div_ceil(per_run) as u64;
+        let mut first_faults = BTreeSet::new();
+        let mut total: BTreeMap<NemesisKind, usize> = BTreeMap::new();
+        for c in 250..300 {
+            let mut seen = BTreeSet::new();
+            let mut short = 0;
+            for seed in c * cycle..(c + 1) * cycle {
+                let s = Schedule::with_options(seed, &NemesisKind::ALL, &[1, 2, 3, 4, 5], kv_30s())
+                    .unwrap();
+                short += per_run.saturating_sub(s.faults.len());
+                seen.extend(s.faults.iter().take(per_run).map(|f| f.fault.kind()));
+                for (kind, n) in s.counts() {
+                    *total.entry(kind).or_default() += n;
+                }
+                first_faults.insert(s.faults[0].fault.kind());
+            }
+            assert!(
+                seen.len() + short >= NemesisKind::ALL.len(),
+                "cycle {c}: {seen:?}, {short} faults short"
+            );
+        }
+        // Over 200 runs, every kind within a fifth of the mean.
+        let mean = total.values().sum::<usize>() / total.len();
+        assert!(
+            total
+                .values()
+                .all(|n| n * 5 >= mean * 4 && n * 5 <= mean * 6),
+            "{total:?}"
+        );
+        // Cycles are shuffled apart: runs do not all start with the same few kinds.
+        assert!(first_faults.len() > 4, "{first_faults:?}");
+    }
+
+    /// Prints the kinds of five 30 s kv.toml schedules (seeds 1001..=1005, as a soak draws
+    /// them) and their totals: `cargo test -p client --lib soak_coverage -- --nocapture`.
+    #[test]
+    fn soak_coverage() {
+        let mut total: BTreeMap<NemesisKind, usize> = BTreeMap::new();
+        for seed in 1001..=1005 {
+            let s = Schedule::with_options(seed, &NemesisKind::ALL, &[1, 2, 3, 4, 5], kv_30s())
+                .unwrap();
+            let kinds: Vec<&str> = s.faults.iter().map(|f| f.fault.kind().name()).collect();
+            println!("seed {seed}: {}", kinds.join(" "));
+            for (kind, n) in s.counts() {
+                *total.entry(kind).or_default() += n;
+            }
+        }
+        let line: Vec<String> = total.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        println!("total: {}", line.join(" "));
+        // Before seeds shared their rounds, one kind came up in all five runs and five
+        // kinds in none.
+        assert!(total.values().all(|n| *n <= 2), "{total:?}");
     }
 
     #[test]
