@@ -122,6 +122,10 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Bytes of the mark that begins each group commit in a segment: a zero length, then a
+/// nonzero magic number.
+const BATCH_MARK: usize = 12;
+
 /// Start offsets of the records of a segment file (which may end in preallocated zeros),
 /// and where the last one ends.
 fn record_offsets(bytes: &[u8]) -> (Vec<usize>, usize) {
@@ -130,6 +134,13 @@ fn record_offsets(bytes: &[u8]) -> (Vec<usize>, usize) {
     while at + 8 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if len == 0 {
+            if bytes[at..(at + BATCH_MARK).min(bytes.len())]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                at += BATCH_MARK;
+                continue;
+            }
             break;
         }
         offsets.push(at);
@@ -208,20 +219,25 @@ fn a_directory_of_another_format_is_refused_before_anything_is_read() {
     storage.save_snapshot(&snapshot(0, 0, b"")).unwrap();
     let (storage, _) = reopen(storage, tmp.path(), 4096);
     drop(storage);
-    // Another version's mark: refused, naming both versions.
+    // Another version's mark, older or newer: refused, naming both versions.
     let other = tmp.path().join("FORMAT");
-    let mut bytes = std::fs::read(&other).unwrap();
-    let version = node::storage::FORMAT_VERSION + 1;
-    let payload = postcard::to_allocvec(&version).unwrap();
-    bytes.truncate(4);
-    bytes.extend_from_slice(&payload);
-    bytes[..4].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    std::fs::write(&other, &bytes).unwrap();
-    match Storage::open(tmp.path(), opts(4096)) {
-        Err(StorageError::Format {
-            found, expected, ..
-        }) => assert_eq!((found, expected), (version, node::storage::FORMAT_VERSION)),
-        other => panic!("{:?}", other.map(|_| ())),
+    let original = std::fs::read(&other).unwrap();
+    for version in [
+        node::storage::FORMAT_VERSION - 1,
+        node::storage::FORMAT_VERSION + 1,
+    ] {
+        let mut bytes = original.clone();
+        let payload = postcard::to_allocvec(&version).unwrap();
+        bytes.truncate(4);
+        bytes.extend_from_slice(&payload);
+        bytes[..4].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        std::fs::write(&other, &bytes).unwrap();
+        match Storage::open(tmp.path(), opts(4096)) {
+            Err(StorageError::Format {
+                found, expected, ..
+            }) => assert_eq!((found, expected), (version, node::storage::FORMAT_VERSION)),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
     // State without a mark predates versioning: refused as format 1.
     std::fs::remove_file(&other).unwrap();
@@ -574,7 +590,9 @@ fn a_flipped_byte_in_the_middle_of_the_last_segment_refuses_to_start() {
     let last = segments(tmp.path()).pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
     let (offsets, _) = record_offsets(&bytes);
-    let victim = offsets[offsets.len() - 2];
+    // The segment holds at least three records and the last group commit two (entries 29
+    // and 30): the first record is in an earlier group commit, synced before the last began.
+    let victim = offsets[0];
     bytes[victim + 12] ^= 0x01;
     std::fs::write(&last, &bytes).unwrap();
     expect_corrupt(tmp.path(), &last, victim);

@@ -7,7 +7,8 @@
 //!   FORMAT                   [crc32c][postcard u32]: the encoding version of the files below
 //!   hardstate                [crc32c][postcard HardState]   replaced atomically
 //!   snapshot                 [crc32c][postcard Snapshot]    replaced atomically
-//!   wal/<first index>.log    segments of [len][crc32c][postcard Entry] records
+//!   wal/<first index>.log    segments of group commits: a batch mark, then
+//!                            [len][crc32c][postcard Entry] records
 //! ```
 //!
 //! A data directory written with another encoding ([`FORMAT_VERSION`]; one with state and no
@@ -18,10 +19,11 @@
 //! is one group commit (one write and one fdatasync in the common case of appending).
 //!
 //! Recovery ([`Storage::open`]) reads the snapshot, the hard state and the segments in
-//! order. A torn record at the very tail of the last segment (the crash hit an unsynced
-//! write) is truncated with a warning; any other damage — in the middle of a segment, in a
-//! segment that is not the last, a gap in the indexes, a bad checksum in `hardstate` or
-//! `snapshot` — refuses to open with [`StorageError::Corrupt`], naming the file and byte
+//! order. Damage in the last group commit of the last segment (a crash during its write,
+//! whose pages may reach the disk in any order; it was never acknowledged) is truncated from
+//! its first bad record on, with a warning; any other damage — in a group commit followed by
+//! a later one, in a segment that is not the last, a gap in the indexes, a bad checksum in
+//! `hardstate` or `snapshot` — refuses to open with [`StorageError::Corrupt`], naming the file and byte
 //! offset. Entries the snapshot covers are skipped; the entries after it are kept if they
 //! follow on from it (the log holds the snapshot's index with the snapshot's term, or starts
 //! right after it) and discarded otherwise, as the contract says for an installed snapshot
@@ -69,8 +71,8 @@ const FORMAT_FILE: &str = "FORMAT";
 /// The encoding of the log's entries and of the snapshot. Bumped on any incompatible change
 /// of the stored types (commands and the state machine, which the snapshot holds). 1: data
 /// directories without a `FORMAT` file; 2: commands carry the leader's time, and the state
-/// machine its sessions' clock.
-pub const FORMAT_VERSION: u32 = 2;
+/// machine its sessions' clock; 3: log segments mark where each group commit begins.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// How to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
