@@ -28,6 +28,9 @@
 //! follow on from it (the log holds the snapshot's index with the snapshot's term, or starts
 //! right after it) and discarded otherwise, as the contract says for an installed snapshot
 //! (that state is what a crash between writing a snapshot and trimming the log leaves).
+//! A log without a `hardstate` file beside it (no crash leaves one: the hard state is written
+//! before any entry) refuses to open with [`StorageError::MissingHardState`]: starting at
+//! term 0 with no vote could vote twice in one term.
 //!
 //! After any I/O error the instance refuses further writes ([`StorageError::Failed`]): what
 //! reached the disk is unknown (a failed fsync cannot be retried), so the node must stop and
@@ -152,6 +155,15 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// The log holds entries but the term and vote are gone: starting at term 0 with no
+    /// vote could vote twice in one term.
+    #[error(
+        "{}: the log holds entries up to index {last} but there is no `hardstate` file: \
+         the term and vote are lost, and starting at term 0 could vote twice in one term \
+         (restore the file, or start the node on an empty data directory)",
+        path.display()
+    )]
+    MissingHardState { path: PathBuf, last: Index },
     #[error("{}: the data directory is in use by another process", path.display())]
     Locked { path: PathBuf },
     /// Written by another version of raft-node: nothing was read.
@@ -270,6 +282,14 @@ impl Storage {
         let stored_hard_state = hard_state::load(dir)?;
         let stored_snapshot = snapshot::load(dir)?;
         let (mut wal, mut entries) = Wal::open(&wal_dir, opts.fsync, opts.segment_bytes)?;
+        // `persist` writes the hard state before any entry, and every entry has a term above
+        // 0, so no crash leaves entries without one: it was lost or removed.
+        if let (None, Some(last)) = (stored_hard_state, entries.last()) {
+            return Err(StorageError::MissingHardState {
+                path: dir.to_path_buf(),
+                last: last.index,
+            });
+        }
         let fresh = stored_hard_state.is_none() && stored_snapshot.is_none() && entries.is_empty();
         let (snapshot, snapshot_bytes) = stored_snapshot.unwrap_or_default();
         let meta = &snapshot.meta;
