@@ -187,6 +187,14 @@ pub enum StorageError {
     Failed(String),
 }
 
+impl StorageError {
+    /// Whether the disk failed (now or in an earlier write of this instance), rather than
+    /// the data being refused: what reached the disk is then unknown.
+    pub fn is_io_failure(&self) -> bool {
+        matches!(self, StorageError::Io { .. } | StorageError::Failed(_))
+    }
+}
+
 /// Refuses a data directory of another format; marks an empty one with this format.
 fn check_format(dir: &Path, wal_dir: &Path, fsync: bool) -> Result<(), StorageError> {
     let found = match atomic::load::<u32>(dir, FORMAT_FILE)? {
