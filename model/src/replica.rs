@@ -11,8 +11,8 @@
 
 use crate::bugs::Bugs;
 use crate::core::{
-    Config, Entry, EntryKind, HardState, Index, MembershipChange, Message, NodeId, Raft, ReadState,
-    Ready, Refused, Restored, Snapshot, Term,
+    Config, Dropped, Entry, EntryKind, HardState, Index, MembershipChange, Message, NodeId, Raft,
+    ReadState, Ready, Refused, Restored, Snapshot, Term,
 };
 use crate::kv::{BadSnapshot, Command, Kv, KvConfig, Operation, Outcome};
 use std::collections::BTreeMap;
@@ -33,6 +33,14 @@ pub enum Reply {
     Dropped,
     /// The membership change is committed at this index.
     Committed(Index),
+}
+
+/// Why [`Replica::step`] dropped a message from a peer. Nothing was changed; the caller
+/// logs it, naming the sender.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error(transparent)]
+    Core(#[from] Dropped),
 }
 
 /// Durable work and messages from one Ready; see [`crate::core::Ready`] for the order.
@@ -186,8 +194,10 @@ impl Replica {
         self.raft.election_timeout();
     }
 
-    pub fn step(&mut self, msg: Message<Command>) {
-        self.raft.step(msg);
+    /// Handles a message from another server; drops (and returns why) one no correct peer
+    /// sends: see [`Dropped`].
+    pub fn step(&mut self, msg: Message<Command>) -> Result<(), Rejected> {
+        Ok(self.raft.step(msg)?)
     }
 
     /// Starts a client request at wall-clock time `now_ms`. Returns a reply at once if it
@@ -459,22 +469,24 @@ mod tests {
         // A leader of term 2 replaces everything after index 1 (before any of it was
         // persisted here, so none of it committed).
         let term = replica.raft().term() + 1;
-        replica.step(Message {
-            from: 2,
-            to: 1,
-            term,
-            body: Body::Append {
-                prev_index: 1,
-                prev_term: 1,
-                entries: vec![Entry {
-                    term,
-                    index: 2,
-                    kind: EntryKind::Noop,
-                }],
-                commit: 1,
-                read_round: 0,
-            },
-        });
+        replica
+            .step(Message {
+                from: 2,
+                to: 1,
+                term,
+                body: Body::Append {
+                    prev_index: 1,
+                    prev_term: 1,
+                    entries: vec![Entry {
+                        term,
+                        index: 2,
+                        kind: EntryKind::Noop,
+                    }],
+                    commit: 1,
+                    read_round: 0,
+                },
+            })
+            .unwrap();
         drive(&mut replica, &mut replies);
         elect(&mut replica, &mut replies); // term 3, no-op at 3
         assert_eq!(replica.request(13, write(4), 0), None); // at 4, where 12 was
