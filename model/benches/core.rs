@@ -117,7 +117,7 @@ impl Bench {
         }
         for msg in self.inbox.drain(..) {
             let to = (msg.to - 1) as usize;
-            self.nodes[to].step(msg);
+            self.nodes[to].step(msg).unwrap();
         }
     }
 }

@@ -371,6 +371,12 @@ impl Kv {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// Whether `bytes` is a snapshot [`restore`](Self::restore) accepts, without applying it.
+    pub fn check_snapshot(bytes: &[u8]) -> Result<(), BadSnapshot> {
+        postcard::from_bytes::<Kv>(bytes)?;
+        Ok(())
+    }
+
     /// Replaces the state with a snapshot's (the settings stay this replica's).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), BadSnapshot> {
         let bugs = self.bugs;

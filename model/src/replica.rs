@@ -11,8 +11,8 @@
 
 use crate::bugs::Bugs;
 use crate::core::{
-    Config, Entry, EntryKind, HardState, Index, MembershipChange, Message, NodeId, Raft, ReadState,
-    Ready, Refused, Restored, Snapshot, Term,
+    Body, Config, Dropped, Entry, EntryKind, HardState, Index, MembershipChange, Message, NodeId,
+    Raft, ReadState, Ready, Refused, Restored, Snapshot, Term,
 };
 use crate::kv::{BadSnapshot, Command, Kv, KvConfig, Operation, Outcome};
 use std::collections::BTreeMap;
@@ -33,6 +33,22 @@ pub enum Reply {
     Dropped,
     /// The membership change is committed at this index.
     Committed(Index),
+}
+
+/// Why [`Replica::step`] dropped a message from a peer. Nothing was changed; the caller
+/// logs it, naming the sender.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error(transparent)]
+    Core(#[from] Dropped),
+    /// Checked before the core accepts the snapshot: it would be persisted before the state
+    /// machine restores it, and then fail again at every restart.
+    #[error("InstallSnapshot at index {index}: {source}")]
+    Snapshot {
+        index: Index,
+        #[source]
+        source: BadSnapshot,
+    },
 }
 
 /// Durable work and messages from one Ready; see [`crate::core::Ready`] for the order.
@@ -186,8 +202,16 @@ impl Replica {
         self.raft.election_timeout();
     }
 
-    pub fn step(&mut self, msg: Message<Command>) {
-        self.raft.step(msg);
+    /// Handles a message from another server; drops (and returns why) one no correct peer
+    /// sends: see [`Dropped`], and a snapshot whose state-machine data does not decode.
+    pub fn step(&mut self, msg: Message<Command>) -> Result<(), Rejected> {
+        if let Body::InstallSnapshot { snapshot, .. } = &msg.body {
+            Kv::check_snapshot(&snapshot.data).map_err(|source| Rejected::Snapshot {
+                index: snapshot.meta.index,
+                source,
+            })?;
+        }
+        Ok(self.raft.step(msg)?)
     }
 
     /// Starts a client request at wall-clock time `now_ms`. Returns a reply at once if it
@@ -459,22 +483,24 @@ mod tests {
         // A leader of term 2 replaces everything after index 1 (before any of it was
         // persisted here, so none of it committed).
         let term = replica.raft().term() + 1;
-        replica.step(Message {
-            from: 2,
-            to: 1,
-            term,
-            body: Body::Append {
-                prev_index: 1,
-                prev_term: 1,
-                entries: vec![Entry {
-                    term,
-                    index: 2,
-                    kind: EntryKind::Noop,
-                }],
-                commit: 1,
-                read_round: 0,
-            },
-        });
+        replica
+            .step(Message {
+                from: 2,
+                to: 1,
+                term,
+                body: Body::Append {
+                    prev_index: 1,
+                    prev_term: 1,
+                    entries: vec![Entry {
+                        term,
+                        index: 2,
+                        kind: EntryKind::Noop,
+                    }],
+                    commit: 1,
+                    read_round: 0,
+                },
+            })
+            .unwrap();
         drive(&mut replica, &mut replies);
         elect(&mut replica, &mut replies); // term 3, no-op at 3
         assert_eq!(replica.request(13, write(4), 0), None); // at 4, where 12 was
@@ -589,5 +615,42 @@ mod tests {
                 value: Value::Str(s.into()),
             },
         )
+    }
+    /// An InstallSnapshot whose state-machine data does not decode is dropped before the
+    /// core accepts it: it is never handed out for persistence (it would fail every restart
+    /// after), and the replica keeps its state.
+    #[test]
+    fn an_undecodable_snapshot_is_dropped_before_it_is_persisted() {
+        let mut replica = Replica::new(Config::new(2), [1, 2], 0);
+        let snapshot = Snapshot {
+            meta: crate::core::SnapshotMeta {
+                index: 5,
+                term: 1,
+                membership: crate::core::Membership::of_voters([1, 2]),
+            },
+            data: std::sync::Arc::new(b"not a state machine".to_vec()),
+        };
+        let result = replica.step(Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: Body::InstallSnapshot {
+                snapshot,
+                read_round: 0,
+            },
+        });
+        assert!(
+            matches!(result, Err(Rejected::Snapshot { index: 5, .. })),
+            "{result:?}"
+        );
+        while let Some((persist, pending)) = replica.ready() {
+            assert_eq!(
+                persist.snapshot, None,
+                "a bad snapshot handed out to persist"
+            );
+            replica.advance(pending).expect("nothing to restore");
+        }
+        assert_eq!(replica.raft().log().snapshot().meta.index, 0);
+        assert_eq!(replica.raft().commit_index(), 0);
     }
 }

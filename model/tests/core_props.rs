@@ -281,7 +281,9 @@ impl Sim {
             return; // loss
         }
         if let Some(raft) = self.nodes.get_mut(&msg.to).and_then(|n| n.raft.as_mut()) {
-            raft.step(msg);
+            if let Err(e) = raft.step(msg) {
+                panic!("a server dropped a message a correct core sent: {e}");
+            }
         }
     }
 
@@ -635,16 +637,18 @@ fn random_runs_keep_the_contract_and_safety() {
 #[test]
 fn vote_response_travels_with_the_hard_state_that_records_it() {
     let mut voter: Raft<u64> = Raft::new(Config::new(2), [1, 2, 3]);
-    voter.step(Message {
-        from: 1,
-        to: 2,
-        term: 1,
-        body: Body::Vote {
-            campaign: Campaign::Election,
-            last_index: 0,
-            last_term: 0,
-        },
-    });
+    voter
+        .step(Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: Body::Vote {
+                campaign: Campaign::Election,
+                last_index: 0,
+                last_term: 0,
+            },
+        })
+        .unwrap();
     let ready = voter.ready().expect("a Ready with the vote");
     assert_eq!(
         ready.hard_state,
@@ -702,7 +706,8 @@ fn no_new_ready_until_advance() {
             campaign: Campaign::Election,
             granted: true,
         },
-    });
+    })
+    .unwrap();
     assert_eq!(c.role(), Role::Leader);
     assert!(c.ready().is_none(), "no second Ready before advance");
     c.advance();

@@ -693,7 +693,9 @@ impl Cluster {
         self.say(line);
         let to = msg.to;
         if let Ok(raft) = self.raft(to) {
-            raft.step(msg);
+            if let Err(e) = raft.step(msg) {
+                self.say(format!("  (dropped by the receiver: {e})"));
+            }
         }
         self.process(to);
         self.observe();

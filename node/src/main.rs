@@ -1,7 +1,14 @@
 //! `raft-node`: runs one node of a cluster, or makes the cluster's certificates.
 //!
 //! Exit codes: 0 clean shutdown (SIGTERM/SIGINT), 3 bad usage, bad configuration or a fatal
-//! error (one line on stderr naming what is wrong).
+//! error (one line on stderr naming what is wrong), [`EXIT_STORAGE_FAILURE`] (4) a storage
+//! I/O error: a write or fdatasync of the data directory failed (or reading it at start).
+//! After a failed fdatasync what reached the disk is unknown, and a restart would read the
+//! log back through the page cache, which may still hold records the disk never got: it
+//! could acknowledge them again, or vote from a term the disk lost. So exit 4 must not be
+//! restarted automatically (the systemd unit says `RestartPreventExitStatus=4`); an operator
+//! checks the disk, then restarts the node (after a reboot, or on an empty data directory
+//! to catch up from the others).
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -9,7 +16,7 @@ use model::bugs::{Bug, Bugs};
 use model::core::{Config, Membership};
 use model::replica::Replica;
 use node::config::ClusterConfig;
-use node::storage::{Storage, StorageOptions};
+use node::storage::{Storage, StorageError, StorageOptions};
 use node::transport::credentials::Credentials;
 use node::transport::Transport;
 use node::{certs, runtime};
@@ -84,6 +91,9 @@ enum Command {
     },
 }
 
+/// Exit code of a node stopped by a storage I/O error (see the module documentation).
+const EXIT_STORAGE_FAILURE: u8 = 4;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -140,7 +150,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("raft-node: {e:#}");
-            ExitCode::from(3)
+            let storage_failed = e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<StorageError>()
+                    .is_some_and(StorageError::is_io_failure)
+            });
+            ExitCode::from(if storage_failed {
+                EXIT_STORAGE_FAILURE
+            } else {
+                3
+            })
         }
     }
 }

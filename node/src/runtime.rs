@@ -115,7 +115,7 @@ pub async fn run(
                 core.expire_requests();
             }
             Some(msg) = peers.recv() => {
-                core.replica.step(msg);
+                core.step(msg);
                 core.drain(&mut peers, &mut clients);
             }
             Some(call) = clients.recv() => {
@@ -175,7 +175,7 @@ impl CoreTask {
         for _ in 0..DRAIN_BATCH {
             let mut took = false;
             if let Ok(msg) = peers.try_recv() {
-                self.replica.step(msg);
+                self.step(msg);
                 took = true;
             }
             if let Ok(call) = clients.try_recv() {
@@ -185,6 +185,15 @@ impl CoreTask {
             if !took {
                 return;
             }
+        }
+    }
+
+    /// Hands a peer's message to the replica; one it drops (a broken or hostile peer) is
+    /// logged, and the node keeps serving.
+    fn step(&mut self, msg: Message<Command>) {
+        let (from, term, kind) = (msg.from, msg.term, msg.body.name());
+        if let Err(e) = self.replica.step(msg) {
+            warn!(from, term, message = kind, error = %e, "dropped a message from a peer");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Real `raft-node` processes on loopback: elections, replication, SIGKILL of the leader,
 //! catching up by log and by snapshot, foreign certificates, garbage on the wire, client
-//! sessions (unknown ids, the value limit, sessions restored from a snapshot).
+//! sessions (unknown ids, the value limit, sessions restored from a snapshot), the exit code
+//! of a node whose storage fails.
 
 mod support;
 
@@ -250,4 +251,69 @@ async fn sessions_refuse_unknown_ids_and_big_values_and_survive_a_restart_from_a
     assert_eq!(cluster.read("k").await, None);
     assert_eq!(cluster.read("big").await, None);
     assert_eq!(cluster.read("s").await, Some(Value::Str("ab".into())));
+}
+
+/// A node whose log write fails stops with exit code 4, which the systemd unit does not
+/// restart: a restart would read the log through the page cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_exits_with_code_4() {
+    let mut cluster = Cluster::start("storage-failure", 1, 1_000_000).await;
+    // Small segments: the log soon needs a new one. ([storage] is the file's last table.)
+    cluster.kill(1);
+    let mut toml = std::fs::read_to_string(&cluster.config).unwrap();
+    toml.push_str("segment_bytes = 4096\n");
+    std::fs::write(&cluster.config, toml).unwrap();
+    cluster.restart(1);
+    cluster.leader(&[1]).await;
+    cluster.write("k", 0).await;
+    let last = cluster.status(1).await.expect("node answers").last_index;
+    // Directories where the next segments' files go: creating one fails (also as root).
+    let wal = cluster.dir.join("data/node-1/wal");
+    for index in last + 1..=last + 400 {
+        std::fs::create_dir(wal.join(format!("{index:020}.log"))).unwrap();
+    }
+    // Writes until the node stops: one of them needs a new segment.
+    let mut target = 1;
+    let session = support::register_via(
+        &cluster.client,
+        &cluster.addrs,
+        &cluster.dir,
+        node::certs::SHARED_CLIENT_NAMESPACE,
+        &mut target,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    let mut seq = 0;
+    let status = loop {
+        if let Some(status) = cluster.exited(1) {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 1 kept running");
+        seq += 1;
+        let request = Request::Op(Command {
+            client: session,
+            seq,
+            op: Operation::Write {
+                key: "k".into(),
+                value: Value::Str("v".repeat(200)),
+            },
+            time_ms: 0,
+        });
+        let _ = cluster
+            .client
+            .call(1, cluster.addr(1), &request, Duration::from_secs(1))
+            .await;
+    };
+    assert_eq!(status.code(), Some(4), "{status}");
+    // ... which is the code the systemd unit does not restart.
+    let unit =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/raft-node@.service");
+    let unit = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        unit.lines()
+            .any(|l| l.trim() == "RestartPreventExitStatus=4"),
+        "{unit}"
+    );
+    let log = std::fs::read_to_string(cluster.dir.join("node-1.log")).unwrap();
+    assert!(log.contains("create segment"), "{log}");
 }

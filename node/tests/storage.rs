@@ -122,6 +122,10 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Bytes of the mark that begins each group commit in a segment: a zero length, then a
+/// nonzero magic number.
+const BATCH_MARK: usize = 12;
+
 /// Start offsets of the records of a segment file (which may end in preallocated zeros),
 /// and where the last one ends.
 fn record_offsets(bytes: &[u8]) -> (Vec<usize>, usize) {
@@ -130,6 +134,13 @@ fn record_offsets(bytes: &[u8]) -> (Vec<usize>, usize) {
     while at + 8 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         if len == 0 {
+            if bytes[at..(at + BATCH_MARK).min(bytes.len())]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                at += BATCH_MARK;
+                continue;
+            }
             break;
         }
         offsets.push(at);
@@ -151,6 +162,12 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(item.path(), to.join("wal").join(item.file_name())).unwrap();
     }
 }
+
+/// The hard state a node writes with its first entries (a log without one is refused).
+const FIRST_TERM: HardState = HardState {
+    term: 1,
+    voted_for: None,
+};
 
 /// Persists one Ready's worth in the node's storage and in the simulator's storage model.
 fn persist_both(
@@ -208,20 +225,25 @@ fn a_directory_of_another_format_is_refused_before_anything_is_read() {
     storage.save_snapshot(&snapshot(0, 0, b"")).unwrap();
     let (storage, _) = reopen(storage, tmp.path(), 4096);
     drop(storage);
-    // Another version's mark: refused, naming both versions.
+    // Another version's mark, older or newer: refused, naming both versions.
     let other = tmp.path().join("FORMAT");
-    let mut bytes = std::fs::read(&other).unwrap();
-    let version = node::storage::FORMAT_VERSION + 1;
-    let payload = postcard::to_allocvec(&version).unwrap();
-    bytes.truncate(4);
-    bytes.extend_from_slice(&payload);
-    bytes[..4].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    std::fs::write(&other, &bytes).unwrap();
-    match Storage::open(tmp.path(), opts(4096)) {
-        Err(StorageError::Format {
-            found, expected, ..
-        }) => assert_eq!((found, expected), (version, node::storage::FORMAT_VERSION)),
-        other => panic!("{:?}", other.map(|_| ())),
+    let original = std::fs::read(&other).unwrap();
+    for version in [
+        node::storage::FORMAT_VERSION - 1,
+        node::storage::FORMAT_VERSION + 1,
+    ] {
+        let mut bytes = original.clone();
+        let payload = postcard::to_allocvec(&version).unwrap();
+        bytes.truncate(4);
+        bytes.extend_from_slice(&payload);
+        bytes[..4].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        std::fs::write(&other, &bytes).unwrap();
+        match Storage::open(tmp.path(), opts(4096)) {
+            Err(StorageError::Format {
+                found, expected, ..
+            }) => assert_eq!((found, expected), (version, node::storage::FORMAT_VERSION)),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
     // State without a mark predates versioning: refused as format 1.
     std::fs::remove_file(&other).unwrap();
@@ -271,7 +293,7 @@ fn overwriting_a_suffix_across_segment_boundaries() {
     let (mut storage, _) = open(tmp.path(), 256);
     let mut model = Model::new([]);
     let batch = entries(1..=40, 1);
-    persist_both(&mut storage, &mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, Some(FIRST_TERM), None, &batch);
     let before = segments(tmp.path());
     assert!(
         before.len() >= 5,
@@ -312,7 +334,7 @@ fn compaction_drops_covered_segments_and_survives_reopen() {
     let (mut storage, _) = open(tmp.path(), 256);
     let mut model = Model::new([]);
     let batch = entries(1..=60, 1);
-    persist_both(&mut storage, &mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, Some(FIRST_TERM), None, &batch);
     let before = storage.stats();
 
     let snap = snapshot(45, 1, b"kv at 45");
@@ -355,7 +377,7 @@ fn a_received_snapshot_keeps_a_matching_suffix_and_discards_the_rest() {
     let (mut storage, _) = open(tmp.path(), 512);
     let mut model = Model::new([]);
     let batch = entries(1..=30, 2);
-    persist_both(&mut storage, &mut model, None, None, &batch);
+    persist_both(&mut storage, &mut model, Some(FIRST_TERM), None, &batch);
 
     // Matching (index 10 has term 2): entries 11..=30 are kept.
     let snap = snapshot(10, 2, b"ten");
@@ -393,7 +415,9 @@ fn an_interrupted_snapshot_install_recovers_as_the_contract_says() {
     // trimmed: the stale suffix must not come back.
     let tmp = TempDir::new("interrupted");
     let (mut storage, _) = open(tmp.path(), 256);
-    storage.persist(None, None, &entries(1..=30, 1)).unwrap();
+    storage
+        .persist(Some(FIRST_TERM), None, &entries(1..=30, 1))
+        .unwrap();
     drop(storage);
     let snap = snapshot(15, 2, b"from a new leader");
     let payload = postcard::to_allocvec(&snap).unwrap();
@@ -414,7 +438,9 @@ fn an_interrupted_snapshot_install_recovers_as_the_contract_says() {
 fn contract_violations_are_refused_without_writing() {
     let tmp = TempDir::new("contract");
     let (mut storage, _) = open(tmp.path(), 4096);
-    storage.persist(None, None, &entries(1..=5, 1)).unwrap();
+    storage
+        .persist(Some(FIRST_TERM), None, &entries(1..=5, 1))
+        .unwrap();
     let hole = storage.persist(None, None, &entries(7..=8, 1));
     assert!(matches!(hole, Err(StorageError::Contract(_))), "{hole:?}");
     let mut gappy = entries(6..=7, 1);
@@ -453,6 +479,7 @@ fn populated(label: &str) -> (TempDir, Vec<Entry<Command>>) {
     let tmp = TempDir::new(label);
     let (mut storage, _) = open(tmp.path(), 512);
     let all = entries(1..=30, 1);
+    storage.persist(Some(FIRST_TERM), None, &[]).unwrap();
     for chunk in all.chunks(4) {
         storage.persist(None, None, chunk).unwrap();
     }
@@ -574,7 +601,9 @@ fn a_flipped_byte_in_the_middle_of_the_last_segment_refuses_to_start() {
     let last = segments(tmp.path()).pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
     let (offsets, _) = record_offsets(&bytes);
-    let victim = offsets[offsets.len() - 2];
+    // The segment holds at least three records and the last group commit two (entries 29
+    // and 30): the first record is in an earlier group commit, synced before the last began.
+    let victim = offsets[0];
     bytes[victim + 12] ^= 0x01;
     std::fs::write(&last, &bytes).unwrap();
     expect_corrupt(tmp.path(), &last, victim);
@@ -983,6 +1012,12 @@ fn against_the_model(
         early_messages: Vec::new(),
         messages: Vec::new(),
     };
+    // The first term, which a node writes with (or before) its first entries, flushed: the
+    // writes below never write a term again after a crash, as a restarted node would.
+    storage.persist(Some(FIRST_TERM), None, &[]).unwrap();
+    storage.flush().unwrap();
+    model_write(&mut model, &mut logical, write(Some(FIRST_TERM), None, &[]));
+    model.flush().unwrap();
     let mut term: Term = 1;
     for (step, action) in actions.iter().enumerate() {
         let base = logical.snapshot_index();
@@ -1078,7 +1113,9 @@ fn skip_fsync_acknowledges_writes_a_crash_then_loses() {
         ..opts(1 << 20)
     };
     let (mut storage, _) = Storage::open(tmp.path(), options).unwrap();
-    storage.persist(None, None, &entries(1..=3, 1)).unwrap();
+    storage
+        .persist(Some(FIRST_TERM), None, &entries(1..=3, 1))
+        .unwrap();
     storage.flush().unwrap();
     assert!(storage.flush_deadline().is_none());
     let vote = HardState {
@@ -1093,11 +1130,7 @@ fn skip_fsync_acknowledges_writes_a_crash_then_loses() {
     // SIGKILL: the process's memory, and the buffer in it, is gone.
     drop(storage);
     let (mut storage, restored) = Storage::open(tmp.path(), options).unwrap();
-    assert_eq!(
-        restored.hard_state,
-        HardState::default(),
-        "the vote is lost"
-    );
+    assert_eq!(restored.hard_state, FIRST_TERM, "the vote is lost");
     assert_eq!(restored.entries, entries(1..=3, 1), "the tail is lost");
     // Flushed, the same writes survive.
     storage
@@ -1145,5 +1178,34 @@ fn measure_persist_throughput() {
             sorted[2] * 1e3,
             sorted[0]
         );
+    }
+}
+
+#[test]
+fn a_log_without_a_hard_state_refuses_to_start() {
+    let tmp = TempDir::new("no-hard-state");
+    let (mut storage, _) = open(tmp.path(), 4096);
+    let hs = HardState {
+        term: 4,
+        voted_for: Some(1),
+    };
+    storage.persist(Some(hs), None, &entries(1..=5, 4)).unwrap();
+    drop(storage);
+    std::fs::remove_file(tmp.path().join("hardstate")).unwrap();
+    // Starting at term 0 with no vote could vote a second time in term 4.
+    match Storage::open(tmp.path(), opts(4096)) {
+        Err(e @ StorageError::MissingHardState { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(&tmp.path().display().to_string()),
+                "{message}"
+            );
+        }
+        Err(e) => panic!("expected a missing hard state, got {e}"),
+        Ok((_, restored)) => panic!(
+            "opened a log of {} entries at term {}",
+            restored.entries.len(),
+            restored.hard_state.term
+        ),
     }
 }

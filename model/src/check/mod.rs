@@ -814,7 +814,11 @@ impl Actor for RaftActor {
     fn on_msg(&self, _id: Id, state: &mut Cow<ActorState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match (self, msg) {
             (RaftActor::Server(setup), Msg::Raft(m)) => {
-                server_input(setup, state, o, |r| r.step(m));
+                // A correct core never sends what `step` drops; a peer with a catalogue bug
+                // may, and is then ignored, as a node ignores it (after logging).
+                server_input(setup, state, o, |r| {
+                    let _ = r.step(m);
+                });
             }
             (RaftActor::Server(setup), Msg::Request { seq, op, .. }) => {
                 let client = usize::from(src) as u64;

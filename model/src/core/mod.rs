@@ -26,7 +26,7 @@ pub mod settings;
 pub mod types;
 
 pub use message::{Body, Campaign, Message};
-pub use raft::{Config, Raft, Refused, Restored, Role};
+pub use raft::{Config, Dropped, Raft, Refused, Restored, Role};
 pub use ready::{ReadState, Ready};
 pub use settings::Settings;
 pub use types::{

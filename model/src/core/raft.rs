@@ -99,6 +99,33 @@ pub enum Refused {
     InvalidTransferTarget,
 }
 
+/// Why [`Raft::step`] dropped a message: input no correct peer sends, which would otherwise
+/// break what the core asserts about its own state (a buggy, damaged or hostile peer).
+/// Nothing was changed; the caller should log it, naming the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Dropped {
+    #[error("term {term} cannot be advanced past (the next election would wrap it)")]
+    LastTerm { term: Term },
+    #[error(
+        "entries do not follow on from index {prev_index}: index {index} at position {position}"
+    )]
+    NotContiguous {
+        prev_index: Index,
+        position: usize,
+        index: Index,
+    },
+    #[error(
+        "entry {index} of term {term} conflicts with the committed entry of term {committed_term} \
+         (commit {commit})"
+    )]
+    ConflictsWithCommitted {
+        index: Index,
+        term: Term,
+        committed_term: Term,
+        commit: Index,
+    },
+}
+
 /// Durable state to restart a server from.
 #[derive(Clone, Debug)]
 pub struct Restored<C> {
@@ -534,11 +561,13 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
         self.log.compact(index, membership, data)
     }
 
-    /// Handles a message from another server.
-    pub fn step(&mut self, msg: Message<C>) {
+    /// Handles a message from another server; drops (and returns why) one that no correct
+    /// peer sends, before it changes anything.
+    pub fn step(&mut self, msg: Message<C>) -> Result<(), Dropped> {
         if msg.to != self.config.id {
-            return;
+            return Ok(());
         }
+        self.check_input(&msg)?;
         if msg.term > self.term {
             match msg.body {
                 // A pre-vote does not change anyone's term.
@@ -554,7 +583,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 Body::Vote { campaign, .. } => {
                     if campaign != Campaign::Transfer && self.in_leader_lease() {
                         // A server that hears from a leader ignores disruptive candidates.
-                        return;
+                        return Ok(());
                     }
                     self.become_follower(msg.term, None);
                 }
@@ -588,7 +617,7 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 ),
                 _ => {}
             }
-            return;
+            return Ok(());
         }
 
         let from = msg.from;
@@ -633,6 +662,52 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Refuses input that would break the core's own invariants (see [`Dropped`]); the
+    /// assertions in [`RaftLog`] stay for the states the core itself produces.
+    fn check_input(&self, msg: &Message<C>) -> Result<(), Dropped> {
+        if msg.term == Term::MAX {
+            return Err(Dropped::LastTerm { term: msg.term });
+        }
+        let Body::Append {
+            prev_index,
+            entries,
+            ..
+        } = &msg.body
+        else {
+            return Ok(());
+        };
+        for (position, entry) in entries.iter().enumerate() {
+            if Some(entry.index) != prev_index.checked_add(1 + position as Index) {
+                return Err(Dropped::NotContiguous {
+                    prev_index: *prev_index,
+                    position,
+                    index: entry.index,
+                });
+            }
+        }
+        // A stale leader's entries may legitimately differ from what a later one committed;
+        // it is answered with the new term, not dropped. From a leader of this term or a
+        // later one (Leader Completeness) they cannot.
+        if msg.term < self.term {
+            return Ok(());
+        }
+        let committed = entries.iter().take_while(|e| e.index <= self.log.commit);
+        for entry in committed {
+            if let Some(committed_term) = self.log.term(entry.index) {
+                if committed_term != entry.term {
+                    return Err(Dropped::ConflictsWithCommitted {
+                        index: entry.index,
+                        term: entry.term,
+                        committed_term,
+                        commit: self.log.commit,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether this server heard from a leader within the minimum election timeout (with
@@ -655,14 +730,19 @@ impl<C: Clone + std::fmt::Debug> Raft<C> {
     // ----- elections ----------------------------------------------------------------------
 
     fn campaign(&mut self, campaign: Campaign) {
+        // Messages of the last term are dropped, but a restored hard state may hold it: such
+        // a server cannot campaign without wrapping the term, so it stays a follower.
+        let Some(next_term) = self.term.checked_add(1) else {
+            return;
+        };
         let campaign_term = match campaign {
             Campaign::PreVote => {
                 self.role = Role::PreCandidate;
                 self.leader = None;
-                self.term + 1
+                next_term
             }
             Campaign::Election | Campaign::Transfer => {
-                self.term += 1;
+                self.term = next_term;
                 self.voted_for = Some(self.config.id);
                 self.role = Role::Candidate;
                 self.leader = None;
@@ -1404,7 +1484,21 @@ mod tests {
                 read_round,
                 prev_index,
             },
-        });
+        })
+        .unwrap();
+    }
+
+    /// Server 2's vote for server 1 in term 1.
+    fn vote_granted_by_2() -> Message<u64> {
+        Message {
+            from: 2,
+            to: 1,
+            term: 1,
+            body: Body::VoteResponse {
+                campaign: Campaign::Election,
+                granted: true,
+            },
+        }
     }
 
     /// Server 1 of {1, 2, 3}, leader of term 1 with its no-op committed, no Ready pending.
@@ -1413,15 +1507,7 @@ mod tests {
         raft.election_timeout();
         let campaign = raft.ready().expect("campaign Ready");
         raft.advance();
-        raft.step(Message {
-            from: 2,
-            to: 1,
-            term: 1,
-            body: Body::VoteResponse {
-                campaign: Campaign::Election,
-                granted: true,
-            },
-        });
+        raft.step(vote_granted_by_2()).unwrap();
         assert_eq!(raft.role(), Role::Leader);
         assert_eq!(campaign.messages.len(), 2);
         let ready = raft.ready().expect("the no-op's Ready");
@@ -1520,27 +1606,11 @@ mod tests {
         assert_eq!(campaign.messages.len(), 2);
         // Elected before that Ready's term is durable: its first AppendEntries wait too (a
         // crash could let it lead term 1 again with another log).
-        raft.step(Message {
-            from: 2,
-            to: 1,
-            term: 1,
-            body: Body::VoteResponse {
-                campaign: Campaign::Election,
-                granted: true,
-            },
-        });
+        raft.step(vote_granted_by_2()).unwrap();
         raft.advance();
         let mut fresh: Raft<u64> = Raft::new(config(1), [1, 2, 3]);
         fresh.election_timeout();
-        fresh.step(Message {
-            from: 2,
-            to: 1,
-            term: 1,
-            body: Body::VoteResponse {
-                campaign: Campaign::Election,
-                granted: true,
-            },
-        });
+        fresh.step(vote_granted_by_2()).unwrap();
         let ready = fresh.ready().expect("Ready");
         assert!(ready.hard_state.is_some());
         assert!(ready.early_messages.is_empty());
@@ -1555,7 +1625,7 @@ mod tests {
         assert!(ready.messages.is_empty());
         // The follower's acknowledgement waits for its write.
         let mut follower: Raft<u64> = Raft::new(config(2), [1, 2, 3]);
-        follower.step(ready.early_messages[0].clone());
+        follower.step(ready.early_messages[0].clone()).unwrap();
         let acked = follower.ready().expect("follower Ready");
         assert!(acked.early_messages.is_empty());
         assert_eq!(acked.messages.len(), 1);
@@ -1570,5 +1640,153 @@ mod tests {
         let applied = raft.ready().expect("apply");
         assert_eq!(applied.committed.len(), 1, "durable now, applied now");
         raft.advance();
+    }
+
+    /// Server 2 of {1, 2, 3}: a follower of term 1 holding entries 1..=3 of term 1,
+    /// committed through 2, no Ready pending.
+    fn follower() -> Raft<u64> {
+        let mut raft = Raft::new(config(2), [1, 2, 3]);
+        raft.step(append(1, 1, 0, 0, &[(1, 1), (2, 1), (3, 1)], 2))
+            .unwrap();
+        while raft.ready().is_some() {
+            raft.advance();
+        }
+        assert_eq!(
+            (raft.term(), raft.commit_index(), raft.last_index()),
+            (1, 2, 3)
+        );
+        raft
+    }
+
+    /// An AppendEntries from `from` in `term` carrying `entries` as (index, term).
+    fn append(
+        from: NodeId,
+        term: Term,
+        prev_index: Index,
+        prev_term: Term,
+        entries: &[(Index, Term)],
+        commit: Index,
+    ) -> Message<u64> {
+        Message {
+            from,
+            to: 2,
+            term,
+            body: Body::Append {
+                prev_index,
+                prev_term,
+                entries: entries
+                    .iter()
+                    .map(|&(index, term)| Entry {
+                        term,
+                        index,
+                        kind: EntryKind::Command(index),
+                    })
+                    .collect(),
+                commit,
+                read_round: 0,
+            },
+        }
+    }
+
+    /// Terms in the follower's log, in order.
+    fn terms(raft: &Raft<u64>) -> Vec<Term> {
+        (1..=raft.last_index())
+            .filter_map(|i| raft.log().term(i))
+            .collect()
+    }
+
+    /// A term that cannot be advanced past is refused: adopting it would wrap the term at
+    /// the next election.
+    #[test]
+    fn a_message_of_the_last_term_is_dropped() {
+        let mut raft = follower();
+        let result = raft.step(append(1, Term::MAX, 3, 1, &[], 3));
+        assert_eq!(result, Err(Dropped::LastTerm { term: Term::MAX }));
+        assert_eq!(
+            (raft.term(), raft.commit_index()),
+            (1, 2),
+            "nothing changed"
+        );
+        raft.election_timeout();
+        assert_eq!(raft.term(), 2);
+    }
+
+    /// A server restored at the last term (a damaged or hostile hard state) does not wrap
+    /// it: it stays a follower.
+    #[test]
+    fn a_server_at_the_last_term_does_not_campaign() {
+        let mut raft: Raft<u64> = Raft::restore(
+            config(1),
+            Restored {
+                hard_state: HardState {
+                    term: Term::MAX,
+                    voted_for: None,
+                },
+                snapshot: Snapshot {
+                    meta: crate::core::SnapshotMeta {
+                        index: 0,
+                        term: 0,
+                        membership: Membership::of_voters([1, 2, 3]),
+                    },
+                    data: Default::default(),
+                },
+                entries: Vec::new(),
+            },
+        );
+        raft.election_timeout();
+        assert_eq!((raft.term(), raft.role()), (Term::MAX, Role::Follower));
+        assert!(raft.outbox().is_empty());
+    }
+
+    /// Entries that do not follow on from `prev_index` one by one are refused whole.
+    #[test]
+    fn non_contiguous_entries_are_dropped() {
+        let mut raft = follower();
+        let result = raft.step(append(1, 1, 2, 1, &[(1, 2)], 2));
+        assert_eq!(
+            result,
+            Err(Dropped::NotContiguous {
+                prev_index: 2,
+                position: 0,
+                index: 1
+            })
+        );
+        let result = raft.step(append(1, 1, 3, 1, &[(4, 1), (6, 1)], 3));
+        assert!(
+            matches!(
+                result,
+                Err(Dropped::NotContiguous {
+                    position: 1,
+                    index: 6,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert_eq!(terms(&raft), vec![1, 1, 1], "log unchanged");
+        assert_eq!(raft.commit_index(), 2);
+    }
+
+    /// An entry that conflicts with a committed one comes from a broken peer: refused
+    /// whole, before its term is adopted.
+    #[test]
+    fn a_conflict_at_a_committed_index_is_dropped() {
+        let mut raft = follower();
+        let result = raft.step(append(3, 2, 0, 0, &[(1, 2), (2, 2), (3, 2), (4, 2)], 4));
+        assert_eq!(
+            result,
+            Err(Dropped::ConflictsWithCommitted {
+                index: 1,
+                term: 2,
+                committed_term: 1,
+                commit: 2
+            })
+        );
+        assert_eq!(terms(&raft), vec![1, 1, 1], "log unchanged");
+        assert_eq!(
+            (raft.term(), raft.commit_index()),
+            (1, 2),
+            "nothing changed"
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!   FORMAT                   [crc32c][postcard u32]: the encoding version of the files below
 //!   hardstate                [crc32c][postcard HardState]   replaced atomically
 //!   snapshot                 [crc32c][postcard Snapshot]    replaced atomically
-//!   wal/<first index>.log    segments of [len][crc32c][postcard Entry] records
+//!   wal/<first index>.log    segments of group commits: a batch mark, then
+//!                            [len][crc32c][postcard Entry] records
 //! ```
 //!
 //! A data directory written with another encoding ([`FORMAT_VERSION`]; one with state and no
@@ -18,14 +19,18 @@
 //! is one group commit (one write and one fdatasync in the common case of appending).
 //!
 //! Recovery ([`Storage::open`]) reads the snapshot, the hard state and the segments in
-//! order. A torn record at the very tail of the last segment (the crash hit an unsynced
-//! write) is truncated with a warning; any other damage — in the middle of a segment, in a
-//! segment that is not the last, a gap in the indexes, a bad checksum in `hardstate` or
-//! `snapshot` — refuses to open with [`StorageError::Corrupt`], naming the file and byte
+//! order. Damage in the last group commit of the last segment (a crash during its write,
+//! whose pages may reach the disk in any order; it was never acknowledged) is truncated from
+//! its first bad record on, with a warning; any other damage — in a group commit followed by
+//! a later one, in a segment that is not the last, a gap in the indexes, a bad checksum in
+//! `hardstate` or `snapshot` — refuses to open with [`StorageError::Corrupt`], naming the file and byte
 //! offset. Entries the snapshot covers are skipped; the entries after it are kept if they
 //! follow on from it (the log holds the snapshot's index with the snapshot's term, or starts
 //! right after it) and discarded otherwise, as the contract says for an installed snapshot
 //! (that state is what a crash between writing a snapshot and trimming the log leaves).
+//! A log without a `hardstate` file beside it (no crash leaves one: the hard state is written
+//! before any entry) refuses to open with [`StorageError::MissingHardState`]: starting at
+//! term 0 with no vote could vote twice in one term.
 //!
 //! After any I/O error the instance refuses further writes ([`StorageError::Failed`]): what
 //! reached the disk is unknown (a failed fsync cannot be retried), so the node must stop and
@@ -69,8 +74,8 @@ const FORMAT_FILE: &str = "FORMAT";
 /// The encoding of the log's entries and of the snapshot. Bumped on any incompatible change
 /// of the stored types (commands and the state machine, which the snapshot holds). 1: data
 /// directories without a `FORMAT` file; 2: commands carry the leader's time, and the state
-/// machine its sessions' clock.
-pub const FORMAT_VERSION: u32 = 2;
+/// machine its sessions' clock; 3: log segments mark where each group commit begins.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// How to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +155,15 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// The log holds entries but the term and vote are gone: starting at term 0 with no
+    /// vote could vote twice in one term.
+    #[error(
+        "{}: the log holds entries up to index {last} but there is no `hardstate` file: \
+         the term and vote are lost, and starting at term 0 could vote twice in one term \
+         (restore the file, or start the node on an empty data directory)",
+        path.display()
+    )]
+    MissingHardState { path: PathBuf, last: Index },
     #[error("{}: the data directory is in use by another process", path.display())]
     Locked { path: PathBuf },
     /// Written by another version of raft-node: nothing was read.
@@ -171,6 +185,14 @@ pub enum StorageError {
     /// An earlier write failed; this instance writes nothing more.
     #[error("storage stopped after an earlier failure ({0}); reopen to recover")]
     Failed(String),
+}
+
+impl StorageError {
+    /// Whether the disk failed (now or in an earlier write of this instance), rather than
+    /// the data being refused: what reached the disk is then unknown.
+    pub fn is_io_failure(&self) -> bool {
+        matches!(self, StorageError::Io { .. } | StorageError::Failed(_))
+    }
 }
 
 /// Refuses a data directory of another format; marks an empty one with this format.
@@ -268,6 +290,14 @@ impl Storage {
         let stored_hard_state = hard_state::load(dir)?;
         let stored_snapshot = snapshot::load(dir)?;
         let (mut wal, mut entries) = Wal::open(&wal_dir, opts.fsync, opts.segment_bytes)?;
+        // `persist` writes the hard state before any entry, and every entry has a term above
+        // 0, so no crash leaves entries without one: it was lost or removed.
+        if let (None, Some(last)) = (stored_hard_state, entries.last()) {
+            return Err(StorageError::MissingHardState {
+                path: dir.to_path_buf(),
+                last: last.index,
+            });
+        }
         let fresh = stored_hard_state.is_none() && stored_snapshot.is_none() && entries.is_empty();
         let (snapshot, snapshot_bytes) = stored_snapshot.unwrap_or_default();
         let meta = &snapshot.meta;

@@ -1,10 +1,13 @@
 //! The segmented write-ahead log of entries.
 //!
 //! Segments are files `wal/<index of their first entry, 20 digits>.log`, each a sequence of
-//! records `[len u32 LE][crc32c u32 LE of the payload][payload: postcard Entry]`. Indexes run
-//! contiguously through a segment and on into the next; only the last segment (the tail) is
-//! written to. The log is physical: it may still hold entries a snapshot covers (in a
-//! segment that also holds later ones); the caller decides which entries count.
+//! group commits. A group commit (the records of one write and one fdatasync) is a
+//! [`BATCH_MARK`] (`[0u32]["raftbtch"]`) followed by its records `[len u32 LE][crc32c u32 LE
+//! of the payload][payload: postcard Entry]` (a record never has length 0, so a mark is
+//! never mistaken for one). Indexes run contiguously through a segment and on into the
+//! next; only the last segment (the tail) is written to. The log is physical: it may still
+//! hold entries a snapshot covers (in a segment that also holds later ones); the caller
+//! decides which entries count.
 //!
 //! The tail is preallocated: it is extended (sparsely, with `set_len`) to `segment_bytes`
 //! when created, so an append writes inside the file and its fdatasync need not commit a
@@ -27,9 +30,15 @@
 //! - dropping segments a snapshot covers: oldest first (a crash leaves a contiguous suffix);
 //! - clearing: newest first (a crash leaves a contiguous prefix).
 //!
-//! Recovery ([`Wal::open`]) accepts a torn record only at the very tail of the last segment
-//! with nothing valid after it, truncates it and warns; every other damage is
-//! [`StorageError::Corrupt`] naming the file and byte offset.
+//! Recovery ([`Wal::open`]) accepts damage only in the last group commit of the last
+//! segment: a power cut may leave the pages of that one write in any order (a bad record
+//! followed by valid ones of the same batch), but it was never acknowledged, since its
+//! fdatasync had not returned. Damage is in the last group commit when no batch mark follows
+//! it: the next batch is written only once the previous one's fdatasync returned. The log is
+//! truncated at the first bad record (the valid records before it are a prefix of that
+//! batch) with a warning. Every other damage — damage followed by a later batch, damage in a
+//! segment that is not the last, a record with a matching checksum that does not decode —
+//! is [`StorageError::Corrupt`] naming the file and byte offset.
 
 use super::atomic::{io_err, sync_dir};
 use super::StorageError;
@@ -41,6 +50,10 @@ use std::path::{Path, PathBuf};
 
 /// Bytes in front of each record's payload: length and checksum.
 const HEADER: usize = 8;
+
+/// Begins each group commit: a zero length (no record has one), then 8 bytes of magic, so
+/// that damaged bytes do not pass for a mark by chance.
+const BATCH_MARK: [u8; 12] = *b"\0\0\0\0raftbtch";
 
 /// Zeros written ahead of the tail's last record at a time (see the module doc).
 const ZERO_AHEAD: u64 = 1 << 20;
@@ -166,24 +179,19 @@ fn decode_record(bytes: &[u8], at: usize) -> Record {
     }
 }
 
-/// Whether a record with a valid checksum starts anywhere in `bytes[from..]` (evidence that
-/// damage before it is not a torn tail). The cheap decode runs before the checksum, so
-/// scanning garbage costs little.
-fn valid_record_after(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len().saturating_sub(HEADER)).find(|&at| {
-        let rest = &bytes[at..];
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len == 0 || rest.len() - HEADER < len {
-            return false;
-        }
-        let payload = &rest[HEADER..HEADER + len];
-        let decodes = matches!(
-            postcard::take_from_bytes::<Entry<Command>>(payload),
-            Ok((_, []))
-        );
-        decodes
-            && crc32c::crc32c(payload) == u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]])
-    })
+/// Whether a batch mark starts at `at`.
+fn is_batch_mark(bytes: &[u8], at: usize) -> bool {
+    bytes[at..].starts_with(&BATCH_MARK)
+}
+
+/// Where the first batch mark in `bytes[from..]` starts: evidence that damage before it is
+/// not in the last group commit, whose fdatasync never returned.
+fn batch_mark_after(bytes: &[u8], from: usize) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(BATCH_MARK.len())
+        .position(|w| w == BATCH_MARK)
+        .map(|p| from + p)
 }
 
 /// A segment's contents as read back.
@@ -198,7 +206,7 @@ struct Scanned {
 }
 
 /// Reads the records of a segment whose first entry is `first`. Damage is a torn tail only
-/// in the last segment and only if no valid record follows it.
+/// in the last segment and only if no batch mark follows it (it is in the last batch).
 fn scan(path: &Path, bytes: &[u8], first: Index, is_last: bool) -> Result<Scanned, StorageError> {
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         file: path.to_path_buf(),
@@ -213,6 +221,10 @@ fn scan(path: &Path, bytes: &[u8], first: Index, is_last: bool) -> Result<Scanne
     };
     let mut at = 0;
     while at < bytes.len() {
+        if is_batch_mark(bytes, at) {
+            at += BATCH_MARK.len();
+            continue;
+        }
         match decode_record(bytes, at) {
             Record::Entry { entry, end } => {
                 let expected = first + scanned.entries.len() as Index;
@@ -241,10 +253,13 @@ fn scan(path: &Path, bytes: &[u8], first: Index, is_last: bool) -> Result<Scanne
                         format!("{reason} (in a segment that is not the last)"),
                     ));
                 }
-                if let Some(next) = valid_record_after(bytes, at + 1) {
+                if let Some(next) = batch_mark_after(bytes, at + 1) {
                     return Err(corrupt(
                         at,
-                        format!("{reason}, yet a valid record follows at byte offset {next}"),
+                        format!(
+                            "{reason}, yet a later group commit begins at byte offset {next} \
+                             (the damaged one had been synced)"
+                        ),
                     ));
                 }
                 scanned.torn = Some(reason);
@@ -419,6 +434,7 @@ impl Wal {
         }
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
+        buf.extend_from_slice(&BATCH_MARK);
         let mut offsets = Vec::with_capacity(entries.len());
         let mut terms = Vec::with_capacity(entries.len());
         let result = (|| {
@@ -435,13 +451,14 @@ impl Wal {
                 buf[start..start + 4].copy_from_slice(&len32.to_le_bytes());
                 buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
                 let tail_bytes = self.segments.last().map_or(0, |s| s.bytes);
-                if tail_bytes + start as u64 > 0
+                let tail_has_records = self.segments.last().is_some_and(|s| !s.offsets.is_empty());
+                if (tail_has_records || !offsets.is_empty())
                     && tail_bytes + buf.len() as u64 > self.segment_bytes
                 {
                     // Roll: what came before goes to the current tail, this record starts a
-                    // new segment.
+                    // new segment, in a group commit of its own.
                     self.write_tail(&buf[..start], &mut offsets, &mut terms)?;
-                    buf.drain(..start);
+                    buf.splice(..start, BATCH_MARK);
                     self.seal_tail()?;
                     self.create_segment(entry.index)?;
                     dir_changed = true;
@@ -460,15 +477,15 @@ impl Wal {
         result
     }
 
-    /// Writes `bytes` (whole records whose offsets and terms are given) at the end of the
-    /// tail segment and syncs it.
+    /// Writes `bytes` (a batch mark and whole records whose offsets and terms are given) at
+    /// the end of the tail segment and syncs it: one group commit. Nothing without records.
     fn write_tail(
         &mut self,
         bytes: &[u8],
         offsets: &mut Vec<u64>,
         terms: &mut Vec<Term>,
     ) -> Result<(), StorageError> {
-        if bytes.is_empty() {
+        if offsets.is_empty() {
             return Ok(());
         }
         let (Some(seg), Some(file)) = (self.segments.last_mut(), self.tail.as_ref()) else {
@@ -654,20 +671,6 @@ mod tests {
     }
 
     #[test]
-    fn damage_followed_by_a_valid_record_is_corruption() {
-        let mut bytes = record(&entry(5));
-        let second = bytes.len();
-        bytes.extend(record(&entry(6)));
-        bytes.extend(record(&entry(7)));
-        bytes[second + HEADER + 1] ^= 0x40;
-        let err = scan(Path::new("seg"), &bytes, 5, true).unwrap_err();
-        match err {
-            StorageError::Corrupt { offset, .. } => assert_eq!(offset, second as u64),
-            other => panic!("unexpected {other}"),
-        }
-    }
-
-    #[test]
     fn zeros_after_the_tail_are_unused_space_and_wrong_index_is_corrupt() {
         let mut bytes = record(&entry(5));
         bytes.extend([0u8; 100]);
@@ -716,6 +719,59 @@ mod tests {
         let (wal, entries) = Wal::open(&dir, true, segment_bytes).unwrap();
         assert_eq!(entries, vec![entry(1), entry(2), entry(3)]);
         assert_eq!(wal.next_index(), Some(4));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh temporary directory for one test.
+    fn temp_dir(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("raftlab-wal-{label}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A log in a fresh directory holding two group commits, entry 1 then entries 2..=4;
+    /// returns it and where entry 2 (the second group commit's first record) starts.
+    fn two_group_commits(label: &str) -> (PathBuf, Wal, u64) {
+        let dir = temp_dir(label);
+        let (mut wal, _) = Wal::open(&dir, true, 1 << 20).unwrap();
+        wal.append(&[entry(1)]).unwrap();
+        wal.append(&[entry(2), entry(3), entry(4)]).unwrap();
+        let start = wal.segments[0].offsets[1];
+        (dir, wal, start)
+    }
+
+    #[test]
+    fn a_group_commit_torn_in_any_page_order_is_dropped_as_a_torn_tail() {
+        // The last group commit's first record never reached the disk, its later ones did.
+        let (dir, wal, start) = two_group_commits("torn-batch");
+        let second = wal.segments[0].offsets[2];
+        drop(wal);
+        let path = dir.join(segment_name(1));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[start as usize..second as usize].fill(0);
+        fs::write(&path, &bytes).unwrap();
+        let (wal, entries) = Wal::open(&dir, true, 1 << 20).unwrap();
+        assert_eq!(entries, vec![entry(1)]);
+        assert_eq!(wal.next_index(), Some(2));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damage_in_a_group_commit_followed_by_a_later_one_is_corruption() {
+        let (dir, mut wal, start) = two_group_commits("mid-batch");
+        wal.append(&[entry(5)]).unwrap();
+        drop(wal);
+        let path = dir.join(segment_name(1));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[start as usize + HEADER + 1] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        match Wal::open(&dir, true, 1 << 20).unwrap_err() {
+            StorageError::Corrupt { file, offset, .. } => {
+                assert_eq!((file, offset), (path, start));
+            }
+            other => panic!("unexpected {other}"),
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

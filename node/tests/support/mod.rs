@@ -125,6 +125,17 @@ impl Cluster {
         }
     }
 
+    /// The exit status of node `id` if it has exited on its own (it is then forgotten).
+    pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let status = self
+            .children
+            .get_mut(&id)?
+            .try_wait()
+            .expect("wait for node")?;
+        self.children.remove(&id);
+        Some(status)
+    }
+
     /// The process id of node `id`, if it is running.
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.children.get(&id).map(Child::id)
