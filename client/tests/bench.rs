@@ -43,6 +43,9 @@ async fn a_tiny_bench_writes_well_formed_results_with_operations_in_every_cell()
         nodes: 3,
         binaries: Binaries {
             raft_node: support::raft_node(),
+            etcd_version: etcd
+                .as_deref()
+                .and_then(|e| client::db::etcd::check_version(e).ok()),
             etcd: etcd.unwrap_or_default(),
         },
         out: out.clone(),
@@ -132,6 +135,7 @@ fn bad_input_is_refused_before_anything_starts() {
         binaries: Binaries {
             raft_node: PathBuf::from("raft-node"),
             etcd: PathBuf::from("etcd"),
+            etcd_version: None,
         },
         out: out.clone(),
         quiet: true,

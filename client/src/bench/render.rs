@@ -99,7 +99,7 @@ impl SystemInfo {
             SystemKind::Etcd => SystemInfo {
                 system: kind,
                 binary: binaries.etcd.display().to_string(),
-                version: crate::db::etcd::check_version(&binaries.etcd).ok(),
+                version: binaries.etcd_version.clone(),
                 nodes,
                 clients: "gRPC + mutual TLS, fsync on; leader only, one shared connection \
                           per 10 clients"

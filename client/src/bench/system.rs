@@ -56,6 +56,8 @@ const BENCH_TIMING: Timing = Timing {
 pub struct Binaries {
     pub raft_node: PathBuf,
     pub etcd: PathBuf,
+    /// What `etcd --version` said when the bench checked it (named in `bench.md`).
+    pub etcd_version: Option<String>,
 }
 
 /// One running system under test.

@@ -84,6 +84,7 @@ pub async fn run(args: BenchArgs, command: String) -> Result<()> {
         binaries: Binaries {
             raft_node: PathBuf::from("raft-node"),
             etcd: PathBuf::from("etcd"),
+            etcd_version: None,
         },
         out: PathBuf::new(),
         quiet: args.quiet,
@@ -95,7 +96,7 @@ pub async fn run(args: BenchArgs, command: String) -> Result<()> {
     }
     if opts.systems.contains(&SystemKind::Etcd) {
         opts.binaries.etcd = etcd_binary(args.etcd_bin.as_deref())?;
-        check_version(&opts.binaries.etcd)?;
+        opts.binaries.etcd_version = Some(check_version(&opts.binaries.etcd)?);
     }
     opts.out = match args.out {
         Some(dir) => dir,
