@@ -84,7 +84,7 @@ pub async fn run_detailed(
     let overrides = &effective;
     let workload = Workload::load(workload_path, overrides)?;
     let seed = workload.seed.unwrap_or_else(random_seed);
-    preflight(&workload, overrides)?;
+    let etcd_version = preflight(&workload, overrides)?;
     let nemesis_plan = plan_nemesis(&workload, overrides, seed)?;
 
     let root = overrides
@@ -184,9 +184,8 @@ pub async fn run_detailed(
                         HostsMode::Local => "local",
                         HostsMode::Netns => "netns",
                     };
-                    etcd_binary(overrides.etcd_bin.as_deref())
-                        .ok()
-                        .and_then(|etcd| check_version(&etcd).ok())
+                    etcd_version
+                        .as_deref()
                         .map_or(format!("etcd ({place})"), |v| format!("etcd {v} ({place})"))
                 }
                 (None, HostsMode::Local, DbKind::Raftlab) => "local".to_string(),
@@ -296,8 +295,9 @@ fn plan_nemesis(
     Ok((kinds, schedule))
 }
 
-/// Checks that cannot wait until the cluster runs.
-fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
+/// Checks that cannot wait until the cluster runs. Returns the version of the `etcd` on this
+/// machine when it is the system under test (read once, named in the results).
+fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<Option<String>> {
     if workload.db == DbKind::Etcd {
         return preflight_etcd(workload, overrides);
     }
@@ -334,7 +334,7 @@ fn preflight(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
     if local {
         check_nft(workload)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Partitions asked for on this machine: make (and drop) a table now, so that without nft or
@@ -359,13 +359,14 @@ fn check_nft(workload: &Workload) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `--db etcd` cannot combine with, said before anything starts.
-fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<()> {
+/// What `--db etcd` cannot combine with, said before anything starts; the local etcd's
+/// version (none for members on the hosts of a `--cluster` file).
+fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<Option<String>> {
     if workload.bug.is_some() {
         bail!("--bug names raftlab's catalogue bugs; it cannot be used with --db etcd");
     }
     if let Some(file) = &overrides.cluster {
-        return preflight_etcd_hosts(workload, overrides, file);
+        return preflight_etcd_hosts(workload, overrides, file).map(|()| None);
     }
     let netns = overrides.hosts == HostsMode::Netns;
     if netns {
@@ -374,7 +375,7 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
     check_etcd_ops(workload)?;
     let binary =
         etcd_binary(overrides.etcd_bin.as_deref()).map_err(|e| anyhow!("--db etcd: {e}"))?;
-    check_version(&binary).map_err(|e| anyhow!("--db etcd: {e}"))?;
+    let version = check_version(&binary).map_err(|e| anyhow!("--db etcd: {e}"))?;
     let groups = etcd::groups_possible();
     for name in &workload.nemesis {
         let kind: NemesisKind = name.parse()?;
@@ -388,11 +389,10 @@ fn preflight_etcd(workload: &Workload, overrides: &Overrides) -> anyhow::Result<
         }
         _ => {}
     }
-    if netns {
-        Ok(())
-    } else {
-        check_nft(workload)
+    if !netns {
+        check_nft(workload)?;
     }
+    Ok(Some(version))
 }
 
 fn check_etcd_ops(workload: &Workload) -> anyhow::Result<()> {
@@ -855,7 +855,7 @@ mod tests {
             // Refused once the placement (loopback here) is known.
             let result = Workload::load(&file, &o)
                 .map_err(anyhow::Error::from)
-                .and_then(|workload| preflight(&workload, &o));
+                .and_then(|workload| preflight(&workload, &o).map(drop));
             let refused = match kind {
                 NemesisKind::Latency => Some("network interfaces of their own"),
                 k if k.needs_network() && !root_user => Some("group id"),
