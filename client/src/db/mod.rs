@@ -11,6 +11,7 @@
 
 pub mod cluster_file;
 pub mod etcd;
+pub mod lazy_disks;
 pub mod local;
 pub mod netns;
 pub mod remote;
@@ -102,6 +103,63 @@ pub struct Needs {
     pub membership: bool,
     /// Leadership handed to a chosen member (`transfer`).
     pub transfer: bool,
+    /// Each node's data directory on a lazy disk ([`Db::disk`]).
+    pub lazy_disks: bool,
+    /// The nodes' data files on this machine, to damage while a node is down
+    /// ([`Db::data_dir`]).
+    pub data_files: bool,
+}
+
+/// How a node exited ([`Db::wait_exit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// `None`: killed by a signal.
+    pub code: Option<i32>,
+    /// The end of its log, where it says why.
+    pub log_tail: String,
+}
+
+/// A command to a node's lazy disk ([`lazy_disks`]), through [`Db::disk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskCommand {
+    /// Drop every write and directory change the node did not sync: what a power cut
+    /// leaves. Only while the node is down.
+    LoseUnsynced,
+    /// As `LoseUnsynced`, but a seeded subset of the pages of each file's last unsynced
+    /// write reaches the disk first: a write torn by the power cut. Only while the node is
+    /// down.
+    Tear,
+    /// The disk is full: writes that need new space fail with ENOSPC.
+    Fill,
+    /// Space returns.
+    Free,
+}
+
+impl DiskCommand {
+    /// The control command (see `raft-lazyfs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskCommand::LoseUnsynced => "lose-unsynced",
+            DiskCommand::Tear => "tear",
+            DiskCommand::Fill => "fill",
+            DiskCommand::Free => "free",
+        }
+    }
+
+    /// What a failure is reported as.
+    pub fn action(self) -> &'static str {
+        match self {
+            DiskCommand::LoseUnsynced => "lose unsynced writes of",
+            DiskCommand::Tear => "tear the last writes of",
+            DiskCommand::Fill => "fill the disk of",
+            DiskCommand::Free => "free the disk of",
+        }
+    }
+
+    /// Whether the node must be down (the power is cut).
+    pub fn needs_node_down(self) -> bool {
+        matches!(self, DiskCommand::LoseUnsynced | DiskCommand::Tear)
+    }
 }
 
 /// The lifecycle of the system under test, as the nemesis and the run drive it. Implemented
@@ -215,6 +273,28 @@ pub trait Db: Send + Sync {
                 .map_err(DbError::of("transfer leadership", to))?;
             Ok((members.leader, to))
         })
+    }
+    /// Sends `command` to node `id`'s lazy disk; its answer (e.g. pages kept and dropped).
+    /// Only clusters made with lazy disks have them ([`Needs::lazy_disks`]).
+    fn disk(&mut self, id: NodeId, command: DiskCommand) -> Result<String, DbError> {
+        Err(DbError::of(command.action(), id)(
+            lazy_disks::NEEDS_LAZY_DISKS,
+        ))
+    }
+    /// Node `id`'s data directory on this machine, for faults that damage its files while it
+    /// is down ([`Needs::data_files`]); `None` (the default) where it is not on this machine.
+    fn data_dir(&self, id: NodeId) -> Option<PathBuf> {
+        let _ = id;
+        None
+    }
+    /// Waits up to `patience` for node `id`, just started, to exit: its exit code and the
+    /// last lines of its log when it did (`None`: it still runs). For faults after which a
+    /// node must refuse to start ([`Needs::data_files`]); unsupported by default.
+    fn wait_exit(&mut self, id: NodeId, patience: Duration) -> Result<Option<Exit>, DbError> {
+        let _ = patience;
+        Err(DbError::of("wait for the exit of", id)(
+            "this cluster cannot watch its nodes exit",
+        ))
     }
     /// Directories on this machine holding the nodes' data (not their logs) that the run
     /// made, which a valid run drops once the nodes are stopped; none by default.

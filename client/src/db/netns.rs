@@ -4,9 +4,10 @@
 //! command template `ip netns exec {host} sh -c`; the namespaces are this cluster's own and
 //! go away with it.
 
+use super::lazy_disks::{LazyDisks, NEEDS_LAZY_DISKS};
 use super::local::{self, ClusterOptions};
 use super::remote::RemoteCluster;
-use super::{Db, DbError, DbNode, LeaderFuture, Needs};
+use super::{Db, DbError, DbNode, DiskCommand, LeaderFuture, Needs};
 use crate::net::netns::NetnsHosts;
 use crate::net::{NetError, Network};
 use anyhow::{anyhow, Context};
@@ -22,10 +23,12 @@ use tracing::info;
 /// The port every node listens on in its namespace (each has an address of its own).
 pub const NETNS_PORT: u16 = 15001;
 
-/// The nodes and their namespaces. Field order is drop order: on failure the nodes (owned:
-/// stopped) go before the namespaces they run in.
+/// The nodes, their lazy disks (if any) and their namespaces. Field order is drop order: on
+/// failure the nodes (owned: stopped) go before their disks and the namespaces they run in.
 pub struct NetnsCluster {
     nodes: RemoteCluster,
+    /// Mounted on this machine, whose mounts every namespace sees.
+    disks: LazyDisks,
     netns: NetnsHosts,
 }
 
@@ -51,12 +54,23 @@ impl NetnsCluster {
         let config = ClusterConfig::load(&path)?;
         node::certs::generate(&config, &config.tls.certs_dir, false)
             .map_err(|e| anyhow!("making certificates for {}: {e}", path.display()))?;
+        let disks = match &opts.lazy_disks {
+            Some(lazy) => {
+                let data_dirs: Vec<_> = config.ids().map(|id| (id, config.data_dir(id))).collect();
+                LazyDisks::mount(&lazy.binary, &dir.join("lazyfs"), &data_dirs, lazy.seed)?
+            }
+            None => LazyDisks::default(),
+        };
         let mut nodes = RemoteCluster::open(config)?;
         nodes.set_bugs(opts.bugs.clone());
         nodes.set_owned(true);
-        // On failure `nodes` (owned: stops what started) drops before `netns`, as in the enum.
+        // On failure `nodes` (owned: stops what started) drops before `disks` and `netns`.
         nodes.start_all()?;
-        Ok(NetnsCluster { nodes, netns })
+        Ok(NetnsCluster {
+            nodes,
+            disks,
+            netns,
+        })
     }
 
     pub fn config(&self) -> &ClusterConfig {
@@ -81,7 +95,13 @@ impl Db for NetnsCluster {
         Db::resume(&mut self.nodes, id)
     }
     fn supports(&self, needs: Needs) -> Result<(), String> {
-        self.nodes.supports(needs)
+        if needs.lazy_disks && self.disks.is_empty() {
+            return Err(NEEDS_LAZY_DISKS.into());
+        }
+        self.nodes.supports(Needs {
+            lazy_disks: false,
+            ..needs
+        })
     }
     fn network(&self) -> Result<Box<dyn Network>, NetError> {
         Db::network(&self.nodes)
@@ -89,17 +109,28 @@ impl Db for NetnsCluster {
     fn leader<'a>(&'a self, client: &'a ClientConnector, timeout: Duration) -> LeaderFuture<'a> {
         self.nodes.leader(client, timeout)
     }
-    /// Stops every node (they log into the run folder already) and removes the namespaces.
+    /// The node must be down for a power cut: [`Db::kill`] waits until it is gone.
+    fn disk(&mut self, id: NodeId, command: DiskCommand) -> Result<String, DbError> {
+        self.disks
+            .command(id, command.name())
+            .map_err(DbError::of(command.action(), id))
+    }
+    /// Stops every node (they log into the run folder already), unmounts their lazy disks
+    /// and removes the namespaces.
     fn teardown(&mut self, _owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
         let stopped = self
             .nodes
             .stop_all()
             .map_err(DbError::cluster("stop the cluster"));
+        let unmounted = self
+            .disks
+            .unmount_all()
+            .map_err(DbError::cluster("unmount the lazy disks"));
         let torn = self
             .netns
             .destroy()
             .map_err(DbError::cluster("remove the network namespaces"));
-        stopped.and(torn)
+        stopped.and(unmounted).and(torn)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::db::etcd::{EtcdCluster, EtcdOptions};
 use crate::db::local::{ClusterOptions, LocalCluster};
 use crate::db::netns::NetnsCluster;
 use crate::db::remote::RemoteCluster;
-use crate::db::{Db, DbError, DbNode, LeaderFuture, Needs, ProbeFuture};
+use crate::db::{Db, DbError, DbNode, DiskCommand, Exit, LeaderFuture, Needs, ProbeFuture};
 use crate::net::{NetError, Network};
 use model::core::NodeId;
 use node::config::ClusterConfig;
@@ -179,6 +179,15 @@ impl Db for RunCluster {
         down: &[NodeId],
     ) -> Result<(NodeId, NodeId), DbError> {
         self.db.transfer_leadership(client, planned, down)
+    }
+    fn disk(&mut self, id: NodeId, command: DiskCommand) -> Result<String, DbError> {
+        self.db.disk(id, command)
+    }
+    fn data_dir(&self, id: NodeId) -> Option<PathBuf> {
+        self.db.data_dir(id)
+    }
+    fn wait_exit(&mut self, id: NodeId, patience: Duration) -> Result<Option<Exit>, DbError> {
+        self.db.wait_exit(id, patience)
     }
     fn data_dirs(&self) -> Vec<PathBuf> {
         self.db.data_dirs()

@@ -17,7 +17,7 @@
 
 use crate::control::cleanup;
 use crate::db::etcd::{self, check_version, etcd_binary, EtcdOptions};
-use crate::db::local::ClusterOptions;
+use crate::db::local::{raft_lazyfs_binary, ClusterOptions, LazyDiskOptions};
 use crate::db::Db;
 use crate::history::Recorder;
 use crate::kv::etcd::EtcdKv;
@@ -472,9 +472,19 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
                 .context("starting the etcd cluster")?
         }
         None => {
+            // Lazy disks only when a fault needs them: FUSE is then required.
+            let lazy_disks = if kinds.iter().any(|k| k.needs().lazy_disks) {
+                Some(LazyDiskOptions {
+                    binary: raft_lazyfs_binary()?,
+                    seed: ctx.seed,
+                })
+            } else {
+                None
+            };
             let opts = ClusterOptions {
                 nodes: w.nodes,
                 bugs: w.bug.iter().cloned().collect(),
+                lazy_disks,
                 ..ClusterOptions::default()
             };
             let dir = ctx.run_dir.join("cluster");

@@ -27,6 +27,10 @@ pub enum NemesisKind {
     PacketLoss,
     Membership,
     Transfer,
+    PowerCut,
+    LoseUnsynced,
+    DiskFull,
+    Corrupt,
 }
 
 impl NemesisKind {
@@ -49,6 +53,15 @@ impl NemesisKind {
 
     /// Kinds that need nodes with network interfaces of their own (not in [`Self::ALL`]).
     pub const OWN_INTERFACES: [NemesisKind; 1] = [NemesisKind::Latency];
+
+    /// The storage faults (`disk` in lists; not in [`Self::ALL`]): they need the nodes' data
+    /// directories on this machine, all but `corrupt` on lazy disks (FUSE).
+    pub const DISK: [NemesisKind; 4] = [
+        NemesisKind::PowerCut,
+        NemesisKind::LoseUnsynced,
+        NemesisKind::DiskFull,
+        NemesisKind::Corrupt,
+    ];
 
     /// The pure partition shapes (`partitions` in lists). `freeze-leader` cuts links too
     /// ([`Self::is_partition`]) but is not one of them.
@@ -77,6 +90,10 @@ impl NemesisKind {
             NemesisKind::PacketLoss => "packet-loss",
             NemesisKind::Membership => "membership",
             NemesisKind::Transfer => "transfer",
+            NemesisKind::PowerCut => "power-cut",
+            NemesisKind::LoseUnsynced => "lose-unsynced",
+            NemesisKind::DiskFull => "disk-full",
+            NemesisKind::Corrupt => "corrupt",
         }
     }
 
@@ -85,8 +102,9 @@ impl NemesisKind {
         NemesisKind::PARTITIONS.contains(&self) || self == NemesisKind::FreezeLeader
     }
 
-    /// Takes one node down (killed, paused, or out of the membership) while it lasts:
-    /// counts for the minority rule. (`kill-all` takes every node down and runs alone.)
+    /// Takes one node down (killed, paused, out of the membership, unable to write, or
+    /// refusing its damaged log) while it lasts: counts for the minority rule. (`kill-all`
+    /// and `power-cut` take every node down and run alone.)
     pub fn takes_node_down(self) -> bool {
         matches!(
             self,
@@ -96,7 +114,16 @@ impl NemesisKind {
                 | NemesisKind::PauseLeader
                 | NemesisKind::FreezeLeader
                 | NemesisKind::Membership
+                | NemesisKind::LoseUnsynced
+                | NemesisKind::DiskFull
+                | NemesisKind::Corrupt
         )
+    }
+
+    /// Takes every node down (`kill-all`, `power-cut`): runs alone, waiting for every other
+    /// fault to end and holding back every other while it lasts.
+    pub fn runs_alone(self) -> bool {
+        matches!(self, NemesisKind::KillAll | NemesisKind::PowerCut)
     }
 
     /// Needs nodes with network interfaces of their own.
@@ -119,22 +146,31 @@ impl NemesisKind {
     /// What this kind asks of the cluster, for [`Db::supports`].
     pub fn needs(self) -> Needs {
         Needs {
-            // Everything that takes nodes down does so by signal, but a membership change.
-            processes: (self.takes_node_down() || self == NemesisKind::KillAll)
-                && self != NemesisKind::Membership,
+            // Everything that takes nodes down does so by signal, but a membership change
+            // and a full disk.
+            processes: (self.takes_node_down() || self.runs_alone())
+                && !matches!(self, NemesisKind::Membership | NemesisKind::DiskFull),
             network: self.needs_network(),
             own_interfaces: self.needs_own_interfaces(),
             membership: self == NemesisKind::Membership,
             transfer: self == NemesisKind::Transfer,
+            lazy_disks: matches!(
+                self,
+                NemesisKind::PowerCut | NemesisKind::LoseUnsynced | NemesisKind::DiskFull
+            ),
+            data_files: self == NemesisKind::Corrupt,
         }
     }
 }
 
 /// Every name [`parse_kinds`] accepts: the kinds, then the groups.
 fn known_names() -> String {
-    let kinds = NemesisKind::ALL.iter().chain(&NemesisKind::OWN_INTERFACES);
+    let kinds = NemesisKind::ALL
+        .iter()
+        .chain(&NemesisKind::OWN_INTERFACES)
+        .chain(&NemesisKind::DISK);
     let mut names: Vec<&str> = kinds.map(|k| k.name()).collect();
-    names.extend(["all", "partitions", "none"]);
+    names.extend(["all", "partitions", "disk", "none"]);
     names.join(", ")
 }
 
@@ -167,18 +203,20 @@ impl FromStr for NemesisKind {
         NemesisKind::ALL
             .into_iter()
             .chain(NemesisKind::OWN_INTERFACES)
+            .chain(NemesisKind::DISK)
             .find(|k| k.name() == s)
             .ok_or_else(|| NemesisError::Unknown(s.to_string()))
     }
 }
 
-/// A comma list of kinds, `all`, `partitions` and `none` (deduplicated, in order).
+/// A comma list of kinds, `all`, `partitions`, `disk` and `none` (deduplicated, in order).
 pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
     let mut kinds: Vec<NemesisKind> = Vec::new();
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let more: Vec<NemesisKind> = match word {
             "all" => NemesisKind::ALL.to_vec(),
             "partitions" => NemesisKind::PARTITIONS.to_vec(),
+            "disk" => NemesisKind::DISK.to_vec(),
             "none" => Vec::new(),
             name => vec![name.parse()?],
         };
@@ -248,10 +286,19 @@ mod tests {
         for kind in NemesisKind::ALL
             .into_iter()
             .chain(NemesisKind::OWN_INTERFACES)
+            .chain(NemesisKind::DISK)
         {
             assert_eq!(kind.name().parse::<NemesisKind>().unwrap(), kind);
         }
         assert!(!NemesisKind::ALL.iter().any(|k| k.needs_own_interfaces()));
+        assert_eq!(
+            parse_kinds("all,disk").unwrap().len(),
+            NemesisKind::ALL.len() + NemesisKind::DISK.len()
+        );
+        // `all` asks nothing of the data directories: no FUSE needed.
+        assert!(!NemesisKind::ALL
+            .iter()
+            .any(|k| k.needs().lazy_disks || k.needs().data_files));
     }
 
     #[test]

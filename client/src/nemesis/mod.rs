@@ -45,6 +45,7 @@
 //! the isolated node at its start, `resume` at its wake-up, `stop-partition` at its end (a
 //! fault ended before its wake-up records `resume` then `stop-partition`).
 
+pub mod disk;
 pub mod kill;
 mod kinds;
 pub mod membership;

@@ -2,6 +2,7 @@
 //! network (`dyn Network`), records every action in the history, and heals everything before
 //! it returns, also when its future is dropped midway.
 
+use super::disk::{self, Corrupted, Damage};
 use super::membership::{self, Change};
 use super::partition::{self, Grouping};
 use super::schedule::{Action, Fault, Schedule};
@@ -106,8 +107,14 @@ impl NemesisContext {
 #[derive(Clone, Debug)]
 enum Applied {
     Killed(NodeId),
-    /// `kill-all`: the nodes it killed (all, unless a kill failed).
-    KilledAll(Vec<NodeId>),
+    /// `kill-all` and `power-cut`: the nodes it killed (all, unless a kill failed).
+    KilledAll(NemesisKind, Vec<NodeId>),
+    /// `lose-unsynced`: killed, its unsynced writes dropped.
+    LostUnsynced(NodeId),
+    /// `disk-full`: the node's disk refuses writes that need space.
+    DiskFull(NodeId),
+    /// `corrupt`: a bit of the node's log flipped; the node refused to start (or failed to).
+    Corrupted(Damage),
     Paused(NodeId),
     Partitioned(Grouping),
     /// `packet-loss` or `latency`.
@@ -128,7 +135,10 @@ impl Applied {
     fn describe(&self) -> String {
         match self {
             Applied::Killed(n) => format!("kill n{n}"),
-            Applied::KilledAll(nodes) => format!("kill-all {nodes:?}"),
+            Applied::KilledAll(kind, nodes) => format!("{kind} {nodes:?}"),
+            Applied::LostUnsynced(n) => format!("lose-unsynced n{n}"),
+            Applied::DiskFull(n) => format!("disk-full n{n}"),
+            Applied::Corrupted(damage) => format!("corrupt n{}", damage.node),
             Applied::Paused(n) => format!("pause n{n}"),
             Applied::Removed(n) => format!("membership: n{n} removed"),
             Applied::Partitioned(g) => format!("{} {}", g.kind, g.describe()),
@@ -153,8 +163,11 @@ impl Applied {
             Applied::Killed(n)
             | Applied::Paused(n)
             | Applied::Removed(n)
+            | Applied::LostUnsynced(n)
+            | Applied::DiskFull(n)
+            | Applied::Corrupted(Damage { node: n, .. })
             | Applied::Frozen { node: n, .. } => *n == id,
-            Applied::KilledAll(nodes) => nodes.contains(&id),
+            Applied::KilledAll(_, nodes) => nodes.contains(&id),
             Applied::Partitioned(_) | Applied::Degraded(_) => false,
         }
     }
@@ -162,6 +175,8 @@ impl Applied {
 
 struct Runner {
     ctx: NemesisContext,
+    /// The schedule's seed (with the fault's index: which bit `corrupt` flips).
+    seed: u64,
     nodes: Vec<NodeId>,
     active: BTreeMap<usize, Applied>,
     report: NemesisReport,
@@ -221,6 +236,7 @@ impl Runner {
     fn new(schedule: &Schedule, ctx: NemesisContext) -> Runner {
         Runner {
             ctx,
+            seed: schedule.seed,
             nodes: schedule.nodes.clone(),
             active: BTreeMap::new(),
             report: NemesisReport {
@@ -269,7 +285,7 @@ impl Runner {
                     Err(e) => self.failed(e.to_string()),
                 }
             }
-            Fault::KillAll => {
+            Fault::KillAll | Fault::PowerCut => {
                 let mut killed = Vec::new();
                 for node in self.nodes.clone() {
                     let result = kill::kill(&mut *self.control(), &self.ctx.recorder, node);
@@ -278,8 +294,61 @@ impl Runner {
                         Err(e) => self.failed(e.to_string()),
                     }
                 }
+                // Every node is down before any disk loses what it had not synced.
+                if kind == NemesisKind::PowerCut {
+                    for &node in &killed {
+                        let lost = disk::lose_unsynced(
+                            &mut *self.control(),
+                            &self.ctx.recorder,
+                            node,
+                            true,
+                        );
+                        if let Err(e) = lost {
+                            self.failed(e.to_string());
+                        }
+                    }
+                }
                 if !killed.is_empty() {
-                    self.applied(index, kind, Applied::KilledAll(killed));
+                    self.applied(index, kind, Applied::KilledAll(kind, killed));
+                }
+            }
+            Fault::LoseUnsynced { node } => {
+                let node = *node;
+                let killed = kill::kill(&mut *self.control(), &self.ctx.recorder, node);
+                if let Err(e) = killed {
+                    self.failed(e.to_string());
+                    return;
+                }
+                let lost =
+                    disk::lose_unsynced(&mut *self.control(), &self.ctx.recorder, node, false);
+                match lost {
+                    Ok(_) => self.applied(index, kind, Applied::LostUnsynced(node)),
+                    Err(e) => {
+                        // Killed all the same: restarted at the end, not counted.
+                        self.failed(e.to_string());
+                        self.active.insert(index, Applied::Killed(node));
+                    }
+                }
+            }
+            Fault::DiskFull { node } => {
+                let filled = disk::fill(&mut *self.control(), &self.ctx.recorder, *node);
+                match filled {
+                    Ok(()) => self.applied(index, kind, Applied::DiskFull(*node)),
+                    Err(e) => self.failed(e.to_string()),
+                }
+            }
+            Fault::Corrupt { node } => {
+                let seed = self.seed ^ (index as u64).wrapping_mul(0x9e37_79b9);
+                match disk::corrupt(&self.ctx.control, &self.ctx.recorder, *node, seed).await {
+                    Corrupted::Refused(damage) => {
+                        self.applied(index, kind, Applied::Corrupted(damage));
+                    }
+                    Corrupted::Failed { damage, error } => {
+                        self.failed(error);
+                        if let Some(damage) = damage {
+                            self.active.insert(index, Applied::Corrupted(damage));
+                        }
+                    }
                 }
             }
             Fault::Partition(grouping) => self.partition(index, grouping.clone(), None),
@@ -548,9 +617,17 @@ impl Runner {
             return;
         };
         let result = match &mut applied {
-            Applied::Killed(node) => kill::restart(&mut *self.control(), &self.ctx.recorder, *node)
+            Applied::Killed(node) | Applied::LostUnsynced(node) => {
+                kill::restart(&mut *self.control(), &self.ctx.recorder, *node)
+                    .map_err(|e| e.to_string())
+            }
+            Applied::DiskFull(node) => disk::free(&mut *self.control(), &self.ctx.recorder, *node)
                 .map_err(|e| e.to_string()),
-            Applied::KilledAll(nodes) => {
+            Applied::Corrupted(damage) => {
+                disk::repair(&mut *self.control(), &self.ctx.recorder, damage)
+                    .map_err(|e| e.to_string())
+            }
+            Applied::KilledAll(_, nodes) => {
                 // Restart every node even if one fails; report the failures together.
                 let failures: Vec<String> = nodes
                     .iter()

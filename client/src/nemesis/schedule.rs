@@ -73,6 +73,16 @@ pub enum Fault {
     /// Hand leadership to this voter (another one if it leads or is down then); nothing to
     /// undo at the end.
     Transfer { to: NodeId },
+    /// SIGKILL every node and drop what each had not synced (its lazy disk tears the last
+    /// unsynced write of each file); restart them all at the end.
+    PowerCut,
+    /// SIGKILL the node and drop what it had not synced; restart it at the end.
+    LoseUnsynced { node: NodeId },
+    /// The node's disk is full (writes needing space fail); space returns at the end.
+    DiskFull { node: NodeId },
+    /// SIGKILL the node, flip bits in its log and check that it refuses to start; repair
+    /// the bits and restart it at the end.
+    Corrupt { node: NodeId },
 }
 
 impl Fault {
@@ -90,6 +100,10 @@ impl Fault {
             Fault::FreezeLeader { .. } => NemesisKind::FreezeLeader,
             Fault::RemoveMember { .. } => NemesisKind::Membership,
             Fault::Transfer { .. } => NemesisKind::Transfer,
+            Fault::PowerCut => NemesisKind::PowerCut,
+            Fault::LoseUnsynced { .. } => NemesisKind::LoseUnsynced,
+            Fault::DiskFull { .. } => NemesisKind::DiskFull,
+            Fault::Corrupt { .. } => NemesisKind::Corrupt,
         }
     }
 
@@ -101,7 +115,10 @@ impl Fault {
             Fault::Kill { node, .. }
             | Fault::Pause { node, .. }
             | Fault::FreezeLeader { fallback: node }
-            | Fault::RemoveMember { node } => Some(*node),
+            | Fault::RemoveMember { node }
+            | Fault::LoseUnsynced { node }
+            | Fault::DiskFull { node }
+            | Fault::Corrupt { node } => Some(*node),
             _ => None,
         }
     }
@@ -258,12 +275,12 @@ impl Schedule {
                 .any(|f| f.fault.kind().needs_the_links_alone());
             let down: BTreeSet<NodeId> =
                 active.iter().filter_map(|f| f.fault.down_node()).collect();
-            let power_cut = active.iter().any(|f| f.fault == Fault::KillAll);
+            let power_cut = active.iter().any(|f| f.fault.kind().runs_alone());
             // A power cut runs alone: nothing else starts while it lasts, and it waits
             // for every other fault to end (it is the only one beyond a minority). Other
             // kinds need room in each family they belong to (`freeze-leader`: both).
             let fits = |k: &NemesisKind| {
-                if *k == NemesisKind::KillAll {
+                if k.runs_alone() {
                     active.is_empty()
                 } else if power_cut {
                     false
@@ -329,6 +346,12 @@ impl Schedule {
                     pick(&mut rng, &up).map(|node| Fault::RemoveMember { node })
                 }
                 NemesisKind::Transfer => Some(Fault::Transfer { to: order[0] }),
+                NemesisKind::PowerCut => Some(Fault::PowerCut),
+                NemesisKind::LoseUnsynced => {
+                    pick(&mut rng, &up).map(|node| Fault::LoseUnsynced { node })
+                }
+                NemesisKind::DiskFull => pick(&mut rng, &up).map(|node| Fault::DiskFull { node }),
+                NemesisKind::Corrupt => pick(&mut rng, &up).map(|node| Fault::Corrupt { node }),
             };
             if let Some(fault) = fault {
                 schedule.faults.push(PlannedFault {
@@ -405,6 +428,12 @@ impl Schedule {
 mod tests {
     use super::*;
 
+    /// Every kind the schedule can draw: `all`, `latency` and the storage faults.
+    fn every_kind() -> Vec<NemesisKind> {
+        let kinds = NemesisKind::ALL.iter().chain(&NemesisKind::OWN_INTERFACES);
+        kinds.chain(&NemesisKind::DISK).copied().collect()
+    }
+
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
@@ -462,13 +491,13 @@ mod tests {
                 for (name, options) in [("roomy", roomy(duration)), ("crowded", crowded(duration))]
                 {
                     for nodes in [&[1, 2, 3][..], &[1, 2, 3, 4, 5]] {
-                        let s = Schedule::with_options(seed, &NemesisKind::ALL, nodes, options)
+                        let s = Schedule::with_options(seed, &every_kind(), nodes, options)
                             .unwrap();
                         assert_even(&s, &format!("{name} seed {seed} {duration:?}"));
                     }
                 }
             }
-            let s = Schedule::new(seed, &NemesisKind::ALL, &[1, 2, 3], secs(1), secs(30)).unwrap();
+            let s = Schedule::new(seed, &every_kind(), &[1, 2, 3], secs(1), secs(30)).unwrap();
             for (kind, count) in s.counts() {
                 assert!(count > 0, "seed {seed}: no {kind}: {:?}", s.faults);
             }
@@ -584,7 +613,7 @@ mod tests {
             for seed in 0..50 {
                 let s = Schedule::with_options(
                     seed,
-                    &NemesisKind::ALL,
+                    &every_kind(),
                     &nodes,
                     ScheduleOptions {
                         interval: Duration::from_millis(500),
@@ -612,7 +641,7 @@ mod tests {
                 assert_eq!(partitions, 0);
                 // A power cut overlaps no other fault.
                 for (i, cut) in s.faults.iter().enumerate() {
-                    if cut.fault != Fault::KillAll {
+                    if !cut.fault.kind().runs_alone() {
                         continue;
                     }
                     for (j, other) in s.faults.iter().enumerate() {

@@ -97,6 +97,7 @@ fn fault_colour(kind: FaultKind) -> RGBAColor {
         FaultKind::Partition => RGBColor(214, 39, 40).mix(0.15),
         FaultKind::Kill => RGBColor(90, 90, 90).mix(0.18),
         FaultKind::Pause => RGBColor(65, 105, 225).mix(0.15),
+        FaultKind::Disk => RGBColor(255, 127, 14).mix(0.15),
     }
 }
 

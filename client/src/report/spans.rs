@@ -61,6 +61,8 @@ pub enum FaultKind {
     Partition,
     Kill,
     Pause,
+    /// A full disk, or a damaged log until it is repaired.
+    Disk,
 }
 
 impl FaultKind {
@@ -69,6 +71,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Disk => "disk",
         }
     }
 }
@@ -139,6 +142,8 @@ pub fn fault_spans(events: &[Record]) -> Vec<FaultSpan> {
             "start" => (FaultKind::Kill, false),
             "pause" => (FaultKind::Pause, true),
             "resume" => (FaultKind::Pause, false),
+            "disk-full" | "corrupt" => (FaultKind::Disk, true),
+            "disk-free" | "repair" => (FaultKind::Disk, false),
             _ => continue,
         };
         let slot = (
@@ -157,6 +162,7 @@ pub fn fault_spans(events: &[Record]) -> Vec<FaultSpan> {
                     .and_then(Json::as_str)
                     .unwrap_or("partition")
                     .to_string(),
+                (FaultKind::Disk, Some(n)) => format!("{} node {n}", e.f),
                 (_, Some(n)) => format!("{} node {n}", kind.name()),
                 (_, None) => kind.name().to_string(),
             };

@@ -52,6 +52,7 @@
 //! killed node is caught up from the others); a lost vote needs a kill right after voting.
 
 mod atomic;
+pub mod damage;
 mod hard_state;
 mod snapshot;
 mod wal;

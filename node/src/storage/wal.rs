@@ -49,11 +49,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Bytes in front of each record's payload: length and checksum.
-const HEADER: usize = 8;
+pub(super) const HEADER: usize = 8;
 
 /// Begins each group commit: a zero length (no record has one), then 8 bytes of magic, so
 /// that damaged bytes do not pass for a mark by chance.
-const BATCH_MARK: [u8; 12] = *b"\0\0\0\0raftbtch";
+pub(super) const BATCH_MARK: [u8; 12] = *b"\0\0\0\0raftbtch";
 
 /// Zeros written ahead of the tail's last record at a time (see the module doc).
 const ZERO_AHEAD: u64 = 1 << 20;
@@ -118,7 +118,7 @@ pub(crate) fn segment_name(first: Index) -> String {
     format!("{first:020}.log")
 }
 
-fn parse_segment_name(name: &str) -> Option<Index> {
+pub(super) fn parse_segment_name(name: &str) -> Option<Index> {
     let digits = name.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -127,7 +127,7 @@ fn parse_segment_name(name: &str) -> Option<Index> {
 }
 
 /// What one position of a segment holds.
-enum Record {
+pub(super) enum Record {
     Entry {
         entry: Entry<Command>,
         end: usize,
@@ -138,7 +138,7 @@ enum Record {
     Bad(String),
 }
 
-fn decode_record(bytes: &[u8], at: usize) -> Record {
+pub(super) fn decode_record(bytes: &[u8], at: usize) -> Record {
     let rest = &bytes[at..];
     if rest.len() < HEADER {
         return Record::Bad(format!(
@@ -180,7 +180,7 @@ fn decode_record(bytes: &[u8], at: usize) -> Record {
 }
 
 /// Whether a batch mark starts at `at`.
-fn is_batch_mark(bytes: &[u8], at: usize) -> bool {
+pub(super) fn is_batch_mark(bytes: &[u8], at: usize) -> bool {
     bytes[at..].starts_with(&BATCH_MARK)
 }
 

@@ -217,7 +217,12 @@ fn numeric_version(version: &str) -> Option<(u32, u32)> {
 /// on loopback with members that can (`groups`) or cannot run under group ids of their own;
 /// the reason when not.
 pub fn supports(needs: Needs, own_hosts: bool, groups: bool) -> Result<(), String> {
-    if own_hosts {
+    if needs.lazy_disks {
+        Err(
+            "the lab puts raftlab nodes' data on lazy disks (raft-lazyfs), not etcd members'"
+                .into(),
+        )
+    } else if own_hosts {
         Ok(())
     } else if needs.own_interfaces {
         Err(LATENCY_NEEDS_HOSTS.into())

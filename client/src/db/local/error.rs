@@ -25,6 +25,8 @@ pub enum ClusterError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    LazyDisk(#[from] crate::db::lazy_disks::LazyDiskError),
     #[error("cannot make the certificates for {config}: {source}")]
     Certs {
         config: PathBuf,
@@ -45,10 +47,15 @@ pub enum ClusterError {
         last: String,
     },
     #[error(
-        "raft-node binary not found (tried {tried}): build it with \
-         `cargo build -p node --bin raft-node` or set RAFT_NODE_BIN"
+        "{binary} binary not found (tried {tried}): build it with \
+         `cargo build -p {package} --bin {binary}` or set {env}"
     )]
-    BinaryNotFound { tried: String },
+    BinaryNotFound {
+        binary: &'static str,
+        package: &'static str,
+        env: &'static str,
+        tried: String,
+    },
     #[error("node {id}: cannot start {binary}: {source}")]
     Spawn {
         id: NodeId,

@@ -34,9 +34,13 @@ mod error;
 mod setup;
 
 pub use error::{ClusterError, MAX_LOCAL_NODES};
-pub use setup::{cluster_toml, local_node_ip, raft_node_binary, ClusterOptions, DEFAULT_BASE_PORT};
+pub use setup::{
+    cluster_toml, local_node_ip, raft_lazyfs_binary, raft_node_binary, ClusterOptions,
+    LazyDiskOptions, DEFAULT_BASE_PORT,
+};
 
-use super::{Db, DbError, DbNode, DownReport, Needs, UpReport};
+use super::lazy_disks::LazyDisks;
+use super::{Db, DbError, DbNode, DiskCommand, DownReport, Exit, Needs, UpReport};
 use crate::control::cleanup::{self, Cleanup};
 use crate::control::process::{self, wait_for};
 use crate::kv::status::{find_leader, NoLeader};
@@ -113,6 +117,9 @@ pub struct LocalCluster {
     endpoints: BTreeMap<NodeId, SocketAddr>,
     slots: BTreeMap<NodeId, Slot>,
     reserved: Vec<(IpAddr, u16)>,
+    /// The nodes' lazy disks, when made with them (unmounted after the nodes stop: this
+    /// field drops after `Drop::drop` stopped them).
+    disks: LazyDisks,
 }
 
 impl LocalCluster {
@@ -120,6 +127,19 @@ impl LocalCluster {
     /// every node as a child of this process. `dir` must not hold a `cluster.toml` yet.
     pub fn create(dir: &Path, opts: &ClusterOptions) -> Result<LocalCluster, ClusterError> {
         let mut cluster = LocalCluster::prepare(dir, opts, Ownership::Owned)?;
+        if let Some(lazy) = &opts.lazy_disks {
+            let data_dirs: Vec<(NodeId, PathBuf)> = cluster
+                .ids()
+                .into_iter()
+                .map(|id| (id, cluster.config.data_dir(id)))
+                .collect();
+            cluster.disks = LazyDisks::mount(
+                &lazy.binary,
+                &cluster.dir.join("lazyfs"),
+                &data_dirs,
+                lazy.seed,
+            )?;
+        }
         cluster.start_all()?;
         Ok(cluster)
     }
@@ -144,6 +164,7 @@ impl LocalCluster {
             slots: config.ids().map(|id| (id, Slot::default())).collect(),
             endpoints,
             reserved: Vec::new(),
+            disks: LazyDisks::default(),
             config,
             dir,
         };
@@ -225,6 +246,7 @@ impl LocalCluster {
                 .map(|(i, a)| (i as NodeId + 1, *a))
                 .collect(),
             reserved,
+            disks: LazyDisks::default(),
             config,
             dir,
         };
@@ -775,6 +797,9 @@ impl Db for LocalCluster {
     }
 
     fn supports(&self, needs: Needs) -> Result<(), String> {
+        if needs.lazy_disks && self.disks.is_empty() {
+            return Err(super::lazy_disks::NEEDS_LAZY_DISKS.into());
+        }
         if needs.own_interfaces {
             Err(LATENCY_NEEDS_HOSTS.into())
         } else if needs.network && needs.processes {
@@ -801,13 +826,50 @@ impl Db for LocalCluster {
         })
     }
 
-    /// Stops the nodes the run started; their logs are in the cluster folder already.
+    /// Only while the node is down: a running node would see its own files change.
+    fn disk(&mut self, id: NodeId, command: DiskCommand) -> Result<String, DbError> {
+        if command.needs_node_down() && self.is_running(id) {
+            return Err(DbError::of(command.action(), id)("the node is running"));
+        }
+        self.disks
+            .command(id, command.name())
+            .map_err(DbError::of(command.action(), id))
+    }
+
+    fn data_dir(&self, id: NodeId) -> Option<PathBuf> {
+        self.config.node(id).map(|_| self.config.data_dir(id))
+    }
+
+    fn wait_exit(&mut self, id: NodeId, patience: Duration) -> Result<Option<Exit>, DbError> {
+        let mut status = None;
+        wait_for(patience, || {
+            status = match self.slots.get_mut(&id).and_then(|s| s.proc.as_mut()) {
+                Some(Proc::Child(child)) => child.try_wait().ok().flatten(),
+                _ => None,
+            };
+            status.is_some() || !self.is_running(id)
+        });
+        if self.is_running(id) {
+            return Ok(None);
+        }
+        let code = status.and_then(|s| s.code());
+        self.forget(id);
+        Ok(Some(Exit {
+            code,
+            log_tail: log_tail(&self.log_path(id)),
+        }))
+    }
+
+    /// Stops the nodes the run started (their logs are in the cluster folder already), then
+    /// unmounts their lazy disks.
     fn teardown(&mut self, owned: bool, _logs_dir: &Path) -> Result<(), DbError> {
         if owned {
             self.stop_all()
                 .map_err(DbError::cluster("stop the cluster"))?;
         }
-        Ok(())
+        self.disks
+            .unmount_all()
+            .map_err(DbError::cluster("unmount the lazy disks"))
     }
 
     /// The run's own nftables table on this machine.
@@ -815,6 +877,18 @@ impl Db for LocalCluster {
         Nft::new()
             .map(|nft| Box::new(nft) as Box<dyn Network>)
             .map_err(NetError::Nftables)
+    }
+}
+
+/// The last lines of the log at `path` (a few KiB), or why it cannot be read.
+fn log_tail(path: &Path) -> String {
+    const TAIL: usize = 4096;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let from = bytes.len().saturating_sub(TAIL);
+            String::from_utf8_lossy(&bytes[from..]).into_owned()
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
 }
 

@@ -34,6 +34,18 @@ pub struct ClusterOptions {
     pub request_timeout_ms: u64,
     /// How long [`LocalCluster::stop_all`] waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// Put each node's data directory on a lazy disk ([`crate::db::lazy_disks`]), for the
+    /// faults that lose unsynced writes (`power-cut`, `lose-unsynced`, `disk-full`).
+    pub lazy_disks: Option<LazyDiskOptions>,
+}
+
+/// How to mount the lazy disks.
+#[derive(Clone, Debug)]
+pub struct LazyDiskOptions {
+    /// The `raft-lazyfs` binary (see [`raft_lazyfs_binary`]).
+    pub binary: PathBuf,
+    /// Seeds which pages of a torn write reach the disk (the run's seed).
+    pub seed: u64,
 }
 
 impl Default for ClusterOptions {
@@ -47,6 +59,7 @@ impl Default for ClusterOptions {
             snapshot_every: 10_000,
             request_timeout_ms: 3000,
             stop_grace: Duration::from_secs(5),
+            lazy_disks: None,
         }
     }
 }
@@ -55,19 +68,40 @@ impl Default for ClusterOptions {
 /// cargo puts `raft-lab`; for test executables in `target/<profile>/deps/` one directory up),
 /// else on `PATH`.
 pub fn raft_node_binary() -> Result<PathBuf, ClusterError> {
+    sibling_binary("raft-node", "RAFT_NODE_BIN").map_err(|tried| ClusterError::BinaryNotFound {
+        binary: "raft-node",
+        package: "node",
+        env: "RAFT_NODE_BIN",
+        tried,
+    })
+}
+
+/// Finds the `raft-lazyfs` binary as [`raft_node_binary`] does (`$RAFT_LAZYFS_BIN` first).
+pub fn raft_lazyfs_binary() -> Result<PathBuf, ClusterError> {
+    sibling_binary("raft-lazyfs", "RAFT_LAZYFS_BIN").map_err(|tried| ClusterError::BinaryNotFound {
+        binary: "raft-lazyfs",
+        package: "lazyfs",
+        env: "RAFT_LAZYFS_BIN",
+        tried,
+    })
+}
+
+/// `$env`, else `name` beside the running executable (or one directory up), else on `PATH`;
+/// the places tried when none is a file.
+fn sibling_binary(name: &str, env: &str) -> Result<PathBuf, String> {
     let mut tried = Vec::new();
-    if let Some(path) = std::env::var_os("RAFT_NODE_BIN") {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         if path.is_file() {
             return Ok(path);
         }
-        tried.push(format!("RAFT_NODE_BIN={}", path.display()));
+        tried.push(format!("{env}={}", path.display()));
     }
     if let Ok(exe) = std::env::current_exe() {
         let mut dir = exe.parent();
         for _ in 0..2 {
             let Some(d) = dir else { break };
-            let candidate = d.join("raft-node");
+            let candidate = d.join(name);
             if candidate.is_file() {
                 return Ok(candidate);
             }
@@ -77,16 +111,14 @@ pub fn raft_node_binary() -> Result<PathBuf, ClusterError> {
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("raft-node");
+            let candidate = dir.join(name);
             if candidate.is_file() {
                 return Ok(candidate);
             }
         }
-        tried.push("raft-node on PATH".into());
+        tried.push(format!("{name} on PATH"));
     }
-    Err(ClusterError::BinaryNotFound {
-        tried: tried.join(", "),
-    })
+    Err(tried.join(", "))
 }
 
 /// The loopback address of node `id` in a cluster made by [`LocalCluster::create`].

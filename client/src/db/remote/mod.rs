@@ -767,7 +767,10 @@ impl Db for RemoteCluster {
 
     /// Everything: partitions and netem need `nft` and `tc` on the hosts, which
     /// [`Db::network`] checks.
-    fn supports(&self, _needs: Needs) -> Result<(), String> {
+    fn supports(&self, needs: Needs) -> Result<(), String> {
+        if needs.lazy_disks {
+            return Err(super::lazy_disks::NEEDS_LAZY_DISKS.into());
+        }
         Ok(())
     }
 
