@@ -491,8 +491,8 @@ mod tests {
                 for (name, options) in [("roomy", roomy(duration)), ("crowded", crowded(duration))]
                 {
                     for nodes in [&[1, 2, 3][..], &[1, 2, 3, 4, 5]] {
-                        let s = Schedule::with_options(seed, &every_kind(), nodes, options)
-                            .unwrap();
+                        let s =
+                            Schedule::with_options(seed, &every_kind(), nodes, options).unwrap();
                         assert_even(&s, &format!("{name} seed {seed} {duration:?}"));
                     }
                 }

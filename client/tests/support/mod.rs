@@ -12,41 +12,79 @@ use std::time::Duration;
 pub fn raft_node() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("RAFT_NODE_BIN") {
-                return PathBuf::from(path);
-            }
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>/deps/")
-                .to_path_buf();
-            let target_dir = profile_dir.parent().expect("target dir");
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root");
-            let mut build = Command::new(env!("CARGO"));
-            // Cargo's per-package variables of this test would change build-script
-            // fingerprints and make every nested build recompile half the tree.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy().into_owned();
-                if key.starts_with("CARGO_") && key != "CARGO_HOME" {
-                    build.env_remove(key);
-                }
-            }
-            build
-                .args(["build", "-p", "node", "--bin", "raft-node"])
-                .current_dir(workspace)
-                .env("CARGO_TARGET_DIR", target_dir);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo build runs");
-            assert!(status.success(), "building raft-node failed");
-            profile_dir.join("raft-node")
-        })
+        .get_or_init(|| built("node", "raft-node", "RAFT_NODE_BIN"))
         .clone()
+}
+
+/// Builds `raft-lazyfs` as [`raft_node`] builds `raft-node`; `RAFT_LAZYFS_BIN` overrides.
+pub fn raft_lazyfs() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| built("lazyfs", "raft-lazyfs", "RAFT_LAZYFS_BIN"))
+        .clone()
+}
+
+/// `cargo build -p package --bin bin` into this test's target directory, unless `env` names
+/// the binary.
+fn built(package: &str, bin: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let mut build = Command::new(env!("CARGO"));
+    // Cargo's per-package variables of this test would change build-script fingerprints and
+    // make every nested build recompile half the tree.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" {
+            build.env_remove(key);
+        }
+    }
+    build
+        .args(["build", "-p", package, "--bin", bin])
+        .current_dir(workspace)
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo build runs");
+    assert!(status.success(), "building {bin} failed");
+    profile_dir.join(bin)
+}
+
+/// Whether FUSE mounts can be made here (/dev/fuse and fusermount3); says why not, and
+/// panics instead when `RAFTLAB_REQUIRE_FUSE=1`. Builds `raft-lazyfs` when they can.
+pub fn fuse_usable() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing = if !Path::new("/dev/fuse").exists() {
+        Some("/dev/fuse is missing")
+    } else if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
+        Some("fusermount3 is not on PATH (Debian package fuse3)")
+    } else {
+        None
+    };
+    match missing {
+        None => {
+            raft_lazyfs();
+            true
+        }
+        Some(why) if std::env::var_os("RAFTLAB_REQUIRE_FUSE").is_some_and(|v| v == "1") => {
+            panic!("RAFTLAB_REQUIRE_FUSE=1 but {why}")
+        }
+        Some(why) => {
+            eprintln!("skipping: lazy disks unavailable: {why}");
+            false
+        }
+    }
 }
 
 /// Makes sure the `raft-node` binary the lab launches exists.

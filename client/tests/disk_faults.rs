@@ -1,0 +1,113 @@
+//! The storage faults end to end: a real 3-node cluster whose data directories are lazy disks
+//! (raft-lazyfs over FUSE) stays linearizable through power cuts that drop every unsynced
+//! write, a minority losing its unsynced writes, and bit flips in a stopped node's log that
+//! it must refuse to start on; no mount outlives the run. Needs /dev/fuse and fusermount3
+//! (skips, saying why, without them unless `RAFTLAB_REQUIRE_FUSE=1`).
+
+mod support;
+
+use client::lab::workload::{parse_nemesis_list, Overrides};
+use std::path::Path;
+
+fn ci_workload() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/ci.toml")
+}
+
+/// raft-lazyfs mounts under `root` still in the mount table.
+fn mounts_under(root: &Path) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let root = root.display().to_string();
+    table
+        .lines()
+        .filter(|l| l.starts_with("raft-lazyfs ") && l.contains(&root))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_correct_build_survives_power_cuts_lost_writes_and_bit_rot() {
+    if !support::fuse_usable() {
+        return;
+    }
+    support::ensure_raft_node();
+    let root = support::results_root("disk-faults");
+    let overrides = Overrides {
+        nodes: Some(3),
+        time_limit: Some(16.0),
+        nemesis: Some(parse_nemesis_list("power-cut,lose-unsynced,corrupt")),
+        seed: Some(5),
+        results: Some(root.join("results")),
+        quiet: true,
+        ..Overrides::default()
+    };
+    let outcome = client::lab::run::run_detailed(&ci_workload(), &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    for kind in ["power-cut", "lose-unsynced", "corrupt"] {
+        let applied = summary.nemesis.applied.get(kind).copied().unwrap_or(0);
+        assert!(
+            applied >= 1,
+            "{kind} applied {applied} times: {:?}",
+            summary.nemesis
+        );
+    }
+    let events = &summary.nemesis.events;
+    let lost = events.iter().filter(|e| e.f == "lose-unsynced").count();
+    assert!(
+        lost >= 4,
+        "a power cut and a lost minority: {lost} disks lost writes"
+    );
+    let refused = events
+        .iter()
+        .find(|e| e.f == "refused")
+        .unwrap_or_else(|| panic!("no node refused its damaged log: {events:?}"));
+    assert!(refused.value.get("error").is_none(), "{refused:?}");
+    assert!(
+        events.iter().any(|e| e.f == "repair"),
+        "the damaged bit was flipped back"
+    );
+    assert!(
+        mounts_under(&root).is_empty(),
+        "mounts left behind: {:?}",
+        mounts_under(&root)
+    );
+    // The nodes' data is in the backing directories once the mounts are gone.
+    let durable = outcome.run_dir.join("cluster/data/node-1.durable/wal");
+    assert!(durable.is_dir(), "{} holds the log", durable.display());
+}
+
+/// A cluster without lazy disks (e.g. one opened with `--cluster`) refuses the faults that
+/// need them before anything starts, saying why; `corrupt` needs only local data files.
+#[test]
+fn a_cluster_without_lazy_disks_refuses_what_needs_them() {
+    use client::db::local::{ClusterOptions, LocalCluster};
+    use client::nemesis::{preflight, NemesisError, NemesisKind};
+    let root = support::results_root("no-lazy-disks");
+    let cluster = LocalCluster::create(
+        &root.join("cluster"),
+        &ClusterOptions {
+            nodes: 3,
+            raft_node: support::raft_node(),
+            base_port: 16901,
+            ..ClusterOptions::default()
+        },
+    )
+    .unwrap();
+    for kind in [
+        NemesisKind::PowerCut,
+        NemesisKind::LoseUnsynced,
+        NemesisKind::DiskFull,
+    ] {
+        match preflight(&[kind], &cluster) {
+            Err(NemesisError::Unsupported { kind: k, reason }) => {
+                assert_eq!(k, kind);
+                assert!(reason.contains("lazy disk"), "{reason}");
+            }
+            Err(e) => panic!("{kind}: {e}"),
+            Ok(_) => panic!("{kind} accepted without lazy disks"),
+        }
+    }
+    assert!(preflight(&[NemesisKind::Corrupt], &cluster).is_ok());
+}
