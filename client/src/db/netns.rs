@@ -7,7 +7,7 @@
 use super::lazy_disks::{LazyDisks, NEEDS_LAZY_DISKS};
 use super::local::{self, ClusterOptions};
 use super::remote::RemoteCluster;
-use super::{Db, DbError, DbNode, DiskCommand, LeaderFuture, Needs};
+use super::{Db, DbError, DbNode, DiskCommand, Exit, LeaderFuture, Needs};
 use crate::net::netns::NetnsHosts;
 use crate::net::{NetError, Network};
 use anyhow::{anyhow, Context};
@@ -16,7 +16,7 @@ use node::config::ClusterConfig;
 use node::transport::ClientConnector;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::info;
 
@@ -98,8 +98,10 @@ impl Db for NetnsCluster {
         if needs.lazy_disks && self.disks.is_empty() {
             return Err(NEEDS_LAZY_DISKS.into());
         }
+        // The data is on this machine, whose mounts the namespaces share.
         self.nodes.supports(Needs {
             lazy_disks: false,
+            data_files: false,
             ..needs
         })
     }
@@ -114,6 +116,30 @@ impl Db for NetnsCluster {
         self.disks
             .command(id, command.name())
             .map_err(DbError::of(command.action(), id))
+    }
+    fn data_dir(&self, id: NodeId) -> Option<PathBuf> {
+        let config = self.nodes.config();
+        config.node(id).map(|_| config.data_dir(id))
+    }
+    /// Polls whether the node still runs, through its namespace.
+    fn wait_exit(&mut self, id: NodeId, patience: Duration) -> Result<Option<Exit>, DbError> {
+        let mut failed = None;
+        let exited =
+            crate::control::process::wait_for(patience, || match self.nodes.is_running(id) {
+                Ok(running) => !running,
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            });
+        if let Some(e) = failed {
+            return Err(DbError::of("wait for the exit of", id)(e));
+        }
+        let log = self.nodes.dir().join(format!("node-{id}.log"));
+        Ok(exited.then(|| Exit {
+            code: None,
+            log_tail: super::local::log_tail(&log),
+        }))
     }
     /// Stops every node (they log into the run folder already), unmounts their lazy disks
     /// and removes the namespaces.

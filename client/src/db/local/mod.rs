@@ -881,7 +881,7 @@ impl Db for LocalCluster {
 }
 
 /// The last lines of the log at `path` (a few KiB), or why it cannot be read.
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     const TAIL: usize = 4096;
     match std::fs::read(path) {
         Ok(bytes) => {

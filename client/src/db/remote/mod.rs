@@ -771,6 +771,9 @@ impl Db for RemoteCluster {
         if needs.lazy_disks {
             return Err(super::lazy_disks::NEEDS_LAZY_DISKS.into());
         }
+        if needs.data_files {
+            return Err("the nodes' data files are on their hosts, not on this machine".into());
+        }
         Ok(())
     }
 
