@@ -120,7 +120,7 @@ fn lose_unsynced_keeps_only_what_was_synced() {
     assert!(!m.join("config.tmp").exists());
     assert_eq!(
         lab.command("status"),
-        "ok held_pages=0 held_bytes=0 held_entries=0 held_truncations=0"
+        "ok held_pages=0 held_bytes=0 held_entries=0 held_truncations=0 full=false"
     );
     // The backing directory is what a restart of the filesystem sees.
     assert_eq!(fs::read(lab.backing.join("kept")).unwrap(), b"durable");
