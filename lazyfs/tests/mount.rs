@@ -296,6 +296,16 @@ fn node_storage_recovers_from_a_torn_append() {
     fs::remove_dir_all(&lab.root).unwrap();
 }
 
+/// fallocate(2) in its default mode.
+fn fallocate(file: &File, offset: i64, len: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor `file` keeps open.
+    match unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Asserts that `result` failed as a full disk fails.
 fn assert_no_space<T: std::fmt::Debug>(result: std::io::Result<T>, what: &str) {
     match result {
@@ -330,6 +340,7 @@ fn a_full_disk_refuses_new_space_until_freed() {
     assert_no_space(file.write_all_at(b"more", 10), "an append");
     assert_no_space(File::create(m.join("g")), "a new file");
     assert_no_space(fs::create_dir(m.join("d")), "a new directory");
+    assert_no_space(fallocate(&file, 0, 4096), "fallocate past the end");
     // What needs no new space still works.
     file.write_all_at(b"abc", 0).unwrap();
     file.sync_data().unwrap();
@@ -347,6 +358,8 @@ fn a_full_disk_refuses_new_space_until_freed() {
     file.sync_data().unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"abc3456789more");
     File::create(m.join("g")).unwrap();
+    fallocate(&file, 0, 4096).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 4096);
     drop(file);
     mount.unmount().unwrap();
     fs::remove_dir_all(&lab.root).unwrap();
