@@ -6,7 +6,9 @@
 //! | `lose-unsynced` | drop every held write, truncation and directory change: what a power cut leaves | `ok` |
 //! | `tear` | of each file's last unsynced write, a seeded random subset of pages reaches the disk; then as `lose-unsynced` | `ok kept=K dropped=D` (pages) |
 //! | `checkpoint` | sync everything, as if every file and directory were fsync'd | `ok` |
-//! | `status` | count what is held | `ok held_pages=P held_bytes=B held_entries=E held_truncations=T` |
+//! | `fill` | the disk is full from now on: writes past a file's allocated bytes, fallocate, create and mkdir fail with ENOSPC (overwrites, reads, fsync, unlink, rename and truncation still work) | `ok` |
+//! | `free` | the space returns | `ok` |
+//! | `status` | count what is held, and whether the disk is full | `ok held_pages=P held_bytes=B held_entries=E held_truncations=T full=true\|false` |
 //!
 //! Anything else, or a command that fails, answers `error <reason>`. A connection may send
 //! any number of commands; commands are applied between FUSE requests (the layer is locked).
@@ -43,16 +45,24 @@ pub fn execute(lazy: &mut Lazy, line: &str) -> String {
             Ok(()) => "ok".to_string(),
             Err(e) => format!("error {e}"),
         },
+        "fill" => {
+            lazy.set_full(true);
+            "ok".to_string()
+        }
+        "free" => {
+            lazy.set_full(false);
+            "ok".to_string()
+        }
         "status" => {
             let s = lazy.status();
             format!(
-                "ok held_pages={} held_bytes={} held_entries={} held_truncations={}",
-                s.held_pages, s.held_bytes, s.held_entries, s.held_truncations
+                "ok held_pages={} held_bytes={} held_entries={} held_truncations={} full={}",
+                s.held_pages, s.held_bytes, s.held_entries, s.held_truncations, s.full
             )
         }
-        other => {
-            format!("error unknown command {other:?} (lose-unsynced, tear, checkpoint, status)")
-        }
+        other => format!(
+            "error unknown command {other:?} (lose-unsynced, tear, checkpoint, fill, free, status)"
+        ),
     }
 }
 

@@ -5,10 +5,11 @@
 //! every read and write reaches the layer and a `lose-unsynced` is seen at once. Supported:
 //! lookup, getattr, setattr (size only; times are accepted and ignored), create, mkdir,
 //! unlink, rmdir, rename (without flags), open, read, write, flush, release, fsync,
-//! opendir, readdir, releasedir, fsyncdir, statfs and access. `flock` and POSIX locks are
+//! opendir, readdir, releasedir, fsyncdir, statfs, access and fallocate (modes 0 and
+//! `FALLOC_FL_KEEP_SIZE`). `flock` and POSIX locks are
 //! not forwarded: the kernel then keeps them itself, per mount, which is what one data
 //! directory's LOCK needs. Everything else answers ENOSYS and is logged (symlink and link
-//! here; the rest by fuser's defaults, whose `log` records the binary routes into `tracing`). Permissions are not kept: files show mode 0644,
+//! here, which answer ENOSPC instead while the disk is full; the rest by fuser's defaults, whose `log` records the binary routes into `tracing`). Permissions are not kept: files show mode 0644,
 //! directories 0755, owned by the backing directory's owner.
 
 use crate::control::{self, lock, Shared};
@@ -417,6 +418,10 @@ impl Filesystem for LazyFs {
         _target: &Path,
         reply: ReplyEntry,
     ) {
+        if lock(&self.layer).is_full() {
+            reply.error(Errno::ENOSPC);
+            return;
+        }
         tracing::warn!(parent = parent.0, ?link_name, "symlink is not supported");
         reply.error(Errno::ENOSYS);
     }
@@ -429,8 +434,35 @@ impl Filesystem for LazyFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        if lock(&self.layer).is_full() {
+            reply.error(Errno::ENOSPC);
+            return;
+        }
         tracing::warn!(ino = ino.0, ?newname, "hard links are not supported");
         reply.error(Errno::ENOSYS);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let keep_size = match mode {
+            0 => false,
+            libc::FALLOC_FL_KEEP_SIZE => true,
+            other => {
+                tracing::warn!(ino = ino.0, mode = other, "fallocate mode is not supported");
+                reply.error(Errno::EOPNOTSUPP);
+                return;
+            }
+        };
+        let result = lock(&self.layer).allocate(ino.0, offset, length, keep_size);
+        Self::reply_empty(result, reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

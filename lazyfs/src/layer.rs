@@ -15,6 +15,15 @@
 //!   [`Lazy::tear`] first lets a seeded random subset of each file's last unsynced write
 //!   reach the disk; [`Lazy::checkpoint`] syncs everything.
 //!
+//! A full disk ([`Lazy::set_full`]): while full, every operation that needs new blocks or
+//! a new directory entry fails with [`LayerError::NoSpace`] (ENOSPC): a write or
+//! [`Lazy::allocate`] past the file's allocated bytes, create and mkdir. A file's allocated
+//! bytes are the prefix that writes have filled (a file grown with `set_len` has a hole
+//! there, as a sparse file on a real disk; a file found in the backing directory counts its
+//! backing blocks). Overwrites of allocated bytes, reads, syncs, unlink, rmdir, rename and
+//! truncation still succeed. Syncs write the held pages to the backing directory whatever
+//! the flag says: the space they need was granted when they were written.
+//!
 //! Known simplification: syncing a directory that no durable entry names yet (its parent was
 //! not synced since it was created) makes nothing durable; a later sync of it, once linked,
 //! does.
@@ -22,7 +31,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Bytes in one held page.
@@ -57,6 +66,8 @@ pub enum LayerError {
     NotEmpty,
     #[error("a directory cannot move into itself")]
     IntoItself,
+    #[error("no space left on device")]
+    NoSpace,
 }
 
 impl LayerError {
@@ -70,6 +81,7 @@ impl LayerError {
             LayerError::IsDir => libc::EISDIR,
             LayerError::NotEmpty => libc::ENOTEMPTY,
             LayerError::IntoItself => libc::EINVAL,
+            LayerError::NoSpace => libc::ENOSPC,
         }
     }
 }
@@ -105,6 +117,8 @@ pub struct Status {
     pub held_entries: usize,
     /// Files with an unsynced truncation.
     pub held_truncations: usize,
+    /// Whether the disk is full ([`Lazy::set_full`]).
+    pub full: bool,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +135,8 @@ struct FileState {
     last_write: Vec<u64>,
     /// Synced content while no durable entry names the file (else it is the backing file).
     orphan: Option<Vec<u8>>,
+    /// Bytes from the start that have blocks: a write past them needs new space.
+    allocated: u64,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +169,8 @@ pub struct Lazy {
     nodes: HashMap<Ino, Node>,
     next_ino: Ino,
     rng: u64,
+    /// The disk is full: operations needing new space fail with ENOSPC.
+    full: bool,
 }
 
 impl Lazy {
@@ -163,6 +181,7 @@ impl Lazy {
             nodes: HashMap::new(),
             next_ino: ROOT + 1,
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
+            full: false,
         };
         lazy.nodes.insert(
             ROOT,
@@ -191,6 +210,8 @@ impl Lazy {
                 Body::File(FileState {
                     len: meta.len(),
                     synced_len: meta.len(),
+                    // Sparse files: their blocks, as if they were a prefix.
+                    allocated: meta.len().min(meta.blocks() * 512),
                     ..FileState::default()
                 })
             } else {
@@ -305,6 +326,9 @@ impl Lazy {
     fn add_entry(&mut self, parent: Ino, name: &OsStr, body: Body) -> Result<Ino, LayerError> {
         if self.dir(parent)?.visible.contains_key(name) {
             return Err(LayerError::Exists);
+        }
+        if self.full {
+            return Err(LayerError::NoSpace);
         }
         let ino = self.fresh(body, None);
         self.dir_mut(parent)?.visible.insert(name.to_owned(), ino);
@@ -464,9 +488,12 @@ impl Lazy {
 
     /// Writes `data` at `offset` (held in memory until the file is synced).
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), LayerError> {
-        self.file(ino)?;
         let page = PAGE as u64;
         let end = offset + data.len() as u64;
+        let allocated = self.file(ino)?.allocated;
+        if self.full && end > allocated {
+            return Err(LayerError::NoSpace);
+        }
         let mut touched = Vec::new();
         if !data.is_empty() {
             for no in offset / page..=(end - 1) / page {
@@ -492,8 +519,45 @@ impl Lazy {
         }
         let f = self.file_mut(ino)?;
         f.len = f.len.max(end);
+        f.allocated = f.allocated.max(end);
         f.last_write = touched;
         Ok(())
+    }
+
+    /// fallocate: blocks for `offset..offset + len`, growing the file to cover them unless
+    /// `keep_size`. Fails with [`LayerError::NoSpace`] when full and new blocks are needed.
+    pub fn allocate(
+        &mut self,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+    ) -> Result<(), LayerError> {
+        let end = offset.saturating_add(len);
+        let f = self.file(ino)?;
+        if end <= f.allocated {
+            return Ok(());
+        }
+        if self.full {
+            return Err(LayerError::NoSpace);
+        }
+        if !keep_size && end > f.len {
+            self.set_len(ino, end)?;
+        }
+        let f = self.file_mut(ino)?;
+        // Blocks past the end (KEEP_SIZE) are not modelled: a later write there asks again.
+        f.allocated = f.allocated.max(end.min(f.len));
+        Ok(())
+    }
+
+    /// Fills the disk (`true`) or gives its space back (`false`).
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+
+    /// Whether the disk is full.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     /// The visible content of page `no`, whole (zeros past the end of the file).
@@ -506,6 +570,7 @@ impl Lazy {
     /// Sets the file's length (held until the file is synced).
     pub fn set_len(&mut self, ino: Ino, len: u64) -> Result<(), LayerError> {
         let f = self.file_mut(ino)?;
+        f.allocated = f.allocated.min(len);
         if len < f.len {
             f.zero_from = Some(f.zero_from.map_or(len, |z| z.min(len)));
             let page = PAGE as u64;
@@ -697,6 +762,7 @@ impl Lazy {
                     f.last_write.clear();
                     f.zero_from = None;
                     f.len = f.synced_len;
+                    f.allocated = f.allocated.min(f.len);
                 }
                 Body::Dir(d) => d.visible = d.durable.clone(),
             }
@@ -792,7 +858,10 @@ impl Lazy {
 
     /// Counts of what is held.
     pub fn status(&self) -> Status {
-        let mut s = Status::default();
+        let mut s = Status {
+            full: self.full,
+            ..Status::default()
+        };
         for node in self.nodes.values() {
             match &node.body {
                 Body::File(f) => {

@@ -5,9 +5,10 @@
 use lazyfs::control::request;
 use lazyfs::fs::{spawn, Mount};
 use model::core::{Entry, EntryKind, HardState};
-use node::storage::{Storage, StorageOptions};
-use std::fs::{self, File};
-use std::io::Write;
+use node::storage::{Storage, StorageError, StorageOptions};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Why FUSE cannot be used here, if it cannot.
@@ -120,7 +121,7 @@ fn lose_unsynced_keeps_only_what_was_synced() {
     assert!(!m.join("config.tmp").exists());
     assert_eq!(
         lab.command("status"),
-        "ok held_pages=0 held_bytes=0 held_entries=0 held_truncations=0"
+        "ok held_pages=0 held_bytes=0 held_entries=0 held_truncations=0 full=false"
     );
     // The backing directory is what a restart of the filesystem sees.
     assert_eq!(fs::read(lab.backing.join("kept")).unwrap(), b"durable");
@@ -291,6 +292,136 @@ fn node_storage_recovers_from_a_torn_append() {
         got.len() >= 5 && got.iter().copied().eq(1..=got.len() as u64),
         "{got:?}"
     );
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// fallocate(2) in its default mode.
+fn fallocate(file: &File, offset: i64, len: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor `file` keeps open.
+    match unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Asserts that `result` failed as a full disk fails.
+fn assert_no_space<T: std::fmt::Debug>(result: std::io::Result<T>, what: &str) {
+    match result {
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::StorageFull, "{what}: {e}");
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{what}: {e}");
+        }
+        Ok(v) => panic!("{what}: succeeded on a full disk ({v:?})"),
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_new_space_until_freed() {
+    let Some((lab, mount)) = Lab::mounted("full") else {
+        return;
+    };
+    let m = &lab.mnt;
+    let path = m.join("f");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.write_all_at(b"0123456789", 0).unwrap();
+    file.sync_all().unwrap();
+    sync_dir(m);
+    assert_eq!(lab.command("fill"), "ok");
+    assert!(lab.command("status").ends_with(" full=true"));
+
+    assert_no_space(file.write_all_at(b"more", 10), "an append");
+    assert_no_space(File::create(m.join("g")), "a new file");
+    assert_no_space(fs::create_dir(m.join("d")), "a new directory");
+    assert_no_space(fallocate(&file, 0, 4096), "fallocate past the end");
+    // What needs no new space still works.
+    file.write_all_at(b"abc", 0).unwrap();
+    file.sync_data().unwrap();
+    let mut back = vec![0; 10];
+    file.read_exact_at(&mut back, 0).unwrap();
+    assert_eq!(back, b"abc3456789");
+    fs::rename(&path, m.join("h")).unwrap();
+    fs::rename(m.join("h"), &path).unwrap();
+    sync_dir(m);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 10);
+
+    assert_eq!(lab.command("free"), "ok");
+    assert!(lab.command("status").ends_with(" full=false"));
+    file.write_all_at(b"more", 10).unwrap();
+    file.sync_data().unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"abc3456789more");
+    File::create(m.join("g")).unwrap();
+    fallocate(&file, 0, 4096).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 4096);
+    drop(file);
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// node's `Storage` on a disk that fills up: a persist that needs space fails with
+/// `NoSpace`, the instance stays usable, the same persist succeeds once space returns, and
+/// nothing a failed persist wrote is ever read back as an entry (a shorter group commit
+/// written where a failed longer one began must not be followed by its records).
+#[test]
+fn node_storage_survives_a_full_disk() {
+    let Some((lab, mount)) = Lab::mounted("storage-full") else {
+        return;
+    };
+    let data = lab.mnt.join("data");
+    let term = |term| HardState {
+        term,
+        voted_for: Some(1),
+    };
+    let (mut storage, _) = Storage::open(&data, StorageOptions::default()).unwrap();
+    storage
+        .persist(Some(term(1)), None, &noops(1..=5, 1))
+        .unwrap();
+
+    assert_eq!(lab.command("fill"), "ok");
+    // A new hard state needs a new file.
+    let err = storage
+        .persist(Some(term(2)), None, &noops(6..=6, 2))
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NoSpace { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("hardstate") && err.to_string().contains("no space left"),
+        "{err}"
+    );
+    assert!(
+        !fs::read_dir(&data).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "the temporary file of the failed replace is removed"
+    );
+    // Appends past the log's written space (about 4.5 MiB here) fail too, part way.
+    let err = storage.persist(None, None, &big(6..=1500, 2)).unwrap_err();
+    assert!(matches!(err, StorageError::NoSpace { .. }), "{err:?}");
+    assert!(err.to_string().contains(".log"), "{err}");
+
+    assert_eq!(lab.command("free"), "ok");
+    // Still usable: the hard state goes through now, with one entry of the same size as
+    // the first record of the failed append, where that append began.
+    storage
+        .persist(Some(term(2)), None, &big(6..=6, 2))
+        .unwrap();
+    drop(storage);
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    let (_, restored) = Storage::open(&data, StorageOptions::default()).unwrap();
+    assert_eq!(restored.hard_state, term(2));
+    let got: Vec<(u64, u64)> = restored.entries.iter().map(|e| (e.index, e.term)).collect();
+    let mut want: Vec<(u64, u64)> = (1..=5).map(|i| (i, 1)).collect();
+    want.push((6, 2));
+    assert_eq!(got, want);
     mount.unmount().unwrap();
     fs::remove_dir_all(&lab.root).unwrap();
 }

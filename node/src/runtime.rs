@@ -22,6 +22,15 @@
 //! in flight at a time, so everything proposed meanwhile lands in the next fsync (group
 //! commit).
 //!
+//! A full disk ([`StorageError::NoSpace`]) does not stop the node: the storage thread
+//! retries the same writes (backing off from [`NO_SPACE_RETRY_MIN`] to
+//! [`NO_SPACE_RETRY_MAX`]) until they succeed, and meanwhile the core refuses new client
+//! writes and membership changes at once (`Refused`: certainly not applied) rather than
+//! queueing them behind a Ready that cannot be made durable. The stalled Ready's messages
+//! still wait for its writes, and no later Ready is taken, so this node also stops sending
+//! heartbeats and replication: a leader with a full disk loses its leadership, and reads
+//! (which need a heartbeat round) time out. Any other storage error stops the node.
+//!
 //! Under the `send-before-persist` catalogue bug every message leaves as soon as the Ready is
 //! taken, before the storage thread has made its writes durable: a crash in between loses a
 //! vote or an entry the messages already promised.
@@ -32,9 +41,12 @@ use crate::storage::{Storage, StorageError};
 use crate::transport::{ClientCall, Inbound, Transport};
 use model::bugs::Bug;
 use model::core::{Membership, MembershipChange, Message, NodeId, Refused, Role, Snapshot};
+use model::kv::Operation;
 use model::kv::{Command, Outcome};
 use model::replica::{Pending, Persist, Replica, Reply, RequestId};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -84,9 +96,11 @@ pub async fn run(
 ) -> Result<(), RuntimeError> {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<StorageJob>();
     let (done_tx, mut done_rx) = mpsc::channel::<Result<Persisted, StorageError>>(4);
+    let disk_full = Arc::new(AtomicBool::new(false));
+    let writer_disk_full = Arc::clone(&disk_full);
     let storage_thread = std::thread::Builder::new()
         .name("storage".into())
-        .spawn(move || storage_writer(storage, jobs_rx, done_tx))
+        .spawn(move || storage_writer(storage, jobs_rx, done_tx, &writer_disk_full))
         .map_err(|e| RuntimeError::StorageThread(e.to_string()))?;
 
     let mut core = CoreTask {
@@ -96,6 +110,7 @@ pub async fn run(
         transport,
         jobs: jobs_tx,
         persisting: false,
+        disk_full,
         membership: Membership::default(),
         waiting: BTreeMap::new(),
         next_request: 0,
@@ -139,6 +154,8 @@ pub async fn run(
         core.follow_membership();
     };
     drop(core);
+    // A storage thread waiting for space sees this and stops.
+    drop(done_rx);
     if storage_thread.join().is_err() {
         error!("storage thread panicked");
     }
@@ -152,6 +169,8 @@ struct CoreTask {
     jobs: std::sync::mpsc::Sender<StorageJob>,
     /// A Ready's durable part is with the storage thread.
     persisting: bool,
+    /// Set by the storage thread while its writes fail for want of space.
+    disk_full: Arc<AtomicBool>,
     /// The membership the transport dials and admits.
     membership: Membership,
     waiting: BTreeMap<RequestId, Waiting>,
@@ -326,12 +345,22 @@ impl CoreTask {
                 let _ = call.reply.send(Response::Status(self.status()));
             }
             Request::Op(command) => {
+                if !matches!(command.op, Operation::Read { .. }) {
+                    if let Some(why) = self.disk_full_refusal() {
+                        let _ = call.reply.send(why);
+                        return;
+                    }
+                }
                 let id = self.wait_for(call.reply);
                 if let Some(reply) = self.replica.request(id, command, wall_clock_ms()) {
                     self.answer(id, self.response(reply));
                 }
             }
             Request::ChangeMembership(change) => {
+                if let Some(why) = self.disk_full_refusal() {
+                    let _ = call.reply.send(why);
+                    return;
+                }
                 if let Err(why) = self.check_change(&change) {
                     let _ = call.reply.send(Response::Refused(why));
                     return;
@@ -349,6 +378,18 @@ impl CoreTask {
                 let _ = call.reply.send(response);
             }
         }
+    }
+
+    /// While the disk is full, the answer to a write: refused, never proposed (it would
+    /// only wait behind writes that cannot be made durable).
+    fn disk_full_refusal(&self) -> Option<Response> {
+        self.disk_full.load(Ordering::Relaxed).then(|| {
+            Response::Refused(format!(
+                "node {}: the disk is full (no space left on device): the write was not \
+                 proposed; writes resume when space returns",
+                self.replica.raft().id()
+            ))
+        })
     }
 
     /// Registers a request that the core answers later (or the deadline does); its id.
@@ -499,6 +540,52 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// First wait before retrying a write that found the disk full.
+pub const NO_SPACE_RETRY_MIN: Duration = Duration::from_millis(50);
+/// Longest wait between retries while the disk stays full.
+pub const NO_SPACE_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Persists one Ready, retrying while the disk is full (see the module documentation):
+/// `None` if the core task went away meanwhile (no other job can arrive while it waits:
+/// the core hands out nothing while a Ready is with this thread).
+fn persist_retrying(
+    storage: &mut Storage,
+    persist: &Persist,
+    done: &mpsc::Sender<Result<Persisted, StorageError>>,
+    disk_full: &AtomicBool,
+) -> Option<Result<(), StorageError>> {
+    let mut wait = NO_SPACE_RETRY_MIN;
+    loop {
+        let result = storage.persist(
+            persist.hard_state,
+            persist.snapshot.as_ref(),
+            &persist.entries,
+        );
+        match result {
+            Err(e @ StorageError::NoSpace { .. }) => {
+                if !disk_full.swap(true, Ordering::Relaxed) {
+                    error!(
+                        dir = %storage.dir().display(),
+                        error = %e,
+                        "disk full: refusing client writes and retrying until space returns"
+                    );
+                }
+                std::thread::sleep(wait);
+                if done.is_closed() {
+                    return None;
+                }
+                wait = (wait * 2).min(NO_SPACE_RETRY_MAX);
+            }
+            other => {
+                if other.is_ok() && disk_full.swap(false, Ordering::Relaxed) {
+                    info!(dir = %storage.dir().display(), "space returned: writes resume");
+                }
+                return Some(other);
+            }
+        }
+    }
+}
+
 /// The storage thread: one persist (one fsync) per Ready, in order. Under the `skip-fsync`
 /// bug, persists only buffer, and this thread also flushes the buffer when its oldest write
 /// has waited long enough (and when the node shuts down cleanly: only a crash loses it).
@@ -506,6 +593,7 @@ fn storage_writer(
     mut storage: Storage,
     jobs: std::sync::mpsc::Receiver<StorageJob>,
     done: mpsc::Sender<Result<Persisted, StorageError>>,
+    disk_full: &AtomicBool,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     loop {
@@ -533,16 +621,16 @@ fn storage_writer(
         match job {
             StorageJob::Persist(job) => {
                 let (persist, pending) = *job;
-                let result = storage
-                    .persist(
-                        persist.hard_state,
-                        persist.snapshot.as_ref(),
-                        &persist.entries,
-                    )
-                    .map(|()| Persisted {
-                        messages: persist.messages,
-                        pending,
-                    });
+                let Some(result) = persist_retrying(&mut storage, &persist, &done, disk_full)
+                else {
+                    // Shutting down with the disk still full: the Ready never became
+                    // durable, and its messages are not sent.
+                    return;
+                };
+                let result = result.map(|()| Persisted {
+                    messages: persist.messages,
+                    pending,
+                });
                 let failed = result.is_err();
                 if done.blocking_send(result).is_err() || failed {
                     return;

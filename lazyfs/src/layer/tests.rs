@@ -44,6 +44,8 @@ enum Op {
     FsyncDir(usize),
     Lose,
     Checkpoint,
+    /// The disk fills up (`true`) or its space returns.
+    Full(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..2).prop_map(Op::FsyncDir),
         Just(Op::Lose),
         Just(Op::Checkpoint),
+        any::<bool>().prop_map(Op::Full),
     ]
 }
 
@@ -83,6 +86,9 @@ struct Model {
     durable: BTreeMap<usize, usize>,
     content: HashMap<usize, Vec<u8>>,
     synced: HashMap<usize, Vec<u8>>,
+    /// Bytes of each file that writes have filled (a write past them needs space).
+    allocated: HashMap<usize, u64>,
+    full: bool,
     next: usize,
 }
 
@@ -90,8 +96,9 @@ impl Model {
     fn apply(&mut self, op: &Op) {
         match *op {
             Op::Create(slot) => {
-                if !self.visible.contains_key(&slot) {
+                if !self.visible.contains_key(&slot) && !self.full {
                     self.visible.insert(slot, self.next);
+                    self.allocated.insert(self.next, 0);
                     self.content.insert(self.next, Vec::new());
                     self.synced.insert(self.next, Vec::new());
                     self.next += 1;
@@ -104,8 +111,13 @@ impl Model {
                 byte,
             } => {
                 if let Some(id) = self.visible.get(&slot) {
-                    let c = self.content.entry(*id).or_default();
                     let end = offset as usize + len;
+                    let allocated = self.allocated.entry(*id).or_default();
+                    if self.full && end as u64 > *allocated {
+                        return;
+                    }
+                    *allocated = (*allocated).max(end as u64);
+                    let c = self.content.entry(*id).or_default();
                     if c.len() < end {
                         c.resize(end, 0);
                     }
@@ -115,6 +127,8 @@ impl Model {
             Op::SetLen { slot, len } => {
                 if let Some(id) = self.visible.get(&slot) {
                     self.content.entry(*id).or_default().resize(len as usize, 0);
+                    let allocated = self.allocated.entry(*id).or_default();
+                    *allocated = (*allocated).min(len);
                 }
             }
             Op::Fsync(slot) => {
@@ -147,6 +161,8 @@ impl Model {
                 self.visible = self.durable.clone();
                 for id in self.visible.values() {
                     let s = self.synced[id].clone();
+                    let allocated = self.allocated.entry(*id).or_default();
+                    *allocated = (*allocated).min(s.len() as u64);
                     self.content.insert(*id, s);
                 }
             }
@@ -157,6 +173,7 @@ impl Model {
                 }
                 self.durable = self.visible.clone();
             }
+            Op::Full(full) => self.full = full,
         }
     }
 }
@@ -187,7 +204,10 @@ fn apply(lazy: &mut Lazy, op: &Op) {
             byte,
         } => {
             if let Some(ino) = ino(lazy, slot) {
-                lazy.write(ino, offset, &vec![byte; len]).unwrap();
+                match lazy.write(ino, offset, &vec![byte; len]) {
+                    Ok(()) | Err(LayerError::NoSpace) => {}
+                    Err(e) => panic!("write: {e}"),
+                }
             }
         }
         Op::SetLen { slot, len } => {
@@ -213,6 +233,7 @@ fn apply(lazy: &mut Lazy, op: &Op) {
         Op::FsyncDir(dir) => lazy.sync(if dir == 0 { ROOT } else { sub }).unwrap(),
         Op::Lose => lazy.lose_unsynced(),
         Op::Checkpoint => lazy.checkpoint().unwrap(),
+        Op::Full(full) => lazy.set_full(full),
     }
 }
 
@@ -399,5 +420,80 @@ fn a_file_moved_out_of_a_removed_directory_keeps_its_data() {
         1,
         "no staging names are left behind"
     );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_disk_refuses_only_what_needs_new_space() {
+    let dir = temp_dir("full");
+    let mut lazy = Lazy::open(&dir, 1).unwrap();
+    let f = lazy.create(ROOT, OsStr::new("f")).unwrap();
+    lazy.write(f, 0, &[1; 100]).unwrap();
+    lazy.sync(f).unwrap();
+    lazy.sync(ROOT).unwrap();
+    let g = lazy.create(ROOT, OsStr::new("g")).unwrap();
+    // Grown without writing: a hole, as a sparse file's.
+    lazy.set_len(g, 3 * PAGE as u64).unwrap();
+    lazy.set_full(true);
+    assert!(lazy.status().full);
+
+    let no_space = |r: Result<_, LayerError>| match r {
+        Err(e @ LayerError::NoSpace) => assert_eq!(e.errno(), libc::ENOSPC),
+        other => panic!("expected no space, got {other:?}"),
+    };
+    no_space(lazy.write(f, 90, &[2; 20]).map(drop));
+    no_space(lazy.write(g, 0, &[2; 1]).map(drop));
+    no_space(lazy.allocate(f, 0, 200, false));
+    no_space(lazy.create(ROOT, OsStr::new("new")).map(drop));
+    no_space(lazy.mkdir(ROOT, OsStr::new("newdir")).map(drop));
+    assert_eq!(
+        lazy.read(f, 0, 200).unwrap(),
+        vec![1; 100],
+        "nothing changed"
+    );
+
+    // Overwrites of written bytes, syncs, renames, truncation and unlink still work.
+    lazy.write(f, 10, &[3; 90]).unwrap();
+    lazy.allocate(f, 0, 100, false).unwrap();
+    lazy.sync(f).unwrap();
+    lazy.rename(ROOT, OsStr::new("f"), ROOT, OsStr::new("h"))
+        .unwrap();
+    lazy.sync(ROOT).unwrap();
+    lazy.set_len(f, 50).unwrap();
+    lazy.unlink(ROOT, OsStr::new("g")).unwrap();
+    lazy.sync(f).unwrap();
+    assert_eq!(fs::read(dir.join("h")).unwrap()[10..], [3; 40]);
+    // Truncated bytes are given back: writing them again needs space.
+    no_space(lazy.write(f, 50, &[4; 1]).map(drop));
+
+    lazy.set_full(false);
+    assert!(!lazy.status().full);
+    lazy.write(f, 50, &[4; 100]).unwrap();
+    lazy.create(ROOT, OsStr::new("new")).unwrap();
+    lazy.allocate(f, 0, 4 * PAGE as u64, false).unwrap();
+    assert_eq!(lazy.attr(f).unwrap().size, 4 * PAGE as u64);
+    // Allocated, so writable while full again.
+    lazy.set_full(true);
+    lazy.write(f, 3 * PAGE as u64, &[5; 10]).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn backing_files_count_their_blocks_as_allocated() {
+    let dir = temp_dir("full-backing");
+    fs::write(dir.join("dense"), vec![7u8; 2 * PAGE]).unwrap();
+    File::create(dir.join("sparse"))
+        .unwrap()
+        .set_len(4 * PAGE as u64)
+        .unwrap();
+    let mut lazy = Lazy::open(&dir, 1).unwrap();
+    lazy.set_full(true);
+    let dense = lazy.lookup(ROOT, OsStr::new("dense")).unwrap();
+    let sparse = lazy.lookup(ROOT, OsStr::new("sparse")).unwrap();
+    lazy.write(dense, 0, &[1; 2 * PAGE]).unwrap();
+    assert!(matches!(
+        lazy.write(sparse, 0, &[1; 10]),
+        Err(LayerError::NoSpace)
+    ));
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,7 +3,9 @@
 //! Format: `[crc32c u32 LE of the payload][payload]`, where the payload is the postcard
 //! encoding of one value. A new version is written to `<name>.tmp`, fsynced, renamed over
 //! `<name>`, and the directory is fsynced: a reader sees the old file or the new one, never
-//! a mix, so any checksum failure on read is real corruption, not a torn write.
+//! a mix, so any checksum failure on read is real corruption, not a torn write. A replace
+//! that fails before its rename took effect removes `<name>.tmp` (on a full disk it holds
+//! space, and nothing depends on it).
 
 use super::StorageError;
 use serde::de::DeserializeOwned;
@@ -19,6 +21,23 @@ const HEADER: usize = 4;
 pub(crate) fn io_err(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StorageError {
     let path = path.to_path_buf();
     move |source| StorageError::Io { path, op, source }
+}
+
+/// Maps an I/O error on `path` during `op`, an operation that needed new space, whose
+/// caller undoes what it left: ENOSPC is [`StorageError::NoSpace`] (retryable), anything
+/// else [`StorageError::Io`]. Never for fsync: a failed fsync cannot be retried.
+pub(crate) fn space_err(
+    path: &Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| {
+        if source.raw_os_error() == Some(nix::libc::ENOSPC) {
+            StorageError::NoSpace { path, op }
+        } else {
+            StorageError::Io { path, op, source }
+        }
+    }
 }
 
 /// Makes the directory entry changes in `dir` (creations, renames, removals) durable.
@@ -51,14 +70,28 @@ pub(crate) fn replace(
     fsync: bool,
 ) -> Result<u64, StorageError> {
     let tmp = tmp_path(dir, name);
-    let mut file = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
-    file.write_all(bytes).map_err(io_err(&tmp, "write"))?;
-    if fsync {
-        file.sync_all().map_err(io_err(&tmp, "fsync"))?;
-    }
-    drop(file);
     let path = dir.join(name);
-    fs::rename(&tmp, &path).map_err(io_err(&path, "rename temporary file over"))?;
+    let written = (|| {
+        let mut file = File::create(&tmp).map_err(space_err(&tmp, "create"))?;
+        file.write_all(bytes).map_err(space_err(&tmp, "write"))?;
+        if fsync {
+            file.sync_all().map_err(io_err(&tmp, "fsync"))?;
+        }
+        drop(file);
+        // A rename that fails changed nothing.
+        fs::rename(&tmp, &path).map_err(space_err(&path, "rename temporary file over"))
+    })();
+    if let Err(e) = written {
+        match fs::remove_file(&tmp) {
+            Err(rm) if rm.kind() != ErrorKind::NotFound => {
+                // Harmless but for its space: the next replace truncates it, and the next
+                // open removes it.
+                tracing::warn!(file = %tmp.display(), error = %rm, "cannot remove temporary file");
+            }
+            _ => {}
+        }
+        return Err(e);
+    }
     if fsync {
         sync_dir(dir)?;
     }

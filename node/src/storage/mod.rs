@@ -34,7 +34,12 @@
 //!
 //! After any I/O error the instance refuses further writes ([`StorageError::Failed`]): what
 //! reached the disk is unknown (a failed fsync cannot be retried), so the node must stop and
-//! recover by reopening.
+//! recover by reopening. Except a full disk: ENOSPC from a write, a file creation or an
+//! allocation (never from an fsync) is [`StorageError::NoSpace`]; the failed call undoes
+//! what it wrote (the log's tail stays where it was, a replace's temporary file is
+//! removed) and the instance stays usable, so the caller retries the same call once space
+//! returns. (Under `skip-fsync` a full disk still stops the instance: a flush that fails
+//! part way has already dropped acknowledged writes from its buffer.)
 //!
 //! **The `skip-fsync` catalogue bug** ([`StorageOptions::skip_fsync`]): `persist` returns at
 //! once, and the node acknowledges, while the hard state and entries wait in a buffer *in
@@ -186,13 +191,21 @@ pub enum StorageError {
     /// An earlier write failed; this instance writes nothing more.
     #[error("storage stopped after an earlier failure ({0}); reopen to recover")]
     Failed(String),
+    /// The disk is full: a write, file creation or allocation got ENOSPC. What the failed
+    /// call had written was undone and the instance stays usable: the same call may be
+    /// retried once space returns.
+    #[error("{}: cannot {op}: no space left on device", path.display())]
+    NoSpace { path: PathBuf, op: &'static str },
 }
 
 impl StorageError {
     /// Whether the disk failed (now or in an earlier write of this instance), rather than
     /// the data being refused: what reached the disk is then unknown.
     pub fn is_io_failure(&self) -> bool {
-        matches!(self, StorageError::Io { .. } | StorageError::Failed(_))
+        matches!(
+            self,
+            StorageError::Io { .. } | StorageError::Failed(_) | StorageError::NoSpace { .. }
+        )
     }
 }
 
@@ -569,7 +582,12 @@ impl Storage {
     /// Remembers a failed write: what reached the disk is unknown from here on.
     fn note(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
         if let Err(e) = &result {
-            if !matches!(e, StorageError::Contract(_)) {
+            let retryable = match e {
+                StorageError::Contract(_) => true,
+                StorageError::NoSpace { .. } => !self.opts.skip_fsync,
+                _ => false,
+            };
+            if !retryable {
                 tracing::error!(dir = %self.dir.display(), error = %e, "storage write failed");
                 self.failed = Some(e.to_string());
             }

@@ -28,7 +28,16 @@
 //! - truncating a suffix: later segments are deleted newest first and the directory synced,
 //!   then the segment holding the cut is truncated at the record boundary and synced;
 //! - dropping segments a snapshot covers: oldest first (a crash leaves a contiguous suffix);
-//! - clearing: newest first (a crash leaves a contiguous prefix).
+//! - clearing: newest first (a crash leaves a contiguous prefix);
+//! - a full disk (ENOSPC while writing a group commit or its zeros, or creating a segment):
+//!   the bytes of the group commit that did reach the file are overwritten with zeros
+//!   (written blocks need no new space) and the tail's end stays where it was, so the next
+//!   group commit is written at the same place and no record of the failed one can follow
+//!   a later, shorter one (its fdatasync makes the zeros durable too); a segment just
+//!   created is removed if it cannot be preallocated. The error is
+//!   [`StorageError::NoSpace`] and the log stays usable. A crash before the next group
+//!   commit may leave some of the failed one's bytes: it is then the last group commit,
+//!   never acknowledged, which recovery treats as any torn tail.
 //!
 //! Recovery ([`Wal::open`]) accepts damage only in the last group commit of the last
 //! segment: a power cut may leave the pages of that one write in any order (a bad record
@@ -40,7 +49,7 @@
 //! segment that is not the last, a record with a matching checksum that does not decode —
 //! is [`StorageError::Corrupt`] naming the file and byte offset.
 
-use super::atomic::{io_err, sync_dir};
+use super::atomic::{io_err, space_err, sync_dir};
 use super::StorageError;
 use model::core::{Entry, Index, Term};
 use model::kv::Command;
@@ -109,6 +118,33 @@ fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), StorageError> {
     let current = file.metadata().map_err(io_err(path, "stat"))?.len();
     if current < len {
         file.set_len(len).map_err(io_err(path, "preallocate"))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` at `at`; on failure, how many of them reached the file, and why.
+fn write_counted(file: &File, bytes: &[u8], at: u64) -> Result<(), (u64, std::io::Error)> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write_at(&bytes[done..], at + done as u64) {
+            Ok(0) => return Err((done as u64, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done as u64, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Overwrites with zeros the `len` bytes at `at` a failed group commit wrote (blocks just
+/// written: no new space needed). Failing that, the log is not what it seems: an I/O error.
+fn undo_write(file: &File, path: &Path, at: u64, len: u64) -> Result<(), StorageError> {
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZERO_AHEAD);
+        file.write_all_at(&ZEROS[..n as usize], at + done)
+            .map_err(io_err(path, "undo a failed write in"))?;
+        done += n;
     }
     Ok(())
 }
@@ -491,15 +527,19 @@ impl Wal {
         let (Some(seg), Some(file)) = (self.segments.last_mut(), self.tail.as_ref()) else {
             return Err(StorageError::Contract("no tail segment to write to".into()));
         };
-        file.write_all_at(bytes, seg.bytes)
-            .map_err(io_err(&seg.path, "write"))?;
+        if let Err((written, e)) = write_counted(file, bytes, seg.bytes) {
+            undo_write(file, &seg.path, seg.bytes, written)?;
+            return Err(space_err(&seg.path, "write")(e));
+        }
         if self.fsync {
             let end = seg.bytes + bytes.len() as u64;
             if end > seg.zeroed {
                 // Synced with this append: the next ones write over allocated blocks.
                 let to = (end + ZERO_AHEAD).min(self.segment_bytes).max(end);
-                file.write_all_at(&ZEROS[..(to - end) as usize], end)
-                    .map_err(io_err(&seg.path, "write zeros to"))?;
+                if let Err((_, e)) = write_counted(file, &ZEROS[..(to - end) as usize], end) {
+                    undo_write(file, &seg.path, seg.bytes, bytes.len() as u64)?;
+                    return Err(space_err(&seg.path, "write zeros to")(e));
+                }
                 seg.zeroed = to;
             }
             file.sync_data().map_err(io_err(&seg.path, "fsync"))?;
@@ -531,8 +571,12 @@ impl Wal {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(io_err(&path, "create segment"))?;
-        preallocate(&file, &path, self.segment_bytes)?;
+            .map_err(space_err(&path, "create segment"))?;
+        if let Err(e) = file.set_len(self.segment_bytes) {
+            drop(file);
+            fs::remove_file(&path).map_err(io_err(&path, "remove unallocated segment"))?;
+            return Err(space_err(&path, "preallocate")(e));
+        }
         self.segments.push(Segment {
             first,
             path,
