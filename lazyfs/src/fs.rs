@@ -112,6 +112,14 @@ pub fn spawn(
     };
     let mut config = fuser::Config::default();
     config.mount_options = vec![fuser::MountOption::FSName("raft-lazyfs".into())];
+    // As root, the mount goes away with this process however it ends (fusermount3 watches
+    // it), so a killed lab leaves no dead mount behind. Auto-unmount needs `allow_root`,
+    // which only root may set without `user_allow_other` in /etc/fuse.conf.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        config.mount_options.push(fuser::MountOption::AutoUnmount);
+        config.acl = fuser::SessionACL::RootAndOwner;
+    }
     let session = fuser::spawn_mount(fs, mountpoint, &config).map_err(|error| MountError::Io {
         op: "mount",
         path: mountpoint.to_path_buf(),

@@ -5,8 +5,10 @@
 //!   drop every write and directory change not yet synced ([`lose_unsynced`]; a power cut
 //!   also tears each file's last unsynced write: a seeded subset of its pages lands). The
 //!   nodes restart at the fault's end with what they had made durable.
-//! - `disk-full`: a node's lazy disk refuses writes that need new space ([`fill`]), until
-//!   [`free`]. The node must stop taking writes, lose nothing, and carry on by itself.
+//! - `disk-full`: a node's lazy disk refuses writes that need new space ([`fill`]) and the
+//!   node is restarted on it (a crash on a full disk; a node that keeps running would write
+//!   into the space its log had allocated ahead and not notice a short fault), until
+//!   [`free`]. The node must refuse writes, lose nothing, and carry on by itself.
 //! - `corrupt`: a node is killed, one bit of a synced record of its log flipped, and it is
 //!   started: it must refuse to start, naming the file and the record's offset ([`corrupt`]).
 //!   At the fault's end the bit is flipped back and the node started ([`repair`]).

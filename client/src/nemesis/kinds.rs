@@ -146,10 +146,10 @@ impl NemesisKind {
     /// What this kind asks of the cluster, for [`Db::supports`].
     pub fn needs(self) -> Needs {
         Needs {
-            // Everything that takes nodes down does so by signal, but a membership change
-            // and a full disk.
+            // Everything that takes nodes down does so by signal (a full disk too: its node
+            // is restarted on it), but a membership change.
             processes: (self.takes_node_down() || self.runs_alone())
-                && !matches!(self, NemesisKind::Membership | NemesisKind::DiskFull),
+                && self != NemesisKind::Membership,
             network: self.needs_network(),
             own_interfaces: self.needs_own_interfaces(),
             membership: self == NemesisKind::Membership,

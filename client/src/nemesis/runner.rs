@@ -331,11 +331,24 @@ impl Runner {
                 }
             }
             Fault::DiskFull { node } => {
-                let filled = disk::fill(&mut *self.control(), &self.ctx.recorder, *node);
-                match filled {
-                    Ok(()) => self.applied(index, kind, Applied::DiskFull(*node)),
-                    Err(e) => self.failed(e.to_string()),
+                let node = *node;
+                let filled = disk::fill(&mut *self.control(), &self.ctx.recorder, node);
+                if let Err(e) = filled {
+                    self.failed(e.to_string());
+                    return;
                 }
+                // Restarted on the full disk: its log's headroom (space written ahead of
+                // the tail) would otherwise carry it through a short fault untouched.
+                let restarted = {
+                    // One guard for both: a second `control()` in one expression deadlocks.
+                    let mut control = self.control();
+                    kill::kill(&mut *control, &self.ctx.recorder, node)
+                        .and_then(|()| kill::restart(&mut *control, &self.ctx.recorder, node))
+                };
+                if let Err(e) = restarted {
+                    self.failed(e.to_string());
+                }
+                self.applied(index, kind, Applied::DiskFull(node));
             }
             Fault::Corrupt { node } => {
                 let seed = self.seed ^ (index as u64).wrapping_mul(0x9e37_79b9);

@@ -78,7 +78,8 @@ pub enum Fault {
     PowerCut,
     /// SIGKILL the node and drop what it had not synced; restart it at the end.
     LoseUnsynced { node: NodeId },
-    /// The node's disk is full (writes needing space fail); space returns at the end.
+    /// The node's disk is full (writes needing space fail) and the node restarted on it;
+    /// space returns at the end.
     DiskFull { node: NodeId },
     /// SIGKILL the node, flip bits in its log and check that it refuses to start; repair
     /// the bits and restart it at the end.
