@@ -316,9 +316,7 @@ fn with_bugs(bugs: SyncBugs) -> StorageOptions {
 fn persist_two_batches(data: &Path, bugs: SyncBugs, between: impl FnOnce(&mut Storage)) {
     let (mut storage, restored) = Storage::open(data, with_bugs(bugs)).unwrap();
     assert!(restored.entries.is_empty());
-    storage
-        .persist(Some(VOTE), None, &noops(1..=5, 1))
-        .unwrap();
+    storage.persist(Some(VOTE), None, &noops(1..=5, 1)).unwrap();
     between(&mut storage);
     storage.persist(None, None, &noops(6..=8, 1)).unwrap();
 }
@@ -382,7 +380,10 @@ fn periodic_fsync_loses_the_appends_after_the_last_sync_in_a_power_cut() {
         ..SyncBugs::default()
     };
     persist_two_batches(&buggy, bugs, |storage| {
-        assert!(storage.sync_deadline().is_some(), "an append waits for a sync");
+        assert!(
+            storage.sync_deadline().is_some(),
+            "an append waits for a sync"
+        );
         storage.sync_log().unwrap();
         assert_eq!(storage.sync_deadline(), None);
     });
@@ -413,7 +414,10 @@ fn skip_dir_fsync_loses_a_new_data_directory_in_a_power_cut() {
 
     assert_eq!(lab.command("lose-unsynced"), "ok");
     assert_correct_storage_survived(&correct);
-    assert!(!buggy.exists(), "the data directory's own entry was never synced");
+    assert!(
+        !buggy.exists(),
+        "the data directory's own entry was never synced"
+    );
     let (storage, restored) = Storage::open(&buggy, StorageOptions::default()).unwrap();
     assert!(storage.is_fresh());
     assert_eq!(restored.hard_state, HardState::default());
