@@ -148,6 +148,8 @@ impl Syncs {
         dirs: true,
     };
 
+    /// The syncs `opts` asks for: none without `fsync`; `skip-fsync` wins over
+    /// `periodic-fsync`.
     fn of(opts: &StorageOptions) -> Syncs {
         let bugs = opts.bugs;
         let log = if !opts.fsync || bugs.skip_fsync {
