@@ -68,12 +68,16 @@ impl Mount {
 }
 
 /// Mounts `backing` at `mountpoint`, answering control commands on the unix socket
-/// `control` (replaced if present). The control thread lives as long as the process.
+/// `control` (replaced if present). The control thread lives as long as the process. With
+/// `auto_unmount` (as root only), the mount is removed when the process dies, however it
+/// dies; such a mount must be unmounted from outside (`fusermount3 -u`), not by
+/// [`Mount::unmount`], and at most one per process.
 pub fn spawn(
     backing: &Path,
     mountpoint: &Path,
     control: &Path,
     seed: u64,
+    auto_unmount: bool,
 ) -> Result<Mount, MountError> {
     let meta = std::fs::metadata(backing).map_err(|error| MountError::Io {
         op: "stat",
@@ -112,11 +116,11 @@ pub fn spawn(
     };
     let mut config = fuser::Config::default();
     config.mount_options = vec![fuser::MountOption::FSName("raft-lazyfs".into())];
-    // As root, the mount goes away with this process however it ends (fusermount3 watches
-    // it), so a killed lab leaves no dead mount behind. Auto-unmount needs `allow_root`,
-    // which only root may set without `user_allow_other` in /etc/fuse.conf.
+    // The mount goes away with this process however it ends (fusermount3 watches it), so a
+    // killed lab leaves no dead mount behind. It needs `allow_root`, which only root may set
+    // without `user_allow_other` in /etc/fuse.conf.
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if auto_unmount && unsafe { libc::geteuid() } == 0 {
         config.mount_options.push(fuser::MountOption::AutoUnmount);
         config.acl = fuser::SessionACL::RootAndOwner;
     }

@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Mounts BACKING at MOUNTPOINT and runs until unmounted.
+    /// Mounts BACKING at MOUNTPOINT and runs until unmounted (as root, the mount also goes
+    /// away when this process is killed).
     Mount {
         /// The directory holding what is durable.
         #[arg(long)]
@@ -74,7 +75,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             control,
             seed,
         } => {
-            let mount = lazyfs::fs::spawn(&backing, &mountpoint, &control, seed)
+            let mount = lazyfs::fs::spawn(&backing, &mountpoint, &control, seed, true)
                 .with_context(|| format!("mounting {}", backing.display()))?;
             tracing::info!(
                 backing = %backing.display(),

@@ -5,7 +5,7 @@
 use lazyfs::control::request;
 use lazyfs::fs::{spawn, Mount};
 use model::core::{Entry, EntryKind, HardState};
-use node::storage::{Storage, StorageError, StorageOptions};
+use node::storage::{Storage, StorageError, StorageOptions, SyncBugs};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
@@ -66,7 +66,7 @@ impl Lab {
             return None;
         }
         let lab = Lab::new(tag);
-        let mount = spawn(&lab.backing, &lab.mnt, &lab.control, 11).unwrap();
+        let mount = spawn(&lab.backing, &lab.mnt, &lab.control, 11, false).unwrap();
         Some((lab, mount))
     }
 
@@ -422,6 +422,138 @@ fn node_storage_survives_a_full_disk() {
     let mut want: Vec<(u64, u64)> = (1..=5).map(|i| (i, 1)).collect();
     want.push((6, 2));
     assert_eq!(got, want);
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+// ----- the catalogue's storage bugs, through a power cut ---------------------------------
+
+/// The hard state the storage-bug tests write with their first entries.
+const VOTE: HardState = HardState {
+    term: 1,
+    voted_for: Some(1),
+};
+
+fn with_bugs(bugs: SyncBugs) -> StorageOptions {
+    StorageOptions {
+        bugs,
+        ..StorageOptions::default()
+    }
+}
+
+/// Opens a storage in `data` with `bugs` and persists (acknowledges) a vote with entries
+/// 1..=5 and then entries 6..=8, two group commits; `between` runs between them. The
+/// storage is then dropped without any shutdown (as a killed process leaves it).
+fn persist_two_batches(data: &Path, bugs: SyncBugs, between: impl FnOnce(&mut Storage)) {
+    let (mut storage, restored) = Storage::open(data, with_bugs(bugs)).unwrap();
+    assert!(restored.entries.is_empty());
+    storage.persist(Some(VOTE), None, &noops(1..=5, 1)).unwrap();
+    between(&mut storage);
+    storage.persist(None, None, &noops(6..=8, 1)).unwrap();
+}
+
+/// What a restart on `data` recovers: the hard state and the entries' indexes.
+fn recovered(data: &Path) -> (HardState, Vec<u64>) {
+    let (_, restored) = Storage::open(data, StorageOptions::default()).unwrap();
+    let indexes = restored.entries.iter().map(|e| e.index).collect();
+    (restored.hard_state, indexes)
+}
+
+/// The same writes by the correct storage, in `data` on the same mount, which must survive
+/// the power cut whole.
+fn correct_storage_writes(data: &Path) {
+    persist_two_batches(data, SyncBugs::default(), |_| {});
+}
+
+fn assert_correct_storage_survived(data: &Path) {
+    assert_eq!(
+        recovered(data),
+        (VOTE, (1..=8).collect()),
+        "the correct storage lost acknowledged writes in a power cut"
+    );
+}
+
+/// `skip-fsync`: the log is written (a SIGKILL, which keeps the page cache, loses nothing)
+/// but never synced, so a power cut loses every acknowledged entry; the vote is synced.
+#[test]
+fn skip_fsync_loses_every_acknowledged_append_in_a_power_cut() {
+    let Some((lab, mount)) = Lab::mounted("skip-fsync") else {
+        return;
+    };
+    let (correct, buggy) = (lab.mnt.join("correct"), lab.mnt.join("buggy"));
+    correct_storage_writes(&correct);
+    let bugs = SyncBugs {
+        skip_fsync: true,
+        ..SyncBugs::default()
+    };
+    persist_two_batches(&buggy, bugs, |_| {});
+    assert_eq!(recovered(&buggy), (VOTE, (1..=8).collect()), "before");
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    assert_correct_storage_survived(&correct);
+    assert_eq!(recovered(&buggy), (VOTE, Vec::new()));
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// `periodic-fsync`: the appends acknowledged after the last periodic sync (here called
+/// directly, as the storage thread does once the oldest unsynced append is 200 ms old) are
+/// lost in a power cut; the ones before it survive.
+#[test]
+fn periodic_fsync_loses_the_appends_after_the_last_sync_in_a_power_cut() {
+    let Some((lab, mount)) = Lab::mounted("periodic-fsync") else {
+        return;
+    };
+    let (correct, buggy) = (lab.mnt.join("correct"), lab.mnt.join("buggy"));
+    correct_storage_writes(&correct);
+    let bugs = SyncBugs {
+        periodic_fsync: true,
+        ..SyncBugs::default()
+    };
+    persist_two_batches(&buggy, bugs, |storage| {
+        assert!(
+            storage.sync_deadline().is_some(),
+            "an append waits for a sync"
+        );
+        storage.sync_log().unwrap();
+        assert_eq!(storage.sync_deadline(), None);
+    });
+    assert_eq!(recovered(&buggy), (VOTE, (1..=8).collect()), "before");
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    assert_correct_storage_survived(&correct);
+    assert_eq!(recovered(&buggy), (VOTE, (1..=5).collect()));
+    mount.unmount().unwrap();
+    fs::remove_dir_all(&lab.root).unwrap();
+}
+
+/// `skip-dir-fsync`: the file data is synced, but no directory entry is: a power cut takes
+/// a new data directory with its segment and hard state, and the node restarts empty.
+#[test]
+fn skip_dir_fsync_loses_a_new_data_directory_in_a_power_cut() {
+    let Some((lab, mount)) = Lab::mounted("skip-dir-fsync") else {
+        return;
+    };
+    let (correct, buggy) = (lab.mnt.join("correct"), lab.mnt.join("buggy"));
+    correct_storage_writes(&correct);
+    let bugs = SyncBugs {
+        skip_dir_fsync: true,
+        ..SyncBugs::default()
+    };
+    persist_two_batches(&buggy, bugs, |_| {});
+    assert_eq!(recovered(&buggy), (VOTE, (1..=8).collect()), "before");
+
+    assert_eq!(lab.command("lose-unsynced"), "ok");
+    assert_correct_storage_survived(&correct);
+    assert!(
+        !buggy.exists(),
+        "the data directory's own entry was never synced"
+    );
+    let (storage, restored) = Storage::open(&buggy, StorageOptions::default()).unwrap();
+    assert!(storage.is_fresh());
+    assert_eq!(restored.hard_state, HardState::default());
+    assert!(restored.entries.is_empty());
+    drop(storage);
     mount.unmount().unwrap();
     fs::remove_dir_all(&lab.root).unwrap();
 }

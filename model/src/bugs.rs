@@ -15,15 +15,18 @@
 //! | `lease-read` | core | the leader answers reads from local state while its tick-counted lease lasts |
 //! | `apply-uncommitted` | core | followers apply entries as soon as they are durable, before they commit |
 //! | `truncate-on-append` | core | a follower truncates its log after `prev` on every AppendEntries |
-//! | `skip-fsync` | storage | appends and votes are acknowledged before they are durable |
+//! | `skip-fsync` | storage | log appends are written but never fsync'd |
 //! | `concurrent-membership` | core | the leader accepts a membership change while another is uncommitted |
 //! | `send-before-persist` | runtime | a Ready's messages leave before its writes are durable |
+//! | `periodic-fsync` | storage | log appends are acknowledged at once and fsync'd every 200 ms |
+//! | `skip-dir-fsync` | storage | directories are never fsync'd after files are created, renamed or removed |
 //!
 //! The core's bugs switch on in [`crate::core::Raft`] (and so in the simulator, the stateright
 //! model and the node alike). `skip-fsync` lives below the core, in the storage the caller
-//! provides: the node's storage (`node/src/storage`) and the simulator's storage model
-//! ([`crate::sim::storage`]) implement it; the stateright model, which persists every Ready
-//! atomically, accepts the name and ignores it. `send-before-persist` lives in the caller's
+//! provides, and so do `periodic-fsync` and `skip-dir-fsync`: the node's storage
+//! (`node/src/storage`) and the simulator's storage model ([`crate::sim::storage`]) implement
+//! them; the stateright model, which persists every Ready atomically and has neither
+//! directories nor a page cache, accepts the names and ignores them. `send-before-persist` lives in the caller's
 //! handling of a Ready: the node's runtime, the simulator's runner and the stateright
 //! model's staged Ready handling each implement it.
 
@@ -60,9 +63,9 @@ pub enum Bug {
     /// appending the entries, instead of only from the first conflicting entry: a delayed
     /// or duplicated AppendEntries erases entries it already acknowledged.
     TruncateOnAppend,
-    /// Storage acknowledges appends and hard-state (term, vote) writes before they are
-    /// durable: they are buffered in memory and written and synced in batches, so a crash
-    /// loses the unsynced tail, votes included.
+    /// Storage writes log appends to the file and acknowledges them, but never fsyncs the
+    /// log: a SIGKILL loses nothing (the page cache survives it), a power cut loses every
+    /// entry appended since the segment was created. Hard state and snapshots are synced.
     SkipFsync,
     /// The leader accepts a membership change while an earlier one is still uncommitted:
     /// two single-server changes in flight can make the old and the newest configuration's
@@ -73,10 +76,18 @@ pub enum Bug {
     /// (an "optimisation" of the persist-then-send order): a crash in between loses a vote
     /// or an acknowledged entry that the messages already promised.
     SendBeforePersist,
+    /// Storage acknowledges log appends once written and fdatasyncs the log at most every
+    /// 200 ms (Redis's `appendfsync everysec`): a power cut loses the entries acknowledged
+    /// since the last sync.
+    PeriodicFsync,
+    /// Storage never fsyncs a directory: files it creates, renames over others or removes
+    /// (log segments, `hardstate`, `snapshot`, the data directory itself) may be undone by
+    /// a power cut although their data was synced; a new node's whole data directory is lost.
+    SkipDirFsync,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 14] = [
         Bug::VoteTwice,
         Bug::ForgetVote,
         Bug::CommitOldTerm,
@@ -89,6 +100,8 @@ impl Bug {
         Bug::SkipFsync,
         Bug::ConcurrentMembership,
         Bug::SendBeforePersist,
+        Bug::PeriodicFsync,
+        Bug::SkipDirFsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +118,8 @@ impl Bug {
             Bug::SkipFsync => "skip-fsync",
             Bug::ConcurrentMembership => "concurrent-membership",
             Bug::SendBeforePersist => "send-before-persist",
+            Bug::PeriodicFsync => "periodic-fsync",
+            Bug::SkipDirFsync => "skip-dir-fsync",
         }
     }
 
@@ -128,11 +143,15 @@ impl Bug {
             Bug::TruncateOnAppend => {
                 "a follower truncates its log after prev on every AppendEntries"
             }
-            Bug::SkipFsync => "appends and votes are acknowledged before they are durable",
+            Bug::SkipFsync => "log appends are written but never fsync'd",
             Bug::ConcurrentMembership => {
                 "the leader accepts a membership change while another is uncommitted"
             }
             Bug::SendBeforePersist => "a Ready's messages leave before its writes are durable",
+            Bug::PeriodicFsync => "log appends are acknowledged at once and fsync'd every 200 ms",
+            Bug::SkipDirFsync => {
+                "directories are never fsync'd after files are created, renamed or removed"
+            }
         }
     }
 
@@ -146,7 +165,9 @@ impl Bug {
                 "10/10 runs: ci.toml under isolate-leader, partition-halves"
             }
             Bug::LeaseRead => "10/10 runs: lease.toml under freeze-leader",
-            Bug::SkipFsync => "10/10 runs: ci.toml under kill-all (a power cut)",
+            Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => {
+                "under power-cut (lazyfs loses unsynced writes): measured by raft-lab matrix"
+            }
             Bug::TruncateOnAppend => {
                 "never: the node's QUIC streams keep each link in order, which the bug needs broken"
             }
@@ -165,8 +186,8 @@ impl Bug {
     /// Why the stateright model cannot express it, for a bug that lives below the core.
     pub fn below_the_model(self) -> Option<&'static str> {
         match self {
-            Bug::SkipFsync => Some(
-                "it lives in the node's storage; the model makes every Ready durable as the persistence contract says",
+            Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => Some(
+                "it lives in the node's storage; the model persists each Ready atomically as the persistence contract says, and has no directories or page cache",
             ),
             _ => None,
         }

@@ -398,6 +398,16 @@ fn catches_skip_fsync() {
 }
 
 #[test]
+fn catches_periodic_fsync() {
+    assert_caught(Bug::PeriodicFsync, "catches_periodic_fsync");
+}
+
+#[test]
+fn catches_skip_dir_fsync() {
+    assert_caught(Bug::SkipDirFsync, "catches_skip_dir_fsync");
+}
+
+#[test]
 fn catches_send_before_persist() {
     assert_caught(Bug::SendBeforePersist, "catches_send_before_persist");
 }

@@ -16,7 +16,7 @@ use model::bugs::{Bug, Bugs};
 use model::core::{Config, Membership};
 use model::replica::Replica;
 use node::config::ClusterConfig;
-use node::storage::{Storage, StorageError, StorageOptions};
+use node::storage::{Storage, StorageError, StorageOptions, SyncBugs};
 use node::transport::credentials::Credentials;
 use node::transport::Transport;
 use node::{certs, runtime};
@@ -257,8 +257,8 @@ fn run(
         StorageOptions {
             fsync: config.storage.fsync,
             segment_bytes: config.storage.segment_bytes,
-            // The catalogue bug that lives in storage rather than in the core.
-            skip_fsync: bugs.has(Bug::SkipFsync),
+            // The catalogue bugs that live in storage rather than in the core.
+            bugs: SyncBugs::of(bugs),
         },
     )
     .with_context(|| format!("data directory {}", data_dir.display()))?;

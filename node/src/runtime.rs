@@ -586,9 +586,12 @@ fn persist_retrying(
     }
 }
 
-/// The storage thread: one persist (one fsync) per Ready, in order. Under the `skip-fsync`
-/// bug, persists only buffer, and this thread also flushes the buffer when its oldest write
-/// has waited long enough (and when the node shuts down cleanly: only a crash loses it).
+/// The storage thread: one persist (one fsync) per Ready, in order. Under the
+/// `periodic-fsync` bug, persists leave log appends unsynced, and this thread also syncs the
+/// log once the oldest unsynced append has waited [`PERIODIC_FSYNC_INTERVAL`], and when the
+/// node shuts down cleanly (only a power cut loses them).
+///
+/// [`PERIODIC_FSYNC_INTERVAL`]: crate::storage::PERIODIC_FSYNC_INTERVAL
 fn storage_writer(
     mut storage: Storage,
     jobs: std::sync::mpsc::Receiver<StorageJob>,
@@ -597,7 +600,7 @@ fn storage_writer(
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     loop {
-        let job = match storage.flush_deadline() {
+        let job = match storage.sync_deadline() {
             None => match jobs.recv() {
                 Ok(job) => job,
                 Err(_) => break,
@@ -607,8 +610,8 @@ fn storage_writer(
                 match jobs.recv_timeout(wait) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = storage.flush() {
-                            // Acknowledged writes did not reach the disk: stop the node.
+                        if let Err(e) = storage.sync_log() {
+                            // Acknowledged writes may not be on disk: stop the node.
                             let _ = done.blocking_send(Err(e));
                             return;
                         }
@@ -646,7 +649,7 @@ fn storage_writer(
             }
         }
     }
-    if let Err(e) = storage.flush() {
-        warn!(error = %e, "could not flush buffered writes at shutdown");
+    if let Err(e) = storage.sync_log() {
+        warn!(error = %e, "could not sync the log at shutdown");
     }
 }

@@ -33,8 +33,8 @@
 //! unordered network the node's QUIC streams never produce: the leader's first probe (its
 //! no-op) and the heartbeat's resend (no-op and write) overtake each other, the follower cuts
 //! the acknowledged write, and elects a leader without it (20 steps, 35–60 s depth-first). Any
-//! other bug has no hunt ([`hunt`] returns `None`): it lives below the model (`skip-fsync`:
-//! the model persists every Ready atomically).
+//! other bug has no hunt ([`hunt`] returns `None`): it lives below the model (`skip-fsync`,
+//! `periodic-fsync`, `skip-dir-fsync`: the model persists every Ready atomically).
 
 use super::properties::{LEADER_COMPLETENESS, LINEARIZABLE, STATE_MACHINE_SAFETY, VOTES_DURABLE};
 use super::runner::{Run, Strategy};

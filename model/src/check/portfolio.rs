@@ -262,8 +262,8 @@ pub fn portfolio() -> Vec<Scenario> {
 
 /// The first scenario of the portfolio, in its order, that catches `bug` — where
 /// `raft-model check --bug NAME` stops (measured; `model/tests/stateright.rs` holds each to
-/// it), or `None` where the bug lives below the model (`skip-fsync`: the model makes every
-/// Ready durable as the persistence contract says).
+/// it), or `None` where the bug lives below the model (`skip-fsync`, `periodic-fsync`,
+/// `skip-dir-fsync`: the model makes every Ready durable as the persistence contract says).
 pub fn catches(bug: Bug) -> Option<&'static str> {
     match bug {
         Bug::VoteTwice
@@ -277,6 +277,6 @@ pub fn catches(bug: Bug) -> Option<&'static str> {
         Bug::CommitOldTerm => Some("figure-8-across-a-bridge"),
         Bug::TruncateOnAppend => Some("overtaking-appends-then-a-new-leader"),
         Bug::LeaseRead => Some("reads-from-a-deposed-leader"),
-        Bug::SkipFsync => None,
+        Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => None,
     }
 }

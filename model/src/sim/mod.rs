@@ -19,8 +19,9 @@
 //! history check, the checker crate's, runs keys in parallel under a wall-clock budget).
 //! Readies are persisted after a simulated fsync delay; a crash in between loses them, and
 //! their messages are never sent; a targeted crash can also strike after the fsync and before
-//! the sends. (Under the `skip-fsync` bug a Ready is acknowledged at once and its writes are
-//! buffered, so a crash loses acknowledged writes: see [`storage`]. Under `send-before-persist`
+//! the sends. (A crash is a power cut: under the storage bugs `skip-fsync`, `periodic-fsync`
+//! and `skip-dir-fsync` it loses acknowledged writes that were never synced: see [`storage`].
+//! Under `send-before-persist`
 //! a Ready's messages leave when it is taken, before its fsync, so a crash in between loses
 //! writes they promised.) A paused server (SIGSTOP) keeps its memory and misses the time in
 //! between (see the runner).
@@ -184,8 +185,9 @@ impl SimConfig {
     ///   they acknowledge a client or first commit. (A follower that truncated acknowledged
     ///   entries cannot catch up from that leader, which never backs up below what it was
     ///   told is matched; with duplication the resulting probe/reject exchanges multiply.)
-    /// * `skip-fsync`: three servers, leader churn, and crashes right after a server grants a
-    ///   vote or a leader acknowledges a client, before the buffered writes are flushed.
+    /// * `skip-fsync`, `periodic-fsync`: three servers, leader churn, and crashes right after
+    ///   a server grants a vote or a leader acknowledges a client, before its log is synced;
+    /// * `skip-dir-fsync`: the same churn (any crash empties the crashed server's disk).
     /// * `send-before-persist`: `forget-vote`'s churn with slow fsyncs (up to 8 ms), so that a
     ///   server that grants a vote crashes within two milliseconds of sending it, while the
     ///   vote is still on its way to the disk;
@@ -278,7 +280,7 @@ impl SimConfig {
                 };
                 c.duration = 4000;
             }
-            Bug::SkipFsync => {
+            Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => {
                 churn(&mut c, 3);
                 c.pre_vote = false;
                 c.nemesis.crash_after_vote = 0.3;
@@ -347,7 +349,8 @@ pub struct Stats {
     pub crashes: u64,
     /// Pauses (SIGSTOP) of a server.
     pub pauses: u64,
-    /// `skip-fsync`: acknowledged records (hard states, entries) lost by crashes.
+    /// Written records (hard states, entries) that crashes lost because they were never
+    /// synced (only under the storage bugs).
     pub unsynced_lost: u64,
     /// Leadership transfers the nemesis asked for.
     pub transfers: u64,

@@ -14,10 +14,11 @@
 //! take them: each input channel (peers, clients, storage) in its own order, the channels
 //! interleaved at random (`tokio::select!` picks a ready branch at random).
 //!
-//! Under the `skip-fsync` bug a Ready is acknowledged without waiting for its fsync: its
-//! writes are buffered in the server's [`Storage`] and flushed once [`FLUSH_RECORDS`] records
-//! are buffered or the oldest has waited [`FLUSH_MS`] (checked at each tick); a crash loses
-//! the rest.
+//! Under the `skip-fsync` and `periodic-fsync` bugs a Ready that only appends entries is
+//! acknowledged without an fsync delay (the node writes them and does not sync); the
+//! server's [`Storage`] keeps them unsynced, forever or until the log is synced once the
+//! oldest unsynced append has waited [`PERIODIC_SYNC_MS`] (checked at each tick). A crash
+//! loses what is unsynced — under `skip-dir-fsync`, everything (see [`Storage`]).
 //!
 //! A Ready's early messages (a leader's replication, see [`crate::core::Ready`]) are sent
 //! when the Ready is taken, before its fsync delay, as the node sends them: a crash during
@@ -34,7 +35,7 @@ use super::liveness::{Liveness, ReadProbe};
 use super::nemesis::{ClusterView, Fault, Nemesis};
 use super::network::Network;
 use super::rng::{mix, Rng};
-use super::storage::Storage;
+use super::storage::{Storage, PERIODIC_SYNC_MS};
 use super::{SimConfig, SimReport, Stats, Violation};
 use crate::bugs::Bug;
 use crate::core::{Body, Campaign, Config, Entry, Index, Message, NodeId, Raft, Role, Term};
@@ -44,11 +45,6 @@ use checker::history::Format;
 use checker::{CheckOptions, ModelKind, Verdict};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-
-/// `skip-fsync`: buffered writes are flushed once this many records are buffered...
-pub const FLUSH_RECORDS: usize = 64;
-/// ... or once the oldest has waited this many milliseconds (checked at the server's ticks).
-pub const FLUSH_MS: u64 = 20;
 
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
@@ -131,7 +127,7 @@ struct Server {
     held: Vec<Event>,
     /// A tick came due while it was paused (it gets one tick on resuming, not all it missed).
     tick_held: bool,
-    /// `skip-fsync`: when the oldest write still buffered was acknowledged.
+    /// `periodic-fsync`: when the oldest log append not yet synced was written.
     unsynced_since: Option<u64>,
 }
 
@@ -192,7 +188,7 @@ impl World {
             .map(|&id| Server {
                 id,
                 replica: None,
-                storage: Storage::new(ids.iter().copied()),
+                storage: Storage::new(ids.iter().copied()).with_bugs(config.bugs),
                 inflight: None,
                 epoch: 0,
                 incarnation: 0,
@@ -405,9 +401,9 @@ impl World {
                 replica.tick();
                 if server
                     .unsynced_since
-                    .is_some_and(|since| self.now >= since + FLUSH_MS)
+                    .is_some_and(|since| self.now >= since + PERIODIC_SYNC_MS)
                 {
-                    self.flush(node);
+                    self.sync_log(node);
                 }
                 let server = &mut self.servers[node];
                 let next = self.now + server.tick;
@@ -577,10 +573,14 @@ impl World {
                 }
             }
             let server = &mut self.servers[node];
-            let delay = if must_persist && !self.config.bugs.has(Bug::SkipFsync) {
+            let bugs = self.config.bugs;
+            let unsynced_log = bugs.has(Bug::SkipFsync) || bugs.has(Bug::PeriodicFsync);
+            let only_appends =
+                inflight.persist.hard_state.is_none() && inflight.persist.snapshot.is_none();
+            let delay = if must_persist && !(unsynced_log && only_appends) {
                 self.persist_rng.range(0, self.config.persist_delay)
             } else {
-                // (`skip-fsync` acknowledges at once: the writes are only buffered.)
+                // (`skip-fsync`, `periodic-fsync`: appends are written, not synced.)
                 0
             };
             if delay > 0 {
@@ -601,22 +601,11 @@ impl World {
             applied,
         } = inflight;
         let id = self.servers[node].id;
-        let stored = if self.config.bugs.has(Bug::SkipFsync) {
-            match self.servers[node].storage.buffer(&persist) {
-                Ok(0) => Ok(()),
-                Ok(buffered) => {
-                    let server = &mut self.servers[node];
-                    server.unsynced_since.get_or_insert(self.now);
-                    if buffered >= FLUSH_RECORDS {
-                        self.flush(node);
-                    }
-                    Ok(())
-                }
-                Err(detail) => Err(detail),
-            }
-        } else {
-            self.servers[node].storage.persist(&persist)
-        };
+        let server = &mut self.servers[node];
+        let stored = server.storage.persist(&persist);
+        if server.storage.log_unsynced() {
+            server.unsynced_since.get_or_insert(self.now);
+        }
         if let Err(detail) = stored {
             self.fail("Durability", format!("server {id}: {detail}"));
             return;
@@ -652,8 +641,6 @@ impl World {
         let leader = replica.raft().role() == Role::Leader;
         if let Some(snapshot) = &advanced.snapshot {
             self.stats.compactions += 1;
-            // (Under `skip-fsync` the snapshot is written synchronously, after a flush.)
-            self.flush(node);
             self.servers[node].storage.compact(snapshot);
         }
         let mut acked = false;
@@ -745,14 +732,11 @@ impl World {
         };
     }
 
-    /// `skip-fsync`: writes the server's buffered writes to its disk.
-    fn flush(&mut self, node: usize) {
+    /// `periodic-fsync`: the storage thread's sync of the server's log.
+    fn sync_log(&mut self, node: usize) {
         let server = &mut self.servers[node];
         server.unsynced_since = None;
-        if let Err(detail) = server.storage.flush() {
-            let id = server.id;
-            self.fail("Durability", format!("server {id}: {detail}"));
-        }
+        server.storage.sync_log();
     }
 
     /// SIGCONT: one tick, then the inputs that waited, each channel in order, the channels
@@ -978,8 +962,8 @@ impl World {
         server.unsynced_since = None;
         server.epoch += 1;
         self.liveness.crashed(node);
-        // `skip-fsync`: what was acknowledged but never written dies with the process.
-        let lost = server.storage.lose_unsynced();
+        // A power cut: what was written but not synced is gone (see `Storage`).
+        let lost = server.storage.crash();
         let id = server.id;
         self.stats.crashes += 1;
         self.stats.faults += 1;

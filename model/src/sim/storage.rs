@@ -9,34 +9,69 @@
 //! [`Advanced::snapshot`](crate::replica::Advanced)) replaces the stored snapshot and drops the
 //! entries it covers. A restart reads back a [`Restored`].
 //!
-//! **The `skip-fsync` bug.** With it, the runner acknowledges a Ready at once and
-//! [`buffer`](Storage::buffer)s its hard state and entries instead of persisting them: they
-//! reach the disk only at the next [`flush`](Storage::flush) (every few milliseconds or
-//! records, as the node's buggy storage does), and a crash loses whatever was not flushed
-//! ([`lose_unsynced`](Storage::lose_unsynced)) — exactly what a power failure does to writes
-//! that were never fsync'd. Snapshots are still written synchronously (after a flush).
+//! **The storage bugs.** A simulated crash is a power cut: only what was synced survives.
+//! The storage keeps two disks: what the server has written (the page cache, which it reads
+//! while it runs) and what is synced; a crash ([`crash`](Storage::crash)) puts the written
+//! disk back to the synced one. Without a storage bug every write is synced when its Ready's
+//! simulated fsync completes. With one:
+//! - `skip-fsync`: log entries (appends and the truncations of an overwrite) are never
+//!   synced; the hard state and snapshots are. A crash loses every entry appended since the
+//!   server started or its last snapshot.
+//! - `periodic-fsync`: log appends are acknowledged unsynced and synced by
+//!   [`sync_log`](Storage::sync_log), which the runner calls once the oldest unsynced one is
+//!   [`PERIODIC_SYNC_MS`] old; an overwrite syncs its truncation (and so everything written
+//!   before it) at once, as the node's storage does. A crash loses the appends since the
+//!   last sync.
+//! - `skip-dir-fsync`: no directory entry of the server's data directory was ever made
+//!   durable, so a crash loses everything it stored: it restarts empty, as a new server.
 
+use crate::bugs::{Bug, Bugs};
 use crate::core::{
     Entry, HardState, Index, Membership, NodeId, Restored, Snapshot, SnapshotMeta, Term,
 };
 use crate::kv::Command;
 use crate::replica::Persist;
 
-/// What a server has on disk.
+/// `periodic-fsync`: the log is synced once its oldest unsynced append is this many
+/// simulated milliseconds old (the node's storage thread uses the same interval).
+pub const PERIODIC_SYNC_MS: u64 = 200;
+
+/// How a server's storage syncs its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogSync {
+    Always,
+    Periodic,
+    Never,
+}
+
+/// One view of a server's disk: the hard state, the snapshot and the log.
 #[derive(Clone, Debug)]
-pub struct Storage {
+struct Disk {
     hard_state: HardState,
     snapshot: Snapshot,
     /// `entries[i].index == snapshot.meta.index + 1 + i`.
     entries: Vec<Entry<Command>>,
-    /// `skip-fsync`: acknowledged writes not yet on disk, oldest first.
-    unsynced: Vec<Persist>,
+}
+
+/// What a server has on disk.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    /// What the server wrote: what it reads back while it runs.
+    written: Disk,
+    /// What survives a crash.
+    synced: Disk,
+    /// The disk of a new server (what `skip-dir-fsync` restarts from).
+    empty: Disk,
+    log_sync: LogSync,
+    dir_sync: bool,
+    /// `periodic-fsync`: entries written since the last sync of the log.
+    unsynced: bool,
 }
 
 impl Storage {
     /// The empty disk of a new server of a cluster of `voters` (what `Replica::new` assumes).
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Self {
-        Storage {
+        let empty = Disk {
             hard_state: HardState::default(),
             snapshot: Snapshot {
                 meta: SnapshotMeta {
@@ -47,36 +82,155 @@ impl Storage {
                 data: Default::default(),
             },
             entries: Vec::new(),
-            unsynced: Vec::new(),
+        };
+        Storage {
+            written: empty.clone(),
+            synced: empty.clone(),
+            empty,
+            log_sync: LogSync::Always,
+            dir_sync: true,
+            unsynced: false,
         }
     }
 
+    /// The same storage with the catalogue's storage bugs among `bugs` switched on
+    /// (`skip-fsync` wins over `periodic-fsync`).
+    pub fn with_bugs(mut self, bugs: Bugs) -> Self {
+        self.log_sync = if bugs.has(Bug::SkipFsync) {
+            LogSync::Never
+        } else if bugs.has(Bug::PeriodicFsync) {
+            LogSync::Periodic
+        } else {
+            LogSync::Always
+        };
+        self.dir_sync = !bugs.has(Bug::SkipDirFsync);
+        self
+    }
+
     pub fn hard_state(&self) -> HardState {
-        self.hard_state
+        self.written.hard_state
     }
 
     pub fn snapshot_index(&self) -> Index {
-        self.snapshot.meta.index
+        self.written.snapshot.meta.index
     }
 
     pub fn last_index(&self) -> Index {
+        self.written.last_index()
+    }
+
+    /// Writes a Ready's durable part, and syncs what the storage bugs leave synced. An
+    /// error describes a Ready that breaks the contract (entries that would leave a hole
+    /// in the stored log).
+    pub fn persist(&mut self, persist: &Persist) -> Result<(), String> {
+        if self.log_sync == LogSync::Always {
+            self.written.persist(persist)?;
+            return self.synced.persist(persist);
+        }
+        // The hard state and the snapshot file are synced as usual; the log is not.
+        if let Some(hard_state) = persist.hard_state {
+            self.written.hard_state = hard_state;
+            self.synced.hard_state = hard_state;
+        }
+        if let Some(snapshot) = &persist.snapshot {
+            self.written.install(snapshot);
+            self.synced.install(snapshot);
+        }
+        let base = self.written.snapshot.meta.index;
+        let overwritten = persist
+            .entries
+            .iter()
+            .map(|e| e.index)
+            .find(|&i| i > base && i <= self.written.last_index());
+        let appended = self.written.append(&persist.entries)?;
+        if self.log_sync == LogSync::Periodic {
+            if let Some(first) = overwritten {
+                // The node syncs a truncation at once, and with it everything written
+                // before; the entries written after it wait for the next sync.
+                let keep = (first - base - 1) as usize;
+                self.synced.entries = self.written.entries[..keep].to_vec();
+            }
+            self.unsynced |= appended;
+        }
+        Ok(())
+    }
+
+    /// `periodic-fsync`: whether log entries were written since the last sync.
+    pub fn log_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// `periodic-fsync`: syncs the log (everything written becomes durable).
+    pub fn sync_log(&mut self) {
+        if self.log_sync == LogSync::Periodic {
+            self.synced.snapshot = self.written.snapshot.clone();
+            self.synced.entries = self.written.entries.clone();
+        }
+        self.unsynced = false;
+    }
+
+    /// A crash (a power cut): only what was synced survives; under `skip-dir-fsync`
+    /// nothing does. Returns how many written records (hard state, entries) were lost.
+    pub fn crash(&mut self) -> usize {
+        let survivor = if self.dir_sync {
+            &self.synced
+        } else {
+            &self.empty
+        };
+        let lost_hard_state = usize::from(self.written.hard_state != survivor.hard_state);
+        let lost_entries = self
+            .written
+            .entries
+            .iter()
+            .filter(|e| survivor.term_at(e.index) != Some(e.term))
+            .count();
+        self.written = survivor.clone();
+        self.synced = survivor.clone();
+        self.unsynced = false;
+        lost_hard_state + lost_entries
+    }
+
+    /// Persists a compaction snapshot taken by the server itself (the snapshot file is
+    /// synced; the segments it covers are removed from both views).
+    pub fn compact(&mut self, snapshot: &Snapshot) {
+        self.written.compact(snapshot);
+        self.synced.compact(snapshot);
+    }
+
+    /// What a restarting server reads back.
+    pub fn restored(&self) -> Restored<Command> {
+        Restored {
+            hard_state: self.written.hard_state,
+            snapshot: self.written.snapshot.clone(),
+            entries: self.written.entries.clone(),
+        }
+    }
+}
+
+impl Disk {
+    fn last_index(&self) -> Index {
         self.snapshot.meta.index + self.entries.len() as Index
     }
 
     /// Makes a Ready's durable part durable. An error describes a Ready that breaks the
     /// contract (entries that would leave a hole in the stored log).
-    pub fn persist(&mut self, persist: &Persist) -> Result<(), String> {
+    fn persist(&mut self, persist: &Persist) -> Result<(), String> {
         if let Some(hard_state) = persist.hard_state {
             self.hard_state = hard_state;
         }
         if let Some(snapshot) = &persist.snapshot {
             self.install(snapshot);
         }
+        self.append(&persist.entries).map(drop)
+    }
+
+    /// Writes `entries` over the log from their first index on (those a snapshot covers
+    /// are ignored); returns whether any was written.
+    fn append(&mut self, entries: &[Entry<Command>]) -> Result<bool, String> {
         let base = self.snapshot.meta.index;
-        let fresh: Vec<&Entry<Command>> =
-            persist.entries.iter().filter(|e| e.index > base).collect();
+        let fresh: Vec<&Entry<Command>> = entries.iter().filter(|e| e.index > base).collect();
         let Some(first) = fresh.first().map(|e| e.index) else {
-            return Ok(());
+            return Ok(false);
         };
         if first > self.last_index() + 1 {
             return Err(format!(
@@ -95,53 +249,10 @@ impl Storage {
             }
             self.entries.push((*entry).clone());
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// `skip-fsync`: keeps a Ready's hard state and entries in memory only (its snapshot, if
-    /// any, is persisted at once, after flushing what is buffered). Returns how many records
-    /// (hard states and entries) are now buffered.
-    pub fn buffer(&mut self, persist: &Persist) -> Result<usize, String> {
-        if persist.snapshot.is_some() {
-            self.flush()?;
-            self.persist(persist)?;
-        } else if persist.hard_state.is_some() || !persist.entries.is_empty() {
-            self.unsynced.push(Persist {
-                hard_state: persist.hard_state,
-                snapshot: None,
-                entries: persist.entries.clone(),
-                early_messages: Vec::new(),
-                messages: Vec::new(),
-            });
-        }
-        Ok(self.unsynced_records())
-    }
-
-    /// Number of buffered records (hard states and entries) not yet on disk.
-    pub fn unsynced_records(&self) -> usize {
-        self.unsynced
-            .iter()
-            .map(|p| usize::from(p.hard_state.is_some()) + p.entries.len())
-            .sum()
-    }
-
-    /// Writes every buffered write to disk, in order.
-    pub fn flush(&mut self) -> Result<(), String> {
-        for persist in std::mem::take(&mut self.unsynced) {
-            self.persist(&persist)?;
-        }
-        Ok(())
-    }
-
-    /// A crash: the buffered writes are gone. Returns how many records were lost.
-    pub fn lose_unsynced(&mut self) -> usize {
-        let lost = self.unsynced_records();
-        self.unsynced.clear();
-        lost
-    }
-
-    /// Persists a compaction snapshot taken by the server itself.
-    pub fn compact(&mut self, snapshot: &Snapshot) {
+    fn compact(&mut self, snapshot: &Snapshot) {
         if snapshot.meta.index > self.snapshot.meta.index {
             self.install(snapshot);
         }
@@ -173,15 +284,6 @@ impl Storage {
         self.entries
             .get((index - base - 1) as usize)
             .map(|e| e.term)
-    }
-
-    /// What a restarting server reads back.
-    pub fn restored(&self) -> Restored<Command> {
-        Restored {
-            hard_state: self.hard_state,
-            snapshot: self.snapshot.clone(),
-            entries: self.entries.clone(),
-        }
     }
 }
 
@@ -241,24 +343,65 @@ mod tests {
         assert_eq!(s.restored().entries.len(), 5);
     }
 
-    #[test]
-    fn unsynced_writes_are_lost_by_a_crash_and_kept_by_a_flush() {
-        let mut s = Storage::new([1, 2, 3]);
-        s.persist(&persist(vec![entry(1, 1)])).unwrap();
-        let mut p = persist(vec![entry(2, 1), entry(3, 1)]);
-        p.hard_state = Some(HardState {
-            term: 2,
+    fn vote(term: u64) -> HardState {
+        HardState {
+            term,
             voted_for: Some(3),
-        });
-        assert_eq!(s.buffer(&p).unwrap(), 3);
-        assert_eq!(s.lose_unsynced(), 3);
-        assert_eq!(s.last_index(), 1);
+        }
+    }
+
+    /// Entries 1 and 2, then a vote with entries 3 and 4, written by a server with `bug`.
+    fn written_with(bug: Bug) -> Storage {
+        let mut s = Storage::new([1, 2, 3]).with_bugs(Bugs::none().with(bug));
+        s.persist(&persist(vec![entry(1, 1), entry(2, 1)])).unwrap();
+        let mut p = persist(vec![entry(3, 2), entry(4, 2)]);
+        p.hard_state = Some(vote(2));
+        s.persist(&p).unwrap();
+        assert_eq!(s.last_index(), 4);
+        s
+    }
+
+    #[test]
+    fn a_crash_keeps_every_synced_write() {
+        let mut s = written_with(Bug::VoteTwice);
+        assert_eq!(s.crash(), 0);
+        assert_eq!(s.last_index(), 4);
+        assert_eq!(s.hard_state(), vote(2));
+    }
+
+    #[test]
+    fn skip_fsync_loses_every_entry_and_keeps_the_hard_state() {
+        let mut s = written_with(Bug::SkipFsync);
+        assert_eq!(s.crash(), 4);
+        assert_eq!(s.last_index(), 0);
+        assert_eq!(s.hard_state(), vote(2));
+    }
+
+    #[test]
+    fn periodic_fsync_loses_the_entries_since_the_last_sync() {
+        let mut s = Storage::new([1, 2, 3]).with_bugs(Bugs::none().with(Bug::PeriodicFsync));
+        s.persist(&persist(vec![entry(1, 1), entry(2, 1)])).unwrap();
+        assert!(s.log_unsynced());
+        s.sync_log();
+        assert!(!s.log_unsynced());
+        s.persist(&persist(vec![entry(3, 1), entry(4, 1)])).unwrap();
+        // An overwrite syncs its truncation and what came before it, not what it writes.
+        s.persist(&persist(vec![entry(4, 2), entry(5, 2)])).unwrap();
+        assert!(s.log_unsynced());
+        assert_eq!(s.crash(), 2);
+        assert_eq!(
+            s.restored().entries,
+            vec![entry(1, 1), entry(2, 1), entry(3, 1)]
+        );
+    }
+
+    #[test]
+    fn skip_dir_fsync_loses_everything() {
+        let mut s = written_with(Bug::SkipDirFsync);
+        assert_eq!(s.crash(), 5);
+        assert_eq!(s.last_index(), 0);
         assert_eq!(s.hard_state(), HardState::default());
-        s.buffer(&p).unwrap();
-        s.flush().unwrap();
-        assert_eq!(s.unsynced_records(), 0);
-        assert_eq!(s.last_index(), 3);
-        assert_eq!(s.hard_state().voted_for, Some(3));
+        assert_eq!(s.restored().snapshot.meta.membership.voters.len(), 3);
     }
 
     #[test]

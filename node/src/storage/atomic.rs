@@ -5,9 +5,11 @@
 //! `<name>`, and the directory is fsynced: a reader sees the old file or the new one, never
 //! a mix, so any checksum failure on read is real corruption, not a torn write. A replace
 //! that fails before its rename took effect removes `<name>.tmp` (on a full disk it holds
-//! space, and nothing depends on it).
+//! space, and nothing depends on it). (Under the `skip-dir-fsync` catalogue bug the
+//! directory is not synced: a power cut may undo the rename, or, in a new directory, the
+//! file.)
 
-use super::StorageError;
+use super::{StorageError, Syncs};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::{self, File};
@@ -62,19 +64,19 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
 }
 
 /// Replaces `dir/name` with `bytes` (from [`encode`]) atomically; durable on return when
-/// `fsync`. Returns the file's size.
+/// `syncs` syncs both files and directories. Returns the file's size.
 pub(crate) fn replace(
     dir: &Path,
     name: &str,
     bytes: &[u8],
-    fsync: bool,
+    syncs: Syncs,
 ) -> Result<u64, StorageError> {
     let tmp = tmp_path(dir, name);
     let path = dir.join(name);
     let written = (|| {
         let mut file = File::create(&tmp).map_err(space_err(&tmp, "create"))?;
         file.write_all(bytes).map_err(space_err(&tmp, "write"))?;
-        if fsync {
+        if syncs.files {
             file.sync_all().map_err(io_err(&tmp, "fsync"))?;
         }
         drop(file);
@@ -92,7 +94,7 @@ pub(crate) fn replace(
         }
         return Err(e);
     }
-    if fsync {
+    if syncs.dirs {
         sync_dir(dir)?;
     }
     Ok(bytes.len() as u64)

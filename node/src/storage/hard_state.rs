@@ -2,7 +2,7 @@
 //! (see [`super::atomic`] for the format and the write protocol).
 
 use super::atomic;
-use super::StorageError;
+use super::{StorageError, Syncs};
 use model::core::HardState;
 use std::path::Path;
 
@@ -14,8 +14,8 @@ pub(crate) fn load(dir: &Path) -> Result<Option<HardState>, StorageError> {
     Ok(atomic::load::<HardState>(dir, FILE)?.map(|(hs, _)| hs))
 }
 
-/// Replaces the stored hard state (durable on return when `fsync`).
-pub(crate) fn store(dir: &Path, hard_state: &HardState, fsync: bool) -> Result<(), StorageError> {
+/// Replaces the stored hard state (durable on return when `syncs` syncs files and directories).
+pub(crate) fn store(dir: &Path, hard_state: &HardState, syncs: Syncs) -> Result<(), StorageError> {
     let bytes = atomic::encode(hard_state)?;
-    atomic::replace(dir, FILE, &bytes, fsync).map(drop)
+    atomic::replace(dir, FILE, &bytes, syncs).map(drop)
 }

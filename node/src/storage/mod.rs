@@ -41,20 +41,22 @@
 //! returns. (Under `skip-fsync` a full disk still stops the instance: a flush that fails
 //! part way has already dropped acknowledged writes from its buffer.)
 //!
-//! **The `skip-fsync` catalogue bug** ([`StorageOptions::skip_fsync`]): `persist` returns at
-//! once, and the node acknowledges, while the hard state and entries wait in a buffer *in
-//! this process's memory*; they are written and fsync'd together once
-//! [`SKIP_FSYNC_FLUSH_RECORDS`] records are buffered, or by the storage thread once the oldest
-//! has waited [`SKIP_FSYNC_FLUSH_INTERVAL`] ([`Storage::flush_deadline`], [`Storage::flush`]),
-//! and before any snapshot is written. It is the classic "group commit on a timer"
-//! shortcut (write-back caching, `fsync` every N ms) whose acknowledged tail dies with the
-//! machine. Buffering in user space rather than merely skipping `fsync` is deliberate:
-//! SIGKILL does not drop the operating system's page cache, so killing a process that wrote
-//! without syncing loses nothing; killing a process that never wrote loses exactly what a
-//! power failure loses when writes are never synced — the acknowledged tail of the log, and
-//! possibly a vote. A SIGKILL then plays a power failure of that node. Losing a committed
-//! write takes a majority killed within one flush interval of acknowledging it (a single
-//! killed node is caught up from the others); a lost vote needs a kill right after voting.
+//! **The storage bugs of the catalogue** ([`SyncBugs`], `--bug NAME`) leave syncs out and
+//! hold nothing in memory: what they lose, they lose only in a power cut (the lab's lazyfs
+//! `lose-unsynced`), never in a SIGKILL, which keeps the operating system's page cache.
+//! - `skip-fsync`: log appends are written at once and acknowledged, but no log segment is
+//!   ever fdatasync'd or fsync'd (appends, seals, truncations); the hard state, snapshot and
+//!   directories are synced as usual. A power cut loses every entry appended since each
+//!   segment was created.
+//! - `periodic-fsync` (Redis's `appendfsync everysec`): log appends are written at once and
+//!   acknowledged; the tail is fdatasync'd by [`Storage::sync_log`], which the storage thread
+//!   calls once the oldest unsynced append is [`PERIODIC_FSYNC_INTERVAL`] old
+//!   ([`Storage::sync_deadline`]) and at a clean shutdown. Seals and truncations are still
+//!   synced at once. A power cut loses the appends since the last sync.
+//! - `skip-dir-fsync`: no directory is ever fsync'd (after a segment is created or removed,
+//!   after `hardstate`, `snapshot` or `FORMAT` is renamed over its temporary file, after the
+//!   data and log directories are created); file data is synced. A power cut may undo any
+//!   of those directory changes, and loses a new node's whole data directory.
 
 mod atomic;
 pub mod damage;
@@ -62,6 +64,7 @@ mod hard_state;
 mod snapshot;
 mod wal;
 
+use model::bugs::{Bug, Bugs};
 use model::core::{Entry, HardState, Index, Restored, Snapshot, SnapshotMeta, Term};
 use model::kv::Command;
 use nix::fcntl::{Flock, FlockArg};
@@ -92,23 +95,90 @@ pub struct StorageOptions {
     /// Start a new log segment when the current one would grow past this many bytes (a
     /// single record larger than this gets a segment of its own).
     pub segment_bytes: u64,
-    /// The `skip-fsync` catalogue bug (see the module documentation): acknowledge writes
-    /// that are only buffered in memory. Never on outside the lab.
-    pub skip_fsync: bool,
+    /// The catalogue's storage bugs: syncs to leave out. None outside the lab.
+    pub bugs: SyncBugs,
 }
 
-/// `skip-fsync`: buffered writes are flushed once this many records (hard states and
-/// entries) are buffered...
-pub const SKIP_FSYNC_FLUSH_RECORDS: usize = 1024;
-/// ... or once the oldest of them has waited this long.
-pub const SKIP_FSYNC_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// The syncs the catalogue's storage bugs leave out (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncBugs {
+    /// `skip-fsync`: never sync a log segment.
+    pub skip_fsync: bool,
+    /// `periodic-fsync`: leave log appends unsynced until [`Storage::sync_log`].
+    pub periodic_fsync: bool,
+    /// `skip-dir-fsync`: never sync a directory.
+    pub skip_dir_fsync: bool,
+}
+
+impl SyncBugs {
+    /// The storage bugs among `bugs` (the others live in the core or the runtime).
+    pub fn of(bugs: Bugs) -> SyncBugs {
+        SyncBugs {
+            skip_fsync: bugs.has(Bug::SkipFsync),
+            periodic_fsync: bugs.has(Bug::PeriodicFsync),
+            skip_dir_fsync: bugs.has(Bug::SkipDirFsync),
+        }
+    }
+}
+
+/// `periodic-fsync`: the log is synced once its oldest unsynced append is this old.
+pub const PERIODIC_FSYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How the log segments are synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogSync {
+    /// Every append, seal and truncation before it returns.
+    EveryWrite,
+    /// `periodic-fsync`: appends by [`Storage::sync_log`]; seals and truncations at once.
+    Periodic,
+    /// `skip-fsync`, or `fsync` off.
+    Never,
+}
+
+/// Which syncs this instance makes, from [`StorageOptions`]: consulted at every sync point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Syncs {
+    /// The hard state, snapshot and `FORMAT` files (and their temporary files).
+    pub(crate) files: bool,
+    pub(crate) log: LogSync,
+    /// Directories, after an entry in them is created, renamed over or removed.
+    pub(crate) dirs: bool,
+}
+
+impl Syncs {
+    /// Every sync: the correct storage.
+    #[cfg(test)]
+    pub(crate) const ALL: Syncs = Syncs {
+        files: true,
+        log: LogSync::EveryWrite,
+        dirs: true,
+    };
+
+    /// The syncs `opts` asks for: none without `fsync`; `skip-fsync` wins over
+    /// `periodic-fsync`.
+    fn of(opts: &StorageOptions) -> Syncs {
+        let bugs = opts.bugs;
+        let log = if !opts.fsync || bugs.skip_fsync {
+            LogSync::Never
+        } else if bugs.periodic_fsync {
+            LogSync::Periodic
+        } else {
+            LogSync::EveryWrite
+        };
+        Syncs {
+            files: opts.fsync,
+            log,
+            dirs: opts.fsync && !bugs.skip_dir_fsync,
+        }
+    }
+}
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             fsync: true,
             segment_bytes: 64 << 20,
-            skip_fsync: false,
+            bugs: SyncBugs::default(),
         }
     }
 }
@@ -118,16 +188,9 @@ impl From<&crate::config::Storage> for StorageOptions {
         StorageOptions {
             fsync: config.fsync,
             segment_bytes: config.segment_bytes,
-            skip_fsync: false,
+            bugs: SyncBugs::default(),
         }
     }
-}
-
-/// `skip-fsync`: one acknowledged, not yet written `persist`.
-#[derive(Debug)]
-struct Buffered {
-    hard_state: Option<HardState>,
-    entries: Vec<Entry<Command>>,
 }
 
 /// Sizes for status pages.
@@ -210,7 +273,7 @@ impl StorageError {
 }
 
 /// Refuses a data directory of another format; marks an empty one with this format.
-fn check_format(dir: &Path, wal_dir: &Path, fsync: bool) -> Result<(), StorageError> {
+fn check_format(dir: &Path, wal_dir: &Path, syncs: Syncs) -> Result<(), StorageError> {
     let found = match atomic::load::<u32>(dir, FORMAT_FILE)? {
         Some((version, _)) => version,
         None => {
@@ -223,7 +286,7 @@ fn check_format(dir: &Path, wal_dir: &Path, fsync: bool) -> Result<(), StorageEr
                     .is_some();
             if !has_state {
                 let bytes = atomic::encode(&FORMAT_VERSION)?;
-                atomic::replace(dir, FORMAT_FILE, &bytes, fsync)?;
+                atomic::replace(dir, FORMAT_FILE, &bytes, syncs)?;
                 return Ok(());
             }
             1
@@ -244,7 +307,7 @@ fn check_format(dir: &Path, wal_dir: &Path, fsync: bool) -> Result<(), StorageEr
 #[derive(Debug)]
 pub struct Storage {
     dir: PathBuf,
-    opts: StorageOptions,
+    syncs: Syncs,
     /// Held for the lifetime of the instance.
     _lock: Flock<File>,
     hard_state: HardState,
@@ -256,11 +319,6 @@ pub struct Storage {
     fresh: bool,
     /// Set by the first failed write.
     failed: Option<String>,
-    /// `skip-fsync`: acknowledged writes still in memory, oldest first.
-    buffer: Vec<Buffered>,
-    /// `skip-fsync`: records in `buffer`, and when the oldest was buffered.
-    buffered_records: usize,
-    buffered_since: Option<Instant>,
 }
 
 impl Storage {
@@ -276,9 +334,10 @@ impl Storage {
         dir: &Path,
         opts: StorageOptions,
     ) -> Result<(Storage, Restored<Command>), StorageError> {
-        create_dir_durably(dir, opts.fsync)?;
+        let syncs = Syncs::of(&opts);
+        create_dir_durably(dir, syncs.dirs)?;
         let wal_dir = dir.join(WAL_DIR);
-        create_dir_durably(&wal_dir, opts.fsync)?;
+        create_dir_durably(&wal_dir, syncs.dirs)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .create(true)
@@ -299,11 +358,11 @@ impl Storage {
         atomic::remove_stale(dir, hard_state::FILE)?;
         atomic::remove_stale(dir, snapshot::FILE)?;
         atomic::remove_stale(dir, FORMAT_FILE)?;
-        check_format(dir, &wal_dir, opts.fsync)?;
+        check_format(dir, &wal_dir, syncs)?;
 
         let stored_hard_state = hard_state::load(dir)?;
         let stored_snapshot = snapshot::load(dir)?;
-        let (mut wal, mut entries) = Wal::open(&wal_dir, opts.fsync, opts.segment_bytes)?;
+        let (mut wal, mut entries) = Wal::open(&wal_dir, syncs, opts.segment_bytes)?;
         // `persist` writes the hard state before any entry, and every entry has a term above
         // 0, so no crash leaves entries without one: it was lost or removed.
         if let (None, Some(last)) = (stored_hard_state, entries.last()) {
@@ -352,7 +411,7 @@ impl Storage {
 
         let storage = Storage {
             dir: dir.to_path_buf(),
-            opts,
+            syncs,
             _lock: lock,
             hard_state: stored_hard_state.unwrap_or_default(),
             snapshot: snapshot.meta.clone(),
@@ -360,9 +419,6 @@ impl Storage {
             wal,
             fresh,
             failed: None,
-            buffer: Vec::new(),
-            buffered_records: 0,
-            buffered_since: None,
         };
         let restored = Restored {
             hard_state: storage.hard_state,
@@ -385,6 +441,8 @@ impl Storage {
 
     /// Step 1 of a Ready: hard state, received snapshot, entries (overwrite from
     /// `entries[0].index`) — durable (fsync) when it returns. One call = one group commit.
+    /// (Under `skip-fsync` and `periodic-fsync` the entries are only written when it
+    /// returns; see the module documentation.)
     ///
     /// Exactly the contract of [`model::core::Ready`]: the snapshot replaces the stored one
     /// and every stored entry up to its index, and every stored entry after it too unless
@@ -392,69 +450,7 @@ impl Storage {
     /// index are ignored; the rest overwrite the stored entries from their first index on.
     /// Entries that would leave a hole, or are not contiguous, are refused with
     /// [`StorageError::Contract`] before anything is written.
-    ///
-    /// Under the `skip-fsync` bug, a call without a snapshot only buffers (see the module
-    /// documentation); the contract is checked when the buffer is flushed.
     pub fn persist(
-        &mut self,
-        hard_state: Option<HardState>,
-        snapshot: Option<&Snapshot>,
-        entries: &[Entry<Command>],
-    ) -> Result<(), StorageError> {
-        self.usable()?;
-        if self.opts.skip_fsync {
-            if snapshot.is_none() {
-                return self.buffer_write(hard_state, entries);
-            }
-            self.flush()?;
-        }
-        self.persist_now(hard_state, snapshot, entries)
-    }
-
-    /// `skip-fsync`: keeps a write in memory, flushing when the buffer is full.
-    fn buffer_write(
-        &mut self,
-        hard_state: Option<HardState>,
-        entries: &[Entry<Command>],
-    ) -> Result<(), StorageError> {
-        if hard_state.is_none() && entries.is_empty() {
-            return Ok(());
-        }
-        self.buffered_records += usize::from(hard_state.is_some()) + entries.len();
-        self.buffered_since.get_or_insert_with(Instant::now);
-        self.buffer.push(Buffered {
-            hard_state,
-            entries: entries.to_vec(),
-        });
-        if self.buffered_records >= SKIP_FSYNC_FLUSH_RECORDS {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// `skip-fsync`: writes (and syncs) everything buffered, in order. A no-op otherwise.
-    pub fn flush(&mut self) -> Result<(), StorageError> {
-        self.buffered_records = 0;
-        self.buffered_since = None;
-        for buffered in std::mem::take(&mut self.buffer) {
-            self.persist_now(buffered.hard_state, None, &buffered.entries)?;
-        }
-        Ok(())
-    }
-
-    /// `skip-fsync`: when the buffered writes must be flushed (`None`: nothing buffered).
-    pub fn flush_deadline(&self) -> Option<Instant> {
-        self.buffered_since
-            .map(|since| since + SKIP_FSYNC_FLUSH_INTERVAL)
-    }
-
-    /// `skip-fsync`: records (hard states and entries) acknowledged but not yet written.
-    pub fn buffered_records(&self) -> usize {
-        self.buffered_records
-    }
-
-    /// Checks the contract, then writes and syncs.
-    fn persist_now(
         &mut self,
         hard_state: Option<HardState>,
         snapshot: Option<&Snapshot>,
@@ -495,7 +491,7 @@ impl Storage {
     ) -> Result<(), StorageError> {
         if let Some(hs) = hard_state {
             if hs != self.hard_state {
-                hard_state::store(&self.dir, &hs, self.opts.fsync)?;
+                hard_state::store(&self.dir, &hs, self.syncs)?;
                 self.hard_state = hs;
             }
         }
@@ -511,12 +507,25 @@ impl Storage {
         Ok(())
     }
 
+    /// `periodic-fsync`: fdatasyncs the log's tail, making every append so far durable. A
+    /// no-op when nothing is left unsynced (always, without the bug).
+    pub fn sync_log(&mut self) -> Result<(), StorageError> {
+        self.usable()?;
+        let result = self.wal.sync();
+        self.note(result)
+    }
+
+    /// `periodic-fsync`: when [`sync_log`](Self::sync_log) is due (`None`: nothing unsynced).
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        self.wal
+            .unsynced_since()
+            .map(|since| since + PERIODIC_FSYNC_INTERVAL)
+    }
+
     /// A compaction snapshot made by this node: write it durably, then drop log segments
     /// wholly covered by it. A snapshot older than the stored one is ignored.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.usable()?;
-        // (`skip-fsync`: the log the snapshot trims must be on disk first.)
-        self.flush()?;
         if snapshot.meta.index < self.snapshot.index {
             return Ok(());
         }
@@ -540,7 +549,7 @@ impl Storage {
     /// the ones after it too unless they follow on from it.
     fn install(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let follows = self.follows(&snapshot.meta);
-        self.snapshot_bytes = snapshot::store(&self.dir, snapshot, self.opts.fsync)?;
+        self.snapshot_bytes = snapshot::store(&self.dir, snapshot, self.syncs)?;
         self.snapshot = snapshot.meta.clone();
         if follows {
             self.wal.drop_through(snapshot.meta.index)
@@ -582,11 +591,7 @@ impl Storage {
     /// Remembers a failed write: what reached the disk is unknown from here on.
     fn note(&mut self, result: Result<(), StorageError>) -> Result<(), StorageError> {
         if let Err(e) = &result {
-            let retryable = match e {
-                StorageError::Contract(_) => true,
-                StorageError::NoSpace { .. } => !self.opts.skip_fsync,
-                _ => false,
-            };
+            let retryable = matches!(e, StorageError::Contract(_) | StorageError::NoSpace { .. });
             if !retryable {
                 tracing::error!(dir = %self.dir.display(), error = %e, "storage write failed");
                 self.failed = Some(e.to_string());
@@ -596,9 +601,9 @@ impl Storage {
     }
 }
 
-/// Creates `dir` (and missing ancestors) if absent; when `fsync`, syncs the parent of each
-/// directory it created so the new entries survive a crash.
-fn create_dir_durably(dir: &Path, fsync: bool) -> Result<(), StorageError> {
+/// Creates `dir` (and missing ancestors) if absent; when `sync_dirs`, syncs the parent of
+/// each directory it created so the new entries survive a crash.
+fn create_dir_durably(dir: &Path, sync_dirs: bool) -> Result<(), StorageError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -607,7 +612,7 @@ fn create_dir_durably(dir: &Path, fsync: bool) -> Result<(), StorageError> {
         .take_while(|a| !a.as_os_str().is_empty() && !a.is_dir())
         .collect();
     fs::create_dir_all(dir).map_err(atomic::io_err(dir, "create directory"))?;
-    if fsync {
+    if sync_dirs {
         for created in missing.iter().rev() {
             if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
                 atomic::sync_dir(parent)?;

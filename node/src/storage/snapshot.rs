@@ -3,7 +3,7 @@
 //! snapshot is kept; the log segments it covers are dropped after it is durable.
 
 use super::atomic;
-use super::StorageError;
+use super::{StorageError, Syncs};
 use model::core::Snapshot;
 use std::path::Path;
 
@@ -15,8 +15,8 @@ pub(crate) fn load(dir: &Path) -> Result<Option<(Snapshot, u64)>, StorageError> 
     atomic::load::<Snapshot>(dir, FILE)
 }
 
-/// Replaces the stored snapshot (durable on return when `fsync`); returns its size on disk.
-pub(crate) fn store(dir: &Path, snapshot: &Snapshot, fsync: bool) -> Result<u64, StorageError> {
+/// Replaces the stored snapshot (durable on return when `syncs` syncs files and directories); returns its size on disk.
+pub(crate) fn store(dir: &Path, snapshot: &Snapshot, syncs: Syncs) -> Result<u64, StorageError> {
     let bytes = atomic::encode(snapshot)?;
-    atomic::replace(dir, FILE, &bytes, fsync)
+    atomic::replace(dir, FILE, &bytes, syncs)
 }

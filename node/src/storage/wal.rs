@@ -39,6 +39,11 @@
 //!   commit may leave some of the failed one's bytes: it is then the last group commit,
 //!   never acknowledged, which recovery treats as any torn tail.
 //!
+//! The catalogue's storage bugs ([`Syncs`]) leave some of these syncs out: `skip-fsync` never
+//! syncs a segment (appends, seals, truncations), `periodic-fsync` leaves appends unsynced
+//! until [`Wal::sync`] (seals and truncations are still synced at once), `skip-dir-fsync`
+//! never syncs the directory.
+//!
 //! Recovery ([`Wal::open`]) accepts damage only in the last group commit of the last
 //! segment: a power cut may leave the pages of that one write in any order (a bad record
 //! followed by valid ones of the same batch), but it was never acknowledged, since its
@@ -50,12 +55,13 @@
 //! is [`StorageError::Corrupt`] naming the file and byte offset.
 
 use super::atomic::{io_err, space_err, sync_dir};
-use super::StorageError;
+use super::{LogSync, StorageError, Syncs};
 use model::core::{Entry, Index, Term};
 use model::kv::Command;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Bytes in front of each record's payload: length and checksum.
 pub(super) const HEADER: usize = 8;
@@ -102,8 +108,10 @@ impl Segment {
 #[derive(Debug)]
 pub(crate) struct Wal {
     dir: PathBuf,
-    fsync: bool,
+    syncs: Syncs,
     segment_bytes: u64,
+    /// `periodic-fsync`: when the oldest append the tail holds unsynced was written.
+    unsynced_since: Option<Instant>,
     /// Sorted by first index, contiguous; the last one is the tail.
     segments: Vec<Segment>,
     /// Open handle of the tail segment.
@@ -312,7 +320,7 @@ impl Wal {
     /// A torn tail is truncated (with a warning); any other damage is an error.
     pub(crate) fn open(
         dir: &Path,
-        fsync: bool,
+        syncs: Syncs,
         segment_bytes: u64,
     ) -> Result<(Wal, Vec<Entry<Command>>), StorageError> {
         let mut found = Vec::new();
@@ -330,7 +338,8 @@ impl Wal {
         found.sort();
         let mut wal = Wal {
             dir: dir.to_path_buf(),
-            fsync,
+            syncs,
+            unsynced_since: None,
             segment_bytes,
             segments: Vec::new(),
             tail: None,
@@ -376,7 +385,7 @@ impl Wal {
                     .map_err(io_err(&path, "open"))?;
                 file.set_len(scanned.valid)
                     .map_err(io_err(&path, "truncate torn tail of"))?;
-                if fsync {
+                if syncs.log != LogSync::Never {
                     file.sync_all().map_err(io_err(&path, "fsync"))?;
                 }
                 tail_len = scanned.valid;
@@ -504,7 +513,7 @@ impl Wal {
                 terms.push(entry.term);
             }
             self.write_tail(&buf, &mut offsets, &mut terms)?;
-            if dir_changed && self.fsync {
+            if dir_changed && self.syncs.dirs {
                 sync_dir(&self.dir)?;
             }
             Ok(())
@@ -531,7 +540,7 @@ impl Wal {
             undo_write(file, &seg.path, seg.bytes, written)?;
             return Err(space_err(&seg.path, "write")(e));
         }
-        if self.fsync {
+        if self.syncs.log != LogSync::Never {
             let end = seg.bytes + bytes.len() as u64;
             if end > seg.zeroed {
                 // Synced with this append: the next ones write over allocated blocks.
@@ -542,7 +551,13 @@ impl Wal {
                 }
                 seg.zeroed = to;
             }
-            file.sync_data().map_err(io_err(&seg.path, "fsync"))?;
+        }
+        match self.syncs.log {
+            LogSync::EveryWrite => file.sync_data().map_err(io_err(&seg.path, "fsync"))?,
+            LogSync::Periodic => {
+                self.unsynced_since.get_or_insert_with(Instant::now);
+            }
+            LogSync::Never => {}
         }
         seg.bytes += bytes.len() as u64;
         seg.offsets.append(offsets);
@@ -550,15 +565,34 @@ impl Wal {
         Ok(())
     }
 
-    /// Cuts the tail's preallocated space off (only the tail may have any) and syncs it.
+    /// Cuts the tail's preallocated space off (only the tail may have any) and syncs it
+    /// (also under `periodic-fsync`: a sealed segment is never synced again).
     fn seal_tail(&mut self) -> Result<(), StorageError> {
         let (Some(seg), Some(file)) = (self.segments.last(), self.tail.as_ref()) else {
             return Ok(());
         };
         file.set_len(seg.bytes)
             .map_err(io_err(&seg.path, "truncate"))?;
-        if self.fsync {
+        if self.syncs.log != LogSync::Never {
             file.sync_all().map_err(io_err(&seg.path, "fsync"))?;
+            self.unsynced_since = None;
+        }
+        Ok(())
+    }
+
+    /// `periodic-fsync`: when the oldest append not yet synced was written (`None`: all
+    /// synced, or never synced at all).
+    pub(crate) fn unsynced_since(&self) -> Option<Instant> {
+        self.unsynced_since
+    }
+
+    /// `periodic-fsync`: fdatasyncs the tail, making every append so far durable.
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        if self.unsynced_since.take().is_none() {
+            return Ok(());
+        }
+        if let (Some(seg), Some(file)) = (self.segments.last(), self.tail.as_ref()) {
+            file.sync_data().map_err(io_err(&seg.path, "fsync"))?;
         }
         Ok(())
     }
@@ -605,7 +639,9 @@ impl Wal {
                     fs::remove_file(&seg.path).map_err(io_err(&seg.path, "remove segment"))?;
                 }
             }
-            if self.fsync {
+            // (The appends left unsynced were in the removed tail; the new tail is sealed.)
+            self.unsynced_since = None;
+            if self.syncs.dirs {
                 sync_dir(&self.dir)?;
             }
             self.open_tail()?;
@@ -618,8 +654,11 @@ impl Wal {
             let cut = seg.offsets[keep_entries];
             file.set_len(cut).map_err(io_err(&seg.path, "truncate"))?;
             preallocate(file, &seg.path, self.segment_bytes)?;
-            if self.fsync {
+            if self.syncs.log != LogSync::Never {
+                // (`periodic-fsync` too: a truncation is synced at once, and with it every
+                // append before it.)
                 file.sync_all().map_err(io_err(&seg.path, "fsync"))?;
+                self.unsynced_since = None;
             }
             seg.offsets.truncate(keep_entries);
             seg.terms.truncate(keep_entries);
@@ -642,11 +681,12 @@ impl Wal {
         }
         if covered == self.segments.len() {
             self.tail = None;
+            self.unsynced_since = None;
         }
         for seg in self.segments.drain(..covered) {
             fs::remove_file(&seg.path).map_err(io_err(&seg.path, "remove segment"))?;
         }
-        if self.fsync {
+        if self.syncs.dirs {
             sync_dir(&self.dir)?;
         }
         Ok(())
@@ -658,10 +698,11 @@ impl Wal {
             return Ok(());
         }
         self.tail = None;
+        self.unsynced_since = None;
         while let Some(seg) = self.segments.pop() {
             fs::remove_file(&seg.path).map_err(io_err(&seg.path, "remove segment"))?;
         }
-        if self.fsync {
+        if self.syncs.dirs {
             sync_dir(&self.dir)?;
         }
         Ok(())
@@ -742,7 +783,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let segment_bytes = 4 * ZERO_AHEAD;
-        let (mut wal, _) = Wal::open(&dir, true, segment_bytes).unwrap();
+        let (mut wal, _) = Wal::open(&dir, Syncs::ALL, segment_bytes).unwrap();
         wal.append(&[entry(1)]).unwrap();
         let path = dir.join(segment_name(1));
         let meta = fs::metadata(&path).unwrap();
@@ -760,7 +801,7 @@ mod tests {
         );
         wal.append(&[entry(2), entry(3)]).unwrap();
         drop(wal);
-        let (wal, entries) = Wal::open(&dir, true, segment_bytes).unwrap();
+        let (wal, entries) = Wal::open(&dir, Syncs::ALL, segment_bytes).unwrap();
         assert_eq!(entries, vec![entry(1), entry(2), entry(3)]);
         assert_eq!(wal.next_index(), Some(4));
         fs::remove_dir_all(&dir).unwrap();
@@ -778,7 +819,7 @@ mod tests {
     /// returns it and where entry 2 (the second group commit's first record) starts.
     fn two_group_commits(label: &str) -> (PathBuf, Wal, u64) {
         let dir = temp_dir(label);
-        let (mut wal, _) = Wal::open(&dir, true, 1 << 20).unwrap();
+        let (mut wal, _) = Wal::open(&dir, Syncs::ALL, 1 << 20).unwrap();
         wal.append(&[entry(1)]).unwrap();
         wal.append(&[entry(2), entry(3), entry(4)]).unwrap();
         let start = wal.segments[0].offsets[1];
@@ -795,7 +836,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[start as usize..second as usize].fill(0);
         fs::write(&path, &bytes).unwrap();
-        let (wal, entries) = Wal::open(&dir, true, 1 << 20).unwrap();
+        let (wal, entries) = Wal::open(&dir, Syncs::ALL, 1 << 20).unwrap();
         assert_eq!(entries, vec![entry(1)]);
         assert_eq!(wal.next_index(), Some(2));
         fs::remove_dir_all(&dir).unwrap();
@@ -810,7 +851,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[start as usize + HEADER + 1] ^= 0x40;
         fs::write(&path, &bytes).unwrap();
-        match Wal::open(&dir, true, 1 << 20).unwrap_err() {
+        match Wal::open(&dir, Syncs::ALL, 1 << 20).unwrap_err() {
             StorageError::Corrupt { file, offset, .. } => {
                 assert_eq!((file, offset), (path, start));
             }
