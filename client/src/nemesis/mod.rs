@@ -8,15 +8,17 @@
 //! SIGCONTed three quarters into the fault still cut off, the links healed at its end: a VM
 //! suspended by its hypervisor while its peers' packets are dropped, or a stop-the-world GC
 //! pause during a network blip; it wakes alone, trusting whatever it believed, with its
-//! clients' requests waiting in its socket); `kill-all` (a power
-//! cut: every node SIGKILLed at once, all restarted when the fault ends; the only fault that
-//! takes down more than a minority, so it runs alone); `packet-loss` (10 % of the packets on
+//! clients' requests waiting in its socket); `kill-all` (every node SIGKILLed at once, all
+//! restarted when the fault ends: a crash of every process, which keeps the page cache; with
+//! `power-cut` the only faults that take down more than a minority, so they run alone); `packet-loss` (10 % of the packets on
 //! every link between nodes dropped at random, by nftables); `latency` (`tc` delay on every
 //! node's interface, see [`netem`]: only on hosts with interfaces of their own, i.e. `--hosts
 //! netns` or a remote cluster); `membership` and `transfer` (a voter out of the membership
-//! and back, a leadership hand-over: see [`membership`]). Lists also accept `all` (every kind
-//! but `latency`),
-//! `partitions` (the five pure partition shapes) and `none` ([`parse_kinds`]). Network faults
+//! and back, a leadership hand-over: see [`membership`]); the storage faults `power-cut`,
+//! `lose-unsynced`, `disk-full` and `corrupt` (what a node finds on its disk after a power cut
+//! that drops unsynced writes, a full disk, bit rot: see [`disk`]). Lists also accept `all`
+//! (every kind but `latency` and the storage faults), `partitions` (the five pure partition
+//! shapes), `disk` (the storage faults) and `none` ([`parse_kinds`]). Network faults
 //! (partitions, `freeze-leader`, `packet-loss`, `latency`) run one at a time; `freeze-leader`
 //! also takes a node down (the minority rule of kills and pauses applies to it).
 //!
@@ -43,7 +45,8 @@
 //! `stop-partition` too (network faults: `{"nemesis", "description"}`, the description saying
 //! what was installed). `freeze-leader` records three steps: `start-partition` then `pause` of
 //! the isolated node at its start, `resume` at its wake-up, `stop-partition` at its end (a
-//! fault ended before its wake-up records `resume` then `stop-partition`).
+//! fault ended before its wake-up records `resume` then `stop-partition`). The storage faults'
+//! events are listed in [`disk`].
 
 pub mod disk;
 pub mod kill;
