@@ -2,9 +2,13 @@
 //! rot.
 //!
 //! - `power-cut` and `lose-unsynced` kill nodes (see [`super::kill`]), then their lazy disks
-//!   drop every write and directory change not yet synced ([`lose_unsynced`]; a power cut
-//!   also tears each file's last unsynced write: a seeded subset of its pages lands). The
-//!   nodes restart at the fault's end with what they had made durable.
+//!   drop every write and directory change not yet synced ([`lose_unsynced`]). `lose-unsynced`
+//!   also tears the node's last unsynced write of each file (a seeded subset of its pages
+//!   lands, in any order): a node must recover from that alone, since no acknowledged write
+//!   is in it. A power cut drops whole writes: on every node at once, torn logs could leave
+//!   no majority able to start, and a bug that loses acknowledged writes would then show as
+//!   a dead cluster rather than as the lost writes it is. The nodes restart at the fault's
+//!   end with what they had made durable.
 //! - `disk-full`: a node's lazy disk refuses writes that need new space ([`fill`]) and the
 //!   node is restarted on it (a crash on a full disk; a node that keeps running would write
 //!   into the space its log had allocated ahead and not notice a short fault), until

@@ -301,7 +301,7 @@ impl Runner {
                             &mut *self.control(),
                             &self.ctx.recorder,
                             node,
-                            true,
+                            false,
                         );
                         if let Err(e) = lost {
                             self.failed(e.to_string());
@@ -320,7 +320,7 @@ impl Runner {
                     return;
                 }
                 let lost =
-                    disk::lose_unsynced(&mut *self.control(), &self.ctx.recorder, node, false);
+                    disk::lose_unsynced(&mut *self.control(), &self.ctx.recorder, node, true);
                 match lost {
                     Ok(_) => self.applied(index, kind, Applied::LostUnsynced(node)),
                     Err(e) => {
