@@ -41,9 +41,10 @@ enum Command {
         rate: Option<f64>,
         /// Faults: kill, pause, kill-leader, pause-leader, kill-all, partition-halves,
         /// partition-majorities-ring, partition-bridge, isolate-leader, partition-one,
-        /// freeze-leader,
-        /// packet-loss, latency (needs --hosts netns or a remote cluster); or the groups
-        /// partitions, all (every kind but latency), none.
+        /// freeze-leader, packet-loss, membership, transfer, latency (needs --hosts netns or
+        /// a remote cluster), power-cut, lose-unsynced, disk-full, corrupt (storage faults:
+        /// lazy disks, FUSE); or the groups partitions, all (every kind but latency and the
+        /// storage faults), disk (the storage faults), none.
         #[arg(long)]
         nemesis: Option<String>,
         #[arg(long)]

@@ -708,7 +708,7 @@ impl Workload {
     }
 }
 
-/// Parses a `--nemesis` value: comma-separated kinds (or `partition`/`all` groups), or
+/// Parses a `--nemesis` value: comma-separated kinds (or `partition`/`all`/`disk` groups), or
 /// `none`/empty for no faults. Names are checked when the workload is loaded.
 pub fn parse_nemesis_list(s: &str) -> Vec<String> {
     s.split(',')
@@ -718,23 +718,13 @@ pub fn parse_nemesis_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// A kind name, or a group name (`partition` = every partition kind, `all` = every kind).
+/// A kind name, or a group name (`partition(s)`, `all`, `disk`: see [`parse_kinds`]).
+///
+/// [`parse_kinds`]: crate::nemesis::parse_kinds
 fn expand_nemesis(kind: &str) -> Result<Vec<String>, String> {
-    let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
-    match kind {
-        "partition" | "partitions" => Ok(owned(PARTITION_KINDS)),
-        "all" => Ok(owned(NEMESIS_KINDS)),
-        k => k
-            .parse::<NemesisKind>()
-            .map(|kind| vec![kind.name().to_string()])
-            .map_err(|_| {
-                format!(
-                    "unknown nemesis kind {k:?}; known: {}, {}, or the groups \"partition\" and \"all\"",
-                    NEMESIS_KINDS.join(", "),
-                    OWN_INTERFACE_KINDS.join(", ")
-                )
-            }),
-    }
+    crate::nemesis::parse_kinds(kind)
+        .map(|kinds| kinds.iter().map(|k| k.name().to_string()).collect())
+        .map_err(|e| e.to_string())
 }
 
 fn push_unique(list: &mut Vec<String>, more: Vec<String>) {

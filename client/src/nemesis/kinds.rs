@@ -215,7 +215,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<NemesisKind>, NemesisError> {
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let more: Vec<NemesisKind> = match word {
             "all" => NemesisKind::ALL.to_vec(),
-            "partitions" => NemesisKind::PARTITIONS.to_vec(),
+            "partition" | "partitions" => NemesisKind::PARTITIONS.to_vec(),
             "disk" => NemesisKind::DISK.to_vec(),
             "none" => Vec::new(),
             name => vec![name.parse()?],
