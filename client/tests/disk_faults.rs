@@ -1,7 +1,7 @@
 //! The storage faults end to end: a real 3-node cluster whose data directories are lazy disks
 //! (raft-lazyfs over FUSE) stays linearizable through power cuts that drop every unsynced
-//! write, a minority losing its unsynced writes, and bit flips in a stopped node's log that
-//! it must refuse to start on; no mount outlives the run. Needs /dev/fuse and fusermount3
+//! write, a minority losing its unsynced writes, a full disk, and bit flips in a stopped
+//! node's log that it must refuse to start on; no mount outlives the run. Needs /dev/fuse and fusermount3
 //! (skips, saying why, without them unless `RAFTLAB_REQUIRE_FUSE=1`).
 
 mod support;
@@ -25,7 +25,7 @@ fn mounts_under(root: &Path) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_correct_build_survives_power_cuts_lost_writes_and_bit_rot() {
+async fn the_correct_build_survives_power_cuts_lost_writes_full_disks_and_bit_rot() {
     if !support::fuse_usable() {
         return;
     }
@@ -33,8 +33,8 @@ async fn the_correct_build_survives_power_cuts_lost_writes_and_bit_rot() {
     let root = support::results_root("disk-faults");
     let overrides = Overrides {
         nodes: Some(3),
-        time_limit: Some(16.0),
-        nemesis: Some(parse_nemesis_list("power-cut,lose-unsynced,corrupt")),
+        time_limit: Some(20.0),
+        nemesis: Some(parse_nemesis_list("disk")),
         seed: Some(5),
         results: Some(root.join("results")),
         quiet: true,
@@ -45,7 +45,7 @@ async fn the_correct_build_survives_power_cuts_lost_writes_and_bit_rot() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     let summary = &outcome.summary;
     assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
-    for kind in ["power-cut", "lose-unsynced", "corrupt"] {
+    for kind in ["power-cut", "lose-unsynced", "disk-full", "corrupt"] {
         let applied = summary.nemesis.applied.get(kind).copied().unwrap_or(0);
         assert!(
             applied >= 1,
@@ -73,6 +73,15 @@ async fn the_correct_build_survives_power_cuts_lost_writes_and_bit_rot() {
         "mounts left behind: {:?}",
         mounts_under(&root)
     );
+    // A node restarted on the full disk said so, and resumed once space returned.
+    let logs: String = (1..=3)
+        .map(|n| {
+            let log = outcome.run_dir.join(format!("cluster/node-{n}.log"));
+            std::fs::read_to_string(log).unwrap_or_default()
+        })
+        .collect();
+    assert!(logs.contains("disk full"), "no node met the full disk");
+    assert!(logs.contains("writes resume"), "no node resumed writing");
     // The nodes' data is in the backing directories once the mounts are gone.
     let durable = outcome.run_dir.join("cluster/data/node-1.durable/wal");
     assert!(durable.is_dir(), "{} holds the log", durable.display());

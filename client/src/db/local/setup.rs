@@ -5,8 +5,10 @@
 use super::error::ClusterError;
 use crate::control::locked;
 use model::core::NodeId;
-use std::collections::BTreeSet;
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -126,8 +128,28 @@ pub fn local_node_ip(id: NodeId) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 10 + id.min(245) as u8)
 }
 
-/// (ip, port) pairs held by the clusters of this process.
-static RESERVED_PORTS: Mutex<BTreeSet<(IpAddr, u16)>> = Mutex::new(BTreeSet::new());
+/// (ip, port) pairs held by the clusters of this process, each with its lock file (see
+/// [`lock_port`]).
+static RESERVED_PORTS: Mutex<BTreeMap<(IpAddr, u16), Flock<File>>> = Mutex::new(BTreeMap::new());
+
+/// Locks `ip:port` for this process's cluster against other `raft-lab` processes: an
+/// exclusive flock on `<temp dir>/raftlab-ports/<ip>-<port>.lock`, released when the lock is
+/// dropped or the process dies. A bind test alone is not enough: while a node of another
+/// lab's cluster is down (killed by its nemesis), its port is free to bind, and a cluster
+/// taking it would keep that node from restarting. `Err`: why the port cannot be had.
+fn lock_port(ip: IpAddr, port: u16) -> Result<Flock<File>, String> {
+    let dir = std::env::temp_dir().join("raftlab-ports");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{ip}-{port}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| format!("{ip}:{port} is held by another raft-lab ({e})"))
+}
 
 /// The text of `cluster.toml` for nodes at `addrs` (node N = `addrs[N-1]`), with node N's
 /// `host` = `hosts[N-1]` when given.
@@ -169,15 +191,27 @@ pub(super) fn free_addresses(
             .map(|i| SocketAddr::new(local_node_ip(i as NodeId + 1).into(), base + i as u16))
             .collect();
         let taken = addrs.iter().find_map(|a| {
-            if reserved.contains(&(a.ip(), a.port())) {
+            if reserved.contains_key(&(a.ip(), a.port())) {
                 return Some(format!("{a} is used by another cluster of this process"));
             }
             UdpSocket::bind(a).err().map(|e| format!("{a}: {e}"))
         });
         match taken {
             None => {
-                reserved.extend(addrs.iter().map(|a| (a.ip(), a.port())));
-                return Ok(addrs);
+                // Lock every port of the range, or give the range up.
+                let locks: Result<Vec<_>, String> =
+                    addrs.iter().map(|a| lock_port(a.ip(), a.port())).collect();
+                match locks {
+                    Ok(locks) => {
+                        let keys = addrs.iter().map(|a| (a.ip(), a.port()));
+                        reserved.extend(keys.zip(locks));
+                        return Ok(addrs);
+                    }
+                    Err(why) => {
+                        debug!(base, %why, "ports locked; trying the next range");
+                        last = why;
+                    }
+                }
             }
             Some(why) => {
                 debug!(base, %why, "ports taken; trying the next range");
@@ -237,6 +271,17 @@ mod tests {
         let third = free_addresses(2, 17201).unwrap();
         assert_eq!(third[0].port(), 17203);
         drop(blocker);
+        // A port another raft-lab holds (its node may be down: the port binds) is skipped.
+        let other = lock_port(local_node_ip(1).into(), 17401).unwrap();
+        let fourth = free_addresses(2, 17401).unwrap();
+        assert_eq!(fourth[0].port(), 17403);
+        drop(other);
+        release_ports(
+            &fourth
+                .iter()
+                .map(|a| (a.ip(), a.port()))
+                .collect::<Vec<_>>(),
+        );
         release_ports(&first.iter().map(|a| (a.ip(), a.port())).collect::<Vec<_>>());
         release_ports(
             &second
