@@ -67,6 +67,19 @@ impl Mount {
     }
 }
 
+/// Why mounts cannot be made on this machine (`None`: they can): /dev/fuse and
+/// `fusermount3` (Debian package `fuse3`) are needed.
+pub fn unavailable() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
+        return Some("fusermount3 is not on PATH (Debian package fuse3)".into());
+    }
+    None
+}
+
 /// Mounts `backing` at `mountpoint`, answering control commands on the unix socket
 /// `control` (replaced if present). The control thread lives as long as the process. With
 /// `auto_unmount` (as root only), the mount is removed when the process dies, however it

@@ -11,21 +11,9 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Why FUSE cannot be used here, if it cannot.
-fn fuse_missing() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
-        return Some("fusermount3 is not on PATH (Debian package fuse3)".into());
-    }
-    None
-}
-
 /// Whether to run: panics when FUSE is required and missing.
 fn fuse_usable(tag: &str) -> bool {
-    match fuse_missing() {
+    match lazyfs::fs::unavailable() {
         None => true,
         Some(reason) if std::env::var("RAFTLAB_REQUIRE_FUSE").as_deref() == Ok("1") => {
             panic!("{tag}: RAFTLAB_REQUIRE_FUSE=1 but {reason}")

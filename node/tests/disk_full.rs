@@ -13,26 +13,14 @@ use model::kv::{Command, Operation, Outcome, Value};
 use node::protocol::{Request, Response};
 use node::storage::{Storage, StorageError, StorageOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 use support::Cluster;
 
-/// Why FUSE cannot be used here, if it cannot.
-fn fuse_missing() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
-        return Some("fusermount3 is not on PATH (Debian package fuse3)".into());
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_until_space_returns() {
-    if let Some(reason) = fuse_missing() {
+    if let Some(reason) = lazyfs::fs::unavailable() {
         assert_ne!(
             std::env::var("RAFTLAB_REQUIRE_FUSE").as_deref(),
             Ok("1"),
@@ -79,7 +67,7 @@ async fn a_full_disk_refuses_writes_until_space_returns() {
     std::fs::rename(&data, &backing).unwrap();
     std::fs::create_dir(&data).unwrap();
     let control = cluster.dir.join("lazyfs.sock");
-    let mount = lazyfs::fs::spawn(&backing, &data, &control, 1).unwrap();
+    let mount = lazyfs::fs::spawn(&backing, &data, &control, 1, false).unwrap();
     let command = |c: &str| lazyfs::control::request(&control, c).unwrap();
     assert_eq!(command("fill"), "ok");
     cluster.restart(1);

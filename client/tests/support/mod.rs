@@ -64,15 +64,7 @@ fn built(package: &str, bin: &str, env: &str) -> PathBuf {
 /// Whether FUSE mounts can be made here (/dev/fuse and fusermount3); says why not, and
 /// panics instead when `RAFTLAB_REQUIRE_FUSE=1`. Builds `raft-lazyfs` when they can.
 pub fn fuse_usable() -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing = if !Path::new("/dev/fuse").exists() {
-        Some("/dev/fuse is missing")
-    } else if !std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()) {
-        Some("fusermount3 is not on PATH (Debian package fuse3)")
-    } else {
-        None
-    };
-    match missing {
+    match lazyfs::fs::unavailable() {
         None => {
             raft_lazyfs();
             true
