@@ -38,8 +38,7 @@
 //! allocation (never from an fsync) is [`StorageError::NoSpace`]; the failed call undoes
 //! what it wrote (the log's tail stays where it was, a replace's temporary file is
 //! removed) and the instance stays usable, so the caller retries the same call once space
-//! returns. (Under `skip-fsync` a full disk still stops the instance: a flush that fails
-//! part way has already dropped acknowledged writes from its buffer.)
+//! returns.
 //!
 //! **The storage bugs of the catalogue** ([`SyncBugs`], `--bug NAME`) leave syncs out and
 //! hold nothing in memory: what they lose, they lose only in a power cut (the lab's lazyfs
