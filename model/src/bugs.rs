@@ -166,7 +166,7 @@ impl Bug {
             }
             Bug::LeaseRead => "10/10 runs: lease.toml under freeze-leader",
             Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => {
-                "under power-cut (lazyfs loses unsynced writes): measured by raft-lab matrix"
+                "10/10 runs: ci.toml under power-cut (lazy disks lose what was not synced)"
             }
             Bug::TruncateOnAppend => {
                 "never: the node's QUIC streams keep each link in order, which the bug needs broken"
