@@ -202,14 +202,7 @@ async fn sessions_refuse_unknown_ids_and_big_values_and_survive_a_restart_from_a
         Outcome::SessionExpired
     );
 
-    let session = support::register_via(
-        &cluster.client,
-        &cluster.addrs,
-        &cluster.dir,
-        shared,
-        &mut target,
-    )
-    .await;
+    let session = cluster.register(&mut target).await;
     let limit = model::kv::DEFAULT_MAX_VALUE_BYTES;
     let big = Operation::Write {
         key: "big".into(),
@@ -274,14 +267,7 @@ async fn a_storage_failure_exits_with_code_4() {
     }
     // Writes until the node stops: one of them needs a new segment.
     let mut target = 1;
-    let session = support::register_via(
-        &cluster.client,
-        &cluster.addrs,
-        &cluster.dir,
-        node::certs::SHARED_CLIENT_NAMESPACE,
-        &mut target,
-    )
-    .await;
+    let session = cluster.register(&mut target).await;
     let deadline = std::time::Instant::now() + support::PATIENCE;
     let mut seq = 0;
     let status = loop {

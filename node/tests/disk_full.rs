@@ -32,14 +32,7 @@ async fn a_full_disk_refuses_writes_until_space_returns() {
     let mut cluster = Cluster::start("disk-full", 1, 1_000_000).await;
     cluster.leader(&[1]).await;
     let mut target = 1;
-    let session = support::register_via(
-        &cluster.client,
-        &cluster.addrs,
-        &cluster.dir,
-        node::certs::SHARED_CLIENT_NAMESPACE,
-        &mut target,
-    )
-    .await;
+    let session = cluster.register(&mut target).await;
     let write = |seq: u64, value: i64| Command {
         client: session,
         seq,

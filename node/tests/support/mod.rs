@@ -182,20 +182,28 @@ impl Cluster {
         }
     }
 
+    /// Registers a client session in the shared namespace, starting at node `target`
+    /// (updated to the node that answered).
+    pub async fn register(&self, target: &mut u64) -> u64 {
+        register_via(
+            &self.client,
+            &self.addrs,
+            &self.dir,
+            node::certs::SHARED_CLIENT_NAMESPACE,
+            target,
+        )
+        .await
+    }
+
     /// Runs one operation to completion, following redirects and retrying the same
     /// (client, seq) until it is answered; the test fails after [`PATIENCE`].
     pub async fn op(&mut self, op: Operation) -> Outcome {
         let session = match self.session {
             Some(session) => session,
             None => {
-                let session = register_via(
-                    &self.client,
-                    &self.addrs,
-                    &self.dir,
-                    node::certs::SHARED_CLIENT_NAMESPACE,
-                    &mut self.target,
-                )
-                .await;
+                let mut target = self.target;
+                let session = self.register(&mut target).await;
+                self.target = target;
                 *self.session.insert(session)
             }
         };
