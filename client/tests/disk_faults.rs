@@ -120,3 +120,45 @@ fn a_cluster_without_lazy_disks_refuses_what_needs_them() {
     }
     assert!(preflight(&[NemesisKind::Corrupt], &cluster).is_ok());
 }
+
+/// The same faults with one network namespace per node: the lazy disks are mounted on this
+/// machine, whose mounts the namespaces share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_disks_work_for_nodes_in_network_namespaces() {
+    if !support::fuse_usable() || !support::netns_available() {
+        return;
+    }
+    support::ensure_raft_node();
+    let root = support::results_root("disk-faults-netns");
+    let overrides = Overrides {
+        nodes: Some(3),
+        time_limit: Some(12.0),
+        nemesis: Some(parse_nemesis_list("power-cut,corrupt")),
+        hosts: client::lab::cluster::HostsMode::Netns,
+        seed: Some(7),
+        results: Some(root.join("results")),
+        quiet: true,
+        ..Overrides::default()
+    };
+    let outcome = client::lab::run::run_detailed(&ci_workload(), &overrides)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let summary = &outcome.summary;
+    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
+    for kind in ["power-cut", "corrupt"] {
+        let applied = summary.nemesis.applied.get(kind).copied().unwrap_or(0);
+        assert!(
+            applied >= 1,
+            "{kind} applied {applied} times: {:?}",
+            summary.nemesis
+        );
+    }
+    assert!(
+        summary.nemesis.report["errors"]
+            .as_array()
+            .is_some_and(|e| e.is_empty()),
+        "{:?}",
+        summary.nemesis.report
+    );
+    assert!(mounts_under(&root).is_empty(), "{:?}", mounts_under(&root));
+}
