@@ -6,6 +6,7 @@
 
 mod support;
 
+use client::lab::cluster::HostsMode;
 use client::lab::workload::{parse_nemesis_list, Overrides};
 use std::path::Path;
 
@@ -24,18 +25,21 @@ fn mounts_under(root: &Path) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_correct_build_survives_power_cuts_lost_writes_full_disks_and_bit_rot() {
-    if !support::fuse_usable() {
-        return;
-    }
-    support::ensure_raft_node();
-    let root = support::results_root("disk-faults");
+/// Runs `ci.toml` on 3 nodes for `secs` under `nemesis` with `seed` (results under `root`),
+/// and checks that the run is valid and that each kind of `nemesis` was applied.
+async fn valid_run(
+    root: &Path,
+    nemesis: &str,
+    secs: f64,
+    hosts: HostsMode,
+    seed: u64,
+) -> client::lab::run::RunOutcome {
     let overrides = Overrides {
         nodes: Some(3),
-        time_limit: Some(20.0),
-        nemesis: Some(parse_nemesis_list("disk")),
-        seed: Some(5),
+        time_limit: Some(secs),
+        nemesis: Some(parse_nemesis_list(nemesis)),
+        hosts,
+        seed: Some(seed),
         results: Some(root.join("results")),
         quiet: true,
         ..Overrides::default()
@@ -45,7 +49,7 @@ async fn the_correct_build_survives_power_cuts_lost_writes_full_disks_and_bit_ro
         .unwrap_or_else(|e| panic!("{e:#}"));
     let summary = &outcome.summary;
     assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
-    for kind in ["power-cut", "lose-unsynced", "disk-full", "corrupt"] {
+    for kind in &summary.nemesis.requested {
         let applied = summary.nemesis.applied.get(kind).copied().unwrap_or(0);
         assert!(
             applied >= 1,
@@ -53,6 +57,19 @@ async fn the_correct_build_survives_power_cuts_lost_writes_full_disks_and_bit_ro
             summary.nemesis
         );
     }
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_correct_build_survives_power_cuts_lost_writes_full_disks_and_bit_rot() {
+    if !support::fuse_usable() {
+        return;
+    }
+    support::ensure_raft_node();
+    let root = support::results_root("disk-faults");
+    let outcome = valid_run(&root, "disk", 20.0, HostsMode::Local, 5).await;
+    let summary = &outcome.summary;
+    assert_eq!(summary.nemesis.requested.len(), 4, "{:?}", summary.nemesis);
     let events = &summary.nemesis.events;
     let lost = events.iter().filter(|e| e.f == "lose-unsynced").count();
     assert!(
@@ -130,29 +147,8 @@ async fn lazy_disks_work_for_nodes_in_network_namespaces() {
     }
     support::ensure_raft_node();
     let root = support::results_root("disk-faults-netns");
-    let overrides = Overrides {
-        nodes: Some(3),
-        time_limit: Some(12.0),
-        nemesis: Some(parse_nemesis_list("power-cut,corrupt")),
-        hosts: client::lab::cluster::HostsMode::Netns,
-        seed: Some(7),
-        results: Some(root.join("results")),
-        quiet: true,
-        ..Overrides::default()
-    };
-    let outcome = client::lab::run::run_detailed(&ci_workload(), &overrides)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome = valid_run(&root, "power-cut,corrupt", 12.0, HostsMode::Netns, 7).await;
     let summary = &outcome.summary;
-    assert_eq!(outcome.verdict, checker::Verdict::Valid, "{summary:?}");
-    for kind in ["power-cut", "corrupt"] {
-        let applied = summary.nemesis.applied.get(kind).copied().unwrap_or(0);
-        assert!(
-            applied >= 1,
-            "{kind} applied {applied} times: {:?}",
-            summary.nemesis
-        );
-    }
     assert!(
         summary.nemesis.report["errors"]
             .as_array()
