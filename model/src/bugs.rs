@@ -172,7 +172,7 @@ impl Bug {
                 "never: the node's QUIC streams keep each link in order, which the bug needs broken"
             }
             Bug::ConcurrentMembership => {
-                "not yet: the lab does not change membership (raft-lab cluster add/remove are to come)"
+                "never: the lab's membership nemesis makes one change at a time and waits for it, so no change is ever proposed while another is uncommitted"
             }
             Bug::SendBeforePersist => {
                 "rarely: needs a kill between a vote's send and its write (kill, kill-all): a SIGKILL keeps written pages"
