@@ -151,6 +151,16 @@ fn errno(e: &LayerError) -> Errno {
 }
 
 impl LazyFs {
+    /// Refuses an entry kind the layer does not support: ENOSPC on a full disk (as any new
+    /// entry there), else ENOSYS.
+    fn refuse_new_entry(&self, reply: ReplyEntry) {
+        if lock(&self.layer).is_full() {
+            reply.error(Errno::ENOSPC);
+        } else {
+            reply.error(Errno::ENOSYS);
+        }
+    }
+
     fn file_attr(&self, a: Attr) -> FileAttr {
         let now = SystemTime::now();
         let (kind, perm, nlink) = match a.kind {
@@ -443,12 +453,8 @@ impl Filesystem for LazyFs {
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        if lock(&self.layer).is_full() {
-            reply.error(Errno::ENOSPC);
-            return;
-        }
         tracing::warn!(parent = parent.0, ?link_name, "symlink is not supported");
-        reply.error(Errno::ENOSYS);
+        self.refuse_new_entry(reply);
     }
 
     fn link(
@@ -459,12 +465,8 @@ impl Filesystem for LazyFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        if lock(&self.layer).is_full() {
-            reply.error(Errno::ENOSPC);
-            return;
-        }
         tracing::warn!(ino = ino.0, ?newname, "hard links are not supported");
-        reply.error(Errno::ENOSYS);
+        self.refuse_new_entry(reply);
     }
 
     fn fallocate(

@@ -80,7 +80,6 @@ pub enum LazyDiskError {
 #[derive(Debug)]
 struct Disk {
     mountpoint: PathBuf,
-    backing: PathBuf,
     socket: PathBuf,
     process: Child,
     /// Unmounts (lazily) and kills the process on Ctrl-C, until unmounted the ordinary way.
@@ -114,11 +113,6 @@ impl LazyDisks {
 
     pub fn is_empty(&self) -> bool {
         self.disks.is_empty()
-    }
-
-    /// The backing directories: what survives a power cut.
-    pub fn backing_dirs(&self) -> Vec<PathBuf> {
-        self.disks.values().map(|d| d.backing.clone()).collect()
     }
 
     /// Sends one control command (`lose-unsynced`, `tear`, `checkpoint`, `status`, ...) to
@@ -229,7 +223,6 @@ impl Disk {
         info!(id, mountpoint = %mountpoint.display(), "lazy disk mounted");
         Ok(Disk {
             mountpoint: mountpoint.to_path_buf(),
-            backing,
             socket,
             process,
             _unmount_on_exit: unmount_on_exit,
