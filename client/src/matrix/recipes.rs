@@ -648,7 +648,7 @@ why = "member-local reads"
             membership
                 .note
                 .as_deref()
-                .is_some_and(|n| n.contains("does not change membership")),
+                .is_some_and(|n| n.contains("one change at a time")),
             "{membership:?}"
         );
         // etcd: its own correct column, every kind together too, and serializable reads as a
