@@ -6,7 +6,7 @@
 use crate::budget::{Budget, KeyOutcome};
 use crate::history::Op;
 use crate::spec::{CasRegister, ModelKind, Mutex};
-use crate::{register, search};
+use crate::{append, register, search};
 use serde::Serialize;
 
 /// Which algorithm decided a key.
@@ -15,6 +15,8 @@ use serde::Serialize;
 pub enum Method {
     /// Unique written values: the polynomial register check.
     Register,
+    /// Unique prefix-free appends: the linear append check.
+    Append,
     /// The general memoised search.
     Search,
 }
@@ -22,13 +24,18 @@ pub enum Method {
 /// Runs the fastest sound and complete algorithm that applies to these ops.
 pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget) -> (KeyOutcome, Method) {
     match model {
-        ModelKind::CasRegister { initial } => match register::check(ops, initial, budget) {
-            Some(outcome) => (outcome, Method::Register),
-            None => (
-                search::check(&CasRegister::new(initial.clone()), ops, budget),
-                Method::Search,
-            ),
-        },
+        ModelKind::CasRegister { initial } => {
+            if let Some(outcome) = register::check(ops, initial, budget) {
+                (outcome, Method::Register)
+            } else if let Some(outcome) = append::check(ops, initial, budget) {
+                (outcome, Method::Append)
+            } else {
+                (
+                    search::check(&CasRegister::new(initial.clone()), ops, budget),
+                    Method::Search,
+                )
+            }
+        }
         ModelKind::Mutex => (search::check(&Mutex, ops, budget), Method::Search),
     }
 }

@@ -10,13 +10,16 @@
 //! global real-time order.
 //!
 //! Written values are unique per key (`1, 2, 3, ...`; the initial value is `null`), so the
-//! register fast path ([`crate::register`]) applies. Without an anomaly the history is
+//! register fast path ([`crate::register`]) applies. A mix of reads and appends (of unique
+//! strings `"1,"`, `"2,"`, ...; reads return the whole concatenation) makes append histories
+//! for the append fast path ([`crate::append`]); appends are not meant to be mixed with
+//! writes and cas. Without an anomaly the history is
 //! linearizable by construction; with one, a single violation is injected in the last tenth
 //! of one key's operations:
 //!
-//! * [`Anomaly::StaleRead`]: an `ok` read returns a value `v` although an `ok` write `w'`
-//!   completed before the read was invoked, and `v`'s own `ok` writer completed before `w'`
-//!   was invoked (or `v` is the initial value).
+//! * [`Anomaly::StaleRead`]: an `ok` read returns a value `v` although an `ok` write (or
+//!   append) `w'` completed before the read was invoked, and `v` is the state left by an `ok`
+//!   writer that completed before `w'` was invoked (or the initial value).
 //! * [`Anomaly::LostUpdate`]: an `ok` cas consumes a value that an earlier `ok` cas already
 //!   consumed; the service overwrites the newer value.
 //!
@@ -43,6 +46,8 @@ pub struct Mix {
     pub read: f64,
     pub write: f64,
     pub cas: f64,
+    /// Appends of unique strings `"N,"` (prefix-free, as Jepsen's values are).
+    pub append: f64,
 }
 
 impl Default for Mix {
@@ -51,6 +56,7 @@ impl Default for Mix {
             read: 0.5,
             write: 0.25,
             cas: 0.25,
+            append: 0.0,
         }
     }
 }
@@ -146,13 +152,14 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix(spec.seed ^ splitmix(key as u64 + 1)));
     let procs = spec.processes_per_key.max(1);
     let info_rate = spec.info_rate.clamp(0.0, 1.0);
-    let (wr, ww, wc) = (
+    let (wr, ww, wc, wa) = (
         spec.mix.read.max(0.0),
         spec.mix.write.max(0.0),
         spec.mix.cas.max(0.0),
+        spec.mix.append.max(0.0),
     );
-    let total_w = if wr + ww + wc > 0.0 {
-        wr + ww + wc
+    let total_w = if wr + ww + wc + wa > 0.0 {
+        wr + ww + wc + wa
     } else {
         1.0
     };
@@ -175,8 +182,10 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
     let mut state = Value::Null;
     let mut next_value = 1i64;
     let mut written: Vec<Value> = Vec::new();
-    // Ok writers in completion order: (value, invoke event, completion event).
+    // Ok writers in completion order: (state they left, invoke event, completion event).
     let mut ok_writers: Vec<(Value, usize, usize)> = Vec::new();
+    // The state each append left when it took effect.
+    let mut appended: Vec<Option<Value>> = Vec::with_capacity(spec.ops_per_key);
     // A value consumed by a cas that took effect and will complete ok.
     let mut last_consumed: Option<Value> = None;
     let mut pending_anomaly = inject;
@@ -229,6 +238,9 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                             let v = Value::Int(next_value);
                             next_value += 1;
                             Action::Write(v)
+                        } else if x >= wr + ww + wc {
+                            next_value += 1;
+                            Action::Append(format!("{},", next_value - 1))
                         } else {
                             let old = if written.is_empty() || rng.random_bool(0.75) {
                                 state.clone()
@@ -279,6 +291,7 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                 });
                 op_slot.push(slot);
                 crashed.push(crash);
+                appended.push(None);
             }
             Step::Effect(id) => {
                 let is_anomaly = forced == Some(id);
@@ -301,6 +314,13 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                     Action::Write(v) => {
                         state = v.clone();
                         written.push(v.clone());
+                    }
+                    Action::Append(suffix) => {
+                        state = match &state {
+                            Value::Str(s) => Value::Str(format!("{s}{suffix}")),
+                            _ => Value::Str(suffix.clone()),
+                        };
+                        appended[id] = Some(state.clone());
                     }
                     Action::Cas(old, new) => {
                         if is_anomaly {
@@ -330,8 +350,13 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                 op.done_time = Some(now);
                 op.done_ev = Some(done_ev);
                 if op.status == Status::Ok {
-                    if let Action::Write(v) | Action::Cas(_, v) = &op.action {
-                        ok_writers.push((v.clone(), op.inv_ev, done_ev));
+                    let left = match &op.action {
+                        Action::Write(v) | Action::Cas(_, v) => Some(v.clone()),
+                        Action::Append(_) => appended[id].clone(),
+                        _ => None,
+                    };
+                    if let Some(v) = left {
+                        ok_writers.push((v, op.inv_ev, done_ev));
                     }
                 }
                 let slot = op_slot[id];
@@ -350,8 +375,9 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
     }
 }
 
-/// A value an ok read invoked at event `read_inv` may not return: `v` whose ok writer
-/// completed before some ok writer `w'` was invoked, `w'` completing before the read.
+/// A value an ok read invoked at event `read_inv` may not return: the state `v` left by an ok
+/// writer that completed before some ok writer `w'` was invoked, `w'` completing before the
+/// read (for appends too: that state lacks `w'`'s string, which the read must see).
 fn stale_value(ok_writers: &[(Value, usize, usize)], read_inv: usize) -> Option<Value> {
     // The latest w' completed before the read was invoked (list is in completion order).
     let later = ok_writers.iter().rposition(|w| w.2 < read_inv)?;
