@@ -58,6 +58,13 @@
 //!   equal `info` ops at points t1 < ... < tk, giving those points to the k earliest-called
 //!   of them, in call order, still respects real time and yields the same states. Without
 //!   this, k interchangeable `info` writes would be explored in up to 2^k subsets, not k + 1.
+//! - A step after which some `ok` op of the window (the calls before the first return, and
+//!   that return's op) could never apply is not taken, when the model can tell
+//!   ([`Model::may_still_apply`]; e.g. with only appends and reads every state is a prefix of
+//!   every later one, so a read of a value that does not start with the state is out of
+//!   reach). Every `ok` op must still be linearized, so nothing beyond that step succeeds.
+//!   This turns appends seen by reads, which would otherwise be tried in every order until a
+//!   read's return refutes them, into a walk along the order the reads reveal.
 //! - Memoised configurations are skipped (above), and so are configurations *dominated* by a
 //!   memoised one: (S + u, s) with u an `info` op, when (S, s) was seen. From (S, s) the
 //!   search can do all it can from (S + u, s): the same `ok` ops are linearized, so the same
@@ -283,6 +290,10 @@ struct Search<'a, M: Model> {
     stack: Vec<Frame>,
     /// The linearized `info` ops, in order.
     info_used: Vec<u32>,
+    /// What the model may assume about these ops to cut dead ends ([`Model::facts`]).
+    facts: Option<M::Facts>,
+    /// Per live op: an `ok` op whose future the model can judge (see [`Search::dead_end`]).
+    watched: Vec<bool>,
     /// `ok` ops not linearized yet.
     remaining: usize,
 }
@@ -372,6 +383,8 @@ impl<'a, M: Model> Search<'a, M> {
         }
         drop(last_twin);
 
+        let facts = model.facts(ops);
+        let watched = live.iter().map(|l| l.required && facts.is_some()).collect();
         let stack = Vec::with_capacity(live.len());
         Ok(Search {
             model,
@@ -395,6 +408,8 @@ impl<'a, M: Model> Search<'a, M> {
             arena: Vec::new(),
             stack,
             info_used: Vec::new(),
+            facts,
+            watched,
             remaining: n_ok,
         })
     }
@@ -439,7 +454,10 @@ impl<'a, M: Model> Search<'a, M> {
                     // An equal `info` op invoked earlier is still unused: use that first.
                 } else if let Some(after) = self.step(state, op)? {
                     let required = self.live[op as usize].required;
-                    if (required || after != state) && self.enter(op, after)? {
+                    if (required || after != state)
+                        && !self.dead_end(op, after)
+                        && self.enter(op, after)?
+                    {
                         self.stack.push(Frame { op, state });
                         if !required {
                             self.info_used.push(op);
@@ -472,6 +490,33 @@ impl<'a, M: Model> Search<'a, M> {
                 entry = self.next[self.live[frame.op as usize].call as usize];
             }
         }
+    }
+
+    /// Whether linearizing `op` into state `after` leaves some `ok` op of the window (the calls
+    /// before the first return, and that return's op) unable ever to apply, by the model's
+    /// [`Model::may_still_apply`]. Every `ok` op must still be linearized, so no completion
+    /// exists from there.
+    fn dead_end(&self, op: u32, after: u32) -> bool {
+        let Some(facts) = &self.facts else {
+            return false;
+        };
+        let state = &self.states[after as usize];
+        let mut entry = self.next[self.head as usize];
+        while entry != self.head {
+            let code = self.node[entry as usize];
+            let other = code / 2;
+            if other != op && self.watched[other as usize] {
+                let action = &self.ops[self.live[other as usize].pos].action;
+                if !self.model.may_still_apply(facts, state, action) {
+                    return true;
+                }
+            }
+            if code % 2 == 1 {
+                break;
+            }
+            entry = self.next[entry as usize];
+        }
+        false
     }
 
     /// Whether `op` is an `info` op whose earlier twin is not linearized yet.

@@ -10,7 +10,7 @@ pub mod mutex;
 pub use cas_register::CasRegister;
 pub use mutex::Mutex;
 
-use crate::history::{Action, Func, Value};
+use crate::history::{Action, Func, Op, Value};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -29,6 +29,27 @@ pub trait Model: Send + Sync {
 
     /// Whether the model can interpret operations with this `f` at all.
     fn accepts(&self, f: Func) -> bool;
+
+    /// What the search may assume about one key's ops (`ops`, `fail` ones included) to cut
+    /// dead ends with [`may_still_apply`](Model::may_still_apply); `None` when nothing.
+    fn facts(&self, _ops: &[Op]) -> Option<Self::Facts> {
+        None
+    }
+
+    /// Facts about one key's ops, from [`facts`](Model::facts).
+    type Facts;
+
+    /// `false` only if no sequence of this key's ops can take `state` to one in which
+    /// `action`, an `ok` op not yet linearized, is legal: a conservative test, so that the
+    /// search can drop a step after which some op that must still happen never can.
+    fn may_still_apply(
+        &self,
+        _facts: &Self::Facts,
+        _state: &Self::State,
+        _action: &Action,
+    ) -> bool {
+        true
+    }
 }
 
 /// The models `raft-check --model` offers.

@@ -9,6 +9,7 @@ pub struct Mutex;
 
 impl Model for Mutex {
     type State = bool;
+    type Facts = ();
 
     fn init(&self) -> bool {
         false
