@@ -44,6 +44,8 @@ struct Case {
     runs: usize,
     /// Porcupine's check time on this shape, if measured: (valid, invalid).
     porcupine: Option<&'static str>,
+    /// Written values from `0..n` (repeats) instead of unique ones.
+    values: Option<i64>,
 }
 
 const REGISTER: Mix = Mix {
@@ -73,6 +75,7 @@ const CASES: &[Case] = &[
         target: (0.8, 0.8),
         runs: 3,
         porcupine: Some("2.96 s"),
+        values: None,
     },
     Case {
         name: "b-100k-ops-1-key",
@@ -86,6 +89,7 @@ const CASES: &[Case] = &[
         target: (1.0, 1.0),
         runs: 5,
         porcupine: None,
+        values: None,
     },
     Case {
         name: "c-1k-ops-50-procs",
@@ -99,6 +103,7 @@ const CASES: &[Case] = &[
         target: (0.0015, 0.0015),
         runs: 40,
         porcupine: Some("1-2 ms"),
+        values: None,
     },
     Case {
         name: "d-1k-ops-5pct-info",
@@ -112,6 +117,7 @@ const CASES: &[Case] = &[
         target: (0.0015, 0.0015),
         runs: 40,
         porcupine: Some("1-2 ms"),
+        values: None,
     },
     Case {
         name: "e-append-50-procs",
@@ -126,6 +132,22 @@ const CASES: &[Case] = &[
         target: (0.05, 0.0087),
         runs: 40,
         porcupine: Some("0.24 s / 0.026 s"),
+        values: None,
+    },
+    Case {
+        name: "f-repeated-values",
+        what: "repeated values (no fast path): 10 keys, 1,000 ops/key, 10 processes/key, \
+               values 0..1000, 0.2% info",
+        keys: 10,
+        ops_per_key: 1_000,
+        processes: 10,
+        info_rate: 0.002,
+        mix: REGISTER,
+        anomaly: Anomaly::StaleRead,
+        target: (0.1, 0.1),
+        runs: 10,
+        porcupine: None,
+        values: Some(1000),
     },
 ];
 
@@ -138,6 +160,7 @@ fn spec(case: &Case, invalid: bool) -> SynthSpec {
         info_rate: case.info_rate,
         mix: case.mix,
         anomaly: invalid.then_some(case.anomaly),
+        values: case.values,
     }
 }
 

@@ -75,6 +75,9 @@ pub struct SynthSpec {
     pub info_rate: f64,
     pub mix: Mix,
     pub anomaly: Option<Anomaly>,
+    /// Written values drawn from `0..n` (repeats: the general search's histories, as in
+    /// Jepsen's etcd tests) instead of unique ones.
+    pub values: Option<i64>,
 }
 
 impl Default for SynthSpec {
@@ -87,6 +90,7 @@ impl Default for SynthSpec {
             info_rate: 0.0,
             mix: Mix::default(),
             anomaly: None,
+            values: None,
         }
     }
 }
@@ -181,6 +185,14 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
 
     let mut state = Value::Null;
     let mut next_value = 1i64;
+    // A written value: the next unique one, or a random one of `0..values`.
+    let mut fresh = |rng: &mut ChaCha8Rng| match spec.values {
+        Some(n) => rng.random_range(0..n.max(1)),
+        None => {
+            next_value += 1;
+            next_value - 1
+        }
+    };
     let mut written: Vec<Value> = Vec::new();
     // Ok writers in completion order: (state they left, invoke event, completion event).
     let mut ok_writers: Vec<(Value, usize, usize)> = Vec::new();
@@ -226,21 +238,16 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                     Some(Anomaly::LostUpdate) if last_consumed.is_some() => {
                         is_forced = true;
                         let old = last_consumed.clone().unwrap_or(Value::Null);
-                        let v = Value::Int(next_value);
-                        next_value += 1;
-                        Action::Cas(old, v)
+                        Action::Cas(old, Value::Int(fresh(&mut rng)))
                     }
                     _ => {
                         let x = rng.random::<f64>() * total_w;
                         if x < wr {
                             Action::Read(None)
                         } else if x < wr + ww {
-                            let v = Value::Int(next_value);
-                            next_value += 1;
-                            Action::Write(v)
+                            Action::Write(Value::Int(fresh(&mut rng)))
                         } else if x >= wr + ww + wc {
-                            next_value += 1;
-                            Action::Append(format!("{},", next_value - 1))
+                            Action::Append(format!("{},", fresh(&mut rng)))
                         } else {
                             let old = if written.is_empty() || rng.random_bool(0.75) {
                                 state.clone()
@@ -248,9 +255,7 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                                 let back = rng.random_range(0..written.len().min(8));
                                 written[written.len() - 1 - back].clone()
                             };
-                            let v = Value::Int(next_value);
-                            next_value += 1;
-                            Action::Cas(old, v)
+                            Action::Cas(old, Value::Int(fresh(&mut rng)))
                         }
                     }
                 };

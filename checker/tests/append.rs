@@ -187,6 +187,7 @@ fn synthetic_append_histories_match_their_anomaly() {
                     append: 0.5,
                 },
                 anomaly,
+                values: None,
             };
             let s = synth::generate_detailed(&spec);
             for (key, ops) in split_by_key(&s.ops) {
