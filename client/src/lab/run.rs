@@ -822,6 +822,46 @@ fn print_verdict(summary: &RunSummary, report: &checker::Report, dir: &Path) {
 mod tests {
     use super::*;
 
+    /// The full check's verdict stands, except that an anomaly found online outlives a full
+    /// check that gave up (or disagreed), said in the errors.
+    #[test]
+    fn an_online_anomaly_stands_when_the_full_check_gives_up() {
+        use crate::history::{EventType, Recorder, Who};
+        use serde_json::json;
+        let r = Recorder::new();
+        let mut op = |p, kind, f: &str, value| {
+            r.record(Who::Process(p), kind, f, json!("k0"), value);
+        };
+        op(0, EventType::Invoke, "write", json!(1));
+        op(0, EventType::Ok, "write", json!(1));
+        let valid = check_records(&r.events(), None).unwrap();
+        op(1, EventType::Invoke, "read", json!(null));
+        op(1, EventType::Ok, "read", json!(2));
+        let invalid = check_records(&r.events(), None).unwrap();
+        assert_eq!(
+            (valid.valid, invalid.valid),
+            (Verdict::Valid, Verdict::Invalid)
+        );
+        let online = OnlineOutcome {
+            found: Some(crate::lab::online::Found {
+                at_ns: 1,
+                report: invalid.clone(),
+            }),
+            ..OnlineOutcome::default()
+        };
+        let mut gave_up = valid.clone();
+        gave_up.valid = Verdict::Unknown;
+        for (full, errors) in [(invalid, 0), (gave_up, 1), (valid.clone(), 1)] {
+            let mut said = Vec::new();
+            let report = with_online(full, &online, &mut said);
+            assert_eq!(report.valid, Verdict::Invalid);
+            assert_eq!(said.len(), errors, "{said:?}");
+        }
+        let mut said = Vec::new();
+        let report = with_online(valid, &OnlineOutcome::default(), &mut said);
+        assert_eq!((report.valid, said.len()), (Verdict::Valid, 0));
+    }
+
     #[test]
     fn the_run_future_is_send() {
         fn send<T: Send>(_: &T) {}
