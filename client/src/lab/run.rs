@@ -829,7 +829,7 @@ mod tests {
         use crate::history::{EventType, Recorder, Who};
         use serde_json::json;
         let r = Recorder::new();
-        let mut op = |p, kind, f: &str, value| {
+        let op = |p, kind, f: &str, value| {
             r.record(Who::Process(p), kind, f, json!("k0"), value);
         };
         op(0, EventType::Invoke, "write", json!(1));
