@@ -15,8 +15,9 @@
 //! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the
 //!    generator and kills the nodes at once, the run then saves its partial history and ends
 //!    with an error; a second Ctrl-C exits immediately).
-//! 5. Check the whole history (its verdict is the run's), write `history.jsonl`, `history.edn`, `results.json`, `report.html`,
-//!    point `results/latest` at the run, print the verdict line.
+//! 5. Check the whole history (its verdict is the run's), write `history.jsonl`,
+//!    `history.edn`, `results.json`, `report.html`, point `results/latest` at the run, print
+//!    the verdict line.
 
 use crate::control::cleanup;
 use crate::db::etcd::{self, check_version, etcd_binary, EtcdOptions};
