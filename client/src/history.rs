@@ -74,10 +74,19 @@ impl Recorder {
 
     /// A copy of everything recorded so far.
     pub fn events(&self) -> Vec<Record> {
-        self.inner
+        self.events_from(0)
+    }
+
+    /// A copy of the events recorded since the first `start` (the online check reads the
+    /// history as it grows without copying it all each time).
+    pub fn events_from(&self, start: usize) -> Vec<Record> {
+        let events = self
+            .inner
             .events
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        events
+            .get(start..)
+            .map_or_else(Vec::new, <[Record]>::to_vec)
     }
 }

@@ -81,6 +81,14 @@ enum Command {
         /// always keeps them; raftlab's nodes always keep theirs).
         #[arg(long)]
         keep_data: bool,
+        /// Stop the run at the first anomaly the check while it runs finds (heal the faults,
+        /// skip recovery and final reads), then check and report as usual: invalid.
+        #[arg(long, conflicts_with = "no_online_check")]
+        stop_on_anomaly: bool,
+        /// Check the history only at the end, not while the run goes (to measure what the
+        /// online check costs).
+        #[arg(long)]
+        no_online_check: bool,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -294,6 +302,8 @@ async fn dispatch(command: Command) -> Result<u8> {
             etcd_bin,
             etcd_port,
             keep_data,
+            stop_on_anomaly,
+            no_online_check,
             quiet,
         } => {
             let concurrency = concurrency
@@ -318,6 +328,8 @@ async fn dispatch(command: Command) -> Result<u8> {
                 keep_data,
                 quiet,
                 silent: false,
+                stop_on_anomaly,
+                no_online_check,
             };
             let verdict = client::lab::run::run(&workload, &overrides).await?;
             Ok(verdict.exit_code() as u8)

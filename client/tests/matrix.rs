@@ -103,6 +103,13 @@ fn matrix_catches_stale_read() {
             .is_some_and(|s| (0.0..60.0).contains(&s)));
         for run in &detected {
             assert!(run["detection_s"].as_f64().is_some(), "{run}");
+            // Bug runs stop at the first anomaly found while running.
+            let run_dir = PathBuf::from(run["run_dir"].as_str().expect("run_dir"));
+            let summary: Value = serde_json::from_str(
+                &std::fs::read_to_string(run_dir.join("results.json")).expect("results.json"),
+            )
+            .expect("results.json is JSON");
+            assert_eq!(summary["online"]["stopped_early"], true, "{summary}");
         }
         assert!(
             row["anomaly_kinds"]

@@ -65,6 +65,7 @@ fn summary(events: &[Record], report: &checker::Report, run_dir: &Path) -> RunSu
             applied,
             nemesis_report: Json::Null,
             errors: Vec::new(),
+            online: Default::default(),
         },
         events,
         report,

@@ -8,12 +8,16 @@
 //!    (local, or remote through its `[remote]` command template: see [`RunCluster`]); with
 //!    `--db etcd --cluster FILE`, start fresh etcd members on the hosts FILE names.
 //! 3. Wait for a leader; run the nemesis schedule and the generator together until the time
-//!    limit; heal everything; wait `recovery_time`; final reads.
+//!    limit; heal everything; wait `recovery_time`; final reads. Meanwhile the history is
+//!    checked as it grows ([`online`](crate::lab::online), unless `--no-online-check`); with
+//!    `--stop-on-anomaly` the first anomaly it finds stops the clients, heals the faults and
+//!    skips recovery and final reads.
 //! 4. Stop the cluster: always, also on errors and on Ctrl-C (the first Ctrl-C stops the
 //!    generator and kills the nodes at once, the run then saves its partial history and ends
 //!    with an error; a second Ctrl-C exits immediately).
-//! 5. Check the history, write `history.jsonl`, `history.edn`, `results.json`, `report.html`,
-//!    point `results/latest` at the run, print the verdict line.
+//! 5. Check the whole history (its verdict is the run's), write `history.jsonl`,
+//!    `history.edn`, `results.json`, `report.html`, point `results/latest` at the run, print
+//!    the verdict line.
 
 use crate::control::cleanup;
 use crate::db::etcd::{self, check_version, etcd_binary, EtcdOptions};
@@ -25,6 +29,7 @@ use crate::kv::system::Clients;
 use crate::kv::KvCluster;
 use crate::lab::cluster::{Access, HostsMode, RunCluster};
 use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
+use crate::lab::online::{OnlineChecker, OnlineOutcome, OnlineSummary};
 use crate::lab::summary::{summarize, SummaryInput};
 use crate::lab::workload::{DbKind, Overrides, Workload};
 use crate::nemesis::{
@@ -100,11 +105,14 @@ pub async fn run_detailed(
         })?;
     info!(dir = %run_dir.display(), seed, "run started");
 
-    // Ctrl-C: stop the generator, kill the nodes and drop the nft tables at once.
+    // Ctrl-C: stop the generator, kill the nodes and drop the nft tables at once. The same
+    // signal, without `interrupted`, is the online check's stop at an anomaly.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let interrupted = Arc::new(AtomicBool::new(false));
     let watcher = {
         let interrupted = interrupted.clone();
+        let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("raft-lab: interrupted: stopping the nodes and removing the nftables rules (Ctrl-C again to exit now)");
@@ -121,6 +129,12 @@ pub async fn run_detailed(
 
     let recorder = Recorder::new();
     let progress = Progress::new();
+    let online = (!overrides.no_online_check).then(|| {
+        OnlineChecker::start(
+            recorder.clone(),
+            overrides.stop_on_anomaly.then(|| stop_tx.clone()),
+        )
+    });
     let mut ctx = Ctx {
         workload: &workload,
         overrides,
@@ -129,6 +143,7 @@ pub async fn run_detailed(
         recorder: recorder.clone(),
         progress: progress.clone(),
         stop: stop_rx,
+        interrupted: interrupted.clone(),
         cluster: None,
         nemesis_plan: Some(nemesis_plan),
         nemesis: None,
@@ -138,6 +153,11 @@ pub async fn run_detailed(
         workload_s: 0.0,
     };
     let driven = drive(&mut ctx).await;
+    // Before the full check, which then has the cores to itself.
+    let online_outcome = match online {
+        Some(online) => online.finish().await,
+        None => OnlineOutcome::default(),
+    };
 
     // Always: stop what we started (an etcd cluster on the hosts of --cluster is this run's
     // own), then save the evidence.
@@ -170,6 +190,8 @@ pub async fn run_detailed(
         eprintln!("checking {} history events...", events.len());
     }
     let report = check(&events, workload.check_timeout).await?;
+    let report = with_online(report, &online_outcome, &mut ctx.errors);
+    let online = online_summary(&online_outcome, overrides, ctx.workload_start_ns);
     let mut summary = summarize(
         SummaryInput {
             workload: &workload,
@@ -199,6 +221,7 @@ pub async fn run_detailed(
                 .as_ref()
                 .map_or(serde_json::Value::Null, NemesisReport::to_json),
             errors: std::mem::take(&mut ctx.errors),
+            online,
         },
         &events,
         &report,
@@ -250,7 +273,10 @@ struct Ctx<'a> {
     run_dir: &'a Path,
     recorder: Recorder,
     progress: Arc<Progress>,
+    /// Set by Ctrl-C or (`--stop-on-anomaly`) by the online check's first anomaly.
     stop: watch::Receiver<bool>,
+    /// Ctrl-C: the run ends with an error.
+    interrupted: Arc<AtomicBool>,
     cluster: Option<Arc<Mutex<RunCluster>>>,
     nemesis_plan: Option<(Vec<NemesisKind>, Schedule)>,
     nemesis: Option<NemesisReport>,
@@ -586,7 +612,7 @@ async fn drive(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     if let Clients::Raftlab(kv) = &kv {
         kv.close().await;
     }
-    if *stop.borrow() {
+    if ctx.interrupted.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
     Ok(())
@@ -634,18 +660,93 @@ async fn check(
     events: &[crate::history::Record],
     timeout: Option<Duration>,
 ) -> anyhow::Result<checker::Report> {
-    let text = checker::history::jsonl::write_records(events);
-    tokio::task::spawn_blocking(move || -> anyhow::Result<checker::Report> {
-        let ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
-            .map_err(|e| anyhow!("the recorded history does not parse (a lab bug): {e}"))?;
-        let mut options = checker::CheckOptions::new(checker::ModelKind::CasRegister {
-            initial: checker::history::Value::Null,
-        });
-        options.timeout = timeout;
-        checker::check(ops, &options).map_err(|e| anyhow!("checking the history: {e}"))
-    })
-    .await
-    .context("the checker thread failed")?
+    let events = events.to_vec();
+    tokio::task::spawn_blocking(move || check_records(&events, timeout))
+        .await
+        .context("the checker thread failed")?
+}
+
+/// Checks recorded events (a whole history, or some keys of a prefix of one: an invoke
+/// without completion is indeterminate) against the register model, within `timeout`.
+/// Blocks; runs on the current rayon pool.
+pub(crate) fn check_records(
+    events: &[crate::history::Record],
+    timeout: Option<Duration>,
+) -> anyhow::Result<checker::Report> {
+    // Each event on the line it has in `history.jsonl` (the parser skips blank lines), so
+    // that an anomaly found in part of the history names the lines of the whole.
+    let mut text = String::with_capacity(events.len() * 96);
+    let mut line = 0;
+    for event in events {
+        for _ in line..event.index {
+            text.push('\n');
+        }
+        line = line.max(event.index + 1);
+        checker::history::jsonl::write_record(&mut text, event);
+    }
+    let ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
+        .map_err(|e| anyhow!("the recorded history does not parse (a lab bug): {e}"))?;
+    let mut options = checker::CheckOptions::new(checker::ModelKind::CasRegister {
+        initial: checker::history::Value::Null,
+    });
+    options.timeout = timeout;
+    checker::check(ops, &options).map_err(|e| anyhow!("checking the history: {e}"))
+}
+
+/// The run's report: the full check's, except when the online check found an anomaly the
+/// full check did not. An anomaly of a prefix is one of the whole history (see
+/// [`crate::lab::online`]), so it stands when the full check gave up; a full check calling
+/// valid what a prefix showed invalid would be a checker fault, said in the errors.
+fn with_online(
+    report: checker::Report,
+    online: &OnlineOutcome,
+    errors: &mut Vec<String>,
+) -> checker::Report {
+    let Some(found) = &online.found else {
+        return report;
+    };
+    match report.valid {
+        Verdict::Invalid => report,
+        Verdict::Unknown => {
+            errors.push(
+                "the full check gave up; the verdict is the anomaly the online check found \
+                 in a prefix of the history"
+                    .into(),
+            );
+            found.report.clone()
+        }
+        Verdict::Valid => {
+            errors.push(
+                "the online check found an anomaly in a prefix of the history that the full \
+                 check did not find: the two checks disagree (a checker fault); the verdict \
+                 is the online check's"
+                    .into(),
+            );
+            found.report.clone()
+        }
+    }
+}
+
+/// `results.json`'s `online`: when (seconds into the workload) the first anomaly was found.
+fn online_summary(
+    outcome: &OnlineOutcome,
+    overrides: &Overrides,
+    workload_start_ns: u64,
+) -> OnlineSummary {
+    let found = outcome.found.as_ref();
+    OnlineSummary {
+        enabled: !overrides.no_online_check,
+        stop_on_anomaly: overrides.stop_on_anomaly,
+        first_anomaly_s: found
+            .map(|f| results::round3(f.at_ns.saturating_sub(workload_start_ns) as f64 / 1e9)),
+        first_anomaly: found
+            .and_then(|f| f.report.anomalies.first())
+            .map(|a| a.message.clone()),
+        stopped_early: found.is_some() && overrides.stop_on_anomaly,
+        rounds: outcome.rounds,
+        key_checks: outcome.key_checks,
+        check_s: results::round3(outcome.check_s),
+    }
 }
 
 /// `report.html` and `plots/`: the run's page (summary, timeline, plots, faults, anomalies).
@@ -699,6 +800,16 @@ fn print_verdict(summary: &RunSummary, report: &checker::Report, dir: &Path) {
             applied.join(", ")
         }
     );
+    if let Some(at) = summary.online.first_anomaly_s {
+        println!(
+            "first anomaly found while running, {at:.1} s into the workload{}",
+            if summary.online.stopped_early {
+                "; the run stopped there (--stop-on-anomaly)"
+            } else {
+                ""
+            }
+        );
+    }
     for w in &summary.nemesis.warnings {
         eprintln!("warning: {w}");
     }
@@ -711,6 +822,46 @@ fn print_verdict(summary: &RunSummary, report: &checker::Report, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The full check's verdict stands, except that an anomaly found online outlives a full
+    /// check that gave up (or disagreed), said in the errors.
+    #[test]
+    fn an_online_anomaly_stands_when_the_full_check_gives_up() {
+        use crate::history::{EventType, Recorder, Who};
+        use serde_json::json;
+        let r = Recorder::new();
+        let op = |p, kind, f: &str, value| {
+            r.record(Who::Process(p), kind, f, json!("k0"), value);
+        };
+        op(0, EventType::Invoke, "write", json!(1));
+        op(0, EventType::Ok, "write", json!(1));
+        let valid = check_records(&r.events(), None).unwrap();
+        op(1, EventType::Invoke, "read", json!(null));
+        op(1, EventType::Ok, "read", json!(2));
+        let invalid = check_records(&r.events(), None).unwrap();
+        assert_eq!(
+            (valid.valid, invalid.valid),
+            (Verdict::Valid, Verdict::Invalid)
+        );
+        let online = OnlineOutcome {
+            found: Some(crate::lab::online::Found {
+                at_ns: 1,
+                report: invalid.clone(),
+            }),
+            ..OnlineOutcome::default()
+        };
+        let mut gave_up = valid.clone();
+        gave_up.valid = Verdict::Unknown;
+        for (full, errors) in [(invalid, 0), (gave_up, 1), (valid.clone(), 1)] {
+            let mut said = Vec::new();
+            let report = with_online(full, &online, &mut said);
+            assert_eq!(report.valid, Verdict::Invalid);
+            assert_eq!(said.len(), errors, "{said:?}");
+        }
+        let mut said = Vec::new();
+        let report = with_online(valid, &OnlineOutcome::default(), &mut said);
+        assert_eq!((report.valid, said.len()), (Verdict::Valid, 0));
+    }
 
     #[test]
     fn the_run_future_is_send() {

@@ -27,6 +27,8 @@ pub struct SummaryInput<'a> {
     /// The nemesis' report as JSON (`null` when none ran).
     pub nemesis_report: Json,
     pub errors: Vec<String>,
+    /// What the online check found, and when.
+    pub online: crate::lab::online::OnlineSummary,
 }
 
 /// Builds `results.json` from the history and the checker's report.
@@ -83,6 +85,7 @@ pub fn summarize(
             worst_keys: serde_json::to_value(&report.worst_keys).unwrap_or(Json::Null),
         },
         errors: input.errors,
+        online: input.online,
     }
 }
 
@@ -230,6 +233,7 @@ mod tests {
                 applied: vec!["partition-halves".into()],
                 nemesis_report: json!({"healed": true}),
                 errors: vec![],
+                online: Default::default(),
             },
             &events,
             &report,

@@ -328,6 +328,11 @@ pub struct Overrides {
     /// Print nothing at all (no verdict line, no warnings): the caller reports the run
     /// itself (`raft-lab matrix`). Everything still goes into the run folder.
     pub silent: bool,
+    /// `--stop-on-anomaly`: stop the run at the first anomaly the online check finds.
+    pub stop_on_anomaly: bool,
+    /// `--no-online-check`: check the history only at the end (to measure what the online
+    /// check costs).
+    pub no_online_check: bool,
 }
 
 /// A validated workload, overrides applied.

@@ -41,7 +41,13 @@
 //!   is re-checked with every anomaly asked for (the run's own check stops at the first invalid
 //!   key, which need not be the earliest), and the earliest completion among the failing
 //!   operations is taken (the `time` fields of `history.jsonl`). The median is over the detected
-//!   runs (the mean of the two middle values for an even count).
+//!   runs (the mean of the two middle values for an even count). Bug and known-behaviour runs
+//!   stop at the first anomaly the check while the run goes finds (`--stop-on-anomaly`), so
+//!   they last about their time to detection, not their whole time limit; the time to
+//!   detection stays the moment the anomaly shows in the history, not the moment a check
+//!   found it (which adds the online check's polling and checking, a cost of the lab's
+//!   machinery rather than the recipe's power to expose the bug). `results.json` of each run
+//!   has the latter as `online.first_anomaly_s`.
 //! * *anomaly*: the `f` of each operation the checker could not place, with its status when
 //!   not `ok` (e.g. `read`, `cas (fail)`); "not explained" when the checker's explanation ran
 //!   out of budget.

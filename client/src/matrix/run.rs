@@ -151,7 +151,10 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
                 break 'bugs;
             }
             bar.set_message(format!("{bug}, seed {seed}"));
-            let overrides = overrides(opts, db, tuning, kinds, seed, &runs_root, Some(*bug));
+            let overrides = Overrides {
+                stop_on_anomaly: true,
+                ..overrides(opts, db, tuning, kinds, seed, &runs_root, Some(*bug))
+            };
             let Some(record) = seeded_run(workload, overrides, &interrupt).await else {
                 break 'bugs;
             };
@@ -199,7 +202,10 @@ pub async fn run(opts: &MatrixOptions) -> Result<Matrix, MatrixError> {
                 break 'known;
             }
             bar.set_message(format!("{name}, seed {seed}"));
-            let overrides = overrides(opts, db, tuning, kinds, seed, &runs_root, None);
+            let overrides = Overrides {
+                stop_on_anomaly: true,
+                ..overrides(opts, db, tuning, kinds, seed, &runs_root, None)
+            };
             let Some(record) = seeded_run(workload, overrides, &interrupt).await else {
                 break 'known;
             };

@@ -124,6 +124,7 @@ fn page(
                 summary.check.ops, summary.check.keys, summary.check.seconds
             ),
         ),
+        ("checked while running", online_fact(&summary.online)),
     ];
     for (name, value) in facts {
         let _ = write!(page, "<tr><th>{name}</th><td>{}</td></tr>", escape(&value));
@@ -155,6 +156,25 @@ fn page(
     }
     page.push_str("</body></html>\n");
     page
+}
+
+/// What the check while the run went found, in one line.
+fn online_fact(online: &crate::lab::online::OnlineSummary) -> String {
+    if !online.enabled {
+        return "off (--no-online-check): checked at the end only".into();
+    }
+    let work = format!(
+        "{} rounds, {} key checks, {:.1} s",
+        online.rounds, online.key_checks, online.check_s
+    );
+    match (online.first_anomaly_s, online.stopped_early) {
+        (Some(at), true) => format!(
+            "first anomaly found {at:.1} s into the workload; the run stopped there \
+             (--stop-on-anomaly) ({work})"
+        ),
+        (Some(at), false) => format!("first anomaly found {at:.1} s into the workload ({work})"),
+        (None, _) => format!("no anomaly found while running ({work})"),
+    }
 }
 
 /// Counts per `f` and outcome, with the latency quantiles of `ok` operations.

@@ -144,6 +144,9 @@ pub struct RunSummary {
     pub check: CheckSummary,
     /// Problems that did not prevent a verdict (a node that did not stop cleanly...).
     pub errors: Vec<String>,
+    /// The check while the run went: when it found the first anomaly, whether the run
+    /// stopped there.
+    pub online: crate::lab::online::OnlineSummary,
 }
 
 /// `"valid" | "invalid" | "unknown"`.
