@@ -2,7 +2,7 @@
 //!
 //! Keys are independent registers, so a history is linearizable iff each key's sub-history is
 //! (P-compositionality, Herlihy & Wing's locality). Keys are checked on all cores, largest
-//! first; the first invalid key cancels the rest unless every anomaly was asked for. Each key
+//! first (a single key, or a small history, on the calling thread); the first invalid key cancels the rest unless every anomaly was asked for. Each key
 //! takes the register fast path when its written values are unique, else the general search.
 
 use crate::budget::{Budget, KeyOutcome};
@@ -11,9 +11,9 @@ use crate::error::HistoryError;
 use crate::explain::{self, Anomaly};
 use crate::history::{Key, Op};
 use crate::spec::ModelKind;
+use hashbrown::HashMap;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What to check against and within which limits.
@@ -97,6 +97,9 @@ pub struct Report {
     pub unknown_keys: Vec<KeyReport>,
 }
 
+/// Histories with fewer ops than this are checked on the calling thread.
+const SEQUENTIAL_BELOW_OPS: usize = 512;
+
 /// How many of the slowest keys a report lists.
 pub const WORST_KEYS: usize = 5;
 
@@ -122,10 +125,15 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
     let keys = split_by_key(ops);
     let budget = Budget::new(options.timeout.map(|t| started + t), options.memory_limit);
 
-    let mut results: Vec<(KeyReport, Option<Anomaly>)> = keys
-        .par_iter()
-        .map(|(key, ops)| check_key(key, ops, options, &budget))
-        .collect();
+    let check_one = |(key, ops): &(Key, Vec<Op>)| check_key(key, ops, options, &budget);
+    // Starting the thread pool costs more than a small history takes to check, and one key
+    // is checked on one core anyway.
+    let mut results: Vec<(KeyReport, Option<Anomaly>)> =
+        if keys.len() == 1 || total_ops < SEQUENTIAL_BELOW_OPS {
+            keys.iter().map(check_one).collect()
+        } else {
+            keys.par_iter().map(check_one).collect()
+        };
     results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
 
     let mut anomalies = Vec::new();
@@ -163,11 +171,40 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
 /// Groups ops by key, each group in invocation order; the largest groups come first so that
 /// the parallel check does not end waiting on one big key started last.
 fn split_by_key(ops: Vec<Op>) -> Vec<(Key, Vec<Op>)> {
-    let mut groups: HashMap<Key, Vec<Op>> = HashMap::new();
-    for op in ops {
-        groups.entry(op.key.clone()).or_default().push(op);
+    // Each op's group and each group's size first, so that every group is allocated once at
+    // its final size: growing a thousand vectors op by op copies the ops twice over.
+    let mut sizes: Vec<usize> = Vec::new();
+    let group_of_op: Vec<usize> = {
+        let mut group_of_key: HashMap<&Key, usize> = HashMap::new();
+        ops.iter()
+            .map(|op| {
+                let next = sizes.len();
+                let group = *group_of_key.entry(&op.key).or_insert(next);
+                if group == next {
+                    sizes.push(0);
+                }
+                if let Some(size) = sizes.get_mut(group) {
+                    *size += 1;
+                }
+                group
+            })
+            .collect()
+    };
+    if sizes.len() == 1 {
+        // One key (the common single-register history): no copy at all.
+        let key = ops.first().map(|op| op.key.clone()).unwrap_or(Key::Null);
+        return vec![(key, ops)];
     }
-    let mut keys: Vec<(Key, Vec<Op>)> = groups.into_iter().collect();
+    let mut groups: Vec<Vec<Op>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+    for (op, group) in ops.into_iter().zip(group_of_op) {
+        if let Some(group) = groups.get_mut(group) {
+            group.push(op);
+        }
+    }
+    let mut keys: Vec<(Key, Vec<Op>)> = groups
+        .into_iter()
+        .filter_map(|ops| Some((ops.first()?.key.clone(), ops)))
+        .collect();
     keys.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
     keys
 }
