@@ -1239,6 +1239,416 @@ mod tests {
         }
     }
 
+    // -----------------------------------------------------------------------------------
+    // The fast path and the pieces against the general path
+
+    /// The general path alone, line by line: how `parse` read every line before the fast
+    /// path and the pieces.
+    fn general(input: &[u8]) -> Result<Vec<Event>, HistoryError> {
+        let mut events = Vec::new();
+        for (index, bytes) in lines(strip_bom(input)).enumerate() {
+            if let Some(fields) = read_line::<Json<'_>>(index + 1, bytes)? {
+                events.extend(fields.into_event(index + 1)?);
+            }
+        }
+        Ok(events)
+    }
+
+    fn collect_runs(
+        run: impl FnOnce(&mut Consume<'_>) -> Result<(), HistoryError>,
+    ) -> Result<Vec<Event>, HistoryError> {
+        let mut events = Vec::new();
+        run(&mut |run: &mut Vec<Event>| events.append(run))?;
+        Ok(events)
+    }
+
+    /// A reader that returns at most `step` bytes per read, so lines span reads.
+    struct Trickle<'a> {
+        rest: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.rest.len());
+            let (now, later) = self.rest.split_at(n);
+            buf[..n].copy_from_slice(now);
+            self.rest = later;
+            Ok(n)
+        }
+    }
+
+    /// Every way of reading `input` gives the general path's events or error.
+    fn assert_all_paths_agree(
+        input: &[u8],
+        sizes: Sizes,
+        step: usize,
+    ) -> Result<(), TestCaseError> {
+        let expected = general(input);
+        prop_assert_eq!(&parse(input), &expected);
+        prop_assert_eq!(
+            &collect_runs(|consume| parse_runs_sized(input, consume, sizes)),
+            &expected
+        );
+        let reader = Trickle { rest: input, step };
+        prop_assert_eq!(
+            &collect_runs(|consume| read_runs_sized(reader, consume, sizes)),
+            &expected
+        );
+        Ok(())
+    }
+
+    /// A string as JSON: escaped by serde_json, or every character as `\uXXXX`.
+    fn json_string() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            "[a-z][a-z0-9-]{0,4}",
+            "[ -~]{0,6}",
+            "[\"\\\\\n\t\r\u{0}\u{7f}\u{e9}\u{1F600}a/]{0,5}",
+            Just("nemesis".to_string()),
+        ];
+        (text, any::<bool>()).prop_map(|(text, escape_all)| {
+            if escape_all {
+                let units: String = text
+                    .encode_utf16()
+                    .map(|unit| format!("\\u{unit:04x}"))
+                    .collect();
+                format!("\"{units}\"")
+            } else {
+                JsonValue::from(text).to_string()
+            }
+        })
+    }
+
+    /// The text of a scalar as a field value: mostly valid, sometimes odd or invalid.
+    fn scalar_text() -> BoxedStrategy<String> {
+        prop_oneof![
+            4 => Just("null".to_string()),
+            4 => (-3i64..1000).prop_map(|i| i.to_string()),
+            2 => any::<i64>().prop_map(|i| i.to_string()),
+            1 => any::<u64>().prop_map(|u| u.to_string()),
+            3 => json_string(),
+            1 => prop::sample::select(vec![
+                "-0", "00", "01", "-01", "1.0", "1e3", "-", "2E-2", "true", "nul", "\"\\x\"",
+                "\"\u{1}\"", "99999999999999999999", "-9223372036854775808",
+                "9223372036854775807", "9223372036854775808", "123456789012345678",
+                "-123456789012345678", "1234567890123456789",
+            ])
+            .prop_map(str::to_string),
+        ]
+        .boxed()
+    }
+
+    fn value_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => scalar_text(),
+            3 => (scalar_text(), scalar_text()).prop_map(|(a, b)| format!("[{a},{b}]")),
+            1 => (scalar_text(), scalar_text()).prop_map(|(a, b)| format!("[ {a} , {b} ]")),
+            1 => prop::sample::select(vec!["[]", "[1]", "[1,2,3]", "{\"a\":1}", "[[1,2],3]"])
+                .prop_map(str::to_string),
+        ]
+    }
+
+    fn name_text(names: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => prop::sample::select(names).prop_map(|n| format!("\"{n}\"")),
+            1 => json_string(),
+            1 => prop::sample::select(vec!["3", "null", "[1]", "\"re\\u0061d\""])
+                .prop_map(str::to_string),
+        ]
+    }
+
+    fn number_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => any::<u32>().prop_map(|u| u.to_string()),
+            2 => any::<u64>().prop_map(|u| u.to_string()),
+            1 => any::<i64>().prop_map(|i| i.to_string()),
+            1 => scalar_text(),
+        ]
+    }
+
+    /// One line: as the writer prints a client event, often with one byte changed; or built
+    /// field by field.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![written_line(), built_line()]
+    }
+
+    /// A client event as [`write_record`] prints it, then usually one byte changed (cut,
+    /// inserted, removed or replaced), so that lines nearly of the writer's shape abound.
+    fn written_line() -> impl Strategy<Value = String> {
+        (
+            client_record(),
+            any::<prop::sample::Index>(),
+            0u8..8,
+            prop::sample::select(b" \t\r,:{}[]\"\\-0159.eEnulx".to_vec()),
+        )
+            .prop_map(|(record, at, change, byte)| {
+                let mut line = String::new();
+                write_record(&mut line, &record);
+                let mut line = line.trim_end_matches('\n').as_bytes().to_vec();
+                let at = at.index(line.len() + 1);
+                match change {
+                    0 => line.truncate(at),
+                    1 => line.insert(at, byte),
+                    2 if at < line.len() => drop(line.remove(at)),
+                    3 if at < line.len() => line[at] = byte,
+                    _ => {}
+                }
+                // A change inside a multi-byte character makes invalid UTF-8: lossy keeps
+                // the line a string, with a replacement character there.
+                String::from_utf8_lossy(&line).into_owned()
+            })
+    }
+
+    /// The seven fields (each sometimes missing), extra and duplicate fields, in the writer's
+    /// order or shuffled, compact or with whitespace, sometimes cut short or with a byte
+    /// inserted.
+    fn built_line() -> impl Strategy<Value = String> {
+        let fields = (
+            name_text(&[
+                "read", "write", "cas", "append", "acquire", "release", "incr",
+            ]),
+            number_text(),
+            scalar_text(),
+            prop_oneof![8 => number_text(), 1 => Just("\"nemesis\"".to_string())],
+            number_text(),
+            name_text(&["invoke", "ok", "fail", "info", "done"]),
+            value_text(),
+        );
+        (
+            fields,
+            prop::collection::vec(0u8..20, 7),
+            prop::collection::vec(value_text(), 0..2),
+            any::<bool>(),
+            any::<prop::sample::Index>(),
+            prop::sample::select(vec!["", "", "", " ", "\t", "\r", " \r", " x", "}"]),
+            prop::sample::select(vec!["", "", "", " ", " \t"]),
+            (any::<prop::sample::Index>(), 0u8..8, any::<u8>()),
+        )
+            .prop_map(
+                |(values, presence, extras, shuffle, order, trailer, space, mutation)| {
+                    let (f, index, key, process, time, kind, value) = values;
+                    let mut fields: Vec<(String, String)> = [
+                        ("f", f),
+                        ("index", index),
+                        ("key", key),
+                        ("process", process),
+                        ("time", time),
+                        ("type", kind),
+                        ("value", value),
+                    ]
+                    .into_iter()
+                    // 0: missing, 1: twice, else once.
+                    .zip(&presence)
+                    .flat_map(|((name, text), &p)| {
+                        let copies = match p {
+                            0 => 0,
+                            1 => 2,
+                            _ => 1,
+                        };
+                        std::iter::repeat_n((format!("\"{name}\""), text), copies)
+                    })
+                    .collect();
+                    for (i, extra) in extras.into_iter().enumerate() {
+                        fields.push((format!("\"extra{i}\""), extra));
+                    }
+                    if shuffle {
+                        let n = fields.len();
+                        if n > 0 {
+                            fields.rotate_left(order.index(n));
+                            fields.swap(0, n / 2);
+                        }
+                    }
+                    let body: Vec<String> = fields
+                        .into_iter()
+                        .map(|(name, text)| format!("{name}:{space}{text}"))
+                        .collect();
+                    let mut line = format!("{{{}}}{trailer}", body.join(&format!(",{space}")));
+                    let (at, kind, byte) = mutation;
+                    let at = at.index(line.len() + 1);
+                    if line.is_char_boundary(at) {
+                        match kind {
+                            0 => line.truncate(at),
+                            1 => line.insert(at, char::from(byte % 128)),
+                            _ => {}
+                        }
+                    }
+                    line
+                },
+            )
+    }
+
+    /// Records of client events as the lab writes them, and some it never would.
+    fn client_record() -> impl Strategy<Value = Record> {
+        let scalar = || {
+            prop_oneof![
+                2 => Just(JsonValue::Null),
+                3 => (-5i64..100).prop_map(JsonValue::from),
+                1 => any::<i64>().prop_map(JsonValue::from),
+                2 => "k[0-9]{1,3}".prop_map(JsonValue::from),
+                1 => ".{0,6}".prop_map(JsonValue::from),
+                1 => json_value(),
+            ]
+        };
+        (
+            prop_oneof![9 => 0u64..1000, 1 => any::<u64>()],
+            prop_oneof![9 => 0u64..1 << 40, 1 => any::<u64>()],
+            prop_oneof![
+                9 => (0u64..100).prop_map(Who::Process),
+                1 => any::<u64>().prop_map(Who::Process),
+                1 => Just(Who::Nemesis)
+            ],
+            prop::sample::select(EventType::ALL.to_vec()),
+            prop::sample::select(vec![
+                "read", "write", "cas", "append", "acquire", "release", "kill",
+            ]),
+            scalar(),
+            prop_oneof![
+                scalar(),
+                (scalar(), scalar()).prop_map(|(a, b)| JsonValue::Array(vec![a, b])),
+            ],
+        )
+            .prop_map(|(index, time, who, kind, f, key, value)| Record {
+                index,
+                time,
+                who,
+                kind,
+                f: f.to_string(),
+                key,
+                value,
+            })
+    }
+
+    fn sizes() -> impl Strategy<Value = Sizes> {
+        (1usize..400, 0usize..200, 0usize..600).prop_map(|(block, piece, parallel_min)| Sizes {
+            block,
+            piece,
+            parallel_min,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn fast_path_reads_a_line_as_the_general_path_does(line in line()) {
+            if let Some(event) = fast_event(1, line.as_bytes()) {
+                prop_assert_eq!(general(line.as_bytes()), Ok(vec![event]));
+            }
+            prop_assert_eq!(parse(line.as_bytes()), general(line.as_bytes()));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_way_of_reading_a_history_agrees(
+            lines in prop::collection::vec(
+                prop_oneof![8 => line(), 1 => Just(String::new()), 1 => Just("  \r".into())],
+                0..40,
+            ),
+            good in prop::collection::vec(any::<bool>(), 40),
+            bom in any::<bool>(),
+            final_newline in any::<bool>(),
+            sizes in sizes(),
+            step in 1usize..300,
+        ) {
+            // Mostly valid histories (lines replaced by a valid one), so that errors come late.
+            let lines: Vec<String> = lines
+                .into_iter()
+                .zip(good)
+                .map(|(line, good)| if good { GOOD.to_string() } else { line })
+                .collect();
+            let mut text = lines.join("\n");
+            if final_newline {
+                text.push('\n');
+            }
+            if bom {
+                text.insert(0, '\u{feff}');
+            }
+            assert_all_paths_agree(text.as_bytes(), sizes, step)?;
+        }
+
+        #[test]
+        fn written_client_events_take_the_fast_path(
+            records in prop::collection::vec(client_record(), 1..10),
+        ) {
+            for record in records {
+                let mut line = String::new();
+                write_record(&mut line, &record);
+                let expected = general(line.as_bytes());
+                let plain = |json: &JsonValue| match json {
+                    JsonValue::String(s) => !s.chars().any(|c| c == '"' || c == '\\' || c < ' '),
+                    JsonValue::Number(n) => n.as_i64().is_some_and(|i| i.unsigned_abs() < 10u64.pow(18)),
+                    JsonValue::Null => true,
+                    _ => false,
+                };
+                let value_plain = match &record.value {
+                    JsonValue::Array(pair) => pair.len() == 2 && pair.iter().all(plain),
+                    other => plain(other),
+                };
+                let fast = fast_event(1, line.trim_end().as_bytes());
+                if let Some(event) = &fast {
+                    prop_assert_eq!(&expected, &Ok(vec![event.clone()]));
+                }
+                let takes_fast_path = matches!(record.who, Who::Process(p) if p < 10u64.pow(18))
+                    && Func::from_name(&record.f).is_some()
+                    && record.index < 10u64.pow(18)
+                    && record.time < 10u64.pow(18)
+                    && plain(&record.key)
+                    && value_plain;
+                prop_assert_eq!(fast.is_some(), takes_fast_path, "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn synthetic_histories_read_alike_in_pieces() {
+        let ops = crate::synth::generate(&crate::synth::SynthSpec {
+            seed: 7,
+            keys: 3,
+            ops_per_key: 300,
+            processes_per_key: 4,
+            info_rate: 0.05,
+            ..Default::default()
+        });
+        let text = crate::synth::to_jsonl(&ops);
+        // Every line of our own writer takes the fast path.
+        assert!(lines(text.as_bytes())
+            .filter(|line| !line.is_empty())
+            .all(|line| fast_event(1, line).is_some()));
+        // A bad line deep inside: its line number survives the pieces.
+        let bad_line = 1234;
+        let mut all: Vec<&str> = text.lines().collect();
+        all.insert(bad_line - 1, "{\"process\":1,\"type\":\"ok\"}");
+        let with_error = all.join("\n");
+        for sizes in [
+            Sizes {
+                block: 1,
+                piece: 0,
+                parallel_min: 0,
+            },
+            Sizes {
+                block: 5000,
+                piece: 700,
+                parallel_min: 0,
+            },
+            Sizes {
+                block: 20_000,
+                piece: 3000,
+                parallel_min: 10_000,
+            },
+            SIZES,
+        ] {
+            for step in [1, 977, 1 << 20] {
+                assert_all_paths_agree(text.as_bytes(), sizes, step).unwrap();
+                assert_all_paths_agree(with_error.as_bytes(), sizes, step).unwrap();
+            }
+        }
+        assert_eq!(
+            general(with_error.as_bytes()).unwrap_err(),
+            HistoryError::at(bad_line, "missing field \"f\"")
+        );
+    }
+
     #[test]
     fn writes_the_fields_in_name_order() {
         let record = Record {
