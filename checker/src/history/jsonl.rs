@@ -20,7 +20,6 @@ use crate::error::HistoryError;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::io::Read as _;
 use std::marker::PhantomData;
 
 /// Parses a JSON Lines history into its client events, in file (real-time) order.
@@ -28,15 +27,9 @@ use std::marker::PhantomData;
 /// Blank and whitespace-only lines are skipped; nemesis events are dropped without looking at
 /// their other fields. Empty input is a valid, empty history.
 pub fn parse(input: &[u8]) -> Result<Vec<Event>, HistoryError> {
-    let mut events = Vec::new();
-    parse_runs(input, &mut |run: &mut Vec<Event>| {
-        if events.is_empty() {
-            // The only run of a small input: kept as it is rather than copied.
-            std::mem::swap(&mut events, run);
-        } else {
-            events.append(run);
-        }
-    })?;
+    // ~90 bytes per event in practice: one allocation up front instead of ~20 regrowths.
+    let mut events = Vec::with_capacity(input.len() / 80 + 1);
+    parse_runs(input, &mut |event| events.push(event))?;
     Ok(events)
 }
 
@@ -61,11 +54,10 @@ const SIZES: Sizes = Sizes {
     parallel_min: 4 << 20,
 };
 
-/// What [`parse_runs`] and [`read_runs`] hand their events to: it takes the events out of
-/// each run, in file order (what it leaves is dropped).
-pub(crate) type Consume<'c> = dyn FnMut(&mut Vec<Event>) + Send + 'c;
+/// What [`parse_runs`] and [`read_runs`] hand their events to, one at a time, in file order.
+pub(crate) type Consume<'c> = dyn FnMut(Event) + Send + 'c;
 
-/// Parses `input` like [`parse`], handing its events to `consume` in runs.
+/// Parses `input` like [`parse`], handing its events to `consume`.
 ///
 /// The error is [`parse`]'s: the first bad line in the file; nothing after that line has
 /// been handed over.
@@ -89,13 +81,23 @@ fn parse_runs_sized(
 }
 
 /// [`parse_runs`] on a history read from `reader` a block at a time, so that a large file
-/// is never in memory whole. A read error is a [`HistoryError::File`] with the I/O error's
-/// message.
+/// is never in memory whole; `bytes` is about how long it is. A read error is a
+/// [`HistoryError::File`] with the I/O error's message.
 pub(crate) fn read_runs(
     reader: impl std::io::Read,
+    bytes: usize,
     consume: &mut Consume<'_>,
 ) -> Result<(), HistoryError> {
-    read_runs_sized(reader, consume, SIZES)
+    let sizes = if bytes < SIZES.parallel_min {
+        // One thread parses it anyway: small blocks keep the buffer small.
+        Sizes {
+            block: bytes.saturating_add(1).min(64 << 10),
+            ..SIZES
+        }
+    } else {
+        SIZES
+    };
+    read_runs_sized(reader, consume, sizes)
 }
 
 fn read_runs_sized(
@@ -103,26 +105,35 @@ fn read_runs_sized(
     consume: &mut Consume<'_>,
     sizes: Sizes,
 ) -> Result<(), HistoryError> {
-    let io_error = |err: std::io::Error| HistoryError::File(err.to_string());
     let mut pipeline = Pipeline::new(consume, sizes);
-    // Unparsed input: what the last read added, after the last complete line before it.
-    let mut buffer: Vec<u8> = Vec::new();
+    // `buffer[..filled]` is unparsed input; it grows only for a line longer than a block.
+    let mut buffer = vec![0; sizes.block.max(1)];
+    let mut filled = 0;
     let mut first = true;
-    let mut at_end = false;
-    while !at_end {
-        // Fill the buffer to a block (more if a single line is longer), or to the end.
-        let wanted = (sizes.block.max(buffer.len() + sizes.block / 2) - buffer.len()).max(1);
-        let kept = buffer.len();
-        buffer.reserve(wanted);
-        let read = std::io::Read::take(&mut reader, wanted as u64)
-            .read_to_end(&mut buffer)
-            .map_err(io_error)?;
-        at_end = read < wanted;
-        // Whole lines only, until the end of the input. What was kept has no newline.
+    loop {
+        if filled == buffer.len() {
+            buffer.resize(2 * filled, 0);
+        }
+        // What is kept from the last block has no newline.
+        let kept = filled;
+        let mut at_end = false;
+        while let Some(free) = buffer.get_mut(filled..).filter(|free| !free.is_empty()) {
+            match reader.read(free) {
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
+                Ok(read) => filled += read,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(HistoryError::File(err.to_string())),
+            }
+        }
+        let unparsed = buffer.get(..filled).unwrap_or_default();
+        // Whole lines only, until the end of the input.
         let end = if at_end {
-            buffer.len()
+            filled
         } else {
-            match buffer
+            match unparsed
                 .get(kept..)
                 .and_then(|new| memchr::memrchr(b'\n', new))
             {
@@ -130,16 +141,19 @@ fn read_runs_sized(
                 None => continue,
             }
         };
-        let start = if first && buffer.starts_with(b"\xEF\xBB\xBF") {
+        let start = if first && unparsed.starts_with(b"\xEF\xBB\xBF") {
             3
         } else {
             0
         };
         first = false;
-        pipeline.feed(buffer.get(start..end).unwrap_or_default())?;
-        buffer.drain(..end);
+        pipeline.feed(unparsed.get(start..end).unwrap_or_default())?;
+        if at_end {
+            return pipeline.finish();
+        }
+        buffer.copy_within(end..filled, 0);
+        filled -= end;
     }
-    pipeline.finish()
 }
 
 /// The length of `input`'s first `at_least` bytes extended to the end of their last line
@@ -183,9 +197,27 @@ impl<'c, 'd> Pipeline<'c, 'd> {
     }
 
     /// Parses `block` (whole lines; only the last block of an input may end without a
-    /// newline) and hands over the block before it.
+    /// newline) and hands over the block before it. A small block is parsed on this thread
+    /// and handed over at once, event by event.
     fn feed(&mut self, block: &[u8]) -> Result<(), HistoryError> {
         use rayon::prelude::*;
+        let previous = std::mem::take(&mut self.parsed);
+        if block.len() < self.sizes.parallel_min {
+            self.spare = self.hand_over(previous)?;
+            let Pipeline {
+                consume,
+                lines_before,
+                ..
+            } = self;
+            let before = *lines_before;
+            let newlines = parse_lines(block, |mut event| {
+                event.line += before;
+                consume(event);
+            })
+            .map_err(|err| shift(err, before))?;
+            *lines_before += newlines;
+            return Ok(());
+        }
         let mut pieces = Vec::with_capacity(block.len() / self.sizes.piece.max(1) + 1);
         let mut rest = block;
         while !rest.is_empty() {
@@ -193,25 +225,23 @@ impl<'c, 'd> Pipeline<'c, 'd> {
             pieces.push((piece, self.spare.pop().unwrap_or_default()));
             rest = after;
         }
-        let parse_piece = |(piece, mut events): (&[u8], Vec<Event>)| {
-            let newlines = parse_lines(piece, &mut events);
-            (events, newlines)
-        };
-        let previous = std::mem::take(&mut self.parsed);
-        let (handed, parsed) = if block.len() < self.sizes.parallel_min {
-            let handed = self.hand_over(previous);
-            (handed, pieces.into_iter().map(parse_piece).collect())
-        } else {
-            let Pipeline {
-                consume,
-                lines_before,
-                ..
-            } = self;
-            rayon::join(
-                || hand_over(consume, lines_before, previous),
-                || pieces.into_par_iter().map(parse_piece).collect(),
-            )
-        };
+        let Pipeline {
+            consume,
+            lines_before,
+            ..
+        } = self;
+        let (handed, parsed) = rayon::join(
+            || hand_over(consume, lines_before, previous),
+            || {
+                pieces
+                    .into_par_iter()
+                    .map(|(piece, mut events): (&[u8], Vec<Event>)| {
+                        let newlines = parse_lines(piece, |event| events.push(event));
+                        (events, newlines)
+                    })
+                    .collect()
+            },
+        );
         self.spare = handed?;
         self.parsed = parsed;
         Ok(())
@@ -240,29 +270,31 @@ fn hand_over(
 ) -> Result<Vec<Vec<Event>>, HistoryError> {
     let mut emptied = Vec::with_capacity(runs.len());
     for (mut events, newlines) in runs {
-        let newlines = newlines.map_err(|err| match err {
-            HistoryError::Line { line, message } => HistoryError::Line {
-                line: line + *lines_before,
-                message,
-            },
-            other => other,
-        })?;
-        for event in &mut events {
+        let newlines = newlines.map_err(|err| shift(err, *lines_before))?;
+        for mut event in events.drain(..) {
             event.line += *lines_before;
+            consume(event);
         }
         *lines_before += newlines;
-        consume(&mut events);
-        events.clear();
         emptied.push(events);
     }
     Ok(emptied)
 }
 
-/// Appends the client events of `input` to `events`, counting lines from 1 at the start of
+/// `err` of a piece, with its line counted from the start of the input.
+fn shift(err: HistoryError, lines_before: usize) -> HistoryError {
+    match err {
+        HistoryError::Line { line, message } => HistoryError::Line {
+            line: line + lines_before,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Hands the client events of `input` to `sink`, counting lines from 1 at the start of
 /// `input`; returns how many newlines `input` holds (the lines a piece after it starts below).
-fn parse_lines(input: &[u8], events: &mut Vec<Event>) -> Result<usize, HistoryError> {
-    // ~90 bytes per event in practice: one allocation up front instead of ~20 regrowths.
-    events.reserve(input.len() / 80 + 1);
+fn parse_lines(input: &[u8], mut sink: impl FnMut(Event)) -> Result<usize, HistoryError> {
     let mut lines_seen = 0;
     for bytes in lines(input) {
         lines_seen += 1;
@@ -274,7 +306,9 @@ fn parse_lines(input: &[u8], events: &mut Vec<Event>) -> Result<usize, HistoryEr
                 None => None,
             },
         };
-        events.extend(event);
+        if let Some(event) = event {
+            sink(event);
+        }
     }
     // `lines` yields one more piece than there are newlines (possibly an empty last one).
     Ok(lines_seen - 1)
@@ -1258,7 +1292,7 @@ mod tests {
         run: impl FnOnce(&mut Consume<'_>) -> Result<(), HistoryError>,
     ) -> Result<Vec<Event>, HistoryError> {
         let mut events = Vec::new();
-        run(&mut |run: &mut Vec<Event>| events.append(run))?;
+        run(&mut |event| events.push(event))?;
         Ok(events)
     }
 

@@ -326,7 +326,7 @@ pub fn parse(input: &[u8], format: Format) -> Result<Vec<Op>, crate::HistoryErro
     pair_runs(input.len(), |consume| match format {
         Format::Jsonl => jsonl::parse_runs(input, consume),
         Format::Edn => {
-            consume(&mut edn::parse(input)?);
+            edn::parse(input)?.into_iter().for_each(consume);
             Ok(())
         }
     })
@@ -341,12 +341,12 @@ fn pair_runs(
     bytes: usize,
     parse: impl FnOnce(&mut jsonl::Consume<'_>) -> Result<(), crate::HistoryError>,
 ) -> Result<Vec<Op>, crate::HistoryError> {
-    // ~90 bytes per event, two events per op.
-    let mut pairer = pairing::Pairer::with_capacity(bytes / 90);
+    // ~90 bytes per event (a little less is assumed, so that ops are not reallocated).
+    let mut pairer = pairing::Pairer::with_capacity(bytes / 80);
     let mut pair_error = None;
-    parse(&mut |run: &mut Vec<Event>| {
+    parse(&mut |event| {
         if pair_error.is_none() {
-            pair_error = run.drain(..).find_map(|event| pairer.push(event).err());
+            pair_error = pairer.push(event).err();
         }
     })?;
     match pair_error {
@@ -379,13 +379,14 @@ pub fn read_file(
     match format {
         Format::Jsonl => {
             let file = std::fs::File::open(path).map_err(|err| file_error(err.to_string()))?;
-            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-            pair_runs(usize::try_from(bytes).unwrap_or(0), |consume| {
-                jsonl::read_runs(file, consume)
-            })
-            .map_err(|err| match err {
-                crate::HistoryError::File(message) => file_error(message),
-                line => line,
+            let bytes = file
+                .metadata()
+                .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
+            pair_runs(bytes, |consume| jsonl::read_runs(file, bytes, consume)).map_err(|err| {
+                match err {
+                    crate::HistoryError::File(message) => file_error(message),
+                    line => line,
+                }
             })
         }
         Format::Edn => {
