@@ -399,21 +399,21 @@ impl<'a> Cursor<'a> {
             Some(rest) => (true, rest),
             None => (false, self.0),
         };
-        let len = digits
-            .iter()
-            .take(19)
-            .take_while(|b| b.is_ascii_digit())
-            .count();
+        let mut magnitude: i64 = 0;
+        let mut len = 0;
+        while let Some(&digit) = digits.get(len).filter(|d| d.is_ascii_digit()) {
+            if len == 18 {
+                return None;
+            }
+            magnitude = magnitude * 10 + i64::from(digit - b'0');
+            len += 1;
+        }
         let (number, after) = digits.split_at(len);
         match number {
             [] | [b'0', _, ..] => return None,
             [b'0'] if negative => return None,
-            _ if len > 18 => return None,
             _ => {}
         }
-        let magnitude = number
-            .iter()
-            .fold(0i64, |n, &digit| n * 10 + i64::from(digit - b'0'));
         self.0 = after;
         Some(if negative { -magnitude } else { magnitude })
     }
