@@ -122,10 +122,22 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
         ));
     }
     let total_ops = ops.len();
-    let keys = split_by_key(ops);
+    let keys = split_by_key(&ops);
     let budget = Budget::new(options.timeout.map(|t| started + t), options.memory_limit);
 
-    let check_one = |(key, ops): &(Key, Vec<Op>)| check_key(key, ops, options, &budget);
+    let check_one = |(key, positions): &(Key, Vec<usize>)| {
+        if keys.len() == 1 {
+            return check_key(key, &ops, options, &budget);
+        }
+        // Each key's ops are copied only while it is checked, so the copies reuse the same
+        // memory: moving every op into its group up front cost a sequential copy of the
+        // whole history into fresh memory, a fifth of a large check.
+        let key_ops: Vec<Op> = positions
+            .iter()
+            .filter_map(|&position| ops.get(position).cloned())
+            .collect();
+        check_key(key, &key_ops, options, &budget)
+    };
     // Starting the thread pool costs more than a small history takes to check, and one key
     // is checked on one core anyway.
     let mut results: Vec<(KeyReport, Option<Anomaly>)> =
@@ -168,45 +180,23 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
     })
 }
 
-/// Groups ops by key, each group in invocation order; the largest groups come first so that
-/// the parallel check does not end waiting on one big key started last.
-fn split_by_key(ops: Vec<Op>) -> Vec<(Key, Vec<Op>)> {
-    // Each op's group and each group's size first, so that every group is allocated once at
-    // its final size: growing a thousand vectors op by op copies the ops twice over.
-    let mut sizes: Vec<usize> = Vec::new();
-    let group_of_op: Vec<usize> = {
-        let mut group_of_key: HashMap<&Key, usize> = HashMap::new();
-        ops.iter()
-            .map(|op| {
-                let next = sizes.len();
-                let group = *group_of_key.entry(&op.key).or_insert(next);
-                if group == next {
-                    sizes.push(0);
-                }
-                if let Some(size) = sizes.get_mut(group) {
-                    *size += 1;
-                }
-                group
-            })
-            .collect()
-    };
-    if sizes.len() == 1 {
-        // One key (the common single-register history): no copy at all.
-        let key = ops.first().map(|op| op.key.clone()).unwrap_or(Key::Null);
-        return vec![(key, ops)];
-    }
-    let mut groups: Vec<Vec<Op>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
-    for (op, group) in ops.into_iter().zip(group_of_op) {
-        if let Some(group) = groups.get_mut(group) {
-            group.push(op);
+/// Each key with the positions of its ops in `ops` (in invocation order); the largest keys
+/// come first so that the parallel check does not end waiting on one big key started last.
+fn split_by_key(ops: &[Op]) -> Vec<(Key, Vec<usize>)> {
+    let mut group_of_key: HashMap<&Key, usize> = HashMap::new();
+    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
+    for (position, op) in ops.iter().enumerate() {
+        let next = groups.len();
+        let group = *group_of_key.entry(&op.key).or_insert(next);
+        if group == next {
+            groups.push((op.key.clone(), Vec::new()));
+        }
+        if let Some((_, positions)) = groups.get_mut(group) {
+            positions.push(position);
         }
     }
-    let mut keys: Vec<(Key, Vec<Op>)> = groups
-        .into_iter()
-        .filter_map(|ops| Some((ops.first()?.key.clone(), ops)))
-        .collect();
-    keys.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
-    keys
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+    groups
 }
 
 /// Decides one key and, if it is not linearizable, explains why.
