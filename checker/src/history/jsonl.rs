@@ -84,7 +84,7 @@ fn parse_runs_sized(
 /// is never in memory whole; `bytes` is about how long it is. A read error is a
 /// [`HistoryError::File`] with the I/O error's message.
 pub(crate) fn read_runs(
-    reader: impl std::io::Read,
+    reader: impl std::io::Read + Send,
     bytes: usize,
     consume: &mut Consume<'_>,
 ) -> Result<(), HistoryError> {
@@ -101,44 +101,34 @@ pub(crate) fn read_runs(
 }
 
 fn read_runs_sized(
-    mut reader: impl std::io::Read,
+    mut reader: impl std::io::Read + Send,
     consume: &mut Consume<'_>,
     sizes: Sizes,
 ) -> Result<(), HistoryError> {
     let mut pipeline = Pipeline::new(consume, sizes);
-    // `buffer[..filled]` is unparsed input; it grows only for a line longer than a block.
+    // Blocks large enough to be parsed in parallel are read while the block before is
+    // parsed: reading alone would leave every core idle.
+    let overlap = sizes.block >= sizes.parallel_min;
+    // `buffer[..filled]` is unparsed input; the buffer grows only for a line longer than it.
     let mut buffer = vec![0; sizes.block.max(1)];
     let mut filled = 0;
+    let mut at_end = read_into(&mut reader, &mut buffer, &mut filled)?;
+    // The next block's buffer.
+    let mut next = Vec::new();
     let mut first = true;
     loop {
-        if filled == buffer.len() {
-            buffer.resize(2 * filled, 0);
-        }
-        // What is kept from the last block has no newline.
-        let kept = filled;
-        let mut at_end = false;
-        while let Some(free) = buffer.get_mut(filled..).filter(|free| !free.is_empty()) {
-            match reader.read(free) {
-                Ok(0) => {
-                    at_end = true;
-                    break;
-                }
-                Ok(read) => filled += read,
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(HistoryError::File(err.to_string())),
-            }
-        }
         let unparsed = buffer.get(..filled).unwrap_or_default();
         // Whole lines only, until the end of the input.
         let end = if at_end {
             filled
         } else {
-            match unparsed
-                .get(kept..)
-                .and_then(|new| memchr::memrchr(b'\n', new))
-            {
-                Some(newline) => kept + newline + 1,
-                None => continue,
+            match memchr::memrchr(b'\n', unparsed) {
+                Some(newline) => newline + 1,
+                None => {
+                    buffer.resize(2 * buffer.len(), 0);
+                    at_end = read_into(&mut reader, &mut buffer, &mut filled)?;
+                    continue;
+                }
             }
         };
         let start = if first && unparsed.starts_with(b"\xEF\xBB\xBF") {
@@ -147,13 +137,55 @@ fn read_runs_sized(
             0
         };
         first = false;
-        pipeline.feed(unparsed.get(start..end).unwrap_or_default())?;
+        let block = unparsed.get(start..end).unwrap_or_default();
         if at_end {
+            pipeline.feed(block)?;
             return pipeline.finish();
         }
-        buffer.copy_within(end..filled, 0);
-        filled -= end;
+        // The start of the last line, which the block leaves out, begins the next buffer.
+        let rest = unparsed.get(end..).unwrap_or_default();
+        if next.len() < buffer.len() {
+            next.resize(buffer.len(), 0);
+        }
+        if let Some(head) = next.get_mut(..rest.len()) {
+            head.copy_from_slice(rest);
+        }
+        let mut next_filled = rest.len();
+        let (fed, read) = if overlap {
+            rayon::join(
+                || pipeline.feed(block),
+                || read_into(&mut reader, &mut next, &mut next_filled),
+            )
+        } else {
+            (
+                pipeline.feed(block),
+                read_into(&mut reader, &mut next, &mut next_filled),
+            )
+        };
+        // A bad line comes before a read error further on.
+        fed?;
+        at_end = read?;
+        std::mem::swap(&mut buffer, &mut next);
+        filled = next_filled;
     }
+}
+
+/// Reads into `buffer[*filled..]` until it is full or the input ends; returns whether it
+/// ended.
+fn read_into(
+    reader: &mut impl std::io::Read,
+    buffer: &mut [u8],
+    filled: &mut usize,
+) -> Result<bool, HistoryError> {
+    while let Some(free) = buffer.get_mut(*filled..).filter(|free| !free.is_empty()) {
+        match reader.read(free) {
+            Ok(0) => return Ok(true),
+            Ok(read) => *filled += read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(HistoryError::File(err.to_string())),
+        }
+    }
+    Ok(false)
 }
 
 /// The length of `input`'s first `at_least` bytes extended to the end of their last line
