@@ -81,21 +81,20 @@ fn parse_runs_sized(
 }
 
 /// [`parse_runs`] on a history read from `reader` a block at a time, so that a large file
-/// is never in memory whole; `bytes` is about how long it is. A read error is a
+/// is never in memory whole; `bytes` is how long it is, if known. A read error is a
 /// [`HistoryError::File`] with the I/O error's message.
 pub(crate) fn read_runs(
     reader: impl std::io::Read + Send,
-    bytes: usize,
+    bytes: Option<usize>,
     consume: &mut Consume<'_>,
 ) -> Result<(), HistoryError> {
-    let sizes = if bytes < SIZES.parallel_min {
+    let sizes = match bytes {
         // One thread parses it anyway: small blocks keep the buffer small.
-        Sizes {
+        Some(bytes) if bytes < SIZES.parallel_min => Sizes {
             block: bytes.saturating_add(1).min(64 << 10),
             ..SIZES
-        }
-    } else {
-        SIZES
+        },
+        _ => SIZES,
     };
     read_runs_sized(reader, consume, sizes)
 }

@@ -379,14 +379,18 @@ pub fn read_file(
     match format {
         Format::Jsonl => {
             let file = std::fs::File::open(path).map_err(|err| file_error(err.to_string()))?;
+            // Unknown for a pipe.
             let bytes = file
                 .metadata()
-                .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
-            pair_runs(bytes, |consume| jsonl::read_runs(file, bytes, consume)).map_err(|err| {
-                match err {
-                    crate::HistoryError::File(message) => file_error(message),
-                    line => line,
-                }
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| usize::try_from(m.len()).ok());
+            pair_runs(bytes.unwrap_or(0), |consume| {
+                jsonl::read_runs(file, bytes, consume)
+            })
+            .map_err(|err| match err {
+                crate::HistoryError::File(message) => file_error(message),
+                line => line,
             })
         }
         Format::Edn => {
