@@ -2,7 +2,7 @@
 //!
 //! Keys are independent registers, so a history is linearizable iff each key's sub-history is
 //! (P-compositionality, Herlihy & Wing's locality). Keys are checked on all cores, largest
-//! first; the first invalid key cancels the rest unless every anomaly was asked for. Each key
+//! first (a single key, or a small history, on the calling thread); the first invalid key cancels the rest unless every anomaly was asked for. Each key
 //! takes the register fast path when its written values are unique, else the general search.
 
 use crate::budget::{Budget, KeyOutcome};
@@ -11,9 +11,9 @@ use crate::error::HistoryError;
 use crate::explain::{self, Anomaly};
 use crate::history::{Key, Op};
 use crate::spec::ModelKind;
+use hashbrown::HashMap;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What to check against and within which limits.
@@ -97,6 +97,9 @@ pub struct Report {
     pub unknown_keys: Vec<KeyReport>,
 }
 
+/// Histories with fewer ops than this are checked on the calling thread.
+const SEQUENTIAL_BELOW_OPS: usize = 512;
+
 /// How many of the slowest keys a report lists.
 pub const WORST_KEYS: usize = 5;
 
@@ -119,13 +122,30 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
         ));
     }
     let total_ops = ops.len();
-    let keys = split_by_key(ops);
+    let keys = split_by_key(&ops);
     let budget = Budget::new(options.timeout.map(|t| started + t), options.memory_limit);
 
-    let mut results: Vec<(KeyReport, Option<Anomaly>)> = keys
-        .par_iter()
-        .map(|(key, ops)| check_key(key, ops, options, &budget))
-        .collect();
+    let check_one = |(key, positions): &(Key, Vec<usize>)| {
+        if keys.len() == 1 {
+            return check_key(key, &ops, options, &budget);
+        }
+        // Each key's ops are copied only while it is checked, so the copies reuse the same
+        // memory: moving every op into its group up front cost a sequential copy of the
+        // whole history into fresh memory, a fifth of a large check.
+        let key_ops: Vec<Op> = positions
+            .iter()
+            .filter_map(|&position| ops.get(position).cloned())
+            .collect();
+        check_key(key, &key_ops, options, &budget)
+    };
+    // Starting the thread pool costs more than a small history takes to check, and one key
+    // is checked on one core anyway.
+    let mut results: Vec<(KeyReport, Option<Anomaly>)> =
+        if keys.len() == 1 || total_ops < SEQUENTIAL_BELOW_OPS {
+            keys.iter().map(check_one).collect()
+        } else {
+            keys.par_iter().map(check_one).collect()
+        };
     results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
 
     let mut anomalies = Vec::new();
@@ -160,16 +180,23 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
     })
 }
 
-/// Groups ops by key, each group in invocation order; the largest groups come first so that
-/// the parallel check does not end waiting on one big key started last.
-fn split_by_key(ops: Vec<Op>) -> Vec<(Key, Vec<Op>)> {
-    let mut groups: HashMap<Key, Vec<Op>> = HashMap::new();
-    for op in ops {
-        groups.entry(op.key.clone()).or_default().push(op);
+/// Each key with the positions of its ops in `ops` (in invocation order); the largest keys
+/// come first so that the parallel check does not end waiting on one big key started last.
+fn split_by_key(ops: &[Op]) -> Vec<(Key, Vec<usize>)> {
+    let mut group_of_key: HashMap<&Key, usize> = HashMap::new();
+    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
+    for (position, op) in ops.iter().enumerate() {
+        let next = groups.len();
+        let group = *group_of_key.entry(&op.key).or_insert(next);
+        if group == next {
+            groups.push((op.key.clone(), Vec::new()));
+        }
+        if let Some((_, positions)) = groups.get_mut(group) {
+            positions.push(position);
+        }
     }
-    let mut keys: Vec<(Key, Vec<Op>)> = groups.into_iter().collect();
-    keys.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
-    keys
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
+    groups
 }
 
 /// Decides one key and, if it is not linearizable, explains why.

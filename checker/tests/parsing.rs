@@ -192,6 +192,32 @@ fn pairing_error_comes_through_parse() {
     );
 }
 
+#[test]
+fn a_syntax_error_anywhere_comes_before_a_pairing_error() {
+    // Events are paired while later lines are still being parsed: the error must still be
+    // the one a parse of the whole file before pairing gives.
+    let invoke = "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n";
+    let input = format!("{invoke}{invoke}{}{{\"process\":", invoke.repeat(3));
+    let expected = "line 6: invalid JSON: the line ends inside a value (EOF while parsing a value)";
+    let err = history::parse(input.as_bytes(), Format::Jsonl).unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    let dir = std::env::temp_dir().join(format!("raftlab-order-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("history.jsonl");
+    std::fs::write(&path, &input).unwrap();
+    let err = history::read_file(&path, None).unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    // Without the bad line, the pairing error stands.
+    std::fs::write(&path, invoke.repeat(5)).unwrap();
+    let err = history::read_file(&path, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("line 2: process 1 invokes read"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // Random valid histories: generation
 

@@ -323,13 +323,43 @@ pub fn parse_events(input: &[u8], format: Format) -> Result<Vec<Event>, crate::H
 
 /// Parses `input` in `format` and pairs it into operations.
 pub fn parse(input: &[u8], format: Format) -> Result<Vec<Op>, crate::HistoryError> {
-    pairing::pair(&parse_events(input, format)?)
+    pair_runs(input.len(), |consume| match format {
+        Format::Jsonl => jsonl::parse_runs(input, consume),
+        Format::Edn => {
+            edn::parse(input)?.into_iter().for_each(consume);
+            Ok(())
+        }
+    })
+}
+
+/// Pairs the events `parse` hands over, as it hands them over. `bytes` is the input's size,
+/// for an estimate of the ops.
+///
+/// A syntax or shape error anywhere in the file comes before a pairing error, as if the
+/// whole file were parsed before pairing began.
+fn pair_runs(
+    bytes: usize,
+    parse: impl FnOnce(&mut jsonl::Consume<'_>) -> Result<(), crate::HistoryError>,
+) -> Result<Vec<Op>, crate::HistoryError> {
+    // ~90 bytes per event (a little less is assumed, so that ops are not reallocated).
+    let mut pairer = pairing::Pairer::with_capacity(bytes / 80);
+    let mut pair_error = None;
+    parse(&mut |event| {
+        if pair_error.is_none() {
+            pair_error = pairer.push(event).err();
+        }
+    })?;
+    match pair_error {
+        Some(err) => Err(err),
+        None => Ok(pairer.finish()),
+    }
 }
 
 /// Reads, parses and pairs a history file. The format is `format` if given, else the one the
 /// extension names. An unreadable file or an unknown extension is a
 /// [`HistoryError::File`](crate::HistoryError::File) naming the path; syntax and shape
 /// problems are [`HistoryError::Line`](crate::HistoryError::Line) (the caller adds the path).
+/// A JSON Lines file is read a block at a time: a large one is never in memory whole.
 pub fn read_file(
     path: &std::path::Path,
     format: Option<Format>,
@@ -344,7 +374,28 @@ pub fn read_file(
             )))
         }
     };
-    let input = std::fs::read(path)
-        .map_err(|err| crate::HistoryError::File(format!("{}: {err}", path.display())))?;
-    parse(&input, format)
+    let file_error =
+        |message: String| crate::HistoryError::File(format!("{}: {message}", path.display()));
+    match format {
+        Format::Jsonl => {
+            let file = std::fs::File::open(path).map_err(|err| file_error(err.to_string()))?;
+            // Unknown for a pipe.
+            let bytes = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| usize::try_from(m.len()).ok());
+            pair_runs(bytes.unwrap_or(0), |consume| {
+                jsonl::read_runs(file, bytes, consume)
+            })
+            .map_err(|err| match err {
+                crate::HistoryError::File(message) => file_error(message),
+                line => line,
+            })
+        }
+        Format::Edn => {
+            let input = std::fs::read(path).map_err(|err| file_error(err.to_string()))?;
+            parse(&input, format)
+        }
+    }
 }

@@ -7,7 +7,7 @@
 
 use super::{Action, Event, EventType, Func, Op, RawValue, Status, Value};
 use crate::error::HistoryError;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 /// Pairs `events` (client events in real-time order, as the parsers return them) into ops.
 ///
@@ -17,12 +17,44 @@ use std::collections::HashMap;
 /// from its invoke, an `ok` write/cas/append whose value differs from its invoke's, or a value
 /// of the wrong shape for its `f`.
 pub fn pair(events: &[Event]) -> Result<Vec<Op>, HistoryError> {
-    let mut ops: Vec<Op> = Vec::with_capacity(events.len() / 2 + 1);
-    // Process -> id of its pending op.
-    let mut pending: HashMap<u64, usize> = HashMap::new();
-    for (position, event) in events.iter().enumerate() {
+    let mut pairer = Pairer::with_capacity(events.len());
+    for event in events {
+        pairer.push(event.clone())?;
+    }
+    Ok(pairer.finish())
+}
+
+/// [`pair`] one event at a time, taking each by value: the parsers hand their events over
+/// as they go, so no second copy of the history's events or values is ever made.
+#[derive(Debug, Default)]
+pub struct Pairer {
+    ops: Vec<Op>,
+    /// Process -> id of its pending op.
+    pending: HashMap<u64, usize>,
+    /// Position of the next event.
+    position: usize,
+}
+
+impl Pairer {
+    /// A pairer expecting about `events` events (half of them invokes).
+    pub fn with_capacity(events: usize) -> Self {
+        Pairer {
+            ops: Vec::with_capacity(events / 2 + 1),
+            pending: HashMap::new(),
+            position: 0,
+        }
+    }
+
+    /// Adds the next event of the history; the errors are [`pair`]'s.
+    pub fn push(&mut self, event: Event) -> Result<(), HistoryError> {
+        let position = self.position;
+        self.position += 1;
         if event.kind == EventType::Invoke {
-            if let Some(earlier) = pending.get(&event.process).and_then(|&id| ops.get(id)) {
+            if let Some(earlier) = self
+                .pending
+                .get(&event.process)
+                .and_then(|&id| self.ops.get(id))
+            {
                 return Err(HistoryError::at(
                     event.line,
                     format!(
@@ -35,12 +67,13 @@ pub fn pair(events: &[Event]) -> Result<Vec<Op>, HistoryError> {
                     ),
                 ));
             }
-            let id = ops.len();
-            ops.push(Op {
+            let id = self.ops.len();
+            let action = invoke_action(event.line, event.f, event.value)?;
+            self.ops.push(Op {
                 id,
                 process: event.process,
-                key: event.key.clone(),
-                action: invoke_action(event)?,
+                key: event.key,
+                action,
                 // Until a completion says otherwise, the op never completed: indeterminate.
                 status: Status::Info,
                 invoke: position,
@@ -51,11 +84,12 @@ pub fn pair(events: &[Event]) -> Result<Vec<Op>, HistoryError> {
                 invoke_time: event.time,
                 complete_time: None,
             });
-            pending.insert(event.process, id);
+            self.pending.insert(event.process, id);
         } else {
-            let op = pending
+            let op = self
+                .pending
                 .remove(&event.process)
-                .and_then(|id| ops.get_mut(id))
+                .and_then(|id| self.ops.get_mut(id))
                 .ok_or_else(|| {
                     HistoryError::at(
                         event.line,
@@ -69,8 +103,13 @@ pub fn pair(events: &[Event]) -> Result<Vec<Op>, HistoryError> {
                 })?;
             complete(op, event, position)?;
         }
+        Ok(())
     }
-    Ok(ops)
+
+    /// The ops, ordered by invocation.
+    pub fn finish(self) -> Vec<Op> {
+        self.ops
+    }
 }
 
 fn kind_name(kind: EventType) -> &'static str {
@@ -82,30 +121,30 @@ fn kind_name(kind: EventType) -> &'static str {
     }
 }
 
-/// The action an invoke asks for, with its value checked against its `f`.
-fn invoke_action(event: &Event) -> Result<Action, HistoryError> {
-    let shape_error = |expected: &str| {
+/// The action an invoke of `f` at `line` asks for, with its `value` checked against `f`.
+fn invoke_action(line: usize, f: Func, value: RawValue) -> Result<Action, HistoryError> {
+    let shape_error = |expected: &str, value: &RawValue| {
         Err(HistoryError::at(
-            event.line,
+            line,
             format!(
                 "{} invoke value must be {expected}, got {}",
-                event.f.name(),
-                show(&event.value)
+                f.name(),
+                show(value)
             ),
         ))
     };
-    match (event.f, &event.value) {
+    match (f, value) {
         // Jepsen read invokes carry nil; any other scalar is tolerated and ignored.
         (Func::Read, RawValue::Scalar(_)) => Ok(Action::Read(None)),
-        (Func::Read, RawValue::Pair(..)) => shape_error("null"),
-        (Func::Write, RawValue::Scalar(value)) => Ok(Action::Write(value.clone())),
-        (Func::Write, RawValue::Pair(..)) => shape_error("a single value"),
-        (Func::Cas, RawValue::Pair(old, new)) => Ok(Action::Cas(old.clone(), new.clone())),
-        (Func::Cas, RawValue::Scalar(_)) => shape_error("[old, new]"),
-        (Func::Append, RawValue::Scalar(Value::Str(s))) => Ok(Action::Append(s.clone())),
-        (Func::Append, _) => Err(HistoryError::at(
-            event.line,
-            format!("append value must be a string, got {}", show(&event.value)),
+        (Func::Read, value @ RawValue::Pair(..)) => shape_error("null", &value),
+        (Func::Write, RawValue::Scalar(value)) => Ok(Action::Write(value)),
+        (Func::Write, value @ RawValue::Pair(..)) => shape_error("a single value", &value),
+        (Func::Cas, RawValue::Pair(old, new)) => Ok(Action::Cas(old, new)),
+        (Func::Cas, value @ RawValue::Scalar(_)) => shape_error("[old, new]", &value),
+        (Func::Append, RawValue::Scalar(Value::Str(s))) => Ok(Action::Append(s)),
+        (Func::Append, value) => Err(HistoryError::at(
+            line,
+            format!("append value must be a string, got {}", show(&value)),
         )),
         (Func::Acquire, _) => Ok(Action::Acquire),
         (Func::Release, _) => Ok(Action::Release),
@@ -113,7 +152,7 @@ fn invoke_action(event: &Event) -> Result<Action, HistoryError> {
 }
 
 /// Fills in `op` from its completion `event`.
-fn complete(op: &mut Op, event: &Event, position: usize) -> Result<(), HistoryError> {
+fn complete(op: &mut Op, event: Event, position: usize) -> Result<(), HistoryError> {
     let fail = |message: String| Err(HistoryError::at(event.line, message));
     if event.f != op.action.func() {
         return fail(format!(
@@ -143,30 +182,27 @@ fn complete(op: &mut Op, event: &Event, position: usize) -> Result<(), HistoryEr
         EventType::Info | EventType::Invoke => Status::Info,
     };
     if op.status == Status::Ok {
-        match &op.action {
-            Action::Read(_) => match &event.value {
-                RawValue::Scalar(value) => op.action = Action::Read(Some(value.clone())),
-                RawValue::Pair(..) => {
-                    return fail(format!(
-                        "ok read value must be a single value, got {}",
-                        show(&event.value)
-                    ))
-                }
-            },
+        match (&op.action, event.value) {
+            (Action::Read(_), RawValue::Scalar(value)) => op.action = Action::Read(Some(value)),
+            (Action::Read(_), value @ RawValue::Pair(..)) => {
+                return fail(format!(
+                    "ok read value must be a single value, got {}",
+                    show(&value)
+                ))
+            }
             // What was written is what was invoked: a differing `ok` means a confused recorder.
-            Action::Write(_) | Action::Cas(..) | Action::Append(_) => {
-                let invoked = invoked_value(&op.action);
-                if event.value != invoked {
+            (Action::Write(_) | Action::Cas(..) | Action::Append(_), value) => {
+                if !is_invoked_value(&op.action, &value) {
                     return fail(format!(
                         "ok {} value {} differs from its invoke's {} (line {})",
                         event.f.name(),
-                        show(&event.value),
-                        show(&invoked),
+                        show(&value),
+                        show(&invoked_value(&op.action)),
                         op.invoke_line
                     ));
                 }
             }
-            Action::Acquire | Action::Release => {}
+            (Action::Acquire | Action::Release, _) => {}
         }
     }
     op.complete = match op.status {
@@ -177,6 +213,17 @@ fn complete(op: &mut Op, event: &Event, position: usize) -> Result<(), HistoryEr
     op.complete_line = Some(event.line);
     op.complete_time = event.time;
     Ok(())
+}
+
+/// Whether `value` is what an invoke of `action` (write, cas or append) carried:
+/// [`invoked_value`] without building it, since every `ok` completion is compared.
+fn is_invoked_value(action: &Action, value: &RawValue) -> bool {
+    match (action, value) {
+        (Action::Write(written), RawValue::Scalar(value)) => written == value,
+        (Action::Cas(old, new), RawValue::Pair(a, b)) => old == a && new == b,
+        (Action::Append(suffix), RawValue::Scalar(Value::Str(s))) => suffix == s,
+        _ => false,
+    }
 }
 
 /// The value an invoke event carried for `action` (write, cas and append only).
