@@ -59,12 +59,17 @@
 //!   of them, in call order, still respects real time and yields the same states. Without
 //!   this, k interchangeable `info` writes would be explored in up to 2^k subsets, not k + 1.
 //! - A step after which some `ok` op of the window (the calls before the first return, and
-//!   that return's op) could never apply is not taken, when the model can tell
-//!   ([`Model::may_still_apply`]; e.g. with only appends and reads every state is a prefix of
-//!   every later one, so a read of a value that does not start with the state is out of
-//!   reach). Every `ok` op must still be linearized, so nothing beyond that step succeeds.
-//!   This turns appends seen by reads, which would otherwise be tried in every order until a
-//!   read's return refutes them, into a walk along the order the reads reveal.
+//!   that return's op) could never apply is not taken. Every `ok` op must still be
+//!   linearized, so nothing beyond that step succeeds. Two tests say "never":
+//!   - when the model knows every op's [`Effect`] (a register of reads, writes and cas): the
+//!     op needs a state ([`Model::needs`]: a read of `v`, a cas from `v`) that is not the
+//!     state now, and no op still to apply sets it (a count per needed state, kept as ops
+//!     are linearized and undone);
+//!   - when the model can tell from the state alone ([`Model::may_still_apply`]): with only
+//!     appends and reads every state is a prefix of every later one, so a read of a value
+//!     that does not start with the state is out of reach. This turns appends seen by reads,
+//!     which would otherwise be tried in every order until a read's return refutes them,
+//!     into a walk along the order the reads reveal.
 //! - Memoised configurations are skipped (above), and so are configurations *dominated* by a
 //!   memoised one: (S + u, s) with u an `info` op, when (S, s) was seen. From (S, s) the
 //!   search can do all it can from (S + u, s): the same `ok` ops are linearized, so the same
@@ -86,7 +91,7 @@
 
 use crate::budget::{Budget, GiveUp, KeyOutcome};
 use crate::history::{Action, Op, Status};
-use crate::spec::Model;
+use crate::spec::{Effect, Model};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::BuildHasher;
 use std::mem::size_of;
@@ -257,6 +262,77 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The states ops need, and how many ops still to apply set each: when every op's
+/// [`Effect`] is known, a state comes back only through an op that sets it.
+struct Needs<S> {
+    /// The distinct needed states; a group is an index here.
+    groups: Vec<S>,
+    /// Per live op: the group it needs, and the group it sets (`NIL`: none).
+    need: Vec<u32>,
+    sets: Vec<u32>,
+    /// Per group: live ops setting it that are not linearized.
+    unset: Vec<u32>,
+}
+
+impl<S: Clone + Eq + std::hash::Hash> Needs<S> {
+    /// `None` when some live op's effect is unknown, or no op needs a state.
+    fn new<M: Model<State = S>>(model: &M, ops: &[Op], live: &[Live]) -> Option<Self> {
+        let mut group_of: HashMap<S, u32> = HashMap::new();
+        let mut groups = Vec::new();
+        let mut need = vec![NIL; live.len()];
+        for (i, l) in live.iter().enumerate() {
+            let action = &ops[l.pos].action;
+            if matches!(model.effect(action), Effect::Unknown) {
+                return None;
+            }
+            if let Some(state) = model.needs(action).filter(|_| l.required) {
+                need[i] = *group_of.entry(state.clone()).or_insert_with(|| {
+                    groups.push(state);
+                    groups.len() as u32 - 1
+                });
+            }
+        }
+        if groups.is_empty() {
+            return None;
+        }
+        let mut sets = vec![NIL; live.len()];
+        let mut unset = vec![0; groups.len()];
+        for (i, l) in live.iter().enumerate() {
+            if let Effect::Sets(state) = model.effect(&ops[l.pos].action) {
+                if let Some(&g) = group_of.get(&state) {
+                    sets[i] = g;
+                    unset[g as usize] += 1;
+                }
+            }
+        }
+        Some(Needs {
+            groups,
+            need,
+            sets,
+            unset,
+        })
+    }
+
+    /// Live op `op` was linearized (`true`) or undone.
+    fn toggle(&mut self, op: u32, linearized: bool) {
+        let g = self.sets[op as usize];
+        if g != NIL {
+            let unset = &mut self.unset[g as usize];
+            if linearized {
+                *unset -= 1;
+            } else {
+                *unset += 1;
+            }
+        }
+    }
+
+    /// Whether live op `op` may still find the state it needs, the state being `state`.
+    fn reachable(&self, op: u32, state: &S) -> bool {
+        let g = self.need[op as usize];
+        g == NIL || self.unset[g as usize] > 0 || self.groups[g as usize] == *state
+    }
+}
+
 struct Search<'a, M: Model> {
     model: &'a M,
     ops: &'a [Op],
@@ -292,8 +368,9 @@ struct Search<'a, M: Model> {
     info_used: Vec<u32>,
     /// What the model may assume about these ops to cut dead ends ([`Model::facts`]).
     facts: Option<M::Facts>,
-    /// Per live op: an `ok` op whose future the model can judge (see [`Search::dead_end`]).
-    watched: Vec<bool>,
+    /// The dead-end test by needed states (see [`Search::dead_end`]); `None` unless the model
+    /// knows every live op's [`Effect`].
+    needs: Option<Needs<M::State>>,
     /// `ok` ops not linearized yet.
     remaining: usize,
 }
@@ -384,7 +461,7 @@ impl<'a, M: Model> Search<'a, M> {
         drop(last_twin);
 
         let facts = model.facts(ops);
-        let watched = live.iter().map(|l| l.required && facts.is_some()).collect();
+        let needs = Needs::new(model, ops, &live);
         let stack = Vec::with_capacity(live.len());
         Ok(Search {
             model,
@@ -409,7 +486,7 @@ impl<'a, M: Model> Search<'a, M> {
             stack,
             info_used: Vec::new(),
             facts,
-            watched,
+            needs,
             remaining: n_ok,
         })
     }
@@ -493,22 +570,30 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     /// Whether linearizing `op` into state `after` leaves some `ok` op of the window (the calls
-    /// before the first return, and that return's op) unable ever to apply, by the model's
-    /// [`Model::may_still_apply`]. Every `ok` op must still be linearized, so no completion
-    /// exists from there.
+    /// before the first return, and that return's op) unable ever to apply: it needs a state
+    /// that is not `after` and that no op still to apply sets ([`Needs`]), or the model's
+    /// [`Model::may_still_apply`] says so. Every `ok` op must still be linearized, so no
+    /// completion exists from there.
     fn dead_end(&self, op: u32, after: u32) -> bool {
-        let Some(facts) = &self.facts else {
+        if self.facts.is_none() && self.needs.is_none() {
             return false;
-        };
+        }
         let state = &self.states[after as usize];
         let mut entry = self.next[self.head as usize];
         while entry != self.head {
             let code = self.node[entry as usize];
             let other = code / 2;
-            if other != op && self.watched[other as usize] {
-                let action = &self.ops[self.live[other as usize].pos].action;
-                if !self.model.may_still_apply(facts, state, action) {
-                    return true;
+            if other != op && self.live[other as usize].required {
+                if let Some(needs) = &self.needs {
+                    if !needs.reachable(other, state) {
+                        return true;
+                    }
+                }
+                if let Some(facts) = &self.facts {
+                    let action = &self.ops[self.live[other as usize].pos].action;
+                    if !self.model.may_still_apply(facts, state, action) {
+                        return true;
+                    }
                 }
             }
             if code % 2 == 1 {
@@ -542,12 +627,16 @@ impl<'a, M: Model> Search<'a, M> {
         } else {
             &mut self.info_bits
         };
-        if bits.get(l.bit) {
-            bits.clear(l.bit);
-        } else {
+        let now_linearized = !bits.get(l.bit);
+        if now_linearized {
             bits.set(l.bit);
+        } else {
+            bits.clear(l.bit);
         }
         self.zobrist ^= l.key;
+        if let Some(needs) = &mut self.needs {
+            needs.toggle(op, now_linearized);
+        }
     }
 
     fn hash(&self, state: u32) -> u64 {

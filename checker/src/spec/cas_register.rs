@@ -1,6 +1,6 @@
 //! The compare-and-set register: read, write, cas, and append on string values.
 
-use super::Model;
+use super::{Effect, Model};
 use crate::history::{Action, Func, Op, Status, Value};
 
 /// A register holding a [`Value`]; `Null` means empty.
@@ -49,6 +49,21 @@ impl Model for CasRegister {
             .filter(|op| op.status != Status::Fail)
             .all(|op| matches!(op.action, Action::Read(_) | Action::Append(_)))
             .then_some(GrowsOnly)
+    }
+
+    fn needs(&self, action: &Action) -> Option<Value> {
+        match action {
+            Action::Read(Some(v)) | Action::Cas(v, _) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn effect(&self, action: &Action) -> Effect<Value> {
+        match action {
+            Action::Read(_) => Effect::Keeps,
+            Action::Write(v) | Action::Cas(_, v) => Effect::Sets(v.clone()),
+            _ => Effect::Unknown,
+        }
     }
 
     /// With only appends, the state only grows: a read of `seen` can still happen only if

@@ -39,6 +39,17 @@ pub trait Model: Send + Sync {
     /// Facts about one key's ops, from [`facts`](Model::facts).
     type Facts;
 
+    /// The state `action` needs to apply, if it needs exactly one (a read of `v`, a cas
+    /// from `v`); `None` when it applies in several or the model does not say.
+    fn needs(&self, _action: &Action) -> Option<Self::State> {
+        None
+    }
+
+    /// What `action` does to the state, as far as the model can say without the state.
+    fn effect(&self, _action: &Action) -> Effect<Self::State> {
+        Effect::Unknown
+    }
+
     /// `false` only if no sequence of this key's ops can take `state` to one in which
     /// `action`, an `ok` op not yet linearized, is legal: a conservative test, so that the
     /// search can drop a step after which some op that must still happen never can.
@@ -50,6 +61,18 @@ pub trait Model: Send + Sync {
     ) -> bool {
         true
     }
+}
+
+/// What an op does to the state, for the search's dead-end test: with every op's effect
+/// known, a state an op needs can come back only through an op still to apply that sets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect<S> {
+    /// Leaves the state as it was (a read).
+    Keeps,
+    /// Leaves this state whatever it was before (`write v`, `cas _ v`).
+    Sets(S),
+    /// Anything else (an append, or a model that does not say).
+    Unknown,
 }
 
 /// The models `raft-check --model` offers.

@@ -1,6 +1,6 @@
 //! A lock: `acquire` succeeds only when free, `release` only when held.
 
-use super::Model;
+use super::{Effect, Model};
 use crate::history::{Action, Func};
 
 /// The mutex model; its state is "held".
@@ -25,5 +25,21 @@ impl Model for Mutex {
 
     fn accepts(&self, f: Func) -> bool {
         matches!(f, Func::Acquire | Func::Release)
+    }
+
+    fn needs(&self, action: &Action) -> Option<bool> {
+        match action {
+            Action::Acquire => Some(false),
+            Action::Release => Some(true),
+            _ => None,
+        }
+    }
+
+    fn effect(&self, action: &Action) -> Effect<bool> {
+        match action {
+            Action::Acquire => Effect::Sets(true),
+            Action::Release => Effect::Sets(false),
+            _ => Effect::Unknown,
+        }
     }
 }
