@@ -1,8 +1,9 @@
 //! One test run: the workload file, the generator of client operations, the cluster the run
-//! drives, the run itself (cluster, clients, nemesis, history, checker, report), the check
-//! of the history while the run goes ([`online`]), and the run's `results.json`
-//! ([`summary`]).
+//! drives, the run itself (cluster, clients, nemesis, history, checker, report), the
+//! records handed to the checker ([`check`]), the check of the history while the run goes
+//! ([`online`]), and the run's `results.json` ([`summary`]).
 
+pub mod check;
 pub mod cluster;
 pub mod generator;
 pub mod online;

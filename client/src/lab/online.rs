@@ -25,9 +25,8 @@
 //! runs is skipped. A key whose check gave up is not checked online again.
 
 use crate::history::{EventType, Record, Recorder, Who};
-use crate::lab::run::check_records;
+use crate::lab::check::check_records;
 use checker::Verdict;
-use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,26 +37,6 @@ use tracing::{info, warn};
 pub const INTERVAL: Duration = Duration::from_millis(500);
 /// Most time one online round may take before its keys count as given up.
 pub const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the online check did in one run (`results.json`'s `online`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct OnlineSummary {
-    /// Whether it ran (`--no-online-check` turns it off).
-    pub enabled: bool,
-    /// `--stop-on-anomaly`: the run stops at the first anomaly found.
-    pub stop_on_anomaly: bool,
-    /// Seconds from the workload's start to when the first anomaly was found online.
-    pub first_anomaly_s: Option<f64>,
-    /// The first anomaly found online, as the checker says it.
-    pub first_anomaly: Option<String>,
-    /// The run stopped at that anomaly, before its time limit (workload, recovery and final
-    /// reads skipped).
-    pub stopped_early: bool,
-    /// Rounds of checks, key checks in them, and seconds spent checking.
-    pub rounds: u64,
-    pub key_checks: u64,
-    pub check_s: f64,
-}
 
 /// The first anomaly found online.
 #[derive(Clone, Debug)]

@@ -27,14 +27,16 @@ use crate::history::Recorder;
 use crate::kv::etcd::EtcdKv;
 use crate::kv::system::Clients;
 use crate::kv::KvCluster;
+use crate::lab::check::check_records;
 use crate::lab::cluster::{Access, HostsMode, RunCluster};
 use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
-use crate::lab::online::{OnlineChecker, OnlineOutcome, OnlineSummary};
+use crate::lab::online::{OnlineChecker, OnlineOutcome};
 use crate::lab::summary::{summarize, SummaryInput};
 use crate::lab::workload::{DbKind, Overrides, Workload};
 use crate::nemesis::{
     self, NemesisContext, NemesisError, NemesisKind, NemesisReport, Schedule, ScheduleOptions,
 };
+use crate::report::results::OnlineSummary;
 use crate::report::results::{self, RunSummary};
 use anyhow::{anyhow, bail, Context};
 use checker::Verdict;
@@ -664,33 +666,6 @@ async fn check(
     tokio::task::spawn_blocking(move || check_records(&events, timeout))
         .await
         .context("the checker thread failed")?
-}
-
-/// Checks recorded events (a whole history, or some keys of a prefix of one: an invoke
-/// without completion is indeterminate) against the register model, within `timeout`.
-/// Blocks; runs on the current rayon pool.
-pub(crate) fn check_records(
-    events: &[crate::history::Record],
-    timeout: Option<Duration>,
-) -> anyhow::Result<checker::Report> {
-    // Each event on the line it has in `history.jsonl` (the parser skips blank lines), so
-    // that an anomaly found in part of the history names the lines of the whole.
-    let mut text = String::with_capacity(events.len() * 96);
-    let mut line = 0;
-    for event in events {
-        for _ in line..event.index {
-            text.push('\n');
-        }
-        line = line.max(event.index + 1);
-        checker::history::jsonl::write_record(&mut text, event);
-    }
-    let ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
-        .map_err(|e| anyhow!("the recorded history does not parse (a lab bug): {e}"))?;
-    let mut options = checker::CheckOptions::new(checker::ModelKind::CasRegister {
-        initial: checker::history::Value::Null,
-    });
-    options.timeout = timeout;
-    checker::check(ops, &options).map_err(|e| anyhow!("checking the history: {e}"))
 }
 
 /// The run's report: the full check's, except when the online check found an anomaly the

@@ -28,7 +28,7 @@ pub struct SummaryInput<'a> {
     pub nemesis_report: Json,
     pub errors: Vec<String>,
     /// What the online check found, and when.
-    pub online: crate::lab::online::OnlineSummary,
+    pub online: crate::report::results::OnlineSummary,
 }
 
 /// Builds `results.json` from the history and the checker's report.

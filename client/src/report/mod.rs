@@ -159,7 +159,7 @@ fn page(
 }
 
 /// What the check while the run went found, in one line.
-fn online_fact(online: &crate::lab::online::OnlineSummary) -> String {
+fn online_fact(online: &crate::report::results::OnlineSummary) -> String {
     if !online.enabled {
         return "off (--no-online-check): checked at the end only".into();
     }

@@ -146,7 +146,7 @@ pub struct RunSummary {
     pub errors: Vec<String>,
     /// The check while the run went: when it found the first anomaly, whether the run
     /// stopped there.
-    pub online: crate::lab::online::OnlineSummary,
+    pub online: OnlineSummary,
 }
 
 /// `"valid" | "invalid" | "unknown"`.
@@ -328,6 +328,26 @@ pub fn write_histories(dir: &Path, events: &[Record]) -> std::io::Result<()> {
 pub fn write_summary(dir: &Path, summary: &RunSummary) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
     crate::control::files::write_atomically(&dir.join("results.json"), &(text + "\n"))
+}
+
+/// What the online check did in one run (`results.json`'s `online`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OnlineSummary {
+    /// Whether it ran (`--no-online-check` turns it off).
+    pub enabled: bool,
+    /// `--stop-on-anomaly`: the run stops at the first anomaly found.
+    pub stop_on_anomaly: bool,
+    /// Seconds from the workload's start to when the first anomaly was found online.
+    pub first_anomaly_s: Option<f64>,
+    /// The first anomaly found online, as the checker says it.
+    pub first_anomaly: Option<String>,
+    /// The run stopped at that anomaly, before its time limit (workload, recovery and final
+    /// reads skipped).
+    pub stopped_early: bool,
+    /// Rounds of checks, key checks in them, and seconds spent checking.
+    pub rounds: u64,
+    pub key_checks: u64,
+    pub check_s: f64,
 }
 
 #[cfg(test)]
