@@ -42,7 +42,7 @@
 
 use crate::budget::{Budget, KeyOutcome};
 use crate::history::{Action, Op, Status, Value};
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 
 /// Before everything: the earliest point of the first op in the chain.
 const START: i64 = -1;

@@ -79,7 +79,7 @@
 
 use crate::budget::{Budget, KeyOutcome};
 use crate::history::{Action, Op, Status, Value};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 /// Doubled positions: event `p` is at `2p`, so half-way points are odd integers.
 type Pt = i64;
