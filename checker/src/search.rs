@@ -58,18 +58,18 @@
 //!   equal `info` ops at points t1 < ... < tk, giving those points to the k earliest-called
 //!   of them, in call order, still respects real time and yields the same states. Without
 //!   this, k interchangeable `info` writes would be explored in up to 2^k subsets, not k + 1.
-//! - A step after which some `ok` op of the window (the calls before the first return, and
-//!   that return's op) could never apply is not taken. Every `ok` op must still be
-//!   linearized, so nothing beyond that step succeeds. Two tests say "never":
-//!   - when the model knows every op's [`Effect`] (a register of reads, writes and cas): the
-//!     op needs a state ([`Model::needs`]: a read of `v`, a cas from `v`) that is not the
-//!     state now, and no op still to apply sets it (a count per needed state, kept as ops
-//!     are linearized and undone);
-//!   - when the model can tell from the state alone ([`Model::may_still_apply`]): with only
-//!     appends and reads every state is a prefix of every later one, so a read of a value
-//!     that does not start with the state is out of reach. This turns appends seen by reads,
-//!     which would otherwise be tried in every order until a read's return refutes them,
-//!     into a walk along the order the reads reveal.
+//! - A step after which some `ok` op could never apply is not taken: every `ok` op must
+//!   still be linearized, so nothing beyond that step succeeds. Two tests say "never":
+//!   - when the model knows every op's [`Effect`] (a register of reads, writes and cas): some
+//!     `ok` op not yet linearized needs a state ([`Model::needs`]: a read of `v`, a cas from
+//!     `v`) that is not the state now and that no op still to apply sets. Counts per needed
+//!     state, kept as ops are linearized and undone, make this one comparison a step;
+//!   - when the model can tell from the state alone ([`Model::may_still_apply`]), for the
+//!     `ok` ops of the window (the calls before the first return, and that return's op):
+//!     with only appends and reads every state is a prefix of every later one, so a read of
+//!     a value that does not start with the state is out of reach. This turns appends seen
+//!     by reads, which would otherwise be tried in every order until a read's return
+//!     refutes them, into a walk along the order the reads reveal.
 //! - Memoised configurations are skipped (above), and so are configurations *dominated* by a
 //!   memoised one: (S + u, s) with u an `info` op, when (S, s) was seen. From (S, s) the
 //!   search can do all it can from (S + u, s): the same `ok` ops are linearized, so the same
@@ -262,23 +262,27 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The states ops need, and how many ops still to apply set each: when every op's
-/// [`Effect`] is known, a state comes back only through an op that sets it.
+/// The states `ok` ops need, and how many ops still to apply set each: when every op's
+/// [`Effect`] is known, a state comes back only through an op that sets it. A needed state
+/// that no op still to apply sets is *starved*; unless it is the state now, its ops can
+/// never apply.
 struct Needs<S> {
-    /// The distinct needed states; a group is an index here.
-    groups: Vec<S>,
-    /// Per live op: the group it needs, and the group it sets (`NIL`: none).
+    /// The distinct needed states, numbered: a group is a number here.
+    group_of: HashMap<S, u32>,
+    /// Per live op: the group it needs (`ok` ops only), and the group it sets (`NIL`: none).
     need: Vec<u32>,
     sets: Vec<u32>,
-    /// Per group: live ops setting it that are not linearized.
+    /// Per group: `ok` ops needing it, and ops setting it, that are not linearized.
+    needers: Vec<u32>,
     unset: Vec<u32>,
+    /// Groups with needers and no setter left.
+    starved: u32,
 }
 
-impl<S: Clone + Eq + std::hash::Hash> Needs<S> {
+impl<S: Eq + std::hash::Hash> Needs<S> {
     /// `None` when some live op's effect is unknown, or no op needs a state.
     fn new<M: Model<State = S>>(model: &M, ops: &[Op], live: &[Live]) -> Option<Self> {
         let mut group_of: HashMap<S, u32> = HashMap::new();
-        let mut groups = Vec::new();
         let mut need = vec![NIL; live.len()];
         for (i, l) in live.iter().enumerate() {
             let action = &ops[l.pos].action;
@@ -286,18 +290,21 @@ impl<S: Clone + Eq + std::hash::Hash> Needs<S> {
                 return None;
             }
             if let Some(state) = model.needs(action).filter(|_| l.required) {
-                need[i] = *group_of.entry(state.clone()).or_insert_with(|| {
-                    groups.push(state);
-                    groups.len() as u32 - 1
-                });
+                let next = group_of.len() as u32;
+                need[i] = *group_of.entry(state).or_insert(next);
             }
         }
-        if groups.is_empty() {
+        let groups = group_of.len();
+        if groups == 0 {
             return None;
         }
         let mut sets = vec![NIL; live.len()];
-        let mut unset = vec![0; groups.len()];
+        let mut needers = vec![0; groups];
+        let mut unset = vec![0; groups];
         for (i, l) in live.iter().enumerate() {
+            if need[i] != NIL {
+                needers[need[i] as usize] += 1;
+            }
             if let Effect::Sets(state) = model.effect(&ops[l.pos].action) {
                 if let Some(&g) = group_of.get(&state) {
                     sets[i] = g;
@@ -305,31 +312,63 @@ impl<S: Clone + Eq + std::hash::Hash> Needs<S> {
                 }
             }
         }
+        let starved = (0..groups)
+            .filter(|&g| needers[g] > 0 && unset[g] == 0)
+            .count() as u32;
         Some(Needs {
-            groups,
+            group_of,
             need,
             sets,
+            needers,
             unset,
+            starved,
         })
+    }
+
+    fn is_starved(&self, g: u32) -> bool {
+        self.needers[g as usize] > 0 && self.unset[g as usize] == 0
+    }
+
+    /// One op of group `g` (a needer, or a setter) linearized or undone; keeps the starved
+    /// count.
+    fn count(&mut self, g: u32, needers: bool, linearized: bool) {
+        if g == NIL {
+            return;
+        }
+        let was = self.is_starved(g);
+        let n = if needers {
+            &mut self.needers[g as usize]
+        } else {
+            &mut self.unset[g as usize]
+        };
+        if linearized {
+            *n -= 1;
+        } else {
+            *n += 1;
+        }
+        match (was, self.is_starved(g)) {
+            (false, true) => self.starved += 1,
+            (true, false) => self.starved -= 1,
+            _ => {}
+        }
     }
 
     /// Live op `op` was linearized (`true`) or undone.
     fn toggle(&mut self, op: u32, linearized: bool) {
-        let g = self.sets[op as usize];
-        if g != NIL {
-            let unset = &mut self.unset[g as usize];
-            if linearized {
-                *unset -= 1;
-            } else {
-                *unset += 1;
-            }
-        }
+        self.count(self.need[op as usize], true, linearized);
+        self.count(self.sets[op as usize], false, linearized);
     }
 
-    /// Whether live op `op` may still find the state it needs, the state being `state`.
-    fn reachable(&self, op: u32, state: &S) -> bool {
-        let g = self.need[op as usize];
-        g == NIL || self.unset[g as usize] > 0 || self.groups[g as usize] == *state
+    /// Whether some `ok` op still to apply can never apply, the state being `state`: its
+    /// group is starved and is not `state`.
+    fn dead(&self, state: &S) -> bool {
+        if self.starved == 0 {
+            return false;
+        }
+        match self.group_of.get(state) {
+            Some(&g) if self.is_starved(g) => self.starved > 1,
+            _ => true,
+        }
     }
 }
 
@@ -570,30 +609,22 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     /// Whether linearizing `op` into state `after` leaves some `ok` op of the window (the calls
-    /// before the first return, and that return's op) unable ever to apply: it needs a state
-    /// that is not `after` and that no op still to apply sets ([`Needs`]), or the model's
-    /// [`Model::may_still_apply`] says so. Every `ok` op must still be linearized, so no
-    /// completion exists from there.
+    /// before the first return, and that return's op) unable ever to apply, by the model's
+    /// [`Model::may_still_apply`]. Every `ok` op must still be linearized, so no completion
+    /// exists from there.
     fn dead_end(&self, op: u32, after: u32) -> bool {
-        if self.facts.is_none() && self.needs.is_none() {
+        let Some(facts) = &self.facts else {
             return false;
-        }
+        };
         let state = &self.states[after as usize];
         let mut entry = self.next[self.head as usize];
         while entry != self.head {
             let code = self.node[entry as usize];
             let other = code / 2;
             if other != op && self.live[other as usize].required {
-                if let Some(needs) = &self.needs {
-                    if !needs.reachable(other, state) {
-                        return true;
-                    }
-                }
-                if let Some(facts) = &self.facts {
-                    let action = &self.ops[self.live[other as usize].pos].action;
-                    if !self.model.may_still_apply(facts, state, action) {
-                        return true;
-                    }
+                let action = &self.ops[self.live[other as usize].pos].action;
+                if !self.model.may_still_apply(facts, state, action) {
+                    return true;
                 }
             }
             if code % 2 == 1 {
@@ -657,7 +688,8 @@ impl<'a, M: Model> Search<'a, M> {
     fn enter(&mut self, op: u32, state: u32) -> Result<bool, GiveUp> {
         debug_assert!(!self.linearized(op));
         self.toggle(op);
-        if self.seen(state) {
+        let starved = |needs: &Needs<M::State>| needs.dead(&self.states[state as usize]);
+        if self.needs.as_ref().is_some_and(starved) || self.seen(state) {
             self.toggle(op);
             return Ok(false);
         }

@@ -702,11 +702,13 @@ fn long_history_needs_no_recursion() {
 // ---------------------------------------------------------------------------------------
 // Budgets.
 
-/// Many concurrent writes and reads, and a final impossible read: the search must explore
-/// a large space before it can say "invalid".
+/// Many concurrent writes and reads, crashed writes of distinct values nobody reads, and
+/// two cas from the one write of 5: the search must try the crashed writes in many subsets
+/// and orders before it can say "invalid" (no op's needed state is out of reach early).
 fn pathological() -> Vec<Op> {
     let mut h = HistoryBuilder::new();
     let mut pending = Vec::new();
+    let mut crashed = Vec::new();
     for i in 0..24 {
         pending.push(h.invoke(
             i,
@@ -716,11 +718,17 @@ fn pathological() -> Vec<Op> {
                 read(i as i64 % 5)
             },
         ));
+        crashed.push(h.invoke(100 + i, write(1000 + i as i64)));
     }
+    pending.push(h.invoke(200, write(5)));
+    pending.push(h.invoke(201, cas(5, 6)));
+    pending.push(h.invoke(202, cas(5, 7)));
     for p in pending {
         h.ok(p);
     }
-    h.ok_op(99, read(9));
+    for c in crashed {
+        h.info(c);
+    }
     h.build()
 }
 
