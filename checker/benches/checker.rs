@@ -91,34 +91,18 @@ const CASES: &[Case] = &[
         porcupine: None,
         values: None,
     },
-    Case {
-        name: "c-1k-ops-50-procs",
-        what: "1,000 ops on one key, 50 concurrent processes",
-        keys: 1,
-        ops_per_key: 1_000,
-        processes: 50,
-        info_rate: 0.0,
-        mix: REGISTER,
-        anomaly: Anomaly::StaleRead,
-        target: (0.0015, 0.0015),
-        runs: 40,
-        porcupine: Some("1-2 ms"),
-        values: None,
-    },
-    Case {
-        name: "d-1k-ops-5pct-info",
-        what: "1,000 ops on one key, 5 processes, 5% info, one stale read",
-        keys: 1,
-        ops_per_key: 1_000,
-        processes: 5,
-        info_rate: 0.05,
-        mix: REGISTER,
-        anomaly: Anomaly::StaleRead,
-        target: (0.0015, 0.0015),
-        runs: 40,
-        porcupine: Some("1-2 ms"),
-        values: None,
-    },
+    small(
+        "c-1k-ops-50-procs",
+        "1,000 ops on one key, 50 concurrent processes",
+        50,
+        0.0,
+    ),
+    small(
+        "d-1k-ops-5pct-info",
+        "1,000 ops on one key, 5 processes, 5% info, one stale read",
+        5,
+        0.05,
+    ),
     Case {
         name: "e-append-50-procs",
         what: "10 keys, 200 ops/key, 50 processes/key, appends of unique strings and reads \
@@ -150,6 +134,24 @@ const CASES: &[Case] = &[
         values: Some(1000),
     },
 ];
+
+/// A 1,000-op one-key register case: the start-up target, Porcupine's small histories.
+const fn small(name: &'static str, what: &'static str, processes: usize, info_rate: f64) -> Case {
+    Case {
+        name,
+        what,
+        keys: 1,
+        ops_per_key: 1_000,
+        processes,
+        info_rate,
+        mix: REGISTER,
+        anomaly: Anomaly::StaleRead,
+        target: (0.0015, 0.0015),
+        runs: 40,
+        porcupine: Some("1-2 ms"),
+        values: None,
+    }
+}
 
 fn spec(case: &Case, invalid: bool) -> SynthSpec {
     SynthSpec {
