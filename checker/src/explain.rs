@@ -84,13 +84,14 @@ pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Ano
     // Invariant: the prefix at cuts[hi] is not linearizable; the one before cuts[lo] is, with
     // witness `witness` (the empty prefix is trivially linearizable).
     let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
-    let mut witness: (Vec<Op>, Vec<usize>) = (Vec::new(), Vec::new());
+    // The cut of the witness's prefix (`None`: the empty prefix) and its order.
+    let mut witness: (Option<usize>, Vec<usize>) = (None, Vec::new());
+    let mut prefixes = Prefixes::new(ops);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let prefix = prefix_at(ops, cuts[mid]);
-        match decide(&prefix, model, &budget).0 {
+        match decide(prefixes.at(cuts[mid]), model, &budget).0 {
             KeyOutcome::Linearizable(order) => {
-                witness = (prefix, order);
+                witness = (Some(cuts[mid]), order);
                 lo = mid + 1;
             }
             KeyOutcome::NotLinearizable => hi = mid,
@@ -116,7 +117,11 @@ pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Ano
     let failing = cuts
         .get(lo)
         .and_then(|&cut| ops.iter().position(|op| op.complete == Some(cut)));
-    let (prefix_ops, order) = witness;
+    let (cut, order) = witness;
+    let prefix_ops = match cut {
+        Some(cut) => prefixes.at(cut),
+        None => &[],
+    };
     let linearized: Vec<&Op> = order.iter().map(|&i| &prefix_ops[i]).collect();
     let state = final_state(model, &linearized);
     let message = match failing.map(|i| &ops[i]) {
@@ -141,23 +146,49 @@ pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Ano
     }
 }
 
-/// The key's history as observed just after event position `cut`.
-fn prefix_at(ops: &[Op], cut: usize) -> Vec<Op> {
-    ops.iter()
-        .filter(|op| op.invoke <= cut)
-        .map(|op| match op.complete {
-            Some(done) if done <= cut => op.clone(),
-            _ => {
-                let mut pending = op.clone();
-                pending.status = Status::Info;
-                pending.complete = None;
-                if let Action::Read(_) = pending.action {
-                    pending.action = Action::Read(None);
-                }
-                pending
+/// The key's history as observed just after an event position, for one position after
+/// another, made in one copy of the ops: they are sorted by invoke, so a prefix is a leading
+/// run of them in which the ops not completed by then are pending (they may or may not take
+/// effect, and a read's result is not yet known). Only those few are rewritten, and put back
+/// before the next prefix.
+struct Prefixes {
+    ops: Vec<Op>,
+    /// Ops rewritten for the current prefix, as they were.
+    rewritten: Vec<(usize, Op)>,
+}
+
+impl Prefixes {
+    fn new(ops: &[Op]) -> Self {
+        Prefixes {
+            ops: ops.to_vec(),
+            rewritten: Vec::new(),
+        }
+    }
+
+    /// The prefix just after event position `cut`.
+    fn at(&mut self, cut: usize) -> &[Op] {
+        for (i, op) in self.rewritten.drain(..) {
+            self.ops[i] = op;
+        }
+        let len = self.ops.partition_point(|op| op.invoke <= cut);
+        for (i, op) in self.ops[..len].iter_mut().enumerate() {
+            let done = op.complete.is_some_and(|done| done <= cut);
+            let is_pending = op.status == Status::Info
+                && op.complete.is_none()
+                && !matches!(op.action, Action::Read(Some(_)));
+            if done || is_pending {
+                continue;
             }
-        })
-        .collect()
+            let mut pending = op.clone();
+            pending.status = Status::Info;
+            pending.complete = None;
+            if let Action::Read(_) = pending.action {
+                pending.action = Action::Read(None);
+            }
+            self.rewritten.push((i, std::mem::replace(op, pending)));
+        }
+        &self.ops[..len]
+    }
 }
 
 /// The model's state after applying `linearized` in order, as text.
