@@ -19,6 +19,9 @@ pub trait Model: Send + Sync {
     /// The object's state; hashed and compared by the search's memoisation.
     type State: Clone + Eq + Hash + Debug + Send + Sync;
 
+    /// Facts about one key's ops, from [`facts`](Model::facts) (`()` when a model has none).
+    type Facts;
+
     /// The state before any operation.
     fn init(&self) -> Self::State;
 
@@ -30,14 +33,8 @@ pub trait Model: Send + Sync {
     /// Whether the model can interpret operations with this `f` at all.
     fn accepts(&self, f: Func) -> bool;
 
-    /// What the search may assume about one key's ops (`ops`, `fail` ones included) to cut
-    /// dead ends with [`may_still_apply`](Model::may_still_apply); `None` when nothing.
-    fn facts(&self, _ops: &[Op]) -> Option<Self::Facts> {
-        None
-    }
-
-    /// Facts about one key's ops, from [`facts`](Model::facts).
-    type Facts;
+    // What follows is optional knowledge for the search's dead-end tests (see
+    // `crate::search`); the defaults say nothing, which is always sound.
 
     /// The state `action` needs to apply, if it needs exactly one (a read of `v`, a cas
     /// from `v`); `None` when it applies in several or the model does not say.
@@ -48,6 +45,12 @@ pub trait Model: Send + Sync {
     /// What `action` does to the state, as far as the model can say without the state.
     fn effect(&self, _action: &Action) -> Effect<Self::State> {
         Effect::Unknown
+    }
+
+    /// What the search may assume about one key's ops (`ops`, `fail` ones included) to cut
+    /// dead ends with [`may_still_apply`](Model::may_still_apply); `None` when nothing.
+    fn facts(&self, _ops: &[Op]) -> Option<Self::Facts> {
+        None
     }
 
     /// `false` only if no sequence of this key's ops can take `state` to one in which
@@ -63,8 +66,9 @@ pub trait Model: Send + Sync {
     }
 }
 
-/// What an op does to the state, for the search's dead-end test: with every op's effect
-/// known, a state an op needs can come back only through an op still to apply that sets it.
+/// What an op does to the state when it applies, for the search's dead-end test: with every
+/// op's effect known, a state an op needs can come back only through an op still to apply
+/// that sets it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect<S> {
     /// Leaves the state as it was (a read).
