@@ -2,8 +2,9 @@
 //!
 //! Keys are independent registers, so a history is linearizable iff each key's sub-history is
 //! (P-compositionality, Herlihy & Wing's locality). Keys are checked on all cores, largest
-//! first (a single key, or a small history, on the calling thread); the first invalid key cancels the rest unless every anomaly was asked for. Each key
-//! takes the register fast path when its written values are unique, else the general search.
+//! first (a single key, or a small history, on the calling thread); the first invalid key
+//! cancels the rest unless every anomaly was asked for. Each key takes the fastest sound and
+//! complete algorithm that applies ([`crate::decide`]).
 
 use crate::budget::{Budget, KeyOutcome};
 use crate::decide::{decide, Method};

@@ -27,7 +27,7 @@ use crate::history::Recorder;
 use crate::kv::etcd::EtcdKv;
 use crate::kv::system::Clients;
 use crate::kv::KvCluster;
-use crate::lab::check::check_records;
+use crate::lab::check::{check_text, history_text};
 use crate::lab::cluster::{Access, HostsMode, RunCluster};
 use crate::lab::generator::{random_seed, Generator, Progress, ProgressView};
 use crate::lab::online::{OnlineChecker, OnlineOutcome};
@@ -662,8 +662,9 @@ async fn check(
     events: &[crate::history::Record],
     timeout: Option<Duration>,
 ) -> anyhow::Result<checker::Report> {
-    let events = events.to_vec();
-    tokio::task::spawn_blocking(move || check_records(&events, timeout))
+    // The text, not a copy of the records, goes to the checker's thread.
+    let text = history_text(events);
+    tokio::task::spawn_blocking(move || check_text(&text, timeout))
         .await
         .context("the checker thread failed")?
 }
@@ -797,6 +798,7 @@ fn print_verdict(summary: &RunSummary, report: &checker::Report, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::check::check_records;
 
     /// The full check's verdict stands, except that an anomaly found online outlives a full
     /// check that gave up (or disagreed), said in the errors.
