@@ -88,6 +88,16 @@ impl Budget {
     }
 }
 
+/// What a decision must produce besides its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// The verdict alone: a fast path then leaves a `Linearizable` order empty instead of
+    /// sorting its placements into one (most of its work on a valid key).
+    Verdict,
+    /// A `Linearizable` outcome lists its linearization.
+    Witness,
+}
+
 /// The verdict for one key's operations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyOutcome {

@@ -6,8 +6,8 @@
 //! cancels the rest unless every anomaly was asked for. Each key takes the fastest sound and
 //! complete algorithm that applies ([`crate::decide`]).
 
-use crate::budget::{Budget, KeyOutcome};
-use crate::decide::{decide, Method};
+use crate::budget::{Budget, KeyOutcome, Want};
+use crate::decide::{decide, Decision, Method};
 use crate::error::HistoryError;
 use crate::explain::{self, Anomaly};
 use crate::history::{Key, Op};
@@ -208,7 +208,11 @@ fn check_key(
     budget: &Budget,
 ) -> (KeyReport, Option<Anomaly>) {
     let started = Instant::now();
-    let (outcome, method) = decide(ops, &options.model, budget);
+    let Decision {
+        outcome,
+        method,
+        conflict_seen_by,
+    } = decide(ops, &options.model, budget, Want::Verdict);
     let mut anomaly = None;
     let valid = match outcome {
         KeyOutcome::Linearizable(_) => Verdict::Valid,
@@ -216,7 +220,13 @@ fn check_key(
             if !options.all_anomalies {
                 budget.cancel();
             }
-            anomaly = Some(explain::explain(key, ops, &options.model, budget));
+            anomaly = Some(explain::explain(
+                key,
+                ops,
+                &options.model,
+                budget,
+                conflict_seen_by,
+            ));
             Verdict::Invalid
         }
         KeyOutcome::Unknown(_) => Verdict::Unknown,

@@ -3,7 +3,7 @@
 //! Shared by [`crate::check`] (every key) and [`crate::explain`] (prefixes of an invalid
 //! key), so that neither needs the other's internals.
 
-use crate::budget::{Budget, KeyOutcome};
+use crate::budget::{Budget, KeyOutcome, Want};
 use crate::history::Op;
 use crate::spec::{CasRegister, ModelKind, Mutex};
 use crate::{append, register, search};
@@ -21,21 +21,43 @@ pub enum Method {
     Search,
 }
 
-/// Runs the fastest sound and complete algorithm that applies to these ops.
-pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget) -> (KeyOutcome, Method) {
+/// What [`decide`] found.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub outcome: KeyOutcome,
+    pub method: Method,
+    /// For a refuted key, where the conflict most likely shows in the history, when the
+    /// algorithm can say (the register fast path can): a hint for [`crate::explain`].
+    pub conflict_seen_by: Option<usize>,
+}
+
+/// Runs the fastest sound and complete algorithm that applies to these ops. With
+/// [`Want::Verdict`] a `Linearizable` order may be empty.
+pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget, want: Want) -> Decision {
+    let decision = |outcome, method| Decision {
+        outcome,
+        method,
+        conflict_seen_by: None,
+    };
     match model {
         ModelKind::CasRegister { initial } => {
-            if let Some(outcome) = register::check(ops, initial, budget) {
-                (outcome, Method::Register)
-            } else if let Some(outcome) = append::check(ops, initial, budget) {
-                (outcome, Method::Append)
+            if let Some((outcome, conflict_seen_by)) =
+                register::check_with_conflict(ops, initial, budget, want)
+            {
+                Decision {
+                    outcome,
+                    method: Method::Register,
+                    conflict_seen_by,
+                }
+            } else if let Some(outcome) = append::check(ops, initial, budget, want) {
+                decision(outcome, Method::Append)
             } else {
-                (
+                decision(
                     search::check(&CasRegister::new(initial.clone()), ops, budget),
                     Method::Search,
                 )
             }
         }
-        ModelKind::Mutex => (search::check(&Mutex, ops, budget), Method::Search),
+        ModelKind::Mutex => decision(search::check(&Mutex, ops, budget), Method::Search),
     }
 }

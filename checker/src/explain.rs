@@ -7,7 +7,7 @@
 //! after which no linearization exists: that op "cannot be placed", and the prefix just
 //! before it is the longest linearizable prefix, with its witness order.
 
-use crate::budget::{Budget, KeyOutcome};
+use crate::budget::{Budget, KeyOutcome, Want};
 use crate::decide::decide;
 use crate::history::{Action, Key, Op, Status};
 use crate::spec::{CasRegister, Model, ModelKind, Mutex};
@@ -71,8 +71,15 @@ pub struct Anomaly {
     pub window_failing: Option<usize>,
 }
 
-/// Explains why `ops` (one key, known not linearizable) is not linearizable.
-pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Anomaly {
+/// Explains why `ops` (one key, known not linearizable) is not linearizable; `hint` is where
+/// the conflict that refuted it most likely shows ([`crate::decide::Decision`]), if known.
+pub fn explain(
+    key: &Key,
+    ops: &[Op],
+    model: &ModelKind,
+    budget: &Budget,
+    hint: Option<usize>,
+) -> Anomaly {
     let budget = budget.fresh();
     let mut cuts: Vec<usize> = ops
         .iter()
@@ -81,46 +88,50 @@ pub fn explain(key: &Key, ops: &[Op], model: &ModelKind, budget: &Budget) -> Ano
         .collect();
     cuts.sort_unstable();
 
-    // Invariant: the prefix at cuts[hi] is not linearizable; the one before cuts[lo] is, with
-    // witness `witness` (the empty prefix is trivially linearizable).
+    // Invariant: the prefix at cuts[hi] is not linearizable; the one before cuts[lo] is (the
+    // empty prefix trivially). Probes ask for the verdict alone: the witness of the longest
+    // linearizable prefix is made once, at the end.
     let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
-    // The cut of the witness's prefix (`None`: the empty prefix) and its order.
-    let mut witness: (Option<usize>, Vec<usize>) = (None, Vec::new());
     let mut prefixes = Prefixes::new(ops);
+    // Where the conflict most likely shows: the search gallops back from the first cut there
+    // (1, 2, 4, ... cuts back) until a prefix is linearizable, then bisects what is left. A
+    // hint that is right costs two probes, not ~log2(cuts) over the whole history.
+    let mut hint = hint.map(|seen_by| cuts.partition_point(|&cut| cut < seen_by));
+    let mut step = 1;
     while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match decide(prefixes.at(cuts[mid]), model, &budget).0 {
-            KeyOutcome::Linearizable(order) => {
-                witness = (Some(cuts[mid]), order);
+        let mid = match hint.filter(|at| (lo..hi).contains(at)) {
+            Some(at) => {
+                hint = at.checked_sub(step);
+                step *= 2;
+                at
+            }
+            None => lo + (hi - lo) / 2,
+        };
+        match decide(prefixes.at(cuts[mid]), model, &budget, Want::Verdict).outcome {
+            KeyOutcome::Linearizable(_) => {
                 lo = mid + 1;
+                hint = None;
             }
             KeyOutcome::NotLinearizable => hi = mid,
-            KeyOutcome::Unknown(reason) => {
-                return Anomaly {
-                    key: key.clone(),
-                    op: None,
-                    message: format!(
-                        "not linearizable; the search for the first failing operation stopped ({})",
-                        reason.name()
-                    ),
-                    prefix_ops: 0,
-                    prefix: Vec::new(),
-                    state: None,
-                    window: Vec::new(),
-                    window_order: Vec::new(),
-                    window_failing: None,
-                };
-            }
+            KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
         }
     }
 
     let failing = cuts
         .get(lo)
         .and_then(|&cut| ops.iter().position(|op| op.complete == Some(cut)));
-    let (cut, order) = witness;
-    let prefix_ops = match cut {
-        Some(cut) => prefixes.at(cut),
-        None => &[],
+    // The longest linearizable prefix: the one at the last cut found linearizable.
+    let (prefix_ops, order) = match lo.checked_sub(1).and_then(|i| cuts.get(i)) {
+        None => (&[][..], Vec::new()),
+        Some(&cut) => {
+            let prefix = prefixes.at(cut);
+            match decide(prefix, model, &budget, Want::Witness).outcome {
+                KeyOutcome::Linearizable(order) => (prefix, order),
+                KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
+                // Decided linearizable a moment ago by the same algorithm.
+                KeyOutcome::NotLinearizable => return stopped(key, "inconsistent verdicts"),
+            }
+        }
     };
     let linearized: Vec<&Op> = order.iter().map(|&i| &prefix_ops[i]).collect();
     let state = final_state(model, &linearized);
@@ -204,6 +215,23 @@ fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
         ModelKind::Mutex => {
             run(&Mutex, linearized).map(|held| if held { "held" } else { "free" }.to_string())
         }
+    }
+}
+
+/// The anomaly when the search for the first failing operation stopped (`why`).
+fn stopped(key: &Key, why: &str) -> Anomaly {
+    Anomaly {
+        key: key.clone(),
+        op: None,
+        message: format!(
+            "not linearizable; the search for the first failing operation stopped ({why})"
+        ),
+        prefix_ops: 0,
+        prefix: Vec::new(),
+        state: None,
+        window: Vec::new(),
+        window_order: Vec::new(),
+        window_failing: None,
     }
 }
 

@@ -22,7 +22,7 @@ pub mod search;
 pub mod spec;
 pub mod synth;
 
-pub use budget::{Budget, GiveUp, KeyOutcome};
+pub use budget::{Budget, GiveUp, KeyOutcome, Want};
 pub use check::{check, CheckOptions, Report, Verdict};
 pub use error::HistoryError;
 pub use spec::{Model, ModelKind};

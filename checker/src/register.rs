@@ -77,7 +77,7 @@
 //! free point by binary search. The whole check is O(n log n), iterative (no recursion), and
 //! polls the [`Budget`] now and then.
 
-use crate::budget::{Budget, KeyOutcome};
+use crate::budget::{Budget, KeyOutcome, Want};
 use crate::history::{Action, Op, Status, Value};
 use hashbrown::HashMap;
 
@@ -107,17 +107,50 @@ const NO_OP: usize = usize::MAX;
 /// `initial`, when every written value is unique; `None` when the fast path does not apply
 /// (see the module docs) and the general search must decide.
 ///
-/// A `Linearizable` witness lists positions in `ops`, in linearization order.
-pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome> {
+/// A `Linearizable` witness lists positions in `ops`, in linearization order (empty when
+/// only the verdict is wanted).
+pub fn check(ops: &[Op], initial: &Value, budget: &Budget, want: Want) -> Option<KeyOutcome> {
+    check_with_conflict(ops, initial, budget, want).map(|(outcome, _)| outcome)
+}
+
+/// [`check`], and for a key it refutes, the latest event position among the ops whose
+/// constraints it found in conflict: the history observed up to there most likely holds
+/// that conflict already (a hint for [`crate::explain`], which verifies it).
+pub fn check_with_conflict(
+    ops: &[Op],
+    initial: &Value,
+    budget: &Budget,
+    want: Want,
+) -> Option<(KeyOutcome, Option<usize>)> {
+    Some(match run(ops, initial, budget, want)? {
+        Ok(outcome) => (outcome, None),
+        Err(Conflict(seen_by)) => (KeyOutcome::NotLinearizable, Some(seen_by)),
+    })
+}
+
+/// A refutation: the latest event position among the ops in conflict.
+struct Conflict(usize);
+
+/// [`check`], telling a refutation's conflict apart: `Err` is `NotLinearizable`.
+fn run(
+    ops: &[Op],
+    initial: &Value,
+    budget: &Budget,
+    want: Want,
+) -> Option<Result<KeyOutcome, Conflict>> {
     if let Some(why) = budget.exhausted() {
-        return Some(KeyOutcome::Unknown(why));
+        return Some(Ok(KeyOutcome::Unknown(why)));
     }
+    // Where an op's constraints are all known: its completion, or (info) its invocation.
+    let seen = |o: usize| ops[o].complete.unwrap_or(ops[o].invoke);
 
     // ---- Scan: applicability, writers, reads. ----
-    let mut cluster_of: HashMap<&Value, usize> = HashMap::new();
+    // Sized for every op up front: growing them was a fifth of the work on a 1,000-op key.
+    let mut cluster_of: HashMap<&Value, usize> = HashMap::with_capacity(ops.len());
     // writer op per cluster; cluster 0 has none.
-    let mut writer: Vec<usize> = vec![NO_OP];
-    let mut reads: Vec<(&Value, usize)> = Vec::new();
+    let mut writer: Vec<usize> = Vec::with_capacity(ops.len() + 1);
+    writer.push(NO_OP);
+    let mut reads: Vec<(&Value, usize)> = Vec::with_capacity(ops.len());
     let mut noops: Vec<usize> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         if op.status == Status::Fail {
@@ -168,10 +201,10 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
 
     // ---- Reads into clusters (CSR, each cluster's reads in invoke order). ----
     let mut read_cluster = Vec::with_capacity(reads.len());
-    for &(v, _) in &reads {
+    for &(v, r) in &reads {
         match lookup(v) {
             Some(c) => read_cluster.push(c),
-            None => return Some(KeyOutcome::NotLinearizable),
+            None => return Some(Err(Conflict(seen(r)))),
         }
     }
     let mut read_start = vec![0usize; clusters + 1];
@@ -191,23 +224,32 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
     let cluster_reads = |c: usize| &read_ops[read_start[c]..read_start[c + 1]];
 
     // ---- Which writers took effect: ok ones, and info ones that are observed. ----
+    // Each with where the history first showed it took effect (for conflicts).
     let mut included = vec![false; clusters];
-    let mut stack: Vec<usize> = vec![INITIAL];
+    let mut included_by = vec![0usize; clusters];
+    let mut stack: Vec<(usize, usize)> = vec![(INITIAL, 0)];
     for c in 1..clusters {
         if ops[writer[c]].status == Status::Ok {
-            stack.push(c);
+            stack.push((c, seen(writer[c])));
         }
     }
-    stack.extend(read_cluster.iter().copied());
-    while let Some(c) = stack.pop() {
+    stack.extend(
+        read_cluster
+            .iter()
+            .zip(&reads)
+            .map(|(&c, &(_, r))| (c, seen(r))),
+    );
+    while let Some((c, by)) = stack.pop() {
         if included[c] {
             continue;
         }
         included[c] = true;
+        included_by[c] = by;
         if c != INITIAL {
+            let by = by.max(ops[writer[c]].invoke);
             match consumes(c) {
-                Some(Some(prev)) => stack.push(prev),
-                Some(None) => return Some(KeyOutcome::NotLinearizable),
+                Some(Some(prev)) => stack.push((prev, by)),
+                Some(None) => return Some(Err(Conflict(by))),
                 None => {}
             }
         }
@@ -219,13 +261,14 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
     for (c, _) in included.iter().enumerate().skip(1).filter(|(_, &inc)| inc) {
         if let Some(Some(prev)) = consumes(c) {
             if next[prev] != NO_OP {
-                return Some(KeyOutcome::NotLinearizable);
+                let by = included_by[c].max(included_by[next[prev]]);
+                return Some(Err(Conflict(by)));
             }
             next[prev] = c;
         }
     }
     if let Some(why) = budget.exhausted() {
-        return Some(KeyOutcome::Unknown(why));
+        return Some(Ok(KeyOutcome::Unknown(why)));
     }
 
     // ---- Blocks: walk chains from the initial cluster and from each included write. ----
@@ -236,6 +279,9 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
         initial: bool,
         l_star: Pt,
         k: Pt,
+        /// Where the ops giving `l_star` and `k`, and the block's inclusion, were seen.
+        l_star_by: usize,
+        k_by: usize,
     }
     let mut chain: Vec<usize> = Vec::new();
     // K_i per cluster: the earliest point its stage may start (for witness placement).
@@ -247,45 +293,58 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
     for (n, head) in heads.enumerate() {
         if n % POLL_EVERY == 0 {
             if let Some(why) = budget.exhausted() {
-                return Some(KeyOutcome::Unknown(why));
+                return Some(Ok(KeyOutcome::Unknown(why)));
             }
         }
         let is_initial = head == INITIAL;
         let start = chain.len();
-        let s = if is_initial {
-            NEG_INF
+        let (s, s_by) = if is_initial {
+            (NEG_INF, 0)
         } else {
-            pt(ops[writer[head]].invoke)
+            (pt(ops[writer[head]].invoke), included_by[head])
         };
         let (mut l_star, mut running_e) = (POS_INF, NEG_INF);
+        // Where the ops giving them were seen; `block_by`: where its clusters were.
+        let (mut l_star_by, mut running_e_by, mut block_by) = (0, 0, 0);
         let mut c = head;
         let mut first = true;
         loop {
             chain.push(c);
+            block_by = block_by.max(included_by[c]);
             let w = writer[c];
-            let (mut l, mut e) = (POS_INF, NEG_INF);
+            let (mut l, mut e, mut l_by, mut e_by) = (POS_INF, NEG_INF, 0, 0);
             if w != NO_OP {
-                l = pt(ops[w].end());
-                e = pt(ops[w].invoke);
+                (l, e) = (pt(ops[w].end()), pt(ops[w].invoke));
+                (l_by, e_by) = (seen(w), seen(w));
             }
             for &r in cluster_reads(c) {
-                l = l.min(pt(ops[r].end()));
-                e = e.max(pt(ops[r].invoke));
+                if pt(ops[r].end()) < l {
+                    (l, l_by) = (pt(ops[r].end()), seen(r));
+                }
+                if pt(ops[r].invoke) > e {
+                    (e, e_by) = (pt(ops[r].invoke), seen(r));
+                }
             }
-            let k_i = if first {
-                s
+            let (k_i, k_by) = if first {
+                (s, s_by)
+            } else if running_e >= pt(ops[w].invoke) {
+                (running_e, running_e_by)
             } else {
-                running_e.max(pt(ops[w].invoke))
+                (pt(ops[w].invoke), seen(w))
             };
             // The initial cluster has no writer: nothing to check, no bound on the start.
             if !(first && is_initial) {
                 if k_i >= l {
-                    return Some(KeyOutcome::NotLinearizable);
+                    return Some(Err(Conflict(k_by.max(l_by).max(block_by))));
                 }
-                l_star = l_star.min(l);
+                if l < l_star {
+                    (l_star, l_star_by) = (l, l_by);
+                }
             }
             stage_k[c] = k_i;
-            running_e = running_e.max(e);
+            if e > running_e {
+                (running_e, running_e_by) = (e, e_by);
+            }
             first = false;
             c = next[c];
             if c == NO_OP {
@@ -298,31 +357,37 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
             initial: is_initial,
             l_star,
             k: running_e,
+            l_star_by: l_star_by.max(block_by),
+            k_by: running_e_by.max(block_by),
         });
     }
     // Every included cluster is on some chain, or else on a cas cycle.
     if chain.len() != included.iter().filter(|&&b| b).count() {
-        return Some(KeyOutcome::NotLinearizable);
+        let by = included_by.iter().max().copied().unwrap_or(0);
+        return Some(Err(Conflict(by)));
     }
     if let Some(why) = budget.exhausted() {
-        return Some(KeyOutcome::Unknown(why));
+        return Some(Ok(KeyOutcome::Unknown(why)));
     }
 
     // ---- Forward regions: pairwise disjoint. ----
-    // (L, K) per forward region; the initial block's is (−∞, K].
-    let mut regions: Vec<(Pt, Pt)> = Vec::new();
+    // (L, K, where the ops giving L and K were seen) per forward region; the initial
+    // block's is (−∞, K].
+    let mut regions: Vec<(Pt, Pt, usize, usize)> = Vec::new();
     for b in &blocks {
         if b.initial {
             if b.k != NEG_INF {
-                regions.push((NEG_INF, b.k));
+                regions.push((NEG_INF, b.k, 0, b.k_by));
             }
         } else if b.l_star < b.k {
-            regions.push((b.l_star, b.k));
+            regions.push((b.l_star, b.k, b.l_star_by, b.k_by));
         }
     }
     regions.sort_unstable();
-    if regions.windows(2).any(|w| w[0].1 >= w[1].0) {
-        return Some(KeyOutcome::NotLinearizable);
+    // A later region starting inside an earlier one: the earlier one's span and the later
+    // one's start are the conflict (not how far the later one reaches).
+    if let Some(w) = regions.windows(2).find(|w| w[0].1 >= w[1].0) {
+        return Some(Err(Conflict(w[0].2.max(w[0].3).max(w[1].2))));
     }
 
     // ---- Backward windows: a free half-way point in (K, L*) outside every region. ----
@@ -333,7 +398,7 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
     for (n, b) in blocks.iter().enumerate() {
         if n % POLL_EVERY == 0 {
             if let Some(why) = budget.exhausted() {
-                return Some(KeyOutcome::Unknown(why));
+                return Some(Ok(KeyOutcome::Unknown(why)));
             }
         }
         if b.initial {
@@ -345,14 +410,20 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
         }
         backward[n] = true;
         let mut x = b.k + 1;
+        let mut by = b.k_by.max(b.l_star_by);
         let idx = regions.partition_point(|r| r.0 <= x);
         if idx > 0 && regions[idx - 1].1 > x {
             x = regions[idx - 1].1 + 1;
+            by = by.max(regions[idx - 1].2).max(regions[idx - 1].3);
         }
         if x >= b.l_star {
-            return Some(KeyOutcome::NotLinearizable);
+            return Some(Err(Conflict(by)));
         }
         first_pt[n] = x;
+    }
+
+    if want == Want::Verdict {
+        return Some(Ok(KeyOutcome::Linearizable(Vec::new())));
     }
 
     // ---- Witness: every op at its point; ties broken backward-first, then chain order. ----
@@ -385,10 +456,10 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget) -> Option<KeyOutcome>
         placed.push((pt(ops[o].invoke) + 1, 2, usize::MAX, 0, o));
     }
     if let Some(why) = budget.exhausted() {
-        return Some(KeyOutcome::Unknown(why));
+        return Some(Ok(KeyOutcome::Unknown(why)));
     }
     placed.sort_unstable();
-    Some(KeyOutcome::Linearizable(
+    Some(Ok(KeyOutcome::Linearizable(
         placed.into_iter().map(|p| p.4).collect(),
-    ))
+    )))
 }

@@ -11,7 +11,7 @@ mod support;
 use checker::history::{Action, Op, Status, Value};
 use checker::spec::CasRegister;
 use checker::synth::{self, Anomaly, Mix, SynthSpec};
-use checker::{append, search, Budget, KeyOutcome};
+use checker::{append, search, Budget, KeyOutcome, Want};
 use support::append_gen::{mutate, simulate, Rng};
 use support::oracle;
 use support::register_gen::{ops, split_by_key};
@@ -32,7 +32,7 @@ fn seeds(base: u64, count: u64) -> impl Iterator<Item = u64> {
 }
 
 fn fast(ops: &[Op], initial: &Value) -> Option<KeyOutcome> {
-    append::check(ops, initial, &Budget::unlimited())
+    append::check(ops, initial, &Budget::unlimited(), Want::Witness)
 }
 
 fn initial_for(rng: &mut Rng) -> Value {

@@ -6,7 +6,7 @@ mod support;
 use checker::history::{Action, Op, Status, Value};
 use checker::spec::CasRegister;
 use checker::synth::{self, Anomaly, SynthSpec};
-use checker::{register, Budget, KeyOutcome};
+use checker::{register, Budget, KeyOutcome, Want};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::cell::Cell;
 use support::oracle;
@@ -20,7 +20,7 @@ fn int(i: i64) -> Value {
 }
 
 fn fast(ops: &[Op], initial: &Value) -> Option<KeyOutcome> {
-    register::check(ops, initial, &Budget::unlimited())
+    register::check(ops, initial, &Budget::unlimited(), Want::Witness)
 }
 
 /// The fast path's verdict, checked against the oracle (and its witness verified).
@@ -429,7 +429,7 @@ fn budget_exhaustion_is_unknown() {
     let budget = Budget::unlimited();
     budget.cancel();
     assert!(matches!(
-        register::check(&h, &Value::Null, &budget),
+        register::check(&h, &Value::Null, &budget, Want::Witness),
         Some(KeyOutcome::Unknown(_))
     ));
 }

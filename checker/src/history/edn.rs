@@ -14,7 +14,7 @@
 //! [`write_records`] prints [`Record`]s this way, client values as `[key value]` tuples, for
 //! tools that read Jepsen's histories.
 
-use super::{Event, EventType, Func, RawValue, Record, Value, Who};
+use super::{bytes, Event, EventType, Func, RawValue, Record, Value, Who};
 use crate::error::HistoryError;
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -30,7 +30,7 @@ pub const MAX_DEPTH: usize = 64;
 pub fn parse(input: &[u8]) -> Result<Vec<Event>, HistoryError> {
     let text = std::str::from_utf8(input).map_err(|err| {
         let prefix = input.get(..err.valid_up_to()).unwrap_or_default();
-        let line = 1 + memchr::memchr_iter(b'\n', prefix).count();
+        let line = 1 + bytes::count(b'\n', prefix);
         HistoryError::at(line, "invalid UTF-8")
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -292,7 +292,7 @@ impl<'a> Reader<'a> {
                 Some(b';') => {
                     let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
                     // Leave the newline itself for the arm above, which counts it.
-                    self.pos += memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                    self.pos += bytes::find(b'\n', rest).unwrap_or(rest.len());
                 }
                 Some(b'#') if self.peek_at(1) == Some(b'_') => {
                     self.pos += 2;
@@ -490,9 +490,9 @@ impl<'a> Reader<'a> {
                 _ => {
                     // Copy the run up to the next quote or backslash in one go.
                     let rest = bytes.get(self.pos..).unwrap_or_default();
-                    let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                    let run = bytes::find_either(b'"', b'\\', rest).unwrap_or(rest.len());
                     let chunk = self.slice(self.pos, self.pos + run)?;
-                    self.line += memchr::memchr_iter(b'\n', chunk.as_bytes()).count();
+                    self.line += bytes::count(b'\n', chunk.as_bytes());
                     owned.push_str(chunk);
                     self.pos += run;
                 }

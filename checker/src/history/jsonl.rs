@@ -15,7 +15,7 @@
 //! ends into pieces parsed in parallel, whose events are paired while the next pieces are
 //! parsed ([`Pipeline`]).
 
-use super::{Event, EventType, Func, RawValue, Record, Value, Who};
+use super::{bytes, Event, EventType, Func, RawValue, Record, Value, Who};
 use crate::error::HistoryError;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -108,83 +108,77 @@ fn read_runs_sized(
     // Blocks large enough to be parsed in parallel are read while the block before is
     // parsed: reading alone would leave every core idle.
     let overlap = sizes.block >= sizes.parallel_min;
-    // `buffer[..filled]` is unparsed input; the buffer grows only for a line longer than it.
-    let mut buffer = vec![0; sizes.block.max(1)];
-    let mut filled = 0;
-    let mut at_end = read_into(&mut reader, &mut buffer, &mut filled)?;
+    // `buffer` holds unparsed input, up to `size` bytes; `size` grows only for a line longer
+    // than it.
+    let mut size = sizes.block.max(1);
+    let mut buffer = Vec::with_capacity(size);
+    let mut at_end = read_into(&mut reader, &mut buffer, size)?;
     // The next block's buffer.
     let mut next = Vec::new();
     let mut first = true;
     loop {
-        let unparsed = buffer.get(..filled).unwrap_or_default();
         // Whole lines only, until the end of the input.
         let end = if at_end {
-            filled
+            buffer.len()
         } else {
-            match memchr::memrchr(b'\n', unparsed) {
+            match bytes::rfind(b'\n', &buffer) {
                 Some(newline) => newline + 1,
                 None => {
-                    buffer.resize(2 * buffer.len(), 0);
-                    at_end = read_into(&mut reader, &mut buffer, &mut filled)?;
+                    size *= 2;
+                    at_end = read_into(&mut reader, &mut buffer, size)?;
                     continue;
                 }
             }
         };
-        let start = if first && unparsed.starts_with(b"\xEF\xBB\xBF") {
+        let start = if first && buffer.starts_with(b"\xEF\xBB\xBF") {
             3
         } else {
             0
         };
         first = false;
-        let block = unparsed.get(start..end).unwrap_or_default();
+        let block = buffer.get(start..end).unwrap_or_default();
         if at_end {
             pipeline.feed(block)?;
             return pipeline.finish();
         }
         // The start of the last line, which the block leaves out, begins the next buffer.
-        let rest = unparsed.get(end..).unwrap_or_default();
-        if next.len() < buffer.len() {
-            next.resize(buffer.len(), 0);
-        }
-        if let Some(head) = next.get_mut(..rest.len()) {
-            head.copy_from_slice(rest);
-        }
-        let mut next_filled = rest.len();
+        next.clear();
+        next.extend_from_slice(buffer.get(end..).unwrap_or_default());
         let (fed, read) = if overlap {
             rayon::join(
                 || pipeline.feed(block),
-                || read_into(&mut reader, &mut next, &mut next_filled),
+                || read_into(&mut reader, &mut next, size),
             )
         } else {
             (
                 pipeline.feed(block),
-                read_into(&mut reader, &mut next, &mut next_filled),
+                read_into(&mut reader, &mut next, size),
             )
         };
         // A bad line comes before a read error further on.
         fed?;
         at_end = read?;
         std::mem::swap(&mut buffer, &mut next);
-        filled = next_filled;
     }
 }
 
-/// Reads into `buffer[*filled..]` until it is full or the input ends; returns whether it
-/// ended.
+/// Reads onto the end of `buffer` until it holds `size` bytes or the input ends; returns
+/// whether it ended. Bytes are read into the vector's spare room: nothing is zeroed first.
 fn read_into(
     reader: &mut impl std::io::Read,
-    buffer: &mut [u8],
-    filled: &mut usize,
+    buffer: &mut Vec<u8>,
+    size: usize,
 ) -> Result<bool, HistoryError> {
-    while let Some(free) = buffer.get_mut(*filled..).filter(|free| !free.is_empty()) {
-        match reader.read(free) {
-            Ok(0) => return Ok(true),
-            Ok(read) => *filled += read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(HistoryError::File(err.to_string())),
-        }
-    }
-    Ok(false)
+    use std::io::Read as _;
+    let wanted = size.saturating_sub(buffer.len());
+    buffer.reserve_exact(wanted);
+    // `read_to_end` retries interrupted reads and stops at the limit or the end of input.
+    let read = reader
+        .by_ref()
+        .take(wanted as u64)
+        .read_to_end(buffer)
+        .map_err(|err| HistoryError::File(err.to_string()))?;
+    Ok(read < wanted)
 }
 
 /// The length of `input`'s first `at_least` bytes extended to the end of their last line
@@ -192,7 +186,7 @@ fn read_into(
 fn line_boundary(input: &[u8], at_least: usize) -> usize {
     match input
         .get(at_least..)
-        .and_then(|after| memchr::memchr(b'\n', after))
+        .and_then(|after| bytes::find(b'\n', after))
     {
         Some(newline) => at_least + newline + 1,
         None => input.len(),
@@ -526,12 +520,12 @@ fn read<'a, V: Deserialize<'a>, T>(
     Ok(out)
 }
 
-/// The lines of `input` (without their `\n`), found with memchr: the hot loop of a big file.
+/// The lines of `input` (without their `\n`): the hot loop of a big file.
 fn lines(input: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(input);
     std::iter::from_fn(move || {
         let current = rest?;
-        match memchr::memchr(b'\n', current) {
+        match bytes::find(b'\n', current) {
             Some(end) => {
                 rest = current.get(end + 1..);
                 current.get(..end)

@@ -8,6 +8,7 @@
 //! [`pair`](pairing::pair) turns those into [`Op`]s: one per invocation, with the completion
 //! that belongs to it. The checker works on `Op`s only.
 
+mod bytes;
 pub mod edn;
 pub mod jsonl;
 pub mod pairing;
