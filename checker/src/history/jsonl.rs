@@ -354,7 +354,7 @@ fn strip_bom(input: &[u8]) -> &[u8] {
 fn fast_event(line: usize, bytes: &[u8]) -> Option<Event> {
     let mut cursor = Cursor(bytes);
     cursor.tag(b"{\"f\":")?;
-    let f = Func::from_name(cursor.plain_str()?)?;
+    let f = Func::from_name_bytes(cursor.plain_bytes()?)?;
     cursor.tag(b",\"index\":")?;
     let index = u64::try_from(cursor.int()?).ok()?;
     cursor.tag(b",\"key\":")?;
@@ -364,8 +364,10 @@ fn fast_event(line: usize, bytes: &[u8]) -> Option<Event> {
     cursor.tag(b",\"time\":")?;
     let time = cursor.int()?;
     cursor.tag(b",\"type\":")?;
-    let kind = cursor.plain_str()?;
-    let kind = EventType::ALL.into_iter().find(|k| k.name() == kind)?;
+    let kind = cursor.plain_bytes()?;
+    let kind = EventType::ALL
+        .into_iter()
+        .find(|k| k.name().as_bytes() == kind)?;
     cursor.tag(b",\"value\":")?;
     let value = if cursor.tag(b"[").is_some() {
         let old = cursor.scalar()?;
@@ -407,13 +409,19 @@ impl<'a> Cursor<'a> {
 
     /// A string without escapes or control characters (which serde_json would borrow as is).
     fn plain_str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.plain_bytes()?).ok()
+    }
+
+    /// [`Cursor::plain_str`]'s bytes, not yet checked to be UTF-8: enough to compare with an
+    /// ASCII name (any other bytes do not match it).
+    fn plain_bytes(&mut self) -> Option<&'a [u8]> {
         let rest = self.0.strip_prefix(b"\"")?;
         let end = rest
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
         let (text, after) = rest.split_at(end);
         self.0 = after.strip_prefix(b"\"")?;
-        std::str::from_utf8(text).ok()
+        Some(text)
     }
 
     /// An integer that serde_json reads as the same `i64`. At most 18 digits, so it cannot
@@ -424,16 +432,17 @@ impl<'a> Cursor<'a> {
             Some(rest) => (true, rest),
             None => (false, self.0),
         };
-        let mut magnitude: i64 = 0;
-        let mut len = 0;
-        while let Some(&digit) = digits.get(len).filter(|d| d.is_ascii_digit()) {
-            if len == 18 {
-                return None;
-            }
-            magnitude = magnitude * 10 + i64::from(digit - b'0');
-            len += 1;
+        let len = digits
+            .iter()
+            .position(|d| !d.is_ascii_digit())
+            .unwrap_or(digits.len());
+        if len > 18 {
+            return None;
         }
         let (number, after) = digits.split_at(len);
+        let magnitude = number
+            .iter()
+            .fold(0i64, |n, &digit| n * 10 + i64::from(digit - b'0'));
         match number {
             [] | [b'0', _, ..] => return None,
             [b'0'] if negative => return None,

@@ -132,13 +132,18 @@ impl Func {
 
     /// Parses an `f` name; `None` for anything the models do not know.
     pub fn from_name(name: &str) -> Option<Func> {
+        Func::from_name_bytes(name.as_bytes())
+    }
+
+    /// [`Func::from_name`] on the name's bytes (no UTF-8 check needed: the names are ASCII).
+    pub fn from_name_bytes(name: &[u8]) -> Option<Func> {
         Some(match name {
-            "read" => Func::Read,
-            "write" => Func::Write,
-            "cas" => Func::Cas,
-            "append" => Func::Append,
-            "acquire" => Func::Acquire,
-            "release" => Func::Release,
+            b"read" => Func::Read,
+            b"write" => Func::Write,
+            b"cas" => Func::Cas,
+            b"append" => Func::Append,
+            b"acquire" => Func::Acquire,
+            b"release" => Func::Release,
             _ => return None,
         })
     }
