@@ -82,7 +82,10 @@ fn property_the_failing_op_is_the_first_whose_completion_breaks_the_history() {
         Ok(())
     })
     .unwrap();
-    eprintln!("{} refuted histories explained as the scan does", agreed.get());
+    eprintln!(
+        "{} refuted histories explained as the scan does",
+        agreed.get()
+    );
     assert!(refuted.get() >= 500, "{}", refuted.get());
 }
 
