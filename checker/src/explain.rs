@@ -93,28 +93,39 @@ pub fn explain(
     // linearizable prefix is made once, at the end.
     let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
     let mut prefixes = Prefixes::new(ops);
-    // Where the conflict most likely shows: the search gallops back from the first cut there
-    // (1, 2, 4, ... cuts back) until a prefix is linearizable, then bisects what is left. A
-    // hint that is right costs two probes, not ~log2(cuts) over the whole history.
-    let mut hint = hint.map(|seen_by| cuts.partition_point(|&cut| cut < seen_by));
-    let mut step = 1;
+    // Where the conflict most likely shows: the search gallops from the first cut there (1,
+    // 2, 4, ... cuts at a time) back while prefixes are refuted, or on while they are
+    // linearizable, until the outcome turns; then it bisects what is left. A hint that is
+    // right costs two probes, not ~log2(cuts) over the whole history.
+    let mut next = hint.map(|seen_by| cuts.partition_point(|&cut| cut < seen_by));
+    let (mut step, mut forward) = (1, None);
     while lo < hi {
-        let mid = match hint.filter(|at| (lo..hi).contains(at)) {
-            Some(at) => {
-                hint = at.checked_sub(step);
+        let galloping = next.filter(|at| (lo..hi).contains(at));
+        let mid = galloping.unwrap_or(lo + (hi - lo) / 2);
+        let linearizable = match decide(prefixes.at(cuts[mid]), model, &budget, Want::Verdict)
+            .outcome
+        {
+            KeyOutcome::Linearizable(_) => true,
+            KeyOutcome::NotLinearizable => false,
+            KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
+        };
+        if linearizable {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+        next = match galloping {
+            Some(_) if *forward.get_or_insert(linearizable) == linearizable => {
+                let at = if linearizable {
+                    mid.checked_add(step)
+                } else {
+                    mid.checked_sub(step)
+                };
                 step *= 2;
                 at
             }
-            None => lo + (hi - lo) / 2,
+            _ => None,
         };
-        match decide(prefixes.at(cuts[mid]), model, &budget, Want::Verdict).outcome {
-            KeyOutcome::Linearizable(_) => {
-                lo = mid + 1;
-                hint = None;
-            }
-            KeyOutcome::NotLinearizable => hi = mid,
-            KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
-        }
     }
 
     let failing = cuts

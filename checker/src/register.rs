@@ -241,6 +241,9 @@ fn run(
     );
     while let Some((c, by)) = stack.pop() {
         if included[c] {
+            // The earliest reason counts (those reached later through a cas may still carry
+            // a later one: a hint need not be exact).
+            included_by[c] = included_by[c].min(by);
             continue;
         }
         included[c] = true;
@@ -384,10 +387,8 @@ fn run(
         }
     }
     regions.sort_unstable();
-    // A later region starting inside an earlier one: the earlier one's span and the later
-    // one's start are the conflict (not how far the later one reaches).
     if let Some(w) = regions.windows(2).find(|w| w[0].1 >= w[1].0) {
-        return Some(Err(Conflict(w[0].2.max(w[0].3).max(w[1].2))));
+        return Some(Err(Conflict(w[0].2.max(w[0].3).max(w[1].2).max(w[1].3))));
     }
 
     // ---- Backward windows: a free half-way point in (K, L*) outside every region. ----
