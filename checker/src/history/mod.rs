@@ -85,6 +85,17 @@ impl EventType {
             EventType::Info => "info",
         }
     }
+
+    /// The event type a `type` name names, from its bytes.
+    pub fn from_name_bytes(name: &[u8]) -> Option<EventType> {
+        Some(match name {
+            b"invoke" => EventType::Invoke,
+            b"ok" => EventType::Ok,
+            b"fail" => EventType::Fail,
+            b"info" => EventType::Info,
+            _ => return None,
+        })
+    }
 }
 
 /// One event as a history file holds it: what every history writer records and prints.
