@@ -107,7 +107,7 @@ pub const WORST_KEYS: usize = 5;
 /// Checks `ops` (from [`crate::history::pairing::pair`]) against the model in `options`.
 ///
 /// Fails only on operations the model cannot interpret (e.g. `acquire` in a register history).
-pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryError> {
+pub fn check(mut ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryError> {
     let started = Instant::now();
     if let Some(op) = ops
         .iter()
@@ -127,26 +127,22 @@ pub fn check(ops: Vec<Op>, options: &CheckOptions) -> Result<Report, HistoryErro
     let budget = Budget::new(options.timeout.map(|t| started + t), options.memory_limit);
 
     let check_one = |(key, positions): &(Key, Vec<usize>)| {
-        if keys.len() == 1 {
-            return check_key(key, &ops, options, &budget);
-        }
         // Each key's ops are copied only while it is checked, so the copies reuse the same
         // memory: moving every op into its group up front cost a sequential copy of the
         // whole history into fresh memory, a fifth of a large check.
-        let key_ops: Vec<Op> = positions
+        let mut key_ops: Vec<Op> = positions
             .iter()
             .filter_map(|&position| ops.get(position).cloned())
             .collect();
-        check_key(key, &key_ops, options, &budget)
+        check_key(key, &mut key_ops, options, &budget)
     };
     // Starting the thread pool costs more than a small history takes to check, and one key
-    // is checked on one core anyway.
-    let mut results: Vec<(KeyReport, Option<Anomaly>)> =
-        if keys.len() == 1 || total_ops < SEQUENTIAL_BELOW_OPS {
-            keys.iter().map(check_one).collect()
-        } else {
-            keys.par_iter().map(check_one).collect()
-        };
+    // is checked on one core anyway (on the history itself: no copy).
+    let mut results: Vec<(KeyReport, Option<Anomaly>)> = match keys.as_slice() {
+        [(key, _)] => vec![check_key(key, &mut ops, options, &budget)],
+        _ if total_ops < SEQUENTIAL_BELOW_OPS => keys.iter().map(check_one).collect(),
+        _ => keys.par_iter().map(check_one).collect(),
+    };
     results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
 
     let mut anomalies = Vec::new();
@@ -203,7 +199,7 @@ fn split_by_key(ops: &[Op]) -> Vec<(Key, Vec<usize>)> {
 /// Decides one key and, if it is not linearizable, explains why.
 fn check_key(
     key: &Key,
-    ops: &[Op],
+    ops: &mut [Op],
     options: &CheckOptions,
     budget: &Budget,
 ) -> (KeyReport, Option<Anomaly>) {

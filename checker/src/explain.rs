@@ -73,9 +73,12 @@ pub struct Anomaly {
 
 /// Explains why `ops` (one key, known not linearizable) is not linearizable; `hint` is where
 /// the conflict that refuted it most likely shows ([`crate::decide::Decision`]), if known.
+///
+/// The prefixes it decides are made by rewriting `ops` in place (no copy of the history);
+/// every op is as it was when this returns.
 pub fn explain(
     key: &Key,
-    ops: &[Op],
+    ops: &mut [Op],
     model: &ModelKind,
     budget: &Budget,
     hint: Option<usize>,
@@ -102,13 +105,12 @@ pub fn explain(
     while lo < hi {
         let galloping = next.filter(|at| (lo..hi).contains(at));
         let mid = galloping.unwrap_or(lo + (hi - lo) / 2);
-        let linearizable = match decide(prefixes.at(cuts[mid]), model, &budget, Want::Verdict)
-            .outcome
-        {
-            KeyOutcome::Linearizable(_) => true,
-            KeyOutcome::NotLinearizable => false,
-            KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
-        };
+        let linearizable =
+            match decide(prefixes.at(cuts[mid]), model, &budget, Want::Verdict).outcome {
+                KeyOutcome::Linearizable(_) => true,
+                KeyOutcome::NotLinearizable => false,
+                KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
+            };
         if linearizable {
             lo = mid + 1;
         } else {
@@ -128,39 +130,46 @@ pub fn explain(
         };
     }
 
-    let failing = cuts
-        .get(lo)
-        .and_then(|&cut| ops.iter().position(|op| op.complete == Some(cut)));
-    // The longest linearizable prefix: the one at the last cut found linearizable.
-    let (prefix_ops, order) = match lo.checked_sub(1).and_then(|i| cuts.get(i)) {
-        None => (&[][..], Vec::new()),
+    // The longest linearizable prefix: the one at the last cut found linearizable; what the
+    // anomaly shows of it is taken while its ops are as they were observed then.
+    let (linearized_ids, prefix, state) = match lo.checked_sub(1).and_then(|i| cuts.get(i)) {
+        None => (Vec::new(), Vec::new(), final_state(model, &[])),
         Some(&cut) => {
-            let prefix = prefixes.at(cut);
-            match decide(prefix, model, &budget, Want::Witness).outcome {
-                KeyOutcome::Linearizable(order) => (prefix, order),
+            let prefix_ops = prefixes.at(cut);
+            let order = match decide(prefix_ops, model, &budget, Want::Witness).outcome {
+                KeyOutcome::Linearizable(order) => order,
                 KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
                 // Decided linearizable a moment ago by the same algorithm.
                 KeyOutcome::NotLinearizable => return stopped(key, "inconsistent verdicts"),
-            }
+            };
+            let linearized: Vec<&Op> = order.iter().map(|&i| &prefix_ops[i]).collect();
+            let tail = linearized.len().saturating_sub(PREFIX_TAIL);
+            (
+                linearized.iter().map(|op| op.id).collect(),
+                linearized[tail..]
+                    .iter()
+                    .map(|op| OpSummary::from(*op))
+                    .collect(),
+                final_state(model, &linearized),
+            )
         }
     };
-    let linearized: Vec<&Op> = order.iter().map(|&i| &prefix_ops[i]).collect();
-    let state = final_state(model, &linearized);
+    drop(prefixes);
+
+    let failing = cuts
+        .get(lo)
+        .and_then(|&cut| ops.iter().position(|op| op.complete == Some(cut)));
     let message = match failing.map(|i| &ops[i]) {
-        Some(op) => describe(op, linearized.len(), state.as_deref()),
+        Some(op) => describe(op, linearized_ids.len(), state.as_deref()),
         None => "not linearizable".to_string(),
     };
-    let (window, window_order, window_failing) = window_around(ops, failing, &linearized);
+    let (window, window_order, window_failing) = window_around(ops, failing, &linearized_ids);
     Anomaly {
         key: key.clone(),
         op: failing.map(|i| OpSummary::from(&ops[i])),
         message,
-        prefix_ops: linearized.len(),
-        prefix: linearized
-            .iter()
-            .skip(linearized.len().saturating_sub(PREFIX_TAIL))
-            .map(|op| OpSummary::from(*op))
-            .collect(),
+        prefix_ops: linearized_ids.len(),
+        prefix,
         state,
         window,
         window_order,
@@ -169,29 +178,40 @@ pub fn explain(
 }
 
 /// The key's history as observed just after an event position, for one position after
-/// another, made in one copy of the ops: they are sorted by invoke, so a prefix is a leading
+/// another, made in the key's own ops: they are sorted by invoke, so a prefix is a leading
 /// run of them in which the ops not completed by then are pending (they may or may not take
 /// effect, and a read's result is not yet known). Only those few are rewritten, and put back
-/// before the next prefix.
-struct Prefixes {
-    ops: Vec<Op>,
+/// before the next prefix and when this is dropped.
+struct Prefixes<'a> {
+    ops: &'a mut [Op],
     /// Ops rewritten for the current prefix, as they were.
     rewritten: Vec<(usize, Op)>,
 }
 
-impl Prefixes {
-    fn new(ops: &[Op]) -> Self {
+impl Drop for Prefixes<'_> {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+impl<'a> Prefixes<'a> {
+    fn new(ops: &'a mut [Op]) -> Self {
         Prefixes {
-            ops: ops.to_vec(),
+            ops,
             rewritten: Vec::new(),
+        }
+    }
+
+    /// Puts back every op the last prefix rewrote.
+    fn restore(&mut self) {
+        for (i, op) in self.rewritten.drain(..) {
+            self.ops[i] = op;
         }
     }
 
     /// The prefix just after event position `cut`.
     fn at(&mut self, cut: usize) -> &[Op] {
-        for (i, op) in self.rewritten.drain(..) {
-            self.ops[i] = op;
-        }
+        self.restore();
         let len = self.ops.partition_point(|op| op.invoke <= cut);
         for (i, op) in self.ops[..len].iter_mut().enumerate() {
             let done = op.complete.is_some_and(|done| done <= cut);
@@ -270,15 +290,15 @@ fn describe(op: &Op, prefix_len: usize, state: Option<&str>) -> String {
 fn window_around(
     ops: &[Op],
     failing: Option<usize>,
-    linearized: &[&Op],
+    linearized_ids: &[usize],
 ) -> (Vec<Op>, Vec<usize>, Option<usize>) {
     let centre = failing.unwrap_or(ops.len().saturating_sub(1));
     let start = centre.saturating_sub(WINDOW_BEFORE);
     let end = (centre + WINDOW_AFTER + 1).min(ops.len());
     let window: Vec<Op> = ops[start..end].to_vec();
-    let order = linearized
+    let order = linearized_ids
         .iter()
-        .filter_map(|op| window.iter().position(|w| w.id == op.id))
+        .filter_map(|&id| window.iter().position(|w| w.id == id))
         .collect();
     (window, order, failing.map(|i| i - start))
 }

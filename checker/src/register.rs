@@ -227,7 +227,8 @@ fn run(
     // Each with where the history first showed it took effect (for conflicts).
     let mut included = vec![false; clusters];
     let mut included_by = vec![0usize; clusters];
-    let mut stack: Vec<(usize, usize)> = vec![(INITIAL, 0)];
+    let mut stack: Vec<(usize, usize)> = Vec::with_capacity(clusters + reads.len());
+    stack.push((INITIAL, 0));
     for c in 1..clusters {
         if ops[writer[c]].status == Status::Ok {
             stack.push((c, seen(writer[c])));
@@ -286,10 +287,10 @@ fn run(
         l_star_by: usize,
         k_by: usize,
     }
-    let mut chain: Vec<usize> = Vec::new();
+    let mut chain: Vec<usize> = Vec::with_capacity(clusters);
     // K_i per cluster: the earliest point its stage may start (for witness placement).
     let mut stage_k = vec![NEG_INF; clusters];
-    let mut blocks: Vec<Block> = Vec::new();
+    let mut blocks: Vec<Block> = Vec::with_capacity(clusters);
     let heads = std::iter::once(INITIAL).chain(
         (1..clusters).filter(|&c| included[c] && matches!(ops[writer[c]].action, Action::Write(_))),
     );
@@ -376,7 +377,7 @@ fn run(
     // ---- Forward regions: pairwise disjoint. ----
     // (L, K, where the ops giving L and K were seen) per forward region; the initial
     // block's is (−∞, K].
-    let mut regions: Vec<(Pt, Pt, usize, usize)> = Vec::new();
+    let mut regions: Vec<(Pt, Pt, usize, usize)> = Vec::with_capacity(blocks.len());
     for b in &blocks {
         if b.initial {
             if b.k != NEG_INF {
@@ -386,7 +387,9 @@ fn run(
             regions.push((b.l_star, b.k, b.l_star_by, b.k_by));
         }
     }
-    regions.sort_unstable();
+    // Their starts are distinct (distinct ops end at distinct positions): the order by start
+    // is the order.
+    regions.sort_unstable_by_key(|region| region.0);
     if let Some(w) = regions.windows(2).find(|w| w[0].1 >= w[1].0) {
         return Some(Err(Conflict(w[0].2.max(w[0].3).max(w[1].2).max(w[1].3))));
     }

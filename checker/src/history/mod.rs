@@ -19,12 +19,25 @@ use std::fmt;
 /// A register value or a key: histories only use null, integers and strings.
 ///
 /// `Null` is the absent/empty value. EDN keywords and symbols are read as strings.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Value {
     Null,
     Int(i64),
     Str(String),
+}
+
+/// One word for an integer (the derived hash also hashed which variant it is: half of the
+/// register check's hashing). Equal values still hash equally; `Null` and `Int(0)` merely
+/// share a hash.
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            Value::Null => state.write_i64(0),
+            Value::Int(i) => state.write_i64(*i),
+            Value::Str(s) => s.hash(state),
+        }
+    }
 }
 
 /// Keys are independent registers; `Null` is the single-register history.
