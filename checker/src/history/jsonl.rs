@@ -430,17 +430,20 @@ impl<'a> Cursor<'a> {
             Some(rest) => (true, rest),
             None => (false, self.0),
         };
-        let len = digits
-            .iter()
-            .position(|d| !d.is_ascii_digit())
-            .unwrap_or(digits.len());
-        if len > 18 {
-            return None;
+        // One pass: digits are accumulated until the first non-digit.
+        let (mut magnitude, mut len) = (0i64, 0);
+        for &byte in digits {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            if len == 18 {
+                return None;
+            }
+            magnitude = magnitude * 10 + i64::from(digit);
+            len += 1;
         }
         let (number, after) = digits.split_at(len);
-        let magnitude = number
-            .iter()
-            .fold(0i64, |n, &digit| n * 10 + i64::from(digit - b'0'));
         match number {
             [] | [b'0', _, ..] => return None,
             [b'0'] if negative => return None,
