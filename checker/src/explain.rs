@@ -296,9 +296,10 @@ fn window_around(
     let start = centre.saturating_sub(WINDOW_BEFORE);
     let end = (centre + WINDOW_AFTER + 1).min(ops.len());
     let window: Vec<Op> = ops[start..end].to_vec();
+    // The key's ops, and so the window's, are in id order.
     let order = linearized_ids
         .iter()
-        .filter_map(|&id| window.iter().position(|w| w.id == id))
+        .filter_map(|&id| window.binary_search_by_key(&id, |w| w.id).ok())
         .collect();
     (window, order, failing.map(|i| i - start))
 }
