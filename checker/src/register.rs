@@ -99,6 +99,63 @@ fn pt(pos: usize) -> Pt {
     p * 2
 }
 
+/// Where each of a list of distinct values is in it. Integers within a span a few times
+/// their number (what counters and most generators write) go in a table indexed by value:
+/// no hashing, which was a third of a check; any other values in a hash map.
+enum ValueIndex<'a> {
+    Dense { min: i64, slots: Vec<usize> },
+    Hashed(HashMap<&'a Value, usize>),
+}
+
+/// An empty slot of a dense index.
+const NO_POSITION: usize = usize::MAX;
+
+impl<'a> ValueIndex<'a> {
+    /// The index of `values`; `None` if a value repeats.
+    fn new(values: &[&'a Value]) -> Option<Self> {
+        let ints = values.iter().map(|v| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        });
+        let span = ints
+            .clone()
+            .try_fold((i64::MAX, i64::MIN), |(lo, hi), i| {
+                i.map(|i| (lo.min(i), hi.max(i)))
+            })
+            .and_then(|(lo, hi)| Some((lo, usize::try_from(hi.checked_sub(lo)?).ok()?)))
+            .filter(|&(_, span)| span < 4 * values.len() + 64);
+        if let Some((min, span)) = span {
+            let mut slots = vec![NO_POSITION; span + 1];
+            for (position, i) in ints.enumerate() {
+                let slot = i.and_then(|i| usize::try_from(i - min).ok())?;
+                if std::mem::replace(&mut slots[slot], position) != NO_POSITION {
+                    return None;
+                }
+            }
+            return Some(ValueIndex::Dense { min, slots });
+        }
+        let mut map = HashMap::with_capacity(values.len());
+        for (position, value) in values.iter().enumerate() {
+            if map.insert(*value, position).is_some() {
+                return None;
+            }
+        }
+        Some(ValueIndex::Hashed(map))
+    }
+
+    /// Where `value` is in the list, if it is.
+    fn get(&self, value: &Value) -> Option<usize> {
+        match (self, value) {
+            (ValueIndex::Dense { min, slots }, Value::Int(i)) => {
+                let slot = usize::try_from(i.checked_sub(*min)?).ok()?;
+                slots.get(slot).copied().filter(|&c| c != NO_POSITION)
+            }
+            (ValueIndex::Dense { .. }, _) => None,
+            (ValueIndex::Hashed(map), _) => map.get(value).copied(),
+        }
+    }
+}
+
 /// Cluster 0 is the initial value's, with no writer op.
 const INITIAL: usize = 0;
 const NO_OP: usize = usize::MAX;
@@ -146,10 +203,10 @@ fn run(
 
     // ---- Scan: applicability, writers, reads. ----
     // Sized for every op up front: growing them was a fifth of the work on a 1,000-op key.
-    let mut cluster_of: HashMap<&Value, usize> = HashMap::with_capacity(ops.len());
-    // writer op per cluster; cluster 0 has none.
+    // writer op per cluster (cluster 0 has none), and the values written by clusters 1...
     let mut writer: Vec<usize> = Vec::with_capacity(ops.len() + 1);
     writer.push(NO_OP);
+    let mut written_values: Vec<&Value> = Vec::with_capacity(ops.len());
     let mut reads: Vec<(&Value, usize)> = Vec::with_capacity(ops.len());
     let mut noops: Vec<usize> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
@@ -178,17 +235,20 @@ fn run(
             }
             Action::Append(_) | Action::Acquire | Action::Release => return None,
         };
-        if written == initial || cluster_of.insert(written, writer.len()).is_some() {
+        if written == initial {
             return None;
         }
         writer.push(i);
+        written_values.push(written);
     }
     let clusters = writer.len();
+    // `None` when a value is written twice.
+    let written_at = ValueIndex::new(&written_values)?;
     let lookup = |v: &Value| -> Option<usize> {
         if v == initial {
             Some(INITIAL)
         } else {
-            cluster_of.get(v).copied()
+            written_at.get(v).map(|position| position + 1)
         }
     };
     // The cluster a cas writer consumes (`None`: nobody wrote its expected value).

@@ -100,6 +100,57 @@ fn property_agrees_with_oracle_on_small_histories() {
     assert!(v >= 1000 && i >= 1000 && n >= 100, "{v} {i} {n}");
 }
 
+/// `ops` and `initial` with every value renamed by `rename`.
+fn renamed(ops: &[Op], initial: &Value, rename: impl Fn(&Value) -> Value) -> (Vec<Op>, Value) {
+    let ops = ops
+        .iter()
+        .map(|op| {
+            let mut op = op.clone();
+            op.action = match &op.action {
+                Read(v) => Read(v.as_ref().map(&rename)),
+                Write(v) => Write(rename(v)),
+                Cas(a, b) => Cas(rename(a), rename(b)),
+                other => other.clone(),
+            };
+            op
+        })
+        .collect();
+    (ops, rename(initial))
+}
+
+#[test]
+fn property_how_values_are_spelled_does_not_matter() {
+    // Small integers are looked up in a table, others (strings, integers far apart) in a
+    // hash map: both give the same outcome.
+    runner(5_000)
+        .run(&small_history(8, 4), |(initial, ops)| {
+            let expected = fast(&ops, &initial);
+            let spellings: [&dyn Fn(&Value) -> Value; 3] = [
+                &|v| match v {
+                    Value::Int(i) => Value::Str(format!("v{i}")),
+                    other => other.clone(),
+                },
+                &|v| match v {
+                    Value::Int(i) => Value::Int(i.wrapping_mul(1_000_000_007)),
+                    other => other.clone(),
+                },
+                &|v| match v {
+                    Value::Int(i) => Value::Int(i - 40),
+                    other => other.clone(),
+                },
+            ];
+            for spell in spellings {
+                let (ops, initial) = renamed(&ops, &initial, spell);
+                let got = fast(&ops, &initial);
+                if got != expected {
+                    return Err(TestCaseError::fail(format!("{got:?} != {expected:?}")));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn property_witnesses_are_valid_on_larger_histories() {
     // Too large for the oracle's verdict, but witnesses are cheap to verify.
