@@ -207,7 +207,7 @@ fn check_key(
     let Decision {
         outcome,
         method,
-        conflict_seen_by,
+        conflict,
     } = decide(ops, &options.model, budget, Want::Verdict);
     let mut anomaly = None;
     let valid = match outcome {
@@ -216,13 +216,7 @@ fn check_key(
             if !options.all_anomalies {
                 budget.cancel();
             }
-            anomaly = Some(explain::explain(
-                key,
-                ops,
-                &options.model,
-                budget,
-                conflict_seen_by,
-            ));
+            anomaly = Some(explain::explain(key, ops, &options.model, budget, conflict));
             Verdict::Invalid
         }
         KeyOutcome::Unknown(_) => Verdict::Unknown,

@@ -5,6 +5,7 @@
 
 use crate::budget::{Budget, KeyOutcome, Want};
 use crate::history::Op;
+use crate::register::Conflict;
 use crate::spec::{CasRegister, ModelKind, Mutex};
 use crate::{append, register, search};
 use serde::Serialize;
@@ -26,9 +27,9 @@ pub enum Method {
 pub struct Decision {
     pub outcome: KeyOutcome,
     pub method: Method,
-    /// For a refuted key, where the conflict most likely shows in the history, when the
-    /// algorithm can say (the register fast path can): a hint for [`crate::explain`].
-    pub conflict_seen_by: Option<usize>,
+    /// For a refuted key, where the conflict shows in the history, when the algorithm can
+    /// say (the register fast path can): a hint for [`crate::explain`].
+    pub conflict: Option<Conflict>,
 }
 
 /// Runs the fastest sound and complete algorithm that applies to these ops. With
@@ -37,17 +38,17 @@ pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget, want: Want) -> Dec
     let decision = |outcome, method| Decision {
         outcome,
         method,
-        conflict_seen_by: None,
+        conflict: None,
     };
     match model {
         ModelKind::CasRegister { initial } => {
-            if let Some((outcome, conflict_seen_by)) =
+            if let Some((outcome, conflict)) =
                 register::check_with_conflict(ops, initial, budget, want)
             {
                 Decision {
                     outcome,
                     method: Method::Register,
-                    conflict_seen_by,
+                    conflict,
                 }
             } else if let Some(outcome) = append::check(ops, initial, budget, want) {
                 decision(outcome, Method::Append)

@@ -10,6 +10,7 @@
 use crate::budget::{Budget, KeyOutcome, Want};
 use crate::decide::decide;
 use crate::history::{Action, Key, Op, Status};
+use crate::register::Conflict;
 use crate::spec::{CasRegister, Model, ModelKind, Mutex};
 use serde::Serialize;
 
@@ -72,7 +73,7 @@ pub struct Anomaly {
 }
 
 /// Explains why `ops` (one key, known not linearizable) is not linearizable; `hint` is where
-/// the conflict that refuted it most likely shows ([`crate::decide::Decision`]), if known.
+/// the conflict that refuted it shows ([`crate::decide::Decision`]), if known.
 ///
 /// The prefixes it decides are made by rewriting `ops` in place (no copy of the history);
 /// every op is as it was when this returns.
@@ -81,7 +82,7 @@ pub fn explain(
     ops: &mut [Op],
     model: &ModelKind,
     budget: &Budget,
-    hint: Option<usize>,
+    hint: Option<Conflict>,
 ) -> Anomaly {
     let budget = budget.fresh();
     let mut cuts: Vec<usize> = ops
@@ -96,38 +97,57 @@ pub fn explain(
     // linearizable prefix is made once, at the end.
     let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
     let mut prefixes = Prefixes::new(ops);
-    // Where the conflict most likely shows: the search gallops from the first cut there (1,
-    // 2, 4, ... cuts at a time) back while prefixes are refuted, or on while they are
-    // linearizable, until the outcome turns; then it bisects what is left. A hint that is
-    // right costs two probes, not ~log2(cuts) over the whole history.
-    let mut next = hint.map(|seen_by| cuts.partition_point(|&cut| cut < seen_by));
-    let (mut step, mut forward) = (1, None);
+    // Where the conflict shows: the first cut at its earliest position and then at its latest
+    // are probed; from the first refuted (or the last linearizable) the search gallops back
+    // (or on) 1, 2, 4, ... cuts at a time until the outcome turns, then bisects what is left.
+    // A hint that is right costs two or three probes, not ~log2(cuts) over the history.
+    let first_cut_from = |position: usize| cuts.partition_point(|&cut| cut < position);
+    let mut gallop: Option<(usize, bool)> = None;
+    for at in hint
+        .into_iter()
+        .flat_map(|conflict| [conflict.earliest, conflict.latest])
+        .map(first_cut_from)
+    {
+        if !(lo..hi).contains(&at) {
+            continue;
+        }
+        match linearizable_at(&mut prefixes, cuts[at], model, &budget) {
+            Ok(true) => {
+                lo = at + 1;
+                gallop = Some((lo, true));
+            }
+            Ok(false) => {
+                hi = at;
+                gallop = at.checked_sub(1).map(|before| (before, false));
+                break;
+            }
+            Err(why) => return stopped(key, why),
+        }
+    }
+    let mut step = 1;
     while lo < hi {
-        let galloping = next.filter(|at| (lo..hi).contains(at));
-        let mid = galloping.unwrap_or(lo + (hi - lo) / 2);
-        let linearizable =
-            match decide(prefixes.at(cuts[mid]), model, &budget, Want::Verdict).outcome {
-                KeyOutcome::Linearizable(_) => true,
-                KeyOutcome::NotLinearizable => false,
-                KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
-            };
+        let galloping = gallop.filter(|(at, _)| (lo..hi).contains(at));
+        let mid = galloping.map_or(lo + (hi - lo) / 2, |(at, _)| at);
+        let linearizable = match linearizable_at(&mut prefixes, cuts[mid], model, &budget) {
+            Ok(linearizable) => linearizable,
+            Err(why) => return stopped(key, why),
+        };
         if linearizable {
             lo = mid + 1;
         } else {
             hi = mid;
         }
-        next = match galloping {
-            Some(_) if *forward.get_or_insert(linearizable) == linearizable => {
-                let at = if linearizable {
+        gallop = galloping
+            .filter(|&(_, forward)| forward == linearizable)
+            .and_then(|(_, forward)| {
+                step *= 2;
+                let at = if forward {
                     mid.checked_add(step)
                 } else {
                     mid.checked_sub(step)
                 };
-                step *= 2;
-                at
-            }
-            _ => None,
-        };
+                at.map(|at| (at, forward))
+            });
     }
 
     // The longest linearizable prefix: the one at the last cut found linearizable; what the
@@ -246,6 +266,20 @@ fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
         ModelKind::Mutex => {
             run(&Mutex, linearized).map(|held| if held { "held" } else { "free" }.to_string())
         }
+    }
+}
+
+/// Whether the prefix at `cut` is linearizable; `Err` names why the search gave up.
+fn linearizable_at(
+    prefixes: &mut Prefixes<'_>,
+    cut: usize,
+    model: &ModelKind,
+    budget: &Budget,
+) -> Result<bool, &'static str> {
+    match decide(prefixes.at(cut), model, budget, Want::Verdict).outcome {
+        KeyOutcome::Linearizable(_) => Ok(true),
+        KeyOutcome::NotLinearizable => Ok(false),
+        KeyOutcome::Unknown(reason) => Err(reason.name()),
     }
 }
 

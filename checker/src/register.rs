@@ -170,23 +170,38 @@ pub fn check(ops: &[Op], initial: &Value, budget: &Budget, want: Want) -> Option
     check_with_conflict(ops, initial, budget, want).map(|(outcome, _)| outcome)
 }
 
-/// [`check`], and for a key it refutes, the latest event position among the ops whose
-/// constraints it found in conflict: the history observed up to there most likely holds
-/// that conflict already (a hint for [`crate::explain`], which verifies it).
+/// [`check`], and for a key it refutes, where the conflict it found shows in the history.
 pub fn check_with_conflict(
     ops: &[Op],
     initial: &Value,
     budget: &Budget,
     want: Want,
-) -> Option<(KeyOutcome, Option<usize>)> {
+) -> Option<(KeyOutcome, Option<Conflict>)> {
     Some(match run(ops, initial, budget, want)? {
         Ok(outcome) => (outcome, None),
-        Err(Conflict(seen_by)) => (KeyOutcome::NotLinearizable, Some(seen_by)),
+        Err(conflict) => (KeyOutcome::NotLinearizable, Some(conflict)),
     })
 }
 
-/// A refutation: the latest event position among the ops in conflict.
-struct Conflict(usize);
+/// Where a refutation's conflict shows (event positions): the history observed up to
+/// `latest` holds every op whose constraints the check found in conflict, and most likely
+/// the conflict shows up to `earliest` already (when the others only widened it). A hint
+/// for [`crate::explain`], which verifies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub earliest: usize,
+    pub latest: usize,
+}
+
+impl Conflict {
+    /// A conflict all of whose ops were seen by `position`.
+    fn by(position: usize) -> Self {
+        Conflict {
+            earliest: position,
+            latest: position,
+        }
+    }
+}
 
 /// [`check`], telling a refutation's conflict apart: `Err` is `NotLinearizable`.
 fn run(
@@ -264,7 +279,7 @@ fn run(
     for &(v, r) in &reads {
         match lookup(v) {
             Some(c) => read_cluster.push(c),
-            None => return Some(Err(Conflict(seen(r)))),
+            None => return Some(Err(Conflict::by(seen(r)))),
         }
     }
     let mut read_start = vec![0usize; clusters + 1];
@@ -313,7 +328,7 @@ fn run(
             let by = by.max(ops[writer[c]].invoke);
             match consumes(c) {
                 Some(Some(prev)) => stack.push((prev, by)),
-                Some(None) => return Some(Err(Conflict(by))),
+                Some(None) => return Some(Err(Conflict::by(by))),
                 None => {}
             }
         }
@@ -326,7 +341,7 @@ fn run(
         if let Some(Some(prev)) = consumes(c) {
             if next[prev] != NO_OP {
                 let by = included_by[c].max(included_by[next[prev]]);
-                return Some(Err(Conflict(by)));
+                return Some(Err(Conflict::by(by)));
             }
             next[prev] = c;
         }
@@ -399,7 +414,7 @@ fn run(
             // The initial cluster has no writer: nothing to check, no bound on the start.
             if !(first && is_initial) {
                 if k_i >= l {
-                    return Some(Err(Conflict(k_by.max(l_by).max(block_by))));
+                    return Some(Err(Conflict::by(k_by.max(l_by).max(block_by))));
                 }
                 if l < l_star {
                     (l_star, l_star_by) = (l, l_by);
@@ -428,7 +443,7 @@ fn run(
     // Every included cluster is on some chain, or else on a cas cycle.
     if chain.len() != included.iter().filter(|&&b| b).count() {
         let by = included_by.iter().max().copied().unwrap_or(0);
-        return Some(Err(Conflict(by)));
+        return Some(Err(Conflict::by(by)));
     }
     if let Some(why) = budget.exhausted() {
         return Some(Ok(KeyOutcome::Unknown(why)));
@@ -451,7 +466,13 @@ fn run(
     // is the order.
     regions.sort_unstable_by_key(|region| region.0);
     if let Some(w) = regions.windows(2).find(|w| w[0].1 >= w[1].0) {
-        return Some(Err(Conflict(w[0].2.max(w[0].3).max(w[1].2).max(w[1].3))));
+        // The later region starts inside the earlier one; how far it reaches may only have
+        // made it a region (without it, it may still conflict as a backward window).
+        let earliest = w[0].2.max(w[0].3).max(w[1].2);
+        return Some(Err(Conflict {
+            earliest,
+            latest: earliest.max(w[1].3),
+        }));
     }
 
     // ---- Backward windows: a free half-way point in (K, L*) outside every region. ----
@@ -481,7 +502,7 @@ fn run(
             by = by.max(regions[idx - 1].2).max(regions[idx - 1].3);
         }
         if x >= b.l_star {
-            return Some(Err(Conflict(by)));
+            return Some(Err(Conflict::by(by)));
         }
         first_pt[n] = x;
     }
