@@ -180,6 +180,13 @@ pub fn check(mut ops: Vec<Op>, options: &CheckOptions) -> Result<Report, History
 /// Each key with the positions of its ops in `ops` (in invocation order); the largest keys
 /// come first so that the parallel check does not end waiting on one big key started last.
 fn split_by_key(ops: &[Op]) -> Vec<(Key, Vec<usize>)> {
+    // One key (a single register's history) needs no hashing.
+    if let Some(first) = ops
+        .first()
+        .filter(|first| ops.iter().all(|op| op.key == first.key))
+    {
+        return vec![(first.key.clone(), (0..ops.len()).collect())];
+    }
     let mut group_of_key: HashMap<&Key, usize> = HashMap::new();
     let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     for (position, op) in ops.iter().enumerate() {

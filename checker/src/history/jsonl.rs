@@ -321,21 +321,29 @@ fn shift(err: HistoryError, lines_before: usize) -> HistoryError {
 /// `input`; returns how many newlines `input` holds (the lines a piece after it starts below).
 fn parse_lines(input: &[u8], mut sink: impl FnMut(Event)) -> Result<usize, HistoryError> {
     let mut lines_seen = 0;
-    for bytes in lines(input) {
+    // The unread input; `None` once its last line (which may be empty) has been read.
+    let mut rest = Some(input);
+    while let Some(unread) = rest {
         lines_seen += 1;
         let line = lines_seen;
-        let event = match fast_event(line, bytes) {
-            Some(event) => Some(event),
-            None => match read_line::<Json<'_>>(line, bytes)? {
-                Some(fields) => fields.into_event(line)?,
-                None => None,
-            },
-        };
-        if let Some(event) = event {
+        // The fast path finds where its line ends as it reads it.
+        if let Some((event, after)) = fast_event(line, unread) {
             sink(event);
+            rest = after;
+            continue;
+        }
+        let (bytes, after) = match bytes::find(b'\n', unread) {
+            Some(end) => (&unread[..end], Some(&unread[end + 1..])),
+            None => (unread, None),
+        };
+        rest = after;
+        if let Some(fields) = read_line::<Json<'_>>(line, bytes)? {
+            if let Some(event) = fields.into_event(line)? {
+                sink(event);
+            }
         }
     }
-    // `lines` yields one more piece than there are newlines (possibly an empty last one).
+    // One more line than there are newlines (possibly an empty last one).
     Ok(lines_seen - 1)
 }
 
@@ -344,15 +352,18 @@ fn strip_bom(input: &[u8]) -> &[u8] {
     input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input)
 }
 
-/// The client event on a line printed exactly as [`write_record`] prints one (fields in name
-/// order, no spaces, integers, `null` and strings without escapes), read without serde.
+/// The client event on the line `input` starts with, when it is printed exactly as
+/// [`write_record`] prints one (fields in name order, no spaces, integers, `null` and strings
+/// without escapes), read without serde; with the input after that line's newline (`None`
+/// when the input ends with the line).
 ///
 /// `None` for any other line (another field order, spaces, escapes, floats, nemesis events,
 /// anything invalid): the caller then reads it the general way. So this recognises only lines
 /// whose general reading is certain and gives the same [`Event`]; it changes neither what is
-/// accepted nor any error.
-fn fast_event(line: usize, bytes: &[u8]) -> Option<Event> {
-    let mut cursor = Cursor(bytes);
+/// accepted nor any error. (No field it reads can hold a newline, so it never reads past its
+/// line.)
+fn fast_event(line: usize, input: &[u8]) -> Option<(Event, Option<&[u8]>)> {
+    let mut cursor = Cursor(input);
     cursor.tag(b"{\"f\":")?;
     let f = Func::from_name_bytes(cursor.plain_bytes()?)?;
     cursor.tag(b",\"index\":")?;
@@ -376,13 +387,18 @@ fn fast_event(line: usize, bytes: &[u8]) -> Option<Event> {
         RawValue::Scalar(cursor.scalar()?)
     };
     cursor.tag(b"}")?;
-    // What serde_json allows after the object.
-    cursor
+    // What serde_json allows after the object, up to the end of the line.
+    let trailing = cursor
         .0
         .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .then_some(())?;
-    Some(Event {
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+        .unwrap_or(cursor.0.len());
+    let after = match cursor.0.get(trailing) {
+        None => None,
+        Some(b'\n') => cursor.0.get(trailing + 1..),
+        Some(_) => return None,
+    };
+    let event = Event {
         line,
         index: Some(index),
         time: Some(time),
@@ -391,7 +407,8 @@ fn fast_event(line: usize, bytes: &[u8]) -> Option<Event> {
         f,
         key,
         value,
-    })
+    };
+    Some((event, after))
 }
 
 /// The unread rest of a line, for [`fast_event`].
@@ -1313,6 +1330,15 @@ mod tests {
 
     /// The general path alone, line by line: how `parse` read every line before the fast
     /// path and the pieces.
+    /// The fast path's event for a whole line, if it reads it.
+    fn fast_line(line: &[u8]) -> Option<Event> {
+        match fast_event(1, line)? {
+            (event, None) => Some(event),
+            (event, Some(rest)) if rest.is_empty() => Some(event),
+            (_, Some(_)) => None,
+        }
+    }
+
     fn general(input: &[u8]) -> Result<Vec<Event>, HistoryError> {
         let mut events = Vec::new();
         for (index, bytes) in lines(strip_bom(input)).enumerate() {
@@ -1600,7 +1626,7 @@ mod tests {
 
         #[test]
         fn fast_path_reads_a_line_as_the_general_path_does(line in line()) {
-            if let Some(event) = fast_event(1, line.as_bytes()) {
+            if let Some(event) = fast_line(line.as_bytes()) {
                 prop_assert_eq!(general(line.as_bytes()), Ok(vec![event]));
             }
             prop_assert_eq!(parse(line.as_bytes()), general(line.as_bytes()));
@@ -1654,7 +1680,7 @@ mod tests {
                     JsonValue::Array(pair) => pair.len() == 2 && pair.iter().all(plain),
                     other => plain(other),
                 };
-                let fast = fast_event(1, line.trim_end().as_bytes());
+                let fast = fast_line(line.trim_end().as_bytes());
                 if let Some(event) = &fast {
                     prop_assert_eq!(&expected, &Ok(vec![event.clone()]));
                 }
@@ -1683,7 +1709,7 @@ mod tests {
         // Every line of our own writer takes the fast path.
         assert!(lines(text.as_bytes())
             .filter(|line| !line.is_empty())
-            .all(|line| fast_event(1, line).is_some()));
+            .all(|line| fast_line(line).is_some()));
         // A bad line deep inside: its line number survives the pieces.
         let bad_line = 1234;
         let mut all: Vec<&str> = text.lines().collect();
