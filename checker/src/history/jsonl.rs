@@ -1333,8 +1333,7 @@ mod tests {
     /// The fast path's event for a whole line, if it reads it.
     fn fast_line(line: &[u8]) -> Option<Event> {
         match fast_event(1, line)? {
-            (event, None) => Some(event),
-            (event, Some(rest)) if rest.is_empty() => Some(event),
+            (event, None | Some([])) => Some(event),
             (_, Some(_)) => None,
         }
     }
