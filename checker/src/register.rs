@@ -358,9 +358,11 @@ fn run(
         initial: bool,
         l_star: Pt,
         k: Pt,
-        /// Where the ops giving `l_star` and `k`, and the block's inclusion, were seen.
+        /// Where the ops giving `l_star` and `k` were seen, and where its clusters were
+        /// (for conflicts).
         l_star_by: usize,
         k_by: usize,
+        included_by: usize,
     }
     let mut chain: Vec<usize> = Vec::with_capacity(clusters);
     // K_i per cluster: the earliest point its stage may start (for witness placement).
@@ -436,8 +438,9 @@ fn run(
             initial: is_initial,
             l_star,
             k: running_e,
-            l_star_by: l_star_by.max(block_by),
-            k_by: running_e_by.max(block_by),
+            l_star_by,
+            k_by: running_e_by,
+            included_by: block_by,
         });
     }
     // Every included cluster is on some chain, or else on a cas cycle.
@@ -450,29 +453,30 @@ fn run(
     }
 
     // ---- Forward regions: pairwise disjoint. ----
-    // (L, K, where the ops giving L and K were seen) per forward region; the initial
-    // block's is (−∞, K].
-    let mut regions: Vec<(Pt, Pt, usize, usize)> = Vec::with_capacity(blocks.len());
+    // [L, K] per forward region (the initial block's is (−∞, K]), with its block.
+    let mut regions: Vec<(Pt, Pt, &Block)> = Vec::with_capacity(blocks.len());
     for b in &blocks {
         if b.initial {
             if b.k != NEG_INF {
-                regions.push((NEG_INF, b.k, 0, b.k_by));
+                regions.push((NEG_INF, b.k, b));
             }
         } else if b.l_star < b.k {
-            regions.push((b.l_star, b.k, b.l_star_by, b.k_by));
+            regions.push((b.l_star, b.k, b));
         }
     }
     // Their starts are distinct (distinct ops end at distinct positions): the order by start
     // is the order.
     regions.sort_unstable_by_key(|region| region.0);
     if let Some(w) = regions.windows(2).find(|w| w[0].1 >= w[1].0) {
-        // The later region starts inside the earlier one; how far it reaches may only have
-        // made it a region (without it, it may still conflict as a backward window).
-        let earliest = w[0].2.max(w[0].3).max(w[1].2);
-        return Some(Err(Conflict {
-            earliest,
-            latest: earliest.max(w[1].3),
-        }));
+        // The later region starts inside the earlier one. How far it reaches, and which
+        // clusters made up the two, may only have widened the conflict (a prefix without
+        // them may still hold it, the later block then a backward window).
+        let (earlier, later) = (w[0].2, w[1].2);
+        let earliest = earlier.l_star_by.max(earlier.k_by).max(later.l_star_by);
+        let latest = [later.k_by, earlier.included_by, later.included_by]
+            .into_iter()
+            .fold(earliest, usize::max);
+        return Some(Err(Conflict { earliest, latest }));
     }
 
     // ---- Backward windows: a free half-way point in (K, L*) outside every region. ----
@@ -495,11 +499,15 @@ fn run(
         }
         backward[n] = true;
         let mut x = b.k + 1;
-        let mut by = b.k_by.max(b.l_star_by);
+        let mut by = b.k_by.max(b.l_star_by).max(b.included_by);
         let idx = regions.partition_point(|r| r.0 <= x);
         if idx > 0 && regions[idx - 1].1 > x {
             x = regions[idx - 1].1 + 1;
-            by = by.max(regions[idx - 1].2).max(regions[idx - 1].3);
+            let region = regions[idx - 1].2;
+            by = by
+                .max(region.l_star_by)
+                .max(region.k_by)
+                .max(region.included_by);
         }
         if x >= b.l_star {
             return Some(Err(Conflict::by(by)));
