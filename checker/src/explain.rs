@@ -103,6 +103,9 @@ pub fn explain(
     // A hint that is right costs two or three probes, not ~log2(cuts) over the history.
     let first_cut_from = |position: usize| cuts.partition_point(|&cut| cut < position);
     let mut gallop: Option<(usize, bool)> = None;
+    // The witness of the last linearizable prefix probed: `lo` moves only with those, so
+    // it is the longest linearizable prefix's once the search ends.
+    let mut witness = Vec::new();
     for at in hint
         .into_iter()
         .flat_map(|conflict| [conflict.earliest, conflict.latest])
@@ -111,12 +114,13 @@ pub fn explain(
         if !(lo..hi).contains(&at) {
             continue;
         }
-        match linearizable_at(&mut prefixes, cuts[at], model, &budget) {
-            Ok(true) => {
+        match witness_at(&mut prefixes, cuts[at], model, &budget) {
+            Ok(Some(order)) => {
+                witness = order;
                 lo = at + 1;
                 gallop = Some((lo, true));
             }
-            Ok(false) => {
+            Ok(None) => {
                 hi = at;
                 gallop = at.checked_sub(1).map(|before| (before, false));
                 break;
@@ -128,15 +132,18 @@ pub fn explain(
     while lo < hi {
         let galloping = gallop.filter(|(at, _)| (lo..hi).contains(at));
         let mid = galloping.map_or(lo + (hi - lo) / 2, |(at, _)| at);
-        let linearizable = match linearizable_at(&mut prefixes, cuts[mid], model, &budget) {
-            Ok(linearizable) => linearizable,
+        let linearizable = match witness_at(&mut prefixes, cuts[mid], model, &budget) {
+            Ok(Some(order)) => {
+                witness = order;
+                lo = mid + 1;
+                true
+            }
+            Ok(None) => {
+                hi = mid;
+                false
+            }
             Err(why) => return stopped(key, why),
         };
-        if linearizable {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
         gallop = galloping
             .filter(|&(_, forward)| forward == linearizable)
             .and_then(|(_, forward)| {
@@ -156,13 +163,7 @@ pub fn explain(
         None => (Vec::new(), Vec::new(), final_state(model, &[])),
         Some(&cut) => {
             let prefix_ops = prefixes.at(cut);
-            let order = match decide(prefix_ops, model, &budget, Want::Witness).outcome {
-                KeyOutcome::Linearizable(order) => order,
-                KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
-                // Decided linearizable a moment ago by the same algorithm.
-                KeyOutcome::NotLinearizable => return stopped(key, "inconsistent verdicts"),
-            };
-            let linearized: Vec<&Op> = order.iter().map(|&i| &prefix_ops[i]).collect();
+            let linearized: Vec<&Op> = witness.iter().filter_map(|&i| prefix_ops.get(i)).collect();
             let tail = linearized.len().saturating_sub(PREFIX_TAIL);
             (
                 linearized.iter().map(|op| op.id).collect(),
@@ -269,16 +270,17 @@ fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
     }
 }
 
-/// Whether the prefix at `cut` is linearizable; `Err` names why the search gave up.
-fn linearizable_at(
+/// A linearization of the prefix at `cut`, `None` if it has none; `Err` names why the
+/// search gave up.
+fn witness_at(
     prefixes: &mut Prefixes<'_>,
     cut: usize,
     model: &ModelKind,
     budget: &Budget,
-) -> Result<bool, &'static str> {
-    match decide(prefixes.at(cut), model, budget, Want::Verdict).outcome {
-        KeyOutcome::Linearizable(_) => Ok(true),
-        KeyOutcome::NotLinearizable => Ok(false),
+) -> Result<Option<Vec<usize>>, &'static str> {
+    match decide(prefixes.at(cut), model, budget, Want::Witness).outcome {
+        KeyOutcome::Linearizable(order) => Ok(Some(order)),
+        KeyOutcome::NotLinearizable => Ok(None),
         KeyOutcome::Unknown(reason) => Err(reason.name()),
     }
 }
