@@ -141,20 +141,21 @@ fn read_runs_sized(
             pipeline.feed(block)?;
             return pipeline.finish();
         }
+        if !overlap {
+            // One buffer: the start of the last line, which the block leaves out, moves to
+            // its front and the next block is read after it.
+            pipeline.feed(block)?;
+            buffer.drain(..end);
+            at_end = read_into(&mut reader, &mut buffer, size)?;
+            continue;
+        }
         // The start of the last line, which the block leaves out, begins the next buffer.
         next.clear();
         next.extend_from_slice(buffer.get(end..).unwrap_or_default());
-        let (fed, read) = if overlap {
-            rayon::join(
-                || pipeline.feed(block),
-                || read_into(&mut reader, &mut next, size),
-            )
-        } else {
-            (
-                pipeline.feed(block),
-                read_into(&mut reader, &mut next, size),
-            )
-        };
+        let (fed, read) = rayon::join(
+            || pipeline.feed(block),
+            || read_into(&mut reader, &mut next, size),
+        );
         // A bad line comes before a read error further on.
         fed?;
         at_end = read?;
