@@ -92,36 +92,31 @@ pub fn explain(
         .collect();
     cuts.sort_unstable();
 
-    // Invariant: the prefix at cuts[hi] is not linearizable; the one before cuts[lo] is (the
-    // empty prefix trivially). Probes ask for the verdict alone: the witness of the longest
-    // linearizable prefix is made once, at the end.
-    let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
     let mut prefixes = Prefixes::new(ops);
+    let mut bounds = Bounds {
+        lo: 0,
+        hi: cuts.len().saturating_sub(1),
+        witness: None,
+    };
     // Where the conflict shows: the first cut at its earliest position and then at its latest
     // are probed; from the first refuted (or the last linearizable) the search gallops back
     // (or on) 1, 2, 4, ... cuts at a time until the outcome turns, then bisects what is left.
-    // A hint that is right costs two or three probes, not ~log2(cuts) over the history.
+    // A hint that is right costs two or three probes, not ~log2(cuts) over the history. The
+    // hint's probes ask for the verdict alone (the first of two is often linearizable but
+    // not the answer); the others for a witness, which the last linearizable one gives.
     let first_cut_from = |position: usize| cuts.partition_point(|&cut| cut < position);
     let mut gallop: Option<(usize, bool)> = None;
-    // The witness of the last linearizable prefix probed: `lo` moves only with those, so
-    // it is the longest linearizable prefix's once the search ends.
-    let mut witness = Vec::new();
     for at in hint
         .into_iter()
         .flat_map(|conflict| [conflict.earliest, conflict.latest])
         .map(first_cut_from)
     {
-        if !(lo..hi).contains(&at) {
+        if !(bounds.lo..bounds.hi).contains(&at) {
             continue;
         }
-        match witness_at(&mut prefixes, cuts[at], model, &budget) {
-            Ok(Some(order)) => {
-                witness = order;
-                lo = at + 1;
-                gallop = Some((lo, true));
-            }
-            Ok(None) => {
-                hi = at;
+        match bounds.probe(&mut prefixes, &cuts, at, model, &budget, Want::Verdict) {
+            Ok(true) => gallop = Some((at + 1, true)),
+            Ok(false) => {
                 gallop = at.checked_sub(1).map(|before| (before, false));
                 break;
             }
@@ -129,21 +124,14 @@ pub fn explain(
         }
     }
     let mut step = 1;
-    while lo < hi {
-        let galloping = gallop.filter(|(at, _)| (lo..hi).contains(at));
-        let mid = galloping.map_or(lo + (hi - lo) / 2, |(at, _)| at);
-        let linearizable = match witness_at(&mut prefixes, cuts[mid], model, &budget) {
-            Ok(Some(order)) => {
-                witness = order;
-                lo = mid + 1;
-                true
-            }
-            Ok(None) => {
-                hi = mid;
-                false
-            }
-            Err(why) => return stopped(key, why),
-        };
+    while bounds.lo < bounds.hi {
+        let galloping = gallop.filter(|(at, _)| (bounds.lo..bounds.hi).contains(at));
+        let mid = galloping.map_or(bounds.lo + (bounds.hi - bounds.lo) / 2, |(at, _)| at);
+        let linearizable =
+            match bounds.probe(&mut prefixes, &cuts, mid, model, &budget, Want::Witness) {
+                Ok(linearizable) => linearizable,
+                Err(why) => return stopped(key, why),
+            };
         gallop = galloping
             .filter(|&(_, forward)| forward == linearizable)
             .and_then(|(_, forward)| {
@@ -156,14 +144,24 @@ pub fn explain(
                 at.map(|at| (at, forward))
             });
     }
+    let lo = bounds.lo;
 
     // The longest linearizable prefix: the one at the last cut found linearizable; what the
     // anomaly shows of it is taken while its ops are as they were observed then.
-    let (linearized_ids, prefix, state) = match lo.checked_sub(1).and_then(|i| cuts.get(i)) {
+    let (linearized_ids, prefix, state) = match lo.checked_sub(1) {
         None => (Vec::new(), Vec::new(), final_state(model, &[])),
-        Some(&cut) => {
-            let prefix_ops = prefixes.at(cut);
-            let linearized: Vec<&Op> = witness.iter().filter_map(|&i| prefix_ops.get(i)).collect();
+        Some(last) => {
+            let prefix_ops = prefixes.at(cuts[last]);
+            let order = match bounds.witness {
+                Some((at, order)) if at == last => order,
+                _ => match decide(prefix_ops, model, &budget, Want::Witness).outcome {
+                    KeyOutcome::Linearizable(order) => order,
+                    KeyOutcome::Unknown(reason) => return stopped(key, reason.name()),
+                    // Decided linearizable a moment ago by the same algorithm.
+                    KeyOutcome::NotLinearizable => return stopped(key, "inconsistent verdicts"),
+                },
+            };
+            let linearized: Vec<&Op> = order.iter().filter_map(|&i| prefix_ops.get(i)).collect();
             let tail = linearized.len().saturating_sub(PREFIX_TAIL);
             (
                 linearized.iter().map(|op| op.id).collect(),
@@ -270,18 +268,40 @@ fn final_state(model: &ModelKind, linearized: &[&Op]) -> Option<String> {
     }
 }
 
-/// A linearization of the prefix at `cut`, `None` if it has none; `Err` names why the
-/// search gave up.
-fn witness_at(
-    prefixes: &mut Prefixes<'_>,
-    cut: usize,
-    model: &ModelKind,
-    budget: &Budget,
-) -> Result<Option<Vec<usize>>, &'static str> {
-    match decide(prefixes.at(cut), model, budget, Want::Witness).outcome {
-        KeyOutcome::Linearizable(order) => Ok(Some(order)),
-        KeyOutcome::NotLinearizable => Ok(None),
-        KeyOutcome::Unknown(reason) => Err(reason.name()),
+/// The search for the first cut after which a key's history has no linearization.
+struct Bounds {
+    /// The prefix at `cuts[hi]` is not linearizable; the one before `cuts[lo]` is (the empty
+    /// prefix trivially).
+    lo: usize,
+    hi: usize,
+    /// The last linearizable probe's position and witness, if it was asked for one.
+    witness: Option<(usize, Vec<usize>)>,
+}
+
+impl Bounds {
+    /// Decides the prefix at `cuts[at]` (asking for `want`) and narrows the bounds: whether
+    /// it is linearizable; `Err` names why the search gave up.
+    fn probe(
+        &mut self,
+        prefixes: &mut Prefixes<'_>,
+        cuts: &[usize],
+        at: usize,
+        model: &ModelKind,
+        budget: &Budget,
+        want: Want,
+    ) -> Result<bool, &'static str> {
+        match decide(prefixes.at(cuts[at]), model, budget, want).outcome {
+            KeyOutcome::Linearizable(order) => {
+                self.lo = at + 1;
+                self.witness = (want == Want::Witness).then_some((at, order));
+                Ok(true)
+            }
+            KeyOutcome::NotLinearizable => {
+                self.hi = at;
+                Ok(false)
+            }
+            KeyOutcome::Unknown(reason) => Err(reason.name()),
+        }
     }
 }
 
