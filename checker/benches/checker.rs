@@ -266,7 +266,7 @@ fn child(name: &str, variant: &str, path: &Path) -> Result<(), String> {
     let check_s = t.elapsed().as_secs_f64();
 
     println!(
-        "{n_ops}\t{}\t{mb:.1}\t{parse_s:.4}\t{check_s:.4}\t{}\t{search_s:.4}\t{search_verdict}",
+        "{n_ops}\t{}\t{mb:.1}\t{parse_s:.5}\t{check_s:.5}\t{}\t{search_s:.4}\t{search_verdict}",
         report.keys,
         verdict_name(report.valid),
     );
