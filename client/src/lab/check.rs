@@ -5,36 +5,48 @@
 use anyhow::anyhow;
 use std::time::Duration;
 
-/// Checks recorded events (a whole history, or some keys of a prefix of one: an invoke
-/// without completion is indeterminate) against the register model, within `timeout`.
-/// Blocks; runs on the current rayon pool.
+/// Checks recorded events (a whole history, or one key of a prefix of one: an invoke without
+/// completion is indeterminate) against the register model, within `timeout`. Blocks; runs on
+/// the current rayon pool. Lines are counted as in `history.jsonl` (each event's `index`).
 pub fn check_records(
     events: &[crate::history::Record],
     timeout: Option<Duration>,
 ) -> anyhow::Result<checker::Report> {
-    check_text(&history_text(events), timeout)
+    let lines: Vec<usize> = events.iter().map(line_of).collect();
+    check_text(&history_text(events), Some(&lines), timeout)
 }
 
-/// The events as JSON Lines, each on the line it has in `history.jsonl` (the parser skips
-/// blank lines), so that an anomaly found in part of the history names the lines of the
-/// whole.
+/// The line an event has in `history.jsonl`.
+pub fn line_of(event: &crate::history::Record) -> usize {
+    usize::try_from(event.index.saturating_add(1)).unwrap_or(usize::MAX)
+}
+
+/// The events as JSON Lines, one per line, in order.
 pub fn history_text(events: &[crate::history::Record]) -> String {
     let mut text = String::with_capacity(events.len() * 96);
-    let mut line = 0;
     for event in events {
-        for _ in line..event.index {
-            text.push('\n');
-        }
-        line = line.max(event.index + 1);
         checker::history::jsonl::write_record(&mut text, event);
     }
     text
 }
 
-/// Checks [`history_text`]'s text; see [`check_records`].
-pub fn check_text(text: &str, timeout: Option<Duration>) -> anyhow::Result<checker::Report> {
-    let ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
+/// Checks JSON Lines text of recorded events; see [`check_records`]. `lines`, when the text
+/// is part of the history, gives each of its lines' line in the whole history, so that an
+/// anomaly names the lines of `history.jsonl`.
+pub fn check_text(
+    text: &str,
+    lines: Option<&[usize]>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<checker::Report> {
+    let mut ops = checker::history::parse(text.as_bytes(), checker::history::Format::Jsonl)
         .map_err(|e| anyhow!("the recorded history does not parse (a lab bug): {e}"))?;
+    if let Some(lines) = lines {
+        let line = |l: usize| lines.get(l.wrapping_sub(1)).copied().unwrap_or(l);
+        for op in &mut ops {
+            op.invoke_line = line(op.invoke_line);
+            op.complete_line = op.complete_line.map(line);
+        }
+    }
     let mut options = checker::CheckOptions::new(checker::ModelKind::CasRegister {
         initial: checker::history::Value::Null,
     });

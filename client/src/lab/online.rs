@@ -15,17 +15,19 @@
 //! full check at the end of the run gives it.
 //!
 //! **Bounded work.** Keys are independent registers (P-compositionality), so only the keys
-//! with completions since their last check are checked again, each with its whole prefix:
-//! a key of an independent-keys workload is decided after its `ops_per_key` operations and
-//! not looked at again until a new completion touches it (the final reads do); the one key of
-//! a single-register workload is re-checked as it grows. A round runs at most every
+//! with completions since their last check are checked again, one at a time, each with its
+//! whole prefix: a key of an independent-keys workload is decided after its `ops_per_key`
+//! operations and not looked at again until a new completion touches it (the final reads
+//! do); the one key of a single-register workload is re-checked as it grows. Each key keeps
+//! its events as the JSON Lines text the checker reads, written once as they arrive (not a
+//! second copy of the records). A round runs at most every
 //! [`INTERVAL`], on a blocking thread with a one-thread checker pool (the clients and nodes
 //! keep the other cores), waits at least as long as its check took before the next one (at
 //! most half of one core), and never overlaps the previous round: a round due while a check
 //! runs is skipped. A key whose check gave up is not checked online again.
 
 use crate::history::{EventType, Record, Recorder, Who};
-use crate::lab::check::check_records;
+use crate::lab::check::{check_text, line_of};
 use checker::Verdict;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -69,9 +71,19 @@ pub struct Prefix {
 
 #[derive(Debug, Default)]
 struct KeyRecords {
-    records: Vec<Record>,
+    /// The key's events so far, as JSON Lines.
+    text: String,
+    /// The line in `history.jsonl` of each of `text`'s lines.
+    lines: Vec<usize>,
     /// Completions recorded since the key was last handed out by [`Prefix::due`].
     unchecked: usize,
+}
+
+/// One key's prefix to check: [`KeyRecords`]' text and lines, as they were.
+pub struct DueKey {
+    name: String,
+    text: String,
+    lines: Vec<usize>,
 }
 
 impl Prefix {
@@ -91,34 +103,72 @@ impl Prefix {
             if record.kind != EventType::Invoke {
                 key.unchecked += 1;
             }
-            key.records.push(record);
+            checker::history::jsonl::write_record(&mut key.text, &record);
+            key.lines.push(line_of(&record));
         }
     }
 
-    /// The records of every key with unchecked completions, in history order (a process's
-    /// operations on several keys keep their order, as pairing needs); those keys count as
-    /// checked from now on. Empty when nothing new completed.
-    pub fn due(&mut self) -> (Vec<Record>, usize) {
+    /// The prefix of every key with unchecked completions; those keys count as checked from
+    /// now on. Empty when nothing new completed.
+    pub fn due(&mut self) -> Vec<DueKey> {
         let mut due = Vec::new();
-        let mut keys = 0;
         for (name, key) in &mut self.keys {
             if key.unchecked == 0 || self.retired.contains(name) {
                 continue;
             }
             key.unchecked = 0;
-            keys += 1;
-            due.extend(key.records.iter().cloned());
+            due.push(DueKey {
+                name: name.clone(),
+                text: key.text.clone(),
+                lines: key.lines.clone(),
+            });
         }
-        due.sort_unstable_by_key(|r| r.index);
-        (due, keys)
+        due
     }
 
-    /// Keys the checker gave up on in `report`: not worth checking again as they grow.
-    pub fn retire_unknown(&mut self, report: &checker::Report) {
-        for key in &report.unknown_keys {
-            self.retired.insert(key.key.to_json().to_string());
+    /// Takes in a round's checks: keys whose check gave up are not worth checking again as
+    /// they grow; keys the round had no time for are due again.
+    fn checked(&mut self, round: &Round) {
+        self.retired.extend(round.gave_up.iter().cloned());
+        for name in &round.not_reached {
+            if let Some(key) = self.keys.get_mut(name) {
+                key.unchecked = key.unchecked.max(1);
+            }
         }
     }
+}
+
+/// What one round of checks found.
+#[derive(Debug, Default)]
+struct Round {
+    /// The report of the first key found not linearizable.
+    anomaly: Option<checker::Report>,
+    /// Keys whose check gave up.
+    gave_up: Vec<String>,
+    /// Keys not checked before the round's time ran out.
+    not_reached: Vec<String>,
+}
+
+/// Checks the due keys one after another until one is not linearizable or `deadline` passes.
+fn check_keys(due: &[DueKey], deadline: Instant) -> anyhow::Result<Round> {
+    let mut round = Round::default();
+    for (n, key) in due.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            round.not_reached = due[n..].iter().map(|key| key.name.clone()).collect();
+            break;
+        }
+        let report = check_text(&key.text, Some(&key.lines), Some(left))?;
+        match report.valid {
+            Verdict::Invalid => {
+                round.anomaly = Some(report);
+                break;
+            }
+            Verdict::Unknown => round.gave_up.push(key.name.clone()),
+            Verdict::Valid => {}
+        }
+    }
+    Ok(round)
 }
 
 /// The running online check: a task that reads the recorder and checks what is due.
@@ -173,20 +223,21 @@ async fn watch_history(
             _ = done.wait_for(|d| *d) => break,
         }
         prefix.extend(recorder.events_from(prefix.seen()));
-        let (due, keys) = prefix.due();
+        let due = prefix.due();
         pause = INTERVAL;
-        if keys == 0 {
+        if due.is_empty() {
             continue;
         }
+        let keys = due.len();
         let pool = pool.clone();
         // Awaited even when `done` fires meanwhile: an anomaly it finds is the run's.
         let checked = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let report = pool.install(|| check_records(&due, Some(ROUND_TIMEOUT)));
-            (report, started.elapsed())
+            let reports = pool.install(|| check_keys(&due, started + ROUND_TIMEOUT));
+            (reports, started.elapsed())
         })
         .await;
-        let (report, took) = match checked {
+        let (reports, took) = match checked {
             Ok(checked) => checked,
             Err(e) => {
                 warn!("an online check failed: {e}");
@@ -197,15 +248,16 @@ async fn watch_history(
         outcome.key_checks += keys as u64;
         outcome.check_s += took.as_secs_f64();
         pause = pause.max(took);
-        let report = match report {
-            Ok(report) => report,
+        let round = match reports {
+            Ok(round) => round,
             Err(e) => {
                 // The final check reads the same records and reports the problem.
                 warn!("the online check stopped: {e:#}");
                 break;
             }
         };
-        if report.valid == Verdict::Invalid {
+        prefix.checked(&round);
+        if let Some(report) = round.anomaly {
             info!(
                 anomaly = report.anomalies.first().map(|a| a.message.as_str()),
                 "the online check found an anomaly"
@@ -219,7 +271,6 @@ async fn watch_history(
             }
             break;
         }
-        prefix.retire_unknown(&report);
     }
     outcome
 }
@@ -233,10 +284,12 @@ mod tests {
         r.record(Who::Process(p), kind, f, json!(key), value);
     }
 
-    fn check_due(prefix: &mut Prefix, r: &Recorder) -> Option<checker::Report> {
+    /// The due keys' checks: how many keys were due, and the first anomaly.
+    fn check_due(prefix: &mut Prefix, r: &Recorder) -> Option<(usize, Option<checker::Report>)> {
         prefix.extend(r.events_from(prefix.seen()));
-        let (due, keys) = prefix.due();
-        (keys > 0).then(|| check_records(&due, None).unwrap())
+        let due = prefix.due();
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        (!due.is_empty()).then(|| (due.len(), check_keys(&due, deadline).unwrap().anomaly))
     }
 
     /// A write still in flight may yet take effect: a read of its value is not an anomaly of
@@ -248,11 +301,12 @@ mod tests {
         op(&r, 0, EventType::Invoke, "write", "k0", json!(1));
         op(&r, 1, EventType::Invoke, "read", "k0", Json::Null);
         op(&r, 1, EventType::Ok, "read", "k0", json!(1));
-        let report = check_due(&mut prefix, &r).unwrap();
-        assert_eq!(report.valid, Verdict::Valid, "{report:?}");
+        let (keys, anomaly) = check_due(&mut prefix, &r).unwrap();
+        assert_eq!(keys, 1);
+        assert!(anomaly.is_none(), "{anomaly:?}");
         op(&r, 0, EventType::Ok, "write", "k0", json!(1));
-        let report = check_due(&mut prefix, &r).unwrap();
-        assert_eq!(report.valid, Verdict::Valid, "{report:?}");
+        let (_, anomaly) = check_due(&mut prefix, &r).unwrap();
+        assert!(anomaly.is_none(), "{anomaly:?}");
     }
 
     /// The same read after the write certainly failed is an anomaly, found in the prefix and
@@ -270,8 +324,9 @@ mod tests {
         op(&r, 1, EventType::Invoke, "read", "k0", Json::Null);
         op(&r, 1, EventType::Ok, "read", "k0", json!(1));
         op(&r, 0, EventType::Invoke, "write", "k0", json!(2));
-        let report = check_due(&mut prefix, &r).unwrap();
-        assert_eq!((report.valid, report.keys), (Verdict::Invalid, 1));
+        let (keys, report) = check_due(&mut prefix, &r).unwrap();
+        let report = report.unwrap();
+        assert_eq!((keys, report.valid, report.keys), (1, Verdict::Invalid, 1));
         let anomaly = &report.anomalies[0];
         assert_eq!(anomaly.key, checker::history::Value::Str("k0".into()));
         // The read's invoke is event 5: line 6 of history.jsonl.
@@ -292,16 +347,47 @@ mod tests {
         op(&r, 0, EventType::Ok, "write", "k0", json!(1));
         op(&r, 1, EventType::Invoke, "write", "k1", json!(5));
         op(&r, 1, EventType::Ok, "write", "k1", json!(5));
-        let report = check_due(&mut prefix, &r).unwrap();
-        assert_eq!((report.valid, report.keys), (Verdict::Valid, 2));
+        let (keys, anomaly) = check_due(&mut prefix, &r).unwrap();
+        assert_eq!((keys, anomaly.is_none()), (2, true));
         assert!(check_due(&mut prefix, &r).is_none(), "nothing new");
         r.nemesis("kill", json!({"node": 1}));
         op(&r, 0, EventType::Invoke, "read", "k1", Json::Null);
         assert!(check_due(&mut prefix, &r).is_none(), "an invoke alone");
         op(&r, 0, EventType::Ok, "read", "k1", json!(5));
-        let report = check_due(&mut prefix, &r).unwrap();
-        assert_eq!((report.valid, report.keys), (Verdict::Valid, 1));
+        let (keys, anomaly) = check_due(&mut prefix, &r).unwrap();
+        assert_eq!((keys, anomaly.is_none()), (1, true));
         assert_eq!(prefix.seen(), r.events().len());
+    }
+
+    /// Keys a round had no time for are due again; a key whose check gave up is not.
+    #[test]
+    fn keys_not_reached_are_due_again_and_given_up_ones_are_not() {
+        let r = Recorder::new();
+        let mut prefix = Prefix::default();
+        op(&r, 0, EventType::Invoke, "write", "k0", json!(1));
+        op(&r, 0, EventType::Ok, "write", "k0", json!(1));
+        op(&r, 1, EventType::Invoke, "write", "k1", json!(2));
+        op(&r, 1, EventType::Ok, "write", "k1", json!(2));
+        prefix.extend(r.events_from(prefix.seen()));
+        let due = prefix.due();
+        let round = check_keys(&due, Instant::now()).unwrap();
+        assert_eq!(
+            (round.not_reached.len(), round.anomaly.is_none()),
+            (2, true)
+        );
+        prefix.checked(&round);
+        assert_eq!(prefix.due().len(), 2, "due again");
+        prefix.checked(&Round {
+            gave_up: vec![due[0].name.clone()],
+            ..Round::default()
+        });
+        op(&r, 0, EventType::Invoke, "read", "k0", Json::Null);
+        op(&r, 0, EventType::Ok, "read", "k0", json!(1));
+        op(&r, 1, EventType::Invoke, "read", "k1", Json::Null);
+        op(&r, 1, EventType::Ok, "read", "k1", json!(2));
+        prefix.extend(r.events_from(prefix.seen()));
+        let names: Vec<String> = prefix.due().into_iter().map(|key| key.name).collect();
+        assert_eq!(names, vec![due[1].name.clone()]);
     }
 
     /// The loop finds an anomaly recorded while it runs and raises the halt signal.

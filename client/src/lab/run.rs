@@ -664,7 +664,7 @@ async fn check(
 ) -> anyhow::Result<checker::Report> {
     // The text, not a copy of the records, goes to the checker's thread.
     let text = history_text(events);
-    tokio::task::spawn_blocking(move || check_text(&text, timeout))
+    tokio::task::spawn_blocking(move || check_text(&text, None, timeout))
         .await
         .context("the checker thread failed")?
 }
