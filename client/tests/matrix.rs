@@ -101,8 +101,14 @@ fn matrix_catches_stale_read() {
         assert!(row["median_detection_s"]
             .as_f64()
             .is_some_and(|s| (0.0..60.0).contains(&s)));
+        assert!(row["median_found_online_s"].as_f64().is_some(), "{row}");
         for run in &detected {
             assert!(run["detection_s"].as_f64().is_some(), "{run}");
+            // Found while running, which cannot be before the anomaly shows.
+            assert!(
+                run["found_online_s"].as_f64() >= run["detection_s"].as_f64(),
+                "{run}"
+            );
             // Bug runs stop at the first anomaly found while running.
             let run_dir = PathBuf::from(run["run_dir"].as_str().expect("run_dir"));
             let summary: Value = serde_json::from_str(

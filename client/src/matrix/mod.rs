@@ -46,8 +46,10 @@
 //!   they last about their time to detection, not their whole time limit; the time to
 //!   detection stays the moment the anomaly shows in the history, not the moment a check
 //!   found it (which adds the online check's polling and checking, a cost of the lab's
-//!   machinery rather than the recipe's power to expose the bug). `results.json` of each run
-//!   has the latter as `online.first_anomaly_s`.
+//!   machinery rather than the recipe's power to expose the bug). That is the next column.
+//! * *found online*: seconds from the workload's start to when the check while the run goes
+//!   found the first anomaly (`results.json`'s `online.first_anomaly_s`); median over the
+//!   detected runs that have one.
 //! * *anomaly*: the `f` of each operation the checker could not place, with its status when
 //!   not `ok` (e.g. `read`, `cas (fail)`); "not explained" when the checker's explanation ran
 //!   out of budget.
@@ -207,6 +209,9 @@ pub struct RunRecord {
     /// Seconds from the first invocation to the completion of the earliest operation the
     /// checker could not place (invalid runs).
     pub detection_s: Option<f64>,
+    /// Seconds from the first invocation to when the check while the run goes found the
+    /// first anomaly (invalid runs it caught).
+    pub found_online_s: Option<f64>,
     /// Anomaly kinds (see the module documentation).
     pub anomalies: Vec<String>,
     /// ok / fail / info operations.
@@ -272,6 +277,8 @@ pub struct BugRow {
     /// Runs with an invalid verdict.
     pub detected: usize,
     pub median_detection_s: Option<f64>,
+    /// Median of the detected runs' `found_online_s`.
+    pub median_found_online_s: Option<f64>,
     /// Every anomaly kind seen over the runs.
     pub anomaly_kinds: Vec<String>,
     /// `None` with `--skip-model` (or not reached).
@@ -345,6 +352,13 @@ impl BugRow {
             .filter_map(|r| r.detection_s)
             .collect();
         self.median_detection_s = median(&times);
+        let found: Vec<f64> = self
+            .runs
+            .iter()
+            .filter(|r| r.verdict == "invalid")
+            .filter_map(|r| r.found_online_s)
+            .collect();
+        self.median_found_online_s = median(&found);
         let kinds: BTreeSet<&String> = self.runs.iter().flat_map(|r| &r.anomalies).collect();
         self.anomaly_kinds = kinds.into_iter().cloned().collect();
     }
@@ -419,6 +433,16 @@ fn definitions() -> BTreeMap<&'static str, &'static str> {
             "median of detection_s over the detected runs (mean of the middle two for an even count)",
         ),
         (
+            "found_online_s",
+            "seconds from the run's first client invocation to when the check while the run goes \
+             found the first anomaly (and the run stopped there); detection_s plus the lab's \
+             polling and checking",
+        ),
+        (
+            "median_found_online_s",
+            "median of found_online_s over the detected runs that have one",
+        ),
+        (
             "anomalies",
             "the f of each operation the checker could not place, with its status when not ok",
         ),
@@ -448,6 +472,7 @@ mod tests {
             seed: 1,
             verdict: verdict.to_string(),
             detection_s,
+            found_online_s: detection_s.map(|s| s + 0.5),
             anomalies: anomalies.iter().map(|s| s.to_string()).collect(),
             ok: 100,
             fail: 0,
@@ -475,6 +500,7 @@ mod tests {
             runs,
             detected: 0,
             median_detection_s: None,
+            median_found_online_s: None,
             anomaly_kinds: Vec::new(),
             simulator: Some(SimColumn {
                 caught: 17,
@@ -595,6 +621,7 @@ mod tests {
             "isolate-leader,partition-halves",
             "1/1",
             "2.5 s",
+            "3.0 s",
             "read",
             "17/20",
             "Linearizable",
@@ -612,8 +639,11 @@ mod tests {
             md.contains("| bug | workload | nemesis | detected |"),
             "{md}"
         );
-        assert!(md.contains("|---|---|---|---:|---:|---|---:|---|"), "{md}");
-        assert!(md.contains("| `stale-read` | ci.toml | isolate-leader, partition-halves | 1/1 | 2.5 s | read | 17/20 | Linearizable |"), "{md}");
+        assert!(
+            md.contains("|---|---|---|---:|---:|---:|---|---:|---|"),
+            "{md}"
+        );
+        assert!(md.contains("| `stale-read` | ci.toml | isolate-leader, partition-halves | 1/1 | 2.5 s | 3.0 s | read | 17/20 | Linearizable |"), "{md}");
         assert!(md.contains("- `stale-read`: because"), "{md}");
     }
 
@@ -766,7 +796,7 @@ mod tests {
         );
         assert!(md.contains("3 seed(s) per row, 8 s per run.\n"), "{md}");
         assert!(
-            md.contains("| `serializable-reads` | ci.toml | isolate-leader, partition-halves | 1/2 | 0.5 s | read |"),
+            md.contains("| `serializable-reads` | ci.toml | isolate-leader, partition-halves | 1/2 | 0.5 s | 1.0 s | read |"),
             "{md}"
         );
         assert!(md.contains("- `serializable-reads`: because"), "{md}");

@@ -24,6 +24,11 @@ pub(super) fn median_cell(r: &BugRow) -> String {
         .map_or(DASH.to_string(), |s| format!("{s:.1} s"))
 }
 
+pub(super) fn found_online_cell(r: &BugRow) -> String {
+    r.median_found_online_s
+        .map_or(DASH.to_string(), |s| format!("{s:.1} s"))
+}
+
 pub(super) fn anomaly_cell(r: &BugRow) -> String {
     if r.anomaly_kinds.is_empty() {
         DASH.to_string()
@@ -54,23 +59,25 @@ pub(super) fn model_cell(r: &BugRow, model_columns: bool) -> String {
     }
 }
 
-pub(super) const BUG_HEADER: [&str; 8] = [
+pub(super) const BUG_HEADER: [&str; 9] = [
     "bug",
     "workload",
     "nemesis",
     "detected",
     "median time to detection",
+    "found online",
     "anomaly",
     "simulator",
     "raft-model",
 ];
 
-const KNOWN_HEADER: [&str; 6] = [
+const KNOWN_HEADER: [&str; 7] = [
     "known behaviour",
     "workload",
     "nemesis",
     "invalid",
     "median time to detection",
+    "found online",
     "anomaly",
 ];
 
@@ -85,6 +92,7 @@ fn known_cells(m: &Matrix) -> Vec<Vec<String>> {
                 r.nemesis.join(","),
                 detected_cell(r),
                 median_cell(r),
+                found_online_cell(r),
                 anomaly_cell(r),
             ]
         })
@@ -105,6 +113,7 @@ pub(super) fn bug_cells(m: &Matrix) -> Vec<Vec<String>> {
                 r.nemesis.join(","),
                 detected_cell(r),
                 median_cell(r),
+                found_online_cell(r),
                 anomaly_cell(r),
                 sim_cell(r),
                 model_cell(r, m.model_columns),
@@ -349,7 +358,7 @@ pub fn markdown(m: &Matrix) -> String {
     if !m.bugs.is_empty() {
         out.push_str(&markdown_table(
             &BUG_HEADER,
-            &[3, 4, 6],
+            &[3, 4, 5, 7],
             &in_markdown(bug_cells(m)),
         ));
         out.push('\n');
@@ -362,7 +371,7 @@ pub fn markdown(m: &Matrix) -> String {
         );
         out.push_str(&markdown_table(
             &KNOWN_HEADER,
-            &[3, 4],
+            &[3, 4, 5],
             &in_markdown(known_cells(m)),
         ));
         out.push('\n');

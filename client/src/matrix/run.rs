@@ -311,6 +311,7 @@ fn planned_row(
         runs: Vec::new(),
         detected: 0,
         median_detection_s: None,
+        median_found_online_s: None,
         anomaly_kinds: Vec::new(),
         simulator: None,
         raft_model: None,
@@ -489,6 +490,7 @@ pub(super) async fn lab_run(workload: &Path, overrides: Overrides) -> RunRecord 
         seed,
         verdict: "error".to_string(),
         detection_s: None,
+        found_online_s: None,
         anomalies: Vec::new(),
         ok: 0,
         fail: 0,
@@ -530,6 +532,7 @@ pub(super) async fn lab_run(workload: &Path, overrides: Overrides) -> RunRecord 
             .await
             .unwrap_or_default();
         record.detection_s = detection.seconds.map(round3);
+        record.found_online_s = s.online.first_anomaly_s.map(round3);
         record.anomalies = detection.kinds;
     }
     record
