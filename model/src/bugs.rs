@@ -159,12 +159,12 @@ impl Bug {
     /// catches it, as measured by `raft-lab matrix`.
     pub fn lab(self) -> &'static str {
         match self {
-            Bug::StaleRead => "10/10 runs: ci.toml under isolate-leader, partition-halves",
+            Bug::StaleRead => "10/10 runs: isolate.toml under isolate-leader",
             Bug::AckBeforeCommit => "10/10 runs: ci.toml under isolate-leader",
             Bug::ApplyUncommitted => {
-                "10/10 runs: ci.toml under isolate-leader, partition-halves"
+                "3/10 runs: ci.toml under isolate-leader, partition-halves (10/10 with earlier builds, not yet explained); the simulator and the model checker catch it"
             }
-            Bug::LeaseRead => "10/10 runs: lease.toml under freeze-leader",
+            Bug::LeaseRead => "9-10/10 runs: lease.toml under freeze-leader",
             Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => {
                 "10/10 runs: ci.toml under power-cut (lazy disks lose what was not synced)"
             }
