@@ -338,7 +338,7 @@ mod tests {
     }
 
     /// Only keys with new completions are checked again; nemesis events and invokes alone
-    /// make nothing due; a process moving between keys keeps its order.
+    /// make nothing due; a process moving between keys is checked on each key alone.
     #[test]
     fn only_keys_with_new_completions_are_due() {
         let r = Recorder::new();

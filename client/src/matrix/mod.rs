@@ -345,20 +345,18 @@ impl BugRow {
     /// Recomputes the detection count, the median and the anomaly kinds from the runs.
     fn tally(&mut self) {
         self.detected = self.runs.iter().filter(|r| r.verdict == "invalid").count();
-        let times: Vec<f64> = self
-            .runs
-            .iter()
-            .filter(|r| r.verdict == "invalid")
-            .filter_map(|r| r.detection_s)
-            .collect();
-        self.median_detection_s = median(&times);
-        let found: Vec<f64> = self
-            .runs
-            .iter()
-            .filter(|r| r.verdict == "invalid")
-            .filter_map(|r| r.found_online_s)
-            .collect();
-        self.median_found_online_s = median(&found);
+        // The median of one time over the detected runs that have it.
+        let median_of = |time: fn(&RunRecord) -> Option<f64>| {
+            let times: Vec<f64> = self
+                .runs
+                .iter()
+                .filter(|r| r.verdict == "invalid")
+                .filter_map(time)
+                .collect();
+            median(&times)
+        };
+        self.median_detection_s = median_of(|r| r.detection_s);
+        self.median_found_online_s = median_of(|r| r.found_online_s);
         let kinds: BTreeSet<&String> = self.runs.iter().flat_map(|r| &r.anomalies).collect();
         self.anomaly_kinds = kinds.into_iter().cloned().collect();
     }
