@@ -5,19 +5,8 @@
 use anyhow::anyhow;
 use std::time::Duration;
 
-/// Checks recorded events (a whole history, or one key of a prefix of one: an invoke without
-/// completion is indeterminate) against the register model, within `timeout`. Blocks; runs on
-/// the current rayon pool. Lines are counted as in `history.jsonl` (each event's `index`).
-pub fn check_records(
-    events: &[crate::history::Record],
-    timeout: Option<Duration>,
-) -> anyhow::Result<checker::Report> {
-    let lines: Vec<usize> = events.iter().map(line_of).collect();
-    check_text(&history_text(events), Some(&lines), timeout)
-}
-
 /// The line an event has in `history.jsonl`.
-pub fn line_of(event: &crate::history::Record) -> usize {
+pub fn history_line(event: &crate::history::Record) -> usize {
     usize::try_from(event.index.saturating_add(1)).unwrap_or(usize::MAX)
 }
 
@@ -30,9 +19,11 @@ pub fn history_text(events: &[crate::history::Record]) -> String {
     text
 }
 
-/// Checks JSON Lines text of recorded events; see [`check_records`]. `lines`, when the text
-/// is part of the history, gives each of its lines' line in the whole history, so that an
-/// anomaly names the lines of `history.jsonl`.
+/// Checks JSON Lines text of recorded events (a whole history, or one key of a prefix of
+/// one: an invoke without completion is indeterminate) against the register model, within
+/// `timeout`; blocks, on the current rayon pool. `lines`, when the text is part of the
+/// history, gives each of its lines' line in the whole history, so that an anomaly names the
+/// lines of `history.jsonl`.
 pub fn check_text(
     text: &str,
     lines: Option<&[usize]>,

@@ -27,7 +27,7 @@
 //! runs is skipped. A key whose check gave up is not checked online again.
 
 use crate::history::{EventType, Record, Recorder, Who};
-use crate::lab::check::{check_text, line_of};
+use crate::lab::check::{check_text, history_line};
 use checker::Verdict;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ impl Prefix {
                 key.unchecked += 1;
             }
             checker::history::jsonl::write_record(&mut key.text, &record);
-            key.lines.push(line_of(&record));
+            key.lines.push(history_line(&record));
         }
     }
 

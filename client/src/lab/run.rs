@@ -798,7 +798,6 @@ fn print_verdict(summary: &RunSummary, report: &checker::Report, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::check::check_records;
 
     /// The full check's verdict stands, except that an anomaly found online outlives a full
     /// check that gave up (or disagreed), said in the errors.
@@ -812,10 +811,13 @@ mod tests {
         };
         op(0, EventType::Invoke, "write", json!(1));
         op(0, EventType::Ok, "write", json!(1));
-        let valid = check_records(&r.events(), None).unwrap();
+        let check = |events: &[crate::history::Record]| {
+            check_text(&history_text(events), None, None).unwrap()
+        };
+        let valid = check(&r.events());
         op(1, EventType::Invoke, "read", json!(null));
         op(1, EventType::Ok, "read", json!(2));
-        let invalid = check_records(&r.events(), None).unwrap();
+        let invalid = check(&r.events());
         assert_eq!(
             (valid.valid, invalid.valid),
             (Verdict::Valid, Verdict::Invalid)
