@@ -16,7 +16,7 @@ use serde::Serialize;
 pub enum Method {
     /// Unique written values: the polynomial register check.
     Register,
-    /// Unique prefix-free appends: the linear append check.
+    /// Unique prefix-free puts and appends: reduced to the register check.
     Append,
     /// The general memoised search.
     Search,
@@ -50,8 +50,14 @@ pub fn decide(ops: &[Op], model: &ModelKind, budget: &Budget, want: Want) -> Dec
                     method: Method::Register,
                     conflict,
                 }
-            } else if let Some(outcome) = append::check(ops, initial, budget, want) {
-                decision(outcome, Method::Append)
+            } else if let Some((outcome, conflict)) =
+                append::check_with_conflict(ops, initial, budget, want)
+            {
+                Decision {
+                    outcome,
+                    method: Method::Append,
+                    conflict,
+                }
             } else {
                 decision(
                     search::check(&CasRegister::new(initial.clone()), ops, budget),

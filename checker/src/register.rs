@@ -210,9 +210,6 @@ fn run(
     budget: &Budget,
     want: Want,
 ) -> Option<Result<KeyOutcome, Conflict>> {
-    if let Some(why) = budget.exhausted() {
-        return Some(Ok(KeyOutcome::Unknown(why)));
-    }
     // Where an op's constraints are all known: its completion, or (info) its invocation.
     let seen = |o: usize| ops[o].complete.unwrap_or(ops[o].invoke);
 
@@ -259,6 +256,11 @@ fn run(
     let clusters = writer.len();
     // `None` when a value is written twice.
     let written_at = ValueIndex::new(&written_values)?;
+    // Polled once it is known the fast path applies, so that a key given up on is reported
+    // with the method that would have decided it.
+    if let Some(why) = budget.exhausted() {
+        return Some(Ok(KeyOutcome::Unknown(why)));
+    }
     let lookup = |v: &Value| -> Option<usize> {
         if v == initial {
             Some(INITIAL)

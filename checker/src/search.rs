@@ -64,12 +64,14 @@
 //!     `ok` op not yet linearized needs a state ([`Model::needs`]: a read of `v`, a cas from
 //!     `v`) that is not the state now and that no op still to apply sets. Counts per needed
 //!     state, kept as ops are linearized and undone, make this one comparison a step;
-//!   - when the model can tell from the state alone ([`Model::may_still_apply`]), for the
-//!     `ok` ops of the window (the calls before the first return, and that return's op):
-//!     with only appends and reads every state is a prefix of every later one, so a read of
-//!     a value that does not start with the state is out of reach. This turns appends seen
-//!     by reads, which would otherwise be tried in every order until a read's return
-//!     refutes them, into a walk along the order the reads reveal.
+//!   - when the model can tell from the state ([`Model::may_still_apply`]), for the `ok`
+//!     ops of the window (the calls before the first return, and that return's op): between
+//!     writes, appends only make a string longer, so a read of a value that does not start
+//!     with the state is out of reach unless an op still to apply writes a value the read's
+//!     starts with ([`Model::revived_by`]; counts per written state, kept as ops are
+//!     linearized and undone). This turns appends seen by reads, which would otherwise be
+//!     tried in every order until a read's return refutes them, into a walk along the
+//!     order the reads reveal.
 //! - Memoised configurations are skipped (above), and so are configurations *dominated* by a
 //!   memoised one: (S + u, s) with u an `info` op, when (S, s) was seen. From (S, s) the
 //!   search can do all it can from (S + u, s): the same `ok` ops are linearized, so the same
@@ -372,6 +374,77 @@ impl<S: Eq + std::hash::Hash> Needs<S> {
     }
 }
 
+/// The ops that can set the state again, for the dead-end test by
+/// [`Model::may_still_apply`]: an `ok` op that the state can no longer grow into stays in
+/// reach while an op setting one of its [`Model::revived_by`] states is still to apply.
+struct Revivals {
+    /// Per live op: the group of the state it sets (`NIL`: none). A group is a distinct
+    /// state some live op sets.
+    sets: Vec<u32>,
+    /// Per group: the ops setting it that are not linearized.
+    unset: Vec<u32>,
+    /// Per live op: its revivers' groups are `groups[from[op]..from[op + 1]]`.
+    from: Vec<u32>,
+    groups: Vec<u32>,
+}
+
+impl Revivals {
+    fn new<M: Model>(model: &M, facts: &M::Facts, ops: &[Op], live: &[Live]) -> Self {
+        let mut group_of: HashMap<M::State, u32> = HashMap::new();
+        let mut sets = vec![NIL; live.len()];
+        for (i, l) in live.iter().enumerate() {
+            if let Effect::Sets(state) = model.effect(&ops[l.pos].action) {
+                let next = group_of.len() as u32;
+                sets[i] = *group_of.entry(state).or_insert(next);
+            }
+        }
+        let mut unset = vec![0; group_of.len()];
+        for &g in sets.iter().filter(|&&g| g != NIL) {
+            unset[g as usize] += 1;
+        }
+        let mut from = Vec::with_capacity(live.len() + 1);
+        let mut groups = Vec::new();
+        from.push(0);
+        for l in live {
+            if l.required && !group_of.is_empty() {
+                let revivers = model.revived_by(facts, &ops[l.pos].action);
+                groups.extend(revivers.iter().filter_map(|state| group_of.get(state)));
+            }
+            from.push(groups.len() as u32);
+        }
+        Revivals {
+            sets,
+            unset,
+            from,
+            groups,
+        }
+    }
+
+    /// Live op `op` was linearized (`true`) or undone.
+    fn toggle(&mut self, op: u32, linearized: bool) {
+        let g = self.sets[op as usize];
+        if g != NIL {
+            let n = &mut self.unset[g as usize];
+            *n = if linearized { *n - 1 } else { *n + 1 };
+        }
+    }
+
+    /// Whether an op still to apply, other than `stepping` (about to be linearized), sets a
+    /// state that revives `op`.
+    fn revivable(&self, op: u32, stepping: u32) -> bool {
+        let own = self.sets[stepping as usize];
+        let (from, to) = (self.from[op as usize], self.from[op as usize + 1]);
+        self.groups[from as usize..to as usize]
+            .iter()
+            .any(|&g| self.unset[g as usize] > u32::from(g == own))
+    }
+
+    /// Bytes held.
+    fn bytes(&self) -> usize {
+        (self.sets.len() + self.unset.len() + self.from.len() + self.groups.len()) * 4
+    }
+}
+
 struct Search<'a, M: Model> {
     model: &'a M,
     ops: &'a [Op],
@@ -405,8 +478,9 @@ struct Search<'a, M: Model> {
     stack: Vec<Frame>,
     /// The linearized `info` ops, in order.
     info_used: Vec<u32>,
-    /// What the model may assume about these ops to cut dead ends ([`Model::facts`]).
-    facts: Option<M::Facts>,
+    /// What the model may assume about these ops to cut dead ends ([`Model::facts`]), and
+    /// the ops that can set the state again.
+    facts: Option<(M::Facts, Revivals)>,
     /// The dead-end test by needed states (see [`Search::dead_end`]); `None` unless the model
     /// knows every live op's [`Effect`].
     needs: Option<Needs<M::State>>,
@@ -499,7 +573,16 @@ impl<'a, M: Model> Search<'a, M> {
         }
         drop(last_twin);
 
-        let facts = model.facts(ops);
+        let facts = model.facts(ops).map(|facts| {
+            let revivals = Revivals::new(model, &facts, ops, &live);
+            (facts, revivals)
+        });
+        if let Some((_, revivals)) = &facts {
+            *charged += revivals.bytes();
+            if let Some(give_up) = budget.charge(revivals.bytes()) {
+                return Err(give_up);
+            }
+        }
         let needs = Needs::new(model, ops, &live);
         let stack = Vec::with_capacity(live.len());
         Ok(Search {
@@ -613,7 +696,7 @@ impl<'a, M: Model> Search<'a, M> {
     /// [`Model::may_still_apply`]. Every `ok` op must still be linearized, so no completion
     /// exists from there.
     fn dead_end(&self, op: u32, after: u32) -> bool {
-        let Some(facts) = &self.facts else {
+        let Some((facts, revivals)) = &self.facts else {
             return false;
         };
         let state = &self.states[after as usize];
@@ -623,7 +706,9 @@ impl<'a, M: Model> Search<'a, M> {
             let other = code / 2;
             if other != op && self.live[other as usize].required {
                 let action = &self.ops[self.live[other as usize].pos].action;
-                if !self.model.may_still_apply(facts, state, action) {
+                if !self.model.may_still_apply(facts, state, action)
+                    && !revivals.revivable(other, op)
+                {
                     return true;
                 }
             }
@@ -667,6 +752,9 @@ impl<'a, M: Model> Search<'a, M> {
         self.zobrist ^= l.key;
         if let Some(needs) = &mut self.needs {
             needs.toggle(op, now_linearized);
+        }
+        if let Some((_, revivals)) = &mut self.facts {
+            revivals.toggle(op, now_linearized);
         }
     }
 

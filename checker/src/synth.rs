@@ -12,8 +12,9 @@
 //! Written values are unique per key (`1, 2, 3, ...`; the initial value is `null`), so the
 //! register fast path ([`crate::register`]) applies. A mix of reads and appends (of unique
 //! strings `"1,"`, `"2,"`, ...; reads return the whole concatenation) makes append histories
-//! for the append fast path ([`crate::append`]); appends are not meant to be mixed with
-//! writes and cas. Without an anomaly the history is
+//! for the append fast path ([`crate::append`]). When the mix has appends, writes and cas
+//! write strings `"N,"` too, so writes mixed with appends make a key-value store's puts and
+//! appends on one string (Porcupine's kv histories). Without an anomaly the history is
 //! linearizable by construction; with one, a single violation is injected in the last tenth
 //! of one key's operations:
 //!
@@ -185,12 +186,22 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
 
     let mut state = Value::Null;
     let mut next_value = 1i64;
-    // A written value: the next unique one, or a random one of `0..values`.
-    let mut fresh = |rng: &mut ChaCha8Rng| match spec.values {
+    // A fresh number: the next unique one, or a random one of `0..values`.
+    let mut number = |rng: &mut ChaCha8Rng| match spec.values {
         Some(n) => rng.random_range(0..n.max(1)),
         None => {
             next_value += 1;
             next_value - 1
+        }
+    };
+    // A written value: the number, or the string `"N,"` when the mix has appends (a
+    // key-value store's puts and appends on one string, as in Porcupine's kv histories).
+    let strings = wa > 0.0;
+    let value = |n: i64| {
+        if strings {
+            Value::Str(format!("{n},"))
+        } else {
+            Value::Int(n)
         }
     };
     let mut written: Vec<Value> = Vec::new();
@@ -238,16 +249,16 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                     Some(Anomaly::LostUpdate) if last_consumed.is_some() => {
                         is_forced = true;
                         let old = last_consumed.clone().unwrap_or(Value::Null);
-                        Action::Cas(old, Value::Int(fresh(&mut rng)))
+                        Action::Cas(old, value(number(&mut rng)))
                     }
                     _ => {
                         let x = rng.random::<f64>() * total_w;
                         if x < wr {
                             Action::Read(None)
                         } else if x < wr + ww {
-                            Action::Write(Value::Int(fresh(&mut rng)))
+                            Action::Write(value(number(&mut rng)))
                         } else if x >= wr + ww + wc {
-                            Action::Append(format!("{},", fresh(&mut rng)))
+                            Action::Append(format!("{},", number(&mut rng)))
                         } else {
                             let old = if written.is_empty() || rng.random_bool(0.75) {
                                 state.clone()
@@ -255,7 +266,7 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                                 let back = rng.random_range(0..written.len().min(8));
                                 written[written.len() - 1 - back].clone()
                             };
-                            Action::Cas(old, Value::Int(fresh(&mut rng)))
+                            Action::Cas(old, value(number(&mut rng)))
                         }
                     }
                 };

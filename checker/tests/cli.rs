@@ -151,6 +151,37 @@ fn initial_value_flag() {
 }
 
 #[test]
+fn key_value_store_histories_in_porcupines_format() {
+    // Gets, puts and appends on keys named by `:key`, every value starting as "".
+    let history = |stale: &str| {
+        format!(
+            "\
+{{:process 0, :type :invoke, :f :put, :key \"a\", :value \"x 0 0 y\"}}
+{{:process 0, :type :ok, :f :put, :key \"a\", :value \"x 0 0 y\"}}
+{{:process 1, :type :invoke, :f :append, :key \"a\", :value \"x 1 0 y\"}}
+{{:process 1, :type :ok, :f :append, :key \"a\", :value \"x 1 0 y\"}}
+{{:process 2, :type :invoke, :f :get, :key \"b\", :value nil}}
+{{:process 2, :type :ok, :f :get, :key \"b\", :value \"\"}}
+{{:process 0, :type :invoke, :f :get, :key \"a\", :value nil}}
+{{:process 0, :type :ok, :f :get, :key \"a\", :value \"{stale}\"}}
+"
+        )
+    };
+    let valid = temp_history("kv-valid.edn", &history("x 0 0 yx 1 0 y"));
+    let out = raft_check(&[valid.to_str().unwrap(), "--initial", "\"\""]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stale = temp_history("kv-stale.edn", &history("x 0 0 y"));
+    let out = raft_check(&[stale.to_str().unwrap(), "--initial", "\"\"", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["anomalies"][0]["key"], "a");
+    let key_a = report["worst_keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["key"] == "a"));
+    assert_eq!(key_a.map(|k| &k["method"]), Some(&"append".into()));
+}
+
+#[test]
 fn expired_timeout_is_unknown_exit_2() {
     let out = raft_check(&[
         data("valid-register.jsonl").to_str().unwrap(),

@@ -9,7 +9,9 @@
 //!
 //! Jepsen's `independent` checker wraps every value in a `[key value]` tuple. Whether a file
 //! does that is decided once for the whole file (see [`is_independent`]), since a single op
-//! cannot tell: a cas `[old new]` looks exactly like a tuple.
+//! cannot tell: a cas `[old new]` looks exactly like a tuple. An op map may instead name its
+//! key in a `:key` field, as Porcupine's key-value histories do; there `:get` is a read and
+//! `:put` a write.
 //!
 //! [`write_records`] prints [`Record`]s this way, client values as `[key value]` tuples, for
 //! tools that read Jepsen's histories.
@@ -24,8 +26,9 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Parses an EDN history into its client events, in file (real-time) order.
 ///
-/// Nemesis ops (`:process :nemesis`) are dropped. Keys come from `[key value]` tuples when
-/// the whole file uses them (see [`is_independent`]), else every key is `Value::Null`.
+/// Nemesis ops (`:process :nemesis`) are dropped. Keys come from `:key` fields, from
+/// `[key value]` tuples when the whole file uses them (see [`is_independent`]), else every
+/// key is `Value::Null`.
 /// Empty input (or only whitespace and comments) is a valid, empty history.
 pub fn parse(input: &[u8]) -> Result<Vec<Event>, HistoryError> {
     let text = std::str::from_utf8(input).map_err(|err| {
@@ -173,6 +176,8 @@ struct EdnOp {
     process: u64,
     kind: EventType,
     f: Func,
+    /// The op map's `:key`, if it has one.
+    key: Option<Value>,
     value: ValueShape,
 }
 
@@ -185,6 +190,7 @@ struct EdnOp {
 fn is_independent(ops: &[EdnOp]) -> bool {
     !ops.is_empty()
         && ops.iter().all(|op| match (&op.value, op.f) {
+            _ if op.key.is_some() => false,
             (ValueShape::KeyedPair(..), _) => true,
             (ValueShape::Pair(..), f) => f != Func::Cas,
             (ValueShape::Scalar(_), _) => false,
@@ -196,16 +202,22 @@ fn resolve_keys(ops: Vec<EdnOp>) -> Result<Vec<Event>, HistoryError> {
     ops.into_iter()
         .map(|op| {
             let (key, value) =
-                match (independent, op.value) {
-                    (true, ValueShape::Pair(key, value)) => (key, RawValue::Scalar(value)),
-                    (true, ValueShape::KeyedPair(key, old, new)) => (key, RawValue::Pair(old, new)),
-                    (_, ValueShape::Scalar(value)) => (Value::Null, RawValue::Scalar(value)),
-                    (false, ValueShape::Pair(old, new)) => (Value::Null, RawValue::Pair(old, new)),
-                    (false, ValueShape::KeyedPair(..)) => return Err(HistoryError::at(
+                match (op.key, independent, op.value) {
+                    (Some(key), _, ValueShape::Scalar(value)) => (key, RawValue::Scalar(value)),
+                    (Some(key), _, ValueShape::Pair(old, new)) => (key, RawValue::Pair(old, new)),
+                    (None, true, ValueShape::Pair(key, value)) => (key, RawValue::Scalar(value)),
+                    (None, true, ValueShape::KeyedPair(key, old, new)) => {
+                        (key, RawValue::Pair(old, new))
+                    }
+                    (None, _, ValueShape::Scalar(value)) => (Value::Null, RawValue::Scalar(value)),
+                    (None, false, ValueShape::Pair(old, new)) => {
+                        (Value::Null, RawValue::Pair(old, new))
+                    }
+                    (_, _, ValueShape::KeyedPair(..)) => return Err(HistoryError::at(
                         op.line,
                         "a nested :value such as [k [old new]] is only allowed when every op's \
                          :value is a [key value] tuple and every cas's is [key [old new]] \
-                         (Jepsen independent history); this history is not",
+                         (Jepsen independent history), and no op has a :key; this history is not",
                     )),
                 };
             Ok(Event {
@@ -659,6 +671,7 @@ impl<'a> Reader<'a> {
                 Edn::Keyword("value") => &mut fields.value,
                 Edn::Keyword("time") => &mut fields.time,
                 Edn::Keyword("index") => &mut fields.index,
+                Edn::Keyword("key") => &mut fields.key,
                 _ => continue,
             };
             if slot.is_some() {
@@ -688,6 +701,7 @@ struct OpFields<'a> {
     value: Option<Edn<'a>>,
     time: Option<Edn<'a>>,
     index: Option<Edn<'a>>,
+    key: Option<Edn<'a>>,
 }
 
 impl OpFields<'_> {
@@ -720,12 +734,12 @@ impl OpFields<'_> {
         };
         let f = match &self.f {
             None => return fail("op map has no :f".into()),
-            Some(form) => match form.as_name().and_then(Func::from_name) {
+            Some(form) => match form.as_name().and_then(func_of) {
                 Some(f) => f,
                 None => {
                     return fail(format!(
-                        "unknown :f {form}: expected :read, :write, :cas, :append, :acquire or \
-                         :release"
+                        "unknown :f {form}: expected :read (:get), :write (:put), :cas, :append, \
+                         :acquire or :release"
                     ))
                 }
             },
@@ -738,6 +752,17 @@ impl OpFields<'_> {
                     return fail(format!(
                         ":value must be nil, an integer, a string, a keyword or a 2-element \
                          vector of those, got {form}"
+                    ))
+                }
+            },
+        };
+        let key = match &self.key {
+            None => None,
+            Some(form) => match form.to_scalar() {
+                Some(key) => Some(key),
+                None => {
+                    return fail(format!(
+                        ":key must be nil, an integer, a string or a keyword, got {form}"
                     ))
                 }
             },
@@ -766,8 +791,18 @@ impl OpFields<'_> {
             process,
             kind,
             f,
+            key,
             value,
         }))
+    }
+}
+
+/// An op's `:f`: our names, and Porcupine's key-value `:get` and `:put`.
+fn func_of(name: &str) -> Option<Func> {
+    match name {
+        "get" => Some(Func::Read),
+        "put" => Some(Func::Write),
+        name => Func::from_name(name),
     }
 }
 
@@ -970,6 +1005,49 @@ mod tests {
         assert_eq!(
             events[2].value,
             RawValue::Pair(Value::Int(1), Value::Int(2))
+        );
+    }
+
+    #[test]
+    fn key_fields_and_key_value_store_names() {
+        // Porcupine's key-value histories: `:key`, `:get` and `:put`, maps one per line.
+        let input = "{:process 0, :type :invoke, :f :put, :key \"1\", :value \"x 0 2 y\"}\n\
+                     {:process 0, :type :ok, :f :put, :key \"1\", :value \"x 0 2 y\"}\n\
+                     {:process 1, :type :invoke, :f :get, :key 7, :value nil}\n\
+                     {:process 1, :type :ok, :f :get, :key 7, :value \"\"}\n\
+                     {:process 2, :type :invoke, :f :cas, :key :k, :value [1 2]}";
+        let events = parse(input.as_bytes()).unwrap();
+        assert_eq!(events[0].key, str_value("1"));
+        assert_eq!(events[0].f, Func::Write);
+        assert_eq!(events[0].value, RawValue::Scalar(str_value("x 0 2 y")));
+        assert_eq!(events[2].key, Value::Int(7));
+        assert_eq!(events[3].f, Func::Read);
+        assert_eq!(events[3].value, RawValue::Scalar(str_value("")));
+        assert_eq!(events[4].key, str_value("k"));
+        assert_eq!(
+            events[4].value,
+            RawValue::Pair(Value::Int(1), Value::Int(2))
+        );
+        // With a :key, a pair is a cas's, never an independent tuple.
+        let input = "{:process 0 :type :invoke :f :write :key 1 :value [2 3]}";
+        assert_eq!(
+            parse(input.as_bytes()).unwrap()[0].value,
+            RawValue::Pair(Value::Int(2), Value::Int(3))
+        );
+        assert_error(
+            "{:process 0 :type :invoke :f :get :key [1 2]}",
+            1,
+            ":key must be nil, an integer, a string or a keyword, got [1 2]",
+        );
+        assert_error(
+            "{:process 0 :type :invoke :f :cas :key 1 :value [1 [2 3]]}",
+            1,
+            "and no op has a :key",
+        );
+        assert_error(
+            "{:process 0 :type :invoke :f :delete :key 1}",
+            1,
+            "expected :read (:get), :write (:put)",
         );
     }
 

@@ -17,8 +17,8 @@ impl CasRegister {
 
 impl Model for CasRegister {
     type State = Value;
-    /// Only appends and reads: every state is a prefix of every later one.
-    type Facts = GrowsOnly;
+    /// Keys with appends: strings grow between writes.
+    type Facts = Appends;
 
     fn init(&self) -> Value {
         self.initial.clone()
@@ -44,13 +44,6 @@ impl Model for CasRegister {
         matches!(f, Func::Read | Func::Write | Func::Cas | Func::Append)
     }
 
-    fn facts(&self, ops: &[Op]) -> Option<GrowsOnly> {
-        ops.iter()
-            .filter(|op| op.status != Status::Fail)
-            .all(|op| matches!(op.action, Action::Read(_) | Action::Append(_)))
-            .then_some(GrowsOnly)
-    }
-
     fn needs(&self, action: &Action) -> Option<Value> {
         match action {
             Action::Read(Some(v)) | Action::Cas(v, _) => Some(v.clone()),
@@ -66,22 +59,70 @@ impl Model for CasRegister {
         }
     }
 
-    /// With only appends, the state only grows: a read of `seen` can still happen only if
-    /// the state is `seen` or a prefix of it.
-    fn may_still_apply(&self, _: &GrowsOnly, state: &Value, action: &Action) -> bool {
-        match (action, state) {
-            (Action::Read(Some(seen)), Value::Str(now)) => {
-                matches!(seen, Value::Str(seen) if seen.starts_with(now.as_str()))
+    /// Keys with appends: the lengths of the strings that writes and cas set, so that
+    /// [`revived_by`](Model::revived_by) can name the set values a wanted string starts with.
+    fn facts(&self, ops: &[Op]) -> Option<Appends> {
+        let mut appends = false;
+        let mut set_lengths = Vec::new();
+        for op in ops.iter().filter(|op| op.status != Status::Fail) {
+            match &op.action {
+                Action::Append(_) => appends = true,
+                Action::Write(Value::Str(s)) | Action::Cas(_, Value::Str(s)) => {
+                    set_lengths.push(s.len())
+                }
+                _ => {}
             }
-            // Nothing appended yet: `null` or any string may still be read.
-            (Action::Read(Some(seen)), Value::Null) => !matches!(seen, Value::Int(_)),
-            // Appends to a number are impossible: it stays.
-            (Action::Read(Some(seen)), Value::Int(_)) => seen == state,
+        }
+        set_lengths.sort_unstable();
+        set_lengths.dedup();
+        appends.then_some(Appends { set_lengths })
+    }
+
+    /// Between writes and cas the state only grows: a read of `seen` (a cas from `seen`) can
+    /// still happen only if the state is `seen` or, both being strings, a prefix of it.
+    fn may_still_apply(&self, _: &Appends, state: &Value, action: &Action) -> bool {
+        match action {
+            Action::Read(Some(wanted)) | Action::Cas(wanted, _) => grows_into(state, wanted),
             _ => true,
+        }
+    }
+
+    /// A read of `seen` (a cas from `seen`) becomes possible again after a write of any
+    /// value `seen` may grow from: `null`, or a prefix of `seen` of a length some write or cas
+    /// sets.
+    fn revived_by(&self, facts: &Appends, action: &Action) -> Vec<Value> {
+        let wanted = match action {
+            Action::Read(Some(wanted)) | Action::Cas(wanted, _) => wanted,
+            _ => return Vec::new(),
+        };
+        match wanted {
+            Value::Str(s) => std::iter::once(Value::Null)
+                .chain(
+                    facts
+                        .set_lengths
+                        .iter()
+                        .filter_map(|&len| s.get(..len))
+                        .map(|prefix| Value::Str(prefix.to_owned())),
+                )
+                .collect(),
+            other => vec![other.clone()],
         }
     }
 }
 
-/// The facts of a key with only appends and reads (`fail` ops aside).
-#[derive(Clone, Copy, Debug)]
-pub struct GrowsOnly;
+/// Whether appends alone can take `state` to `wanted`: a string only grows at its end, and
+/// nothing can be appended to a number.
+fn grows_into(state: &Value, wanted: &Value) -> bool {
+    match (state, wanted) {
+        (Value::Null, Value::Str(_)) => true,
+        (Value::Str(now), Value::Str(wanted)) => wanted.starts_with(now.as_str()),
+        _ => state == wanted,
+    }
+}
+
+/// The facts of a key with appends (`fail` ops aside): the distinct lengths, in bytes, of
+/// the strings its writes and cas set.
+#[derive(Clone, Debug)]
+pub struct Appends {
+    set_lengths: Vec<usize>,
+}

@@ -53,7 +53,8 @@ pub trait Model: Send + Sync {
         None
     }
 
-    /// `false` only if no sequence of this key's ops can take `state` to one in which
+    /// `false` only if no sequence of this key's ops that do not set the state (no op whose
+    /// [`effect`](Model::effect) is [`Effect::Sets`]) can take `state` to one in which
     /// `action`, an `ok` op not yet linearized, is legal: a conservative test, so that the
     /// search can drop a step after which some op that must still happen never can.
     fn may_still_apply(
@@ -63,6 +64,14 @@ pub trait Model: Send + Sync {
         _action: &Action,
     ) -> bool {
         true
+    }
+
+    /// The states set by ops ([`Effect::Sets`]) after which `action` may be legal again
+    /// where [`may_still_apply`](Model::may_still_apply) says no: every such state, and any
+    /// others the model cannot rule out. The search keeps `action` in reach while an op that
+    /// sets one of them is still to apply.
+    fn revived_by(&self, _facts: &Self::Facts, _action: &Action) -> Vec<Self::State> {
+        Vec::new()
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! [`simulate`] runs `procs` client processes against a linearizable append register: each
 //! op takes effect at a random step strictly inside its interval; appends add unique
-//! strings `"N,"`; some ops fail (no effect), some crash (`info`: the effect happens or not,
-//! possibly long after the crash) and some are still pending at the end. [`mutate`] then
+//! strings `"N,"`, and puts (writes, when asked for) replace the value with one; some ops
+//! fail (no effect), some crash (`info`: the effect happens or not, possibly long after the
+//! crash) and some are still pending at the end. [`mutate`] then
 //! edits reads (swaps, drops or adds parts, stale values, a cut inside a part) so that both
 //! linearizable and non-linearizable histories arise; which is which is for the oracle or the
 //! general search to say.
@@ -52,8 +53,15 @@ fn appended(state: &Value, suffix: &str) -> Value {
     }
 }
 
-/// A linearizable history of about `n_ops` reads and appends by `procs` processes.
-pub fn simulate(rng: &mut Rng, initial: &Value, n_ops: usize, procs: usize) -> Vec<Op> {
+/// A linearizable history of about `n_ops` reads, appends and (`put_percent` of the ops)
+/// puts by `procs` processes.
+pub fn simulate(
+    rng: &mut Rng,
+    initial: &Value,
+    n_ops: usize,
+    procs: usize,
+    put_percent: usize,
+) -> Vec<Op> {
     let mut ops: Vec<Op> = Vec::new();
     let mut state = initial.clone();
     let mut pos = 0usize;
@@ -66,6 +74,7 @@ pub fn simulate(rng: &mut Rng, initial: &Value, n_ops: usize, procs: usize) -> V
     let mut late: Vec<usize> = Vec::new();
     let effect = |op: &mut Op, state: &mut Value| match &mut op.action {
         Action::Append(s) => *state = appended(state, s),
+        Action::Write(v) => *state = v.clone(),
         Action::Read(seen) => *seen = Some(state.clone()),
         _ => {}
     };
@@ -73,7 +82,7 @@ pub fn simulate(rng: &mut Rng, initial: &Value, n_ops: usize, procs: usize) -> V
     while idle_rounds < 4 * procs {
         if !late.is_empty() && rng.chance(10) {
             let op = late.swap_remove(rng.below(late.len()));
-            if rng.chance(50) && matches!(ops[op].action, Action::Append(_)) {
+            if rng.chance(50) && !matches!(ops[op].action, Action::Read(_)) {
                 effect(&mut ops[op], &mut state);
             }
         }
@@ -83,7 +92,12 @@ pub fn simulate(rng: &mut Rng, initial: &Value, n_ops: usize, procs: usize) -> V
                 idle_rounds = 0;
                 let action = if rng.chance(50) {
                     next_string += 1;
-                    Action::Append(format!("{},", next_string - 1))
+                    let part = format!("{},", next_string - 1);
+                    if rng.chance(put_percent * 2) {
+                        Action::Write(Value::Str(part))
+                    } else {
+                        Action::Append(part)
+                    }
                 } else {
                     Action::Read(None)
                 };
