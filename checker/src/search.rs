@@ -104,6 +104,9 @@ pub const POLL_INTERVAL: u64 = 1024;
 /// "No entry" in the linked list's index arrays.
 const NIL: u32 = u32::MAX;
 
+/// A read whose needed state the model does not name: [`Model::step`] decides.
+const ANY_STATE: u32 = u32::MAX - 1;
+
 /// How many of the most recently linearized `info` ops the dominance check tries removing
 /// (trying all of them costs more than it saves on long histories).
 const DOMINANCE_DEPTH: usize = 8;
@@ -138,6 +141,9 @@ struct Live {
     pos: usize,
     /// `ok`: must be linearized. Otherwise `info`: may be.
     required: bool,
+    /// For an `ok` op that leaves the state as it is ([`Effect::Keeps`], a read): the id of
+    /// the state it needs, [`ANY_STATE`] when the model does not say; `NIL` for other ops.
+    reads: u32,
     /// Index in the `ok` or the `info` bitset.
     bit: usize,
     /// Zobrist word of this op.
@@ -156,6 +162,9 @@ struct Frame {
     op: u32,
     /// The state before it.
     state: u32,
+    /// A read taken as the only choice (see [`Search::reader`]): when it fails, so does the
+    /// configuration before it.
+    forced: bool,
 }
 
 /// A bitset that tracks its window: `lo` leading all-ones words, nonzero words below `hi`.
@@ -511,6 +520,7 @@ impl<'a, M: Model> Search<'a, M> {
             live.push(Live {
                 pos,
                 required,
+                reads: NIL,
                 bit: *bit,
                 key: splitmix64(0x5eed_0000_0000 ^ pos as u64),
                 call: NIL,
@@ -624,8 +634,11 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// The search proper: `Some(witness)`, `None` (not linearizable), or why it gave up.
     fn run(&mut self) -> Result<Option<Vec<usize>>, GiveUp> {
+        self.intern_reads()?;
         let mut state = self.intern(self.model.init())?;
         let mut entry = self.next[self.head as usize];
+        // At a configuration not yet looked at: a read may be the only choice.
+        let mut fresh = true;
         let mut steps: u64 = 0;
         loop {
             if self.remaining == 0 {
@@ -642,6 +655,22 @@ impl<'a, M: Model> Search<'a, M> {
                 }
             }
             steps += 1;
+            if std::mem::take(&mut fresh) {
+                if let Some(op) = self.reader(state) {
+                    if !self.dead_end(op, state) && self.enter(op, state)? {
+                        self.push(op, state, true);
+                        entry = self.next[self.head as usize];
+                        fresh = true;
+                    } else {
+                        // Every way on from here takes this read first: none is left.
+                        let Some(next) = self.backtrack(&mut state) else {
+                            return Ok(None);
+                        };
+                        entry = next;
+                    }
+                    continue;
+                }
+            }
             // An `ok` op is left, so its return entry lies ahead: the walk never reaches the
             // sentinel.
             debug_assert_ne!(entry, self.head);
@@ -657,16 +686,10 @@ impl<'a, M: Model> Search<'a, M> {
                         && !self.dead_end(op, after)
                         && self.enter(op, after)?
                     {
-                        self.stack.push(Frame { op, state });
-                        if !required {
-                            self.info_used.push(op);
-                        }
+                        self.push(op, state, false);
                         state = after;
-                        self.lift(op);
-                        if required {
-                            self.remaining -= 1;
-                        }
                         entry = self.next[self.head as usize];
+                        fresh = true;
                         continue;
                     }
                 }
@@ -674,19 +697,90 @@ impl<'a, M: Model> Search<'a, M> {
             } else {
                 // The first return: its op was not linearized in time. Undo the last step.
                 debug_assert!(!self.linearized(op));
-                let Some(frame) = self.stack.pop() else {
+                let Some(next) = self.backtrack(&mut state) else {
                     return Ok(None);
                 };
-                if !self.live[frame.op as usize].required {
-                    self.info_used.pop();
-                }
-                self.unlift(frame.op);
-                self.toggle(frame.op);
-                state = frame.state;
-                if self.live[frame.op as usize].required {
-                    self.remaining += 1;
-                }
-                entry = self.next[self.live[frame.op as usize].call as usize];
+                entry = next;
+            }
+        }
+    }
+
+    /// Gives every `ok` op that leaves the state as it is the id of the state it needs.
+    fn intern_reads(&mut self) -> Result<(), GiveUp> {
+        for op in 0..self.live.len() {
+            let l = &self.live[op];
+            let action = &self.ops[l.pos].action;
+            if !l.required || !matches!(self.model.effect(action), Effect::Keeps) {
+                continue;
+            }
+            self.live[op].reads = match self.model.needs(action) {
+                Some(needed) => self.intern(needed)?,
+                None => ANY_STATE,
+            };
+        }
+        Ok(())
+    }
+
+    /// An `ok` read that is legal in `state` and may come next (its call is before the
+    /// first return). Taking it next loses nothing, so it is the only choice: in any
+    /// linearization from here that takes it later, it can move here (every op that must
+    /// precede it is linearized, as its call precedes every return left; it reads the state
+    /// it would read there, since reads change nothing, and leaves every other op's state
+    /// as it was).
+    fn reader(&self, state: u32) -> Option<u32> {
+        let mut entry = self.next[self.head as usize];
+        while entry != self.head {
+            let code = self.node[entry as usize];
+            if code % 2 == 1 {
+                return None;
+            }
+            let op = code / 2;
+            let l = &self.live[op as usize];
+            let legal = l.reads == state
+                || (l.reads == ANY_STATE
+                    && self
+                        .model
+                        .step(&self.states[state as usize], &self.ops[l.pos].action)
+                        .is_some());
+            if legal {
+                return Some(op);
+            }
+            entry = self.next[entry as usize];
+        }
+        None
+    }
+
+    /// Records `op` as linearized from state `state` (entered already).
+    fn push(&mut self, op: u32, state: u32, forced: bool) {
+        self.stack.push(Frame { op, state, forced });
+        let required = self.live[op as usize].required;
+        if !required {
+            self.info_used.push(op);
+        }
+        self.lift(op);
+        if required {
+            self.remaining -= 1;
+        }
+    }
+
+    /// Undoes the last step, and the one before while the undone step was a forced read;
+    /// sets `state` back and returns where the walk goes on (the entry after the undone
+    /// op's call), or `None` when nothing is left to undo: not linearizable.
+    fn backtrack(&mut self, state: &mut u32) -> Option<u32> {
+        loop {
+            let frame = self.stack.pop()?;
+            let required = self.live[frame.op as usize].required;
+            if !required {
+                self.info_used.pop();
+            }
+            self.unlift(frame.op);
+            self.toggle(frame.op);
+            *state = frame.state;
+            if required {
+                self.remaining += 1;
+            }
+            if !frame.forced {
+                return Some(self.next[self.live[frame.op as usize].call as usize]);
             }
         }
     }
@@ -859,7 +953,7 @@ impl<'a, M: Model> Search<'a, M> {
         {
             return Ok(id);
         }
-        if self.states.len() >= NIL as usize {
+        if self.states.len() >= ANY_STATE as usize {
             return Err(GiveUp::Memory);
         }
         self.charge(size_of::<M::State>() + 2 * (size_of::<u32>() + 1))?;
