@@ -62,6 +62,14 @@ const APPEND: Mix = Mix {
     append: 0.5,
 };
 
+/// Jepsen's etcd test: reads, writes and cas in equal parts.
+const CAS_REGISTER: Mix = Mix {
+    read: 1.0 / 3.0,
+    write: 1.0 / 3.0,
+    cas: 1.0 / 3.0,
+    append: 0.0,
+};
+
 /// A key-value store's gets, puts and appends of strings (Porcupine's kv histories).
 const KV: Mix = Mix {
     read: 0.5,
@@ -155,6 +163,22 @@ const CASES: &[Case] = &[
         runs: 40,
         porcupine: None,
         values: None,
+    },
+    Case {
+        name: "h-etcd-values-0-4",
+        what: "Jepsen's etcd register shape (no fast path): one key, 1,000 ops, 5 processes, \
+               reads, writes and cas of values 0..5, 1% info; invalid: a read of a value no op \
+               in reach writes",
+        keys: 1,
+        ops_per_key: 1_000,
+        processes: 5,
+        info_rate: 0.01,
+        mix: CAS_REGISTER,
+        anomaly: Anomaly::StaleRead,
+        target: (0.05, 0.05),
+        runs: 40,
+        porcupine: None,
+        values: Some(5),
     },
 ];
 

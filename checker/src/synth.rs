@@ -20,7 +20,9 @@
 //!
 //! * [`Anomaly::StaleRead`]: an `ok` read returns a value `v` although an `ok` write (or
 //!   append) `w'` completed before the read was invoked, and `v` is the state left by an `ok`
-//!   writer that completed before `w'` was invoked (or the initial value).
+//!   writer that completed before `w'` was invoked (or the initial value). With repeated
+//!   values that value may well be written again; there `v` is a value that neither `w'` nor
+//!   any op that may come between `w'` and the read writes.
 //! * [`Anomaly::LostUpdate`]: an `ok` cas consumes a value that an earlier `ok` cas already
 //!   consumed; the service overwrites the newer value.
 //!
@@ -315,7 +317,8 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
                 match &mut op.action {
                     Action::Read(result) => {
                         let mut seen = state.clone();
-                        if is_anomaly {
+                        // With repeated values the stale value is chosen at completion.
+                        if is_anomaly && spec.values.is_none() {
                             if let Some(stale) = stale_value(&ok_writers, op.inv_ev) {
                                 seen = stale;
                                 anomaly_op = Some(id);
@@ -362,6 +365,16 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
             Step::Complete(id) => {
                 events.push((now, id as u32, false));
                 let done_ev = events.len() - 1;
+                if forced == Some(id) {
+                    if let (Some(n), Action::Read(Some(_))) = (spec.values, &ops[id].action) {
+                        if let Some(v) = impossible_value(&ops, &ok_writers, id, n) {
+                            ops[id].action = Action::Read(Some(v));
+                            anomaly_op = Some(id);
+                            pending_anomaly = None;
+                        }
+                    }
+                    forced = None;
+                }
                 let op = &mut ops[id];
                 op.done_time = Some(now);
                 op.done_ev = Some(done_ev);
@@ -406,6 +419,40 @@ fn stale_value(ok_writers: &[(Value, usize, usize)], read_inv: usize) -> Option<
             .map(|w| w.0.clone())
             .unwrap_or(Value::Null),
     )
+}
+
+/// With repeated values, a value of `0..n` that the read `id`, completing now, cannot
+/// return: the latest `ok` writer `w'` that completed before the read was invoked comes
+/// before it, so the read sees a value set by `w'` or by an op ordered after `w'` and
+/// before the read: one that was invoked before now (every op so far) and did not complete
+/// before `w'` was invoked, or crashed (it may take effect at any time). `None` when those
+/// write every value.
+fn impossible_value(
+    ops: &[SimOp],
+    ok_writers: &[(Value, usize, usize)],
+    id: usize,
+    n: i64,
+) -> Option<Value> {
+    let later = ok_writers.iter().rposition(|w| w.2 < ops[id].inv_ev)?;
+    let w_inv = ok_writers[later].1;
+    let mut possible: Vec<&Value> = ops
+        .iter()
+        .filter(|o| match o.status {
+            Status::Fail => false,
+            // A crashed op may take effect at any time after its invocation.
+            Status::Info => true,
+            Status::Ok => o.done_ev.is_none_or(|done| done > w_inv),
+        })
+        .filter_map(|o| match &o.action {
+            Action::Write(v) | Action::Cas(_, v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    possible.sort_unstable();
+    possible.dedup();
+    (0..n.max(1))
+        .map(Value::Int)
+        .find(|v| possible.binary_search(&v).is_err())
 }
 
 /// The history for `spec`, with where its anomaly (if any) was injected.

@@ -6,7 +6,7 @@ mod support;
 use checker::history::{Action, Op, Status, Value};
 use checker::spec::CasRegister;
 use checker::synth::{self, Anomaly, SynthSpec};
-use checker::{register, Budget, KeyOutcome, Want};
+use checker::{register, search, Budget, KeyOutcome, Want};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::cell::Cell;
 use support::oracle;
@@ -213,6 +213,39 @@ fn property_synth_histories_match_their_anomaly() {
         }
     }
     assert_eq!(seen, 48);
+}
+
+/// With repeated values (no fast path), an injected stale read names a value nothing could
+/// have written between the last write before it and it: the general search must refute
+/// that key and only that one.
+#[test]
+fn synth_stale_reads_of_repeated_values_are_refuted() {
+    let model = CasRegister::new(Value::Null);
+    let mut injected = 0;
+    for seed in 0..16u64 {
+        let spec = SynthSpec {
+            seed,
+            keys: 2,
+            ops_per_key: 300,
+            processes_per_key: 2 + (seed % 5) as usize,
+            info_rate: [0.0, 0.01, 0.1][(seed % 3) as usize],
+            anomaly: Some(Anomaly::StaleRead),
+            values: Some(5),
+            ..SynthSpec::default()
+        };
+        let s = synth::generate_detailed(&spec);
+        injected += usize::from(s.anomaly_key.is_some());
+        for (key, key_ops) in split_by_key(&s.ops) {
+            let outcome = search::check(&model, &key_ops, &Budget::unlimited());
+            let refuted = outcome == KeyOutcome::NotLinearizable;
+            assert_eq!(
+                refuted,
+                s.anomaly_key.as_ref() == Some(&key),
+                "seed {seed} key {key}: {outcome:?}"
+            );
+        }
+    }
+    assert!(injected >= 8, "{injected} of 16 injected");
 }
 
 #[test]
