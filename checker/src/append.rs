@@ -12,7 +12,7 @@
 //!
 //! # Applicability
 //!
-//! [`check`] answers `None` ("use the general search") when the initial value is an
+//! [`check_with_conflict`] answers `None` ("use the general search") when the initial value is an
 //! integer, when some op other than `read`/`write`/`append` did not fail, when a put writes
 //! anything but a non-empty string, when the parts are not unique, non-empty and
 //! prefix-free, or when the initial value is a non-empty string that some put's string
@@ -90,11 +90,6 @@ pub fn check_with_conflict(
         budget,
         want,
     )
-}
-
-/// [`check_with_conflict`] without the conflict.
-pub fn check(ops: &[Op], initial: &Value, budget: &Budget, want: Want) -> Option<KeyOutcome> {
-    check_with_conflict(ops, initial, budget, want).map(|(outcome, _)| outcome)
 }
 
 /// The parts of one key: every put's and append's string, by its bytes.

@@ -9,7 +9,7 @@
 //!
 //! # Applicability
 //!
-//! [`check`] answers `None` ("use the general search") when the key has an `append` (or any
+//! [`check_with_conflict`] answers `None` ("use the general search") when the key has an `append` (or any
 //! non-register op) that did not fail, or when the written values are not unique: two
 //! writers (`write v` or `cas _ v`, `fail` ones aside) of the same value, a writer of the
 //! initial value, or a `cas a a`. `fail` ops never took effect and are dropped; reads whose
@@ -162,15 +162,11 @@ const NO_OP: usize = usize::MAX;
 
 /// Decides one key's ops (sorted by invoke position) against a cas register starting at
 /// `initial`, when every written value is unique; `None` when the fast path does not apply
-/// (see the module docs) and the general search must decide.
+/// (see the module docs) and the general search must decide. For a key it refutes, where
+/// the conflict it found shows in the history.
 ///
 /// A `Linearizable` witness lists positions in `ops`, in linearization order (empty when
 /// only the verdict is wanted).
-pub fn check(ops: &[Op], initial: &Value, budget: &Budget, want: Want) -> Option<KeyOutcome> {
-    check_with_conflict(ops, initial, budget, want).map(|(outcome, _)| outcome)
-}
-
-/// [`check`], and for a key it refutes, where the conflict it found shows in the history.
 pub fn check_with_conflict(
     ops: &[Op],
     initial: &Value,
@@ -203,7 +199,7 @@ impl Conflict {
     }
 }
 
-/// [`check`], telling a refutation's conflict apart: `Err` is `NotLinearizable`.
+/// [`check_with_conflict`], telling a refutation's conflict apart: `Err` is `NotLinearizable`.
 fn run(
     ops: &[Op],
     initial: &Value,

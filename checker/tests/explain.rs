@@ -93,8 +93,8 @@ fn property_the_failing_op_is_the_first_whose_completion_breaks_the_history() {
 /// does not apply.
 fn linearizable_register(prefix: &[Op]) -> bool {
     let budget = Budget::unlimited();
-    match register::check(prefix, &Value::Null, &budget, Want::Verdict) {
-        Some(outcome) => matches!(outcome, KeyOutcome::Linearizable(_)),
+    match register::check_with_conflict(prefix, &Value::Null, &budget, Want::Verdict) {
+        Some((outcome, _)) => matches!(outcome, KeyOutcome::Linearizable(_)),
         None => matches!(
             search::check(&CasRegister::new(Value::Null), prefix, &budget),
             KeyOutcome::Linearizable(_)

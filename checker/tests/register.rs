@@ -20,7 +20,8 @@ fn int(i: i64) -> Value {
 }
 
 fn fast(ops: &[Op], initial: &Value) -> Option<KeyOutcome> {
-    register::check(ops, initial, &Budget::unlimited(), Want::Witness)
+    register::check_with_conflict(ops, initial, &Budget::unlimited(), Want::Witness)
+        .map(|(outcome, _)| outcome)
 }
 
 /// The fast path's verdict, checked against the oracle (and its witness verified).
@@ -513,7 +514,7 @@ fn budget_exhaustion_is_unknown() {
     let budget = Budget::unlimited();
     budget.cancel();
     assert!(matches!(
-        register::check(&h, &Value::Null, &budget, Want::Witness),
-        Some(KeyOutcome::Unknown(_))
+        register::check_with_conflict(&h, &Value::Null, &budget, Want::Witness),
+        Some((KeyOutcome::Unknown(_), None))
     ));
 }
