@@ -161,9 +161,7 @@ impl Bug {
         match self {
             Bug::StaleRead => "10/10 runs: isolate.toml under isolate-leader",
             Bug::AckBeforeCommit => "10/10 runs: ci.toml under isolate-leader",
-            Bug::ApplyUncommitted => {
-                "3/10 runs: ci.toml under isolate-leader, partition-halves (10/10 with earlier builds, not yet explained); the simulator and the model checker catch it"
-            }
+            Bug::ApplyUncommitted => "10/10 runs: uncommitted.toml under isolate-leader",
             Bug::LeaseRead => "9-10/10 runs: lease.toml under freeze-leader",
             Bug::SkipFsync | Bug::PeriodicFsync | Bug::SkipDirFsync => {
                 "10/10 runs: ci.toml under power-cut (lazy disks lose what was not synced)"
