@@ -48,8 +48,8 @@
 //!
 //! Reads of one put's stages are split by walking the longest of them once; every other
 //! read that is a prefix of it finds its stage by binary search over the part boundaries,
-//! and only the rest are walked from where they leave it. The work is linear in the
-//! history plus the bytes compared.
+//! and only the rest are walked from where they leave it. Splitting costs the bytes
+//! compared and a sort of the reads; the register check, O(n log n), does the rest.
 
 use crate::budget::{Budget, KeyOutcome, Want};
 use crate::history::{Action, Op, Status, Value};

@@ -72,6 +72,10 @@
 //!     linearized and undone). This turns appends seen by reads, which would otherwise be
 //!     tried in every order until a read's return refutes them, into a walk along the
 //!     order the reads reveal.
+//! - States the model knows to allow exactly the same ops from there on are one state
+//!   ([`Model::step_given`]): with appends, every state holding an appended string that no
+//!   read or cas holds (puts hiding appends nobody saw would otherwise make one state per
+//!   order of those appends).
 //! - Memoised configurations are skipped (above), and so are configurations *dominated* by a
 //!   memoised one: (S + u, s) with u an `info` op, when (S, s) was seen. From (S, s) the
 //!   search can do all it can from (S + u, s): the same `ok` ops are linearized, so the same
@@ -936,7 +940,12 @@ impl<'a, M: Model> Search<'a, M> {
     /// The state after live op `op` in `state`, interned; `None` if the model refuses it.
     fn step(&mut self, state: u32, op: u32) -> Result<Option<u32>, GiveUp> {
         let action = &self.ops[self.live[op as usize].pos].action;
-        match self.model.step(&self.states[state as usize], action) {
+        let state = &self.states[state as usize];
+        let next = match &self.facts {
+            Some((facts, _)) => self.model.step_given(facts, state, action),
+            None => self.model.step(state, action),
+        };
+        match next {
             Some(next) => self.intern(next).map(Some),
             None => Ok(None),
         }

@@ -53,6 +53,18 @@ pub trait Model: Send + Sync {
         None
     }
 
+    /// [`step`](Model::step), knowing the key's facts: a model may map states that allow
+    /// exactly the same sequences of this key's ops to one of them, so that the search
+    /// explores them once.
+    fn step_given(
+        &self,
+        _facts: &Self::Facts,
+        state: &Self::State,
+        action: &Action,
+    ) -> Option<Self::State> {
+        self.step(state, action)
+    }
+
     /// `false` only if no sequence of this key's ops that do not set the state (no op whose
     /// [`effect`](Model::effect) is [`Effect::Sets`]) can take `state` to one in which
     /// `action`, an `ok` op not yet linearized, is legal: a conservative test, so that the
