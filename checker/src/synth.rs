@@ -404,12 +404,17 @@ fn simulate_key(spec: &SynthSpec, key: usize, inject: Option<Anomaly>) -> SimKey
     }
 }
 
+/// The latest `ok` writer `w'` that completed before event `read_inv` (its position in
+/// `ok_writers`, which is in completion order): the one a read invoked then must follow.
+fn last_writer_before(ok_writers: &[(Value, usize, usize)], read_inv: usize) -> Option<usize> {
+    ok_writers.iter().rposition(|w| w.2 < read_inv)
+}
+
 /// A value an ok read invoked at event `read_inv` may not return: the state `v` left by an ok
 /// writer that completed before some ok writer `w'` was invoked, `w'` completing before the
 /// read (for appends too: that state lacks `w'`'s string, which the read must see).
 fn stale_value(ok_writers: &[(Value, usize, usize)], read_inv: usize) -> Option<Value> {
-    // The latest w' completed before the read was invoked (list is in completion order).
-    let later = ok_writers.iter().rposition(|w| w.2 < read_inv)?;
+    let later = last_writer_before(ok_writers, read_inv)?;
     let w_inv = ok_writers[later].1;
     Some(
         ok_writers[..later]
@@ -433,7 +438,7 @@ fn impossible_value(
     id: usize,
     n: i64,
 ) -> Option<Value> {
-    let later = ok_writers.iter().rposition(|w| w.2 < ops[id].inv_ev)?;
+    let later = last_writer_before(ok_writers, ops[id].inv_ev)?;
     let w_inv = ok_writers[later].1;
     let mut possible: Vec<&Value> = ops
         .iter()
